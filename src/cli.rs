@@ -1,0 +1,74 @@
+//! Command-line flags as plain clap definitions. Nothing here does work: each
+//! subcommand's arguments are handed to a function in `commands` (cargo's
+//! commands → ops split).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Declarative hybrid Linux/Windows Kubernetes clusters on AWS";
+
+const LONG_ABOUT: &str = "\
+hybrid provisions a Kubernetes cluster with a Linux control plane and Linux and Windows Server \
+worker pools on EC2 from one desired-state TOML file (see clusters/dev.toml).
+
+It knows what Windows nodes need (Calico or flannel VXLAN with VNI 4096 on UDP 4789, strict \
+IPAM affinity, containerd, matching Windows builds, taints) and `hybrid validate` reports every \
+mistake in a file before any money is spent.";
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success, 1 failure (including an invalid file), 64 usage error.";
+
+#[derive(Debug, Parser)]
+#[command(name = "hybrid", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// When to colour output.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    pub color: Color,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a cluster file and report every problem at once.
+    #[command(long_about = "\
+Check a cluster file and report every problem at once, each with file:line:column, the key, \
+what is wrong and how to fix it. Warnings (questionable but legal choices) do not fail the check.
+
+Besides syntax, unknown keys and types, it checks what breaks Windows nodes at run time: \
+IP-in-IP or CrossSubnet with Calico, VNI below 4096 or a VXLAN port other than 4789, \
+strictAffinity off, flannel DirectRouting, Windows versions the CNI does not support, Windows \
+control planes, Graviton instance types for Windows, overlapping CIDRs, pod networks too small \
+for the node count, labels and taints Kubernetes or kubelet would refuse, and values that could \
+break out of a generated script.
+
+Supported Kubernetes versions: 1.33.x to 1.36.x.", after_help = "Exits 0 when the file is valid (warnings allowed), 1 when it has errors.")]
+    Validate {
+        /// The desired-state file, e.g. clusters/dev.toml.
+        file: PathBuf,
+    },
+    /// Print the file format as JSON Schema (or the Markdown key reference).
+    #[command(long_about = "\
+Print a JSON Schema of the cluster file, for editor completion (e.g. with the Even Better TOML \
+extension: `#:schema ./hybrid.schema.json` at the top of the file). With --format markdown, \
+print the key reference that clusters/README.md contains.")]
+    Schema {
+        #[arg(long, value_enum, default_value_t = SchemaFormat::Json)]
+        format: SchemaFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaFormat {
+    Json,
+    Markdown,
+}

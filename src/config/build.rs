@@ -1,0 +1,267 @@
+//! The value pass: section values to a typed `ClusterSpec`. Each string is
+//! parsed into its domain type here (versions, CIDRs, durations, taints), and
+//! a value that does not parse is reported with its key and span. Missing or
+//! broken values become placeholders; `Diagnostics::has_error_at` keeps the
+//! rules from complaining about them a second time.
+
+use std::collections::BTreeMap;
+
+use super::read::{SectionValues, Spans};
+use crate::diag::Diagnostics;
+use crate::model::*;
+use crate::net::Ipv4Cidr;
+
+pub struct Ctx<'a> {
+    pub diags: &'a mut Diagnostics,
+    pub spans: &'a mut Spans,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, key: &str, message: String, help: Option<String>) {
+        let span = self.spans.get(key);
+        let d = self.diags.error(key, span, message);
+        if let Some(h) = help {
+            d.help(h);
+        }
+    }
+}
+
+pub fn build(sections: &BTreeMap<&'static str, Vec<SectionValues<'_>>>, cx: &mut Ctx<'_>) -> ClusterSpec {
+    let one = |name: &str| sections.get(name).and_then(|v| v.first());
+
+    let (mut name, mut region, mut kubernetes_version) = (String::new(), String::new(), KubeVersion { major: 1, minor: 0, patch: 0 });
+    let (mut ttl, mut ssh_key_name, mut tags) = (None, None, BTreeMap::new());
+    if let Some(c) = one("cluster") {
+        name = c.str("name", cx.diags, cx.spans).unwrap_or_default();
+        region = c.str("region", cx.diags, cx.spans).unwrap_or_default();
+        if let Some(v) = c.str("kubernetes_version", cx.diags, cx.spans) {
+            match parse_kube_version(&v) {
+                Some(v) => kubernetes_version = v,
+                None => cx.err(&c.key_path("kubernetes_version"), format!("`{v}` is not a Kubernetes version"), Some("write MAJOR.MINOR.PATCH, e.g. \"1.34.1\"".into())),
+            }
+        }
+        if let Some(t) = c.str("ttl", cx.diags, cx.spans) {
+            match parse_ttl(&t) {
+                Some(t) => ttl = Some(t),
+                None => cx.err(&c.key_path("ttl"), format!("`{t}` is not a duration"), Some("write a number with a unit d, h or m, e.g. \"8h\", \"2d\" or \"1h30m\"".into())),
+            }
+        }
+        ssh_key_name = c.str("ssh_key_name", cx.diags, cx.spans);
+        tags = c.str_map("tags", cx.diags, cx.spans).unwrap_or_default();
+    }
+
+    let control_plane = one("control_plane").map(|c| build_control_plane(c, cx)).unwrap_or(ControlPlane {
+        instance_type: String::new(),
+        os: LinuxDistro::Ubuntu2404,
+        ami: None,
+        disk_gb: 50,
+    });
+    let network = build_network(one("network"), cx);
+    let cni = build_cni(one("cni"), cx);
+    let pools = sections.get("pool").map_or(&[][..], |v| v.as_slice()).iter().map(|p| build_pool(p, control_plane.os, cx)).collect();
+
+    ClusterSpec { name, region, kubernetes_version, ttl, ssh_key_name, tags, network, cni, control_plane, pools }
+}
+
+fn build_control_plane(c: &SectionValues<'_>, cx: &mut Ctx<'_>) -> ControlPlane {
+    let os = match c.str("os", cx.diags, cx.spans).and_then(|s| NodeOs::parse(&s, LinuxDistro::Ubuntu2404)) {
+        Some(NodeOs::Linux(d)) => d,
+        Some(NodeOs::Windows(w)) => {
+            cx.err(
+                &c.key_path("os"),
+                format!("the control plane cannot run {}: kubeadm control planes are Linux only", w.name()),
+                Some("use a Linux os such as \"ubuntu-24.04\" here and put Windows nodes in a [[pool]]".into()),
+            );
+            LinuxDistro::Ubuntu2404
+        }
+        None => LinuxDistro::Ubuntu2404,
+    };
+    ControlPlane {
+        instance_type: c.str("instance_type", cx.diags, cx.spans).unwrap_or_default(),
+        os,
+        ami: c.str("ami", cx.diags, cx.spans).map(|s| AmiRef::parse(&s)),
+        disk_gb: c.int("disk_gb", cx.diags, cx.spans).map_or(50, |n| n as u32),
+    }
+}
+
+fn cidr(s: Option<&SectionValues<'_>>, key: &str, default: &str, cx: &mut Ctx<'_>) -> Ipv4Cidr {
+    let fallback = Ipv4Cidr::parse(default).expect("built-in default CIDR parses");
+    let Some(s) = s else { return fallback };
+    let Some(text) = s.str(key, cx.diags, cx.spans) else { return fallback };
+    parse_cidr(&text, &s.key_path(key), cx).unwrap_or(fallback)
+}
+
+fn parse_cidr(text: &str, key: &str, cx: &mut Ctx<'_>) -> Option<Ipv4Cidr> {
+    match Ipv4Cidr::parse(text) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let help = match &e {
+                crate::net::CidrError::HostBitsSet { network } => format!("write \"{network}\""),
+                crate::net::CidrError::Malformed => "write an IPv4 network and prefix length, e.g. \"10.0.0.0/16\"".into(),
+            };
+            cx.err(key, format!("`{text}` {e}"), Some(help));
+            None
+        }
+    }
+}
+
+fn build_network(n: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Network {
+    let get = |key: &str, cx: &mut Ctx<'_>| n.and_then(|n| n.str(key, cx.diags, cx.spans));
+    let (vpc_id, subnet_id) = (get("vpc_id", cx), get("subnet_id", cx));
+    let vpc = match (vpc_id, subnet_id) {
+        (Some(vpc_id), Some(subnet_id)) => Vpc::Existing { vpc_id, subnet_id },
+        (vpc_id, subnet_id) => {
+            if vpc_id.is_some() || subnet_id.is_some() {
+                let (set, unset) = if vpc_id.is_some() { ("vpc_id", "subnet_id") } else { ("subnet_id", "vpc_id") };
+                cx.err(&format!("network.{set}"), format!("`{set}` needs `{unset}` as well"), Some(format!("set both to use an existing network, or neither to let hybrid create one")));
+            }
+            let cidr = cidr(n, "vpc_cidr", "10.0.0.0/16", cx);
+            let subnet_cidr = match n.and_then(|n| n.str("subnet_cidr", cx.diags, cx.spans)) {
+                Some(text) => parse_cidr(&text, "network.subnet_cidr", cx).unwrap_or(cidr),
+                None => cidr.first_subnet(24.max(cidr.prefix())).unwrap_or(cidr),
+            };
+            Vpc::Create { cidr, subnet_cidr }
+        }
+    };
+    let mut admin_cidrs = Vec::new();
+    if let Some(list) = n.and_then(|n| n.str_list("admin_cidrs", cx.diags, cx.spans)) {
+        for (i, text) in list.iter().enumerate() {
+            admin_cidrs.extend(parse_cidr(text, &format!("network.admin_cidrs[{i}]"), cx));
+        }
+    }
+    Network {
+        vpc,
+        pod_cidr: cidr(n, "pod_cidr", "192.168.0.0/16", cx),
+        service_cidr: cidr(n, "service_cidr", "10.96.0.0/12", cx),
+        admin_cidrs,
+    }
+}
+
+fn build_cni(c: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Cni {
+    let plugin = c.and_then(|c| c.str("plugin", cx.diags, cx.spans)).and_then(|s| CniPlugin::parse(&s)).unwrap_or(CniPlugin::Calico);
+    let encapsulation = c.and_then(|c| c.str("encapsulation", cx.diags, cx.spans)).and_then(|s| Encapsulation::parse(&s)).unwrap_or(Encapsulation::Vxlan);
+    let int = |k: &str, d: i64, cx: &mut Ctx<'_>| c.and_then(|c| c.int(k, cx.diags, cx.spans)).unwrap_or(d);
+    let flag = |k: &str, d: bool, cx: &mut Ctx<'_>| c.and_then(|c| c.bool(k, cx.diags, cx.spans)).unwrap_or(d);
+    Cni {
+        plugin,
+        encapsulation,
+        bgp: flag("bgp", false, cx),
+        vni: int("vni", 4096, cx) as u32,
+        port: int("port", 4789, cx) as u16,
+        strict_affinity: flag("strict_affinity", true, cx),
+        direct_routing: flag("direct_routing", false, cx),
+        version: c.and_then(|c| c.str("version", cx.diags, cx.spans)).unwrap_or_else(|| plugin.default_version().to_string()),
+    }
+}
+
+fn build_pool(p: &SectionValues<'_>, linux_default: LinuxDistro, cx: &mut Ctx<'_>) -> Pool {
+    let os = p.str("os", cx.diags, cx.spans).and_then(|s| NodeOs::parse(&s, linux_default)).unwrap_or(NodeOs::Linux(linux_default));
+    let taints = match p.str_list("taints", cx.diags, cx.spans) {
+        Some(list) => list.iter().enumerate().filter_map(|(i, t)| parse_taint_at(t, &format!("{}[{i}]", p.key_path("taints")), cx)).collect(),
+        None if os.is_windows() && !p.is_set("taints") => vec![default_windows_taint()],
+        None => Vec::new(),
+    };
+    Pool {
+        name: p.str("name", cx.diags, cx.spans).unwrap_or_default(),
+        os,
+        instance_type: p.str("instance_type", cx.diags, cx.spans).unwrap_or_default(),
+        count: p.int("count", cx.diags, cx.spans).map_or(1, |n| n as u32),
+        ami: p.str("ami", cx.diags, cx.spans).map(|s| AmiRef::parse(&s)),
+        disk_gb: p.int("disk_gb", cx.diags, cx.spans).map_or(if os.is_windows() { 100 } else { 50 }, |n| n as u32),
+        spot: p.bool("spot", cx.diags, cx.spans).unwrap_or(false),
+        labels: p.str_map("labels", cx.diags, cx.spans).unwrap_or_default(),
+        taints,
+        max_pods: p.int("max_pods", cx.diags, cx.spans).map_or(110, |n| n as u32),
+    }
+}
+
+fn parse_taint_at(text: &str, key: &str, cx: &mut Ctx<'_>) -> Option<Taint> {
+    match parse_taint(text) {
+        Ok(t) => Some(t),
+        Err(why) => {
+            cx.err(key, format!("taint `{}` {why}", text.escape_debug()), Some("write key=value:Effect or key:Effect, with Effect one of NoSchedule, PreferNoSchedule, NoExecute".into()));
+            None
+        }
+    }
+}
+
+/// `key=value:Effect` or `key:Effect`. The key and value are checked against
+/// Kubernetes' rules later, with the labels' rules.
+pub fn parse_taint(text: &str) -> Result<Taint, String> {
+    let (kv, effect) = text.rsplit_once(':').ok_or("has no `:Effect`")?;
+    let effect = TaintEffect::parse(effect).ok_or_else(|| format!("has effect `{effect}`, which is not one of NoSchedule, PreferNoSchedule, NoExecute"))?;
+    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+    if key.is_empty() {
+        return Err("has an empty key".into());
+    }
+    Ok(Taint { key: key.to_string(), value: value.to_string(), effect })
+}
+
+pub fn parse_kube_version(s: &str) -> Option<KubeVersion> {
+    let s = s.strip_prefix('v').unwrap_or(s);
+    let mut parts = s.split('.').map(|p| (!p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse::<u32>().ok()).flatten());
+    let v = KubeVersion { major: parts.next()??, minor: parts.next()??, patch: parts.next()?? };
+    parts.next().is_none().then_some(v)
+}
+
+/// `90m`, `8h`, `2d`, `1h30m`: one or more number-unit pairs, units d/h/m in
+/// that order.
+pub fn parse_ttl(s: &str) -> Option<Ttl> {
+    let mut minutes: u64 = 0;
+    let mut digits = String::new();
+    let mut last_unit = 0; // enforces d before h before m, each at most once
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let (rank, factor) = match c {
+            'd' => (1, 1440),
+            'h' => (2, 60),
+            'm' => (3, 1),
+            _ => return None,
+        };
+        if digits.is_empty() || digits.len() > 6 || rank <= last_unit {
+            return None;
+        }
+        minutes += digits.parse::<u64>().ok()? * factor;
+        digits.clear();
+        last_unit = rank;
+    }
+    (digits.is_empty() && last_unit > 0).then_some(Ttl { minutes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_versions() {
+        assert_eq!(parse_kube_version("1.34.1"), Some(KubeVersion { major: 1, minor: 34, patch: 1 }));
+        assert_eq!(parse_kube_version("v1.33.0"), Some(KubeVersion { major: 1, minor: 33, patch: 0 }));
+        for bad in ["1.34", "1.34.1.2", "1..1", "one.two.three", "1.34.1-rc.0", "", "v", "+1.2.3", "1.34.99999"] {
+            assert_eq!(parse_kube_version(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("8h"), Some(Ttl { minutes: 480 }));
+        assert_eq!(parse_ttl("1h30m"), Some(Ttl { minutes: 90 }));
+        assert_eq!(parse_ttl("2d"), Some(Ttl { minutes: 2880 }));
+        for bad in ["", "8", "h", "8x", "30m1h", "1h1h", "-1h", "8 h", "1234567h"] {
+            assert_eq!(parse_ttl(bad), None, "{bad}");
+        }
+        assert_eq!(Ttl { minutes: 1530 }.to_string(), "1d1h30m");
+    }
+
+    #[test]
+    fn taints() {
+        let t = parse_taint("os=windows:NoSchedule").unwrap();
+        assert_eq!((t.key.as_str(), t.value.as_str(), t.effect), ("os", "windows", TaintEffect::NoSchedule));
+        assert_eq!(parse_taint("dedicated:NoExecute").unwrap().value, "");
+        assert!(parse_taint("os=windows").is_err());
+        assert!(parse_taint("os=windows:Never").is_err());
+        assert!(parse_taint("=x:NoSchedule").is_err());
+    }
+}

@@ -1,0 +1,49 @@
+//! Desired-state files: TOML text in, a typed `ClusterSpec` plus every
+//! problem found out. Three passes, each in its own module and all pure:
+//! `read` checks structure against the key table in `keys`, `build` parses
+//! values into domain types, `rules` checks what only the whole spec shows
+//! (Windows and CNI compatibility, overlaps, capacity). Nothing here touches
+//! the file system; the caller hands in the text.
+
+pub mod build;
+pub mod keys;
+pub mod read;
+pub mod rules;
+pub mod schema;
+
+use crate::diag::{Diagnostic, Diagnostics, Severity};
+use crate::model::ClusterSpec;
+
+/// The outcome of loading a file: the spec when it has no errors, and all
+/// diagnostics (errors and warnings) in file order.
+#[derive(Debug)]
+pub struct Loaded {
+    pub spec: Option<ClusterSpec>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning)
+    }
+}
+
+pub fn load(source: &str) -> Loaded {
+    let mut diags = Diagnostics::default();
+    let mut spans = read::Spans::default();
+    let sections = read::read(source, &mut diags, &mut spans);
+    let spec = build::build(&sections, &mut build::Ctx { diags: &mut diags, spans: &mut spans });
+    let syntax_ok = !diags.items().iter().any(|d| d.key == "toml");
+    if syntax_ok {
+        rules::check(&spec, &spans, &mut diags);
+    }
+    let ok = !diags.has_errors();
+    let mut diagnostics = diags.into_vec();
+    // File order reads best; diagnostics without a position go last.
+    diagnostics.sort_by_key(|d| d.span.as_ref().map_or(usize::MAX, |s| s.start));
+    Loaded { spec: ok.then_some(spec), diagnostics }
+}

@@ -1,0 +1,519 @@
+//! The semantic pass: rules that need the whole typed spec. This is where the
+//! hard-won Windows knowledge lives, so that `hybrid validate` catches in a
+//! second what would otherwise fail on a node twenty minutes into a boot.
+//! Each rule names the key to change and how to change it; sources for the
+//! facts are in `shared/WINDOWS-NOTES.md` (section numbers in comments).
+
+use super::read::Spans;
+use crate::diag::Diagnostics;
+use crate::model::*;
+use crate::net::Ipv4Cidr;
+
+/// Kubernetes minors whose kubeadm/kubelet flags, v1beta4 config and Windows
+/// node path the templates were written against. Older minors are out of
+/// upstream support; newer ones are untested by hybrid.
+pub const KUBE_MINORS: std::ops::RangeInclusive<u32> = 33..=36;
+
+/// Windows (HNS) refuses VXLAN VNIs below 4096 and any UDP port but 4789
+/// (WINDOWS-NOTES §4.2, §5: flannel's vxlan_windows.go enforces both).
+pub const WINDOWS_MIN_VNI: u32 = 4096;
+pub const WINDOWS_VXLAN_PORT: u16 = 4789;
+
+/// Names become prefixes of node names, AWS Name tags and SSM paths; 40
+/// leaves room for `-<pool>-<index>` within DNS's 63.
+const MAX_NAME_LEN: usize = 40;
+
+pub struct Rules<'a> {
+    spec: &'a ClusterSpec,
+    spans: &'a Spans,
+    diags: &'a mut Diagnostics,
+}
+
+pub fn check(spec: &ClusterSpec, spans: &Spans, diags: &mut Diagnostics) {
+    let mut r = Rules { spec, spans, diags };
+    r.cluster();
+    r.network();
+    r.control_plane();
+    r.pools();
+    r.cni();
+}
+
+impl Rules<'_> {
+    fn error(&mut self, key: &str, message: impl Into<String>, help: impl Into<String>) {
+        if !self.diags.has_error_at(key) {
+            let span = self.spans.get(key);
+            self.diags.error(key, span, message).help(help);
+        }
+    }
+
+    fn warning(&mut self, key: &str, message: impl Into<String>, help: impl Into<String>) {
+        if self.diags.has_error_within(key) {
+            return;
+        }
+        let span = self.spans.get(key);
+        self.diags.warning(key, span, message).help(help);
+    }
+
+    fn cluster(&mut self) {
+        let s = self.spec;
+        self.dns_label("cluster.name", &s.name);
+        if !is_region(&s.region) {
+            self.error("cluster.region", format!("`{}` is not an AWS region name", s.region.escape_debug()), "write a region such as \"us-east-1\" or \"eu-west-2\"");
+        }
+        let v = s.kubernetes_version;
+        if v.major != 1 || !KUBE_MINORS.contains(&v.minor) {
+            self.error(
+                "cluster.kubernetes_version",
+                format!("Kubernetes {v} is outside the supported range 1.{}.x to 1.{}.x", KUBE_MINORS.start(), KUBE_MINORS.end()),
+                format!("pick a release between 1.{}.0 and 1.{}.x", KUBE_MINORS.start(), KUBE_MINORS.end()),
+            );
+        }
+        if let Some(ttl) = s.ttl {
+            if !(10..=90 * 1440).contains(&ttl.minutes) {
+                self.error("cluster.ttl", format!("time-to-live {ttl} is outside 10m to 90d"), "a dev/QA cluster lives between 10 minutes and 90 days; remove `ttl` to keep it until `hybrid destroy`");
+            }
+        }
+        if let Some(k) = &s.ssh_key_name {
+            if k.is_empty() || k.len() > 255 || !k.chars().all(|c| c.is_ascii_graphic() || c == ' ') || script_hazard(k).is_some() {
+                self.error("cluster.ssh_key_name", format!("`{}` is not a usable EC2 key pair name", k.escape_debug()), "EC2 key pair names are 1-255 printable ASCII characters without quotes, `$` or backticks");
+            }
+        }
+        for (k, v) in &s.tags {
+            let key = format!("cluster.tags.{k:?}");
+            let lower = k.to_ascii_lowercase();
+            if lower.starts_with("aws:") || lower.starts_with("hybrid:") {
+                self.error(&format!("{key}#key"), format!("tag key `{k}` uses a reserved prefix"), "`aws:` belongs to AWS and `hybrid:` to hybrid's own bookkeeping; choose another key");
+            } else if k.is_empty() || k.chars().count() > 128 || !k.chars().all(is_tag_char) {
+                self.error(&format!("{key}#key"), format!("`{}` is not a valid AWS tag key", k.escape_debug()), "tag keys are 1-128 letters, digits, spaces and _ . : / = + - @");
+            }
+            if v.chars().count() > 256 || !v.chars().all(is_tag_char) {
+                let why = script_hazard(v).map_or("is not a valid AWS tag value".to_string(), |h| format!("contains {h}"));
+                self.error(&key, format!("tag value `{}` {why}", v.escape_debug()), "tag values are up to 256 letters, digits, spaces and _ . : / = + - @");
+            }
+        }
+    }
+
+    fn network(&mut self) {
+        let n = &self.spec.network;
+        let mut named: Vec<(&str, Ipv4Cidr)> = Vec::new();
+        match &n.vpc {
+            Vpc::Create { cidr, subnet_cidr } => {
+                if !(16..=28).contains(&cidr.prefix()) {
+                    self.error("network.vpc_cidr", format!("VPC CIDR {cidr} must be between /16 and /28"), "AWS accepts VPC blocks from /16 to /28; try \"10.0.0.0/16\"");
+                }
+                if !cidr.contains(*subnet_cidr) {
+                    self.error("network.subnet_cidr", format!("subnet {subnet_cidr} is not inside the VPC {cidr}"), format!("pick a block inside {cidr}, e.g. \"{}\"", cidr.first_subnet(24.max(cidr.prefix())).unwrap_or(*cidr)));
+                } else if subnet_cidr.prefix() > 28 {
+                    self.error("network.subnet_cidr", format!("subnet {subnet_cidr} is smaller than AWS's /28 minimum"), "use a /24 or larger");
+                } else if subnet_cidr.size() < u64::from(self.spec.node_count()) + 5 {
+                    // AWS reserves five addresses in every subnet.
+                    self.error("network.subnet_cidr", format!("subnet {subnet_cidr} has room for {} nodes but the file asks for {}", subnet_cidr.size().saturating_sub(5), self.spec.node_count()), "use a larger subnet_cidr");
+                }
+                named.push(("network.vpc_cidr", *cidr));
+            }
+            Vpc::Existing { vpc_id, subnet_id } => {
+                if !is_aws_id(vpc_id, "vpc-") {
+                    self.error("network.vpc_id", format!("`{}` is not a VPC id", vpc_id.escape_debug()), "VPC ids look like \"vpc-0abc1234def567890\"");
+                }
+                if !is_aws_id(subnet_id, "subnet-") {
+                    self.error("network.subnet_id", format!("`{}` is not a subnet id", subnet_id.escape_debug()), "subnet ids look like \"subnet-0abc1234def567890\"");
+                }
+            }
+        }
+        named.push(("network.pod_cidr", n.pod_cidr));
+        named.push(("network.service_cidr", n.service_cidr));
+        for (i, (a_key, a)) in named.iter().enumerate() {
+            for (b_key, b) in &named[i + 1..] {
+                if a.overlaps(*b) {
+                    let (a_name, b_name) = (a_key.trim_start_matches("network."), b_key.trim_start_matches("network."));
+                    self.error(b_key, format!("{b_name} {b} overlaps {a_name} {a}"), format!("{b_name} and {a_name} must be disjoint; packets would be routed to the wrong place"));
+                }
+            }
+        }
+        let svc = n.service_cidr;
+        if svc.prefix() < 12 {
+            self.error("network.service_cidr", format!("service CIDR {svc} is larger than kube-apiserver allows (/12)"), "use a /12 to /24, e.g. \"10.96.0.0/12\"");
+        } else if svc.prefix() > 24 {
+            self.error("network.service_cidr", format!("service CIDR {svc} is too small: {} addresses", svc.size()), "use a /24 or larger; the kubernetes and DNS services alone take the 1st and 10th address");
+        }
+        self.pod_capacity();
+        for (i, c) in n.admin_cidrs.iter().enumerate() {
+            if c.prefix() == 0 {
+                self.warning(&format!("network.admin_cidrs[{i}]"), "0.0.0.0/0 opens the API server, SSH and RDP to the whole internet", "list your office or VPN ranges instead");
+            }
+        }
+    }
+
+    /// Every node needs its own slice of the pod network: a /24 with flannel
+    /// (controller-manager's node CIDRs), /26 IPAM blocks with Calico, which
+    /// with strictAffinity Windows nodes cannot share (WINDOWS-NOTES §4.2).
+    fn pod_capacity(&mut self) {
+        let pod = self.spec.network.pod_cidr;
+        let nodes = u64::from(self.spec.node_count());
+        let (per_node_prefix, slices) = match self.spec.cni.plugin {
+            CniPlugin::Flannel => (24u8, nodes),
+            CniPlugin::Calico => {
+                let cp = 2; // the control plane keeps the default of 110 pods
+                let workers: u64 = self.spec.pools.iter().map(|p| u64::from(p.count) * u64::from(p.max_pods.div_ceil(64))).sum();
+                (26u8, cp + workers)
+            }
+        };
+        if pod.prefix() > per_node_prefix {
+            self.error("network.pod_cidr", format!("pod CIDR {pod} is smaller than one node's /{per_node_prefix} slice"), "use a /16, e.g. \"192.168.0.0/16\"");
+            return;
+        }
+        let available = 1u64 << (per_node_prefix - pod.prefix());
+        if slices > available {
+            self.error("network.pod_cidr", format!("pod CIDR {pod} holds {available} /{per_node_prefix} blocks but {nodes} nodes need {slices}"), "use a larger pod_cidr (a smaller prefix length)");
+        }
+    }
+
+    fn control_plane(&mut self) {
+        let cp = &self.spec.control_plane;
+        self.instance_type("control_plane.instance_type", &cp.instance_type, false);
+        if let Some(ami) = &cp.ami {
+            self.ami("control_plane.ami", ami);
+        }
+        if cp.disk_gb < 20 {
+            self.error("control_plane.disk_gb", format!("{} GiB is too small for a control plane", cp.disk_gb), "use at least 20 (images, etcd and logs)");
+        }
+    }
+
+    fn pools(&mut self) {
+        let spec = self.spec;
+        for (i, p) in spec.pools.iter().enumerate() {
+            let key = |k: &str| format!("pool[{i}].{k}");
+            self.dns_label(&key("name"), &p.name);
+            if let Some(j) = spec.pools[..i].iter().position(|q| q.name == p.name) {
+                self.error(&key("name"), format!("pool name `{}` is already used by pool[{j}]", p.name), "give every [[pool]] its own name; node names are derived from it");
+            }
+            self.instance_type(&key("instance_type"), &p.instance_type, p.os.is_windows());
+            if let Some(ami) = &p.ami {
+                self.ami(&key("ami"), ami);
+            }
+            let min_disk = if p.os.is_windows() { 30 } else { 20 };
+            if p.disk_gb < min_disk {
+                self.error(&key("disk_gb"), format!("{} GiB is smaller than the {} image", p.disk_gb, p.os.name()), format!("use at least {min_disk}; Windows images need room for multi-GB container layers"));
+            } else if p.os.is_windows() && p.disk_gb < 60 {
+                self.warning(&key("disk_gb"), format!("{} GiB leaves little room for Windows container images", p.disk_gb), "servercore images are several GB each; 100 is a comfortable size");
+            }
+            for (k, v) in &p.labels {
+                let lkey = format!("{}.{k:?}", key("labels"));
+                if let Err(why) = check_qualified_name(k) {
+                    self.error(&format!("{lkey}#key"), format!("label key `{}` {why}", k.escape_debug()), "label keys are [prefix/]name: name up to 63 of a-z A-Z 0-9 - _ . starting and ending alphanumeric; prefix a DNS subdomain");
+                } else if let Some(prefix) = restricted_label_prefix(k) {
+                    self.error(&format!("{lkey}#key"), format!("label key `{k}` is in the `{prefix}` namespace, which kubelet may not set on itself"), "kubelet (NodeRestriction) only self-applies kubernetes.io labels under kubelet.kubernetes.io/ and node.kubernetes.io/; use your own prefix such as game.example.com/");
+                }
+                if let Err(why) = check_label_value(v) {
+                    self.error(&lkey, format!("label value `{}` {why}", v.escape_debug()), "label values are up to 63 of a-z A-Z 0-9 - _ . starting and ending alphanumeric, or empty");
+                }
+            }
+            for (t, taint) in p.taints.iter().enumerate() {
+                let tkey = format!("{}[{t}]", key("taints"));
+                if let Err(why) = check_qualified_name(&taint.key) {
+                    self.error(&tkey, format!("taint key `{}` {why}", taint.key.escape_debug()), "taint keys follow the label key rules");
+                } else if let Err(why) = check_label_value(&taint.value) {
+                    self.error(&tkey, format!("taint value `{}` {why}", taint.value.escape_debug()), "taint values follow the label value rules");
+                }
+            }
+            if p.os.is_windows() && p.taints.is_empty() && p.count > 0 {
+                self.warning(&key("taints"), format!("Windows pool `{}` has no taint: Linux pods without a nodeSelector may be scheduled there and fail", p.name), "keep the default [\"os=windows:NoSchedule\"] and let Windows workloads tolerate it (hybrid's RuntimeClass does)");
+            }
+        }
+        if self.spec.cni.plugin == CniPlugin::Calico && self.spec.has_windows() {
+            let linux_workers: u32 = spec.pools.iter().filter(|p| !p.os.is_windows()).map(|p| p.count).sum();
+            if linux_workers < 2 {
+                self.warning("pool", format!("{linux_workers} Linux worker(s): Calico's Typha runs on Linux nodes and Windows Felix depends on it"), "add a Linux pool with count >= 2 so Typha survives a node loss");
+            }
+        }
+    }
+
+    fn cni(&mut self) {
+        let spec = self.spec;
+        let cni = &spec.cni;
+        if !is_semver(&cni.version) {
+            self.error("cni.version", format!("`{}` is not a version like \"{}\"", cni.version.escape_debug(), cni.plugin.default_version()), "write MAJOR.MINOR.PATCH without a leading v");
+        }
+        match cni.plugin {
+            CniPlugin::Flannel => {
+                if cni.encapsulation != Encapsulation::Vxlan {
+                    self.error("cni.encapsulation", format!("flannel in hybrid uses the vxlan backend only, not {}", cni.encapsulation.name()), "remove `encapsulation` or set it to \"VXLAN\"");
+                }
+                if cni.bgp {
+                    self.error("cni.bgp", "flannel has no BGP", "remove `bgp`; it is a Calico setting");
+                }
+            }
+            CniPlugin::Calico => {
+                if cni.direct_routing {
+                    self.error("cni.direct_routing", "direct_routing is a flannel setting", "remove it; Calico's equivalent is VXLANCrossSubnet, which Windows does not support");
+                }
+                if cni.encapsulation == Encapsulation::None && !cni.bgp {
+                    self.error("cni.encapsulation", "with no encapsulation and BGP off, pods on different nodes cannot reach each other", "use encapsulation = \"VXLAN\"");
+                }
+            }
+        }
+        let Some(first_win) = spec.pools.iter().position(|p| p.os.is_windows()) else { return };
+        let win = &spec.pools[first_win];
+        let why = format!("pool `{}` runs {}", win.name, win.os.name());
+        match cni.plugin {
+            CniPlugin::Calico => {
+                // WINDOWS-NOTES §4: Calico for Windows supports VXLAN only (no IPIP,
+                // no CrossSubnet), and BGP-only networking cannot work on AWS
+                // without touching source/destination checks and route tables.
+                match cni.encapsulation {
+                    Encapsulation::Ipip | Encapsulation::IpipCrossSubnet => self.error(
+                        "cni.encapsulation",
+                        format!("Calico on Windows does not support IP-in-IP ({}), and {why}", cni.encapsulation.name()),
+                        "set encapsulation = \"VXLAN\"",
+                    ),
+                    Encapsulation::VxlanCrossSubnet => self.error(
+                        "cni.encapsulation",
+                        format!("Calico on Windows does not support VXLANCrossSubnet, and {why}"),
+                        "set encapsulation = \"VXLAN\" (always encapsulate)",
+                    ),
+                    Encapsulation::None if cni.bgp => self.error(
+                        "cni.encapsulation",
+                        format!("BGP without encapsulation does not work for Windows nodes on AWS, and {why}"),
+                        "set encapsulation = \"VXLAN\" and bgp = false",
+                    ),
+                    _ => {}
+                }
+                if cni.bgp && cni.encapsulation != Encapsulation::None {
+                    self.error("cni.bgp", format!("Windows nodes need Calico's BGP disabled (VXLAN-only networking), and {why}"), "set bgp = false");
+                }
+                if !cni.strict_affinity {
+                    self.error("cni.strict_affinity", format!("Calico on Windows requires IPAM strictAffinity, and {why}"), "set strict_affinity = true: Windows nodes cannot borrow IPs from other nodes' blocks");
+                }
+                for (i, p) in spec.pools.iter().enumerate() {
+                    if p.os == NodeOs::Windows(WindowsVersion::Ws2025) {
+                        self.error(&format!("pool[{i}].os"), "Calico supports Windows Server 2019 and 2022 only, not 2025", "use os = \"windows-2022\", or cni.plugin = \"flannel\"");
+                    }
+                }
+            }
+            CniPlugin::Flannel => {
+                if cni.direct_routing {
+                    self.error("cni.direct_routing", format!("flannel does not support DirectRouting on Windows, and {why}"), "set direct_routing = false");
+                }
+                self.warning("cni.plugin", "flannel's Windows HostProcess manifests were removed upstream (2025); hybrid ships its own and treats them as best-effort", "prefer plugin = \"calico\" for Windows nodes");
+            }
+        }
+        if cni.vni < WINDOWS_MIN_VNI {
+            self.error("cni.vni", format!("VNI {} is below {WINDOWS_MIN_VNI}, which Windows (HNS) requires, and {why}", cni.vni), format!("set vni = {WINDOWS_MIN_VNI}"));
+        }
+        if cni.port != WINDOWS_VXLAN_PORT {
+            self.error("cni.port", format!("Windows supports VXLAN on UDP port {WINDOWS_VXLAN_PORT} only, not {}, and {why}", cni.port), format!("set port = {WINDOWS_VXLAN_PORT} (on Linux and Windows alike, so they interoperate)"));
+        }
+    }
+
+    fn dns_label(&mut self, key: &str, name: &str) {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || !is_dns_label(name) {
+            let why = script_hazard(name).map_or(String::new(), |h| format!(" (it contains {h})"));
+            self.error(key, format!("`{}` is not a DNS-1123 label of at most {MAX_NAME_LEN} characters{why}", name.escape_debug()), "use lowercase letters, digits and '-', starting with a letter or digit and ending with one, e.g. \"win-tools\"");
+        }
+    }
+
+    fn instance_type(&mut self, key: &str, t: &str, windows: bool) {
+        let Some((family, size)) = t.split_once('.') else {
+            return self.error(key, format!("`{}` is not an EC2 instance type", t.escape_debug()), "write family.size, e.g. \"m5.xlarge\"");
+        };
+        let well_formed = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !well_formed(family) || !well_formed(size) || !family.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return self.error(key, format!("`{}` is not an EC2 instance type", t.escape_debug()), "write family.size, e.g. \"m5.xlarge\"");
+        }
+        if is_arm_family(family) {
+            let what = if windows { "Windows Server AMIs are x86_64 only" } else { "hybrid renders x86_64 images only for now" };
+            return self.error(key, format!("{t} is a Graviton (arm64) type; {what}"), "choose an x86_64 type such as m6i.xlarge or m5.xlarge");
+        }
+        if windows && ["nano", "micro", "small"].contains(&size) {
+            self.warning(key, format!("{t} is too small for a Windows node running containers"), "use at least 4 GiB of memory, e.g. t3.large or m5.large");
+        }
+    }
+
+    fn ami(&mut self, key: &str, ami: &AmiRef) {
+        match ami {
+            AmiRef::Id(id) if ![12, 21].contains(&id.len()) => {
+                self.error(key, format!("`{id}` is not an AMI id"), "AMI ids have 8 or 17 hex digits after ami-");
+            }
+            AmiRef::Name(name) if name.is_empty() || name.len() > 128 || script_hazard(name).is_some() || name.chars().any(char::is_control) => {
+                self.error(key, format!("`{}` is not an AMI id or usable image name filter", name.escape_debug()), "write ami-… or an image name (wildcards * and ? allowed), up to 128 characters without quotes or `$`");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The first thing in `s` that could end a quoted string or start a command
+/// substitution in a generated script, described for an error message. The
+/// renderer quotes every value anyway; rejecting these early turns a subtle
+/// runtime surprise into a clear validation error.
+pub fn script_hazard(s: &str) -> Option<&'static str> {
+    let hazards: &[(&str, &str)] = &[
+        ("$(", "`$(`, a command substitution"),
+        ("`", "a backtick"),
+        ("'", "a quote"),
+        ("\"", "a quote"),
+        ("\u{2018}", "a typographic quote"),
+        ("\u{2019}", "a typographic quote"),
+        ("\u{201A}", "a typographic quote"),
+        ("\u{201B}", "a typographic quote"),
+        ("\n", "a line break"),
+        ("\r", "a line break"),
+        ("$", "a `$`"),
+        ("<", "a `<`"),
+        (">", "a `>`"),
+        (";", "a `;`"),
+    ];
+    hazards.iter().find(|(h, _)| s.contains(h)).map(|(_, what)| *what)
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Kubernetes' qualified name: `[prefix/]name`.
+pub fn check_qualified_name(s: &str) -> Result<(), String> {
+    if let Some(h) = script_hazard(s) {
+        return Err(format!("contains {h}, which could break out of the generated script"));
+    }
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    if let Some(p) = prefix {
+        if !is_dns_subdomain(p) {
+            return Err(format!("has prefix `{p}`, which is not a lowercase DNS subdomain"));
+        }
+    }
+    if name.is_empty() {
+        return Err("has an empty name".into());
+    }
+    check_label_value(name)
+}
+
+/// Kubernetes' label value: empty, or at most 63 of `[A-Za-z0-9-_.]`
+/// beginning and ending alphanumeric.
+pub fn check_label_value(s: &str) -> Result<(), String> {
+    if let Some(h) = script_hazard(s) {
+        return Err(format!("contains {h}, which could break out of the generated script"));
+    }
+    if s.is_empty() {
+        return Ok(());
+    }
+    if s.len() > 63 {
+        return Err(format!("is {} characters long; the limit is 63", s.len()));
+    }
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if let Some(c) = s.chars().find(|c| !ok_char(*c)) {
+        return Err(format!("contains `{}`, which Kubernetes does not allow", c.escape_debug()));
+    }
+    if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) || !s.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("must start and end with a letter or digit".into());
+    }
+    Ok(())
+}
+
+/// kubelet's NodeRestriction: self-applied labels in the kubernetes.io and
+/// k8s.io namespaces are refused unless under one of these prefixes
+/// (kubelet exits at start with `--node-labels` outside them).
+fn restricted_label_prefix(key: &str) -> Option<&'static str> {
+    let prefix = key.split_once('/')?.0;
+    let allowed = ["kubelet.kubernetes.io", "node.kubernetes.io"];
+    if allowed.iter().any(|a| prefix == *a || prefix.ends_with(&format!(".{a}"))) {
+        return None;
+    }
+    ["kubernetes.io", "k8s.io"].into_iter().find(|ns| prefix == *ns || prefix.ends_with(&format!(".{ns}")))
+}
+
+fn is_region(s: &str) -> bool {
+    // e.g. us-east-1, eu-central-2, us-gov-west-1, ap-southeast-5
+    let parts: Vec<&str> = s.split('-').collect();
+    let lower = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    (3..=4).contains(&parts.len())
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1].iter().all(|p| lower(p))
+        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n > 0)
+}
+
+fn is_aws_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|h| (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+}
+
+fn is_semver(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_tag_char(c: char) -> bool {
+    c.is_alphanumeric() || " _.:/=+-@".contains(c)
+}
+
+/// Graviton families carry a `g` after the generation digit: m6g, c7gn,
+/// t4g, r8gd. GPU families (g4dn, g5) start with `g` and are x86_64.
+fn is_arm_family(family: &str) -> bool {
+    let after_letters = family.trim_start_matches(|c: char| c.is_ascii_lowercase());
+    let suffix = after_letters.trim_start_matches(|c: char| c.is_ascii_digit());
+    after_letters.len() != suffix.len() && suffix.contains('g')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graviton_detection() {
+        for arm in ["m6g", "c7gn", "t4g", "r8gd", "x2gd", "hpc7g", "m7g"] {
+            assert!(is_arm_family(arm), "{arm}");
+        }
+        for x86 in ["g4dn", "g5", "m5", "c6i", "t3", "m7i", "r6a", "inf2", "p5", "m5zn"] {
+            assert!(!is_arm_family(x86), "{x86}");
+        }
+    }
+
+    #[test]
+    fn label_values_follow_kubernetes() {
+        for good in ["", "a", "server", "v1.2_3-x", &"a".repeat(63)] {
+            assert!(check_label_value(good).is_ok(), "{good}");
+        }
+        for bad in ["-a", "a-", "a b", "é", &"a".repeat(64), "it's", "$(id)", "a`b`", "x\ny"] {
+            assert!(check_label_value(bad).is_err(), "{bad}");
+        }
+        assert!(check_label_value("$(reboot)").unwrap_err().contains("`$(`"));
+    }
+
+    #[test]
+    fn qualified_names() {
+        for good in ["app", "game.example.com/role", "node.kubernetes.io/exclude-from-external-load-balancers"] {
+            assert!(check_qualified_name(good).is_ok(), "{good}");
+        }
+        for bad in ["/x", "Example.com/x", "a/b/c", "a/", "x y"] {
+            assert!(check_qualified_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn restricted_prefixes() {
+        assert_eq!(restricted_label_prefix("node-role.kubernetes.io/worker"), Some("kubernetes.io"));
+        assert_eq!(restricted_label_prefix("example.k8s.io/x"), Some("k8s.io"));
+        assert_eq!(restricted_label_prefix("node.kubernetes.io/pool"), None);
+        assert_eq!(restricted_label_prefix("game.example.com/role"), None);
+    }
+
+    #[test]
+    fn regions() {
+        for good in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-5"] {
+            assert!(is_region(good), "{good}");
+        }
+        for bad in ["us-east", "useast1", "US-EAST-1", "us-east-0", "u-east-1", ""] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+}

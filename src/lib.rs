@@ -1,0 +1,15 @@
+//! `hybrid` provisions hybrid Linux/Windows Kubernetes clusters on AWS from a
+//! desired-state TOML file.
+//!
+//! Data flows one way: `config` turns a file into a `model::ClusterSpec`
+//! (pure), later stages derive what to create from it, and only `commands`
+//! (and, later, `adapters`) touch files, the terminal or the network. See
+//! `shared/DESIGN.md` for the whole picture.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod diag;
+pub mod error;
+pub mod model;
+pub mod net;

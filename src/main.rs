@@ -1,0 +1,26 @@
+//! The `hybrid` binary: parse flags, run the command, map the outcome to an
+//! exit code. Everything else lives in the library.
+
+use clap::Parser;
+
+use hybrid::cli::Cli;
+use hybrid::error::{EXIT_USAGE, Error};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; clap prints them itself.
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    if let Err(e) = hybrid::commands::run(cli) {
+        match &e {
+            Error::Invalid { .. } => eprintln!("{e}"),
+            _ => eprintln!("error: {e}"),
+        }
+        std::process::exit(e.exit_code());
+    }
+}
