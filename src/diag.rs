@@ -109,7 +109,9 @@ pub struct Renderer {
 impl Renderer {
     pub fn new(color: bool) -> Self {
         let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-        Self { handler: GraphicalReportHandler::new_themed(theme).with_width(100) }
+        // No wrapping: a headline must stay on one line for grep and editors'
+        // problem matchers; terminals wrap long lines themselves.
+        Self { handler: GraphicalReportHandler::new_themed(theme).with_width(usize::MAX) }
     }
 
     pub fn render(&self, file_name: &str, source: &str, diag: &Diagnostic) -> String {

@@ -39,10 +39,13 @@ pub fn check(spec: &ClusterSpec, spans: &Spans, diags: &mut Diagnostics) {
 }
 
 impl Rules<'_> {
+    /// Reports an error at `key`. A key ending in `#key` points at a table
+    /// key (a label's name) rather than its value; users see it without.
     fn error(&mut self, key: &str, message: impl Into<String>, help: impl Into<String>) {
-        if !self.diags.has_error_at(key) {
+        let shown = key.trim_end_matches("#key");
+        if !self.diags.has_error_at(shown) {
             let span = self.spans.get(key);
-            self.diags.error(key, span, message).help(help);
+            self.diags.error(shown, span, message).help(help);
         }
     }
 

@@ -1,0 +1,144 @@
+use std::fs;
+
+use crate::util::{fixture, hybrid, root, text};
+
+#[test]
+fn shipped_clusters_are_valid() {
+    for name in ["clusters/dev.toml", "clusters/qa.toml"] {
+        let out = hybrid(&["validate", name]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.starts_with(&format!("{name}: valid: cluster ")), "{stdout}");
+        assert_eq!(stdout.lines().count(), 1, "one summary line: {stdout}");
+    }
+}
+
+/// One fixture per rule. Each file says, in its header, the key the error
+/// must name (`# expect: KEY`), and marks the offending line with `# <- here`
+/// (or names it: `# expect: KEY line N`). The test checks that `validate`
+/// fails and prints a headline `FILE:LINE:COL: KEY: …` for exactly that.
+#[test]
+fn every_invalid_fixture_is_rejected_at_its_key_and_line() {
+    let dir = fixture("invalid");
+    let mut files: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 40, "the fixture table shrank: {}", files.len());
+    let mut failures = Vec::new();
+    for path in &files {
+        let (key, line) = expectation(path);
+        let rel = path.strip_prefix(root()).unwrap().to_str().unwrap();
+        let out = hybrid(&["validate", rel]);
+        let stderr = text(&out.stderr);
+        let headline = format!("{rel}:{line}:");
+        let found = stderr.lines().any(|l| l.contains(&headline) && l.contains(&format!(": {key}: ")) && l.contains('×'));
+        if out.status.code() != Some(1) || !found || out.stdout.len() > 0 {
+            failures.push(format!("{rel}: want exit 1 and an error `{headline}…: {key}:`, got exit {:?}:\n{stderr}", out.status.code()));
+        }
+        assert!(!stderr.contains("panicked"), "{rel}: {stderr}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn warnings_do_not_fail_validation() {
+    let dir = fixture("warn");
+    let mut count = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let (key, line) = expectation(&path);
+        let rel = path.strip_prefix(root()).unwrap().to_str().unwrap().to_string();
+        let out = hybrid(&["validate", &rel]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{rel}: {stderr}");
+        let headline = format!("{rel}:{line}:");
+        assert!(
+            stderr.lines().any(|l| l.contains('⚠') && l.contains(&headline) && l.contains(&format!(": {key}: "))),
+            "{rel}: want a warning `{headline}…: {key}:`:\n{stderr}"
+        );
+        count += 1;
+    }
+    assert!(count >= 4);
+}
+
+fn expectation(path: &std::path::Path) -> (String, usize) {
+    let body = fs::read_to_string(path).unwrap();
+    let expect = body.lines().find_map(|l| l.strip_prefix("# expect: ")).unwrap_or_else(|| panic!("{}: no `# expect:` line", path.display()));
+    if let Some((key, line)) = expect.split_once(" line ") {
+        return (key.to_string(), line.parse().unwrap());
+    }
+    let line = body.lines().position(|l| l.ends_with("# <- here")).unwrap_or_else(|| panic!("{}: no `# <- here` marker", path.display())) + 1;
+    (expect.to_string(), line)
+}
+
+#[test]
+fn reports_every_problem_at_once_with_snippet_and_help() {
+    let out = hybrid(&["validate", "tests/fixtures/many-errors.toml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    for needle in [
+        "tests/fixtures/many-errors.toml:3:8: cluster.name:",
+        "tests/fixtures/many-errors.toml:8:7: cni.vni:",
+        "tests/fixtures/many-errors.toml:9:8: cni.port:",
+        "tests/fixtures/many-errors.toml:16:1: pool[0].instnce_type: unknown key",
+        "help: did you mean `instance_type`?",
+        "help: set vni = 4096",
+        "8 │ vni = 100",
+    ] {
+        assert!(stderr.contains(needle), "missing `{needle}` in:\n{stderr}");
+    }
+    assert!(stderr.trim_end().ends_with("5 error(s), 0 warning(s)"), "{stderr}");
+}
+
+#[test]
+fn unreadable_file_and_unknown_command_fail_clearly() {
+    let out = hybrid(&["validate", "clusters/nope.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read clusters/nope.toml"));
+
+    let out = hybrid(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("unrecognized subcommand 'frobnicate'"));
+
+    let out = hybrid(&["validate"]);
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn help_explains_every_subcommand() {
+    let out = hybrid(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for sub in ["validate", "schema"] {
+        assert!(help.contains(sub), "{help}");
+        let out = hybrid(&[sub, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{sub}");
+        assert!(text(&out.stdout).len() > 200, "{sub} --help is too thin");
+    }
+    assert!(text(&hybrid(&["validate", "--help"]).stdout).contains("VNI below 4096"));
+}
+
+#[test]
+fn schema_is_json_and_covers_every_section() {
+    let out = hybrid(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
+    let props = &schema["properties"];
+    assert_eq!(props["cni"]["properties"]["vni"]["default"], 4096);
+    assert_eq!(props["pool"]["type"], "array");
+    assert_eq!(props["pool"]["items"]["additionalProperties"], false);
+    assert!(props["pool"]["items"]["properties"]["os"]["enum"].as_array().unwrap().iter().any(|v| v == "windows-2022"));
+    assert_eq!(schema["required"], serde_json::json!(["cluster", "control_plane"]));
+}
+
+/// The key reference in clusters/README.md is generated from the key table;
+/// this fails when someone adds a key and forgets to regenerate it.
+#[test]
+fn clusters_readme_holds_the_current_key_reference() {
+    let out = hybrid(&["schema", "--format", "markdown"]);
+    let reference = text(&out.stdout);
+    let readme = fs::read_to_string(root().join("clusters/README.md")).unwrap();
+    assert!(
+        readme.contains(&reference),
+        "clusters/README.md is out of date: run `cargo run -q -- schema --format markdown` and paste it under the Reference heading"
+    );
+}
