@@ -13,3 +13,4 @@ pub mod diag;
 pub mod error;
 pub mod model;
 pub mod net;
+pub mod pki;

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::Ipv4Addr;
 
 use crate::net::Ipv4Cidr;
 
@@ -38,11 +39,27 @@ impl ClusterSpec {
         self.windows_pools().next().is_some()
     }
 
+    /// The control plane's private address. Fixed before launch so every
+    /// node's bootstrap (which needs the API endpoint) can be rendered at
+    /// once and all nodes boot in parallel. Validation guarantees it exists.
+    pub fn api_server_ip(&self) -> Option<Ipv4Addr> {
+        match (&self.control_plane.private_ip, &self.network.vpc) {
+            (Some(ip), _) => Some(*ip),
+            (None, Vpc::Create { subnet_cidr, .. }) => subnet_cidr.nth(CONTROL_PLANE_HOST_INDEX),
+            (None, Vpc::Existing { .. }) => None,
+        }
+    }
+
     /// Worker nodes plus the control plane.
     pub fn node_count(&self) -> u32 {
         1 + self.pools.iter().map(|p| p.count).sum::<u32>()
     }
 }
+
+/// Which address of a created subnet the control plane takes: past the
+/// five AWS reserves (network, router, DNS, future, broadcast) and easy to
+/// recognise.
+pub const CONTROL_PLANE_HOST_INDEX: u32 = 10;
 
 /// `major.minor.patch` of Kubernetes, rendered with a leading `v` where
 /// kubeadm and the download URLs want one.
@@ -177,6 +194,8 @@ pub struct ControlPlane {
     pub os: LinuxDistro,
     pub ami: Option<AmiRef>,
     pub disk_gb: u32,
+    /// The API server's fixed address; see `ClusterSpec::api_server_ip`.
+    pub private_ip: Option<Ipv4Addr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

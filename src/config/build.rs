@@ -55,6 +55,7 @@ pub fn build(sections: &BTreeMap<&'static str, Vec<SectionValues<'_>>>, cx: &mut
         os: LinuxDistro::Ubuntu2404,
         ami: None,
         disk_gb: 50,
+        private_ip: None,
     });
     let network = build_network(one("network"), cx);
     let cni = build_cni(one("cni"), cx);
@@ -81,6 +82,13 @@ fn build_control_plane(c: &SectionValues<'_>, cx: &mut Ctx<'_>) -> ControlPlane 
         os,
         ami: c.str("ami", cx.diags, cx.spans).map(|s| AmiRef::parse(&s)),
         disk_gb: c.int("disk_gb", cx.diags, cx.spans).map_or(50, |n| n as u32),
+        private_ip: c.str("private_ip", cx.diags, cx.spans).and_then(|s| match s.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                cx.err(&c.key_path("private_ip"), format!("`{}` is not an IPv4 address", s.escape_debug()), Some("write an address inside the subnet, e.g. \"10.0.0.10\"".into()));
+                None
+            }
+        }),
     }
 }
 

@@ -121,6 +121,7 @@ pub const SECTIONS: &[Section] = &[
             opt("os", Kind::Choice(NodeOs::NAMES), Some("\"ubuntu-24.04\""), "Linux distribution; `linux` means ubuntu-24.04. Windows control planes do not exist."),
             opt("ami", Kind::Str, None, "AMI id (`ami-…`) or image name filter instead of the latest public image."),
             opt("disk_gb", Kind::Int { min: 1, max: 16_384 }, Some("50"), "Root volume size in GiB (encrypted gp3)."),
+            opt("private_ip", Kind::Str, Some("the 10th address of subnet_cidr"), "Fixed private IP of the API server, known before any node boots so all nodes can be launched at once. Required with vpc_id."),
         ],
     },
     Section {

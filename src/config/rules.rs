@@ -177,6 +177,21 @@ impl Rules<'_> {
         if let Some(ami) = &cp.ami {
             self.ami("control_plane.ami", ami);
         }
+        match (&self.spec.network.vpc, cp.private_ip) {
+            (Vpc::Create { subnet_cidr, .. }, Some(ip)) => {
+                let inside = Ipv4Cidr::parse(&format!("{ip}/32")).is_ok_and(|host| subnet_cidr.contains(host));
+                let offset = u32::from(ip).wrapping_sub(u32::from(subnet_cidr.network()));
+                if !inside {
+                    self.error("control_plane.private_ip", format!("{ip} is not inside the subnet {subnet_cidr}"), "pick an address inside subnet_cidr, or remove private_ip to use its 10th address");
+                } else if offset < 4 || u64::from(offset) == subnet_cidr.size() - 1 {
+                    self.error("control_plane.private_ip", format!("{ip} is one of the addresses AWS reserves in {subnet_cidr}"), "AWS reserves the first four and the last address of every subnet");
+                }
+            }
+            (Vpc::Existing { .. }, None) => {
+                self.error("network.vpc_id", "an existing VPC needs control_plane.private_ip", "set control_plane.private_ip to a free address in subnet_id: every node's bootstrap needs the API server address before anything boots");
+            }
+            _ => {}
+        }
         if cp.disk_gb < 20 {
             self.error("control_plane.disk_gb", format!("{} GiB is too small for a control plane", cp.disk_gb), "use at least 20 (images, etcd and logs)");
         }
