@@ -56,6 +56,31 @@ Supported Kubernetes versions: 1.33.x to 1.36.x.", after_help = "Exits 0 when th
         /// The desired-state file, e.g. clusters/dev.toml.
         file: PathBuf,
     },
+    /// Write every node's user data, and the files inside it, to a folder.
+    #[command(long_about = "\
+Write, for every node of the cluster, exactly what EC2 receives as user data (`user-data`), plus \
+the readable files inside it (kubeadm config, CNI manifest, bootstrap script), so they can be read \
+and diffed. Linux nodes get cloud-init, Windows nodes a <powershell> script.
+
+The cluster secrets (CA and bootstrap token) come from --secrets DIR; if DIR has none yet, new \
+ones are generated and saved there (mode 0600). The same file and secrets always render \
+byte-identical output. Without --secrets the secrets are throwaway.
+
+The rendered files contain the bootstrap token, and the control plane's the CA key: keep the \
+output folder private.", after_help = "Exits 0 when every node rendered, 1 on an invalid file or a node over EC2's 16384-byte limit.")]
+    Render {
+        /// The desired-state file, e.g. clusters/dev.toml.
+        file: PathBuf,
+        /// Folder to write into (created if missing; existing node folders are replaced).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Folder with ca.crt, ca.key and token; created with new secrets if empty.
+        #[arg(long, value_name = "DIR")]
+        secrets: Option<PathBuf>,
+        /// Folder with template overrides (same names as templates/ in the source).
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
     /// Print the file format as JSON Schema (or the Markdown key reference).
     #[command(long_about = "\
 Print a JSON Schema of the cluster file, for editor completion (e.g. with the Even Better TOML \

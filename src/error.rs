@@ -14,6 +14,10 @@ pub enum Error {
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    #[error("secrets in {}: {source}", dir.display())]
+    Secrets { dir: PathBuf, source: crate::pki::PkiError },
     /// The diagnostics were already printed; only the summary remains.
     #[error("{file}: {errors} error(s), {warnings} warning(s)")]
     Invalid { file: String, errors: usize, warnings: usize },

@@ -14,3 +14,4 @@ pub mod error;
 pub mod model;
 pub mod net;
 pub mod pki;
+pub mod bootstrap;

@@ -1,6 +1,7 @@
 //! One function per subcommand: reads what it needs from disk, calls the
 //! pure core, writes to the terminal. `run` dispatches.
 
+mod render;
 mod schema;
 mod validate;
 
@@ -30,5 +31,6 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate { file } => validate::validate(&ui, &file).map(|_| ()),
         Command::Schema { format } => schema::schema(format),
+        Command::Render { file, out, secrets, templates } => render::render(&ui, &file, &out, secrets.as_deref(), templates.as_deref()),
     }
 }

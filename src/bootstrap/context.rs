@@ -1,0 +1,214 @@
+//! Typed template contexts: everything a template may use, computed from
+//! the spec and secrets in one place. Templates only format; decisions (which
+//! taints, which kubelet flags, which URLs) are made here in Rust.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{BootstrapError, artifacts};
+use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint};
+use crate::pki::ClusterSecrets;
+
+/// The API server port kubeadm listens on.
+pub const API_SERVER_PORT: u16 = 6443;
+
+/// Replaced at boot with the instance's private DNS name from IMDS: node
+/// names must equal it (WINDOWS-NOTES §3.4) and it is unknown before launch.
+pub const NODE_NAME_PLACEHOLDER: &str = "__HYBRID_NODE_NAME__";
+/// Replaced at boot with the instance's private IPv4 address.
+pub const NODE_IP_PLACEHOLDER: &str = "__HYBRID_NODE_IP__";
+
+#[derive(Serialize)]
+pub struct TaintCtx {
+    key: String,
+    value: String,
+    effect: &'static str,
+}
+
+fn taints(list: &[Taint]) -> Vec<TaintCtx> {
+    list.iter().map(|t| TaintCtx { key: t.key.clone(), value: t.value.clone(), effect: t.effect.name() }).collect()
+}
+
+fn node_labels(pool: &Pool) -> String {
+    pool.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// flannel's net-conf.json, shared by Linux and Windows flanneld: VNI 4096
+/// and port 4789 on both sides or they cannot talk (WINDOWS-NOTES §5).
+fn flannel_net_conf(spec: &ClusterSpec) -> String {
+    let conf = json!({
+        "Network": spec.network.pod_cidr.to_string(),
+        "Backend": { "Type": "vxlan", "VNI": spec.cni.vni, "Port": spec.cni.port },
+    });
+    serde_json::to_string_pretty(&conf).expect("JSON value serializes")
+}
+
+#[derive(Serialize)]
+pub struct Linux {
+    cluster: String,
+    /// `control-plane` or `worker`.
+    role: &'static str,
+    group: String,
+    distro: &'static str,
+    kubernetes_version: String,
+    /// `v1.34.1`, as kubeadm's kubernetesVersion wants it.
+    kubernetes_version_tag: String,
+    kubernetes_repo_minor: String,
+    api_server_ip: String,
+    api_server_endpoint: String,
+    pod_cidr: String,
+    service_cidr: String,
+    cni: &'static str,
+    cni_version: String,
+    cni_manifest_url: String,
+    vni: u32,
+    vxlan_port: u16,
+    has_windows: bool,
+    flannel_net_conf: String,
+    token: String,
+    ca_cert_hash: String,
+    ca_cert_pem: String,
+    /// Only the control plane receives the CA key; empty for workers.
+    ca_key_pem: String,
+    node_labels: String,
+    taints: Vec<TaintCtx>,
+    /// A string: kubeletExtraArgs values are strings.
+    max_pods: String,
+    node_name_placeholder: &'static str,
+    node_ip_placeholder: &'static str,
+}
+
+/// `pool` is `None` for the control plane.
+pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) -> Result<Linux, BootstrapError> {
+    let ip = spec.api_server_ip().ok_or(BootstrapError::NoApiServerIp)?;
+    let distro = match pool.map(|p| p.os) {
+        Some(NodeOs::Linux(d)) => d,
+        _ => spec.control_plane.os,
+    };
+    Ok(Linux {
+        cluster: spec.name.clone(),
+        role: if pool.is_some() { "worker" } else { "control-plane" },
+        group: pool.map_or("control-plane".to_string(), |p| p.name.clone()),
+        distro: distro.name(),
+        kubernetes_version: spec.kubernetes_version.to_string(),
+        kubernetes_version_tag: format!("v{}", spec.kubernetes_version),
+        kubernetes_repo_minor: artifacts::kubernetes_repo_minor(spec.kubernetes_version),
+        api_server_ip: ip.to_string(),
+        api_server_endpoint: format!("{ip}:{API_SERVER_PORT}"),
+        pod_cidr: spec.network.pod_cidr.to_string(),
+        service_cidr: spec.network.service_cidr.to_string(),
+        cni: spec.cni.plugin.name(),
+        cni_version: spec.cni.version.clone(),
+        cni_manifest_url: match spec.cni.plugin {
+            CniPlugin::Calico => artifacts::tigera_operator_url(&spec.cni.version),
+            CniPlugin::Flannel => artifacts::flannel_manifest_url(&spec.cni.version),
+        },
+        vni: spec.cni.vni,
+        vxlan_port: spec.cni.port,
+        has_windows: spec.has_windows(),
+        flannel_net_conf: flannel_net_conf(spec),
+        token: secrets.token.expose(),
+        ca_cert_hash: secrets.ca_cert_hash().to_string(),
+        ca_cert_pem: secrets.ca_cert_pem.clone(),
+        ca_key_pem: if pool.is_none() { secrets.expose_ca_key_pem().to_string() } else { String::new() },
+        node_labels: pool.map(node_labels).unwrap_or_default(),
+        taints: pool.map(|p| taints(&p.taints)).unwrap_or_default(),
+        max_pods: pool.map_or(110, |p| p.max_pods).to_string(),
+        node_name_placeholder: NODE_NAME_PLACEHOLDER,
+        node_ip_placeholder: NODE_IP_PLACEHOLDER,
+    })
+}
+
+#[derive(Serialize)]
+pub struct CloudConfig<'a> {
+    #[serde(flatten)]
+    pub base: &'a Linux,
+    pub kubeadm_config: &'a str,
+    pub cni_manifest: Option<&'a str>,
+    pub bootstrap_script: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct Windows {
+    cluster: String,
+    group: String,
+    windows_version: &'static str,
+    windows_build: &'static str,
+    kubernetes_version: String,
+    api_server_endpoint: String,
+    token: String,
+    ca_cert_hash: String,
+    cni: &'static str,
+    vni: u32,
+    vxlan_port: u16,
+    flannel_net_conf: String,
+    containerd_url: String,
+    kubelet_url: String,
+    kubeadm_url: String,
+    nssm_url: &'static str,
+    /// kubelet runs as an nssm service with these fixed flags; the node name
+    /// and IP are appended at boot. kubeadm's kubeadm-flags.env is not read
+    /// on this path, so labels and taints go here too (WINDOWS-NOTES §3.2).
+    kubelet_args: Vec<String>,
+    taints: Vec<TaintCtx>,
+    node_name_placeholder: &'static str,
+    node_ip_placeholder: &'static str,
+}
+
+pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Result<Windows, BootstrapError> {
+    let NodeOs::Windows(version) = pool.os else { unreachable!("windows() is called for Windows pools only") };
+    let ip = spec.api_server_ip().ok_or(BootstrapError::NoApiServerIp)?;
+    let mut kubelet_args: Vec<String> = [
+        r"--cert-dir=C:\var\lib\kubelet\pki",
+        r"--config=C:\var\lib\kubelet\config.yaml",
+        r"--bootstrap-kubeconfig=C:\etc\kubernetes\bootstrap-kubelet.conf",
+        r"--kubeconfig=C:\etc\kubernetes\kubelet.conf",
+        "--container-runtime-endpoint=npipe:////./pipe/containerd-containerd",
+        // Windows has no cgroups: node allocatable enforcement and QoS
+        // cgroups must be off, and there is no resolv.conf.
+        "--cgroups-per-qos=false",
+        "--enforce-node-allocatable=",
+        "--resolv-conf=",
+        "--enable-debugging-handlers",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    kubelet_args.push(format!("--max-pods={}", pool.max_pods));
+    let labels = node_labels(pool);
+    if !labels.is_empty() {
+        kubelet_args.push(format!("--node-labels={labels}"));
+    }
+    if !pool.taints.is_empty() {
+        kubelet_args.push(format!("--register-with-taints={}", pool.taints.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
+    }
+    Ok(Windows {
+        cluster: spec.name.clone(),
+        group: pool.name.clone(),
+        windows_version: version.name(),
+        windows_build: version.build(),
+        kubernetes_version: spec.kubernetes_version.to_string(),
+        api_server_endpoint: format!("{ip}:{API_SERVER_PORT}"),
+        token: secrets.token.expose(),
+        ca_cert_hash: secrets.ca_cert_hash().to_string(),
+        cni: spec.cni.plugin.name(),
+        vni: spec.cni.vni,
+        vxlan_port: spec.cni.port,
+        flannel_net_conf: flannel_net_conf(spec),
+        containerd_url: artifacts::containerd_windows_url(),
+        kubelet_url: artifacts::kubernetes_windows_binary_url(spec.kubernetes_version, "kubelet"),
+        kubeadm_url: artifacts::kubernetes_windows_binary_url(spec.kubernetes_version, "kubeadm"),
+        nssm_url: artifacts::NSSM_URL,
+        kubelet_args,
+        taints: taints(&pool.taints),
+        node_name_placeholder: NODE_NAME_PLACEHOLDER,
+        node_ip_placeholder: NODE_IP_PLACEHOLDER,
+    })
+}
+
+#[derive(Serialize)]
+pub struct WindowsScript<'a> {
+    #[serde(flatten)]
+    pub base: &'a Windows,
+    pub kubeadm_config: &'a str,
+}

@@ -1,0 +1,152 @@
+//! Bootstrap rendering: for every node, exactly the bytes EC2 gets as user
+//! data. Linux nodes get cloud-init (`#cloud-config`), Windows nodes a
+//! `<powershell>` script with `<persist>true</persist>` whose stages survive
+//! the reboot the Containers feature needs.
+//!
+//! Pure: templates come in as text (`Templates`), secrets as a value, and
+//! the result is data. Rendering happens in two steps: the inner files (the
+//! kubeadm config, the CNI manifest, the shell script) are rendered first,
+//! then embedded into the outer user data through a quoting filter, so no
+//! file is ever spliced into another as raw text. All nodes of one pool get
+//! identical user data; the node name comes from instance metadata at boot.
+
+pub mod artifacts;
+mod context;
+pub mod filters;
+pub mod templates;
+
+use std::io::Write;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde::Serialize;
+
+pub use templates::Templates;
+
+use crate::model::{ClusterSpec, NodeOs, Pool};
+use crate::pki::ClusterSecrets;
+
+/// EC2's limit on user data, in bytes before base64 (WINDOWS-NOTES §2.1).
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BootstrapError {
+    #[error(
+        "template `{template}` failed to render: {message}\nThis is a bug in hybrid, or in the template \
+         directory given with --templates."
+    )]
+    Template { template: String, message: String },
+    #[error(
+        "user data for {node} is {size} bytes{how}, over EC2's limit of {USER_DATA_LIMIT} bytes; \
+         use fewer or shorter labels and taints{hint}"
+    )]
+    TooLarge { node: String, size: usize, how: &'static str, hint: &'static str },
+    #[error("the control plane's private IP is unknown: set control_plane.private_ip")]
+    NoApiServerIp,
+}
+
+/// What a node (or every node of a pool) boots with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeBootstrap {
+    /// `control-plane` or the pool name.
+    pub group: String,
+    pub os: NodeOs,
+    /// Exactly what EC2 receives (raw, before base64); gzip for large cloud-init.
+    pub user_data: Vec<u8>,
+    pub compressed: bool,
+    /// The readable pieces inside the user data, for `hybrid render`:
+    /// (file name, content), e.g. `kubeadm.yaml`, `bootstrap.sh`.
+    pub parts: Vec<(String, String)>,
+}
+
+/// Renders the control plane and one bootstrap per pool.
+pub fn render_cluster(spec: &ClusterSpec, secrets: &ClusterSecrets, templates: &Templates) -> Result<Vec<NodeBootstrap>, BootstrapError> {
+    let mut out = vec![render_control_plane(spec, secrets, templates)?];
+    for pool in &spec.pools {
+        out.push(render_pool(spec, pool, secrets, templates)?);
+    }
+    Ok(out)
+}
+
+pub fn render_control_plane(spec: &ClusterSpec, secrets: &ClusterSecrets, templates: &Templates) -> Result<NodeBootstrap, BootstrapError> {
+    let ctx = context::linux(spec, None, secrets)?;
+    let kubeadm = templates.render("linux/kubeadm-init.yaml", &ctx)?;
+    let cni = templates.render(&format!("linux/cni-{}.yaml", spec.cni.plugin.name()), &ctx)?;
+    let script = templates.render("linux/bootstrap.sh", &ctx)?;
+    let user_data = templates.render(
+        "linux/cloud-config.yaml",
+        &context::CloudConfig { base: &ctx, kubeadm_config: &kubeadm, cni_manifest: Some(&cni), bootstrap_script: &script },
+    )?;
+    let parts = vec![("kubeadm.yaml".into(), kubeadm), (format!("cni-{}.yaml", spec.cni.plugin.name()), cni), ("bootstrap.sh".into(), script)];
+    linux_result("control-plane", NodeOs::Linux(spec.control_plane.os), user_data, parts)
+}
+
+pub fn render_pool(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets, templates: &Templates) -> Result<NodeBootstrap, BootstrapError> {
+    match pool.os {
+        NodeOs::Linux(_) => {
+            let ctx = context::linux(spec, Some(pool), secrets)?;
+            let kubeadm = templates.render("linux/kubeadm-join.yaml", &ctx)?;
+            let script = templates.render("linux/bootstrap.sh", &ctx)?;
+            let user_data = templates.render(
+                "linux/cloud-config.yaml",
+                &context::CloudConfig { base: &ctx, kubeadm_config: &kubeadm, cni_manifest: None, bootstrap_script: &script },
+            )?;
+            linux_result(&pool.name, pool.os, user_data, vec![("kubeadm.yaml".into(), kubeadm), ("bootstrap.sh".into(), script)])
+        }
+        NodeOs::Windows(_) => {
+            let ctx = context::windows(spec, pool, secrets)?;
+            let kubeadm = templates.render("windows/kubeadm-join.yaml", &ctx)?;
+            let script = templates.render("windows/bootstrap.ps1", &context::WindowsScript { base: &ctx, kubeadm_config: &kubeadm })?;
+            let user_data = format!("<powershell>\n{script}</powershell>\n<persist>true</persist>\n");
+            if user_data.len() > USER_DATA_LIMIT {
+                return Err(BootstrapError::TooLarge {
+                    node: format!("pool {}", pool.name),
+                    size: user_data.len(),
+                    how: "",
+                    hint: " (Windows user data cannot be compressed)",
+                });
+            }
+            Ok(NodeBootstrap {
+                group: pool.name.clone(),
+                os: pool.os,
+                user_data: user_data.into_bytes(),
+                compressed: false,
+                parts: vec![("kubeadm.yaml".into(), kubeadm), ("bootstrap.ps1".into(), script)],
+            })
+        }
+    }
+}
+
+/// cloud-init accepts gzip user data as is, so a config over the limit is
+/// compressed before it is declared too large.
+fn linux_result(group: &str, os: NodeOs, user_data: String, parts: Vec<(String, String)>) -> Result<NodeBootstrap, BootstrapError> {
+    let (bytes, compressed) = if user_data.len() <= USER_DATA_LIMIT {
+        (user_data.clone().into_bytes(), false)
+    } else {
+        (gzip(user_data.as_bytes()), true)
+    };
+    if bytes.len() > USER_DATA_LIMIT {
+        return Err(BootstrapError::TooLarge {
+            node: if group == "control-plane" { "the control plane".into() } else { format!("pool {group}") },
+            size: bytes.len(),
+            how: " after gzip",
+            hint: "",
+        });
+    }
+    let mut parts = parts;
+    parts.insert(0, ("cloud-config.yaml".into(), user_data));
+    Ok(NodeBootstrap { group: group.to_string(), os, user_data: bytes, compressed, parts })
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    // mtime 0 and a fixed level keep the output byte-identical across runs.
+    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+    enc.write_all(data).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail")
+}
+
+/// Serializes a context for tera. Contexts are plain structs; a failure here
+/// is a bug.
+fn to_context(value: &impl Serialize) -> tera::Context {
+    tera::Context::from_serialize(value).expect("bootstrap contexts serialize to a JSON object")
+}
