@@ -43,6 +43,11 @@ pub enum BootstrapError {
     TooLarge { node: String, size: usize, how: &'static str, hint: &'static str },
     #[error("the control plane's private IP is unknown: set control_plane.private_ip")]
     NoApiServerIp,
+    #[error(
+        "the script for pool {pool} contains `{tag}`, which EC2's launch agent would read as the end \
+         of the script; remove it from labels, taints and names"
+    )]
+    AgentTagInScript { pool: String, tag: String },
 }
 
 /// What a node (or every node of a pool) boots with.
@@ -97,6 +102,12 @@ pub fn render_pool(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets, te
             let ctx = context::windows(spec, pool, secrets)?;
             let kubeadm = templates.render("windows/kubeadm-join.yaml", &ctx)?;
             let script = templates.render("windows/bootstrap.ps1", &context::WindowsScript { base: &ctx, kubeadm_config: &kubeadm })?;
+            // EC2Launch cuts the script at these tags before PowerShell parses
+            // it, so no quoting can protect a value containing one.
+            let lower = script.to_ascii_lowercase();
+            if let Some(tag) = ["</powershell", "<powershell", "<persist", "</persist", "<script", "</script"].into_iter().find(|t| lower.contains(t)) {
+                return Err(BootstrapError::AgentTagInScript { pool: pool.name.clone(), tag: tag.to_string() });
+            }
             let user_data = format!("<powershell>\n{script}</powershell>\n<persist>true</persist>\n");
             if user_data.len() > USER_DATA_LIMIT {
                 return Err(BootstrapError::TooLarge {

@@ -1,6 +1,7 @@
 //! The one integration-test binary. Each module covers one area and runs the
 //! real `hybrid` binary or the library's public API against real files.
 
+mod tools;
 mod util;
 
 /// `hybrid validate`, the fixture table of invalid files, `hybrid schema`.
@@ -9,3 +10,7 @@ mod validate;
 mod architecture;
 /// Random and garbage input never panics the loader.
 mod fuzz;
+/// The cluster CA and its hash, checked against openssl.
+mod pki;
+/// Bootstrap rendering: golden files, parsers, linters, injection, size.
+mod render;

@@ -1,0 +1,53 @@
+//! The CA hash hybrid computes must be the one kubeadm computes; openssl's
+//! pipeline from the kubeadm docs is the reference.
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use hybrid::pki::ClusterSecrets;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+fn openssl_ca_hash(cert_pem: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("hybrid-it-pki-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ca.crt");
+    fs::write(&path, cert_pem).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl x509 -pubkey -noout -in '{}' | openssl pkey -pubin -outform der | sha256sum", path.display()))
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    format!("sha256:{}", String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap())
+}
+
+#[test]
+fn ca_hash_matches_openssl() {
+    for seed in 0..3 {
+        let s = ClusterSecrets::generate(&mut StdRng::seed_from_u64(seed), SystemTime::now()).unwrap();
+        assert_eq!(s.ca_cert_hash(), openssl_ca_hash(&s.ca_cert_pem));
+    }
+    let fixture = crate::render::test_secrets();
+    assert_eq!(fixture.ca_cert_hash(), openssl_ca_hash(&fixture.ca_cert_pem));
+}
+
+#[test]
+fn generated_ca_is_a_ca_openssl_accepts() {
+    let now = SystemTime::now();
+    let s = ClusterSecrets::generate(&mut StdRng::seed_from_u64(9), now).unwrap();
+    let dir = std::env::temp_dir().join(format!("hybrid-it-pki-ca-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("ca.crt"), &s.ca_cert_pem).unwrap();
+    let out = Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(dir.join("ca.crt")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CA:TRUE"), "{text}");
+    assert!(text.contains("Subject: CN=kubernetes") || text.contains("Subject: CN = kubernetes"), "{text}");
+    assert!(text.contains("prime256v1") || text.contains("P-256"), "{text}");
+    // Valid for ten years from `now`.
+    let later = now + Duration::from_secs(9 * 365 * 24 * 3600);
+    let secs = later.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let check = Command::new("openssl").args(["x509", "-noout", "-checkend"]).arg((secs - now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()).to_string()).arg("-in").arg(dir.join("ca.crt")).output().unwrap();
+    assert!(check.status.success(), "the CA expires within nine years");
+}

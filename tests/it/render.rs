@@ -1,0 +1,376 @@
+//! Bootstrap rendering: golden files, real parsers and linters on every
+//! rendered script, hostile values, size limits, and the `render` command.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use hybrid::bootstrap::{BootstrapError, NodeBootstrap, Templates, USER_DATA_LIMIT, render_cluster};
+use hybrid::config::load;
+use hybrid::model::{ClusterSpec, NodeOs, Taint, TaintEffect};
+use hybrid::pki::ClusterSecrets;
+
+use crate::tools;
+use crate::util::{hybrid, root, text};
+
+/// Golden cases: the file to render and the folder its golden files live in.
+const CASES: &[(&str, &str)] = &[("tests/fixtures/render/calico.toml", "calico"), ("clusters/qa.toml", "flannel")];
+
+pub fn test_secrets() -> ClusterSecrets {
+    let dir = root().join("tests/fixtures/pki");
+    let read = |n: &str| fs::read_to_string(dir.join(n)).unwrap();
+    ClusterSecrets::from_parts(&read("ca.crt"), &read("ca.key"), &read("token")).unwrap()
+}
+
+pub fn spec(rel: &str) -> ClusterSpec {
+    let loaded = load(&fs::read_to_string(root().join(rel)).unwrap());
+    loaded.spec.unwrap_or_else(|| panic!("{rel} is invalid: {:?}", loaded.diagnostics))
+}
+
+fn render(spec: &ClusterSpec) -> Vec<NodeBootstrap> {
+    render_cluster(spec, &test_secrets(), &Templates::builtin()).unwrap()
+}
+
+fn part<'a>(node: &'a NodeBootstrap, name: &str) -> &'a str {
+    &node.parts.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{} has no {name}", node.group)).1
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hybrid-it-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Rendered output equals the golden files under tests/golden/<case>/<group>/.
+/// After an intended change, regenerate them with `HYBRID_BLESS=1 cargo test
+/// golden` and review the diff like code.
+#[test]
+fn golden_files_match() {
+    let bless = std::env::var_os("HYBRID_BLESS").is_some();
+    let mut mismatches = Vec::new();
+    for (file, case) in CASES {
+        for node in render(&spec(file)) {
+            let dir = root().join("tests/golden").join(case).join(&node.group);
+            let mut files: Vec<(String, Vec<u8>)> = node.parts.iter().map(|(n, c)| (n.clone(), c.clone().into_bytes())).collect();
+            files.push(("user-data".into(), node.user_data.clone()));
+            for (name, bytes) in files {
+                let path = dir.join(&name);
+                if bless {
+                    fs::create_dir_all(&dir).unwrap();
+                    fs::write(&path, &bytes).unwrap();
+                } else if fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+                    mismatches.push(path.strip_prefix(root()).unwrap().display().to_string());
+                }
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "rendered output differs from the golden files (HYBRID_BLESS=1 to update): {mismatches:#?}");
+}
+
+#[test]
+fn golden_cases_cover_every_node_kind() {
+    let mut kinds = std::collections::BTreeSet::new();
+    for (file, case) in CASES {
+        for node in render(&spec(file)) {
+            kinds.insert(format!("{case}/{}", if node.group == "control-plane" { "control-plane" } else { node.os.name() }));
+        }
+    }
+    for want in ["calico/control-plane", "calico/al2023", "calico/windows-2019", "calico/windows-2022", "flannel/control-plane", "flannel/ubuntu-24.04", "flannel/windows-2019", "flannel/windows-2022"] {
+        assert!(kinds.contains(want), "no golden case renders {want}: {kinds:?}");
+    }
+}
+
+#[test]
+fn windows_scripts_parse_as_powershell() {
+    for (file, _) in CASES {
+        for node in render(&spec(file)).iter().filter(|n| n.os.is_windows()) {
+            let script = part(node, "bootstrap.ps1");
+            let errors = tools::powershell_errors(script);
+            assert!(errors.is_empty(), "{}: {errors:#?}", node.group);
+            let user_data = String::from_utf8(node.user_data.clone()).unwrap();
+            assert!(user_data.starts_with("<powershell>\n") && user_data.ends_with("</powershell>\n<persist>true</persist>\n"));
+        }
+    }
+}
+
+#[test]
+fn cloud_configs_pass_cloud_init_schema() {
+    let dir = scratch("cloud-init");
+    for (file, case) in CASES {
+        for node in render(&spec(file)).iter().filter(|n| !n.os.is_windows()) {
+            let path = dir.join(format!("{case}-{}.yaml", node.group));
+            fs::write(&path, part(node, "cloud-config.yaml")).unwrap();
+            if let Err(e) = tools::cloud_init_schema(&path) {
+                panic!("{}: cloud-init schema: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// The schema check must be able to fail: a cloud-config with a misspelt
+/// module key is rejected by the same tool.
+#[test]
+fn cloud_init_schema_rejects_a_broken_config() {
+    let path = scratch("cloud-init-bad").join("bad.yaml");
+    fs::write(&path, "#cloud-config\nwrite_files:\n  - path: 42\n    permissions: [1]\n").unwrap();
+    assert!(tools::cloud_init_schema(&path).is_err());
+}
+
+#[test]
+fn shell_scripts_pass_shellcheck() {
+    let dir = scratch("shellcheck");
+    for (file, case) in CASES {
+        for node in render(&spec(file)).iter().filter(|n| !n.os.is_windows()) {
+            let path = dir.join(format!("{case}-{}.sh", node.group));
+            fs::write(&path, part(node, "bootstrap.sh")).unwrap();
+            if let Err(e) = tools::shellcheck(&path, &[]) {
+                panic!("{}:\n{e}", path.display());
+            }
+        }
+    }
+}
+
+/// The YAML inside cloud-init round-trips exactly, and the kubeadm and CNI
+/// configs carry the values Windows needs.
+#[test]
+fn embedded_configs_round_trip_and_carry_windows_settings() {
+    for (file, case) in CASES {
+        let spec = spec(file);
+        for node in render(&spec).iter().filter(|n| !n.os.is_windows()) {
+            let docs = tools::yaml_to_json(part(node, "cloud-config.yaml")).unwrap();
+            let files = docs[0]["write_files"].as_array().unwrap();
+            let content = |path: &str| files.iter().find(|f| f["path"] == path).map(|f| f["content"].as_str().unwrap().to_string());
+            assert_eq!(content("/etc/hybrid/kubeadm.yaml.in").as_deref(), Some(part(node, "kubeadm.yaml")), "{case}/{}", node.group);
+            assert_eq!(content("/opt/hybrid/bootstrap.sh").as_deref(), Some(part(node, "bootstrap.sh")));
+            assert_eq!(content("/etc/kubernetes/pki/ca.crt").as_deref(), Some(test_secrets().ca_cert_pem.as_str()));
+            let is_cp = node.group == "control-plane";
+            assert_eq!(content("/etc/kubernetes/pki/ca.key").is_some(), is_cp, "only the control plane gets the CA key");
+            let kubeadm = tools::yaml_to_json(part(node, "kubeadm.yaml")).unwrap();
+            if is_cp {
+                assert_eq!(kubeadm[0]["bootstrapTokens"][0]["token"], test_secrets().token.expose());
+                assert_eq!(kubeadm[1]["networking"]["podSubnet"], spec.network.pod_cidr.to_string());
+                assert_eq!(kubeadm[1]["encryptionAlgorithm"], "ECDSA-P256");
+                let cni = tools::yaml_to_json(&content("/etc/hybrid/cni.yaml").unwrap()).unwrap();
+                if *case == "calico" {
+                    let net = &cni[0]["spec"]["calicoNetwork"];
+                    assert_eq!(net["bgp"], "Disabled");
+                    assert_eq!(net["windowsDataplane"], "HNS");
+                    assert_eq!(net["ipPools"][0]["encapsulation"], "VXLAN");
+                    assert_eq!(cni[0]["spec"]["serviceCIDRs"][0], spec.network.service_cidr.to_string());
+                    assert_eq!(cni[2]["data"]["KUBERNETES_SERVICE_HOST"], spec.api_server_ip().unwrap().to_string());
+                } else {
+                    let net_conf: serde_json::Value = serde_json::from_str(cni[0]["data"]["net-conf.json"].as_str().unwrap()).unwrap();
+                    assert_eq!(net_conf["Backend"], serde_json::json!({"Type": "vxlan", "VNI": 4096, "Port": 4789}));
+                    assert_eq!(net_conf["Network"], spec.network.pod_cidr.to_string());
+                }
+            } else {
+                let join = &kubeadm[0];
+                assert_eq!(join["discovery"]["bootstrapToken"]["caCertHashes"][0], test_secrets().ca_cert_hash());
+                let pool = spec.pools.iter().find(|p| p.name == node.group).unwrap();
+                assert_eq!(join["nodeRegistration"]["taints"].as_array().unwrap().len(), pool.taints.len());
+            }
+        }
+    }
+}
+
+/// Values that would be code in any of the three languages reach the
+/// rendered files as one literal each. Validation rejects them already; this
+/// proves the renderer alone is safe too, so the model is built by hand.
+#[test]
+fn hostile_values_stay_literals() {
+    let hostile = "a'b\u{2018}c\u{2019}d\u{201A}e\u{201B}f$(Stop-Computer)`g\"h\ni; Stop-Computer -Force; '";
+    let mut spec = spec("clusters/dev.toml");
+    spec.name = hostile.to_string();
+    spec.cni.version = hostile.to_string();
+    for pool in &mut spec.pools {
+        pool.labels.insert("game.example.com/evil".into(), hostile.into());
+        pool.taints.push(Taint { key: "evil".into(), value: hostile.into(), effect: TaintEffect::NoExecute });
+    }
+    let nodes = render(&spec);
+
+    let win = nodes.iter().find(|n| n.os.is_windows()).unwrap();
+    let script = part(win, "bootstrap.ps1");
+    assert!(tools::powershell_errors(script).is_empty(), "{:#?}", tools::powershell_errors(script));
+    let commands = tools::powershell_nodes(script, "command_name");
+    assert!(!commands.iter().any(|c| c.eq_ignore_ascii_case("Stop-Computer")), "a value became a command: {commands:?}");
+    let literals: Vec<String> = tools::powershell_nodes(script, "verbatim_string_characters").iter().map(|s| unquote_ps(s)).collect();
+    let labels_arg = format!("--node-labels=game.example.com/evil={hostile},game.example.com/role=tools");
+    assert!(literals.contains(&labels_arg), "the labels argument is not one literal: {literals:#?}");
+
+    let linux = nodes.iter().find(|n| n.group == "control-plane").unwrap();
+    let sh = part(linux, "bootstrap.sh");
+    // bash itself evaluates the script's assignments (everything from the
+    // first one up to the first function): the value comes back unchanged.
+    let assignments = &sh[sh.find("ROLE=").unwrap()..sh.find("\nlog()").unwrap()];
+    let value = tools::bash(&format!("{assignments}\nprintf %s \"$CNI_VERSION\""));
+    assert_eq!(value, hostile);
+    let sh_path = scratch("hostile").join("bootstrap.sh");
+    fs::write(&sh_path, sh).unwrap();
+    // SC2016 (expressions do not expand in single quotes) and SC1112 (a
+    // typographic quote inside quotes) describe exactly what is tested here.
+    if let Err(e) = tools::shellcheck(&sh_path, &["--exclude=SC2016,SC1112"]) {
+        panic!("{e}");
+    }
+
+    let docs = tools::yaml_to_json(part(linux, "cloud-config.yaml")).unwrap();
+    assert!(docs[0]["write_files"].is_array());
+    let kubeadm = tools::yaml_to_json(part(linux, "kubeadm.yaml")).unwrap();
+    assert_eq!(kubeadm[1]["clusterName"], hostile);
+    let worker = nodes.iter().find(|n| n.group == "game-servers").unwrap();
+    let join = tools::yaml_to_json(part(worker, "kubeadm.yaml")).unwrap();
+    let taints = join[0]["nodeRegistration"]["taints"].as_array().unwrap();
+    assert!(taints.iter().any(|t| t["value"] == hostile));
+}
+
+/// PowerShell's verbatim string characters with doubled quotes undone.
+fn unquote_ps(s: &str) -> String {
+    let inner = s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).unwrap_or(s);
+    let mut out = String::new();
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}') && chars.peek() == Some(&c) {
+            chars.next();
+        }
+    }
+    out
+}
+
+#[test]
+fn powershell_agent_tags_in_values_are_refused() {
+    let mut spec = spec("clusters/dev.toml");
+    spec.pools[1].labels.insert("x".into(), "</powershell><script>calc</script>".into());
+    let err = render_cluster(&spec, &test_secrets(), &Templates::builtin()).unwrap_err();
+    assert!(matches!(&err, BootstrapError::AgentTagInScript { pool, .. } if pool == "win-tools"), "{err}");
+}
+
+/// The largest sensible pool (many labels and taints, all at Kubernetes'
+/// length limits) fits; far beyond that, the error names the node and size.
+#[test]
+fn user_data_size_limit() {
+    let mut spec = spec("clusters/dev.toml");
+    for pool in &mut spec.pools {
+        for i in 0..20 {
+            pool.labels.insert(format!("game.example.com/label-{i:02}-{}", "k".repeat(40)), "v".repeat(63));
+        }
+        for i in 0..10 {
+            pool.taints.push(Taint { key: format!("game.example.com/taint-{i}"), value: "t".repeat(63), effect: TaintEffect::NoSchedule });
+        }
+    }
+    for node in render(&spec) {
+        assert!(node.user_data.len() <= USER_DATA_LIMIT, "{} is {} bytes", node.group, node.user_data.len());
+    }
+
+    for pool in &mut spec.pools {
+        for i in 0..200 {
+            pool.labels.insert(format!("game.example.com/more-{i:03}-{}", "k".repeat(40)), "v".repeat(63));
+        }
+    }
+    match render_cluster(&spec, &test_secrets(), &Templates::builtin()) {
+        Err(BootstrapError::TooLarge { node, size, .. }) => {
+            assert!(node.contains("game-servers") || node.contains("win-tools"), "{node}");
+            assert!(size > USER_DATA_LIMIT);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+/// Linux user data over the limit is gzip-compressed (cloud-init reads gzip)
+/// instead of failing, as long as the compressed size fits.
+#[test]
+fn large_cloud_config_is_gzipped() {
+    let mut spec = spec("clusters/dev.toml");
+    spec.pools.retain(|p| p.os == NodeOs::Linux(hybrid::model::LinuxDistro::Ubuntu2404));
+    for i in 0..120 {
+        spec.pools[0].labels.insert(format!("game.example.com/label-{i:03}-{}", "k".repeat(40)), "v".repeat(63));
+    }
+    let nodes = render(&spec);
+    let worker = nodes.iter().find(|n| n.group == "game-servers").unwrap();
+    assert!(worker.compressed && worker.user_data.starts_with(&[0x1f, 0x8b]));
+    assert!(part(worker, "cloud-config.yaml").len() > USER_DATA_LIMIT);
+    use std::io::Read;
+    let mut plain = String::new();
+    flate2::read::GzDecoder::new(&worker.user_data[..]).read_to_string(&mut plain).unwrap();
+    assert_eq!(plain, part(worker, "cloud-config.yaml"));
+}
+
+#[test]
+fn render_command_is_byte_identical_across_runs_and_matches_golden() {
+    let (a, b) = (scratch("render-a"), scratch("render-b"));
+    for out in [&a, &b] {
+        let res = hybrid(&["render", "tests/fixtures/render/calico.toml", "--out", out.to_str().unwrap(), "--secrets", "tests/fixtures/pki"]);
+        assert_eq!(res.status.code(), Some(0), "{}", text(&res.stderr));
+        let stdout = text(&res.stdout);
+        assert!(stdout.contains("wrote user data for 6 node(s)"), "{stdout}");
+        assert!(!stdout.contains(test_secrets().token.secret()), "the token leaked to stdout");
+    }
+    let listing = |d: &Path| {
+        let mut v: Vec<(String, Vec<u8>)> = Vec::new();
+        for node in fs::read_dir(d).unwrap() {
+            let node = node.unwrap().path();
+            for f in fs::read_dir(&node).unwrap() {
+                let f = f.unwrap().path();
+                v.push((f.strip_prefix(d).unwrap().display().to_string(), fs::read(&f).unwrap()));
+            }
+        }
+        v.sort();
+        v
+    };
+    let (la, lb) = (listing(&a), listing(&b));
+    // control plane: 4 parts + user-data; Linux nodes 3 + 1 each; Windows nodes 2 + 1 each.
+    assert_eq!(la.len(), 5 + 2 * 4 + 3 * 3);
+    assert_eq!(la, lb);
+    assert_eq!(fs::read(a.join("win2022-1/user-data")).unwrap(), fs::read(root().join("tests/golden/calico/win2022/user-data")).unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(a.join("control-plane/user-data")).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn render_with_template_override_and_strict_undefined() {
+    let tpl = scratch("templates");
+    fs::create_dir_all(tpl.join("windows")).unwrap();
+    fs::write(tpl.join("windows/bootstrap.ps1.tera"), "Write-Host {{ cluster | ps }}\n").unwrap();
+    let out = scratch("render-override");
+    let res = hybrid(&["render", "clusters/dev.toml", "--out", out.to_str().unwrap(), "--templates", tpl.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(0), "{}", text(&res.stderr));
+    assert_eq!(fs::read_to_string(out.join("win-tools-0/bootstrap.ps1")).unwrap(), "Write-Host 'dev'\n");
+
+    fs::write(tpl.join("windows/bootstrap.ps1.tera"), "Write-Host {{ no_such_value | ps }}\n").unwrap();
+    let res = hybrid(&["render", "clusters/dev.toml", "--out", out.to_str().unwrap(), "--templates", tpl.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(1));
+    let err = text(&res.stderr);
+    assert!(err.contains("windows/bootstrap.ps1") && err.contains("no_such_value") && err.contains("bug in hybrid"), "{err}");
+}
+
+/// Every `{{ … }}` in every template ends in a quoting filter: a raw value
+/// in a script is a review failure, caught here rather than by a reader.
+#[test]
+fn templates_quote_every_value() {
+    let mut offences = Vec::new();
+    for (name, text) in hybrid::bootstrap::templates::BUILTIN {
+        let mut rest = *text;
+        while let Some(start) = rest.find("{{") {
+            let end = rest[start..].find("}}").map(|e| start + e).unwrap_or_else(|| panic!("{name}: unclosed {{{{"));
+            let expr = rest[start + 2..end].trim();
+            let last = expr.rsplit('|').next().unwrap().trim();
+            let filter = last.split('(').next().unwrap().trim();
+            if !expr.contains('|') || !hybrid::bootstrap::filters::QUOTING_FILTERS.contains(&filter) {
+                offences.push(format!("{name}: {{{{ {expr} }}}}"));
+            }
+            rest = &rest[end + 2..];
+        }
+    }
+    assert!(offences.is_empty(), "values without a quoting filter: {offences:#?}");
+}
+
+/// The PowerShell checks above must be able to fail: a raw value does show
+/// up as a command, and broken syntax does show up as an error.
+#[test]
+fn powershell_checks_detect_injection_and_syntax_errors() {
+    let injected = "$Args = @('--node-labels=a'); Stop-Computer -Force; '')\n";
+    assert!(tools::powershell_nodes(injected, "command_name").iter().any(|c| *c == "Stop-Computer"));
+    assert!(!tools::powershell_errors("$X = 'unterminated\nfunction F( {\n").is_empty());
+}
