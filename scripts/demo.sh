@@ -8,3 +8,6 @@ cargo build --locked -q
 for f in clusters/dev.toml clusters/qa.toml; do
   target/debug/hybrid validate "$f"
 done
+out=$(mktemp -d)
+target/debug/hybrid render clusters/dev.toml --out "$out"
+echo "rendered user data is in $out"
