@@ -14,4 +14,8 @@ pub mod error;
 pub mod model;
 pub mod net;
 pub mod pki;
+pub mod plan;
+pub mod show;
 pub mod bootstrap;
+pub mod desired;
+pub mod inventory;

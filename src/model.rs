@@ -283,6 +283,13 @@ impl WindowsVersion {
     }
 }
 
+/// Serialized as its name (`"windows-2022"`), as in the cluster file.
+impl serde::Serialize for NodeOs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 /// The operating system of a node, as written in `os = "…"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NodeOs {

@@ -1,0 +1,274 @@
+//! Desired state: what should exist in AWS for a spec, as plain data. Pure:
+//! AMIs come in already resolved (or as "resolve at apply" for an offline
+//! plan), bootstrap fingerprints come in from `bootstrap`.
+//!
+//! Every instance has a stable slot name (`win-tools-0`); scale-down removes
+//! the highest slots. What forces a replacement (AMI, instance type, disk,
+//! spot, rendered bootstrap) is folded into a spec hash carried as a tag.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::model::{ClusterSpec, CniPlugin, Encapsulation, LinuxDistro, NodeOs, Vpc, WindowsVersion};
+use crate::net::Ipv4Cidr;
+
+/// Tag keys hybrid owns. Discovery filters on `hybrid:cluster`.
+pub const TAG_CLUSTER: &str = "hybrid:cluster";
+pub const TAG_POOL: &str = "hybrid:pool";
+pub const TAG_SLOT: &str = "hybrid:slot";
+pub const TAG_SPEC_HASH: &str = "hybrid:spec-hash";
+/// RFC 3339 time after which `hybrid reap` may destroy the cluster.
+pub const TAG_EXPIRES: &str = "hybrid:expires";
+/// The slot of the control plane; worker slots are `<pool>-<index>`.
+pub const CONTROL_PLANE: &str = "control-plane";
+
+/// Where the public image for an OS is found: an SSM public parameter, and
+/// a DescribeImages name pattern as a fallback (regions or endpoints without
+/// the parameter). WINDOWS-NOTES §1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AmiLookup {
+    pub ssm_parameter: &'static str,
+    pub name_pattern: &'static str,
+    pub owner: &'static str,
+}
+
+pub fn ami_lookup(os: NodeOs) -> AmiLookup {
+    const WINDOWS_OWNER: &str = "801119661308";
+    const CANONICAL: &str = "099720109477";
+    const AMAZON_LINUX: &str = "137112412989";
+    match os {
+        NodeOs::Windows(WindowsVersion::Ws2019) => AmiLookup {
+            ssm_parameter: "/aws/service/ami-windows-latest/Windows_Server-2019-English-Full-Base",
+            name_pattern: "Windows_Server-2019-English-Full-Base-*",
+            owner: WINDOWS_OWNER,
+        },
+        NodeOs::Windows(WindowsVersion::Ws2022) => AmiLookup {
+            ssm_parameter: "/aws/service/ami-windows-latest/Windows_Server-2022-English-Full-Base",
+            name_pattern: "Windows_Server-2022-English-Full-Base-*",
+            owner: WINDOWS_OWNER,
+        },
+        NodeOs::Windows(WindowsVersion::Ws2025) => AmiLookup {
+            ssm_parameter: "/aws/service/ami-windows-latest/Windows_Server-2025-English-Full-Base",
+            name_pattern: "Windows_Server-2025-English-Full-Base-*",
+            owner: WINDOWS_OWNER,
+        },
+        NodeOs::Linux(LinuxDistro::Ubuntu2404) => AmiLookup {
+            ssm_parameter: "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id",
+            name_pattern: "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
+            owner: CANONICAL,
+        },
+        NodeOs::Linux(LinuxDistro::Ubuntu2204) => AmiLookup {
+            ssm_parameter: "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id",
+            name_pattern: "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*",
+            owner: CANONICAL,
+        },
+        NodeOs::Linux(LinuxDistro::Al2023) => AmiLookup {
+            ssm_parameter: "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+            name_pattern: "al2023-ami-2023.*-kernel-*-x86_64",
+            owner: AMAZON_LINUX,
+        },
+    }
+}
+
+/// An image as resolved by the EC2 adapter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ResolvedAmi {
+    pub id: String,
+    pub name: String,
+    /// The device name the root volume must be mapped to (`/dev/sda1`, `/dev/xvda`).
+    pub root_device: String,
+}
+
+/// AMIs per group (`control-plane` or a pool name). Missing entries mean
+/// "not resolved" (an offline plan).
+pub type AmiMap = BTreeMap<String, ResolvedAmi>;
+
+/// One security-group ingress rule. Rules from the cluster's own group are
+/// `source: Source::Cluster`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct SgRule {
+    /// `tcp`, `udp`, or an IP protocol number such as `4` (IP-in-IP).
+    pub protocol: String,
+    pub from_port: i32,
+    pub to_port: i32,
+    pub source: Source,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Source {
+    /// Other members of the cluster's security group.
+    Cluster,
+    Cidr(Ipv4Cidr),
+}
+
+impl SgRule {
+    /// Identity for diffing: descriptions are informative, not identity.
+    pub fn key(&self) -> (String, i32, i32, Source) {
+        (self.protocol.clone(), self.from_port, self.to_port, self.source.clone())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DesiredInstance {
+    pub slot: String,
+    /// `control-plane` or the pool name.
+    pub group: String,
+    pub os: NodeOs,
+    pub instance_type: String,
+    /// `None` until resolved (offline plan).
+    pub ami: Option<ResolvedAmi>,
+    pub disk_gb: u32,
+    pub spot: bool,
+    pub private_ip: Option<Ipv4Addr>,
+    pub spec_hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum DesiredNetwork {
+    Create { vpc_cidr: Ipv4Cidr, subnet_cidr: Ipv4Cidr },
+    Existing { vpc_id: String, subnet_id: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DesiredState {
+    pub cluster: String,
+    pub region: String,
+    pub network: DesiredNetwork,
+    pub security_rules: BTreeSet<SgRule>,
+    /// SSM parameter names (all SecureString).
+    pub parameters: Vec<String>,
+    /// By slot name.
+    pub instances: BTreeMap<String, DesiredInstance>,
+    /// Extra tags on every resource (user tags, expiry is added at creation).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `bootstrap_fingerprints`: per group, a digest of the rendered bootstrap
+/// *with placeholder secrets*, so a template or config change replaces nodes
+/// but a refreshed token does not.
+pub fn desired_state(spec: &ClusterSpec, amis: &AmiMap, bootstrap_fingerprints: &BTreeMap<String, String>) -> DesiredState {
+    let mut instances = BTreeMap::new();
+    let mut add = |slot: String, group: &str, os: NodeOs, instance_type: &str, disk_gb: u32, spot: bool, private_ip: Option<Ipv4Addr>| {
+        let ami = amis.get(group).cloned();
+        let fingerprint = bootstrap_fingerprints.get(group).map(String::as_str).unwrap_or("");
+        let spec_hash = spec_hash(ami.as_ref().map_or("?", |a| a.id.as_str()), instance_type, disk_gb, spot, fingerprint);
+        instances.insert(slot.clone(), DesiredInstance { slot, group: group.to_string(), os, instance_type: instance_type.to_string(), ami, disk_gb, spot, private_ip, spec_hash });
+    };
+    let cp = &spec.control_plane;
+    add(CONTROL_PLANE.to_string(), CONTROL_PLANE, NodeOs::Linux(cp.os), &cp.instance_type, cp.disk_gb, false, spec.api_server_ip());
+    for pool in &spec.pools {
+        for i in 0..pool.count {
+            add(format!("{}-{i}", pool.name), &pool.name, pool.os, &pool.instance_type, pool.disk_gb, pool.spot, None);
+        }
+    }
+    DesiredState {
+        cluster: spec.name.clone(),
+        region: spec.region.clone(),
+        network: match &spec.network.vpc {
+            Vpc::Create { cidr, subnet_cidr } => DesiredNetwork::Create { vpc_cidr: *cidr, subnet_cidr: *subnet_cidr },
+            Vpc::Existing { vpc_id, subnet_id } => DesiredNetwork::Existing { vpc_id: vpc_id.clone(), subnet_id: subnet_id.clone() },
+        },
+        security_rules: security_rules(spec),
+        parameters: secret_parameter_names(&spec.name),
+        instances,
+        tags: spec.tags.clone(),
+    }
+}
+
+pub fn parameter_prefix(cluster: &str) -> String {
+    format!("/hybrid/{cluster}/")
+}
+
+pub fn secret_parameter_names(cluster: &str) -> Vec<String> {
+    let p = parameter_prefix(cluster);
+    vec![format!("{p}ca.crt"), format!("{p}ca.key"), format!("{p}token")]
+}
+
+pub fn lock_parameter_name(cluster: &str) -> String {
+    format!("{}lock", parameter_prefix(cluster))
+}
+
+/// 16 hex digits of SHA-256 over everything that forces a replacement.
+pub fn spec_hash(ami: &str, instance_type: &str, disk_gb: u32, spot: bool, bootstrap_fingerprint: &str) -> String {
+    let digest = Sha256::digest(format!("ami={ami}\ntype={instance_type}\ndisk={disk_gb}\nspot={spot}\nbootstrap={bootstrap_fingerprint}\n").as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn fingerprint(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Exactly the ports the cluster uses (WINDOWS-NOTES §6): pod traffic is
+/// encapsulated, so security groups see only the VXLAN outer packets.
+pub fn security_rules(spec: &ClusterSpec) -> BTreeSet<SgRule> {
+    let mut rules = BTreeSet::new();
+    let mut rule = |protocol: &str, from: i32, to: i32, source: Source, description: &str| {
+        rules.insert(SgRule { protocol: protocol.into(), from_port: from, to_port: to, source, description: description.into() });
+    };
+    rule("tcp", 6443, 6443, Source::Cluster, "kube-apiserver");
+    rule("tcp", 2379, 2380, Source::Cluster, "etcd");
+    rule("tcp", 10250, 10250, Source::Cluster, "kubelet API");
+    rule("udp", i32::from(spec.cni.port), i32::from(spec.cni.port), Source::Cluster, "VXLAN overlay");
+    rule("tcp", 30000, 32767, Source::Cluster, "NodePort services (TCP)");
+    rule("udp", 30000, 32767, Source::Cluster, "NodePort services (UDP)");
+    if spec.cni.plugin == CniPlugin::Calico {
+        rule("tcp", 5473, 5473, Source::Cluster, "Calico Typha");
+        if matches!(spec.cni.encapsulation, Encapsulation::Ipip | Encapsulation::IpipCrossSubnet) {
+            rule("4", -1, -1, Source::Cluster, "Calico IP-in-IP");
+        }
+        if spec.cni.bgp {
+            rule("tcp", 179, 179, Source::Cluster, "Calico BGP");
+        }
+    }
+    for cidr in &spec.network.admin_cidrs {
+        rule("tcp", 6443, 6443, Source::Cidr(*cidr), "admin: kube-apiserver");
+        rule("tcp", 22, 22, Source::Cidr(*cidr), "admin: SSH");
+        if spec.has_windows() {
+            rule("tcp", 3389, 3389, Source::Cidr(*cidr), "admin: RDP");
+        }
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ClusterSpec {
+        crate::config::load(include_str!("../clusters/dev.toml")).spec.unwrap()
+    }
+
+    #[test]
+    fn slots_are_stable_and_per_pool() {
+        let d = desired_state(&spec(), &AmiMap::new(), &BTreeMap::new());
+        let slots: Vec<&str> = d.instances.keys().map(String::as_str).collect();
+        assert_eq!(slots, ["control-plane", "game-servers-0", "game-servers-1", "win-tools-0"]);
+        assert_eq!(d.instances["control-plane"].private_ip, Some("10.42.0.10".parse().unwrap()));
+    }
+
+    #[test]
+    fn spec_hash_changes_with_what_forces_replacement() {
+        let base = spec_hash("ami-1", "m5.large", 50, false, "f");
+        assert_eq!(base, spec_hash("ami-1", "m5.large", 50, false, "f"));
+        for other in [spec_hash("ami-2", "m5.large", 50, false, "f"), spec_hash("ami-1", "m6i.large", 50, false, "f"), spec_hash("ami-1", "m5.large", 60, false, "f"), spec_hash("ami-1", "m5.large", 50, true, "f"), spec_hash("ami-1", "m5.large", 50, false, "g")] {
+            assert_ne!(base, other);
+        }
+    }
+
+    #[test]
+    fn security_group_opens_only_needed_ports() {
+        let rules = security_rules(&spec());
+        let open: BTreeSet<(String, i32)> = rules.iter().map(|r| (r.protocol.clone(), r.from_port)).collect();
+        assert!(open.contains(&("udp".into(), 4789)));
+        assert!(open.contains(&("tcp".into(), 5473)));
+        assert!(!open.contains(&("tcp".into(), 179)), "no BGP with VXLAN");
+        assert!(!open.contains(&("4".into(), -1)), "no IP-in-IP with VXLAN");
+        // Admin CIDRs only reach the API server, SSH and RDP.
+        let admin: BTreeSet<i32> = rules.iter().filter(|r| matches!(r.source, Source::Cidr(_))).map(|r| r.from_port).collect();
+        assert_eq!(admin, BTreeSet::from([22, 3389, 6443]));
+    }
+}

@@ -1,0 +1,412 @@
+//! The plan: every change `apply` (or `destroy`) will make, as plain data
+//! (Terraform's rule: nothing else steers execution). Pure: desired state and
+//! inventory in, plan out. `show` renders it; `execute` carries it out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::desired::{CONTROL_PLANE, DesiredInstance, DesiredNetwork, DesiredState, SgRule, Source};
+use crate::inventory::{Instance, Inventory};
+use crate::net::Ipv4Cidr;
+
+/// What happens to one resource. The symbol is what the user sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    /// Delete, then create (`-/+`): the control plane's fixed address must be free first.
+    Replace,
+    Delete,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Resource {
+    Vpc { cidr: Ipv4Cidr },
+    Subnet { cidr: Ipv4Cidr },
+    InternetGateway,
+    /// 0.0.0.0/0 through the internet gateway in the VPC's main route table.
+    Route,
+    SecurityGroup { add: Vec<SgRule>, remove: Vec<SgRule> },
+    /// An SSM SecureString; its value is never part of a plan.
+    Parameter { name: String },
+    Instance { desired: Option<DesiredInstance> },
+}
+
+impl Resource {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::Vpc { .. } => "vpc",
+            Resource::Subnet { .. } => "subnet",
+            Resource::InternetGateway => "internet_gateway",
+            Resource::Route => "route",
+            Resource::SecurityGroup { .. } => "security_group",
+            Resource::Parameter { .. } => "ssm_parameter",
+            Resource::Instance { .. } => "instance",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Change {
+    pub action: Action,
+    /// A human name: slot, parameter name, CIDR.
+    pub name: String,
+    /// The existing resource's id, for updates, replacements and deletions.
+    pub id: Option<String>,
+    /// Why: shown as `(because …)` for replacements and deletions.
+    pub reason: Option<String>,
+    pub resource: Resource,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    pub cluster: String,
+    pub region: String,
+    /// Planned against nothing (no credentials): every resource is new and
+    /// AMIs are resolved at apply time.
+    pub offline: bool,
+    pub destroy: bool,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary { add: 0, change: 0, destroy: 0 };
+        for c in &self.changes {
+            match c.action {
+                Action::Create => s.add += 1,
+                Action::Update => s.change += 1,
+                Action::Replace => {
+                    s.add += 1;
+                    s.destroy += 1;
+                }
+                Action::Delete => s.destroy += 1,
+            }
+        }
+        s
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("the cluster's {what} is {actual} but the file says {wanted}; a network cannot change under a running cluster. Run `hybrid destroy` first, or change the file back")]
+    NetworkChanged { what: &'static str, actual: String, wanted: String },
+}
+
+/// Changes that bring `actual` to `desired`.
+pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result<Plan, PlanError> {
+    let mut changes = Vec::new();
+    network_changes(desired, actual, &mut changes)?;
+    for name in &desired.parameters {
+        if !actual.parameters.contains(name) {
+            changes.push(Change { action: Action::Create, name: name.clone(), id: None, reason: None, resource: Resource::Parameter { name: name.clone() } });
+        }
+    }
+    instance_changes(desired, actual, &mut changes);
+    Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes })
+}
+
+fn network_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Vec<Change>) -> Result<(), PlanError> {
+    if let DesiredNetwork::Create { vpc_cidr, subnet_cidr } = &desired.network {
+        for (what, found, wanted) in [("VPC CIDR", &actual.vpc, vpc_cidr), ("subnet CIDR", &actual.subnet, subnet_cidr)] {
+            if let Some(cidr) = found.as_ref().and_then(|f| f.cidr) {
+                if cidr != *wanted {
+                    return Err(PlanError::NetworkChanged { what, actual: cidr.to_string(), wanted: wanted.to_string() });
+                }
+            }
+        }
+        let mut create = |resource: Resource, name: String| changes.push(Change { action: Action::Create, name, id: None, reason: None, resource });
+        if actual.vpc.is_none() {
+            create(Resource::Vpc { cidr: *vpc_cidr }, vpc_cidr.to_string());
+        }
+        if actual.subnet.is_none() {
+            create(Resource::Subnet { cidr: *subnet_cidr }, subnet_cidr.to_string());
+        }
+        if actual.internet_gateway.is_none() {
+            create(Resource::InternetGateway, format!("{}-igw", desired.cluster));
+        }
+        if !actual.route_table.as_ref().is_some_and(|r| r.default_route_to_igw) {
+            create(Resource::Route, "0.0.0.0/0 via internet gateway".into());
+        }
+    }
+    let sg_name = format!("{}-nodes", desired.cluster);
+    match &actual.security_group {
+        None => changes.push(Change {
+            action: Action::Create,
+            name: sg_name,
+            id: None,
+            reason: None,
+            resource: Resource::SecurityGroup { add: desired.security_rules.iter().cloned().collect(), remove: Vec::new() },
+        }),
+        Some(sg) => {
+            let have: BTreeSet<_> = sg.rules.iter().map(SgRule::key).collect();
+            let want: BTreeSet<_> = desired.security_rules.iter().map(SgRule::key).collect();
+            let add: Vec<SgRule> = desired.security_rules.iter().filter(|r| !have.contains(&r.key())).cloned().collect();
+            let remove: Vec<SgRule> = sg.rules.iter().filter(|r| !want.contains(&r.key())).cloned().collect();
+            if !add.is_empty() || !remove.is_empty() {
+                changes.push(Change { action: Action::Update, name: sg_name, id: Some(sg.id.clone()), reason: None, resource: Resource::SecurityGroup { add, remove } });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn instance_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Vec<Change>) {
+    let mut by_slot: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
+    for i in &actual.instances {
+        by_slot.entry(i.slot.as_str()).or_default().push(i);
+    }
+    for list in by_slot.values_mut() {
+        list.sort_by(|a, b| (&a.launch_time, &a.id).cmp(&(&b.launch_time, &b.id)));
+    }
+    let mut instance_changes = Vec::new();
+    for (slot, want) in &desired.instances {
+        let found = by_slot.get(slot.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let instance = |action, id: Option<String>, reason: Option<String>, desired: Option<DesiredInstance>| Change { action, name: slot.clone(), id, reason, resource: Resource::Instance { desired } };
+        match found.split_first() {
+            None => instance_changes.push(instance(Action::Create, None, None, Some(want.clone()))),
+            Some((keep, extra)) => {
+                if keep.spec_hash != want.spec_hash && want.ami.is_some() {
+                    instance_changes.push(instance(Action::Replace, Some(keep.id.clone()), Some(replace_reason(keep, want)), Some(want.clone())));
+                }
+                for dup in extra {
+                    instance_changes.push(instance(Action::Delete, Some(dup.id.clone()), Some(format!("duplicate of {} in slot {slot}, left by an interrupted apply", keep.id)), None));
+                }
+            }
+        }
+    }
+    let pools: BTreeMap<&str, usize> = desired.instances.values().fold(BTreeMap::new(), |mut m, d| {
+        *m.entry(d.group.as_str()).or_default() += 1;
+        m
+    });
+    for (slot, found) in &by_slot {
+        if desired.instances.contains_key(*slot) {
+            continue;
+        }
+        for i in found {
+            let reason = match pools.get(i.group.as_str()) {
+                Some(n) => format!("pool {} shrinks to {n}", i.group),
+                None if i.group == CONTROL_PLANE => "control plane not in the file".to_string(),
+                None => format!("pool {} is no longer in the file", i.group),
+            };
+            instance_changes.push(Change { action: Action::Delete, name: slot.to_string(), id: Some(i.id.clone()), reason: Some(reason), resource: Resource::Instance { desired: None } });
+        }
+    }
+    instance_changes.sort_by(|a, b| slot_order(&a.name).cmp(&slot_order(&b.name)).then(a.action.cmp(&b.action)));
+    changes.extend(instance_changes);
+}
+
+/// Control plane first, then pools by name and slots by number (so
+/// `pool-10` sorts after `pool-9`).
+fn slot_order(slot: &str) -> (bool, &str, u64) {
+    match slot.rsplit_once('-').and_then(|(p, n)| n.parse().ok().map(|n| (p, n))) {
+        _ if slot == CONTROL_PLANE => (false, "", 0),
+        Some((pool, n)) => (true, pool, n),
+        None => (true, slot, 0),
+    }
+}
+
+fn replace_reason(actual: &Instance, want: &DesiredInstance) -> String {
+    let mut why = Vec::new();
+    if let Some(ami) = &want.ami {
+        if ami.id != actual.image_id {
+            why.push(format!("image {} → {}", actual.image_id, ami.id));
+        }
+    }
+    if actual.instance_type != want.instance_type {
+        why.push(format!("instance type {} → {}", actual.instance_type, want.instance_type));
+    }
+    if why.is_empty() {
+        why.push("bootstrap, disk or spot setting changed".into());
+    }
+    why.join(", ")
+}
+
+/// Everything found goes, instances first.
+pub fn plan_destroy(cluster: &str, region: &str, actual: &Inventory) -> Plan {
+    let mut changes = Vec::new();
+    let mut instances: Vec<&Instance> = actual.instances.iter().collect();
+    instances.sort_by(|a, b| slot_order(&a.slot).cmp(&slot_order(&b.slot)).then(a.id.cmp(&b.id)));
+    for i in instances {
+        changes.push(Change { action: Action::Delete, name: i.slot.clone(), id: Some(i.id.clone()), reason: None, resource: Resource::Instance { desired: None } });
+    }
+    if let Some(sg) = &actual.security_group {
+        changes.push(Change { action: Action::Delete, name: format!("{cluster}-nodes"), id: Some(sg.id.clone()), reason: None, resource: Resource::SecurityGroup { add: vec![], remove: vec![] } });
+    }
+    if let Some(igw) = &actual.internet_gateway {
+        changes.push(Change { action: Action::Delete, name: format!("{cluster}-igw"), id: Some(igw.clone()), reason: None, resource: Resource::InternetGateway });
+    }
+    if let Some(s) = &actual.subnet {
+        let cidr = s.cidr.unwrap_or_else(|| Ipv4Cidr::parse("0.0.0.0/0").expect("literal"));
+        changes.push(Change { action: Action::Delete, name: cidr.to_string(), id: Some(s.id.clone()), reason: None, resource: Resource::Subnet { cidr } });
+    }
+    if let Some(v) = &actual.vpc {
+        let cidr = v.cidr.unwrap_or_else(|| Ipv4Cidr::parse("0.0.0.0/0").expect("literal"));
+        changes.push(Change { action: Action::Delete, name: cidr.to_string(), id: Some(v.id.clone()), reason: None, resource: Resource::Vpc { cidr } });
+    }
+    for p in &actual.parameters {
+        changes.push(Change { action: Action::Delete, name: p.clone(), id: None, reason: None, resource: Resource::Parameter { name: p.clone() } });
+    }
+    Plan { cluster: cluster.to_string(), region: region.to_string(), offline: false, destroy: true, changes }
+}
+
+impl Source {
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Cluster => "cluster nodes".into(),
+            Source::Cidr(c) => c.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{AmiMap, ResolvedAmi, desired_state};
+    use crate::inventory::{Found, RouteTable, SecurityGroup};
+
+    fn desired() -> DesiredState {
+        let spec = crate::config::load(include_str!("../clusters/dev.toml")).spec.unwrap();
+        let ami = |id: &str| ResolvedAmi { id: id.into(), name: "n".into(), root_device: "/dev/sda1".into() };
+        let amis: AmiMap = [("control-plane", "ami-1"), ("game-servers", "ami-1"), ("win-tools", "ami-2")].into_iter().map(|(g, a)| (g.to_string(), ami(a))).collect();
+        desired_state(&spec, &amis, &BTreeMap::new())
+    }
+
+    /// The inventory a successful apply of `d` leaves behind.
+    fn applied(d: &DesiredState) -> Inventory {
+        let DesiredNetwork::Create { vpc_cidr, subnet_cidr } = d.network.clone() else { panic!() };
+        Inventory {
+            vpc: Some(Found { id: "vpc-1".into(), cidr: Some(vpc_cidr) }),
+            subnet: Some(Found { id: "subnet-1".into(), cidr: Some(subnet_cidr) }),
+            internet_gateway: Some("igw-1".into()),
+            route_table: Some(RouteTable { id: "rtb-1".into(), default_route_to_igw: true }),
+            security_group: Some(SecurityGroup { id: "sg-1".into(), rules: d.security_rules.iter().cloned().collect() }),
+            parameters: d.parameters.iter().cloned().collect(),
+            instances: d
+                .instances
+                .values()
+                .enumerate()
+                .map(|(n, i)| Instance {
+                    id: format!("i-{n}"),
+                    slot: i.slot.clone(),
+                    group: i.group.clone(),
+                    spec_hash: i.spec_hash.clone(),
+                    state: "running".into(),
+                    instance_type: i.instance_type.clone(),
+                    image_id: i.ami.as_ref().unwrap().id.clone(),
+                    private_ip: None,
+                    private_dns: None,
+                    launch_time: "2026-11-23T10:00:00Z".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn from_nothing_everything_is_created() {
+        let p = plan(&desired(), &Inventory::default(), false).unwrap();
+        assert_eq!(p.summary(), Summary { add: 4 + 1 + 3 + 4, change: 0, destroy: 0 });
+    }
+
+    #[test]
+    fn after_apply_there_is_nothing_to_do() {
+        let d = desired();
+        assert!(plan(&d, &applied(&d), false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn count_changes_add_or_remove_the_highest_slots() {
+        let d = desired();
+        let mut inv = applied(&d);
+        let mut extra = inv.instances.iter().find(|i| i.slot == "game-servers-1").unwrap().clone();
+        extra.slot = "game-servers-2".into();
+        extra.id = "i-9".into();
+        inv.instances.push(extra);
+        let p = plan(&d, &inv, false).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!((p.changes[0].action, p.changes[0].name.as_str()), (Action::Delete, "game-servers-2"));
+        assert_eq!(p.changes[0].reason.as_deref(), Some("pool game-servers shrinks to 2"));
+    }
+
+    #[test]
+    fn changed_image_or_type_is_a_replacement_with_its_reason() {
+        let d = desired();
+        let mut inv = applied(&d);
+        let w = inv.instances.iter_mut().find(|i| i.slot == "win-tools-0").unwrap();
+        w.image_id = "ami-old".into();
+        w.instance_type = "m5.xlarge".into();
+        w.spec_hash = "stale".into();
+        let p = plan(&d, &inv, false).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.changes[0].action, Action::Replace);
+        assert_eq!(p.changes[0].reason.as_deref(), Some("image ami-old → ami-2, instance type m5.xlarge → m6i.xlarge"));
+    }
+
+    #[test]
+    fn duplicates_from_an_interrupted_apply_are_removed_keeping_the_oldest() {
+        let d = desired();
+        let mut inv = applied(&d);
+        let mut dup = inv.instances[0].clone();
+        dup.id = "i-dup".into();
+        dup.launch_time = "2026-11-23T10:00:05Z".into();
+        inv.instances.push(dup);
+        let p = plan(&d, &inv, false).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!((p.changes[0].action, p.changes[0].id.as_deref()), (Action::Delete, Some("i-dup")));
+    }
+
+    #[test]
+    fn security_group_rules_are_diffed() {
+        let d = desired();
+        let mut inv = applied(&d);
+        let sg = inv.security_group.as_mut().unwrap();
+        sg.rules.retain(|r| r.from_port != 4789);
+        sg.rules.push(SgRule { protocol: "tcp".into(), from_port: 22, to_port: 22, source: Source::Cidr(Ipv4Cidr::parse("0.0.0.0/0").unwrap()), description: "old".into() });
+        let p = plan(&d, &inv, false).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        let Resource::SecurityGroup { add, remove } = &p.changes[0].resource else { panic!() };
+        assert_eq!((add.len(), remove.len()), (1, 1));
+        assert_eq!(add[0].from_port, 4789);
+    }
+
+    #[test]
+    fn a_changed_vpc_cidr_is_refused() {
+        let d = desired();
+        let mut inv = applied(&d);
+        inv.vpc.as_mut().unwrap().cidr = Some(Ipv4Cidr::parse("10.9.0.0/16").unwrap());
+        assert!(matches!(plan(&d, &inv, false), Err(PlanError::NetworkChanged { .. })));
+    }
+
+    #[test]
+    fn destroy_removes_everything_found() {
+        let d = desired();
+        let p = plan_destroy("dev", "us-east-1", &applied(&d));
+        assert_eq!(p.summary(), Summary { add: 0, change: 0, destroy: 4 + 1 + 1 + 1 + 1 + 3 });
+        assert!(p.changes.iter().take(4).all(|c| c.resource.kind() == "instance"), "instances go first");
+    }
+}
