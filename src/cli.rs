@@ -26,6 +26,10 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,
 
+    /// Print the number of AWS API calls by operation when done.
+    #[arg(long, global = true)]
+    pub api_stats: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,6 +85,73 @@ output folder private.", after_help = "Exits 0 when every node rendered, 1 on an
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
     },
+    /// Show what apply would change in AWS, without changing anything.
+    #[command(long_about = "\
+Compare the file with what runs in AWS (found by the hybrid:cluster tag and the SSM parameters \
+under /hybrid/<cluster>/) and print the changes, Terraform-style: + create, - delete, ~ update, \
+-/+ replace (with the reason), and a summary line. Secrets are shown only as (sensitive).
+
+With --offline no AWS credentials are needed: the plan is made against nothing, so a newcomer \
+sees at once what a first apply would create.", after_help = "\
+Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes present (only \
+with --detailed-exitcode), 64 usage error.")]
+    Plan {
+        file: PathBuf,
+        #[command(flatten)]
+        aws: AwsArgs,
+        /// Plan against no existing resources, without AWS calls.
+        #[arg(long)]
+        offline: bool,
+        /// Exit 0 for no changes and 2 for changes (1 stays an error).
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// Folder with template overrides (as for render).
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
+    /// Create or change what the file describes in AWS.
+    #[command(long_about = "\
+Plan (as `hybrid plan`), show the plan, ask for confirmation (or --yes), then make it so: network \
+(VPC, subnet, internet gateway, route, security group with only the needed ports), the cluster \
+secrets in SSM (SecureString), and instances with IMDSv2 required, encrypted root volumes, tags \
+and the rendered user data. Pools launch in parallel.
+
+Nothing is written when there are no changes. A second apply on the same cluster waits for or \
+fails on the cluster lock (an SSM parameter). An apply interrupted at any point can be run again \
+to converge: every resource is tagged when it is created.
+
+This exercises the AWS side; nodes boot and join the cluster on real EC2 only.", after_help = "Exit codes: 0 success, 1 error (nothing is left untagged; run apply again), 64 usage error.")]
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        aws: AwsArgs,
+        #[command(flatten)]
+        lock: LockArgs,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Folder with template overrides (as for render).
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
+    /// Remove everything hybrid created for the cluster.
+    #[command(long_about = "\
+Show what will go, ask (or --yes), then terminate the instances, wait for them, and delete the \
+security group, internet gateway, subnet and VPC (only those hybrid created: they carry the \
+cluster's tag), the SSM parameters and the lock. Afterwards nothing tagged for the cluster remains.")]
+    Destroy {
+        file: PathBuf,
+        #[command(flatten)]
+        aws: AwsArgs,
+        #[command(flatten)]
+        lock: LockArgs,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Print the file format as JSON Schema (or the Markdown key reference).
     #[command(long_about = "\
 Print a JSON Schema of the cluster file, for editor completion (e.g. with the Even Better TOML \
@@ -96,4 +167,29 @@ print the key reference that clusters/README.md contains.")]
 pub enum SchemaFormat {
     Json,
     Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Where AWS is. Credentials come from the standard chain (environment,
+/// profiles, SSO, instance roles).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AwsArgs {
+    /// Send EC2 and SSM calls here instead of AWS (also AWS_ENDPOINT_URL), e.g. a local moto server.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LockArgs {
+    /// Wait this many seconds for another apply or destroy to release the cluster lock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub lock_timeout: u64,
+    /// Remove a stale lock left by a crashed run (check that nobody else is applying!).
+    #[arg(long)]
+    pub break_lock: bool,
 }

@@ -183,9 +183,15 @@ pub fn parameter_prefix(cluster: &str) -> String {
     format!("/hybrid/{cluster}/")
 }
 
+/// The cluster secrets live in one SecureString (CA certificate, CA key and
+/// bootstrap token as JSON): one write stores them atomically, so an apply
+/// killed midway can never leave a certificate without its key.
+pub fn secrets_parameter_name(cluster: &str) -> String {
+    format!("{}secrets", parameter_prefix(cluster))
+}
+
 pub fn secret_parameter_names(cluster: &str) -> Vec<String> {
-    let p = parameter_prefix(cluster);
-    vec![format!("{p}ca.crt"), format!("{p}ca.key"), format!("{p}token")]
+    vec![secrets_parameter_name(cluster)]
 }
 
 pub fn lock_parameter_name(cluster: &str) -> String {

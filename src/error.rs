@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 
 pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_CHANGES: i32 = 2;
+/// 128 + SIGINT, as shells report it.
+pub const EXIT_INTERRUPTED: i32 = 130;
 pub const EXIT_USAGE: i32 = 64;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +19,22 @@ pub enum Error {
     Write { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
-    #[error("secrets in {}: {source}", dir.display())]
+    #[error("cluster secrets in {}: {source}", dir.display())]
     Secrets { dir: PathBuf, source: crate::pki::PkiError },
+    #[error("{0}\nhint: check AWS credentials and region (or pass --endpoint-url); `hybrid plan --offline` needs neither")]
+    Cloud(#[from] crate::adapters::CloudError),
+    #[error("resolving the image for {group}: {source}")]
+    Ami { group: String, source: crate::adapters::CloudError },
+    #[error(transparent)]
+    Exec(#[from] crate::execute::ExecError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error("cluster {cluster} is locked by {owner} since {created} (until {expires}); wait with --lock-timeout SECONDS, or if that run crashed, pass --break-lock")]
+    Locked { cluster: String, owner: String, created: String, expires: String },
+    #[error("not confirmed: {0}")]
+    NotConfirmed(String),
+    #[error("interrupted; everything created so far is tagged: run the same command again to converge")]
+    Interrupted,
     /// The diagnostics were already printed; only the summary remains.
     #[error("{file}: {errors} error(s), {warnings} warning(s)")]
     Invalid { file: String, errors: usize, warnings: usize },
@@ -25,7 +42,10 @@ pub enum Error {
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
-        EXIT_FAILURE
+        match self {
+            Error::Interrupted => EXIT_INTERRUPTED,
+            _ => EXIT_FAILURE,
+        }
     }
 }
 

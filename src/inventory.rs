@@ -25,6 +25,9 @@ pub struct Inventory {
     pub parameters: BTreeSet<String>,
     /// Instances not terminated or shutting down.
     pub instances: Vec<Instance>,
+    /// The cluster's `hybrid:expires` tag (RFC 3339), set at creation from
+    /// its time-to-live and kept for its lifetime.
+    pub expires: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -16,11 +16,14 @@ fn main() {
             std::process::exit(code);
         }
     };
-    if let Err(e) = hybrid::commands::run(cli) {
-        match &e {
-            Error::Invalid { .. } => eprintln!("{e}"),
-            _ => eprintln!("error: {e}"),
+    match hybrid::commands::run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            match &e {
+                Error::Invalid { .. } => eprintln!("{e}"),
+                _ => eprintln!("error: {e}"),
+            }
+            std::process::exit(e.exit_code());
         }
-        std::process::exit(e.exit_code());
     }
 }

@@ -213,7 +213,7 @@ pub struct Pool {
 }
 
 /// An explicit image instead of the latest public one for the OS.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AmiRef {
     Id(String),
     /// A DescribeImages name filter; the newest match wins.

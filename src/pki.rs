@@ -132,6 +132,19 @@ impl ClusterSecrets {
     }
 }
 
+impl ClusterSecrets {
+    /// The stored form: one JSON document (see `desired::secrets_parameter_name`).
+    pub fn to_stored(&self) -> String {
+        serde_json::json!({ "ca_crt": self.ca_cert_pem, "ca_key": self.ca_key_pem, "token": self.token.expose() }).to_string()
+    }
+
+    pub fn from_stored(stored: &str) -> Result<Self, PkiError> {
+        let v: serde_json::Value = serde_json::from_str(stored).map_err(|e| PkiError::BadCert(format!("stored secrets are not JSON: {e}")))?;
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        Self::from_parts(&field("ca_crt"), &field("ca_key"), &field("token"))
+    }
+}
+
 /// The DER bytes of the certificate's SubjectPublicKeyInfo: what kubeadm
 /// hashes (not the whole certificate, not the bare key bits).
 fn cert_spki_der(pem: &str) -> Result<Vec<u8>, PkiError> {
@@ -168,5 +181,7 @@ mod tests {
         let b = ClusterSecrets::generate(&mut StdRng::seed_from_u64(2), now).unwrap();
         assert!(matches!(ClusterSecrets::from_parts(&a.ca_cert_pem, b.expose_ca_key_pem(), &a.token.expose()), Err(PkiError::KeyMismatch)));
         assert!(!format!("{a:?}").contains("PRIVATE KEY"));
+        let stored = ClusterSecrets::from_stored(&a.to_stored()).unwrap();
+        assert_eq!((stored.ca_cert_hash(), stored.token.expose()), (a.ca_cert_hash(), a.token.expose()));
     }
 }

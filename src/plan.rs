@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn from_nothing_everything_is_created() {
         let p = plan(&desired(), &Inventory::default(), false).unwrap();
-        assert_eq!(p.summary(), Summary { add: 4 + 1 + 3 + 4, change: 0, destroy: 0 });
+        assert_eq!(p.summary(), Summary { add: 4 + 1 + 1 + 4, change: 0, destroy: 0 });
     }
 
     #[test]
@@ -406,7 +406,7 @@ mod tests {
     fn destroy_removes_everything_found() {
         let d = desired();
         let p = plan_destroy("dev", "us-east-1", &applied(&d));
-        assert_eq!(p.summary(), Summary { add: 0, change: 0, destroy: 4 + 1 + 1 + 1 + 1 + 3 });
+        assert_eq!(p.summary(), Summary { add: 0, change: 0, destroy: 4 + 1 + 1 + 1 + 1 + 1 });
         assert!(p.changes.iter().take(4).all(|c| c.resource.kind() == "instance"), "instances go first");
     }
 }

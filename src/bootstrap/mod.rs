@@ -156,6 +156,23 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().expect("writing to a Vec cannot fail")
 }
 
+/// Stand-in secrets for fingerprinting (see `fingerprint/README.md`).
+pub fn fingerprint_secrets() -> ClusterSecrets {
+    ClusterSecrets::from_parts(include_str!("fingerprint/ca.crt"), include_str!("fingerprint/ca.key"), include_str!("fingerprint/token"))
+        .expect("the built-in fingerprint secrets are valid")
+}
+
+/// Per group, a digest of its bootstrap rendered with `fingerprint_secrets`.
+pub fn fingerprints(spec: &ClusterSpec, templates: &Templates) -> Result<std::collections::BTreeMap<String, String>, BootstrapError> {
+    Ok(render_cluster(spec, &fingerprint_secrets(), templates)?
+        .into_iter()
+        .map(|b| {
+            let text: String = b.parts.iter().flat_map(|(n, c)| [n.as_str(), c.as_str()]).collect();
+            (b.group, crate::desired::fingerprint(text.as_bytes()))
+        })
+        .collect())
+}
+
 /// Serializes a context for tera. Contexts are plain structs; a failure here
 /// is a bug.
 fn to_context(value: &impl Serialize) -> tera::Context {

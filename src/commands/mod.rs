@@ -1,6 +1,10 @@
 //! One function per subcommand: reads what it needs from disk, calls the
 //! pure core, writes to the terminal. `run` dispatches.
 
+mod apply;
+mod cluster;
+mod destroy;
+mod plan;
 mod render;
 mod schema;
 mod validate;
@@ -26,11 +30,36 @@ impl Ui {
     }
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs a command; returns the exit code for a success (plan's
+/// --detailed-exitcode can make that 2).
+pub fn run(cli: Cli) -> Result<i32> {
     let ui = Ui::new(cli.color);
+    let api_stats = cli.api_stats;
     match cli.command {
-        Command::Validate { file } => validate::validate(&ui, &file).map(|_| ()),
+        Command::Plan { file, aws, offline, detailed_exitcode, output, templates } => {
+            let opts = plan::PlanOptions { aws: &aws, offline, detailed_exitcode, output, templates: templates.as_deref(), api_stats };
+            runtime().block_on(plan::plan(&ui, &file, &opts))
+        }
+        Command::Apply { file, aws, lock, yes, templates } => {
+            let opts = apply::ApplyOptions { aws: &aws, lock: &lock, yes, templates: templates.as_deref(), api_stats };
+            runtime().block_on(apply::apply(&ui, &file, &opts)).map(|_| 0)
+        }
+        Command::Destroy { file, aws, lock, yes } => runtime().block_on(destroy::destroy(&ui, &file, &aws, &lock, yes, api_stats)).map(|_| 0),
+        other => run_sync(&ui, other).map(|_| 0),
+    }
+}
+
+/// One thread is enough: the work is waiting on AWS, and pools run
+/// concurrently as futures on it.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts")
+}
+
+fn run_sync(ui: &Ui, command: Command) -> Result<()> {
+    match command {
+        Command::Validate { file } => validate::validate(ui, &file).map(|_| ()),
         Command::Schema { format } => schema::schema(format),
-        Command::Render { file, out, secrets, templates } => render::render(&ui, &file, &out, secrets.as_deref(), templates.as_deref()),
+        Command::Render { file, out, secrets, templates } => render::render(ui, &file, &out, secrets.as_deref(), templates.as_deref()),
+        Command::Plan { .. } | Command::Apply { .. } | Command::Destroy { .. } => unreachable!("async commands are dispatched in run"),
     }
 }

@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use super::Ui;
 use super::validate::load_spec;
-use crate::bootstrap::{self, NodeBootstrap, Templates, templates};
+use super::cluster::load_templates;
+use crate::bootstrap::{self, NodeBootstrap};
 use crate::error::{Error, Result};
 use crate::pki::ClusterSecrets;
 
@@ -59,22 +60,6 @@ fn load_or_create_secrets(dir: &Path) -> Result<ClusterSecrets> {
     write_file(&token, format!("{}\n", secrets.token.expose()).as_bytes(), true)?;
     eprintln!("note: created new cluster secrets in {}", dir.display());
     Ok(secrets)
-}
-
-fn load_templates(dir: Option<&Path>) -> Result<Templates> {
-    let Some(dir) = dir else { return Ok(Templates::builtin()) };
-    let mut overrides = Vec::new();
-    for (name, _) in templates::BUILTIN {
-        let path = dir.join(templates::file_name(name));
-        if path.exists() {
-            let text = fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
-            overrides.push((name.to_string(), text));
-        }
-    }
-    if overrides.is_empty() {
-        eprintln!("warning: {} holds none of hybrid's templates (e.g. {}); using the built-in ones", dir.display(), templates::file_name(templates::BUILTIN[0].0));
-    }
-    Ok(Templates::from_sources(overrides)?)
 }
 
 fn write_node(dir: &Path, node: &NodeBootstrap) -> Result<()> {

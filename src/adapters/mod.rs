@@ -1,0 +1,101 @@
+//! The I/O edge. `Cloud` is the small, domain-level interface the executor
+//! needs from AWS (EC2 + SSM); `aws::AwsCloud` implements it with the AWS
+//! SDK. Keeping the trait narrow lets the executor run against an in-memory
+//! fake in unit tests; the real adapter is tested against moto.
+
+pub mod aws;
+
+use std::collections::BTreeMap;
+
+use crate::desired::{AmiLookup, ResolvedAmi, SgRule};
+use crate::inventory::Inventory;
+use crate::model::AmiRef;
+use crate::net::Ipv4Cidr;
+
+/// An AWS call that failed after the SDK's retries.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("{operation} failed: {code}: {message}")]
+pub struct CloudError {
+    pub operation: &'static str,
+    pub code: String,
+    pub message: String,
+}
+
+impl CloudError {
+    pub fn new(operation: &'static str, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { operation, code: code.into(), message: message.into() }
+    }
+}
+
+pub type CloudResult<T> = Result<T, CloudError>;
+
+/// Everything one RunInstances call needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchRequest {
+    pub ami: ResolvedAmi,
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub security_group_id: String,
+    pub private_ip: Option<std::net::Ipv4Addr>,
+    /// Raw bytes; base64 happens inside the adapter.
+    pub user_data: Vec<u8>,
+    pub disk_gb: u32,
+    pub spot: bool,
+    pub key_name: Option<String>,
+    /// Put on the instance and its root volume at creation, atomically.
+    pub tags: BTreeMap<String, String>,
+    /// Idempotency token (AWS deduplicates retried launches with it).
+    pub client_token: String,
+}
+
+/// The cluster lock as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockInfo {
+    pub owner: String,
+    pub created: String,
+    pub expires: String,
+}
+
+// Used with static dispatch inside this crate only, on one task, so the
+// futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
+pub trait Cloud {
+    /// Everything tagged `hybrid:cluster=<cluster>`, plus the SSM parameters
+    /// under `/hybrid/<cluster>/`. The number of calls does not grow with the
+    /// number of instances beyond DescribeInstances pagination.
+    async fn discover(&self, cluster: &str) -> CloudResult<Inventory>;
+    async fn resolve_ami(&self, lookup: &AmiLookup, over: Option<&AmiRef>) -> CloudResult<ResolvedAmi>;
+
+    async fn create_vpc(&self, cidr: Ipv4Cidr, tags: &BTreeMap<String, String>) -> CloudResult<String>;
+    async fn create_subnet(&self, vpc_id: &str, cidr: Ipv4Cidr, tags: &BTreeMap<String, String>) -> CloudResult<String>;
+    /// Creates and attaches.
+    async fn create_internet_gateway(&self, vpc_id: &str, tags: &BTreeMap<String, String>) -> CloudResult<String>;
+    async fn attach_internet_gateway(&self, igw_id: &str, vpc_id: &str) -> CloudResult<()>;
+    async fn create_default_route(&self, vpc_id: &str, igw_id: &str) -> CloudResult<()>;
+    async fn create_security_group(&self, name: &str, vpc_id: &str, tags: &BTreeMap<String, String>) -> CloudResult<String>;
+    async fn authorize_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;
+    async fn revoke_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;
+
+    async fn run_instance(&self, request: &LaunchRequest) -> CloudResult<String>;
+    async fn terminate_instances(&self, ids: &[String]) -> CloudResult<()>;
+    /// Which of `ids` are not yet `terminated`.
+    async fn not_terminated(&self, ids: &[String]) -> CloudResult<Vec<String>>;
+
+    async fn delete_security_group(&self, id: &str) -> CloudResult<()>;
+    async fn delete_internet_gateway(&self, id: &str) -> CloudResult<()>;
+    async fn delete_subnet(&self, id: &str) -> CloudResult<()>;
+    async fn delete_vpc(&self, id: &str) -> CloudResult<()>;
+
+    /// A parameter's decrypted value, if it exists.
+    async fn get_parameter(&self, name: &str) -> CloudResult<Option<String>>;
+    /// Creates a SecureString; `Ok(false)` when it already exists (never overwrites).
+    async fn create_parameter(&self, name: &str, value: &str, tags: &BTreeMap<String, String>) -> CloudResult<bool>;
+    async fn delete_parameter(&self, name: &str) -> CloudResult<()>;
+
+    /// Writes the lock unless one exists; returns the existing one if so.
+    async fn try_lock(&self, cluster: &str, lock: &LockInfo) -> CloudResult<Option<LockInfo>>;
+    async fn unlock(&self, cluster: &str) -> CloudResult<()>;
+
+    /// Calls made so far, by operation (for `--api-stats` and benchmarks).
+    fn call_counts(&self) -> BTreeMap<&'static str, u64>;
+}

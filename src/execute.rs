@@ -1,0 +1,282 @@
+//! Carries out a plan through a `Cloud`, in dependency order: network,
+//! secrets, instance removals, then instance launches (pools in parallel).
+//!
+//! Every resource is tagged in the call that creates it, so an apply killed
+//! at any moment leaves nothing untagged: the next apply discovers what
+//! exists and continues. A failure in one pool does not stop the others; the
+//! error names each pool that failed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use crate::adapters::{Cloud, CloudError, LaunchRequest};
+use crate::bootstrap::NodeBootstrap;
+use crate::desired::{DesiredInstance, DesiredNetwork, DesiredState, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, secrets_parameter_name};
+use crate::inventory::Inventory;
+use crate::pki::ClusterSecrets;
+use crate::plan::{Action, Plan, Resource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error("{}", failures.iter().map(|(pool, e)| format!("pool {pool}: {e}")).collect::<Vec<_>>().join("\n"))]
+    Pools { failures: Vec<(String, CloudError)> },
+    #[error("{what} did not finish within {seconds}s: {detail}")]
+    Timeout { what: &'static str, seconds: u64, detail: String },
+    #[error("no {0} to use: it was neither found nor planned; run `hybrid plan` to see why")]
+    Missing(&'static str),
+}
+
+/// What the executor needs besides the plan.
+pub struct Context<'a> {
+    pub desired: &'a DesiredState,
+    pub inventory: &'a Inventory,
+    pub secrets: &'a ClusterSecrets,
+    /// User data per group (`control-plane` or pool name).
+    pub bootstraps: &'a BTreeMap<String, NodeBootstrap>,
+    pub key_name: Option<&'a str>,
+    /// RFC 3339 expiry for the `hybrid:expires` tag.
+    pub expires: Option<String>,
+    /// Distinguishes this run's idempotency tokens from earlier runs'.
+    pub run_id: String,
+    /// How long to wait for instances to terminate.
+    pub terminate_timeout: Duration,
+}
+
+/// Progress lines for the terminal or a log.
+pub trait Progress {
+    fn line(&self, message: &str);
+}
+
+impl<F: Fn(&str)> Progress for F {
+    fn line(&self, message: &str) {
+        self(message)
+    }
+}
+
+fn base_tags(ctx: &Context<'_>) -> BTreeMap<String, String> {
+    let mut tags = ctx.desired.tags.clone();
+    tags.insert(TAG_CLUSTER.into(), ctx.desired.cluster.clone());
+    if let Some(e) = &ctx.expires {
+        tags.insert(TAG_EXPIRES.into(), e.clone());
+    }
+    tags
+}
+
+fn named(mut tags: BTreeMap<String, String>, name: String) -> BTreeMap<String, String> {
+    tags.insert("Name".into(), name);
+    tags
+}
+
+pub async fn apply<C: Cloud>(cloud: &C, plan: &Plan, ctx: &Context<'_>, progress: &impl Progress) -> Result<(), ExecError> {
+    let cluster = &ctx.desired.cluster;
+    let tags = base_tags(ctx);
+    let (mut vpc_id, mut subnet_id) = match &ctx.desired.network {
+        DesiredNetwork::Existing { vpc_id, subnet_id } => (Some(vpc_id.clone()), Some(subnet_id.clone())),
+        DesiredNetwork::Create { .. } => (ctx.inventory.vpc.as_ref().map(|v| v.id.clone()), ctx.inventory.subnet.as_ref().map(|s| s.id.clone())),
+    };
+    let mut igw_id = ctx.inventory.internet_gateway.clone();
+    // A gateway found by its tag may be detached (an apply killed between
+    // create and attach); one created here is attached already.
+    let mut igw_needs_attach = igw_id.is_some();
+    let mut sg_id = ctx.inventory.security_group.as_ref().map(|s| s.id.clone());
+
+    // Network, in dependency order regardless of the order shown.
+    for kind in ["vpc", "subnet", "internet_gateway", "route", "security_group"] {
+        for change in plan.changes.iter().filter(|c| c.resource.kind() == kind) {
+            match (&change.resource, change.action) {
+                (Resource::Vpc { cidr }, Action::Create) => {
+                    let id = cloud.create_vpc(*cidr, &named(tags.clone(), format!("{cluster}-vpc"))).await?;
+                    progress.line(&format!("vpc {id} created ({cidr})"));
+                    vpc_id = Some(id);
+                }
+                (Resource::Subnet { cidr }, Action::Create) => {
+                    let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
+                    let id = cloud.create_subnet(vpc, *cidr, &named(tags.clone(), format!("{cluster}-nodes"))).await?;
+                    progress.line(&format!("subnet {id} created ({cidr})"));
+                    subnet_id = Some(id);
+                }
+                (Resource::InternetGateway, Action::Create) => {
+                    let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
+                    let id = cloud.create_internet_gateway(vpc, &named(tags.clone(), format!("{cluster}-igw"))).await?;
+                    progress.line(&format!("internet gateway {id} created and attached"));
+                    igw_id = Some(id);
+                    igw_needs_attach = false;
+                }
+                (Resource::Route, Action::Create) => {
+                    let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
+                    let igw = igw_id.as_deref().ok_or(ExecError::Missing("internet gateway"))?;
+                    if igw_needs_attach {
+                        cloud.attach_internet_gateway(igw, vpc).await?;
+                    }
+                    cloud.create_default_route(vpc, igw).await?;
+                    progress.line("default route to the internet gateway created");
+                }
+                (Resource::SecurityGroup { add, remove }, action) => {
+                    let id = match (action, &sg_id) {
+                        (Action::Create, None) => {
+                            let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
+                            let name = format!("{cluster}-nodes");
+                            let id = cloud.create_security_group(&name, vpc, &named(tags.clone(), name.clone())).await?;
+                            progress.line(&format!("security group {id} created"));
+                            sg_id = Some(id.clone());
+                            id
+                        }
+                        (_, Some(id)) => id.clone(),
+                        (_, None) => return Err(ExecError::Missing("security group")),
+                    };
+                    cloud.revoke_ingress(&id, remove).await?;
+                    cloud.authorize_ingress(&id, add).await?;
+                    if !add.is_empty() || !remove.is_empty() {
+                        progress.line(&format!("security group {id}: {} rule(s) added, {} removed", add.len(), remove.len()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    for change in &plan.changes {
+        if let (Resource::Parameter { name }, Action::Create) = (&change.resource, change.action) {
+            if *name == secrets_parameter_name(cluster) {
+                let created = cloud.create_parameter(name, &ctx.secrets.to_stored(), &tags).await?;
+                progress.line(&format!("{name} {} (SecureString)", if created { "stored" } else { "already stored" }));
+            }
+        }
+    }
+
+    // Removals first: a replaced control plane must free its fixed address
+    // before its successor can take it.
+    let doomed: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace))
+        .filter_map(|c| c.id.clone())
+        .collect();
+    if !doomed.is_empty() {
+        cloud.terminate_instances(&doomed).await?;
+        progress.line(&format!("terminating {} instance(s)", doomed.len()));
+        wait_terminated(cloud, &doomed, ctx.terminate_timeout, progress).await?;
+    }
+
+    let mut by_pool: BTreeMap<&str, Vec<&DesiredInstance>> = BTreeMap::new();
+    for change in &plan.changes {
+        if let (Resource::Instance { desired: Some(d) }, Action::Create | Action::Replace) = (&change.resource, change.action) {
+            by_pool.entry(d.group.as_str()).or_default().push(d);
+        }
+    }
+    if by_pool.is_empty() {
+        return Ok(());
+    }
+    let subnet = subnet_id.ok_or(ExecError::Missing("subnet"))?;
+    let sg = sg_id.ok_or(ExecError::Missing("security group"))?;
+    let launches = by_pool.iter().map(|(pool, slots)| {
+        let (subnet, sg, tags) = (&subnet, &sg, &tags);
+        async move {
+            let total = slots.len();
+            for (n, d) in slots.iter().enumerate() {
+                let request = launch_request(ctx, d, subnet, sg, tags).map_err(|e| (pool.to_string(), e))?;
+                let id = cloud.run_instance(&request).await.map_err(|e| (pool.to_string(), e))?;
+                progress.line(&format!("[{pool}] {} launched {id} ({}/{total})", d.slot, n + 1));
+            }
+            Ok::<(), (String, CloudError)>(())
+        }
+    });
+    let failures: Vec<(String, CloudError)> = join_all(launches).await.into_iter().filter_map(Result::err).collect();
+    if failures.is_empty() { Ok(()) } else { Err(ExecError::Pools { failures }) }
+}
+
+fn launch_request(ctx: &Context<'_>, d: &DesiredInstance, subnet: &str, sg: &str, tags: &BTreeMap<String, String>) -> Result<LaunchRequest, CloudError> {
+    let ami = d.ami.clone().ok_or_else(|| CloudError::new("RunInstances", "ImageNotResolved", format!("no image was resolved for {}", d.group)))?;
+    let user_data = ctx.bootstraps.get(&d.group).ok_or_else(|| CloudError::new("RunInstances", "NoBootstrap", format!("no bootstrap was rendered for {}", d.group)))?.user_data.clone();
+    let mut tags = named(tags.clone(), format!("{}-{}", ctx.desired.cluster, d.slot));
+    tags.insert(TAG_POOL.into(), d.group.clone());
+    tags.insert(TAG_SLOT.into(), d.slot.clone());
+    tags.insert(TAG_SPEC_HASH.into(), d.spec_hash.clone());
+    // AWS deduplicates a retried RunInstances by this token, so a dropped
+    // response cannot launch a second instance for the same slot.
+    let token = crate::desired::fingerprint(format!("{}/{}/{}/{}", ctx.desired.cluster, d.slot, d.spec_hash, ctx.run_id).as_bytes())[..32].to_string();
+    Ok(LaunchRequest {
+        ami,
+        instance_type: d.instance_type.clone(),
+        subnet_id: subnet.to_string(),
+        security_group_id: sg.to_string(),
+        private_ip: d.private_ip,
+        user_data,
+        disk_gb: d.disk_gb,
+        spot: d.spot,
+        key_name: ctx.key_name.map(str::to_string),
+        tags,
+        client_token: token,
+    })
+}
+
+async fn wait_terminated<C: Cloud>(cloud: &C, ids: &[String], timeout: Duration, progress: &impl Progress) -> Result<(), ExecError> {
+    let start = std::time::Instant::now();
+    let mut last_report = 0;
+    loop {
+        let left = cloud.not_terminated(ids).await?;
+        if left.is_empty() {
+            progress.line(&format!("{} instance(s) terminated", ids.len()));
+            return Ok(());
+        }
+        let waited = start.elapsed().as_secs();
+        if start.elapsed() >= timeout {
+            return Err(ExecError::Timeout { what: "instance termination", seconds: timeout.as_secs(), detail: format!("still running: {}", left.join(", ")) });
+        }
+        if waited >= last_report + 15 {
+            progress.line(&format!("waiting for {} instance(s) to terminate ({waited}s)", left.len()));
+            last_report = waited;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Carries out a destroy plan: instances (and their wait), then the
+/// security group, gateway, subnet, VPC and parameters.
+pub async fn destroy<C: Cloud>(cloud: &C, plan: &Plan, timeout: Duration, progress: &impl Progress) -> Result<(), ExecError> {
+    let instances: Vec<String> = plan.changes.iter().filter(|c| c.resource.kind() == "instance").filter_map(|c| c.id.clone()).collect();
+    if !instances.is_empty() {
+        cloud.terminate_instances(&instances).await?;
+        progress.line(&format!("terminating {} instance(s)", instances.len()));
+        wait_terminated(cloud, &instances, timeout, progress).await?;
+    }
+    for kind in ["security_group", "internet_gateway", "subnet", "vpc", "ssm_parameter"] {
+        for c in plan.changes.iter().filter(|c| c.resource.kind() == kind) {
+            match &c.resource {
+                Resource::SecurityGroup { .. } => retry_dependency(|| cloud.delete_security_group(c.id.as_deref().unwrap_or_default()), progress).await?,
+                Resource::InternetGateway => cloud.delete_internet_gateway(c.id.as_deref().unwrap_or_default()).await?,
+                Resource::Subnet { .. } => retry_dependency(|| cloud.delete_subnet(c.id.as_deref().unwrap_or_default()), progress).await?,
+                Resource::Vpc { .. } => retry_dependency(|| cloud.delete_vpc(c.id.as_deref().unwrap_or_default()), progress).await?,
+                Resource::Parameter { name } => cloud.delete_parameter(name).await?,
+                _ => continue,
+            }
+            progress.line(&format!("{} {} deleted", c.resource.kind(), c.id.as_deref().unwrap_or(&c.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Network interfaces of terminated instances linger for a while; AWS
+/// answers DependencyViolation until they are gone.
+async fn retry_dependency<F, Fut>(mut call: F, progress: &impl Progress) -> Result<(), ExecError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), CloudError>>,
+{
+    for attempt in 1.. {
+        match call().await {
+            Err(e) if e.code == "DependencyViolation" && attempt < 30 => {
+                if attempt % 5 == 1 {
+                    progress.line(&format!("{}: still in use, retrying", e.operation));
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            other => return other.map_err(ExecError::from),
+        }
+    }
+    unreachable!("the loop returns")
+}
