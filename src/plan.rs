@@ -324,6 +324,7 @@ mod tests {
                     launch_time: "2026-11-23T10:00:00Z".into(),
                 })
                 .collect(),
+            expires: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The one integration-test binary. Each module covers one area and runs the
 //! real `hybrid` binary or the library's public API against real files.
 
+mod moto;
 mod tools;
 mod util;
 
@@ -14,3 +15,5 @@ mod fuzz;
 mod pki;
 /// Bootstrap rendering: golden files, parsers, linters, injection, size.
 mod render;
+/// plan / apply / destroy against moto: state, idempotency, faults, kills, locks.
+mod ec2;

@@ -1,0 +1,429 @@
+//! plan / apply / destroy against a real EC2 + SSM emulator (moto), with
+//! the resulting state read back through the AWS SDK: counts, tags, user
+//! data, security-group rules, IMDSv2, encryption. What moto cannot prove:
+//! instances are `running` at once and never boot, ClientToken is not
+//! deduplicated, and the 16 KB user-data limit is not enforced (hybrid
+//! checks that itself, see render.rs).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use base64::Engine;
+
+use crate::moto::{FaultProxy, Moto};
+use crate::util::{root, text};
+
+/// A cluster file in a scratch folder; `name` keeps tests apart.
+struct Cluster {
+    dir: PathBuf,
+    name: String,
+}
+
+impl Cluster {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("hybrid-it-ec2-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Cluster { dir, name: name.to_string() }
+    }
+
+    /// Writes the file: a Linux pool and a Windows 2022 pool.
+    fn write(&self, linux: u32, windows: u32, windows_type: &str) -> PathBuf {
+        let path = self.dir.join("cluster.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"[cluster]
+name = "{name}"
+region = "us-east-1"
+kubernetes_version = "1.34.1"
+ttl = "8h"
+tags = {{ team = "qa" }}
+
+[network]
+vpc_cidr = "10.42.0.0/16"
+admin_cidrs = ["203.0.113.0/24"]
+
+[control_plane]
+instance_type = "t3.large"
+
+[[pool]]
+name = "game"
+os = "linux"
+instance_type = "c6i.large"
+count = {linux}
+
+[[pool]]
+name = "win"
+os = "windows-2022"
+instance_type = "{windows_type}"
+count = {windows}
+"#,
+                name = self.name
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+/// Runs hybrid against `endpoint` with test credentials and no AWS config
+/// from the machine.
+fn hybrid_at(endpoint: &str, args: &[&str]) -> Output {
+    command_at(endpoint, args).output().expect("hybrid runs")
+}
+
+fn command_at(endpoint: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid"));
+    c.args(args)
+        .current_dir(root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("USER", "tester")
+        .env("NO_COLOR", "1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", endpoint);
+    c
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn apply(endpoint: &str, file: &Path) -> String {
+    ok(&hybrid_at(endpoint, &["apply", file.to_str().unwrap(), "--yes"]))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+async fn clients(endpoint: &str) -> (aws_sdk_ec2::Client, aws_sdk_ssm::Client) {
+    let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .load()
+        .await;
+    (aws_sdk_ec2::Client::new(&conf), aws_sdk_ssm::Client::new(&conf))
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    id: String,
+    slot: String,
+    instance_type: String,
+    private_ip: String,
+    tags: BTreeMap<String, String>,
+    http_tokens: String,
+}
+
+/// Live (not terminated) instances of a cluster, by slot.
+async fn instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<Seen> {
+    let out = ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag:hybrid:cluster").values(cluster).build())
+        .filters(Filter::builder().name("instance-state-name").values("pending").values("running").values("stopping").values("stopped").build())
+        .send()
+        .await
+        .unwrap();
+    let mut seen: Vec<Seen> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| {
+            let tags: BTreeMap<String, String> = i.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
+            Seen {
+                id: i.instance_id().unwrap().into(),
+                slot: tags.get("hybrid:slot").cloned().unwrap_or_default(),
+                instance_type: i.instance_type().unwrap().as_str().into(),
+                private_ip: i.private_ip_address().unwrap_or_default().into(),
+                http_tokens: i.metadata_options().and_then(|m| m.http_tokens()).map_or(String::new(), |t| t.as_str().to_string()),
+                tags,
+            }
+        })
+        .collect();
+    seen.sort_by(|a, b| a.slot.cmp(&b.slot));
+    seen
+}
+
+fn slots(seen: &[Seen]) -> Vec<&str> {
+    seen.iter().map(|s| s.slot.as_str()).collect()
+}
+
+#[test]
+fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
+    let moto = Moto::start();
+    let c = Cluster::new("alpha");
+    let file = c.write(2, 1, "m6i.xlarge");
+    let out = apply(&moto.url, &file);
+    assert!(out.contains("Plan: 10 to add, 0 to change, 0 to destroy."), "{out}");
+    assert!(out.contains("Apply complete! Resources: 10 added"), "{out}");
+
+    rt().block_on(async {
+        let (ec2, ssm) = clients(&moto.url).await;
+        let seen = instances(&ec2, "alpha").await;
+        assert_eq!(slots(&seen), ["control-plane", "game-0", "game-1", "win-0"]);
+        for s in &seen {
+            assert_eq!(s.http_tokens, "required", "{} must require IMDSv2", s.slot);
+            for key in ["hybrid:cluster", "hybrid:pool", "hybrid:slot", "hybrid:spec-hash", "hybrid:expires", "Name", "team"] {
+                assert!(s.tags.contains_key(key), "{} lacks tag {key}: {:?}", s.slot, s.tags);
+            }
+        }
+        assert_eq!(seen[0].private_ip, "10.42.0.10", "the control plane takes the fixed API address");
+        assert_eq!(seen[3].instance_type, "m6i.xlarge");
+
+        // Root volumes: encrypted, gp3, tagged with the cluster.
+        let vols = ec2.describe_volumes().filters(Filter::builder().name("tag:hybrid:cluster").values("alpha").build()).send().await.unwrap();
+        assert_eq!(vols.volumes().len(), 4, "one tagged root volume per instance");
+        for v in vols.volumes() {
+            assert_eq!(v.encrypted(), Some(true));
+            assert_eq!(v.volume_type().map(|t| t.as_str()), Some("gp3"));
+        }
+
+        // User data round-trips: exactly what hybrid renders from the stored secrets.
+        let stored = ssm.get_parameter().name("/hybrid/alpha/secrets").with_decryption(true).send().await.unwrap();
+        let param = stored.parameter().unwrap();
+        assert_eq!(param.r#type().map(|t| t.as_str()), Some("SecureString"));
+        let secrets = hybrid::pki::ClusterSecrets::from_stored(param.value().unwrap()).unwrap();
+        let spec = hybrid::config::load(&std::fs::read_to_string(&file).unwrap()).spec.unwrap();
+        let rendered: BTreeMap<String, Vec<u8>> = hybrid::bootstrap::render_cluster(&spec, &secrets, &hybrid::bootstrap::Templates::builtin()).unwrap().into_iter().map(|b| (b.group, b.user_data)).collect();
+        for s in &seen {
+            let attr = ec2.describe_instance_attribute().instance_id(&s.id).attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData).send().await.unwrap();
+            let b64 = attr.user_data().and_then(|u| u.value()).unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+            assert_eq!(&bytes, &rendered[&s.tags["hybrid:pool"]], "user data of {}", s.slot);
+        }
+
+        // Security group: exactly the planned rules, nothing open to the world.
+        let groups = ec2.describe_security_groups().filters(Filter::builder().name("tag:hybrid:cluster").values("alpha").build()).send().await.unwrap();
+        assert_eq!(groups.security_groups().len(), 1);
+        let sg = &groups.security_groups()[0];
+        let mut found = BTreeSet::new();
+        for p in sg.ip_permissions() {
+            for pair in p.user_id_group_pairs() {
+                assert_eq!(pair.group_id(), sg.group_id(), "only self-references");
+                found.insert((p.ip_protocol().unwrap().to_string(), p.from_port().unwrap(), "cluster".to_string()));
+            }
+            for r in p.ip_ranges() {
+                found.insert((p.ip_protocol().unwrap().to_string(), p.from_port().unwrap(), r.cidr_ip().unwrap().to_string()));
+            }
+        }
+        let want: BTreeSet<(String, i32, String)> = hybrid::desired::security_rules(&spec)
+            .into_iter()
+            .map(|r| (r.protocol, r.from_port, match r.source { hybrid::desired::Source::Cluster => "cluster".into(), hybrid::desired::Source::Cidr(c) => c.to_string() }))
+            .collect();
+        assert_eq!(found, want);
+        assert!(!found.iter().any(|(_, _, src)| src == "0.0.0.0/0"));
+    });
+
+    // Second apply: no changes, and not a single write (not even the lock).
+    let out = hybrid_at(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--api-stats"]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("No changes."), "{stdout}");
+    let stats = text(&out.stderr);
+    let writes: Vec<&str> = stats.lines().map(str::trim).filter(|l| !l.starts_with("Describe") && !l.starts_with("Get") && !l.starts_with("AWS API calls")).filter(|l| !l.is_empty()).collect();
+    assert!(writes.is_empty(), "a no-op apply wrote: {writes:?}");
+
+    let out = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn scale_up_scale_down_and_replace() {
+    let moto = Moto::start();
+    let c = Cluster::new("beta");
+    apply(&moto.url, &c.write(2, 1, "m6i.xlarge"));
+    let rt = rt();
+    let before = rt.block_on(async { instances(&clients(&moto.url).await.0, "beta").await });
+
+    let file = c.write(3, 1, "m6i.xlarge");
+    let plan = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2));
+    assert!(text(&plan.stdout).contains("+ instance         game-2"), "{}", text(&plan.stdout));
+    apply(&moto.url, &file);
+    let up = rt.block_on(async { instances(&clients(&moto.url).await.0, "beta").await });
+    assert_eq!(slots(&up), ["control-plane", "game-0", "game-1", "game-2", "win-0"]);
+
+    // Down to one: the highest slots go, the lowest stays the same instance.
+    let out = apply(&moto.url, &c.write(1, 1, "m6i.xlarge"));
+    assert!(out.contains("because pool game shrinks to 1"), "{out}");
+    let down = rt.block_on(async { instances(&clients(&moto.url).await.0, "beta").await });
+    assert_eq!(slots(&down), ["control-plane", "game-0", "win-0"]);
+    assert_eq!(down[1].id, before[1].id);
+
+    // A new instance type replaces the Windows node, with the reason shown.
+    let out = apply(&moto.url, &c.write(1, 1, "m5.xlarge"));
+    assert!(out.contains("-/+ instance         win-0"), "{out}");
+    assert!(out.contains("because instance type m6i.xlarge → m5.xlarge"), "{out}");
+    let replaced = rt.block_on(async { instances(&clients(&moto.url).await.0, "beta").await });
+    assert_eq!(slots(&replaced), ["control-plane", "game-0", "win-0"]);
+    assert_ne!(replaced[2].id, down[2].id);
+    assert_eq!(replaced[2].instance_type, "m5.xlarge");
+    assert_eq!(replaced[0].id, down[0].id, "untouched slots keep their instance");
+}
+
+#[test]
+fn destroy_leaves_nothing_tagged_behind() {
+    let moto = Moto::start();
+    let c = Cluster::new("gamma");
+    let file = c.write(1, 1, "m6i.xlarge");
+    apply(&moto.url, &file);
+    let out = ok(&hybrid_at(&moto.url, &["destroy", file.to_str().unwrap(), "--yes"]));
+    assert!(out.contains("Destroy complete! Resources: 8 destroyed."), "{out}");
+    rt().block_on(async {
+        let (ec2, ssm) = clients(&moto.url).await;
+        let f = || Filter::builder().name("tag:hybrid:cluster").values("gamma").build();
+        assert!(instances(&ec2, "gamma").await.is_empty());
+        assert!(ec2.describe_vpcs().filters(f()).send().await.unwrap().vpcs().is_empty());
+        assert!(ec2.describe_subnets().filters(f()).send().await.unwrap().subnets().is_empty());
+        assert!(ec2.describe_security_groups().filters(f()).send().await.unwrap().security_groups().is_empty());
+        assert!(ec2.describe_internet_gateways().filters(f()).send().await.unwrap().internet_gateways().is_empty());
+        let params = ssm.get_parameters_by_path().path("/hybrid/gamma/").recursive(true).send().await.unwrap();
+        assert!(params.parameters().is_empty(), "{:?}", params.parameters());
+    });
+    let again = ok(&hybrid_at(&moto.url, &["destroy", file.to_str().unwrap(), "--yes"]));
+    assert!(again.contains("Nothing to destroy"), "{again}");
+}
+
+/// Throttling, 500s and dropped connections (before and after moto did the
+/// work) on a quarter of all calls: apply is retried by the SDK, duplicates
+/// a dropped response caused are removed by the next apply, and the cluster
+/// converges to exactly what the file says.
+#[test]
+fn apply_converges_through_faults() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.url, 7, 0.25);
+    let c = Cluster::new("delta");
+    let file = c.write(4, 2, "m6i.xlarge");
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let out = hybrid_at(&proxy.url, &["apply", file.to_str().unwrap(), "--yes", "--lock-timeout", "30"]);
+        if out.status.code() == Some(0) && text(&out.stdout).contains("No changes.") {
+            break;
+        }
+        assert!(attempts < 6, "no convergence after {attempts} applies:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    }
+    let plan = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+    let seen = rt().block_on(async { instances(&clients(&moto.url).await.0, "delta").await });
+    assert_eq!(slots(&seen), ["control-plane", "game-0", "game-1", "game-2", "game-3", "win-0", "win-1"]);
+}
+
+/// An apply killed at several points and run again converges with no
+/// duplicate and no orphan; the dead run's lock is taken over.
+#[test]
+fn killed_apply_converges_when_run_again() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::with_latency(&moto.url, 1, 0.0, 0.05);
+    let c = Cluster::new("epsilon");
+    let file = c.write(6, 3, "m6i.xlarge");
+    for kill_after_ms in [300, 900, 1500] {
+        let mut child = command_at(&proxy.url, &["apply", file.to_str().unwrap(), "--yes"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let out = apply(&moto.url, &file);
+    assert!(out.contains("Apply complete!") || out.contains("No changes."), "{out}");
+    let plan = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+    rt().block_on(async {
+        let (ec2, _) = clients(&moto.url).await;
+        let seen = instances(&ec2, "epsilon").await;
+        let unique: BTreeSet<&str> = seen.iter().map(|s| s.slot.as_str()).collect();
+        assert_eq!(seen.len(), 10, "{:?}", slots(&seen));
+        assert_eq!(unique.len(), 10);
+        // No orphans: every VPC of this cluster is the one in use.
+        let vpcs = ec2.describe_vpcs().filters(Filter::builder().name("tag:hybrid:cluster").values("epsilon").build()).send().await.unwrap();
+        assert_eq!(vpcs.vpcs().len(), 1);
+    });
+}
+
+/// Two applies at once: one holds the lock, the other fails clearly naming
+/// the holder; nothing is duplicated. With --lock-timeout the second waits
+/// and then finds nothing to do.
+#[test]
+fn concurrent_applies_are_serialized_by_the_lock() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::with_latency(&moto.url, 1, 0.0, 0.03);
+    let c = Cluster::new("zeta");
+    let file = c.write(4, 1, "m6i.xlarge");
+    let spawn = |extra: &[&str]| {
+        let mut args = vec!["apply", file.to_str().unwrap(), "--yes"];
+        args.extend_from_slice(extra);
+        command_at(&proxy.url, &args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let a = spawn(&[]);
+    std::thread::sleep(Duration::from_millis(600));
+    let b = spawn(&[]);
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    // Whichever took the lock first wins; the other must fail on it.
+    let (won, lost) = if a.status.code() == Some(0) { (a, b) } else { (b, a) };
+    assert_eq!(won.status.code(), Some(0), "{}", text(&won.stderr));
+    assert_eq!(lost.status.code(), Some(1), "the other apply must fail on the lock:\n{}", text(&lost.stderr));
+    assert!(text(&lost.stderr).contains("cluster zeta is locked by tester@"), "{}", text(&lost.stderr));
+
+    let file2 = c.write(5, 1, "m6i.xlarge");
+    let a = command_at(&proxy.url, &["apply", file2.to_str().unwrap(), "--yes"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let b = command_at(&proxy.url, &["apply", file2.to_str().unwrap(), "--yes", "--lock-timeout", "60"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
+    let seen = rt().block_on(async { instances(&clients(&moto.url).await.0, "zeta").await });
+    assert_eq!(seen.len(), 7, "{:?}", slots(&seen));
+}
+
+#[test]
+fn a_permanent_error_names_the_pool_and_the_next_apply_continues() {
+    let moto = Moto::start();
+    let c = Cluster::new("eta");
+    let bad = c.write(2, 1, "m6i.hyperlarge");
+    let out = hybrid_at(&moto.url, &["apply", bad.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("pool win: RunInstances failed"), "{err}");
+    let seen = rt().block_on(async { instances(&clients(&moto.url).await.0, "eta").await });
+    assert_eq!(slots(&seen), ["control-plane", "game-0", "game-1"], "other pools were launched and stay tagged");
+    let out = apply(&moto.url, &c.write(2, 1, "m6i.xlarge"));
+    assert!(out.contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{out}");
+}
+
+#[test]
+fn offline_plan_needs_no_credentials_and_json_is_machine_readable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hybrid")).args(["plan", "clusters/dev.toml", "--offline"]).current_dir(root()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).output().unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("+ vpc              10.42.0.0/16"), "{stdout}");
+    assert!(stdout.contains("+ ssm_parameter    /hybrid/dev/secrets  SecureString (sensitive)"), "{stdout}");
+    assert!(stdout.contains("Plan: 10 to add, 0 to change, 0 to destroy."), "{stdout}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_hybrid")).args(["plan", "clusters/dev.toml", "--offline", "--output", "json", "--detailed-exitcode"]).current_dir(root()).env_clear().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["add"], 10);
+    let kinds: Vec<&str> = v["plan"]["changes"].as_array().unwrap().iter().map(|c| c["resource"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "instance").count(), 4);
+}
+
+#[test]
+fn apply_without_a_terminal_or_yes_refuses() {
+    let moto = Moto::start();
+    let c = Cluster::new("theta");
+    let file = c.write(1, 0, "m6i.xlarge");
+    let out = command_at(&moto.url, &["apply", file.to_str().unwrap()]).stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("pass --yes"), "{}", text(&out.stderr));
+    let seen = rt().block_on(async { instances(&clients(&moto.url).await.0, "theta").await });
+    assert!(seen.is_empty());
+    moto.reset();
+}

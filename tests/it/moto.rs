@@ -1,0 +1,105 @@
+//! A real EC2/SSM emulator (moto_server from the project's .venv) on
+//! loopback, one per test so tests run in parallel without sharing state,
+//! and the fault-injecting proxy that can sit in front of it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::root;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_http(port: u16, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes());
+            let mut buf = [0u8; 12];
+            if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing answered on 127.0.0.1:{port} within 60s");
+}
+
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let bin = root().join(".venv/bin/moto_server");
+        assert!(bin.exists(), "{} is missing: run scripts/setup.sh", bin.display());
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_AMIS_PATH", root().join("tests/fixtures/moto/amis.json"))
+            // Reject unknown instance types the way EC2 does.
+            .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        wait_http(port, "/moto-api/");
+        Moto { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Empties every backend (moto's `POST /moto-api/reset`).
+    pub fn reset(&self) {
+        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"POST /moto-api/reset HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"), "{out}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct FaultProxy {
+    child: Child,
+    pub url: String,
+}
+
+impl FaultProxy {
+    /// `rate`: the share of requests that get a fault.
+    pub fn start(target: &str, seed: u64, rate: f64) -> Self {
+        Self::with_latency(target, seed, rate, 0.0)
+    }
+
+    /// Also delays every request by `latency` seconds.
+    pub fn with_latency(target: &str, seed: u64, rate: f64, latency: f64) -> Self {
+        let port = free_port();
+        let mut child = Command::new(root().join(".venv/bin/python"))
+            .arg(root().join("tests/support/fault_proxy.py"))
+            .args([port.to_string(), target.to_string(), seed.to_string(), rate.to_string(), latency.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the fault proxy starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        FaultProxy { child, url: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
