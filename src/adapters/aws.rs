@@ -46,10 +46,25 @@ pub async fn connect(region: &str, endpoint: Option<&str>) -> AwsCloud {
     AwsCloud { ec2: aws_sdk_ec2::Client::new(&conf), ssm: aws_sdk_ssm::Client::new(&conf), calls: Mutex::new(BTreeMap::new()) }
 }
 
+/// EC2 and SSM share the SDK's error type, so one mapping serves both.
 fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(operation: &'static str, e: aws_sdk_ec2::error::SdkError<E, R>) -> CloudError {
     match e.code() {
         Some(code) => CloudError::new(operation, code, e.message().unwrap_or("").to_string()),
         None => CloudError::new(operation, "RequestFailed", DisplayErrorContext(&e).to_string()),
+    }
+}
+
+/// Success, or an error code that means the call's goal already holds (a
+/// retried call whose first attempt went through, a resource already gone).
+fn done_unless<O, E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    operation: &'static str,
+    result: Result<O, aws_sdk_ec2::error::SdkError<E, R>>,
+    benign: &str,
+) -> CloudResult<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(benign) => Ok(()),
+        Err(e) => Err(err(operation, e)),
     }
 }
 
@@ -141,18 +156,8 @@ impl AwsCloud {
         match self.ssm.get_parameter().name(name).with_decryption(true).send().await {
             Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
             Err(e) if e.code() == Some("ParameterNotFound") => Ok(None),
-            Err(e) => Err(match e.code() {
-                Some(code) => CloudError::new("GetParameter", code, e.message().unwrap_or("").to_string()),
-                None => CloudError::new("GetParameter", "RequestFailed", DisplayErrorContext(&e).to_string()),
-            }),
+            Err(e) => Err(err("GetParameter", e)),
         }
-    }
-}
-
-fn ssm_err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(operation: &'static str, e: aws_sdk_ssm::error::SdkError<E, R>) -> CloudError {
-    match e.code() {
-        Some(code) => CloudError::new(operation, code, e.message().unwrap_or("").to_string()),
-        None => CloudError::new(operation, "RequestFailed", DisplayErrorContext(&e).to_string()),
     }
 }
 
@@ -233,7 +238,7 @@ impl Cloud for AwsCloud {
         let mut names = BTreeSet::new();
         while let Some(page) = pages.next().await {
             self.count("GetParametersByPath");
-            let page = page.map_err(|e| ssm_err("GetParametersByPath", e))?;
+            let page = page.map_err(|e| err("GetParametersByPath", e))?;
             names.extend(page.parameters().iter().filter_map(|p| p.name()).filter(|n| *n != lock).map(str::to_string));
         }
         inv.parameters = names;
@@ -316,11 +321,7 @@ impl Cloud for AwsCloud {
 
     async fn attach_internet_gateway(&self, igw_id: &str, vpc_id: &str) -> CloudResult<()> {
         self.count("AttachInternetGateway");
-        match self.ec2.attach_internet_gateway().internet_gateway_id(igw_id).vpc_id(vpc_id).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("Resource.AlreadyAssociated") => Ok(()),
-            Err(e) => Err(err("AttachInternetGateway", e)),
-        }
+        done_unless("AttachInternetGateway", self.ec2.attach_internet_gateway().internet_gateway_id(igw_id).vpc_id(vpc_id).send().await, "Resource.AlreadyAssociated")
     }
 
     async fn create_default_route(&self, vpc_id: &str, igw_id: &str) -> CloudResult<()> {
@@ -367,12 +368,8 @@ impl Cloud for AwsCloud {
         }
         self.count("AuthorizeSecurityGroupIngress");
         let perms = rules.iter().map(|r| permission(r, group_id)).collect();
-        match self.ec2.authorize_security_group_ingress().group_id(group_id).set_ip_permissions(Some(perms)).send().await {
-            Ok(_) => Ok(()),
-            // A retried call whose first attempt went through.
-            Err(e) if e.code() == Some("InvalidPermission.Duplicate") => Ok(()),
-            Err(e) => Err(err("AuthorizeSecurityGroupIngress", e)),
-        }
+        // A retried call whose first attempt went through.
+        done_unless("AuthorizeSecurityGroupIngress", self.ec2.authorize_security_group_ingress().group_id(group_id).set_ip_permissions(Some(perms)).send().await, "InvalidPermission.Duplicate")
     }
 
     async fn revoke_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()> {
@@ -381,11 +378,7 @@ impl Cloud for AwsCloud {
         }
         self.count("RevokeSecurityGroupIngress");
         let perms = rules.iter().map(|r| permission(r, group_id)).collect();
-        match self.ec2.revoke_security_group_ingress().group_id(group_id).set_ip_permissions(Some(perms)).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("InvalidPermission.NotFound") => Ok(()),
-            Err(e) => Err(err("RevokeSecurityGroupIngress", e)),
-        }
+        done_unless("RevokeSecurityGroupIngress", self.ec2.revoke_security_group_ingress().group_id(group_id).set_ip_permissions(Some(perms)).send().await, "InvalidPermission.NotFound")
     }
 
     async fn run_instance(&self, r: &LaunchRequest) -> CloudResult<String> {
@@ -431,11 +424,7 @@ impl Cloud for AwsCloud {
             return Ok(());
         }
         self.count("TerminateInstances");
-        match self.ec2.terminate_instances().set_instance_ids(Some(ids.to_vec())).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => Ok(()),
-            Err(e) => Err(err("TerminateInstances", e)),
-        }
+        done_unless("TerminateInstances", self.ec2.terminate_instances().set_instance_ids(Some(ids.to_vec())).send().await, "InvalidInstanceID.NotFound")
     }
 
     async fn not_terminated(&self, ids: &[String]) -> CloudResult<Vec<String>> {
@@ -460,11 +449,7 @@ impl Cloud for AwsCloud {
 
     async fn delete_security_group(&self, id: &str) -> CloudResult<()> {
         self.count("DeleteSecurityGroup");
-        match self.ec2.delete_security_group().group_id(id).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("InvalidGroup.NotFound") => Ok(()),
-            Err(e) => Err(err("DeleteSecurityGroup", e)),
-        }
+        done_unless("DeleteSecurityGroup", self.ec2.delete_security_group().group_id(id).send().await, "InvalidGroup.NotFound")
     }
 
     async fn delete_internet_gateway(&self, id: &str) -> CloudResult<()> {
@@ -485,29 +470,17 @@ impl Cloud for AwsCloud {
             }
         }
         self.count("DeleteInternetGateway");
-        match self.ec2.delete_internet_gateway().internet_gateway_id(id).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("InvalidInternetGatewayID.NotFound") => Ok(()),
-            Err(e) => Err(err("DeleteInternetGateway", e)),
-        }
+        done_unless("DeleteInternetGateway", self.ec2.delete_internet_gateway().internet_gateway_id(id).send().await, "InvalidInternetGatewayID.NotFound")
     }
 
     async fn delete_subnet(&self, id: &str) -> CloudResult<()> {
         self.count("DeleteSubnet");
-        match self.ec2.delete_subnet().subnet_id(id).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("InvalidSubnetID.NotFound") => Ok(()),
-            Err(e) => Err(err("DeleteSubnet", e)),
-        }
+        done_unless("DeleteSubnet", self.ec2.delete_subnet().subnet_id(id).send().await, "InvalidSubnetID.NotFound")
     }
 
     async fn delete_vpc(&self, id: &str) -> CloudResult<()> {
         self.count("DeleteVpc");
-        match self.ec2.delete_vpc().vpc_id(id).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("InvalidVpcID.NotFound") => Ok(()),
-            Err(e) => Err(err("DeleteVpc", e)),
-        }
+        done_unless("DeleteVpc", self.ec2.delete_vpc().vpc_id(id).send().await, "InvalidVpcID.NotFound")
     }
 
     async fn get_parameter(&self, name: &str) -> CloudResult<Option<String>> {
@@ -521,17 +494,13 @@ impl Cloud for AwsCloud {
         match res {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ParameterAlreadyExists") => Ok(false),
-            Err(e) => Err(ssm_err("PutParameter", e)),
+            Err(e) => Err(err("PutParameter", e)),
         }
     }
 
     async fn delete_parameter(&self, name: &str) -> CloudResult<()> {
         self.count("DeleteParameter");
-        match self.ssm.delete_parameter().name(name).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ParameterNotFound") => Ok(()),
-            Err(e) => Err(ssm_err("DeleteParameter", e)),
-        }
+        done_unless("DeleteParameter", self.ssm.delete_parameter().name(name).send().await, "ParameterNotFound")
     }
 
     async fn try_lock(&self, cluster: &str, lock: &LockInfo) -> CloudResult<Option<LockInfo>> {
@@ -547,7 +516,7 @@ impl Cloud for AwsCloud {
                 let field = |k: &str| v[k].as_str().unwrap_or("unknown").to_string();
                 Ok(Some(LockInfo { owner: field("owner"), created: field("created"), expires: field("expires") }))
             }
-            Err(e) => Err(ssm_err("PutParameter", e)),
+            Err(e) => Err(err("PutParameter", e)),
         }
     }
 
