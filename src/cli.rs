@@ -44,7 +44,8 @@ pub enum Color {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a cluster file and report every problem at once.
-    #[command(long_about = "\
+    #[command(
+        long_about = "\
 Check a cluster file and report every problem at once, each with file:line:column, the key, \
 what is wrong and how to fix it. Warnings (questionable but legal choices) do not fail the check.
 
@@ -55,13 +56,16 @@ control planes, Graviton instance types for Windows, overlapping CIDRs, pod netw
 for the node count, labels and taints Kubernetes or kubelet would refuse, and values that could \
 break out of a generated script.
 
-Supported Kubernetes versions: 1.33.x to 1.36.x.", after_help = "Exits 0 when the file is valid (warnings allowed), 1 when it has errors.")]
+Supported Kubernetes versions: 1.33.x to 1.36.x.",
+        after_help = "Exits 0 when the file is valid (warnings allowed), 1 when it has errors."
+    )]
     Validate {
         /// The desired-state file, e.g. clusters/dev.toml.
         file: PathBuf,
     },
     /// Write every node's user data, and the files inside it, to a folder.
-    #[command(long_about = "\
+    #[command(
+        long_about = "\
 Write, for every node of the cluster, exactly what EC2 receives as user data (`user-data`), plus \
 the readable files inside it (kubeadm config, CNI manifest, bootstrap script), so they can be read \
 and diffed. Linux nodes get cloud-init, Windows nodes a <powershell> script.
@@ -71,7 +75,9 @@ ones are generated and saved there (mode 0600). The same file and secrets always
 byte-identical output. Without --secrets the secrets are throwaway.
 
 The rendered files contain the bootstrap token, and the control plane's the CA key: keep the \
-output folder private.", after_help = "Exits 0 when every node rendered, 1 on an invalid file or a node over EC2's 16384-byte limit.")]
+output folder private.",
+        after_help = "Exits 0 when every node rendered, 1 on an invalid file or a node over EC2's 16384-byte limit."
+    )]
     Render {
         /// The desired-state file, e.g. clusters/dev.toml.
         file: PathBuf,
@@ -86,15 +92,18 @@ output folder private.", after_help = "Exits 0 when every node rendered, 1 on an
         templates: Option<PathBuf>,
     },
     /// Show what apply would change in AWS, without changing anything.
-    #[command(long_about = "\
+    #[command(
+        long_about = "\
 Compare the file with what runs in AWS (found by the hybrid:cluster tag and the SSM parameters \
 under /hybrid/<cluster>/) and print the changes, Terraform-style: + create, - delete, ~ update, \
 -/+ replace (with the reason), and a summary line. Secrets are shown only as (sensitive).
 
 With --offline no AWS credentials are needed: the plan is made against nothing, so a newcomer \
-sees at once what a first apply would create.", after_help = "\
+sees at once what a first apply would create.",
+        after_help = "\
 Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes present (only \
-with --detailed-exitcode), 64 usage error.")]
+with --detailed-exitcode), 64 usage error."
+    )]
     Plan {
         file: PathBuf,
         #[command(flatten)]
@@ -113,7 +122,8 @@ with --detailed-exitcode), 64 usage error.")]
         templates: Option<PathBuf>,
     },
     /// Create or change what the file describes in AWS.
-    #[command(long_about = "\
+    #[command(
+        long_about = "\
 Plan (as `hybrid plan`), show the plan, ask for confirmation (or --yes), then make it so: network \
 (VPC, subnet, internet gateway, route, security group with only the needed ports), the cluster \
 secrets in SSM (SecureString), and instances with IMDSv2 required, encrypted root volumes, tags \
@@ -123,7 +133,9 @@ Nothing is written when there are no changes. A second apply on the same cluster
 fails on the cluster lock (an SSM parameter). An apply interrupted at any point can be run again \
 to converge: every resource is tagged when it is created.
 
-This exercises the AWS side; nodes boot and join the cluster on real EC2 only.", after_help = "Exit codes: 0 success, 1 error (nothing is left untagged; run apply again), 64 usage error.")]
+This exercises the AWS side; nodes boot and join the cluster on real EC2 only.",
+        after_help = "Exit codes: 0 success, 1 error (nothing is left untagged; run apply again), 64 usage error."
+    )]
     Apply {
         file: PathBuf,
         #[command(flatten)]

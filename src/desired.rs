@@ -156,7 +156,20 @@ pub fn desired_state(spec: &ClusterSpec, amis: &AmiMap, bootstrap_fingerprints: 
         let ami = amis.get(group).cloned();
         let fingerprint = bootstrap_fingerprints.get(group).map(String::as_str).unwrap_or("");
         let spec_hash = spec_hash(ami.as_ref().map_or("?", |a| a.id.as_str()), instance_type, disk_gb, spot, fingerprint);
-        instances.insert(slot.clone(), DesiredInstance { slot, group: group.to_string(), os, instance_type: instance_type.to_string(), ami, disk_gb, spot, private_ip, spec_hash });
+        instances.insert(
+            slot.clone(),
+            DesiredInstance {
+                slot,
+                group: group.to_string(),
+                os,
+                instance_type: instance_type.to_string(),
+                ami,
+                disk_gb,
+                spot,
+                private_ip,
+                spec_hash,
+            },
+        );
     };
     let cp = &spec.control_plane;
     add(CONTROL_PLANE.to_string(), CONTROL_PLANE, NodeOs::Linux(cp.os), &cp.instance_type, cp.disk_gb, false, spec.api_server_ip());
@@ -200,7 +213,9 @@ pub fn lock_parameter_name(cluster: &str) -> String {
 
 /// 16 hex digits of SHA-256 over everything that forces a replacement.
 pub fn spec_hash(ami: &str, instance_type: &str, disk_gb: u32, spot: bool, bootstrap_fingerprint: &str) -> String {
-    let digest = Sha256::digest(format!("ami={ami}\ntype={instance_type}\ndisk={disk_gb}\nspot={spot}\nbootstrap={bootstrap_fingerprint}\n").as_bytes());
+    let digest = Sha256::digest(
+        format!("ami={ami}\ntype={instance_type}\ndisk={disk_gb}\nspot={spot}\nbootstrap={bootstrap_fingerprint}\n").as_bytes(),
+    );
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -260,7 +275,13 @@ mod tests {
     fn spec_hash_changes_with_what_forces_replacement() {
         let base = spec_hash("ami-1", "m5.large", 50, false, "f");
         assert_eq!(base, spec_hash("ami-1", "m5.large", 50, false, "f"));
-        for other in [spec_hash("ami-2", "m5.large", 50, false, "f"), spec_hash("ami-1", "m6i.large", 50, false, "f"), spec_hash("ami-1", "m5.large", 60, false, "f"), spec_hash("ami-1", "m5.large", 50, true, "f"), spec_hash("ami-1", "m5.large", 50, false, "g")] {
+        for other in [
+            spec_hash("ami-2", "m5.large", 50, false, "f"),
+            spec_hash("ami-1", "m6i.large", 50, false, "f"),
+            spec_hash("ami-1", "m5.large", 60, false, "f"),
+            spec_hash("ami-1", "m5.large", 50, true, "f"),
+            spec_hash("ami-1", "m5.large", 50, false, "g"),
+        ] {
             assert_ne!(base, other);
         }
     }

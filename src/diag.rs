@@ -59,9 +59,10 @@ impl Diagnostics {
     /// a warning about a list is moot while one of its items is wrong.
     pub fn has_error_within(&self, key: &str) -> bool {
         self.has_error_at(key)
-            || self.items.iter().any(|d| {
-                d.severity == Severity::Error && (d.key.starts_with(&format!("{key}.")) || d.key.starts_with(&format!("{key}[")))
-            })
+            || self
+                .items
+                .iter()
+                .any(|d| d.severity == Severity::Error && (d.key.starts_with(&format!("{key}.")) || d.key.starts_with(&format!("{key}["))))
     }
 
     pub fn has_errors(&self) -> bool {

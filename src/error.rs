@@ -29,7 +29,9 @@ pub enum Error {
     Exec(#[from] crate::execute::ExecError),
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
-    #[error("cluster {cluster} is locked by {owner} since {created} (until {expires}); wait with --lock-timeout SECONDS, or if that run crashed, pass --break-lock")]
+    #[error(
+        "cluster {cluster} is locked by {owner} since {created} (until {expires}); wait with --lock-timeout SECONDS, or if that run crashed, pass --break-lock"
+    )]
     Locked { cluster: String, owner: String, created: String, expires: String },
     #[error("not confirmed: {0}")]
     NotConfirmed(String),

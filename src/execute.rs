@@ -13,7 +13,9 @@ use futures_util::future::join_all;
 
 use crate::adapters::{Cloud, CloudError, LaunchRequest};
 use crate::bootstrap::NodeBootstrap;
-use crate::desired::{DesiredInstance, DesiredNetwork, DesiredState, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, secrets_parameter_name};
+use crate::desired::{
+    DesiredInstance, DesiredNetwork, DesiredState, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, secrets_parameter_name,
+};
 use crate::inventory::Inventory;
 use crate::pki::ClusterSecrets;
 use crate::plan::{Action, Plan, Resource};
@@ -76,7 +78,9 @@ pub async fn apply<C: Cloud>(cloud: &C, plan: &Plan, ctx: &Context<'_>, progress
     let tags = base_tags(ctx);
     let (mut vpc_id, mut subnet_id) = match &ctx.desired.network {
         DesiredNetwork::Existing { vpc_id, subnet_id } => (Some(vpc_id.clone()), Some(subnet_id.clone())),
-        DesiredNetwork::Create { .. } => (ctx.inventory.vpc.as_ref().map(|v| v.id.clone()), ctx.inventory.subnet.as_ref().map(|s| s.id.clone())),
+        DesiredNetwork::Create { .. } => {
+            (ctx.inventory.vpc.as_ref().map(|v| v.id.clone()), ctx.inventory.subnet.as_ref().map(|s| s.id.clone()))
+        }
     };
     let mut igw_id = ctx.inventory.internet_gateway.clone();
     // A gateway found by its tag may be detached (an apply killed between
@@ -189,16 +193,31 @@ pub async fn apply<C: Cloud>(cloud: &C, plan: &Plan, ctx: &Context<'_>, progress
     if failures.is_empty() { Ok(()) } else { Err(ExecError::Pools { failures }) }
 }
 
-fn launch_request(ctx: &Context<'_>, d: &DesiredInstance, subnet: &str, sg: &str, tags: &BTreeMap<String, String>) -> Result<LaunchRequest, CloudError> {
-    let ami = d.ami.clone().ok_or_else(|| CloudError::new("RunInstances", "ImageNotResolved", format!("no image was resolved for {}", d.group)))?;
-    let user_data = ctx.bootstraps.get(&d.group).ok_or_else(|| CloudError::new("RunInstances", "NoBootstrap", format!("no bootstrap was rendered for {}", d.group)))?.user_data.clone();
+fn launch_request(
+    ctx: &Context<'_>,
+    d: &DesiredInstance,
+    subnet: &str,
+    sg: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<LaunchRequest, CloudError> {
+    let ami = d
+        .ami
+        .clone()
+        .ok_or_else(|| CloudError::new("RunInstances", "ImageNotResolved", format!("no image was resolved for {}", d.group)))?;
+    let user_data = ctx
+        .bootstraps
+        .get(&d.group)
+        .ok_or_else(|| CloudError::new("RunInstances", "NoBootstrap", format!("no bootstrap was rendered for {}", d.group)))?
+        .user_data
+        .clone();
     let mut tags = named(tags.clone(), format!("{}-{}", ctx.desired.cluster, d.slot));
     tags.insert(TAG_POOL.into(), d.group.clone());
     tags.insert(TAG_SLOT.into(), d.slot.clone());
     tags.insert(TAG_SPEC_HASH.into(), d.spec_hash.clone());
     // AWS deduplicates a retried RunInstances by this token, so a dropped
     // response cannot launch a second instance for the same slot.
-    let token = crate::desired::fingerprint(format!("{}/{}/{}/{}", ctx.desired.cluster, d.slot, d.spec_hash, ctx.run_id).as_bytes())[..32].to_string();
+    let token = crate::desired::fingerprint(format!("{}/{}/{}/{}", ctx.desired.cluster, d.slot, d.spec_hash, ctx.run_id).as_bytes())[..32]
+        .to_string();
     Ok(LaunchRequest {
         ami,
         instance_type: d.instance_type.clone(),
@@ -225,7 +244,11 @@ async fn wait_terminated<C: Cloud>(cloud: &C, ids: &[String], timeout: Duration,
         }
         let waited = start.elapsed().as_secs();
         if start.elapsed() >= timeout {
-            return Err(ExecError::Timeout { what: "instance termination", seconds: timeout.as_secs(), detail: format!("still running: {}", left.join(", ")) });
+            return Err(ExecError::Timeout {
+                what: "instance termination",
+                seconds: timeout.as_secs(),
+                detail: format!("still running: {}", left.join(", ")),
+            });
         }
         if waited >= last_report + 15 {
             progress.line(&format!("waiting for {} instance(s) to terminate ({waited}s)", left.len()));
@@ -247,7 +270,9 @@ pub async fn destroy<C: Cloud>(cloud: &C, plan: &Plan, timeout: Duration, progre
     for kind in ["security_group", "internet_gateway", "subnet", "vpc", "ssm_parameter"] {
         for c in plan.changes.iter().filter(|c| c.resource.kind() == kind) {
             match &c.resource {
-                Resource::SecurityGroup { .. } => retry_dependency(|| cloud.delete_security_group(c.id.as_deref().unwrap_or_default()), progress).await?,
+                Resource::SecurityGroup { .. } => {
+                    retry_dependency(|| cloud.delete_security_group(c.id.as_deref().unwrap_or_default()), progress).await?
+                }
                 Resource::InternetGateway => cloud.delete_internet_gateway(c.id.as_deref().unwrap_or_default()).await?,
                 Resource::Subnet { .. } => retry_dependency(|| cloud.delete_subnet(c.id.as_deref().unwrap_or_default()), progress).await?,
                 Resource::Vpc { .. } => retry_dependency(|| cloud.delete_vpc(c.id.as_deref().unwrap_or_default()), progress).await?,

@@ -6,18 +6,18 @@
 //! (and, later, `adapters`) touch files, the terminal or the network. See
 //! `shared/DESIGN.md` for the whole picture.
 
+pub mod adapters;
+pub mod bootstrap;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod desired;
 pub mod diag;
 pub mod error;
 pub mod execute;
+pub mod inventory;
 pub mod model;
 pub mod net;
 pub mod pki;
 pub mod plan;
 pub mod show;
-pub mod adapters;
-pub mod bootstrap;
-pub mod desired;
-pub mod inventory;

@@ -299,15 +299,7 @@ pub enum NodeOs {
 
 impl NodeOs {
     /// Every spelling the file accepts. `linux` means "the control plane's distribution".
-    pub const NAMES: &[&str] = &[
-        "linux",
-        "ubuntu-24.04",
-        "ubuntu-22.04",
-        "al2023",
-        "windows-2019",
-        "windows-2022",
-        "windows-2025",
-    ];
+    pub const NAMES: &[&str] = &["linux", "ubuntu-24.04", "ubuntu-22.04", "al2023", "windows-2019", "windows-2022", "windows-2025"];
 
     /// Parses an OS name; `linux` resolves to `linux_default`.
     pub fn parse(s: &str, linux_default: LinuxDistro) -> Option<Self> {

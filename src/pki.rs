@@ -139,7 +139,8 @@ impl ClusterSecrets {
     }
 
     pub fn from_stored(stored: &str) -> Result<Self, PkiError> {
-        let v: serde_json::Value = serde_json::from_str(stored).map_err(|e| PkiError::BadCert(format!("stored secrets are not JSON: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(stored).map_err(|e| PkiError::BadCert(format!("stored secrets are not JSON: {e}")))?;
         let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
         Self::from_parts(&field("ca_crt"), &field("ca_key"), &field("token"))
     }

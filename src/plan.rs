@@ -35,15 +35,26 @@ impl Action {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Resource {
-    Vpc { cidr: Ipv4Cidr },
-    Subnet { cidr: Ipv4Cidr },
+    Vpc {
+        cidr: Ipv4Cidr,
+    },
+    Subnet {
+        cidr: Ipv4Cidr,
+    },
     InternetGateway,
     /// 0.0.0.0/0 through the internet gateway in the VPC's main route table.
     Route,
-    SecurityGroup { add: Vec<SgRule>, remove: Vec<SgRule> },
+    SecurityGroup {
+        add: Vec<SgRule>,
+        remove: Vec<SgRule>,
+    },
     /// An SSM SecureString; its value is never part of a plan.
-    Parameter { name: String },
-    Instance { desired: Option<DesiredInstance> },
+    Parameter {
+        name: String,
+    },
+    Instance {
+        desired: Option<DesiredInstance>,
+    },
 }
 
 impl Resource {
@@ -114,7 +125,9 @@ impl Plan {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
-    #[error("the cluster's {what} is {actual} but the file says {wanted}; a network cannot change under a running cluster. Run `hybrid destroy` first, or change the file back")]
+    #[error(
+        "the cluster's {what} is {actual} but the file says {wanted}; a network cannot change under a running cluster. Run `hybrid destroy` first, or change the file back"
+    )]
     NetworkChanged { what: &'static str, actual: String, wanted: String },
 }
 
@@ -124,7 +137,13 @@ pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result
     network_changes(desired, actual, &mut changes)?;
     for name in &desired.parameters {
         if !actual.parameters.contains(name) {
-            changes.push(Change { action: Action::Create, name: name.clone(), id: None, reason: None, resource: Resource::Parameter { name: name.clone() } });
+            changes.push(Change {
+                action: Action::Create,
+                name: name.clone(),
+                id: None,
+                reason: None,
+                resource: Resource::Parameter { name: name.clone() },
+            });
         }
     }
     instance_changes(desired, actual, &mut changes);
@@ -140,7 +159,8 @@ fn network_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Vec
                 }
             }
         }
-        let mut create = |resource: Resource, name: String| changes.push(Change { action: Action::Create, name, id: None, reason: None, resource });
+        let mut create =
+            |resource: Resource, name: String| changes.push(Change { action: Action::Create, name, id: None, reason: None, resource });
         if actual.vpc.is_none() {
             create(Resource::Vpc { cidr: *vpc_cidr }, vpc_cidr.to_string());
         }
@@ -169,7 +189,13 @@ fn network_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Vec
             let add: Vec<SgRule> = desired.security_rules.iter().filter(|r| !have.contains(&r.key())).cloned().collect();
             let remove: Vec<SgRule> = sg.rules.iter().filter(|r| !want.contains(&r.key())).cloned().collect();
             if !add.is_empty() || !remove.is_empty() {
-                changes.push(Change { action: Action::Update, name: sg_name, id: Some(sg.id.clone()), reason: None, resource: Resource::SecurityGroup { add, remove } });
+                changes.push(Change {
+                    action: Action::Update,
+                    name: sg_name,
+                    id: Some(sg.id.clone()),
+                    reason: None,
+                    resource: Resource::SecurityGroup { add, remove },
+                });
             }
         }
     }
@@ -187,15 +213,31 @@ fn instance_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Ve
     let mut instance_changes = Vec::new();
     for (slot, want) in &desired.instances {
         let found = by_slot.get(slot.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        let instance = |action, id: Option<String>, reason: Option<String>, desired: Option<DesiredInstance>| Change { action, name: slot.clone(), id, reason, resource: Resource::Instance { desired } };
+        let instance = |action, id: Option<String>, reason: Option<String>, desired: Option<DesiredInstance>| Change {
+            action,
+            name: slot.clone(),
+            id,
+            reason,
+            resource: Resource::Instance { desired },
+        };
         match found.split_first() {
             None => instance_changes.push(instance(Action::Create, None, None, Some(want.clone()))),
             Some((keep, extra)) => {
                 if keep.spec_hash != want.spec_hash && want.ami.is_some() {
-                    instance_changes.push(instance(Action::Replace, Some(keep.id.clone()), Some(replace_reason(keep, want)), Some(want.clone())));
+                    instance_changes.push(instance(
+                        Action::Replace,
+                        Some(keep.id.clone()),
+                        Some(replace_reason(keep, want)),
+                        Some(want.clone()),
+                    ));
                 }
                 for dup in extra {
-                    instance_changes.push(instance(Action::Delete, Some(dup.id.clone()), Some(format!("duplicate of {} in slot {slot}, left by an interrupted apply", keep.id)), None));
+                    instance_changes.push(instance(
+                        Action::Delete,
+                        Some(dup.id.clone()),
+                        Some(format!("duplicate of {} in slot {slot}, left by an interrupted apply", keep.id)),
+                        None,
+                    ));
                 }
             }
         }
@@ -214,7 +256,13 @@ fn instance_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Ve
                 None if i.group == CONTROL_PLANE => "control plane not in the file".to_string(),
                 None => format!("pool {} is no longer in the file", i.group),
             };
-            instance_changes.push(Change { action: Action::Delete, name: slot.to_string(), id: Some(i.id.clone()), reason: Some(reason), resource: Resource::Instance { desired: None } });
+            instance_changes.push(Change {
+                action: Action::Delete,
+                name: slot.to_string(),
+                id: Some(i.id.clone()),
+                reason: Some(reason),
+                resource: Resource::Instance { desired: None },
+            });
         }
     }
     instance_changes.sort_by(|a, b| slot_order(&a.name).cmp(&slot_order(&b.name)).then(a.action.cmp(&b.action)));
@@ -253,24 +301,60 @@ pub fn plan_destroy(cluster: &str, region: &str, actual: &Inventory) -> Plan {
     let mut instances: Vec<&Instance> = actual.instances.iter().collect();
     instances.sort_by(|a, b| slot_order(&a.slot).cmp(&slot_order(&b.slot)).then(a.id.cmp(&b.id)));
     for i in instances {
-        changes.push(Change { action: Action::Delete, name: i.slot.clone(), id: Some(i.id.clone()), reason: None, resource: Resource::Instance { desired: None } });
+        changes.push(Change {
+            action: Action::Delete,
+            name: i.slot.clone(),
+            id: Some(i.id.clone()),
+            reason: None,
+            resource: Resource::Instance { desired: None },
+        });
     }
     if let Some(sg) = &actual.security_group {
-        changes.push(Change { action: Action::Delete, name: format!("{cluster}-nodes"), id: Some(sg.id.clone()), reason: None, resource: Resource::SecurityGroup { add: vec![], remove: vec![] } });
+        changes.push(Change {
+            action: Action::Delete,
+            name: format!("{cluster}-nodes"),
+            id: Some(sg.id.clone()),
+            reason: None,
+            resource: Resource::SecurityGroup { add: vec![], remove: vec![] },
+        });
     }
     if let Some(igw) = &actual.internet_gateway {
-        changes.push(Change { action: Action::Delete, name: format!("{cluster}-igw"), id: Some(igw.clone()), reason: None, resource: Resource::InternetGateway });
+        changes.push(Change {
+            action: Action::Delete,
+            name: format!("{cluster}-igw"),
+            id: Some(igw.clone()),
+            reason: None,
+            resource: Resource::InternetGateway,
+        });
     }
     if let Some(s) = &actual.subnet {
         let cidr = s.cidr.unwrap_or_else(|| Ipv4Cidr::parse("0.0.0.0/0").expect("literal"));
-        changes.push(Change { action: Action::Delete, name: cidr.to_string(), id: Some(s.id.clone()), reason: None, resource: Resource::Subnet { cidr } });
+        changes.push(Change {
+            action: Action::Delete,
+            name: cidr.to_string(),
+            id: Some(s.id.clone()),
+            reason: None,
+            resource: Resource::Subnet { cidr },
+        });
     }
     if let Some(v) = &actual.vpc {
         let cidr = v.cidr.unwrap_or_else(|| Ipv4Cidr::parse("0.0.0.0/0").expect("literal"));
-        changes.push(Change { action: Action::Delete, name: cidr.to_string(), id: Some(v.id.clone()), reason: None, resource: Resource::Vpc { cidr } });
+        changes.push(Change {
+            action: Action::Delete,
+            name: cidr.to_string(),
+            id: Some(v.id.clone()),
+            reason: None,
+            resource: Resource::Vpc { cidr },
+        });
     }
     for p in &actual.parameters {
-        changes.push(Change { action: Action::Delete, name: p.clone(), id: None, reason: None, resource: Resource::Parameter { name: p.clone() } });
+        changes.push(Change {
+            action: Action::Delete,
+            name: p.clone(),
+            id: None,
+            reason: None,
+            resource: Resource::Parameter { name: p.clone() },
+        });
     }
     Plan { cluster: cluster.to_string(), region: region.to_string(), offline: false, destroy: true, changes }
 }
@@ -293,7 +377,10 @@ mod tests {
     fn desired() -> DesiredState {
         let spec = crate::config::load(include_str!("../clusters/dev.toml")).spec.unwrap();
         let ami = |id: &str| ResolvedAmi { id: id.into(), name: "n".into(), root_device: "/dev/sda1".into() };
-        let amis: AmiMap = [("control-plane", "ami-1"), ("game-servers", "ami-1"), ("win-tools", "ami-2")].into_iter().map(|(g, a)| (g.to_string(), ami(a))).collect();
+        let amis: AmiMap = [("control-plane", "ami-1"), ("game-servers", "ami-1"), ("win-tools", "ami-2")]
+            .into_iter()
+            .map(|(g, a)| (g.to_string(), ami(a)))
+            .collect();
         desired_state(&spec, &amis, &BTreeMap::new())
     }
 
@@ -387,7 +474,13 @@ mod tests {
         let mut inv = applied(&d);
         let sg = inv.security_group.as_mut().unwrap();
         sg.rules.retain(|r| r.from_port != 4789);
-        sg.rules.push(SgRule { protocol: "tcp".into(), from_port: 22, to_port: 22, source: Source::Cidr(Ipv4Cidr::parse("0.0.0.0/0").unwrap()), description: "old".into() });
+        sg.rules.push(SgRule {
+            protocol: "tcp".into(),
+            from_port: 22,
+            to_port: 22,
+            source: Source::Cidr(Ipv4Cidr::parse("0.0.0.0/0").unwrap()),
+            description: "old".into(),
+        });
         let p = plan(&d, &inv, false).unwrap();
         assert_eq!(p.changes.len(), 1);
         let Resource::SecurityGroup { add, remove } = &p.changes[0].resource else { panic!() };

@@ -66,5 +66,10 @@ pub fn plan_json(plan: &Plan) -> String {
 /// Counts by action, for progress lines.
 pub fn action_counts(plan: &Plan) -> [(Action, usize); 4] {
     let n = |a: Action| plan.changes.iter().filter(|c| c.action == a).count();
-    [(Action::Create, n(Action::Create)), (Action::Update, n(Action::Update)), (Action::Replace, n(Action::Replace)), (Action::Delete, n(Action::Delete))]
+    [
+        (Action::Create, n(Action::Create)),
+        (Action::Update, n(Action::Update)),
+        (Action::Replace, n(Action::Replace)),
+        (Action::Delete, n(Action::Delete)),
+    ]
 }

@@ -18,7 +18,10 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 
 use super::{Cloud, CloudError, CloudResult, LaunchRequest, LockInfo};
-use crate::desired::{AmiLookup, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, lock_parameter_name, parameter_prefix};
+use crate::desired::{
+    AmiLookup, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, lock_parameter_name,
+    parameter_prefix,
+};
 use crate::inventory::{Found, Instance, Inventory, RouteTable, SecurityGroup};
 use crate::model::AmiRef;
 use crate::net::Ipv4Cidr;
@@ -37,8 +40,15 @@ pub async fn connect(region: &str, endpoint: Option<&str>) -> AwsCloud {
         .region(aws_config::Region::new(region.to_string()))
         // Throttling (RequestLimitExceeded), 5xx and dropped connections are
         // retried with exponential backoff and jitter.
-        .retry_config(RetryConfig::standard().with_max_attempts(10).with_initial_backoff(Duration::from_millis(100)).with_max_backoff(Duration::from_secs(10)))
-        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(30)).build());
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(10)
+                .with_initial_backoff(Duration::from_millis(100))
+                .with_max_backoff(Duration::from_secs(10)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(30)).build(),
+        );
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
     }
@@ -47,7 +57,10 @@ pub async fn connect(region: &str, endpoint: Option<&str>) -> AwsCloud {
 }
 
 /// EC2 and SSM share the SDK's error type, so one mapping serves both.
-fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(operation: &'static str, e: aws_sdk_ec2::error::SdkError<E, R>) -> CloudError {
+fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    operation: &'static str,
+    e: aws_sdk_ec2::error::SdkError<E, R>,
+) -> CloudError {
     match e.code() {
         Some(code) => CloudError::new(operation, code, e.message().unwrap_or("").to_string()),
         None => CloudError::new(operation, "RequestFailed", DisplayErrorContext(&e).to_string()),
@@ -92,7 +105,9 @@ fn tag_value(tags: &[ec2t::Tag], key: &str) -> String {
 fn permission(rule: &SgRule, group_id: &str) -> ec2t::IpPermission {
     let mut b = ec2t::IpPermission::builder().ip_protocol(&rule.protocol).from_port(rule.from_port).to_port(rule.to_port);
     b = match &rule.source {
-        Source::Cluster => b.user_id_group_pairs(ec2t::UserIdGroupPair::builder().group_id(group_id).description(&rule.description).build()),
+        Source::Cluster => {
+            b.user_id_group_pairs(ec2t::UserIdGroupPair::builder().group_id(group_id).description(&rule.description).build())
+        }
         Source::Cidr(c) => b.ip_ranges(ec2t::IpRange::builder().cidr_ip(c.to_string()).description(&rule.description).build()),
     };
     b.build()
@@ -106,11 +121,23 @@ fn rules_of(group_id: &str, perms: &[ec2t::IpPermission]) -> Vec<SgRule> {
         let (from, to) = (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1));
         for pair in p.user_id_group_pairs() {
             let source = if pair.group_id() == Some(group_id) { Source::Cluster } else { continue };
-            out.push(SgRule { protocol: protocol.clone(), from_port: from, to_port: to, source, description: pair.description().unwrap_or("").into() });
+            out.push(SgRule {
+                protocol: protocol.clone(),
+                from_port: from,
+                to_port: to,
+                source,
+                description: pair.description().unwrap_or("").into(),
+            });
         }
         for range in p.ip_ranges() {
             if let Some(c) = range.cidr_ip().and_then(|c| Ipv4Cidr::parse(c).ok()) {
-                out.push(SgRule { protocol: protocol.clone(), from_port: from, to_port: to, source: Source::Cidr(c), description: range.description().unwrap_or("").into() });
+                out.push(SgRule {
+                    protocol: protocol.clone(),
+                    from_port: from,
+                    to_port: to,
+                    source: Source::Cidr(c),
+                    description: range.description().unwrap_or("").into(),
+                });
             }
         }
     }
@@ -138,12 +165,20 @@ impl AwsCloud {
 
     async fn newest_image(&self, owner: Option<&str>, name_pattern: &str) -> CloudResult<Option<ResolvedAmi>> {
         self.count("DescribeImages");
-        let mut req = self.ec2.describe_images().filters(ec2t::Filter::builder().name("name").values(name_pattern).build()).filters(ec2t::Filter::builder().name("state").values("available").build());
+        let mut req = self
+            .ec2
+            .describe_images()
+            .filters(ec2t::Filter::builder().name("name").values(name_pattern).build())
+            .filters(ec2t::Filter::builder().name("state").values("available").build());
         if let Some(o) = owner {
             req = req.owners(o);
         }
         let out = req.send().await.map_err(|e| err("DescribeImages", e))?;
-        let newest = out.images().iter().filter(|i| i.architecture().is_none_or(|a| a.as_str() == "x86_64")).max_by(|a, b| a.creation_date().cmp(&b.creation_date()));
+        let newest = out
+            .images()
+            .iter()
+            .filter(|i| i.architecture().is_none_or(|a| a.as_str() == "x86_64"))
+            .max_by(|a, b| a.creation_date().cmp(&b.creation_date()));
         Ok(newest.map(|i| ResolvedAmi {
             id: i.image_id().unwrap_or_default().to_string(),
             name: i.name().unwrap_or("").to_string(),
@@ -167,14 +202,26 @@ impl Cloud for AwsCloud {
 
         self.count("DescribeVpcs");
         let vpcs = self.ec2.describe_vpcs().filters(cluster_filter(cluster)).send().await.map_err(|e| err("DescribeVpcs", e))?;
-        inv.vpc = vpcs.vpcs().first().map(|v| Found { id: v.vpc_id().unwrap_or_default().into(), cidr: v.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()) });
+        inv.vpc = vpcs
+            .vpcs()
+            .first()
+            .map(|v| Found { id: v.vpc_id().unwrap_or_default().into(), cidr: v.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()) });
 
         self.count("DescribeSubnets");
         let subnets = self.ec2.describe_subnets().filters(cluster_filter(cluster)).send().await.map_err(|e| err("DescribeSubnets", e))?;
-        inv.subnet = subnets.subnets().first().map(|s| Found { id: s.subnet_id().unwrap_or_default().into(), cidr: s.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()) });
+        inv.subnet = subnets
+            .subnets()
+            .first()
+            .map(|s| Found { id: s.subnet_id().unwrap_or_default().into(), cidr: s.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()) });
 
         self.count("DescribeInternetGateways");
-        let igws = self.ec2.describe_internet_gateways().filters(cluster_filter(cluster)).send().await.map_err(|e| err("DescribeInternetGateways", e))?;
+        let igws = self
+            .ec2
+            .describe_internet_gateways()
+            .filters(cluster_filter(cluster))
+            .send()
+            .await
+            .map_err(|e| err("DescribeInternetGateways", e))?;
         inv.internet_gateway = igws.internet_gateways().first().and_then(|g| g.internet_gateway_id()).map(str::to_string);
 
         if let Some(vpc) = &inv.vpc {
@@ -189,12 +236,21 @@ impl Cloud for AwsCloud {
                 .map_err(|e| err("DescribeRouteTables", e))?;
             inv.route_table = tables.route_tables().first().map(|t| RouteTable {
                 id: t.route_table_id().unwrap_or_default().into(),
-                default_route_to_igw: t.routes().iter().any(|r| r.destination_cidr_block() == Some("0.0.0.0/0") && r.gateway_id().is_some_and(|g| Some(g) == inv.internet_gateway.as_deref())),
+                default_route_to_igw: t.routes().iter().any(|r| {
+                    r.destination_cidr_block() == Some("0.0.0.0/0")
+                        && r.gateway_id().is_some_and(|g| Some(g) == inv.internet_gateway.as_deref())
+                }),
             });
         }
 
         self.count("DescribeSecurityGroups");
-        let groups = self.ec2.describe_security_groups().filters(cluster_filter(cluster)).send().await.map_err(|e| err("DescribeSecurityGroups", e))?;
+        let groups = self
+            .ec2
+            .describe_security_groups()
+            .filters(cluster_filter(cluster))
+            .send()
+            .await
+            .map_err(|e| err("DescribeSecurityGroups", e))?;
         inv.expires = groups.security_groups().first().map(|g| tag_value(g.tags(), TAG_EXPIRES)).filter(|e| !e.is_empty());
         inv.security_group = groups.security_groups().first().map(|g| {
             let id = g.group_id().unwrap_or_default().to_string();
@@ -206,7 +262,12 @@ impl Cloud for AwsCloud {
             .ec2
             .describe_instances()
             .filters(cluster_filter(cluster))
-            .filters(ec2t::Filter::builder().name("instance-state-name").set_values(Some(states.iter().map(|s| s.to_string()).collect())).build())
+            .filters(
+                ec2t::Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(states.iter().map(|s| s.to_string()).collect()))
+                    .build(),
+            )
             .max_results(1000)
             .into_paginator()
             .send();
@@ -226,7 +287,9 @@ impl Cloud for AwsCloud {
                         image_id: i.image_id().unwrap_or_default().into(),
                         private_ip: i.private_ip_address().map(str::to_string),
                         private_dns: i.private_dns_name().map(str::to_string),
-                        launch_time: i.launch_time().map_or(String::new(), |t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()),
+                        launch_time: i
+                            .launch_time()
+                            .map_or(String::new(), |t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()),
                     });
                 }
             }
@@ -247,8 +310,12 @@ impl Cloud for AwsCloud {
 
     async fn resolve_ami(&self, lookup: &AmiLookup, over: Option<&AmiRef>) -> CloudResult<ResolvedAmi> {
         match over {
-            Some(AmiRef::Id(id)) => self.image(id).await?.ok_or_else(|| CloudError::new("DescribeImages", "InvalidAMIID.NotFound", format!("image {id} does not exist in this region"))),
-            Some(AmiRef::Name(pattern)) => self.newest_image(None, pattern).await?.ok_or_else(|| CloudError::new("DescribeImages", "NoMatchingImage", format!("no available x86_64 image is named like {pattern:?}"))),
+            Some(AmiRef::Id(id)) => self.image(id).await?.ok_or_else(|| {
+                CloudError::new("DescribeImages", "InvalidAMIID.NotFound", format!("image {id} does not exist in this region"))
+            }),
+            Some(AmiRef::Name(pattern)) => self.newest_image(None, pattern).await?.ok_or_else(|| {
+                CloudError::new("DescribeImages", "NoMatchingImage", format!("no available x86_64 image is named like {pattern:?}"))
+            }),
             None => {
                 // The public SSM parameter is the stable, one-call way; it is
                 // missing in some regions and in emulators, so fall back to
@@ -259,7 +326,11 @@ impl Cloud for AwsCloud {
                     }
                 }
                 self.newest_image(Some(lookup.owner), lookup.name_pattern).await?.ok_or_else(|| {
-                    CloudError::new("DescribeImages", "NoMatchingImage", format!("neither {} nor an image named like {} exists", lookup.ssm_parameter, lookup.name_pattern))
+                    CloudError::new(
+                        "DescribeImages",
+                        "NoMatchingImage",
+                        format!("neither {} nor an image named like {} exists", lookup.ssm_parameter, lookup.name_pattern),
+                    )
                 })
             }
         }
@@ -267,7 +338,14 @@ impl Cloud for AwsCloud {
 
     async fn create_vpc(&self, cidr: Ipv4Cidr, tags: &BTreeMap<String, String>) -> CloudResult<String> {
         self.count("CreateVpc");
-        let out = self.ec2.create_vpc().cidr_block(cidr.to_string()).set_tag_specifications(Some(tag_specs(&[ec2t::ResourceType::Vpc], tags))).send().await.map_err(|e| err("CreateVpc", e))?;
+        let out = self
+            .ec2
+            .create_vpc()
+            .cidr_block(cidr.to_string())
+            .set_tag_specifications(Some(tag_specs(&[ec2t::ResourceType::Vpc], tags)))
+            .send()
+            .await
+            .map_err(|e| err("CreateVpc", e))?;
         let id = out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string();
         // Private DNS names (the node names) need DNS hostnames on.
         self.count("ModifyVpcAttribute");
@@ -321,7 +399,11 @@ impl Cloud for AwsCloud {
 
     async fn attach_internet_gateway(&self, igw_id: &str, vpc_id: &str) -> CloudResult<()> {
         self.count("AttachInternetGateway");
-        done_unless("AttachInternetGateway", self.ec2.attach_internet_gateway().internet_gateway_id(igw_id).vpc_id(vpc_id).send().await, "Resource.AlreadyAssociated")
+        done_unless(
+            "AttachInternetGateway",
+            self.ec2.attach_internet_gateway().internet_gateway_id(igw_id).vpc_id(vpc_id).send().await,
+            "Resource.AlreadyAssociated",
+        )
     }
 
     async fn create_default_route(&self, vpc_id: &str, igw_id: &str) -> CloudResult<()> {
@@ -334,13 +416,24 @@ impl Cloud for AwsCloud {
             .send()
             .await
             .map_err(|e| err("DescribeRouteTables", e))?;
-        let table = tables.route_tables().first().and_then(|t| t.route_table_id()).ok_or_else(|| CloudError::new("DescribeRouteTables", "NoMainRouteTable", format!("{vpc_id} has no main route table")))?;
+        let table = tables
+            .route_tables()
+            .first()
+            .and_then(|t| t.route_table_id())
+            .ok_or_else(|| CloudError::new("DescribeRouteTables", "NoMainRouteTable", format!("{vpc_id} has no main route table")))?;
         self.count("CreateRoute");
         match self.ec2.create_route().route_table_id(table).destination_cidr_block("0.0.0.0/0").gateway_id(igw_id).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("RouteAlreadyExists") => {
                 self.count("ReplaceRoute");
-                self.ec2.replace_route().route_table_id(table).destination_cidr_block("0.0.0.0/0").gateway_id(igw_id).send().await.map_err(|e| err("ReplaceRoute", e))?;
+                self.ec2
+                    .replace_route()
+                    .route_table_id(table)
+                    .destination_cidr_block("0.0.0.0/0")
+                    .gateway_id(igw_id)
+                    .send()
+                    .await
+                    .map_err(|e| err("ReplaceRoute", e))?;
                 Ok(())
             }
             Err(e) => Err(err("CreateRoute", e)),
@@ -369,7 +462,11 @@ impl Cloud for AwsCloud {
         self.count("AuthorizeSecurityGroupIngress");
         let perms = rules.iter().map(|r| permission(r, group_id)).collect();
         // A retried call whose first attempt went through.
-        done_unless("AuthorizeSecurityGroupIngress", self.ec2.authorize_security_group_ingress().group_id(group_id).set_ip_permissions(Some(perms)).send().await, "InvalidPermission.Duplicate")
+        done_unless(
+            "AuthorizeSecurityGroupIngress",
+            self.ec2.authorize_security_group_ingress().group_id(group_id).set_ip_permissions(Some(perms)).send().await,
+            "InvalidPermission.Duplicate",
+        )
     }
 
     async fn revoke_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()> {
@@ -378,12 +475,21 @@ impl Cloud for AwsCloud {
         }
         self.count("RevokeSecurityGroupIngress");
         let perms = rules.iter().map(|r| permission(r, group_id)).collect();
-        done_unless("RevokeSecurityGroupIngress", self.ec2.revoke_security_group_ingress().group_id(group_id).set_ip_permissions(Some(perms)).send().await, "InvalidPermission.NotFound")
+        done_unless(
+            "RevokeSecurityGroupIngress",
+            self.ec2.revoke_security_group_ingress().group_id(group_id).set_ip_permissions(Some(perms)).send().await,
+            "InvalidPermission.NotFound",
+        )
     }
 
     async fn run_instance(&self, r: &LaunchRequest) -> CloudResult<String> {
         self.count("RunInstances");
-        let volume = ec2t::EbsBlockDevice::builder().volume_size(r.disk_gb as i32).volume_type(ec2t::VolumeType::Gp3).encrypted(true).delete_on_termination(true).build();
+        let volume = ec2t::EbsBlockDevice::builder()
+            .volume_size(r.disk_gb as i32)
+            .volume_type(ec2t::VolumeType::Gp3)
+            .encrypted(true)
+            .delete_on_termination(true)
+            .build();
         let mut req = self
             .ec2
             .run_instances()
@@ -424,7 +530,11 @@ impl Cloud for AwsCloud {
             return Ok(());
         }
         self.count("TerminateInstances");
-        done_unless("TerminateInstances", self.ec2.terminate_instances().set_instance_ids(Some(ids.to_vec())).send().await, "InvalidInstanceID.NotFound")
+        done_unless(
+            "TerminateInstances",
+            self.ec2.terminate_instances().set_instance_ids(Some(ids.to_vec())).send().await,
+            "InvalidInstanceID.NotFound",
+        )
     }
 
     async fn not_terminated(&self, ids: &[String]) -> CloudResult<Vec<String>> {
@@ -470,7 +580,11 @@ impl Cloud for AwsCloud {
             }
         }
         self.count("DeleteInternetGateway");
-        done_unless("DeleteInternetGateway", self.ec2.delete_internet_gateway().internet_gateway_id(id).send().await, "InvalidInternetGatewayID.NotFound")
+        done_unless(
+            "DeleteInternetGateway",
+            self.ec2.delete_internet_gateway().internet_gateway_id(id).send().await,
+            "InvalidInternetGatewayID.NotFound",
+        )
     }
 
     async fn delete_subnet(&self, id: &str) -> CloudResult<()> {
@@ -489,8 +603,18 @@ impl Cloud for AwsCloud {
 
     async fn create_parameter(&self, name: &str, value: &str, tags: &BTreeMap<String, String>) -> CloudResult<bool> {
         self.count("PutParameter");
-        let tags: Vec<ssmt::Tag> = tags.iter().map(|(k, v)| ssmt::Tag::builder().key(k).value(v).build().expect("key and value are set")).collect();
-        let res = self.ssm.put_parameter().name(name).value(value).r#type(ssmt::ParameterType::SecureString).overwrite(false).set_tags(Some(tags)).send().await;
+        let tags: Vec<ssmt::Tag> =
+            tags.iter().map(|(k, v)| ssmt::Tag::builder().key(k).value(v).build().expect("key and value are set")).collect();
+        let res = self
+            .ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ssmt::ParameterType::SecureString)
+            .overwrite(false)
+            .set_tags(Some(tags))
+            .send()
+            .await;
         match res {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ParameterAlreadyExists") => Ok(false),

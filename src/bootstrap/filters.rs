@@ -78,7 +78,9 @@ pub fn yaml_value(value: &Value) -> String {
     match value {
         Value::String(s) => yaml_string(s),
         Value::Array(items) => format!("[{}]", items.iter().map(yaml_value).collect::<Vec<_>>().join(", ")),
-        Value::Object(map) => format!("{{{}}}", map.iter().map(|(k, v)| format!("{}: {}", yaml_string(k), yaml_value(v))).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => {
+            format!("{{{}}}", map.iter().map(|(k, v)| format!("{}: {}", yaml_string(k), yaml_value(v))).collect::<Vec<_>>().join(", "))
+        }
         other => other.to_string(),
     }
 }
@@ -160,7 +162,10 @@ mod test_ps {
     #[test]
     fn doubles_ascii_and_typographic_single_quotes() {
         assert_eq!(ps_quote("it's"), "'it''s'");
-        assert_eq!(ps_quote("a\u{2018}b\u{2019}c\u{201A}d\u{201B}"), "'a\u{2018}\u{2018}b\u{2019}\u{2019}c\u{201A}\u{201A}d\u{201B}\u{201B}'");
+        assert_eq!(
+            ps_quote("a\u{2018}b\u{2019}c\u{201A}d\u{201B}"),
+            "'a\u{2018}\u{2018}b\u{2019}\u{2019}c\u{201A}\u{201A}d\u{201B}\u{201B}'"
+        );
     }
 
     #[test]

@@ -82,11 +82,17 @@ pub fn render_control_plane(spec: &ClusterSpec, secrets: &ClusterSecrets, templa
         "linux/cloud-config.yaml",
         &context::CloudConfig { base: &ctx, kubeadm_config: &kubeadm, cni_manifest: Some(&cni), bootstrap_script: &script },
     )?;
-    let parts = vec![("kubeadm.yaml".into(), kubeadm), (format!("cni-{}.yaml", spec.cni.plugin.name()), cni), ("bootstrap.sh".into(), script)];
+    let parts =
+        vec![("kubeadm.yaml".into(), kubeadm), (format!("cni-{}.yaml", spec.cni.plugin.name()), cni), ("bootstrap.sh".into(), script)];
     linux_result("control-plane", NodeOs::Linux(spec.control_plane.os), user_data, parts)
 }
 
-pub fn render_pool(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets, templates: &Templates) -> Result<NodeBootstrap, BootstrapError> {
+pub fn render_pool(
+    spec: &ClusterSpec,
+    pool: &Pool,
+    secrets: &ClusterSecrets,
+    templates: &Templates,
+) -> Result<NodeBootstrap, BootstrapError> {
     match pool.os {
         NodeOs::Linux(_) => {
             let ctx = context::linux(spec, Some(pool), secrets)?;
@@ -105,7 +111,9 @@ pub fn render_pool(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets, te
             // EC2Launch cuts the script at these tags before PowerShell parses
             // it, so no quoting can protect a value containing one.
             let lower = script.to_ascii_lowercase();
-            if let Some(tag) = ["</powershell", "<powershell", "<persist", "</persist", "<script", "</script"].into_iter().find(|t| lower.contains(t)) {
+            if let Some(tag) =
+                ["</powershell", "<powershell", "<persist", "</persist", "<script", "</script"].into_iter().find(|t| lower.contains(t))
+            {
                 return Err(BootstrapError::AgentTagInScript { pool: pool.name.clone(), tag: tag.to_string() });
             }
             let user_data = format!("<powershell>\n{script}</powershell>\n<persist>true</persist>\n");
@@ -131,11 +139,8 @@ pub fn render_pool(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets, te
 /// cloud-init accepts gzip user data as is, so a config over the limit is
 /// compressed before it is declared too large.
 fn linux_result(group: &str, os: NodeOs, user_data: String, parts: Vec<(String, String)>) -> Result<NodeBootstrap, BootstrapError> {
-    let (bytes, compressed) = if user_data.len() <= USER_DATA_LIMIT {
-        (user_data.clone().into_bytes(), false)
-    } else {
-        (gzip(user_data.as_bytes()), true)
-    };
+    let (bytes, compressed) =
+        if user_data.len() <= USER_DATA_LIMIT { (user_data.clone().into_bytes(), false) } else { (gzip(user_data.as_bytes()), true) };
     if bytes.len() > USER_DATA_LIMIT {
         return Err(BootstrapError::TooLarge {
             node: if group == "control-plane" { "the control plane".into() } else { format!("pool {group}") },

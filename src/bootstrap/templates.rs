@@ -50,7 +50,9 @@ impl Templates {
     }
 
     pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String, BootstrapError> {
-        self.tera.render(name, &to_context(ctx)).map_err(|e| BootstrapError::Template { template: name.to_string(), message: error_chain(&e) })
+        self.tera
+            .render(name, &to_context(ctx))
+            .map_err(|e| BootstrapError::Template { template: name.to_string(), message: error_chain(&e) })
     }
 }
 

@@ -31,7 +31,12 @@ pub async fn apply(ui: &Ui, file: &Path, opts: &ApplyOptions<'_>) -> Result<()> 
     result
 }
 
-async fn run<C: Cloud>(cloud: &C, spec: &crate::model::ClusterSpec, templates: &crate::bootstrap::Templates, opts: &ApplyOptions<'_>) -> Result<()> {
+async fn run<C: Cloud>(
+    cloud: &C,
+    spec: &crate::model::ClusterSpec,
+    templates: &crate::bootstrap::Templates,
+    opts: &ApplyOptions<'_>,
+) -> Result<()> {
     // A first look without the lock: when nothing changes, nothing is
     // written, not even the lock.
     let first = prepare(cloud, spec, templates).await?;
@@ -55,7 +60,11 @@ async fn run<C: Cloud>(cloud: &C, spec: &crate::model::ClusterSpec, templates: &
             bootstraps: &prepared.bootstraps,
             key_name: spec.ssh_key_name.as_deref(),
             expires: expiry(spec, &prepared.inventory),
-            run_id: format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())),
+            run_id: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+            ),
             terminate_timeout: Duration::from_secs(900),
         };
         tokio::select! {

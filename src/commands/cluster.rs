@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::adapters::{Cloud, LockInfo};
 use crate::adapters::aws::{AwsCloud, connect};
+use crate::adapters::{Cloud, LockInfo};
 use crate::bootstrap::{self, NodeBootstrap, Templates, templates};
 use crate::cli::{AwsArgs, LockArgs};
 use crate::desired::{AmiMap, CONTROL_PLANE, DesiredState, ami_lookup, desired_state, secrets_parameter_name};
@@ -40,7 +40,11 @@ pub fn load_templates(dir: Option<&Path>) -> Result<Templates> {
         }
     }
     if overrides.is_empty() {
-        eprintln!("warning: {} holds none of hybrid's templates (e.g. {}); using the built-in ones", dir.display(), templates::file_name(templates::BUILTIN[0].0));
+        eprintln!(
+            "warning: {} holds none of hybrid's templates (e.g. {}); using the built-in ones",
+            dir.display(),
+            templates::file_name(templates::BUILTIN[0].0)
+        );
     }
     Ok(Templates::from_sources(overrides)?)
 }
@@ -58,7 +62,8 @@ pub struct Prepared {
 pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates) -> Result<Prepared> {
     let inventory = cloud.discover(&spec.name).await?;
     let mut amis = AmiMap::new();
-    let mut groups: Vec<(String, NodeOs, Option<&crate::model::AmiRef>)> = vec![(CONTROL_PLANE.to_string(), NodeOs::Linux(spec.control_plane.os), spec.control_plane.ami.as_ref())];
+    let mut groups: Vec<(String, NodeOs, Option<&crate::model::AmiRef>)> =
+        vec![(CONTROL_PLANE.to_string(), NodeOs::Linux(spec.control_plane.os), spec.control_plane.ami.as_ref())];
     groups.extend(spec.pools.iter().map(|p| (p.name.clone(), p.os, p.ami.as_ref())));
     // Pools with the same image share one lookup.
     let mut cache: BTreeMap<(NodeOs, Option<&crate::model::AmiRef>), crate::desired::ResolvedAmi> = BTreeMap::new();
@@ -74,8 +79,10 @@ pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templa
         amis.insert(group, ami);
     }
     let secrets = match cloud.get_parameter(&secrets_parameter_name(&spec.name)).await? {
-        Some(stored) => ClusterSecrets::from_stored(&stored).map_err(|source| Error::Secrets { dir: secrets_parameter_name(&spec.name).into(), source })?,
-        None => ClusterSecrets::generate(&mut rand::rng(), SystemTime::now()).map_err(|source| Error::Secrets { dir: "(new)".into(), source })?,
+        Some(stored) => ClusterSecrets::from_stored(&stored)
+            .map_err(|source| Error::Secrets { dir: secrets_parameter_name(&spec.name).into(), source })?,
+        None => ClusterSecrets::generate(&mut rand::rng(), SystemTime::now())
+            .map_err(|source| Error::Secrets { dir: "(new)".into(), source })?,
     };
     let bootstraps = bootstrap::render_cluster(spec, &secrets, templates)?.into_iter().map(|b| (b.group.clone(), b)).collect();
     let desired = desired_state(spec, &amis, &bootstrap::fingerprints(spec, templates)?);
@@ -109,7 +116,12 @@ fn now_rfc3339(offset: Duration) -> String {
 }
 
 fn this_owner() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "unknown-host".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into());
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown-user".into());
     format!("{user}@{host} pid {}", std::process::id())
 }

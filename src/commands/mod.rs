@@ -44,7 +44,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let opts = apply::ApplyOptions { aws: &aws, lock: &lock, yes, templates: templates.as_deref(), api_stats };
             runtime().block_on(apply::apply(&ui, &file, &opts)).map(|_| 0)
         }
-        Command::Destroy { file, aws, lock, yes } => runtime().block_on(destroy::destroy(&ui, &file, &aws, &lock, yes, api_stats)).map(|_| 0),
+        Command::Destroy { file, aws, lock, yes } => {
+            runtime().block_on(destroy::destroy(&ui, &file, &aws, &lock, yes, api_stats)).map(|_| 0)
+        }
         other => run_sync(&ui, other).map(|_| 0),
     }
 }

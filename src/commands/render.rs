@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::Ui;
-use super::validate::load_spec;
 use super::cluster::load_templates;
+use super::validate::load_spec;
 use crate::bootstrap::{self, NodeBootstrap};
 use crate::error::{Error, Result};
 use crate::pki::ClusterSecrets;
@@ -44,14 +44,16 @@ pub fn render(ui: &Ui, file: &Path, out: &Path, secrets_dir: Option<&Path>, temp
 }
 
 fn new_secrets() -> Result<ClusterSecrets> {
-    ClusterSecrets::generate(&mut rand::rng(), SystemTime::now()).map_err(|source| Error::Secrets { dir: PathBuf::from("(memory)"), source })
+    ClusterSecrets::generate(&mut rand::rng(), SystemTime::now())
+        .map_err(|source| Error::Secrets { dir: PathBuf::from("(memory)"), source })
 }
 
 fn load_or_create_secrets(dir: &Path) -> Result<ClusterSecrets> {
     let (crt, key, token) = (dir.join("ca.crt"), dir.join("ca.key"), dir.join("token"));
     if crt.exists() || key.exists() || token.exists() {
         let read = |p: &Path| fs::read_to_string(p).map_err(|source| Error::Read { path: p.to_path_buf(), source });
-        return ClusterSecrets::from_parts(&read(&crt)?, &read(&key)?, &read(&token)?).map_err(|source| Error::Secrets { dir: dir.to_path_buf(), source });
+        return ClusterSecrets::from_parts(&read(&crt)?, &read(&key)?, &read(&token)?)
+            .map_err(|source| Error::Secrets { dir: dir.to_path_buf(), source });
     }
     let secrets = new_secrets()?;
     write_dir(dir)?;

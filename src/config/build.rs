@@ -37,13 +37,21 @@ pub fn build(sections: &BTreeMap<&'static str, Vec<SectionValues<'_>>>, cx: &mut
         if let Some(v) = c.str("kubernetes_version", cx.diags, cx.spans) {
             match parse_kube_version(&v) {
                 Some(v) => kubernetes_version = v,
-                None => cx.err(&c.key_path("kubernetes_version"), format!("`{v}` is not a Kubernetes version"), Some("write MAJOR.MINOR.PATCH, e.g. \"1.34.1\"".into())),
+                None => cx.err(
+                    &c.key_path("kubernetes_version"),
+                    format!("`{v}` is not a Kubernetes version"),
+                    Some("write MAJOR.MINOR.PATCH, e.g. \"1.34.1\"".into()),
+                ),
             }
         }
         if let Some(t) = c.str("ttl", cx.diags, cx.spans) {
             match parse_ttl(&t) {
                 Some(t) => ttl = Some(t),
-                None => cx.err(&c.key_path("ttl"), format!("`{t}` is not a duration"), Some("write a number with a unit d, h or m, e.g. \"8h\", \"2d\" or \"1h30m\"".into())),
+                None => cx.err(
+                    &c.key_path("ttl"),
+                    format!("`{t}` is not a duration"),
+                    Some("write a number with a unit d, h or m, e.g. \"8h\", \"2d\" or \"1h30m\"".into()),
+                ),
             }
         }
         ssh_key_name = c.str("ssh_key_name", cx.diags, cx.spans);
@@ -85,7 +93,11 @@ fn build_control_plane(c: &SectionValues<'_>, cx: &mut Ctx<'_>) -> ControlPlane 
         private_ip: c.str("private_ip", cx.diags, cx.spans).and_then(|s| match s.parse() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                cx.err(&c.key_path("private_ip"), format!("`{}` is not an IPv4 address", s.escape_debug()), Some("write an address inside the subnet, e.g. \"10.0.0.10\"".into()));
+                cx.err(
+                    &c.key_path("private_ip"),
+                    format!("`{}` is not an IPv4 address", s.escape_debug()),
+                    Some("write an address inside the subnet, e.g. \"10.0.0.10\"".into()),
+                );
                 None
             }
         }),
@@ -121,7 +133,11 @@ fn build_network(n: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Network {
         (vpc_id, subnet_id) => {
             if vpc_id.is_some() || subnet_id.is_some() {
                 let (set, unset) = if vpc_id.is_some() { ("vpc_id", "subnet_id") } else { ("subnet_id", "vpc_id") };
-                cx.err(&format!("network.{set}"), format!("`{set}` needs `{unset}` as well"), Some(format!("set both to use an existing network, or neither to let hybrid create one")));
+                cx.err(
+                    &format!("network.{set}"),
+                    format!("`{set}` needs `{unset}` as well"),
+                    Some(format!("set both to use an existing network, or neither to let hybrid create one")),
+                );
             }
             let cidr = cidr(n, "vpc_cidr", "10.0.0.0/16", cx);
             let subnet_cidr = match n.and_then(|n| n.str("subnet_cidr", cx.diags, cx.spans)) {
@@ -147,7 +163,8 @@ fn build_network(n: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Network {
 
 fn build_cni(c: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Cni {
     let plugin = c.and_then(|c| c.str("plugin", cx.diags, cx.spans)).and_then(|s| CniPlugin::parse(&s)).unwrap_or(CniPlugin::Calico);
-    let encapsulation = c.and_then(|c| c.str("encapsulation", cx.diags, cx.spans)).and_then(|s| Encapsulation::parse(&s)).unwrap_or(Encapsulation::Vxlan);
+    let encapsulation =
+        c.and_then(|c| c.str("encapsulation", cx.diags, cx.spans)).and_then(|s| Encapsulation::parse(&s)).unwrap_or(Encapsulation::Vxlan);
     let int = |k: &str, d: i64, cx: &mut Ctx<'_>| c.and_then(|c| c.int(k, cx.diags, cx.spans)).unwrap_or(d);
     let flag = |k: &str, d: bool, cx: &mut Ctx<'_>| c.and_then(|c| c.bool(k, cx.diags, cx.spans)).unwrap_or(d);
     Cni {
@@ -165,7 +182,9 @@ fn build_cni(c: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Cni {
 fn build_pool(p: &SectionValues<'_>, linux_default: LinuxDistro, cx: &mut Ctx<'_>) -> Pool {
     let os = p.str("os", cx.diags, cx.spans).and_then(|s| NodeOs::parse(&s, linux_default)).unwrap_or(NodeOs::Linux(linux_default));
     let taints = match p.str_list("taints", cx.diags, cx.spans) {
-        Some(list) => list.iter().enumerate().filter_map(|(i, t)| parse_taint_at(t, &format!("{}[{i}]", p.key_path("taints")), cx)).collect(),
+        Some(list) => {
+            list.iter().enumerate().filter_map(|(i, t)| parse_taint_at(t, &format!("{}[{i}]", p.key_path("taints")), cx)).collect()
+        }
         None if os.is_windows() && !p.is_set("taints") => vec![default_windows_taint()],
         None => Vec::new(),
     };
@@ -187,7 +206,11 @@ fn parse_taint_at(text: &str, key: &str, cx: &mut Ctx<'_>) -> Option<Taint> {
     match parse_taint(text) {
         Ok(t) => Some(t),
         Err(why) => {
-            cx.err(key, format!("taint `{}` {why}", text.escape_debug()), Some("write key=value:Effect or key:Effect, with Effect one of NoSchedule, PreferNoSchedule, NoExecute".into()));
+            cx.err(
+                key,
+                format!("taint `{}` {why}", text.escape_debug()),
+                Some("write key=value:Effect or key:Effect, with Effect one of NoSchedule, PreferNoSchedule, NoExecute".into()),
+            );
             None
         }
     }
@@ -197,7 +220,8 @@ fn parse_taint_at(text: &str, key: &str, cx: &mut Ctx<'_>) -> Option<Taint> {
 /// Kubernetes' rules later, with the labels' rules.
 pub fn parse_taint(text: &str) -> Result<Taint, String> {
     let (kv, effect) = text.rsplit_once(':').ok_or("has no `:Effect`")?;
-    let effect = TaintEffect::parse(effect).ok_or_else(|| format!("has effect `{effect}`, which is not one of NoSchedule, PreferNoSchedule, NoExecute"))?;
+    let effect = TaintEffect::parse(effect)
+        .ok_or_else(|| format!("has effect `{effect}`, which is not one of NoSchedule, PreferNoSchedule, NoExecute"))?;
     let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
     if key.is_empty() {
         return Err("has an empty key".into());
@@ -207,7 +231,9 @@ pub fn parse_taint(text: &str) -> Result<Taint, String> {
 
 pub fn parse_kube_version(s: &str) -> Option<KubeVersion> {
     let s = s.strip_prefix('v').unwrap_or(s);
-    let mut parts = s.split('.').map(|p| (!p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse::<u32>().ok()).flatten());
+    let mut parts = s
+        .split('.')
+        .map(|p| (!p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse::<u32>().ok()).flatten());
     let v = KubeVersion { major: parts.next()??, minor: parts.next()??, patch: parts.next()?? };
     parts.next().is_none().then_some(v)
 }

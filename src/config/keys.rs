@@ -10,7 +10,10 @@ pub enum Kind {
     Str,
     /// A string from a fixed list (checked with a did-you-mean).
     Choice(&'static [&'static str]),
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Bool,
     StrList,
     /// A table of string values, e.g. labels or tags.
@@ -74,8 +77,17 @@ pub const SECTIONS: &[Section] = &[
         keys: &[
             req("name", Kind::Str, "Cluster name: a DNS-1123 label of at most 40 characters. Prefixes every AWS resource and node name."),
             req("region", Kind::Str, "AWS region, e.g. `us-east-1`."),
-            req("kubernetes_version", Kind::Str, "Kubernetes `MAJOR.MINOR.PATCH` (a leading `v` is allowed); supported minors are listed by `hybrid validate --help`."),
-            opt("ttl", Kind::Str, None, "Time-to-live for throwaway clusters, e.g. `8h`, `2d`, `1h30m` (10m to 90d). `hybrid reap` destroys the cluster after it."),
+            req(
+                "kubernetes_version",
+                Kind::Str,
+                "Kubernetes `MAJOR.MINOR.PATCH` (a leading `v` is allowed); supported minors are listed by `hybrid validate --help`.",
+            ),
+            opt(
+                "ttl",
+                Kind::Str,
+                None,
+                "Time-to-live for throwaway clusters, e.g. `8h`, `2d`, `1h30m` (10m to 90d). `hybrid reap` destroys the cluster after it.",
+            ),
             opt("ssh_key_name", Kind::Str, None, "Existing EC2 key pair for SSH to Linux and Windows nodes."),
             opt("tags", Kind::StrMap, Some("{}"), "Extra AWS tags on every resource. Keys starting with `aws:` or `hybrid:` are reserved."),
         ],
@@ -102,7 +114,12 @@ pub const SECTIONS: &[Section] = &[
         doc: "Pod networking. Windows nodes need VXLAN with VNI >= 4096 on UDP 4789.",
         keys: &[
             opt("plugin", Kind::Choice(CniPlugin::NAMES), Some("\"calico\""), "CNI plugin."),
-            opt("encapsulation", Kind::Choice(Encapsulation::NAMES), Some("\"VXLAN\""), "Overlay, spelled as in Calico's Installation resource. flannel supports only VXLAN."),
+            opt(
+                "encapsulation",
+                Kind::Choice(Encapsulation::NAMES),
+                Some("\"VXLAN\""),
+                "Overlay, spelled as in Calico's Installation resource. flannel supports only VXLAN.",
+            ),
             opt("bgp", Kind::Bool, Some("false"), "Calico BGP. Windows nodes cannot use it on AWS."),
             opt("vni", Kind::Int { min: 1, max: 16_777_215 }, Some("4096"), "VXLAN network identifier; Windows (HNS) needs at least 4096."),
             opt("port", Kind::Int { min: 1, max: 65_535 }, Some("4789"), "VXLAN UDP port; Windows supports only 4789."),
@@ -118,10 +135,20 @@ pub const SECTIONS: &[Section] = &[
         doc: "The single Linux control-plane node (kubeadm init).",
         keys: &[
             req("instance_type", Kind::Str, "EC2 instance type (x86_64), e.g. `t3.large`."),
-            opt("os", Kind::Choice(NodeOs::NAMES), Some("\"ubuntu-24.04\""), "Linux distribution; `linux` means ubuntu-24.04. Windows control planes do not exist."),
+            opt(
+                "os",
+                Kind::Choice(NodeOs::NAMES),
+                Some("\"ubuntu-24.04\""),
+                "Linux distribution; `linux` means ubuntu-24.04. Windows control planes do not exist.",
+            ),
             opt("ami", Kind::Str, None, "AMI id (`ami-…`) or image name filter instead of the latest public image."),
             opt("disk_gb", Kind::Int { min: 1, max: 16_384 }, Some("50"), "Root volume size in GiB (encrypted gp3)."),
-            opt("private_ip", Kind::Str, Some("the 10th address of subnet_cidr"), "Fixed private IP of the API server, known before any node boots so all nodes can be launched at once. Required with vpc_id."),
+            opt(
+                "private_ip",
+                Kind::Str,
+                Some("the 10th address of subnet_cidr"),
+                "Fixed private IP of the API server, known before any node boots so all nodes can be launched at once. Required with vpc_id.",
+            ),
         ],
     },
     Section {
@@ -131,14 +158,28 @@ pub const SECTIONS: &[Section] = &[
         doc: "A group of identical worker nodes; repeat `[[pool]]` for each.",
         keys: &[
             req("name", Kind::Str, "Pool name: a DNS-1123 label, unique in the file. Nodes are named `<pool>-<n>`."),
-            req("os", Kind::Choice(NodeOs::NAMES), "`linux` (the control plane's distribution), a distribution, or `windows-2019` / `windows-2022` / `windows-2025`."),
+            req(
+                "os",
+                Kind::Choice(NodeOs::NAMES),
+                "`linux` (the control plane's distribution), a distribution, or `windows-2019` / `windows-2022` / `windows-2025`.",
+            ),
             req("instance_type", Kind::Str, "EC2 instance type (x86_64)."),
             opt("count", Kind::Int { min: 0, max: 1000 }, Some("1"), "Number of nodes (0 to 1000)."),
             opt("ami", Kind::Str, None, "AMI id (`ami-…`) or image name filter instead of the latest public image for `os`."),
-            opt("disk_gb", Kind::Int { min: 1, max: 16_384 }, Some("50 (Linux), 100 (Windows)"), "Root volume size in GiB (encrypted gp3)."),
+            opt(
+                "disk_gb",
+                Kind::Int { min: 1, max: 16_384 },
+                Some("50 (Linux), 100 (Windows)"),
+                "Root volume size in GiB (encrypted gp3).",
+            ),
             opt("spot", Kind::Bool, Some("false"), "Run the pool on spot instances."),
             opt("labels", Kind::StrMap, Some("{}"), "Node labels, e.g. `{ \"game.example.com/role\" = \"server\" }`."),
-            opt("taints", Kind::StrList, Some("[] (Linux), [\"os=windows:NoSchedule\"] (Windows)"), "Node taints as `key=value:Effect` or `key:Effect`."),
+            opt(
+                "taints",
+                Kind::StrList,
+                Some("[] (Linux), [\"os=windows:NoSchedule\"] (Windows)"),
+                "Node taints as `key=value:Effect` or `key:Effect`.",
+            ),
             opt("max_pods", Kind::Int { min: 1, max: 250 }, Some("110"), "kubelet maxPods."),
         ],
     },

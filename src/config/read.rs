@@ -49,8 +49,7 @@ pub struct SectionValues<'i> {
 pub fn read<'i>(source: &'i str, diags: &mut Diagnostics, spans: &mut Spans) -> BTreeMap<&'static str, Vec<SectionValues<'i>>> {
     let (root, errors) = DeTable::parse_recoverable(source);
     for e in &errors {
-        diags.error("toml", e.span(), format!("TOML syntax error: {}", e.message().trim_end()))
-            .help("see https://toml.io for the syntax");
+        diags.error("toml", e.span(), format!("TOML syntax error: {}", e.message().trim_end())).help("see https://toml.io for the syntax");
     }
     let mut out: BTreeMap<&'static str, Vec<SectionValues<'i>>> = BTreeMap::new();
     if !errors.is_empty() {
@@ -97,7 +96,8 @@ pub fn read<'i>(source: &'i str, diags: &mut Diagnostics, spans: &mut Spans) -> 
         }
     }
     for s in keys::SECTIONS.iter().filter(|s| s.required && !out.contains_key(s.name)) {
-        diags.error(s.name, Some(0..0), format!("missing required section [{}]", s.name))
+        diags
+            .error(s.name, Some(0..0), format!("missing required section [{}]", s.name))
             .help(format!("add a [{}] section; `hybrid schema` lists its keys", s.name));
     }
     out
@@ -121,7 +121,8 @@ impl<'i> SectionValues<'i> {
         }
         for key in section.keys.iter().filter(|k| k.required) {
             if table.get(key.name).is_none() {
-                diags.error(format!("{path}.{}", key.name), Some(header.clone()), format!("missing required key `{}`", key.name))
+                diags
+                    .error(format!("{path}.{}", key.name), Some(header.clone()), format!("missing required key `{}`", key.name))
                     .help(format!("add `{} = …` to [{}]: {}", key.name, section.name, key.doc));
             }
         }

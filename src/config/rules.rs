@@ -61,7 +61,11 @@ impl Rules<'_> {
         let s = self.spec;
         self.dns_label("cluster.name", &s.name);
         if !is_region(&s.region) {
-            self.error("cluster.region", format!("`{}` is not an AWS region name", s.region.escape_debug()), "write a region such as \"us-east-1\" or \"eu-west-2\"");
+            self.error(
+                "cluster.region",
+                format!("`{}` is not an AWS region name", s.region.escape_debug()),
+                "write a region such as \"us-east-1\" or \"eu-west-2\"",
+            );
         }
         let v = s.kubernetes_version;
         if v.major != 1 || !KUBE_MINORS.contains(&v.minor) {
@@ -73,25 +77,45 @@ impl Rules<'_> {
         }
         if let Some(ttl) = s.ttl {
             if !(10..=90 * 1440).contains(&ttl.minutes) {
-                self.error("cluster.ttl", format!("time-to-live {ttl} is outside 10m to 90d"), "a dev/QA cluster lives between 10 minutes and 90 days; remove `ttl` to keep it until `hybrid destroy`");
+                self.error(
+                    "cluster.ttl",
+                    format!("time-to-live {ttl} is outside 10m to 90d"),
+                    "a dev/QA cluster lives between 10 minutes and 90 days; remove `ttl` to keep it until `hybrid destroy`",
+                );
             }
         }
         if let Some(k) = &s.ssh_key_name {
             if k.is_empty() || k.len() > 255 || !k.chars().all(|c| c.is_ascii_graphic() || c == ' ') || script_hazard(k).is_some() {
-                self.error("cluster.ssh_key_name", format!("`{}` is not a usable EC2 key pair name", k.escape_debug()), "EC2 key pair names are 1-255 printable ASCII characters without quotes, `$` or backticks");
+                self.error(
+                    "cluster.ssh_key_name",
+                    format!("`{}` is not a usable EC2 key pair name", k.escape_debug()),
+                    "EC2 key pair names are 1-255 printable ASCII characters without quotes, `$` or backticks",
+                );
             }
         }
         for (k, v) in &s.tags {
             let key = format!("cluster.tags.{k:?}");
             let lower = k.to_ascii_lowercase();
             if lower.starts_with("aws:") || lower.starts_with("hybrid:") {
-                self.error(&format!("{key}#key"), format!("tag key `{k}` uses a reserved prefix"), "`aws:` belongs to AWS and `hybrid:` to hybrid's own bookkeeping; choose another key");
+                self.error(
+                    &format!("{key}#key"),
+                    format!("tag key `{k}` uses a reserved prefix"),
+                    "`aws:` belongs to AWS and `hybrid:` to hybrid's own bookkeeping; choose another key",
+                );
             } else if k.is_empty() || k.chars().count() > 128 || !k.chars().all(is_tag_char) {
-                self.error(&format!("{key}#key"), format!("`{}` is not a valid AWS tag key", k.escape_debug()), "tag keys are 1-128 letters, digits, spaces and _ . : / = + - @");
+                self.error(
+                    &format!("{key}#key"),
+                    format!("`{}` is not a valid AWS tag key", k.escape_debug()),
+                    "tag keys are 1-128 letters, digits, spaces and _ . : / = + - @",
+                );
             }
             if v.chars().count() > 256 || !v.chars().all(is_tag_char) {
                 let why = script_hazard(v).map_or("is not a valid AWS tag value".to_string(), |h| format!("contains {h}"));
-                self.error(&key, format!("tag value `{}` {why}", v.escape_debug()), "tag values are up to 256 letters, digits, spaces and _ . : / = + - @");
+                self.error(
+                    &key,
+                    format!("tag value `{}` {why}", v.escape_debug()),
+                    "tag values are up to 256 letters, digits, spaces and _ . : / = + - @",
+                );
             }
         }
     }
@@ -102,24 +126,52 @@ impl Rules<'_> {
         match &n.vpc {
             Vpc::Create { cidr, subnet_cidr } => {
                 if !(16..=28).contains(&cidr.prefix()) {
-                    self.error("network.vpc_cidr", format!("VPC CIDR {cidr} must be between /16 and /28"), "AWS accepts VPC blocks from /16 to /28; try \"10.0.0.0/16\"");
+                    self.error(
+                        "network.vpc_cidr",
+                        format!("VPC CIDR {cidr} must be between /16 and /28"),
+                        "AWS accepts VPC blocks from /16 to /28; try \"10.0.0.0/16\"",
+                    );
                 }
                 if !cidr.contains(*subnet_cidr) {
-                    self.error("network.subnet_cidr", format!("subnet {subnet_cidr} is not inside the VPC {cidr}"), format!("pick a block inside {cidr}, e.g. \"{}\"", cidr.first_subnet(24.max(cidr.prefix())).unwrap_or(*cidr)));
+                    self.error(
+                        "network.subnet_cidr",
+                        format!("subnet {subnet_cidr} is not inside the VPC {cidr}"),
+                        format!("pick a block inside {cidr}, e.g. \"{}\"", cidr.first_subnet(24.max(cidr.prefix())).unwrap_or(*cidr)),
+                    );
                 } else if subnet_cidr.prefix() > 28 {
-                    self.error("network.subnet_cidr", format!("subnet {subnet_cidr} is smaller than AWS's /28 minimum"), "use a /24 or larger");
+                    self.error(
+                        "network.subnet_cidr",
+                        format!("subnet {subnet_cidr} is smaller than AWS's /28 minimum"),
+                        "use a /24 or larger",
+                    );
                 } else if subnet_cidr.size() < u64::from(self.spec.node_count()) + 5 {
                     // AWS reserves five addresses in every subnet.
-                    self.error("network.subnet_cidr", format!("subnet {subnet_cidr} has room for {} nodes but the file asks for {}", subnet_cidr.size().saturating_sub(5), self.spec.node_count()), "use a larger subnet_cidr");
+                    self.error(
+                        "network.subnet_cidr",
+                        format!(
+                            "subnet {subnet_cidr} has room for {} nodes but the file asks for {}",
+                            subnet_cidr.size().saturating_sub(5),
+                            self.spec.node_count()
+                        ),
+                        "use a larger subnet_cidr",
+                    );
                 }
                 named.push(("network.vpc_cidr", *cidr));
             }
             Vpc::Existing { vpc_id, subnet_id } => {
                 if !is_aws_id(vpc_id, "vpc-") {
-                    self.error("network.vpc_id", format!("`{}` is not a VPC id", vpc_id.escape_debug()), "VPC ids look like \"vpc-0abc1234def567890\"");
+                    self.error(
+                        "network.vpc_id",
+                        format!("`{}` is not a VPC id", vpc_id.escape_debug()),
+                        "VPC ids look like \"vpc-0abc1234def567890\"",
+                    );
                 }
                 if !is_aws_id(subnet_id, "subnet-") {
-                    self.error("network.subnet_id", format!("`{}` is not a subnet id", subnet_id.escape_debug()), "subnet ids look like \"subnet-0abc1234def567890\"");
+                    self.error(
+                        "network.subnet_id",
+                        format!("`{}` is not a subnet id", subnet_id.escape_debug()),
+                        "subnet ids look like \"subnet-0abc1234def567890\"",
+                    );
                 }
             }
         }
@@ -129,20 +181,36 @@ impl Rules<'_> {
             for (b_key, b) in &named[i + 1..] {
                 if a.overlaps(*b) {
                     let (a_name, b_name) = (a_key.trim_start_matches("network."), b_key.trim_start_matches("network."));
-                    self.error(b_key, format!("{b_name} {b} overlaps {a_name} {a}"), format!("{b_name} and {a_name} must be disjoint; packets would be routed to the wrong place"));
+                    self.error(
+                        b_key,
+                        format!("{b_name} {b} overlaps {a_name} {a}"),
+                        format!("{b_name} and {a_name} must be disjoint; packets would be routed to the wrong place"),
+                    );
                 }
             }
         }
         let svc = n.service_cidr;
         if svc.prefix() < 12 {
-            self.error("network.service_cidr", format!("service CIDR {svc} is larger than kube-apiserver allows (/12)"), "use a /12 to /24, e.g. \"10.96.0.0/12\"");
+            self.error(
+                "network.service_cidr",
+                format!("service CIDR {svc} is larger than kube-apiserver allows (/12)"),
+                "use a /12 to /24, e.g. \"10.96.0.0/12\"",
+            );
         } else if svc.prefix() > 24 {
-            self.error("network.service_cidr", format!("service CIDR {svc} is too small: {} addresses", svc.size()), "use a /24 or larger; the kubernetes and DNS services alone take the 1st and 10th address");
+            self.error(
+                "network.service_cidr",
+                format!("service CIDR {svc} is too small: {} addresses", svc.size()),
+                "use a /24 or larger; the kubernetes and DNS services alone take the 1st and 10th address",
+            );
         }
         self.pod_capacity();
         for (i, c) in n.admin_cidrs.iter().enumerate() {
             if c.prefix() == 0 {
-                self.warning(&format!("network.admin_cidrs[{i}]"), "0.0.0.0/0 opens the API server, SSH and RDP to the whole internet", "list your office or VPN ranges instead");
+                self.warning(
+                    &format!("network.admin_cidrs[{i}]"),
+                    "0.0.0.0/0 opens the API server, SSH and RDP to the whole internet",
+                    "list your office or VPN ranges instead",
+                );
             }
         }
     }
@@ -162,12 +230,20 @@ impl Rules<'_> {
             }
         };
         if pod.prefix() > per_node_prefix {
-            self.error("network.pod_cidr", format!("pod CIDR {pod} is smaller than one node's /{per_node_prefix} slice"), "use a /16, e.g. \"192.168.0.0/16\"");
+            self.error(
+                "network.pod_cidr",
+                format!("pod CIDR {pod} is smaller than one node's /{per_node_prefix} slice"),
+                "use a /16, e.g. \"192.168.0.0/16\"",
+            );
             return;
         }
         let available = 1u64 << (per_node_prefix - pod.prefix());
         if slices > available {
-            self.error("network.pod_cidr", format!("pod CIDR {pod} holds {available} /{per_node_prefix} blocks but {nodes} nodes need {slices}"), "use a larger pod_cidr (a smaller prefix length)");
+            self.error(
+                "network.pod_cidr",
+                format!("pod CIDR {pod} holds {available} /{per_node_prefix} blocks but {nodes} nodes need {slices}"),
+                "use a larger pod_cidr (a smaller prefix length)",
+            );
         }
     }
 
@@ -182,9 +258,17 @@ impl Rules<'_> {
                 let inside = Ipv4Cidr::parse(&format!("{ip}/32")).is_ok_and(|host| subnet_cidr.contains(host));
                 let offset = u32::from(ip).wrapping_sub(u32::from(subnet_cidr.network()));
                 if !inside {
-                    self.error("control_plane.private_ip", format!("{ip} is not inside the subnet {subnet_cidr}"), "pick an address inside subnet_cidr, or remove private_ip to use its 10th address");
+                    self.error(
+                        "control_plane.private_ip",
+                        format!("{ip} is not inside the subnet {subnet_cidr}"),
+                        "pick an address inside subnet_cidr, or remove private_ip to use its 10th address",
+                    );
                 } else if offset < 4 || u64::from(offset) == subnet_cidr.size() - 1 {
-                    self.error("control_plane.private_ip", format!("{ip} is one of the addresses AWS reserves in {subnet_cidr}"), "AWS reserves the first four and the last address of every subnet");
+                    self.error(
+                        "control_plane.private_ip",
+                        format!("{ip} is one of the addresses AWS reserves in {subnet_cidr}"),
+                        "AWS reserves the first four and the last address of every subnet",
+                    );
                 }
             }
             (Vpc::Existing { .. }, None) => {
@@ -193,7 +277,11 @@ impl Rules<'_> {
             _ => {}
         }
         if cp.disk_gb < 20 {
-            self.error("control_plane.disk_gb", format!("{} GiB is too small for a control plane", cp.disk_gb), "use at least 20 (images, etcd and logs)");
+            self.error(
+                "control_plane.disk_gb",
+                format!("{} GiB is too small for a control plane", cp.disk_gb),
+                "use at least 20 (images, etcd and logs)",
+            );
         }
     }
 
@@ -203,7 +291,11 @@ impl Rules<'_> {
             let key = |k: &str| format!("pool[{i}].{k}");
             self.dns_label(&key("name"), &p.name);
             if let Some(j) = spec.pools[..i].iter().position(|q| q.name == p.name) {
-                self.error(&key("name"), format!("pool name `{}` is already used by pool[{j}]", p.name), "give every [[pool]] its own name; node names are derived from it");
+                self.error(
+                    &key("name"),
+                    format!("pool name `{}` is already used by pool[{j}]", p.name),
+                    "give every [[pool]] its own name; node names are derived from it",
+                );
             }
             self.instance_type(&key("instance_type"), &p.instance_type, p.os.is_windows());
             if let Some(ami) = &p.ami {
@@ -211,9 +303,17 @@ impl Rules<'_> {
             }
             let min_disk = if p.os.is_windows() { 30 } else { 20 };
             if p.disk_gb < min_disk {
-                self.error(&key("disk_gb"), format!("{} GiB is smaller than the {} image", p.disk_gb, p.os.name()), format!("use at least {min_disk}; Windows images need room for multi-GB container layers"));
+                self.error(
+                    &key("disk_gb"),
+                    format!("{} GiB is smaller than the {} image", p.disk_gb, p.os.name()),
+                    format!("use at least {min_disk}; Windows images need room for multi-GB container layers"),
+                );
             } else if p.os.is_windows() && p.disk_gb < 60 {
-                self.warning(&key("disk_gb"), format!("{} GiB leaves little room for Windows container images", p.disk_gb), "servercore images are several GB each; 100 is a comfortable size");
+                self.warning(
+                    &key("disk_gb"),
+                    format!("{} GiB leaves little room for Windows container images", p.disk_gb),
+                    "servercore images are several GB each; 100 is a comfortable size",
+                );
             }
             for (k, v) in &p.labels {
                 let lkey = format!("{}.{k:?}", key("labels"));
@@ -223,7 +323,11 @@ impl Rules<'_> {
                     self.error(&format!("{lkey}#key"), format!("label key `{k}` is in the `{prefix}` namespace, which kubelet may not set on itself"), "kubelet (NodeRestriction) only self-applies kubernetes.io labels under kubelet.kubernetes.io/ and node.kubernetes.io/; use your own prefix such as game.example.com/");
                 }
                 if let Err(why) = check_label_value(v) {
-                    self.error(&lkey, format!("label value `{}` {why}", v.escape_debug()), "label values are up to 63 of a-z A-Z 0-9 - _ . starting and ending alphanumeric, or empty");
+                    self.error(
+                        &lkey,
+                        format!("label value `{}` {why}", v.escape_debug()),
+                        "label values are up to 63 of a-z A-Z 0-9 - _ . starting and ending alphanumeric, or empty",
+                    );
                 }
             }
             for (t, taint) in p.taints.iter().enumerate() {
@@ -231,17 +335,29 @@ impl Rules<'_> {
                 if let Err(why) = check_qualified_name(&taint.key) {
                     self.error(&tkey, format!("taint key `{}` {why}", taint.key.escape_debug()), "taint keys follow the label key rules");
                 } else if let Err(why) = check_label_value(&taint.value) {
-                    self.error(&tkey, format!("taint value `{}` {why}", taint.value.escape_debug()), "taint values follow the label value rules");
+                    self.error(
+                        &tkey,
+                        format!("taint value `{}` {why}", taint.value.escape_debug()),
+                        "taint values follow the label value rules",
+                    );
                 }
             }
             if p.os.is_windows() && p.taints.is_empty() && p.count > 0 {
-                self.warning(&key("taints"), format!("Windows pool `{}` has no taint: Linux pods without a nodeSelector may be scheduled there and fail", p.name), "keep the default [\"os=windows:NoSchedule\"] and let Windows workloads tolerate it (hybrid's RuntimeClass does)");
+                self.warning(
+                    &key("taints"),
+                    format!("Windows pool `{}` has no taint: Linux pods without a nodeSelector may be scheduled there and fail", p.name),
+                    "keep the default [\"os=windows:NoSchedule\"] and let Windows workloads tolerate it (hybrid's RuntimeClass does)",
+                );
             }
         }
         if self.spec.cni.plugin == CniPlugin::Calico && self.spec.has_windows() {
             let linux_workers: u32 = spec.pools.iter().filter(|p| !p.os.is_windows()).map(|p| p.count).sum();
             if linux_workers < 2 {
-                self.warning("pool", format!("{linux_workers} Linux worker(s): Calico's Typha runs on Linux nodes and Windows Felix depends on it"), "add a Linux pool with count >= 2 so Typha survives a node loss");
+                self.warning(
+                    "pool",
+                    format!("{linux_workers} Linux worker(s): Calico's Typha runs on Linux nodes and Windows Felix depends on it"),
+                    "add a Linux pool with count >= 2 so Typha survives a node loss",
+                );
             }
         }
     }
@@ -250,12 +366,20 @@ impl Rules<'_> {
         let spec = self.spec;
         let cni = &spec.cni;
         if !is_semver(&cni.version) {
-            self.error("cni.version", format!("`{}` is not a version like \"{}\"", cni.version.escape_debug(), cni.plugin.default_version()), "write MAJOR.MINOR.PATCH without a leading v");
+            self.error(
+                "cni.version",
+                format!("`{}` is not a version like \"{}\"", cni.version.escape_debug(), cni.plugin.default_version()),
+                "write MAJOR.MINOR.PATCH without a leading v",
+            );
         }
         match cni.plugin {
             CniPlugin::Flannel => {
                 if cni.encapsulation != Encapsulation::Vxlan {
-                    self.error("cni.encapsulation", format!("flannel in hybrid uses the vxlan backend only, not {}", cni.encapsulation.name()), "remove `encapsulation` or set it to \"VXLAN\"");
+                    self.error(
+                        "cni.encapsulation",
+                        format!("flannel in hybrid uses the vxlan backend only, not {}", cni.encapsulation.name()),
+                        "remove `encapsulation` or set it to \"VXLAN\"",
+                    );
                 }
                 if cni.bgp {
                     self.error("cni.bgp", "flannel has no BGP", "remove `bgp`; it is a Calico setting");
@@ -263,10 +387,18 @@ impl Rules<'_> {
             }
             CniPlugin::Calico => {
                 if cni.direct_routing {
-                    self.error("cni.direct_routing", "direct_routing is a flannel setting", "remove it; Calico's equivalent is VXLANCrossSubnet, which Windows does not support");
+                    self.error(
+                        "cni.direct_routing",
+                        "direct_routing is a flannel setting",
+                        "remove it; Calico's equivalent is VXLANCrossSubnet, which Windows does not support",
+                    );
                 }
                 if cni.encapsulation == Encapsulation::None && !cni.bgp {
-                    self.error("cni.encapsulation", "with no encapsulation and BGP off, pods on different nodes cannot reach each other", "use encapsulation = \"VXLAN\"");
+                    self.error(
+                        "cni.encapsulation",
+                        "with no encapsulation and BGP off, pods on different nodes cannot reach each other",
+                        "use encapsulation = \"VXLAN\"",
+                    );
                 }
             }
         }
@@ -297,36 +429,64 @@ impl Rules<'_> {
                     _ => {}
                 }
                 if cni.bgp && cni.encapsulation != Encapsulation::None {
-                    self.error("cni.bgp", format!("Windows nodes need Calico's BGP disabled (VXLAN-only networking), and {why}"), "set bgp = false");
+                    self.error(
+                        "cni.bgp",
+                        format!("Windows nodes need Calico's BGP disabled (VXLAN-only networking), and {why}"),
+                        "set bgp = false",
+                    );
                 }
                 if !cni.strict_affinity {
-                    self.error("cni.strict_affinity", format!("Calico on Windows requires IPAM strictAffinity, and {why}"), "set strict_affinity = true: Windows nodes cannot borrow IPs from other nodes' blocks");
+                    self.error(
+                        "cni.strict_affinity",
+                        format!("Calico on Windows requires IPAM strictAffinity, and {why}"),
+                        "set strict_affinity = true: Windows nodes cannot borrow IPs from other nodes' blocks",
+                    );
                 }
                 for (i, p) in spec.pools.iter().enumerate() {
                     if p.os == NodeOs::Windows(WindowsVersion::Ws2025) {
-                        self.error(&format!("pool[{i}].os"), "Calico supports Windows Server 2019 and 2022 only, not 2025", "use os = \"windows-2022\", or cni.plugin = \"flannel\"");
+                        self.error(
+                            &format!("pool[{i}].os"),
+                            "Calico supports Windows Server 2019 and 2022 only, not 2025",
+                            "use os = \"windows-2022\", or cni.plugin = \"flannel\"",
+                        );
                     }
                 }
             }
             CniPlugin::Flannel => {
                 if cni.direct_routing {
-                    self.error("cni.direct_routing", format!("flannel does not support DirectRouting on Windows, and {why}"), "set direct_routing = false");
+                    self.error(
+                        "cni.direct_routing",
+                        format!("flannel does not support DirectRouting on Windows, and {why}"),
+                        "set direct_routing = false",
+                    );
                 }
                 self.warning("cni.plugin", "flannel's Windows HostProcess manifests were removed upstream (2025); hybrid ships its own and treats them as best-effort", "prefer plugin = \"calico\" for Windows nodes");
             }
         }
         if cni.vni < WINDOWS_MIN_VNI {
-            self.error("cni.vni", format!("VNI {} is below {WINDOWS_MIN_VNI}, which Windows (HNS) requires, and {why}", cni.vni), format!("set vni = {WINDOWS_MIN_VNI}"));
+            self.error(
+                "cni.vni",
+                format!("VNI {} is below {WINDOWS_MIN_VNI}, which Windows (HNS) requires, and {why}", cni.vni),
+                format!("set vni = {WINDOWS_MIN_VNI}"),
+            );
         }
         if cni.port != WINDOWS_VXLAN_PORT {
-            self.error("cni.port", format!("Windows supports VXLAN on UDP port {WINDOWS_VXLAN_PORT} only, not {}, and {why}", cni.port), format!("set port = {WINDOWS_VXLAN_PORT} (on Linux and Windows alike, so they interoperate)"));
+            self.error(
+                "cni.port",
+                format!("Windows supports VXLAN on UDP port {WINDOWS_VXLAN_PORT} only, not {}, and {why}", cni.port),
+                format!("set port = {WINDOWS_VXLAN_PORT} (on Linux and Windows alike, so they interoperate)"),
+            );
         }
     }
 
     fn dns_label(&mut self, key: &str, name: &str) {
         if name.is_empty() || name.len() > MAX_NAME_LEN || !is_dns_label(name) {
             let why = script_hazard(name).map_or(String::new(), |h| format!(" (it contains {h})"));
-            self.error(key, format!("`{}` is not a DNS-1123 label of at most {MAX_NAME_LEN} characters{why}", name.escape_debug()), "use lowercase letters, digits and '-', starting with a letter or digit and ending with one, e.g. \"win-tools\"");
+            self.error(
+                key,
+                format!("`{}` is not a DNS-1123 label of at most {MAX_NAME_LEN} characters{why}", name.escape_debug()),
+                "use lowercase letters, digits and '-', starting with a letter or digit and ending with one, e.g. \"win-tools\"",
+            );
         }
     }
 
@@ -340,10 +500,18 @@ impl Rules<'_> {
         }
         if is_arm_family(family) {
             let what = if windows { "Windows Server AMIs are x86_64 only" } else { "hybrid renders x86_64 images only for now" };
-            return self.error(key, format!("{t} is a Graviton (arm64) type; {what}"), "choose an x86_64 type such as m6i.xlarge or m5.xlarge");
+            return self.error(
+                key,
+                format!("{t} is a Graviton (arm64) type; {what}"),
+                "choose an x86_64 type such as m6i.xlarge or m5.xlarge",
+            );
         }
         if windows && ["nano", "micro", "small"].contains(&size) {
-            self.warning(key, format!("{t} is too small for a Windows node running containers"), "use at least 4 GiB of memory, e.g. t3.large or m5.large");
+            self.warning(
+                key,
+                format!("{t} is too small for a Windows node running containers"),
+                "use at least 4 GiB of memory, e.g. t3.large or m5.large",
+            );
         }
     }
 
@@ -352,8 +520,14 @@ impl Rules<'_> {
             AmiRef::Id(id) if ![12, 21].contains(&id.len()) => {
                 self.error(key, format!("`{id}` is not an AMI id"), "AMI ids have 8 or 17 hex digits after ami-");
             }
-            AmiRef::Name(name) if name.is_empty() || name.len() > 128 || script_hazard(name).is_some() || name.chars().any(char::is_control) => {
-                self.error(key, format!("`{}` is not an AMI id or usable image name filter", name.escape_debug()), "write ami-… or an image name (wildcards * and ? allowed), up to 128 characters without quotes or `$`");
+            AmiRef::Name(name)
+                if name.is_empty() || name.len() > 128 || script_hazard(name).is_some() || name.chars().any(char::is_control) =>
+            {
+                self.error(
+                    key,
+                    format!("`{}` is not an AMI id or usable image name filter", name.escape_debug()),
+                    "write ami-… or an image name (wildcards * and ? allowed), up to 128 characters without quotes or `$`",
+                );
             }
             _ => {}
         }
@@ -462,7 +636,8 @@ fn is_region(s: &str) -> bool {
 }
 
 fn is_aws_id(s: &str, prefix: &str) -> bool {
-    s.strip_prefix(prefix).is_some_and(|h| (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    s.strip_prefix(prefix)
+        .is_some_and(|h| (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
 }
 
 fn is_semver(s: &str) -> bool {

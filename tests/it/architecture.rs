@@ -6,8 +6,33 @@ use std::fs;
 
 use crate::util::root;
 
-const PURE: &[&str] = &["src/config", "src/model.rs", "src/net.rs", "src/diag.rs", "src/pki.rs", "src/bootstrap", "src/desired.rs", "src/plan.rs", "src/show.rs", "src/inventory.rs"];
-const FORBIDDEN: &[&str] = &["std::fs", "std::process", "TcpStream", "UdpSocket", "tokio", "aws_sdk", "aws_config", "aws_smithy", "kube::", "reqwest", "std::env", "println!", "eprintln!"];
+const PURE: &[&str] = &[
+    "src/config",
+    "src/model.rs",
+    "src/net.rs",
+    "src/diag.rs",
+    "src/pki.rs",
+    "src/bootstrap",
+    "src/desired.rs",
+    "src/plan.rs",
+    "src/show.rs",
+    "src/inventory.rs",
+];
+const FORBIDDEN: &[&str] = &[
+    "std::fs",
+    "std::process",
+    "TcpStream",
+    "UdpSocket",
+    "tokio",
+    "aws_sdk",
+    "aws_config",
+    "aws_smithy",
+    "kube::",
+    "reqwest",
+    "std::env",
+    "println!",
+    "eprintln!",
+];
 
 #[test]
 fn pure_modules_do_no_io() {

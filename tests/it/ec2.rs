@@ -131,7 +131,9 @@ async fn instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<Seen> {
     let out = ec2
         .describe_instances()
         .filters(Filter::builder().name("tag:hybrid:cluster").values(cluster).build())
-        .filters(Filter::builder().name("instance-state-name").values("pending").values("running").values("stopping").values("stopped").build())
+        .filters(
+            Filter::builder().name("instance-state-name").values("pending").values("running").values("stopping").values("stopped").build(),
+        )
         .send()
         .await
         .unwrap();
@@ -140,7 +142,8 @@ async fn instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<Seen> {
         .iter()
         .flat_map(|r| r.instances())
         .map(|i| {
-            let tags: BTreeMap<String, String> = i.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
+            let tags: BTreeMap<String, String> =
+                i.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
             Seen {
                 id: i.instance_id().unwrap().into(),
                 slot: tags.get("hybrid:slot").cloned().unwrap_or_default(),
@@ -182,7 +185,8 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
         assert_eq!(seen[3].instance_type, "m6i.xlarge");
 
         // Root volumes: encrypted, gp3, tagged with the cluster.
-        let vols = ec2.describe_volumes().filters(Filter::builder().name("tag:hybrid:cluster").values("alpha").build()).send().await.unwrap();
+        let vols =
+            ec2.describe_volumes().filters(Filter::builder().name("tag:hybrid:cluster").values("alpha").build()).send().await.unwrap();
         assert_eq!(vols.volumes().len(), 4, "one tagged root volume per instance");
         for v in vols.volumes() {
             assert_eq!(v.encrypted(), Some(true));
@@ -195,16 +199,32 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
         assert_eq!(param.r#type().map(|t| t.as_str()), Some("SecureString"));
         let secrets = hybrid::pki::ClusterSecrets::from_stored(param.value().unwrap()).unwrap();
         let spec = hybrid::config::load(&std::fs::read_to_string(&file).unwrap()).spec.unwrap();
-        let rendered: BTreeMap<String, Vec<u8>> = hybrid::bootstrap::render_cluster(&spec, &secrets, &hybrid::bootstrap::Templates::builtin()).unwrap().into_iter().map(|b| (b.group, b.user_data)).collect();
+        let rendered: BTreeMap<String, Vec<u8>> =
+            hybrid::bootstrap::render_cluster(&spec, &secrets, &hybrid::bootstrap::Templates::builtin())
+                .unwrap()
+                .into_iter()
+                .map(|b| (b.group, b.user_data))
+                .collect();
         for s in &seen {
-            let attr = ec2.describe_instance_attribute().instance_id(&s.id).attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData).send().await.unwrap();
+            let attr = ec2
+                .describe_instance_attribute()
+                .instance_id(&s.id)
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+                .send()
+                .await
+                .unwrap();
             let b64 = attr.user_data().and_then(|u| u.value()).unwrap();
             let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
             assert_eq!(&bytes, &rendered[&s.tags["hybrid:pool"]], "user data of {}", s.slot);
         }
 
         // Security group: exactly the planned rules, nothing open to the world.
-        let groups = ec2.describe_security_groups().filters(Filter::builder().name("tag:hybrid:cluster").values("alpha").build()).send().await.unwrap();
+        let groups = ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("tag:hybrid:cluster").values("alpha").build())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(groups.security_groups().len(), 1);
         let sg = &groups.security_groups()[0];
         let mut found = BTreeSet::new();
@@ -219,7 +239,16 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
         }
         let want: BTreeSet<(String, i32, String)> = hybrid::desired::security_rules(&spec)
             .into_iter()
-            .map(|r| (r.protocol, r.from_port, match r.source { hybrid::desired::Source::Cluster => "cluster".into(), hybrid::desired::Source::Cidr(c) => c.to_string() }))
+            .map(|r| {
+                (
+                    r.protocol,
+                    r.from_port,
+                    match r.source {
+                        hybrid::desired::Source::Cluster => "cluster".into(),
+                        hybrid::desired::Source::Cidr(c) => c.to_string(),
+                    },
+                )
+            })
             .collect();
         assert_eq!(found, want);
         assert!(!found.iter().any(|(_, _, src)| src == "0.0.0.0/0"));
@@ -230,7 +259,12 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
     let stdout = ok(&out);
     assert!(stdout.contains("No changes."), "{stdout}");
     let stats = text(&out.stderr);
-    let writes: Vec<&str> = stats.lines().map(str::trim).filter(|l| !l.starts_with("Describe") && !l.starts_with("Get") && !l.starts_with("AWS API calls")).filter(|l| !l.is_empty()).collect();
+    let writes: Vec<&str> = stats
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("Describe") && !l.starts_with("Get") && !l.starts_with("AWS API calls"))
+        .filter(|l| !l.is_empty())
+        .collect();
     assert!(writes.is_empty(), "a no-op apply wrote: {writes:?}");
 
     let out = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
@@ -328,7 +362,11 @@ fn killed_apply_converges_when_run_again() {
     let c = Cluster::new("epsilon");
     let file = c.write(6, 3, "m6i.xlarge");
     for kill_after_ms in [300, 900, 1500] {
-        let mut child = command_at(&proxy.url, &["apply", file.to_str().unwrap(), "--yes"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = command_at(&proxy.url, &["apply", file.to_str().unwrap(), "--yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(kill_after_ms));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -344,7 +382,8 @@ fn killed_apply_converges_when_run_again() {
         assert_eq!(seen.len(), 10, "{:?}", slots(&seen));
         assert_eq!(unique.len(), 10);
         // No orphans: every VPC of this cluster is the one in use.
-        let vpcs = ec2.describe_vpcs().filters(Filter::builder().name("tag:hybrid:cluster").values("epsilon").build()).send().await.unwrap();
+        let vpcs =
+            ec2.describe_vpcs().filters(Filter::builder().name("tag:hybrid:cluster").values("epsilon").build()).send().await.unwrap();
         assert_eq!(vpcs.vpcs().len(), 1);
     });
 }
@@ -374,9 +413,17 @@ fn concurrent_applies_are_serialized_by_the_lock() {
     assert!(text(&lost.stderr).contains("cluster zeta is locked by tester@"), "{}", text(&lost.stderr));
 
     let file2 = c.write(5, 1, "m6i.xlarge");
-    let a = command_at(&proxy.url, &["apply", file2.to_str().unwrap(), "--yes"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let a = command_at(&proxy.url, &["apply", file2.to_str().unwrap(), "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    let b = command_at(&proxy.url, &["apply", file2.to_str().unwrap(), "--yes", "--lock-timeout", "60"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let b = command_at(&proxy.url, &["apply", file2.to_str().unwrap(), "--yes", "--lock-timeout", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
     assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
@@ -401,13 +448,24 @@ fn a_permanent_error_names_the_pool_and_the_next_apply_continues() {
 
 #[test]
 fn offline_plan_needs_no_credentials_and_json_is_machine_readable() {
-    let out = Command::new(env!("CARGO_BIN_EXE_hybrid")).args(["plan", "clusters/dev.toml", "--offline"]).current_dir(root()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hybrid"))
+        .args(["plan", "clusters/dev.toml", "--offline"])
+        .current_dir(root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
     let stdout = ok(&out);
     assert!(stdout.contains("+ vpc              10.42.0.0/16"), "{stdout}");
     assert!(stdout.contains("+ ssm_parameter    /hybrid/dev/secrets  SecureString (sensitive)"), "{stdout}");
     assert!(stdout.contains("Plan: 10 to add, 0 to change, 0 to destroy."), "{stdout}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_hybrid")).args(["plan", "clusters/dev.toml", "--offline", "--output", "json", "--detailed-exitcode"]).current_dir(root()).env_clear().output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hybrid"))
+        .args(["plan", "clusters/dev.toml", "--offline", "--output", "json", "--detailed-exitcode"])
+        .current_dir(root())
+        .env_clear()
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["summary"]["add"], 10);

@@ -22,8 +22,26 @@ fn load_and_render(src: &str) {
 /// deeper passes (not just the TOML parser) see the garbage.
 fn toml_line() -> impl Strategy<Value = String> {
     let keys = prop::sample::select(vec![
-        "name", "region", "kubernetes_version", "ttl", "vpc_cidr", "pod_cidr", "service_cidr", "admin_cidrs", "plugin",
-        "encapsulation", "vni", "port", "os", "count", "labels", "taints", "disk_gb", "max_pods", "tags", "bgp",
+        "name",
+        "region",
+        "kubernetes_version",
+        "ttl",
+        "vpc_cidr",
+        "pod_cidr",
+        "service_cidr",
+        "admin_cidrs",
+        "plugin",
+        "encapsulation",
+        "vni",
+        "port",
+        "os",
+        "count",
+        "labels",
+        "taints",
+        "disk_gb",
+        "max_pods",
+        "tags",
+        "bgp",
     ]);
     let values = prop_oneof![
         any::<i64>().prop_map(|n| n.to_string()),
@@ -37,7 +55,8 @@ fn toml_line() -> impl Strategy<Value = String> {
         Just("\"windows-2025\"".to_string()),
         "[ -~]{0,12}",
     ];
-    let headers = prop::sample::select(vec!["[cluster]", "[network]", "[cni]", "[control_plane]", "[[pool]]", "[[cluster]]", "[pool]", "[x.y]"]);
+    let headers =
+        prop::sample::select(vec!["[cluster]", "[network]", "[cni]", "[control_plane]", "[[pool]]", "[[cluster]]", "[pool]", "[x.y]"]);
     prop_oneof![
         3 => (keys, values).prop_map(|(k, v)| format!("{k} = {v}")),
         1 => headers.prop_map(str::to_string),

@@ -5,15 +5,15 @@ mod moto;
 mod tools;
 mod util;
 
-/// `hybrid validate`, the fixture table of invalid files, `hybrid schema`.
-mod validate;
 /// The pure core does no I/O.
 mod architecture;
+/// plan / apply / destroy against moto: state, idempotency, faults, kills, locks.
+mod ec2;
 /// Random and garbage input never panics the loader.
 mod fuzz;
 /// The cluster CA and its hash, checked against openssl.
 mod pki;
 /// Bootstrap rendering: golden files, parsers, linters, injection, size.
 mod render;
-/// plan / apply / destroy against moto: state, idempotency, faults, kills, locks.
-mod ec2;
+/// `hybrid validate`, the fixture table of invalid files, `hybrid schema`.
+mod validate;

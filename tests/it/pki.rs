@@ -48,6 +48,12 @@ fn generated_ca_is_a_ca_openssl_accepts() {
     // Valid for ten years from `now`.
     let later = now + Duration::from_secs(9 * 365 * 24 * 3600);
     let secs = later.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-    let check = Command::new("openssl").args(["x509", "-noout", "-checkend"]).arg((secs - now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()).to_string()).arg("-in").arg(dir.join("ca.crt")).output().unwrap();
+    let check = Command::new("openssl")
+        .args(["x509", "-noout", "-checkend"])
+        .arg((secs - now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()).to_string())
+        .arg("-in")
+        .arg(dir.join("ca.crt"))
+        .output()
+        .unwrap();
     assert!(check.status.success(), "the CA expires within nine years");
 }

@@ -75,7 +75,16 @@ fn golden_cases_cover_every_node_kind() {
             kinds.insert(format!("{case}/{}", if node.group == "control-plane" { "control-plane" } else { node.os.name() }));
         }
     }
-    for want in ["calico/control-plane", "calico/al2023", "calico/windows-2019", "calico/windows-2022", "flannel/control-plane", "flannel/ubuntu-24.04", "flannel/windows-2019", "flannel/windows-2022"] {
+    for want in [
+        "calico/control-plane",
+        "calico/al2023",
+        "calico/windows-2019",
+        "calico/windows-2022",
+        "flannel/control-plane",
+        "flannel/ubuntu-24.04",
+        "flannel/windows-2019",
+        "flannel/windows-2022",
+    ] {
         assert!(kinds.contains(want), "no golden case renders {want}: {kinds:?}");
     }
 }
@@ -298,7 +307,8 @@ fn large_cloud_config_is_gzipped() {
 fn render_command_is_byte_identical_across_runs_and_matches_golden() {
     let (a, b) = (scratch("render-a"), scratch("render-b"));
     for out in [&a, &b] {
-        let res = hybrid(&["render", "tests/fixtures/render/calico.toml", "--out", out.to_str().unwrap(), "--secrets", "tests/fixtures/pki"]);
+        let res =
+            hybrid(&["render", "tests/fixtures/render/calico.toml", "--out", out.to_str().unwrap(), "--secrets", "tests/fixtures/pki"]);
         assert_eq!(res.status.code(), Some(0), "{}", text(&res.stderr));
         let stdout = text(&res.stdout);
         assert!(stdout.contains("wrote user data for 6 node(s)"), "{stdout}");

@@ -20,7 +20,13 @@ pub fn powershell_errors(script: &str) -> Vec<String> {
     walk(tree.root_node(), &mut |n| {
         if n.is_error() || n.is_missing() {
             let p = n.start_position();
-            out.push(format!("{}:{} {} `{}`", p.row + 1, p.column + 1, n.kind(), &script[n.byte_range()].chars().take(60).collect::<String>()));
+            out.push(format!(
+                "{}:{} {} `{}`",
+                p.row + 1,
+                p.column + 1,
+                n.kind(),
+                &script[n.byte_range()].chars().take(60).collect::<String>()
+            ));
         }
     });
     out
@@ -48,7 +54,11 @@ fn walk(node: Node<'_>, f: &mut impl FnMut(Node<'_>)) {
 
 /// `cloud-init schema` from Debian's cloud-init: Ok or its complaint.
 pub fn cloud_init_schema(file: &Path) -> Result<(), String> {
-    let out = Command::new("cloud-init").args(["schema", "--config-file"]).arg(file).output().expect("cloud-init is installed (scripts/setup.sh)");
+    let out = Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(file)
+        .output()
+        .expect("cloud-init is installed (scripts/setup.sh)");
     if out.status.success() {
         Ok(())
     } else {
@@ -57,7 +67,12 @@ pub fn cloud_init_schema(file: &Path) -> Result<(), String> {
 }
 
 pub fn shellcheck(file: &Path, extra: &[&str]) -> Result<(), String> {
-    let out = Command::new("shellcheck").args(["--shell=bash", "--severity=style"]).args(extra).arg(file).output().expect("shellcheck is installed (scripts/setup.sh)");
+    let out = Command::new("shellcheck")
+        .args(["--shell=bash", "--severity=style"])
+        .args(extra)
+        .arg(file)
+        .output()
+        .expect("shellcheck is installed (scripts/setup.sh)");
     if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stdout).into_owned()) }
 }
 

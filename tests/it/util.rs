@@ -13,12 +13,7 @@ pub fn fixture(rel: &str) -> PathBuf {
 
 /// Runs `hybrid` with `args` from the project root, without colour.
 pub fn hybrid(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hybrid"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the hybrid binary runs")
+    Command::new(env!("CARGO_BIN_EXE_hybrid")).args(args).current_dir(root()).env("NO_COLOR", "1").output().expect("the hybrid binary runs")
 }
 
 pub fn text(out: &[u8]) -> String {

@@ -62,11 +62,13 @@ fn warnings_do_not_fail_validation() {
 
 fn expectation(path: &std::path::Path) -> (String, usize) {
     let body = fs::read_to_string(path).unwrap();
-    let expect = body.lines().find_map(|l| l.strip_prefix("# expect: ")).unwrap_or_else(|| panic!("{}: no `# expect:` line", path.display()));
+    let expect =
+        body.lines().find_map(|l| l.strip_prefix("# expect: ")).unwrap_or_else(|| panic!("{}: no `# expect:` line", path.display()));
     if let Some((key, line)) = expect.split_once(" line ") {
         return (key.to_string(), line.parse().unwrap());
     }
-    let line = body.lines().position(|l| l.ends_with("# <- here")).unwrap_or_else(|| panic!("{}: no `# <- here` marker", path.display())) + 1;
+    let line =
+        body.lines().position(|l| l.ends_with("# <- here")).unwrap_or_else(|| panic!("{}: no `# <- here` marker", path.display())) + 1;
     (expect.to_string(), line)
 }
 
