@@ -8,14 +8,17 @@
 
 pub mod adapters;
 pub mod bootstrap;
+pub mod cluster;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod converge;
 pub mod desired;
 pub mod diag;
 pub mod error;
 pub mod execute;
 pub mod inventory;
+pub mod kubeconfig;
 pub mod model;
 pub mod net;
 pub mod pki;

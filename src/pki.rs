@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use sha2::{Digest, Sha256};
 
 /// How long the cluster CA is valid: longer than any dev/QA cluster lives.
@@ -143,6 +143,51 @@ impl ClusterSecrets {
             serde_json::from_str(stored).map_err(|e| PkiError::BadCert(format!("stored secrets are not JSON: {e}")))?;
         let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
         Self::from_parts(&field("ca_crt"), &field("ca_key"), &field("token"))
+    }
+}
+
+/// How long a minted admin certificate is valid: a working day, so a leaked
+/// kubeconfig stops working soon; `hybrid kubeconfig` mints a fresh one.
+pub const ADMIN_CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+/// The group kubeadm (1.29+) binds to cluster-admin. Unlike system:masters it
+/// can be unbound, so this is the least-privilege way to full admin.
+pub const ADMIN_GROUP: &str = "kubeadm:cluster-admins";
+
+/// A client certificate and key, both PEM.
+pub struct ClientCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientCert(<redacted>)")
+    }
+}
+
+impl ClusterSecrets {
+    /// An admin client certificate signed by the cluster CA: no SSH to the
+    /// control plane is needed to reach the API.
+    pub fn mint_admin_cert(&self, user: &str, rng: &mut impl Rng, now: SystemTime) -> Result<ClientCert, PkiError> {
+        let gen_err = |e: rcgen::Error| PkiError::Generate(e.to_string());
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(|e| PkiError::BadKey(e.to_string()))?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, ca_key).map_err(|e| PkiError::BadCert(e.to_string()))?;
+        let key = KeyPair::generate().map_err(gen_err)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        params.distinguished_name.push(DnType::OrganizationName, ADMIN_GROUP);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        // Allow for clock skew between this machine and the control plane.
+        params.not_before = (now - Duration::from_secs(300)).into();
+        params.not_after = (now + ADMIN_CERT_VALIDITY).into();
+        let mut serial = [0u8; 16];
+        rng.fill(&mut serial);
+        serial[0] &= 0x7f;
+        params.serial_number = Some(serial.to_vec().into());
+        let cert = params.signed_by(&key, &issuer).map_err(gen_err)?;
+        Ok(ClientCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 }
 

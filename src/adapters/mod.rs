@@ -4,6 +4,7 @@
 //! fake in unit tests; the real adapter is tested against moto.
 
 pub mod aws;
+pub mod kube;
 
 use std::collections::BTreeMap;
 

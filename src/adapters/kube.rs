@@ -1,0 +1,162 @@
+//! The Kubernetes API as plain JSON over paths, on the `kube` crate's client
+//! (TLS, client-certificate auth, kubeconfig parsing). hybrid's objects are
+//! few and of many kinds, including CRDs whose API group differs between
+//! clusters (Calico), so raw paths and `serde_json::Value` beat generated
+//! types here. Writes are explicit create-or-merge-patch.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// A failed API call.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("{method} {path}: {message}")]
+pub struct KubeError {
+    pub method: &'static str,
+    pub path: String,
+    /// The HTTP status when the server answered.
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+pub type KubeResult<T> = Result<T, KubeError>;
+
+// Used with static dispatch on one task; the futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
+pub trait KubeApi {
+    /// The object at `path`, or `None` on 404.
+    async fn get(&self, path: &str) -> KubeResult<Option<Value>>;
+    /// Items of a collection, filtered by label and field selectors.
+    async fn list(&self, path: &str, label_selector: Option<&str>, field_selector: Option<&str>) -> KubeResult<Vec<Value>>;
+    async fn create(&self, collection: &str, body: &Value) -> KubeResult<Value>;
+    /// JSON merge patch (RFC 7386).
+    async fn merge_patch(&self, path: &str, patch: &Value) -> KubeResult<Value>;
+    /// Deletes; 404 counts as done.
+    async fn delete(&self, path: &str) -> KubeResult<()>;
+    /// `POST <pod>/eviction`; `Ok(false)` when a PodDisruptionBudget refuses it for now (429).
+    async fn evict(&self, namespace: &str, pod: &str) -> KubeResult<bool>;
+    /// Names of the API groups the server serves (`/apis`).
+    async fn api_groups(&self) -> KubeResult<Vec<String>>;
+    /// Writes made so far (create, patch, delete, evict), for the no-op checks.
+    fn writes(&self) -> u64;
+}
+
+pub struct KubeClient {
+    client: kube::Client,
+    calls: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl KubeClient {
+    /// A client from kubeconfig text (as `kubeconfig::AdminKubeconfig` makes).
+    pub async fn from_kubeconfig_yaml(yaml: &str) -> Result<Self, String> {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).map_err(|e| e.to_string())?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await.map_err(|e| e.to_string())?;
+        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+        Ok(Self { client, calls: Mutex::new(BTreeMap::new()) })
+    }
+
+    fn count(&self, method: &'static str) {
+        *self.calls.lock().expect("call counter lock").entry(method).or_default() += 1;
+    }
+
+    async fn send(&self, method: &'static str, path: &str, body: Option<(&str, &Value)>) -> KubeResult<Option<Value>> {
+        self.count(method);
+        let mut req = http::Request::builder().method(method).uri(path);
+        let bytes = match body {
+            Some((content_type, v)) => {
+                req = req.header(http::header::CONTENT_TYPE, content_type);
+                serde_json::to_vec(v).expect("a JSON value serializes")
+            }
+            None => Vec::new(),
+        };
+        let req = req.body(bytes).map_err(|e| KubeError { method, path: path.into(), status: None, message: e.to_string() })?;
+        match self.client.request::<Value>(req).await {
+            Ok(v) => Ok(Some(v)),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(kube::Error::Api(status)) => Err(KubeError { method, path: path.into(), status: Some(status.code), message: status.message.clone() }),
+            Err(e) => Err(KubeError { method, path: path.into(), status: None, message: e.to_string() }),
+        }
+    }
+}
+
+fn with_query(path: &str, label_selector: Option<&str>, field_selector: Option<&str>) -> String {
+    let mut q = Vec::new();
+    if let Some(l) = label_selector {
+        q.push(format!("labelSelector={}", encode(l)));
+    }
+    if let Some(f) = field_selector {
+        q.push(format!("fieldSelector={}", encode(f)));
+    }
+    if q.is_empty() { path.to_string() } else { format!("{path}?{}", q.join("&")) }
+}
+
+/// Percent-encodes a query value (selectors contain `=`, `,` and `!`).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl KubeApi for KubeClient {
+    async fn get(&self, path: &str) -> KubeResult<Option<Value>> {
+        self.send("GET", path, None).await
+    }
+
+    async fn list(&self, path: &str, label_selector: Option<&str>, field_selector: Option<&str>) -> KubeResult<Vec<Value>> {
+        let list = self.send("GET", &with_query(path, label_selector, field_selector), None).await?;
+        Ok(list.and_then(|l| l.get("items").and_then(Value::as_array).cloned()).unwrap_or_default())
+    }
+
+    async fn create(&self, collection: &str, body: &Value) -> KubeResult<Value> {
+        let out = self.send("POST", collection, Some(("application/json", body))).await?;
+        out.ok_or_else(|| KubeError { method: "POST", path: collection.into(), status: Some(404), message: "the collection does not exist".into() })
+    }
+
+    async fn merge_patch(&self, path: &str, patch: &Value) -> KubeResult<Value> {
+        let out = self.send("PATCH", path, Some(("application/merge-patch+json", patch))).await?;
+        out.ok_or_else(|| KubeError { method: "PATCH", path: path.into(), status: Some(404), message: "the object does not exist".into() })
+    }
+
+    async fn delete(&self, path: &str) -> KubeResult<()> {
+        self.send("DELETE", path, None).await.map(|_| ())
+    }
+
+    async fn evict(&self, namespace: &str, pod: &str) -> KubeResult<bool> {
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction");
+        let body = serde_json::json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": { "name": pod, "namespace": namespace },
+        });
+        match self.send("POST", &path, Some(("application/json", &body))).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == Some(429) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn api_groups(&self) -> KubeResult<Vec<String>> {
+        let groups = self.send("GET", "/apis", None).await?.unwrap_or_default();
+        Ok(groups["groups"].as_array().map(|a| a.iter().filter_map(|g| g["name"].as_str().map(str::to_string)).collect()).unwrap_or_default())
+    }
+
+    fn writes(&self) -> u64 {
+        let calls = self.calls.lock().expect("call counter lock");
+        calls.iter().filter(|(m, _)| **m != "GET").map(|(_, n)| n).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_are_percent_encoded() {
+        assert_eq!(with_query("/api/v1/pods", Some("a=b,c!=d"), Some("spec.nodeName=ip-10-0-0-5")), "/api/v1/pods?labelSelector=a%3Db%2Cc%21%3Dd&fieldSelector=spec.nodeName%3Dip-10-0-0-5");
+        assert_eq!(with_query("/api/v1/nodes", None, None), "/api/v1/nodes");
+    }
+}

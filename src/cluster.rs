@@ -1,0 +1,474 @@
+//! The Kubernetes side of the desired state: the objects that make Windows
+//! nodes work (WINDOWS-NOTES §3–5, §7), as plain JSON, and the pure rules for
+//! reconciling them. Pure: the caller reads what exists and writes changes.
+//!
+//! Every object is written with create-or-merge-patch and compared with
+//! `contains`: an object already holding every desired field is left alone,
+//! so a second converge writes nothing, and fields other controllers own
+//! (the Tigera operator's, kubelet's) are never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint, WindowsVersion};
+
+/// Which API serves Calico's resources: the CRDs directly
+/// (`crd.projectcalico.org/v1`, the default install) or Calico's API server
+/// / native v3 CRDs (`projectcalico.org/v3`). Detected from `/apis`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CalicoApi {
+    CrdV1,
+    V3,
+}
+
+impl CalicoApi {
+    /// v3 wins when served: writing the v1 CRDs behind its back bypasses
+    /// Calico's validation.
+    pub fn detect(groups: &[String]) -> Option<Self> {
+        if groups.iter().any(|g| g == "projectcalico.org") {
+            Some(Self::V3)
+        } else if groups.iter().any(|g| g == "crd.projectcalico.org") {
+            Some(Self::CrdV1)
+        } else {
+            None
+        }
+    }
+}
+
+/// One object hybrid wants to exist with at least `body`'s fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KubeObject {
+    /// The collection URL, e.g. `/apis/node.k8s.io/v1/runtimeclasses`.
+    pub collection: String,
+    pub name: String,
+    pub body: Value,
+}
+
+impl KubeObject {
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.collection, self.name)
+    }
+
+    /// `kind/name` for progress lines and plans.
+    pub fn describe(&self) -> String {
+        format!("{}/{}", self.body["kind"].as_str().unwrap_or("object"), self.name)
+    }
+}
+
+fn object(collection: &str, api_version: &str, kind: &str, namespace: Option<&str>, name: &str, rest: Value) -> KubeObject {
+    let mut body = json!({ "apiVersion": api_version, "kind": kind, "metadata": { "name": name } });
+    if let Some(ns) = namespace {
+        body["metadata"]["namespace"] = json!(ns);
+    }
+    if let (Some(b), Value::Object(r)) = (body.as_object_mut(), rest) {
+        b.extend(r);
+    }
+    KubeObject { collection: collection.to_string(), name: name.to_string(), body }
+}
+
+/// True when every field of `want` is in `have` with the same value (maps
+/// recursively; lists and scalars exactly).
+pub fn contains(have: &Value, want: &Value) -> bool {
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => w.iter().all(|(k, wv)| h.get(k).is_some_and(|hv| contains(hv, wv))),
+        _ => have == want,
+    }
+}
+
+/// The objects of the chosen CNI, the Windows kube-proxy and one
+/// RuntimeClass per Windows build in use. `calico_api` is needed only with
+/// Calico; `api_server_ip` is the real API address (Windows pods cannot use
+/// the kubernetes Service to reach it).
+pub fn desired_objects(spec: &ClusterSpec, calico_api: Option<CalicoApi>, api_server_ip: &str) -> Vec<KubeObject> {
+    let mut out = Vec::new();
+    match spec.cni.plugin {
+        CniPlugin::Calico => calico_objects(spec, calico_api.unwrap_or(CalicoApi::CrdV1), api_server_ip, &mut out),
+        CniPlugin::Flannel => flannel_objects(spec, api_server_ip, &mut out),
+    }
+    if spec.has_windows() {
+        out.push(kube_proxy_windows(spec));
+    }
+    out.extend(runtime_classes(spec));
+    out
+}
+
+fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: &mut Vec<KubeObject>) {
+    let mut network = json!({
+        "bgp": "Disabled",
+        "ipPools": [{
+            "name": "default-ipv4-ippool",
+            "cidr": spec.network.pod_cidr.to_string(),
+            "blockSize": 26,
+            "encapsulation": spec.cni.encapsulation.name(),
+            "natOutgoing": "Enabled",
+            "nodeSelector": "all()",
+        }],
+    });
+    if spec.has_windows() {
+        network["windowsDataplane"] = json!("HNS");
+    }
+    out.push(object(
+        "/apis/operator.tigera.io/v1/installations",
+        "operator.tigera.io/v1",
+        "Installation",
+        None,
+        "default",
+        json!({ "spec": { "calicoNetwork": network, "serviceCIDRs": [spec.network.service_cidr.to_string()] } }),
+    ));
+    out.push(object(
+        "/api/v1/namespaces/tigera-operator/configmaps",
+        "v1",
+        "ConfigMap",
+        Some("tigera-operator"),
+        "kubernetes-services-endpoint",
+        json!({ "data": { "KUBERNETES_SERVICE_HOST": api_server_ip, "KUBERNETES_SERVICE_PORT": "6443" } }),
+    ));
+    // What people do by hand today: `calicoctl ipam configure
+    // --strictaffinity=true` and Felix VXLAN on / IP-in-IP off.
+    let ipam_spec = json!({ "spec": { "strictAffinity": true, "autoAllocateBlocks": true } });
+    let felix_spec = json!({ "spec": { "vxlanEnabled": true, "ipipEnabled": false, "vxlanVNI": spec.cni.vni, "vxlanPort": spec.cni.port } });
+    match api {
+        CalicoApi::CrdV1 => {
+            out.push(object("/apis/crd.projectcalico.org/v1/ipamconfigs", "crd.projectcalico.org/v1", "IPAMConfig", None, "default", ipam_spec));
+            out.push(object(
+                "/apis/crd.projectcalico.org/v1/felixconfigurations",
+                "crd.projectcalico.org/v1",
+                "FelixConfiguration",
+                None,
+                "default",
+                felix_spec,
+            ));
+        }
+        CalicoApi::V3 => {
+            out.push(object("/apis/projectcalico.org/v3/ipamconfigurations", "projectcalico.org/v3", "IPAMConfiguration", None, "default", ipam_spec));
+            out.push(object(
+                "/apis/projectcalico.org/v3/felixconfigurations",
+                "projectcalico.org/v3",
+                "FelixConfiguration",
+                None,
+                "default",
+                felix_spec,
+            ));
+        }
+    }
+}
+
+/// flannel's shared net-conf plus what Windows nodes need, after the
+/// HostProcess manifests sig-windows-tools removed in 2025 (WINDOWS-NOTES §5).
+fn flannel_objects(spec: &ClusterSpec, api_server_ip: &str, out: &mut Vec<KubeObject>) {
+    let net_conf = json!({ "Network": spec.network.pod_cidr.to_string(), "Backend": { "Type": "vxlan", "VNI": spec.cni.vni, "Port": spec.cni.port } });
+    out.push(object(
+        "/api/v1/namespaces/kube-flannel/configmaps",
+        "v1",
+        "ConfigMap",
+        Some("kube-flannel"),
+        "kube-flannel-cfg",
+        json!({ "data": { "net-conf.json": serde_json::to_string_pretty(&net_conf).expect("JSON serializes") } }),
+    ));
+    if !spec.has_windows() {
+        return;
+    }
+    let svc = spec.network.service_cidr.to_string();
+    let pod = spec.network.pod_cidr.to_string();
+    let cni_conf = json!({
+        "name": format!("flannel.{}", spec.cni.vni),
+        "cniVersion": "0.3.0",
+        "type": "flannel",
+        "capabilities": { "portMappings": true, "dns": true },
+        "delegate": {
+            "type": "sdnoverlay",
+            "AdditionalArgs": [
+                { "Name": "EndpointPolicy", "Value": { "Type": "OutBoundNAT", "Settings": { "Exceptions": [svc, pod] } } },
+                { "Name": "EndpointPolicy", "Value": { "Type": "SDNROUTE", "Settings": { "DestinationPrefix": svc, "NeedEncap": true } } },
+                { "Name": "EndpointPolicy", "Value": { "Type": "ProviderAddress", "Settings": { "ProviderAddress": "PROVIDER_ADDRESS" } } },
+            ],
+        },
+    });
+    out.push(object(
+        "/api/v1/namespaces/kube-flannel/configmaps",
+        "v1",
+        "ConfigMap",
+        Some("kube-flannel"),
+        "kube-flannel-windows-cfg",
+        json!({ "data": { "cni-conf-containerd.json": serde_json::to_string_pretty(&cni_conf).expect("JSON serializes") } }),
+    ));
+    let env = json!([
+        { "name": "CNI_BIN_PATH", "value": "C:\\opt\\cni\\bin" },
+        { "name": "CNI_CONFIG_PATH", "value": "C:\\etc\\cni\\net.d" },
+        { "name": "SERVICE_SUBNET", "value": svc },
+        { "name": "KUBERNETES_SERVICE_HOST", "value": api_server_ip },
+        { "name": "KUBERNETES_SERVICE_PORT", "value": "6443" },
+        { "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
+        { "name": "POD_NAMESPACE", "valueFrom": { "fieldRef": { "fieldPath": "metadata.namespace" } } },
+    ]);
+    out.push(object(
+        "/apis/apps/v1/namespaces/kube-flannel/daemonsets",
+        "apps/v1",
+        "DaemonSet",
+        Some("kube-flannel"),
+        "kube-flannel-ds-windows-amd64",
+        json!({ "spec": windows_host_process_pod(
+            "kube-flannel-ds-windows-amd64",
+            "flannel",
+            &format!("sigwindowstools/flannel:v{}-hostprocess", spec.cni.version),
+            env,
+            json!([{ "name": "flannel-cfg", "configMap": { "name": "kube-flannel-cfg" } }, { "name": "flannel-windows-cfg", "configMap": { "name": "kube-flannel-windows-cfg" } }]),
+        ) }),
+    ));
+}
+
+/// A HostProcess DaemonSet spec for Windows nodes: runs as SYSTEM on the
+/// host network and tolerates every taint (WINDOWS-NOTES §3.5–3.6).
+fn windows_host_process_pod(app: &str, service_account: &str, image: &str, env: Value, volumes: Value) -> Value {
+    let mounts: Vec<Value> = volumes.as_array().into_iter().flatten().map(|v| json!({ "name": v["name"], "mountPath": format!("/etc/{}/", v["name"].as_str().unwrap_or("cfg")) })).collect();
+    json!({
+        "selector": { "matchLabels": { "k8s-app": app } },
+        "template": {
+            "metadata": { "labels": { "k8s-app": app } },
+            "spec": {
+                "securityContext": { "windowsOptions": { "hostProcess": true, "runAsUserName": "NT AUTHORITY\\system" } },
+                "hostNetwork": true,
+                "serviceAccountName": service_account,
+                "nodeSelector": { "kubernetes.io/os": "windows" },
+                "tolerations": [{ "operator": "Exists" }],
+                "priorityClassName": "system-node-critical",
+                "containers": [{ "name": app, "image": image, "imagePullPolicy": "IfNotPresent", "env": env, "volumeMounts": mounts }],
+                "volumes": volumes,
+            },
+        },
+    })
+}
+
+/// kubeadm's kube-proxy runs on Linux only; Windows gets its own, with the
+/// cluster's exact Kubernetes version (WINDOWS-NOTES §3.5).
+fn kube_proxy_windows(spec: &ClusterSpec) -> KubeObject {
+    let flavour = match spec.cni.plugin {
+        CniPlugin::Calico => "calico",
+        CniPlugin::Flannel => "flannel",
+    };
+    let image = format!("sigwindowstools/kube-proxy:v{}-{flavour}-hostprocess", spec.kubernetes_version);
+    let env = json!([{ "name": "NODE_NAME", "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": "spec.nodeName" } } }, { "name": "POD_IP", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } }]);
+    object(
+        "/apis/apps/v1/namespaces/kube-system/daemonsets",
+        "apps/v1",
+        "DaemonSet",
+        Some("kube-system"),
+        "kube-proxy-windows",
+        json!({ "spec": windows_host_process_pod("kube-proxy-windows", "kube-proxy", &image, env, json!([{ "name": "kube-proxy", "configMap": { "name": "kube-proxy" } }])) }),
+    )
+}
+
+/// One RuntimeClass per Windows build in use, e.g. `windows-2022` selecting
+/// `node.kubernetes.io/windows-build: 10.0.20348` and tolerating the pools'
+/// taints, so a pod names its build once and lands on a matching host.
+pub fn runtime_classes(spec: &ClusterSpec) -> Vec<KubeObject> {
+    let mut by_version: BTreeMap<WindowsVersion, BTreeSet<&Taint>> = BTreeMap::new();
+    for p in spec.windows_pools() {
+        if let NodeOs::Windows(v) = p.os {
+            by_version.entry(v).or_default().extend(p.taints.iter());
+        }
+    }
+    by_version
+        .into_iter()
+        .map(|(v, taints)| {
+            let tolerations: Vec<Value> = taints
+                .into_iter()
+                .map(|t| {
+                    if t.value.is_empty() {
+                        json!({ "key": t.key, "operator": "Exists", "effect": t.effect.name() })
+                    } else {
+                        json!({ "key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect.name() })
+                    }
+                })
+                .collect();
+            object(
+                "/apis/node.k8s.io/v1/runtimeclasses",
+                "node.k8s.io/v1",
+                "RuntimeClass",
+                None,
+                v.name(),
+                json!({
+                    "handler": "runhcs-wcow-process",
+                    "scheduling": {
+                        "nodeSelector": { "kubernetes.io/os": "windows", "node.kubernetes.io/windows-build": v.build() },
+                        "tolerations": tolerations,
+                    },
+                }),
+            )
+        })
+        .collect()
+}
+
+/// Records which label and taint keys hybrid set on a node, so that keys
+/// removed from the file are removed from the node and nothing else is.
+pub const MANAGED_ANNOTATION: &str = "hybrid.dev/managed-keys";
+
+/// The merge patch that gives `node` its pool's labels and taints, or `None`
+/// when it has them already. Taints other controllers set are kept.
+pub fn node_patch(node: &Value, pool: &Pool) -> Option<Value> {
+    let previous: Value = node["metadata"]["annotations"][MANAGED_ANNOTATION].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(json!({}));
+    let prev_labels: BTreeSet<String> = previous["labels"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    let prev_taints: BTreeSet<String> = previous["taints"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+
+    let mut labels = serde_json::Map::new();
+    for (k, v) in &pool.labels {
+        if node["metadata"]["labels"][k].as_str() != Some(v.as_str()) {
+            labels.insert(k.clone(), json!(v));
+        }
+    }
+    for k in prev_labels.iter().filter(|k| !pool.labels.contains_key(*k)) {
+        if !node["metadata"]["labels"][k].is_null() {
+            labels.insert(k.clone(), Value::Null);
+        }
+    }
+
+    let ours: BTreeSet<&str> = pool.taints.iter().map(|t| t.key.as_str()).collect();
+    let current: Vec<Value> = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    let mut taints: Vec<Value> = current.iter().filter(|t| t["key"].as_str().is_some_and(|k| !ours.contains(k) && !prev_taints.contains(k))).cloned().collect();
+    for t in &pool.taints {
+        let mut v = json!({ "key": t.key, "effect": t.effect.name() });
+        if !t.value.is_empty() {
+            v["value"] = json!(t.value);
+        }
+        taints.push(v);
+    }
+    let same_taints = taints.len() == current.len() && taints.iter().all(|t| current.iter().any(|c| contains(c, t) && c["value"] == t["value"]));
+
+    let managed = json!({ "labels": pool.labels.keys().collect::<Vec<_>>(), "taints": ours.iter().collect::<Vec<_>>() }).to_string();
+    let managed_same = node["metadata"]["annotations"][MANAGED_ANNOTATION].as_str() == Some(managed.as_str());
+    if labels.is_empty() && same_taints && managed_same {
+        return None;
+    }
+    let mut patch = json!({ "metadata": { "annotations": { MANAGED_ANNOTATION: managed } } });
+    if !labels.is_empty() {
+        patch["metadata"]["labels"] = Value::Object(labels);
+    }
+    if !same_taints {
+        patch["spec"] = json!({ "taints": taints });
+    }
+    Some(patch)
+}
+
+/// The `bootstrap-token-<id>` Secret that lets nodes join with the token in
+/// their user data, valid until `expiration` (RFC 3339).
+pub fn bootstrap_token_secret(token_id: &str, token_secret: &str, expiration: &str) -> KubeObject {
+    object(
+        "/api/v1/namespaces/kube-system/secrets",
+        "v1",
+        "Secret",
+        Some("kube-system"),
+        &format!("bootstrap-token-{token_id}"),
+        json!({
+            "type": "bootstrap.kubernetes.io/token",
+            "stringData": {
+                "description": "hybrid: lets expected nodes join; removed once they have",
+                "token-id": token_id,
+                "token-secret": token_secret,
+                "expiration": expiration,
+                "usage-bootstrap-authentication": "true",
+                "usage-bootstrap-signing": "true",
+                "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
+            },
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(file: &str) -> ClusterSpec {
+        crate::config::load(file).spec.unwrap()
+    }
+
+    fn find<'a>(objs: &'a [KubeObject], kind: &str, name: &str) -> &'a Value {
+        &objs.iter().find(|o| o.body["kind"] == kind && o.name == name).unwrap_or_else(|| panic!("no {kind}/{name}")).body
+    }
+
+    #[test]
+    fn calico_objects_carry_what_windows_needs() {
+        let objs = desired_objects(&spec(include_str!("../clusters/dev.toml")), Some(CalicoApi::CrdV1), "10.42.0.10");
+        assert_eq!(find(&objs, "IPAMConfig", "default")["spec"]["strictAffinity"], true);
+        let felix = &find(&objs, "FelixConfiguration", "default")["spec"];
+        assert_eq!((felix["vxlanEnabled"].clone(), felix["ipipEnabled"].clone(), felix["vxlanVNI"].clone(), felix["vxlanPort"].clone()), (json!(true), json!(false), json!(4096), json!(4789)));
+        let inst = &find(&objs, "Installation", "default")["spec"];
+        assert_eq!(inst["calicoNetwork"]["bgp"], "Disabled");
+        assert_eq!(inst["calicoNetwork"]["windowsDataplane"], "HNS");
+        assert_eq!(inst["calicoNetwork"]["ipPools"][0]["encapsulation"], "VXLAN");
+        assert_eq!(inst["serviceCIDRs"], json!(["10.96.0.0/12"]));
+        assert_eq!(find(&objs, "ConfigMap", "kubernetes-services-endpoint")["data"]["KUBERNETES_SERVICE_HOST"], "10.42.0.10");
+        let rc = find(&objs, "RuntimeClass", "windows-2022");
+        assert_eq!(rc["scheduling"]["nodeSelector"]["node.kubernetes.io/windows-build"], "10.0.20348");
+        assert_eq!(rc["scheduling"]["tolerations"], json!([{ "key": "os", "operator": "Equal", "value": "windows", "effect": "NoSchedule" }]));
+        let proxy = find(&objs, "DaemonSet", "kube-proxy-windows");
+        assert_eq!(proxy["spec"]["template"]["spec"]["containers"][0]["image"], "sigwindowstools/kube-proxy:v1.34.1-calico-hostprocess");
+    }
+
+    #[test]
+    fn calico_v3_api_uses_its_own_group_and_kinds() {
+        let objs = desired_objects(&spec(include_str!("../clusters/dev.toml")), Some(CalicoApi::V3), "10.42.0.10");
+        let ipam = objs.iter().find(|o| o.name == "default" && o.body["kind"] == "IPAMConfiguration").unwrap();
+        assert_eq!(ipam.path(), "/apis/projectcalico.org/v3/ipamconfigurations/default");
+        assert_eq!(CalicoApi::detect(&["projectcalico.org".into(), "crd.projectcalico.org".into()]), Some(CalicoApi::V3));
+        assert_eq!(CalicoApi::detect(&["crd.projectcalico.org".into()]), Some(CalicoApi::CrdV1));
+        assert_eq!(CalicoApi::detect(&["apps".into()]), None);
+    }
+
+    #[test]
+    fn flannel_objects_carry_vni_port_and_the_real_api_endpoint() {
+        let objs = desired_objects(&spec(include_str!("../clusters/qa.toml")), None, "10.50.0.10");
+        let net: Value = serde_json::from_str(find(&objs, "ConfigMap", "kube-flannel-cfg")["data"]["net-conf.json"].as_str().unwrap()).unwrap();
+        assert_eq!(net, json!({ "Network": "10.244.0.0/16", "Backend": { "Type": "vxlan", "VNI": 4096, "Port": 4789 } }));
+        let ds = find(&objs, "DaemonSet", "kube-flannel-ds-windows-amd64");
+        let env = ds["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+        assert!(env.contains(&json!({ "name": "KUBERNETES_SERVICE_HOST", "value": "10.50.0.10" })));
+        assert!(env.contains(&json!({ "name": "SERVICE_SUBNET", "value": "10.96.0.0/12" })));
+        let names: Vec<&str> = objs.iter().filter(|o| o.body["kind"] == "RuntimeClass").map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["windows-2019", "windows-2022"]);
+    }
+
+    #[test]
+    fn contains_compares_maps_by_subset_and_lists_exactly() {
+        assert!(contains(&json!({ "a": 1, "b": { "c": 2, "d": 3 } }), &json!({ "b": { "c": 2 } })));
+        assert!(!contains(&json!({ "a": [1, 2] }), &json!({ "a": [1] })));
+        assert!(!contains(&json!({ "a": 1 }), &json!({ "b": 1 })));
+    }
+
+    #[test]
+    fn node_patch_sets_labels_and_taints_keeps_foreign_taints_and_is_idempotent() {
+        let s = spec(include_str!("../clusters/dev.toml"));
+        let pool = &s.pools[1];
+        let node = json!({ "metadata": { "name": "ip-10-42-0-20.ec2.internal", "labels": { "kubernetes.io/os": "windows" } }, "spec": { "taints": [{ "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" }] } });
+        let patch = node_patch(&node, pool).unwrap();
+        assert_eq!(patch["metadata"]["labels"], json!({ "game.example.com/role": "tools" }));
+        assert_eq!(patch["spec"]["taints"], json!([{ "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" }, { "key": "os", "value": "windows", "effect": "NoSchedule" }]));
+        let mut applied = node.clone();
+        json_merge(&mut applied, &patch);
+        assert_eq!(node_patch(&applied, pool), None, "a second reconcile changes nothing");
+
+        // A label and a taint removed from the file go; foreign ones stay.
+        let mut smaller = pool.clone();
+        smaller.labels.clear();
+        smaller.taints.clear();
+        let patch = node_patch(&applied, &smaller).unwrap();
+        assert_eq!(patch["metadata"]["labels"], json!({ "game.example.com/role": null }));
+        assert_eq!(patch["spec"]["taints"], json!([{ "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" }]));
+    }
+
+    /// RFC 7386 merge, as the API server applies a merge patch.
+    fn json_merge(target: &mut Value, patch: &Value) {
+        match (target, patch) {
+            (Value::Object(t), Value::Object(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        json_merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            (t, p) => *t = p.clone(),
+        }
+    }
+}
