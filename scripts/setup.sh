@@ -17,11 +17,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 # Local AWS emulator (EC2 + SSM) for tests and the demo, in the project's venv.
+# ...and the Kubernetes API emulator (kmock) the cluster tests build on.
 MOTO_VERSION=5.2.5
-if ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" >/dev/null 2>&1; then
-  echo "setup: installing moto $MOTO_VERSION into .venv"
+KMOCK_VERSION=0.8
+if ! .venv/bin/python -c "
+import sys, importlib.metadata as m
+sys.exit(m.version('moto') != '$MOTO_VERSION' or m.version('kmock') != '$KMOCK_VERSION')" >/dev/null 2>&1; then
+  echo "setup: installing moto $MOTO_VERSION and kmock $KMOCK_VERSION into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check "moto[ec2,ssm,server]==$MOTO_VERSION"
+  .venv/bin/pip install -q --disable-pip-version-check "moto[ec2,ssm,server]==$MOTO_VERSION" "kmock==$KMOCK_VERSION"
 fi
-echo "setup: moto $(.venv/bin/python -c 'import moto; print(moto.__version__)')"
+echo "setup: $(.venv/bin/python -c 'import importlib.metadata as m; print("moto", m.version("moto"), "kmock", m.version("kmock"))')"
 echo "setup: shellcheck $(shellcheck --version | sed -n 's/^version: //p'), $(cloud-init --version 2>&1 | tail -n1)"

@@ -17,3 +17,5 @@ mod pki;
 mod render;
 /// `hybrid validate`, the fixture table of invalid files, `hybrid schema`.
 mod validate;
+/// The Kubernetes side against the kmock-based API emulator.
+mod kube;
