@@ -66,9 +66,9 @@ source scripts/moto.sh
 big=$(cluster bench200 80 59 40 20)
 small=$(cluster bench20 8 5 4 2)
 echo; echo "== apply, 200 nodes, from nothing"
-measure "$hybrid" apply "$big" --yes --api-stats >/dev/null
+measure "$hybrid" apply "$big" --yes --ec2-only --api-stats >/dev/null
 echo; echo "== no-op plan, 200 nodes"
-measure "$hybrid" plan "$big" --detailed-exitcode --api-stats >/dev/null
+measure "$hybrid" plan "$big" --detailed-exitcode --ec2-only --api-stats >/dev/null
 echo; echo "== no-op plan, 20 nodes (after applying them)"
-"$hybrid" apply "$small" --yes >/dev/null 2>&1
-measure "$hybrid" plan "$small" --detailed-exitcode --api-stats >/dev/null
+"$hybrid" apply "$small" --yes --ec2-only >/dev/null 2>&1
+measure "$hybrid" plan "$small" --detailed-exitcode --ec2-only --api-stats >/dev/null

@@ -21,9 +21,9 @@ echo "rendered user data is in $out"
 # shellcheck source=scripts/moto.sh
 source scripts/moto.sh
 echo; echo "== hybrid plan clusters/dev.toml"
-"$hybrid" plan clusters/dev.toml
-echo; echo "== hybrid apply clusters/dev.toml --yes"
-"$hybrid" apply clusters/dev.toml --yes
+"$hybrid" plan clusters/dev.toml --ec2-only
+echo; echo "== hybrid apply clusters/dev.toml --yes --ec2-only"
+"$hybrid" apply clusters/dev.toml --yes --ec2-only
 echo; echo "== hybrid plan clusters/dev.toml (expect: No changes)"
-"$hybrid" plan clusters/dev.toml --detailed-exitcode
+"$hybrid" plan clusters/dev.toml --detailed-exitcode --ec2-only
 echo; echo "demo done: the emulator stops now; on AWS, 'hybrid destroy clusters/dev.toml' removes everything."

@@ -108,6 +108,8 @@ with --detailed-exitcode), 64 usage error."
         file: PathBuf,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// Plan against no existing resources, without AWS calls.
         #[arg(long)]
         offline: bool,
@@ -129,6 +131,13 @@ Plan (as `hybrid plan`), show the plan, ask for confirmation (or --yes), then ma
 secrets in SSM (SecureString), and instances with IMDSv2 required, encrypted root volumes, tags \
 and the rendered user data. Pools launch in parallel.
 
+Then, unless --ec2-only, it converges the cluster through the Kubernetes API: waits for the API \
+server, writes Calico's Installation, IPAM strictAffinity and Felix VXLAN settings (or flannel's \
+net-conf and Windows DaemonSet), the Windows kube-proxy and one RuntimeClass per Windows build, \
+keeps a bootstrap token valid while nodes join, waits until every node is Ready (naming the ones \
+that are not, with their console output, on timeout) and applies the pools' labels and taints. \
+Nodes that go away are cordoned and drained first.
+
 Nothing is written when there are no changes. A second apply on the same cluster waits for or \
 fails on the cluster lock (an SSM parameter). An apply interrupted at any point can be run again \
 to converge: every resource is tagged when it is created.
@@ -140,6 +149,8 @@ This exercises the AWS side; nodes boot and join the cluster on real EC2 only.",
         file: PathBuf,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         #[command(flatten)]
         lock: LockArgs,
         /// Do not ask for confirmation.
@@ -163,6 +174,24 @@ cluster's tag), the SSM parameters and the lock. Afterwards nothing tagged for t
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+    /// Write a kubeconfig with a freshly minted admin certificate.
+    #[command(long_about = "\
+Mint an admin client certificate from the cluster CA stored in SSM (valid 24 hours, group \
+kubeadm:cluster-admins; no SSH to the control plane needed) and write a kubeconfig for it, with \
+the control plane's public address and the API certificate's private name (tls-server-name). \
+The file is written with mode 0600 and its secrets are never printed; use it alone or next to \
+your own: KUBECONFIG=<file>:$HOME/.kube/config.")]
+    Kubeconfig {
+        file: PathBuf,
+        #[command(flatten)]
+        aws: AwsArgs,
+        /// Where to write (default: ~/.kube/hybrid-<cluster>.yaml).
+        #[arg(long, short = 'o', value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Reach the API server here instead of the control plane's public address.
+        #[arg(long, value_name = "URL")]
+        api_server: Option<String>,
     },
     /// Print the file format as JSON Schema (or the Markdown key reference).
     #[command(long_about = "\
@@ -204,4 +233,21 @@ pub struct LockArgs {
     /// Remove a stale lock left by a crashed run (check that nobody else is applying!).
     #[arg(long)]
     pub break_lock: bool,
+}
+
+/// How the Kubernetes side of plan and apply is reached.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Reach the API server here instead of https://<control plane public IP>:6443 (e.g. a tunnel).
+    #[arg(long, value_name = "URL")]
+    pub api_server: Option<String>,
+    /// Only the AWS side: do not wait for or converge the Kubernetes cluster (and do not drain).
+    #[arg(long)]
+    pub ec2_only: bool,
+    /// Seconds to wait for the API server (and the CNI's APIs) to answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    pub api_timeout: u64,
+    /// Seconds to wait for every node to be Ready.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub node_timeout: u64,
 }

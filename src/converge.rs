@@ -63,3 +63,279 @@ pub fn node_ready(node: &Value) -> (bool, String) {
         None => (false, "no Ready condition yet".into()),
     }
 }
+
+// =^..^= the cluster phase of apply: API, objects, token, nodes =^..^=
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::adapters::Cloud;
+use crate::adapters::kube::KubeError;
+use crate::cluster::{CalicoApi, bootstrap_token_secret, desired_objects};
+use crate::desired::CONTROL_PLANE;
+use crate::inventory::Inventory;
+use crate::model::{ClusterSpec, CniPlugin};
+use crate::pki::BootstrapToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvergeError {
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error(transparent)]
+    Cloud(#[from] crate::adapters::CloudError),
+    #[error("the API server did not answer within {seconds}s (last error: {last}){console}")]
+    ApiTimeout { seconds: u64, last: String, console: String },
+    #[error("the cluster's objects could not be written within {seconds}s: {last}")]
+    ObjectsTimeout { seconds: u64, last: String },
+    #[error("{count} node(s) not Ready after {seconds}s:\n{report}")]
+    NodesNotReady { count: usize, seconds: u64, report: String },
+    #[error("could not drain node {node} within {seconds}s: {detail}")]
+    DrainTimeout { node: String, seconds: u64, detail: String },
+}
+
+/// How long the cluster phase waits, and how often it looks.
+#[derive(Clone, Copy, Debug)]
+pub struct Waits {
+    pub api: Duration,
+    pub nodes: Duration,
+    pub drain: Duration,
+    pub poll: Duration,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        // Windows nodes on Base AMIs take 10-15 minutes to join (WINDOWS-NOTES §8).
+        Self { api: Duration::from_secs(900), nodes: Duration::from_secs(1800), drain: Duration::from_secs(300), poll: Duration::from_secs(5) }
+    }
+}
+
+/// How long a just-in-time bootstrap token stays valid.
+const TOKEN_TTL: Duration = Duration::from_secs(2 * 3600);
+
+/// An expected node: an instance with its EC2 private DNS name.
+#[derive(Clone, Debug)]
+pub struct Expected {
+    pub node_name: String,
+    pub slot: String,
+    pub group: String,
+    pub instance_id: String,
+}
+
+pub fn expected_nodes(inventory: &Inventory) -> Vec<Expected> {
+    let mut v: Vec<Expected> = inventory
+        .instances
+        .iter()
+        .filter_map(|i| {
+            let dns = i.private_dns.as_deref().filter(|d| !d.is_empty())?;
+            Some(Expected { node_name: dns.to_string(), slot: i.slot.clone(), group: i.group.clone(), instance_id: i.id.clone() })
+        })
+        .collect();
+    v.sort_by(|a, b| a.slot.cmp(&b.slot));
+    v
+}
+
+/// Waits until `/version` answers.
+pub async fn wait_for_api<K: KubeApi, C: Cloud>(api: &K, cloud: &C, control_plane: Option<&str>, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
+    let start = Instant::now();
+    let mut next_report = 0;
+    loop {
+        match api.get("/version").await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => {
+                if start.elapsed() >= waits.api {
+                    let console = match control_plane {
+                        Some(id) => cloud.console_output(id).await.map(|c| format!("\ncontrol plane console (last lines):\n{}", tail(&c, 15))).unwrap_or_default(),
+                        None => String::new(),
+                    };
+                    return Err(ConvergeError::ApiTimeout { seconds: waits.api.as_secs(), last: e.message, console });
+                }
+            }
+        }
+        let waited = start.elapsed().as_secs();
+        if waited >= next_report {
+            progress.line(&format!("waiting for the API server ({waited}s)"));
+            next_report = waited + 30;
+        }
+        tokio::time::sleep(waits.poll).await;
+    }
+}
+
+/// Converges the CNI, kube-proxy and RuntimeClass objects, retrying while
+/// their APIs are still being installed by the control plane's bootstrap.
+pub async fn converge_cluster_objects<K: KubeApi>(api: &K, spec: &ClusterSpec, api_server_ip: &str, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
+    let start = Instant::now();
+    loop {
+        let groups = api.api_groups().await?;
+        let calico = CalicoApi::detect(&groups);
+        let ready = spec.cni.plugin == CniPlugin::Flannel || (calico.is_some() && groups.iter().any(|g| g == "operator.tigera.io"));
+        let attempt = if ready {
+            converge_objects(api, &desired_objects(spec, calico, api_server_ip), progress).await.map(|_| ()).map_err(|e| e.to_string())
+        } else {
+            Err("Calico's API groups are not served yet (the control plane installs the Tigera operator)".to_string())
+        };
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(last) if start.elapsed() >= waits.api => return Err(ConvergeError::ObjectsTimeout { seconds: waits.api.as_secs(), last }),
+            Err(last) => {
+                progress.line(&format!("waiting to write the cluster's objects: {last}"));
+                tokio::time::sleep(waits.poll).await;
+            }
+        }
+    }
+}
+
+/// Waits for every expected node to register and become Ready, showing
+/// each node's progress; meanwhile keeps a bootstrap token valid (created
+/// as a Secret when missing) and removes it once every node has joined.
+pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
+    api: &K,
+    cloud: &C,
+    expected: &[Expected],
+    token: &BootstrapToken,
+    waits: Waits,
+    progress: &impl Progress,
+) -> Result<(), ConvergeError> {
+    let start = Instant::now();
+    let token_path = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{}", token.id());
+    let mut seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    loop {
+        let nodes: BTreeMap<String, Value> =
+            api.list("/api/v1/nodes", None, None).await?.into_iter().filter_map(|n| Some((n["metadata"]["name"].as_str()?.to_string(), n))).collect();
+        let mut pending = Vec::new();
+        for e in expected {
+            let state = nodes.get(&e.node_name).map(node_ready);
+            let now = (state.is_some(), state.as_ref().is_some_and(|s| s.0));
+            if seen.get(&e.node_name) != Some(&now) {
+                let what = match now {
+                    (false, _) => "waiting to register".to_string(),
+                    (true, false) => "registered, not Ready yet".to_string(),
+                    (true, true) => format!("Ready ({}s)", start.elapsed().as_secs()),
+                };
+                progress.line(&format!("node {} ({}): {what}", e.slot, e.node_name));
+                seen.insert(e.node_name.clone(), now);
+            }
+            if !now.1 {
+                pending.push((e, state));
+            }
+        }
+        let all_registered = expected.iter().all(|e| nodes.contains_key(&e.node_name));
+        if !all_registered && api.get(&token_path).await?.is_none() {
+            let expires = time::OffsetDateTime::now_utc() + TOKEN_TTL;
+            let expires = expires.replace_nanosecond(0).expect("0 ns is valid").format(&time::format_description::well_known::Rfc3339).expect("RFC 3339 formats");
+            api.create("/api/v1/namespaces/kube-system/secrets", &bootstrap_token_secret(token.id(), token.secret(), &expires).body).await?;
+            progress.line(&format!("bootstrap token {} valid until {expires} for joining nodes", token.id()));
+        }
+        if pending.is_empty() {
+            if api.get(&token_path).await?.is_some() {
+                api.delete(&token_path).await?;
+                progress.line(&format!("bootstrap token {} removed: every node has joined", token.id()));
+            }
+            return Ok(());
+        }
+        if start.elapsed() >= waits.nodes {
+            let mut report = String::new();
+            for (e, state) in &pending {
+                let status = match state {
+                    None => "not registered".to_string(),
+                    Some((_, msg)) => format!("NotReady: {msg}"),
+                };
+                report.push_str(&format!("  {} ({}, {}): {status}\n", e.slot, e.node_name, e.instance_id));
+                if let Ok(console) = cloud.console_output(&e.instance_id).await {
+                    for line in tail(&console, 8).lines() {
+                        report.push_str(&format!("      console: {line}\n"));
+                    }
+                }
+            }
+            return Err(ConvergeError::NodesNotReady { count: pending.len(), seconds: waits.nodes.as_secs(), report });
+        }
+        tokio::time::sleep(waits.poll).await;
+    }
+}
+
+/// Cordons a node, evicts its pods (honouring PodDisruptionBudgets, which
+/// answer 429 until they allow it), waits for them to go, and deletes the
+/// Node object. DaemonSet and mirror pods stay: they go with the node.
+pub async fn drain_node<K: KubeApi>(api: &K, node: &str, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
+    let path = format!("/api/v1/nodes/{node}");
+    if api.get(&path).await?.is_none() {
+        return Ok(());
+    }
+    api.merge_patch(&path, &serde_json::json!({ "spec": { "unschedulable": true } })).await?;
+    progress.line(&format!("node {node}: cordoned"));
+    let start = Instant::now();
+    loop {
+        let pods: Vec<Value> = api
+            .list("/api/v1/pods", None, Some(&format!("spec.nodeName={node}")))
+            .await?
+            .into_iter()
+            .filter(|p| {
+                let owned_by_ds = p["metadata"]["ownerReferences"].as_array().is_some_and(|o| o.iter().any(|r| r["kind"] == "DaemonSet"));
+                let mirror = !p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_null();
+                !owned_by_ds && !mirror
+            })
+            .collect();
+        if pods.is_empty() {
+            break;
+        }
+        let mut blocked = Vec::new();
+        for p in &pods {
+            let (ns, name) = (p["metadata"]["namespace"].as_str().unwrap_or("default"), p["metadata"]["name"].as_str().unwrap_or_default());
+            if api.evict(ns, name).await? {
+                progress.line(&format!("node {node}: evicted {ns}/{name}"));
+            } else {
+                blocked.push(format!("{ns}/{name}"));
+            }
+        }
+        if start.elapsed() >= waits.drain {
+            return Err(ConvergeError::DrainTimeout {
+                node: node.to_string(),
+                seconds: waits.drain.as_secs(),
+                detail: if blocked.is_empty() { "pods are still terminating".into() } else { format!("a PodDisruptionBudget blocks evicting {}", blocked.join(", ")) },
+            });
+        }
+        if !blocked.is_empty() || !pods.is_empty() {
+            tokio::time::sleep(waits.poll).await;
+        }
+    }
+    api.delete(&path).await?;
+    progress.line(&format!("node {node}: drained and deleted"));
+    Ok(())
+}
+
+/// The last `n` non-empty lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The pool of each node name, from the instances' slots.
+pub fn pools_by_node<'s>(spec: &'s ClusterSpec, expected: &[Expected]) -> BTreeMap<String, &'s Pool> {
+    expected
+        .iter()
+        .filter(|e| e.group != CONTROL_PLANE)
+        .filter_map(|e| spec.pools.iter().find(|p| p.name == e.group).map(|p| (e.node_name.clone(), p)))
+        .collect()
+}
+
+/// What `converge_objects` and `reconcile_nodes` would do, without writing:
+/// `(symbol, what)` with `+` create and `~` update, for `hybrid plan`.
+pub async fn pending_changes<K: KubeApi>(api: &K, objects: &[KubeObject], pools: &BTreeMap<String, &Pool>) -> KubeResult<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
+    for o in objects {
+        match api.get(&o.path()).await? {
+            None => out.push(("+", o.describe())),
+            Some(current) if !contains(&current, &o.body) => out.push(("~", o.describe())),
+            Some(_) => {}
+        }
+    }
+    for node in api.list("/api/v1/nodes", None, None).await? {
+        let name = node["metadata"]["name"].as_str().unwrap_or_default();
+        if let Some(pool) = pools.get(name) {
+            if node_patch(&node, pool).is_some() {
+                out.push(("~", format!("Node/{name} (labels and taints of pool {})", pool.name)));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -33,6 +33,16 @@ pub enum Error {
         "cluster {cluster} is locked by {owner} since {created} (until {expires}); wait with --lock-timeout SECONDS, or if that run crashed, pass --break-lock"
     )]
     Locked { cluster: String, owner: String, created: String, expires: String },
+    #[error("cluster {0}: the control plane has no public IP address to reach the API server at; pass --api-server URL (e.g. a tunnel), or --ec2-only")]
+    NoApiEndpoint(String),
+    #[error("cluster {0} has no secrets in SSM yet: run `hybrid apply` first")]
+    NoSecrets(String),
+    #[error("cannot build a Kubernetes client: {0}")]
+    KubeConfig(String),
+    #[error(transparent)]
+    Kube(#[from] crate::adapters::kube::KubeError),
+    #[error(transparent)]
+    Converge(#[from] crate::converge::ConvergeError),
     #[error("not confirmed: {0}")]
     NotConfirmed(String),
     #[error("interrupted; everything created so far is tagged: run the same command again to converge")]

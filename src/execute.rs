@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
+use crate::adapters::kube::KubeApi;
 use crate::adapters::{Cloud, CloudError, LaunchRequest};
+use crate::converge::{ConvergeError, Waits, drain_node};
 use crate::bootstrap::NodeBootstrap;
 use crate::desired::{
     DesiredInstance, DesiredNetwork, DesiredState, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, secrets_parameter_name,
@@ -30,6 +32,8 @@ pub enum ExecError {
     Timeout { what: &'static str, seconds: u64, detail: String },
     #[error("no {0} to use: it was neither found nor planned; run `hybrid plan` to see why")]
     Missing(&'static str),
+    #[error("{0}\nnothing was terminated; fix the cause, or pass --ec2-only to remove the instances without draining")]
+    Drain(ConvergeError),
 }
 
 /// What the executor needs besides the plan.
@@ -73,7 +77,9 @@ fn named(mut tags: BTreeMap<String, String>, name: String) -> BTreeMap<String, S
     tags
 }
 
-pub async fn apply<C: Cloud>(cloud: &C, plan: &Plan, ctx: &Context<'_>, progress: &impl Progress) -> Result<(), ExecError> {
+/// `drain`: with a Kubernetes API, nodes are cordoned and drained and their
+/// Node objects deleted before their instances are terminated.
+pub async fn apply<C: Cloud, K: KubeApi>(cloud: &C, plan: &Plan, ctx: &Context<'_>, drain: Option<(&K, Waits)>, progress: &impl Progress) -> Result<(), ExecError> {
     let cluster = &ctx.desired.cluster;
     let tags = base_tags(ctx);
     let (mut vpc_id, mut subnet_id) = match &ctx.desired.network {
@@ -160,6 +166,14 @@ pub async fn apply<C: Cloud>(cloud: &C, plan: &Plan, ctx: &Context<'_>, progress
         .filter(|c| matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace))
         .filter_map(|c| c.id.clone())
         .collect();
+    if let (Some((api, waits)), false) = (drain, doomed.is_empty()) {
+        for id in &doomed {
+            let node = ctx.inventory.instances.iter().find(|i| &i.id == id).and_then(|i| i.private_dns.as_deref()).filter(|d| !d.is_empty());
+            if let Some(node) = node {
+                drain_node(api, node, waits, progress).await.map_err(ExecError::Drain)?;
+            }
+        }
+    }
     if !doomed.is_empty() {
         cloud.terminate_instances(&doomed).await?;
         progress.line(&format!("terminating {} instance(s)", doomed.len()));

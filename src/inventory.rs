@@ -59,6 +59,7 @@ pub struct Instance {
     pub image_id: String,
     pub private_ip: Option<String>,
     pub private_dns: Option<String>,
+    pub public_ip: Option<String>,
     /// RFC 3339; orders duplicates (the oldest one is kept).
     pub launch_time: String,
 }

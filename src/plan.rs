@@ -408,6 +408,7 @@ mod tests {
                     image_id: i.ami.as_ref().unwrap().id.clone(),
                     private_ip: None,
                     private_dns: None,
+                    public_ip: None,
                     launch_time: "2026-11-23T10:00:00Z".into(),
                 })
                 .collect(),

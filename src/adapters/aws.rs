@@ -287,6 +287,7 @@ impl Cloud for AwsCloud {
                         image_id: i.image_id().unwrap_or_default().into(),
                         private_ip: i.private_ip_address().map(str::to_string),
                         private_dns: i.private_dns_name().map(str::to_string),
+                        public_ip: i.public_ip_address().map(str::to_string),
                         launch_time: i
                             .launch_time()
                             .map_or(String::new(), |t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()),
@@ -646,6 +647,14 @@ impl Cloud for AwsCloud {
 
     async fn unlock(&self, cluster: &str) -> CloudResult<()> {
         self.delete_parameter(&lock_parameter_name(cluster)).await
+    }
+
+    async fn console_output(&self, id: &str) -> CloudResult<String> {
+        self.count("GetConsoleOutput");
+        let out = self.ec2.get_console_output().instance_id(id).latest(true).send().await.map_err(|e| err("GetConsoleOutput", e))?;
+        let raw = out.output().unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(raw.trim()).unwrap_or_else(|_| raw.as_bytes().to_vec());
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     fn call_counts(&self) -> BTreeMap<&'static str, u64> {

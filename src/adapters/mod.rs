@@ -97,6 +97,9 @@ pub trait Cloud {
     async fn try_lock(&self, cluster: &str, lock: &LockInfo) -> CloudResult<Option<LockInfo>>;
     async fn unlock(&self, cluster: &str) -> CloudResult<()>;
 
+    /// The instance's serial console output (decoded), for boot diagnostics.
+    async fn console_output(&self, id: &str) -> CloudResult<String>;
+
     /// Calls made so far, by operation (for `--api-stats` and benchmarks).
     fn call_counts(&self) -> BTreeMap<&'static str, u64>;
 }

@@ -12,7 +12,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::adapters::aws::{AwsCloud, connect};
+use crate::adapters::kube::KubeClient;
 use crate::adapters::{Cloud, LockInfo};
+use crate::kubeconfig::AdminKubeconfig;
 use crate::bootstrap::{self, NodeBootstrap, Templates, templates};
 use crate::cli::{AwsArgs, LockArgs};
 use crate::desired::{AmiMap, CONTROL_PLANE, DesiredState, ami_lookup, desired_state, secrets_parameter_name};
@@ -94,6 +96,40 @@ pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templa
 pub fn prepare_offline(spec: &ClusterSpec, templates: &Templates) -> Result<Plan> {
     let desired = desired_state(spec, &AmiMap::new(), &bootstrap::fingerprints(spec, templates)?);
     Ok(plan::plan(&desired, &Inventory::default(), true)?)
+}
+
+/// Where the API server is reached: `--api-server`, or the control plane's
+/// public address.
+pub fn api_server_url(spec: &ClusterSpec, inventory: &Inventory, api_server: Option<&str>) -> Result<String> {
+    if let Some(url) = api_server {
+        return Ok(url.to_string());
+    }
+    let public = inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).and_then(|i| i.public_ip.clone());
+    Ok(format!("https://{}:6443", public.ok_or_else(|| Error::NoApiEndpoint(spec.name.clone()))?))
+}
+
+/// A kubeconfig for a freshly minted admin at `server`. Over https the
+/// server certificate is checked against the private address kubeadm
+/// issued it for.
+pub fn admin_kubeconfig(spec: &ClusterSpec, secrets: &ClusterSecrets, server: &str) -> Result<String> {
+    let private_ip = spec.api_server_ip().map(|ip| ip.to_string());
+    let tls_server_name = if server.starts_with("https://") { private_ip.as_deref() } else { None };
+    let cert = secrets
+        .mint_admin_cert("hybrid-admin", &mut rand::rng(), SystemTime::now())
+        .map_err(|source| Error::Secrets { dir: "(admin certificate)".into(), source })?;
+    Ok(AdminKubeconfig { cluster: &spec.name, server, tls_server_name, ca_cert_pem: &secrets.ca_cert_pem, client: &cert }.to_yaml())
+}
+
+pub async fn kube_client(spec: &ClusterSpec, inventory: &Inventory, secrets: &ClusterSecrets, api_server: Option<&str>) -> Result<KubeClient> {
+    let yaml = admin_kubeconfig(spec, secrets, &api_server_url(spec, inventory, api_server)?)?;
+    KubeClient::from_kubeconfig_yaml(&yaml).await.map_err(Error::KubeConfig)
+}
+
+/// The cluster's stored secrets; an error when apply has not stored them yet.
+pub async fn stored_secrets<C: Cloud>(cloud: &C, cluster: &str) -> Result<ClusterSecrets> {
+    let name = secrets_parameter_name(cluster);
+    let stored = cloud.get_parameter(&name).await?.ok_or_else(|| Error::NoSecrets(cluster.to_string()))?;
+    ClusterSecrets::from_stored(&stored).map_err(|source| Error::Secrets { dir: name.into(), source })
 }
 
 /// Asks "yes" on a terminal; refuses without `--yes` otherwise.

@@ -4,6 +4,7 @@
 mod apply;
 mod cluster;
 mod destroy;
+mod kubeconfig;
 mod plan;
 mod render;
 mod schema;
@@ -36,12 +37,15 @@ pub fn run(cli: Cli) -> Result<i32> {
     let ui = Ui::new(cli.color);
     let api_stats = cli.api_stats;
     match cli.command {
-        Command::Plan { file, aws, offline, detailed_exitcode, output, templates } => {
-            let opts = plan::PlanOptions { aws: &aws, offline, detailed_exitcode, output, templates: templates.as_deref(), api_stats };
+        Command::Plan { file, aws, cluster, offline, detailed_exitcode, output, templates } => {
+            let opts = plan::PlanOptions { aws: &aws, cluster: &cluster, offline, detailed_exitcode, output, templates: templates.as_deref(), api_stats };
             runtime().block_on(plan::plan(&ui, &file, &opts))
         }
-        Command::Apply { file, aws, lock, yes, templates } => {
-            let opts = apply::ApplyOptions { aws: &aws, lock: &lock, yes, templates: templates.as_deref(), api_stats };
+        Command::Kubeconfig { file, aws, output, api_server } => {
+            runtime().block_on(kubeconfig::kubeconfig(&ui, &file, &aws, output.as_deref(), api_server.as_deref())).map(|_| 0)
+        }
+        Command::Apply { file, aws, cluster, lock, yes, templates } => {
+            let opts = apply::ApplyOptions { aws: &aws, cluster: &cluster, lock: &lock, yes, templates: templates.as_deref(), api_stats };
             runtime().block_on(apply::apply(&ui, &file, &opts)).map(|_| 0)
         }
         Command::Destroy { file, aws, lock, yes } => {
@@ -62,6 +66,6 @@ fn run_sync(ui: &Ui, command: Command) -> Result<()> {
         Command::Validate { file } => validate::validate(ui, &file).map(|_| ()),
         Command::Schema { format } => schema::schema(format),
         Command::Render { file, out, secrets, templates } => render::render(ui, &file, &out, secrets.as_deref(), templates.as_deref()),
-        Command::Plan { .. } | Command::Apply { .. } | Command::Destroy { .. } => unreachable!("async commands are dispatched in run"),
+        Command::Plan { .. } | Command::Apply { .. } | Command::Destroy { .. } | Command::Kubeconfig { .. } => unreachable!("async commands are dispatched in run"),
     }
 }

@@ -98,7 +98,7 @@ fn ok(out: &Output) -> String {
 }
 
 fn apply(endpoint: &str, file: &Path) -> String {
-    ok(&hybrid_at(endpoint, &["apply", file.to_str().unwrap(), "--yes"]))
+    ok(&hybrid_at(endpoint, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]))
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -255,7 +255,7 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
     });
 
     // Second apply: no changes, and not a single write (not even the lock).
-    let out = hybrid_at(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--api-stats"]);
+    let out = hybrid_at(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only", "--api-stats"]);
     let stdout = ok(&out);
     assert!(stdout.contains("No changes."), "{stdout}");
     let stats = text(&out.stderr);
@@ -267,7 +267,7 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
         .collect();
     assert!(writes.is_empty(), "a no-op apply wrote: {writes:?}");
 
-    let out = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
+    let out = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode", "--ec2-only"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
@@ -280,7 +280,7 @@ fn scale_up_scale_down_and_replace() {
     let before = rt.block_on(async { instances(&clients(&moto.url).await.0, "beta").await });
 
     let file = c.write(3, 1, "m6i.xlarge");
-    let plan = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
+    let plan = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode", "--ec2-only"]);
     assert_eq!(plan.status.code(), Some(2));
     assert!(text(&plan.stdout).contains("+ instance         game-2"), "{}", text(&plan.stdout));
     apply(&moto.url, &file);
@@ -341,13 +341,13 @@ fn apply_converges_through_faults() {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let out = hybrid_at(&proxy.url, &["apply", file.to_str().unwrap(), "--yes", "--lock-timeout", "30"]);
+        let out = hybrid_at(&proxy.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only", "--lock-timeout", "30"]);
         if out.status.code() == Some(0) && text(&out.stdout).contains("No changes.") {
             break;
         }
         assert!(attempts < 6, "no convergence after {attempts} applies:\n{}\n{}", text(&out.stdout), text(&out.stderr));
     }
-    let plan = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
+    let plan = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode", "--ec2-only"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
     let seen = rt().block_on(async { instances(&clients(&moto.url).await.0, "delta").await });
     assert_eq!(slots(&seen), ["control-plane", "game-0", "game-1", "game-2", "game-3", "win-0", "win-1"]);
@@ -362,7 +362,7 @@ fn killed_apply_converges_when_run_again() {
     let c = Cluster::new("epsilon");
     let file = c.write(6, 3, "m6i.xlarge");
     for kill_after_ms in [300, 900, 1500] {
-        let mut child = command_at(&proxy.url, &["apply", file.to_str().unwrap(), "--yes"])
+        let mut child = command_at(&proxy.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -373,7 +373,7 @@ fn killed_apply_converges_when_run_again() {
     }
     let out = apply(&moto.url, &file);
     assert!(out.contains("Apply complete!") || out.contains("No changes."), "{out}");
-    let plan = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
+    let plan = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode", "--ec2-only"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
     rt().block_on(async {
         let (ec2, _) = clients(&moto.url).await;
@@ -398,7 +398,7 @@ fn concurrent_applies_are_serialized_by_the_lock() {
     let c = Cluster::new("zeta");
     let file = c.write(4, 1, "m6i.xlarge");
     let spawn = |extra: &[&str]| {
-        let mut args = vec!["apply", file.to_str().unwrap(), "--yes"];
+        let mut args = vec!["apply", file.to_str().unwrap(), "--yes", "--ec2-only"];
         args.extend_from_slice(extra);
         command_at(&proxy.url, &args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
     };
@@ -413,13 +413,13 @@ fn concurrent_applies_are_serialized_by_the_lock() {
     assert!(text(&lost.stderr).contains("cluster zeta is locked by tester@"), "{}", text(&lost.stderr));
 
     let file2 = c.write(5, 1, "m6i.xlarge");
-    let a = command_at(&proxy.url, &["apply", file2.to_str().unwrap(), "--yes"])
+    let a = command_at(&proxy.url, &["apply", file2.to_str().unwrap(), "--yes", "--ec2-only"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    let b = command_at(&proxy.url, &["apply", file2.to_str().unwrap(), "--yes", "--lock-timeout", "60"])
+    let b = command_at(&proxy.url, &["apply", file2.to_str().unwrap(), "--yes", "--ec2-only", "--lock-timeout", "60"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -436,7 +436,7 @@ fn a_permanent_error_names_the_pool_and_the_next_apply_continues() {
     let moto = Moto::start();
     let c = Cluster::new("eta");
     let bad = c.write(2, 1, "m6i.hyperlarge");
-    let out = hybrid_at(&moto.url, &["apply", bad.to_str().unwrap(), "--yes"]);
+    let out = hybrid_at(&moto.url, &["apply", bad.to_str().unwrap(), "--yes", "--ec2-only"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("pool win: RunInstances failed"), "{err}");
@@ -478,7 +478,7 @@ fn apply_without_a_terminal_or_yes_refuses() {
     let moto = Moto::start();
     let c = Cluster::new("theta");
     let file = c.write(1, 0, "m6i.xlarge");
-    let out = command_at(&moto.url, &["apply", file.to_str().unwrap()]).stdin(std::process::Stdio::null()).output().unwrap();
+    let out = command_at(&moto.url, &["apply", file.to_str().unwrap(), "--ec2-only"]).stdin(std::process::Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("pass --yes"), "{}", text(&out.stderr));
     let seen = rt().block_on(async { instances(&clients(&moto.url).await.0, "theta").await });
