@@ -250,4 +250,10 @@ pub struct ClusterArgs {
     /// Seconds to wait for every node to be Ready.
     #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
     pub node_timeout: u64,
+    /// Seconds to wait for a node's pods to be evicted (PodDisruptionBudgets may hold them).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub drain_timeout: u64,
+    /// How often to look while waiting (tests shorten it).
+    #[arg(long, value_name = "MS", default_value_t = 5000, hide = true)]
+    pub poll_ms: u64,
 }

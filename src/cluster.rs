@@ -127,10 +127,18 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
     // What people do by hand today: `calicoctl ipam configure
     // --strictaffinity=true` and Felix VXLAN on / IP-in-IP off.
     let ipam_spec = json!({ "spec": { "strictAffinity": true, "autoAllocateBlocks": true } });
-    let felix_spec = json!({ "spec": { "vxlanEnabled": true, "ipipEnabled": false, "vxlanVNI": spec.cni.vni, "vxlanPort": spec.cni.port } });
+    let felix_spec =
+        json!({ "spec": { "vxlanEnabled": true, "ipipEnabled": false, "vxlanVNI": spec.cni.vni, "vxlanPort": spec.cni.port } });
     match api {
         CalicoApi::CrdV1 => {
-            out.push(object("/apis/crd.projectcalico.org/v1/ipamconfigs", "crd.projectcalico.org/v1", "IPAMConfig", None, "default", ipam_spec));
+            out.push(object(
+                "/apis/crd.projectcalico.org/v1/ipamconfigs",
+                "crd.projectcalico.org/v1",
+                "IPAMConfig",
+                None,
+                "default",
+                ipam_spec,
+            ));
             out.push(object(
                 "/apis/crd.projectcalico.org/v1/felixconfigurations",
                 "crd.projectcalico.org/v1",
@@ -141,7 +149,14 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
             ));
         }
         CalicoApi::V3 => {
-            out.push(object("/apis/projectcalico.org/v3/ipamconfigurations", "projectcalico.org/v3", "IPAMConfiguration", None, "default", ipam_spec));
+            out.push(object(
+                "/apis/projectcalico.org/v3/ipamconfigurations",
+                "projectcalico.org/v3",
+                "IPAMConfiguration",
+                None,
+                "default",
+                ipam_spec,
+            ));
             out.push(object(
                 "/apis/projectcalico.org/v3/felixconfigurations",
                 "projectcalico.org/v3",
@@ -157,7 +172,8 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
 /// flannel's shared net-conf plus what Windows nodes need, after the
 /// HostProcess manifests sig-windows-tools removed in 2025 (WINDOWS-NOTES §5).
 fn flannel_objects(spec: &ClusterSpec, api_server_ip: &str, out: &mut Vec<KubeObject>) {
-    let net_conf = json!({ "Network": spec.network.pod_cidr.to_string(), "Backend": { "Type": "vxlan", "VNI": spec.cni.vni, "Port": spec.cni.port } });
+    let net_conf =
+        json!({ "Network": spec.network.pod_cidr.to_string(), "Backend": { "Type": "vxlan", "VNI": spec.cni.vni, "Port": spec.cni.port } });
     out.push(object(
         "/api/v1/namespaces/kube-flannel/configmaps",
         "v1",
@@ -221,7 +237,12 @@ fn flannel_objects(spec: &ClusterSpec, api_server_ip: &str, out: &mut Vec<KubeOb
 /// A HostProcess DaemonSet spec for Windows nodes: runs as SYSTEM on the
 /// host network and tolerates every taint (WINDOWS-NOTES §3.5–3.6).
 fn windows_host_process_pod(app: &str, service_account: &str, image: &str, env: Value, volumes: Value) -> Value {
-    let mounts: Vec<Value> = volumes.as_array().into_iter().flatten().map(|v| json!({ "name": v["name"], "mountPath": format!("/etc/{}/", v["name"].as_str().unwrap_or("cfg")) })).collect();
+    let mounts: Vec<Value> = volumes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| json!({ "name": v["name"], "mountPath": format!("/etc/{}/", v["name"].as_str().unwrap_or("cfg")) }))
+        .collect();
     json!({
         "selector": { "matchLabels": { "k8s-app": app } },
         "template": {
@@ -307,9 +328,12 @@ pub const MANAGED_ANNOTATION: &str = "hybrid.dev/managed-keys";
 /// The merge patch that gives `node` its pool's labels and taints, or `None`
 /// when it has them already. Taints other controllers set are kept.
 pub fn node_patch(node: &Value, pool: &Pool) -> Option<Value> {
-    let previous: Value = node["metadata"]["annotations"][MANAGED_ANNOTATION].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(json!({}));
-    let prev_labels: BTreeSet<String> = previous["labels"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
-    let prev_taints: BTreeSet<String> = previous["taints"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    let previous: Value =
+        node["metadata"]["annotations"][MANAGED_ANNOTATION].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(json!({}));
+    let prev_labels: BTreeSet<String> =
+        previous["labels"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    let prev_taints: BTreeSet<String> =
+        previous["taints"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
 
     let mut labels = serde_json::Map::new();
     for (k, v) in &pool.labels {
@@ -325,7 +349,8 @@ pub fn node_patch(node: &Value, pool: &Pool) -> Option<Value> {
 
     let ours: BTreeSet<&str> = pool.taints.iter().map(|t| t.key.as_str()).collect();
     let current: Vec<Value> = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
-    let mut taints: Vec<Value> = current.iter().filter(|t| t["key"].as_str().is_some_and(|k| !ours.contains(k) && !prev_taints.contains(k))).cloned().collect();
+    let mut taints: Vec<Value> =
+        current.iter().filter(|t| t["key"].as_str().is_some_and(|k| !ours.contains(k) && !prev_taints.contains(k))).cloned().collect();
     for t in &pool.taints {
         let mut v = json!({ "key": t.key, "effect": t.effect.name() });
         if !t.value.is_empty() {
@@ -333,7 +358,8 @@ pub fn node_patch(node: &Value, pool: &Pool) -> Option<Value> {
         }
         taints.push(v);
     }
-    let same_taints = taints.len() == current.len() && taints.iter().all(|t| current.iter().any(|c| contains(c, t) && c["value"] == t["value"]));
+    let same_taints =
+        taints.len() == current.len() && taints.iter().all(|t| current.iter().any(|c| contains(c, t) && c["value"] == t["value"]));
 
     let managed = json!({ "labels": pool.labels.keys().collect::<Vec<_>>(), "taints": ours.iter().collect::<Vec<_>>() }).to_string();
     let managed_same = node["metadata"]["annotations"][MANAGED_ANNOTATION].as_str() == Some(managed.as_str());
@@ -391,7 +417,10 @@ mod tests {
         let objs = desired_objects(&spec(include_str!("../clusters/dev.toml")), Some(CalicoApi::CrdV1), "10.42.0.10");
         assert_eq!(find(&objs, "IPAMConfig", "default")["spec"]["strictAffinity"], true);
         let felix = &find(&objs, "FelixConfiguration", "default")["spec"];
-        assert_eq!((felix["vxlanEnabled"].clone(), felix["ipipEnabled"].clone(), felix["vxlanVNI"].clone(), felix["vxlanPort"].clone()), (json!(true), json!(false), json!(4096), json!(4789)));
+        assert_eq!(
+            (felix["vxlanEnabled"].clone(), felix["ipipEnabled"].clone(), felix["vxlanVNI"].clone(), felix["vxlanPort"].clone()),
+            (json!(true), json!(false), json!(4096), json!(4789))
+        );
         let inst = &find(&objs, "Installation", "default")["spec"];
         assert_eq!(inst["calicoNetwork"]["bgp"], "Disabled");
         assert_eq!(inst["calicoNetwork"]["windowsDataplane"], "HNS");
@@ -400,7 +429,10 @@ mod tests {
         assert_eq!(find(&objs, "ConfigMap", "kubernetes-services-endpoint")["data"]["KUBERNETES_SERVICE_HOST"], "10.42.0.10");
         let rc = find(&objs, "RuntimeClass", "windows-2022");
         assert_eq!(rc["scheduling"]["nodeSelector"]["node.kubernetes.io/windows-build"], "10.0.20348");
-        assert_eq!(rc["scheduling"]["tolerations"], json!([{ "key": "os", "operator": "Equal", "value": "windows", "effect": "NoSchedule" }]));
+        assert_eq!(
+            rc["scheduling"]["tolerations"],
+            json!([{ "key": "os", "operator": "Equal", "value": "windows", "effect": "NoSchedule" }])
+        );
         let proxy = find(&objs, "DaemonSet", "kube-proxy-windows");
         assert_eq!(proxy["spec"]["template"]["spec"]["containers"][0]["image"], "sigwindowstools/kube-proxy:v1.34.1-calico-hostprocess");
     }
@@ -418,7 +450,8 @@ mod tests {
     #[test]
     fn flannel_objects_carry_vni_port_and_the_real_api_endpoint() {
         let objs = desired_objects(&spec(include_str!("../clusters/qa.toml")), None, "10.50.0.10");
-        let net: Value = serde_json::from_str(find(&objs, "ConfigMap", "kube-flannel-cfg")["data"]["net-conf.json"].as_str().unwrap()).unwrap();
+        let net: Value =
+            serde_json::from_str(find(&objs, "ConfigMap", "kube-flannel-cfg")["data"]["net-conf.json"].as_str().unwrap()).unwrap();
         assert_eq!(net, json!({ "Network": "10.244.0.0/16", "Backend": { "Type": "vxlan", "VNI": 4096, "Port": 4789 } }));
         let ds = find(&objs, "DaemonSet", "kube-flannel-ds-windows-amd64");
         let env = ds["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
@@ -442,7 +475,10 @@ mod tests {
         let node = json!({ "metadata": { "name": "ip-10-42-0-20.ec2.internal", "labels": { "kubernetes.io/os": "windows" } }, "spec": { "taints": [{ "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" }] } });
         let patch = node_patch(&node, pool).unwrap();
         assert_eq!(patch["metadata"]["labels"], json!({ "game.example.com/role": "tools" }));
-        assert_eq!(patch["spec"]["taints"], json!([{ "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" }, { "key": "os", "value": "windows", "effect": "NoSchedule" }]));
+        assert_eq!(
+            patch["spec"]["taints"],
+            json!([{ "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" }, { "key": "os", "value": "windows", "effect": "NoSchedule" }])
+        );
         let mut applied = node.clone();
         json_merge(&mut applied, &patch);
         assert_eq!(node_patch(&applied, pool), None, "a second reconcile changes nothing");

@@ -41,7 +41,11 @@ pub async fn converge_objects<K: KubeApi>(api: &K, objects: &[KubeObject], progr
 
 /// Gives every node of a pool the pool's labels and taints. `pool_of` maps
 /// a node name to its pool (from the instances' private DNS names).
-pub async fn reconcile_nodes<'p, K: KubeApi>(api: &K, pool_of: impl Fn(&str) -> Option<&'p Pool>, progress: &impl Progress) -> KubeResult<usize> {
+pub async fn reconcile_nodes<'p, K: KubeApi>(
+    api: &K,
+    pool_of: impl Fn(&str) -> Option<&'p Pool>,
+    progress: &impl Progress,
+) -> KubeResult<usize> {
     let mut changed = 0;
     for node in api.list("/api/v1/nodes", None, None).await? {
         let name = node["metadata"]["name"].as_str().unwrap_or_default().to_string();
@@ -105,7 +109,12 @@ pub struct Waits {
 impl Default for Waits {
     fn default() -> Self {
         // Windows nodes on Base AMIs take 10-15 minutes to join (WINDOWS-NOTES §8).
-        Self { api: Duration::from_secs(900), nodes: Duration::from_secs(1800), drain: Duration::from_secs(300), poll: Duration::from_secs(5) }
+        Self {
+            api: Duration::from_secs(900),
+            nodes: Duration::from_secs(1800),
+            drain: Duration::from_secs(300),
+            poll: Duration::from_secs(5),
+        }
     }
 }
 
@@ -135,7 +144,13 @@ pub fn expected_nodes(inventory: &Inventory) -> Vec<Expected> {
 }
 
 /// Waits until `/version` answers.
-pub async fn wait_for_api<K: KubeApi, C: Cloud>(api: &K, cloud: &C, control_plane: Option<&str>, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
+pub async fn wait_for_api<K: KubeApi, C: Cloud>(
+    api: &K,
+    cloud: &C,
+    control_plane: Option<&str>,
+    waits: Waits,
+    progress: &impl Progress,
+) -> Result<(), ConvergeError> {
     let start = Instant::now();
     let mut next_report = 0;
     loop {
@@ -145,7 +160,11 @@ pub async fn wait_for_api<K: KubeApi, C: Cloud>(api: &K, cloud: &C, control_plan
             Err(e) => {
                 if start.elapsed() >= waits.api {
                     let console = match control_plane {
-                        Some(id) => cloud.console_output(id).await.map(|c| format!("\ncontrol plane console (last lines):\n{}", tail(&c, 15))).unwrap_or_default(),
+                        Some(id) => cloud
+                            .console_output(id)
+                            .await
+                            .map(|c| format!("\ncontrol plane console (last lines):\n{}", tail(&c, 15)))
+                            .unwrap_or_default(),
                         None => String::new(),
                     };
                     return Err(ConvergeError::ApiTimeout { seconds: waits.api.as_secs(), last: e.message, console });
@@ -163,7 +182,13 @@ pub async fn wait_for_api<K: KubeApi, C: Cloud>(api: &K, cloud: &C, control_plan
 
 /// Converges the CNI, kube-proxy and RuntimeClass objects, retrying while
 /// their APIs are still being installed by the control plane's bootstrap.
-pub async fn converge_cluster_objects<K: KubeApi>(api: &K, spec: &ClusterSpec, api_server_ip: &str, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
+pub async fn converge_cluster_objects<K: KubeApi>(
+    api: &K,
+    spec: &ClusterSpec,
+    api_server_ip: &str,
+    waits: Waits,
+    progress: &impl Progress,
+) -> Result<(), ConvergeError> {
     let start = Instant::now();
     loop {
         let groups = api.api_groups().await?;
@@ -200,8 +225,12 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
     let token_path = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{}", token.id());
     let mut seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     loop {
-        let nodes: BTreeMap<String, Value> =
-            api.list("/api/v1/nodes", None, None).await?.into_iter().filter_map(|n| Some((n["metadata"]["name"].as_str()?.to_string(), n))).collect();
+        let nodes: BTreeMap<String, Value> = api
+            .list("/api/v1/nodes", None, None)
+            .await?
+            .into_iter()
+            .filter_map(|n| Some((n["metadata"]["name"].as_str()?.to_string(), n)))
+            .collect();
         let mut pending = Vec::new();
         for e in expected {
             let state = nodes.get(&e.node_name).map(node_ready);
@@ -222,8 +251,13 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
         let all_registered = expected.iter().all(|e| nodes.contains_key(&e.node_name));
         if !all_registered && api.get(&token_path).await?.is_none() {
             let expires = time::OffsetDateTime::now_utc() + TOKEN_TTL;
-            let expires = expires.replace_nanosecond(0).expect("0 ns is valid").format(&time::format_description::well_known::Rfc3339).expect("RFC 3339 formats");
-            api.create("/api/v1/namespaces/kube-system/secrets", &bootstrap_token_secret(token.id(), token.secret(), &expires).body).await?;
+            let expires = expires
+                .replace_nanosecond(0)
+                .expect("0 ns is valid")
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("RFC 3339 formats");
+            api.create("/api/v1/namespaces/kube-system/secrets", &bootstrap_token_secret(token.id(), token.secret(), &expires).body)
+                .await?;
             progress.line(&format!("bootstrap token {} valid until {expires} for joining nodes", token.id()));
         }
         if pending.is_empty() {
@@ -291,7 +325,11 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, waits: Waits, progress:
             return Err(ConvergeError::DrainTimeout {
                 node: node.to_string(),
                 seconds: waits.drain.as_secs(),
-                detail: if blocked.is_empty() { "pods are still terminating".into() } else { format!("a PodDisruptionBudget blocks evicting {}", blocked.join(", ")) },
+                detail: if blocked.is_empty() {
+                    "pods are still terminating".into()
+                } else {
+                    format!("a PodDisruptionBudget blocks evicting {}", blocked.join(", "))
+                },
             });
         }
         if !blocked.is_empty() || !pods.is_empty() {
@@ -320,7 +358,11 @@ pub fn pools_by_node<'s>(spec: &'s ClusterSpec, expected: &[Expected]) -> BTreeM
 
 /// What `converge_objects` and `reconcile_nodes` would do, without writing:
 /// `(symbol, what)` with `+` create and `~` update, for `hybrid plan`.
-pub async fn pending_changes<K: KubeApi>(api: &K, objects: &[KubeObject], pools: &BTreeMap<String, &Pool>) -> KubeResult<Vec<(&'static str, String)>> {
+pub async fn pending_changes<K: KubeApi>(
+    api: &K,
+    objects: &[KubeObject],
+    pools: &BTreeMap<String, &Pool>,
+) -> KubeResult<Vec<(&'static str, String)>> {
     let mut out = Vec::new();
     for o in objects {
         match api.get(&o.path()).await? {

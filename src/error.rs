@@ -33,7 +33,9 @@ pub enum Error {
         "cluster {cluster} is locked by {owner} since {created} (until {expires}); wait with --lock-timeout SECONDS, or if that run crashed, pass --break-lock"
     )]
     Locked { cluster: String, owner: String, created: String, expires: String },
-    #[error("cluster {0}: the control plane has no public IP address to reach the API server at; pass --api-server URL (e.g. a tunnel), or --ec2-only")]
+    #[error(
+        "cluster {0}: the control plane has no public IP address to reach the API server at; pass --api-server URL (e.g. a tunnel), or --ec2-only"
+    )]
     NoApiEndpoint(String),
     #[error("cluster {0} has no secrets in SSM yet: run `hybrid apply` first")]
     NoSecrets(String),

@@ -13,8 +13,8 @@ use futures_util::future::join_all;
 
 use crate::adapters::kube::KubeApi;
 use crate::adapters::{Cloud, CloudError, LaunchRequest};
-use crate::converge::{ConvergeError, Waits, drain_node};
 use crate::bootstrap::NodeBootstrap;
+use crate::converge::{ConvergeError, Waits, drain_node};
 use crate::desired::{
     DesiredInstance, DesiredNetwork, DesiredState, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, secrets_parameter_name,
 };
@@ -79,7 +79,13 @@ fn named(mut tags: BTreeMap<String, String>, name: String) -> BTreeMap<String, S
 
 /// `drain`: with a Kubernetes API, nodes are cordoned and drained and their
 /// Node objects deleted before their instances are terminated.
-pub async fn apply<C: Cloud, K: KubeApi>(cloud: &C, plan: &Plan, ctx: &Context<'_>, drain: Option<(&K, Waits)>, progress: &impl Progress) -> Result<(), ExecError> {
+pub async fn apply<C: Cloud, K: KubeApi>(
+    cloud: &C,
+    plan: &Plan,
+    ctx: &Context<'_>,
+    drain: Option<(&K, Waits)>,
+    progress: &impl Progress,
+) -> Result<(), ExecError> {
     let cluster = &ctx.desired.cluster;
     let tags = base_tags(ctx);
     let (mut vpc_id, mut subnet_id) = match &ctx.desired.network {
@@ -168,7 +174,8 @@ pub async fn apply<C: Cloud, K: KubeApi>(cloud: &C, plan: &Plan, ctx: &Context<'
         .collect();
     if let (Some((api, waits)), false) = (drain, doomed.is_empty()) {
         for id in &doomed {
-            let node = ctx.inventory.instances.iter().find(|i| &i.id == id).and_then(|i| i.private_dns.as_deref()).filter(|d| !d.is_empty());
+            let node =
+                ctx.inventory.instances.iter().find(|i| &i.id == id).and_then(|i| i.private_dns.as_deref()).filter(|d| !d.is_empty());
             if let Some(node) = node {
                 drain_node(api, node, waits, progress).await.map_err(ExecError::Drain)?;
             }

@@ -8,8 +8,8 @@
 
 pub mod adapters;
 pub mod bootstrap;
-pub mod cluster;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod converge;

@@ -43,7 +43,11 @@ pub trait KubeApi {
 }
 
 pub struct KubeClient {
+    /// Retries 429, 503 and 504 with backoff (kube's default).
     client: kube::Client,
+    /// For evictions: a 429 there is a PodDisruptionBudget saying "not yet",
+    /// which the drain loop handles with its own timeout.
+    no_retry: kube::Client,
     calls: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -51,9 +55,14 @@ impl KubeClient {
     /// A client from kubeconfig text (as `kubeconfig::AdminKubeconfig` makes).
     pub async fn from_kubeconfig_yaml(yaml: &str) -> Result<Self, String> {
         let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).map_err(|e| e.to_string())?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await.map_err(|e| e.to_string())?;
-        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-        Ok(Self { client, calls: Mutex::new(BTreeMap::new()) })
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = kube::Client::try_from(config.clone()).map_err(|e| e.to_string())?;
+        let mut once = config;
+        once.default_retry = false;
+        let no_retry = kube::Client::try_from(once).map_err(|e| e.to_string())?;
+        Ok(Self { client, no_retry, calls: Mutex::new(BTreeMap::new()) })
     }
 
     fn count(&self, method: &'static str) {
@@ -61,6 +70,16 @@ impl KubeClient {
     }
 
     async fn send(&self, method: &'static str, path: &str, body: Option<(&str, &Value)>) -> KubeResult<Option<Value>> {
+        self.send_with(&self.client, method, path, body).await
+    }
+
+    async fn send_with(
+        &self,
+        client: &kube::Client,
+        method: &'static str,
+        path: &str,
+        body: Option<(&str, &Value)>,
+    ) -> KubeResult<Option<Value>> {
         self.count(method);
         let mut req = http::Request::builder().method(method).uri(path);
         let bytes = match body {
@@ -71,10 +90,12 @@ impl KubeClient {
             None => Vec::new(),
         };
         let req = req.body(bytes).map_err(|e| KubeError { method, path: path.into(), status: None, message: e.to_string() })?;
-        match self.client.request::<Value>(req).await {
+        match client.request::<Value>(req).await {
             Ok(v) => Ok(Some(v)),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-            Err(kube::Error::Api(status)) => Err(KubeError { method, path: path.into(), status: Some(status.code), message: status.message.clone() }),
+            Err(kube::Error::Api(status)) => {
+                Err(KubeError { method, path: path.into(), status: Some(status.code), message: status.message.clone() })
+            }
             Err(e) => Err(KubeError { method, path: path.into(), status: None, message: e.to_string() }),
         }
     }
@@ -113,7 +134,12 @@ impl KubeApi for KubeClient {
 
     async fn create(&self, collection: &str, body: &Value) -> KubeResult<Value> {
         let out = self.send("POST", collection, Some(("application/json", body))).await?;
-        out.ok_or_else(|| KubeError { method: "POST", path: collection.into(), status: Some(404), message: "the collection does not exist".into() })
+        out.ok_or_else(|| KubeError {
+            method: "POST",
+            path: collection.into(),
+            status: Some(404),
+            message: "the collection does not exist".into(),
+        })
     }
 
     async fn merge_patch(&self, path: &str, patch: &Value) -> KubeResult<Value> {
@@ -132,7 +158,7 @@ impl KubeApi for KubeClient {
             "kind": "Eviction",
             "metadata": { "name": pod, "namespace": namespace },
         });
-        match self.send("POST", &path, Some(("application/json", &body))).await {
+        match self.send_with(&self.no_retry, "POST", &path, Some(("application/json", &body))).await {
             Ok(_) => Ok(true),
             Err(e) if e.status == Some(429) => Ok(false),
             Err(e) => Err(e),
@@ -141,7 +167,10 @@ impl KubeApi for KubeClient {
 
     async fn api_groups(&self) -> KubeResult<Vec<String>> {
         let groups = self.send("GET", "/apis", None).await?.unwrap_or_default();
-        Ok(groups["groups"].as_array().map(|a| a.iter().filter_map(|g| g["name"].as_str().map(str::to_string)).collect()).unwrap_or_default())
+        Ok(groups["groups"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g["name"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default())
     }
 
     fn writes(&self) -> u64 {
@@ -156,7 +185,10 @@ mod tests {
 
     #[test]
     fn selectors_are_percent_encoded() {
-        assert_eq!(with_query("/api/v1/pods", Some("a=b,c!=d"), Some("spec.nodeName=ip-10-0-0-5")), "/api/v1/pods?labelSelector=a%3Db%2Cc%21%3Dd&fieldSelector=spec.nodeName%3Dip-10-0-0-5");
+        assert_eq!(
+            with_query("/api/v1/pods", Some("a=b,c!=d"), Some("spec.nodeName=ip-10-0-0-5")),
+            "/api/v1/pods?labelSelector=a%3Db%2Cc%21%3Dd&fieldSelector=spec.nodeName%3Dip-10-0-0-5"
+        );
         assert_eq!(with_query("/api/v1/nodes", None, None), "/api/v1/nodes");
     }
 }

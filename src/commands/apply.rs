@@ -31,7 +31,12 @@ pub struct ApplyOptions<'a> {
 
 impl ApplyOptions<'_> {
     fn waits(&self) -> Waits {
-        Waits { api: Duration::from_secs(self.cluster.api_timeout), nodes: Duration::from_secs(self.cluster.node_timeout), ..Waits::default() }
+        Waits {
+            api: Duration::from_secs(self.cluster.api_timeout),
+            nodes: Duration::from_secs(self.cluster.node_timeout),
+            drain: Duration::from_secs(self.cluster.drain_timeout),
+            poll: Duration::from_millis(self.cluster.poll_ms),
+        }
     }
 }
 
@@ -67,7 +72,11 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
         }
         confirm("Do you want to perform these actions?", opts.yes)?;
         // Nodes that go away are drained first, which needs the API.
-        let removes_nodes = prepared.plan.changes.iter().any(|c| matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace));
+        let removes_nodes = prepared
+            .plan
+            .changes
+            .iter()
+            .any(|c| matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace));
         let kube = if removes_nodes && !opts.cluster.ec2_only {
             let secrets = stored_secrets(cloud, &spec.name).await?;
             let api = kube_client(spec, &prepared.inventory, &secrets, opts.cluster.api_server.as_deref()).await?;
@@ -84,7 +93,11 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
             bootstraps: &prepared.bootstraps,
             key_name: spec.ssh_key_name.as_deref(),
             expires: expiry(spec, &prepared.inventory),
-            run_id: format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())),
+            run_id: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+            ),
             terminate_timeout: Duration::from_secs(900),
         };
         let drain = kube.as_ref().map(|k: &KubeClient| (k, opts.waits()));

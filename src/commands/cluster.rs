@@ -14,12 +14,12 @@ use time::format_description::well_known::Rfc3339;
 use crate::adapters::aws::{AwsCloud, connect};
 use crate::adapters::kube::KubeClient;
 use crate::adapters::{Cloud, LockInfo};
-use crate::kubeconfig::AdminKubeconfig;
 use crate::bootstrap::{self, NodeBootstrap, Templates, templates};
 use crate::cli::{AwsArgs, LockArgs};
 use crate::desired::{AmiMap, CONTROL_PLANE, DesiredState, ami_lookup, desired_state, secrets_parameter_name};
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
+use crate::kubeconfig::AdminKubeconfig;
 use crate::model::{ClusterSpec, NodeOs};
 use crate::pki::ClusterSecrets;
 use crate::plan::{self, Plan};
@@ -120,7 +120,12 @@ pub fn admin_kubeconfig(spec: &ClusterSpec, secrets: &ClusterSecrets, server: &s
     Ok(AdminKubeconfig { cluster: &spec.name, server, tls_server_name, ca_cert_pem: &secrets.ca_cert_pem, client: &cert }.to_yaml())
 }
 
-pub async fn kube_client(spec: &ClusterSpec, inventory: &Inventory, secrets: &ClusterSecrets, api_server: Option<&str>) -> Result<KubeClient> {
+pub async fn kube_client(
+    spec: &ClusterSpec,
+    inventory: &Inventory,
+    secrets: &ClusterSecrets,
+    api_server: Option<&str>,
+) -> Result<KubeClient> {
     let yaml = admin_kubeconfig(spec, secrets, &api_server_url(spec, inventory, api_server)?)?;
     KubeClient::from_kubeconfig_yaml(&yaml).await.map_err(Error::KubeConfig)
 }

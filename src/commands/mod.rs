@@ -38,7 +38,15 @@ pub fn run(cli: Cli) -> Result<i32> {
     let api_stats = cli.api_stats;
     match cli.command {
         Command::Plan { file, aws, cluster, offline, detailed_exitcode, output, templates } => {
-            let opts = plan::PlanOptions { aws: &aws, cluster: &cluster, offline, detailed_exitcode, output, templates: templates.as_deref(), api_stats };
+            let opts = plan::PlanOptions {
+                aws: &aws,
+                cluster: &cluster,
+                offline,
+                detailed_exitcode,
+                output,
+                templates: templates.as_deref(),
+                api_stats,
+            };
             runtime().block_on(plan::plan(&ui, &file, &opts))
         }
         Command::Kubeconfig { file, aws, output, api_server } => {
@@ -66,6 +74,8 @@ fn run_sync(ui: &Ui, command: Command) -> Result<()> {
         Command::Validate { file } => validate::validate(ui, &file).map(|_| ()),
         Command::Schema { format } => schema::schema(format),
         Command::Render { file, out, secrets, templates } => render::render(ui, &file, &out, secrets.as_deref(), templates.as_deref()),
-        Command::Plan { .. } | Command::Apply { .. } | Command::Destroy { .. } | Command::Kubeconfig { .. } => unreachable!("async commands are dispatched in run"),
+        Command::Plan { .. } | Command::Apply { .. } | Command::Destroy { .. } | Command::Kubeconfig { .. } => {
+            unreachable!("async commands are dispatched in run")
+        }
     }
 }

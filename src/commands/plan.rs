@@ -11,10 +11,10 @@ use crate::cli::{AwsArgs, ClusterArgs, OutputFormat};
 use crate::cluster::{CalicoApi, desired_objects};
 use crate::converge::{expected_nodes, pending_changes, pools_by_node};
 use crate::desired::secrets_parameter_name;
+use crate::error::{EXIT_CHANGES, Result};
 use crate::inventory::Inventory;
 use crate::model::ClusterSpec;
 use crate::pki::ClusterSecrets;
-use crate::error::{EXIT_CHANGES, Result};
 use crate::show;
 
 pub struct PlanOptions<'a> {
@@ -65,7 +65,8 @@ pub async fn plan(ui: &Ui, file: &Path, opts: &PlanOptions<'_>) -> Result<i32> {
         }
         OutputFormat::Json => {
             let mut v: serde_json::Value = serde_json::from_str(&show::plan_json(&plan)).expect("plan JSON parses");
-            v["kubernetes"] = serde_json::json!(kube_changes.iter().map(|(s, w)| serde_json::json!({ "action": s, "object": w })).collect::<Vec<_>>());
+            v["kubernetes"] =
+                serde_json::json!(kube_changes.iter().map(|(s, w)| serde_json::json!({ "action": s, "object": w })).collect::<Vec<_>>());
             println!("{}", serde_json::to_string_pretty(&v).expect("JSON serializes"));
         }
     }

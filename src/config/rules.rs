@@ -204,6 +204,13 @@ impl Rules<'_> {
             );
         }
         self.pod_capacity();
+        if n.admin_cidrs.is_empty() {
+            self.warning(
+                "network.admin_cidrs",
+                "no admin CIDRs: nothing outside the cluster may reach the API server, so `hybrid apply` cannot converge the cluster",
+                "add your office or VPN range, or run apply with --api-server through a tunnel (or --ec2-only)",
+            );
+        }
         for (i, c) in n.admin_cidrs.iter().enumerate() {
             if c.prefix() == 0 {
                 self.warning(

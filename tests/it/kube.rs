@@ -16,7 +16,8 @@ use serde_json::json;
 use crate::util::root;
 
 pub struct KubeEmulator {
-    child: Child,
+    /// `None` for a handle to an emulator another value owns.
+    pub child: Option<Child>,
     pub url: String,
 }
 
@@ -32,7 +33,7 @@ impl KubeEmulator {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready", "the emulator did not start");
-        KubeEmulator { child, url: format!("http://127.0.0.1:{port}") }
+        KubeEmulator { child: Some(child), url: format!("http://127.0.0.1:{port}") }
     }
 
     /// A client the way hybrid makes one: a kubeconfig with a freshly minted
@@ -40,15 +41,19 @@ impl KubeEmulator {
     pub async fn client(&self) -> KubeClient {
         let secrets = crate::render::test_secrets();
         let cert = secrets.mint_admin_cert("hybrid-admin", &mut rand::rng(), SystemTime::now()).unwrap();
-        let yaml = AdminKubeconfig { cluster: "test", server: &self.url, tls_server_name: None, ca_cert_pem: &secrets.ca_cert_pem, client: &cert }.to_yaml();
+        let yaml =
+            AdminKubeconfig { cluster: "test", server: &self.url, tls_server_name: None, ca_cert_pem: &secrets.ca_cert_pem, client: &cert }
+                .to_yaml();
         KubeClient::from_kubeconfig_yaml(&yaml).await.unwrap()
     }
 }
 
 impl Drop for KubeEmulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -86,7 +91,12 @@ fn calico_objects_converge_and_a_second_run_writes_nothing() {
 
         // Someone turned strictAffinity off: the next converge puts it back,
         // leaving fields it does not own alone.
-        api.merge_patch("/apis/crd.projectcalico.org/v1/ipamconfigs/default", &json!({ "spec": { "strictAffinity": false, "maxBlocksPerHost": 4 } })).await.unwrap();
+        api.merge_patch(
+            "/apis/crd.projectcalico.org/v1/ipamconfigs/default",
+            &json!({ "spec": { "strictAffinity": false, "maxBlocksPerHost": 4 } }),
+        )
+        .await
+        .unwrap();
         let third = converge_objects(&api, &objects, &quiet).await.unwrap();
         assert!(third.contains(&("IPAMConfig/default".to_string(), Outcome::Patched)), "{third:?}");
         let ipam = api.get("/apis/crd.projectcalico.org/v1/ipamconfigs/default").await.unwrap().unwrap();

@@ -7,15 +7,17 @@ mod util;
 
 /// The pure core does no I/O.
 mod architecture;
+/// apply end to end against moto and the Kubernetes emulator together.
+mod e2e;
 /// plan / apply / destroy against moto: state, idempotency, faults, kills, locks.
 mod ec2;
 /// Random and garbage input never panics the loader.
 mod fuzz;
+/// The Kubernetes side against the kmock-based API emulator.
+mod kube;
 /// The cluster CA and its hash, checked against openssl.
 mod pki;
 /// Bootstrap rendering: golden files, parsers, linters, injection, size.
 mod render;
 /// `hybrid validate`, the fixture table of invalid files, `hybrid schema`.
 mod validate;
-/// The Kubernetes side against the kmock-based API emulator.
-mod kube;

@@ -9,7 +9,10 @@ kmock 0.8 lacks:
 - label and field selectors on lists (kmock ignores them);
 - a resourceVersion on every write (kmock sets none);
 - the pods/eviction subresource, honouring PodDisruptionBudgets with
-  minAvailable (a 429 while an eviction would break the budget).
+  minAvailable (a 429 while an eviction would break the budget);
+- GET /_test/writes: how many writing requests it has served, and
+  GET /_test/log: method and path of each, so tests can check "no writes"
+  and the order of operations.
 
 What it cannot prove: real admission and validation (CRD schemas, field
 ownership, apply conflicts), controllers (no DaemonSet pods appear, nodes
@@ -75,8 +78,14 @@ def field_match(obj, selector):
 
 class Emulator(kmock.KubernetesEmulator):
     versions = itertools.count(1)
+    log = []
 
     async def _handle(self, request):
+        if request.url.path == "/_test/writes":
+            return aiohttp.web.json_response({"writes": sum(1 for m, _ in self.log if m != "GET")})
+        if request.url.path == "/_test/log":
+            return aiohttp.web.json_response(self.log)
+        self.log.append((str(request.method.value if hasattr(request.method, "value") else request.method).upper(), request.url.path))
         m = EVICTION.match(request.url.path)
         if m and request.method == enums.method.POST:
             return await self.evict(*m.groups())

@@ -1,0 +1,332 @@
+//! `hybrid apply` end to end against moto (EC2 + SSM) and the Kubernetes
+//! emulator together. The emulator plays the nodes: a helper registers a
+//! Node named after each instance's private DNS name and marks it Ready, as
+//! kubelet would after the bootstrap, so the whole apply finishes as on AWS.
+//! What this cannot prove: that the user data really boots a node, and that
+//! real Calico/flannel pick up the objects (no controllers run here).
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use hybrid::adapters::kube::KubeApi;
+use serde_json::{Value, json};
+
+use crate::kube::KubeEmulator;
+use crate::moto::Moto;
+use crate::util::{root, text};
+
+fn write_cluster(name: &str, linux: u32) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hybrid-it-e2e-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cluster.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[cluster]
+name = "{name}"
+region = "us-east-1"
+kubernetes_version = "1.34.1"
+[network]
+vpc_cidr = "10.42.0.0/16"
+[control_plane]
+instance_type = "t3.large"
+[[pool]]
+name = "game"
+os = "linux"
+instance_type = "c6i.large"
+count = {linux}
+labels = {{ "game.example.com/role" = "server" }}
+[[pool]]
+name = "win"
+os = "windows-2022"
+instance_type = "m6i.xlarge"
+count = 1
+labels = {{ "game.example.com/role" = "tools" }}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn hybrid(moto: &Moto, emu: &KubeEmulator, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid"));
+    c.args(args)
+        .args(["--api-server", &emu.url, "--poll-ms", "200"])
+        .current_dir(root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("USER", "tester")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Plays kubelet: registers a Ready Node for every running instance of the
+/// cluster (except those in `skip`), `delay` after first seeing it (a real
+/// node takes minutes), until stopped.
+struct Kubelets {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Kubelets {
+    fn start(moto_url: String, emu_url: String, cluster: &'static str, skip: &'static [&'static str]) -> Self {
+        Self::with_delay(moto_url, emu_url, cluster, skip, Duration::ZERO)
+    }
+
+    fn with_delay(moto_url: String, emu_url: String, cluster: &'static str, skip: &'static [&'static str], delay: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            rt().block_on(async move {
+                let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
+                let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new("us-east-1")).endpoint_url(&moto_url).credentials_provider(creds).load().await;
+                let ec2 = aws_sdk_ec2::Client::new(&conf);
+                let emu = KubeEmulator { child: None, url: emu_url };
+                let api = emu.client().await;
+                let mut registered = BTreeSet::new();
+                let mut first_seen: std::collections::BTreeMap<String, std::time::Instant> = Default::default();
+                while !flag.load(Ordering::Relaxed) {
+                    let out = ec2
+                        .describe_instances()
+                        .filters(Filter::builder().name("tag:hybrid:cluster").values(cluster).build())
+                        .filters(Filter::builder().name("instance-state-name").values("running").build())
+                        .send()
+                        .await
+                        .unwrap();
+                    for i in out.reservations().iter().flat_map(|r| r.instances()) {
+                        let slot = i.tags().iter().find(|t| t.key() == Some("hybrid:slot")).and_then(|t| t.value()).unwrap_or_default().to_string();
+                        let Some(dns) = i.private_dns_name().map(str::to_string) else { continue };
+                        let seen = *first_seen.entry(dns.clone()).or_insert_with(std::time::Instant::now);
+                        if skip.contains(&slot.as_str()) || seen.elapsed() < delay || !registered.insert(dns.clone()) {
+                            continue;
+                        }
+                        let os = if slot.starts_with("win") { "windows" } else { "linux" };
+                        let node = json!({
+                            "apiVersion": "v1", "kind": "Node",
+                            "metadata": { "name": dns, "labels": { "kubernetes.io/os": os } },
+                            "spec": {},
+                            "status": { "conditions": [{ "type": "Ready", "status": "True", "message": "kubelet is posting ready status" }] },
+                        });
+                        api.create("/api/v1/nodes", &node).await.unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        });
+        Kubelets { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Kubelets {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+fn writes(emu: &KubeEmulator) -> u64 {
+    rt().block_on(async {
+        let api = emu.client().await;
+        api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap()
+    })
+}
+
+#[test]
+fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start(false);
+    let file = write_cluster("omega", 2);
+    // Nodes register a while after launch, so apply must keep a join token.
+    let _kubelets = Kubelets::with_delay(moto.url.clone(), emu.url.clone(), "omega", &[], Duration::from_secs(2));
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]).spawn().unwrap());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Cluster omega converged: 4 node(s) Ready."), "{stdout}");
+    for needle in [
+        "IPAMConfig/default created",
+        "FelixConfiguration/default created",
+        "RuntimeClass/windows-2022 created",
+        "DaemonSet/kube-proxy-windows created",
+        "node win-0 (",
+        "Ready (",
+    ] {
+        assert!(stderr.contains(needle), "missing `{needle}` in:\n{stderr}");
+    }
+    rt().block_on(async {
+        let api = emu.client().await;
+        let ipam = api.get("/apis/crd.projectcalico.org/v1/ipamconfigs/default").await.unwrap().unwrap();
+        assert_eq!(ipam["spec"]["strictAffinity"], true);
+        let nodes = api.list("/api/v1/nodes", Some("kubernetes.io/os=windows"), None).await.unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0]["metadata"]["labels"]["game.example.com/role"], "tools");
+        let taints: Vec<Value> = nodes[0]["spec"]["taints"].as_array().cloned().unwrap_or_default();
+        assert_eq!(taints, vec![json!({ "key": "os", "value": "windows", "effect": "NoSchedule" })]);
+        let secrets = api.list("/api/v1/namespaces/kube-system/secrets", None, None).await.unwrap();
+        assert!(
+            secrets.iter().all(|s| !s["metadata"]["name"].as_str().unwrap().starts_with("bootstrap-token-")),
+            "the join token is removed once every node joined"
+        );
+    });
+    let log = rt().block_on(async { emu.client().await.get("/_test/log").await.unwrap().unwrap() });
+    let created_token = log.as_array().unwrap().iter().any(|e| e[0] == "POST" && e[1] == "/api/v1/namespaces/kube-system/secrets");
+    assert!(created_token, "a bootstrap token Secret was created while nodes were joining");
+
+    let before = writes(&emu);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--api-stats"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("No changes."), "{}", text(&out.stdout));
+    assert_eq!(writes(&emu), before + 0, "a second apply wrote to the Kubernetes API");
+    let aws_writes: Vec<String> = text(&out.stderr)
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.starts_with(|c: char| c.is_ascii_uppercase())
+                && !l.starts_with("Describe")
+                && !l.starts_with("Get")
+                && !l.starts_with("AWS API")
+        })
+        .map(str::to_string)
+        .collect();
+    assert!(aws_writes.is_empty(), "{aws_writes:?}");
+
+    let out = finish(hybrid(&moto, &emu, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+
+    // Drift inside the cluster shows in the plan, and the next apply mends it.
+    rt().block_on(async {
+        let api = emu.client().await;
+        api.merge_patch("/apis/crd.projectcalico.org/v1/ipamconfigs/default", &json!({ "spec": { "strictAffinity": false } }))
+            .await
+            .unwrap();
+    });
+    let out = finish(hybrid(&moto, &emu, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("~ IPAMConfig/default"), "{}", text(&out.stdout));
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("IPAMConfig/default updated"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn nodes_that_never_become_ready_are_named_with_their_console_output() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start(false);
+    let file = write_cluster("sigma", 1);
+    let _kubelets = Kubelets::start(moto.url.clone(), emu.url.clone(), "sigma", &["win-0"]);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "3"]).spawn().unwrap());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("1 node(s) not Ready after 3s"), "{stderr}");
+    assert!(stderr.contains("win-0 (ip-") && stderr.contains("not registered"), "{stderr}");
+    assert!(stderr.contains("console:"), "the console output tail is shown: {stderr}");
+    assert!(
+        !stderr.contains("game-0 (ip-10") || !stderr.contains("game-0 (ip-10-42-0-5.ec2.internal, i-"),
+        "only the missing node is reported"
+    );
+}
+
+#[test]
+fn scale_down_drains_the_node_before_terminating_it() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start(false);
+    let file = write_cluster("tau", 2);
+    let _kubelets = Kubelets::start(moto.url.clone(), emu.url.clone(), "tau", &[]);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // A workload pod and a DaemonSet pod on game-1's node (the slot scale-down removes).
+    let game1_node = slot_node(&moto, "game-1");
+    rt().block_on(async {
+        let api = emu.client().await;
+        for (name, owner) in [("web-1", None), ("calico-node-x", Some("DaemonSet"))] {
+            let mut pod = json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name, "namespace": "default", "labels": { "app": name } }, "spec": { "nodeName": game1_node } });
+            if let Some(kind) = owner {
+                pod["metadata"]["ownerReferences"] = json!([{ "kind": kind, "name": "calico-node", "apiVersion": "apps/v1", "uid": "1" }]);
+            }
+            api.create("/api/v1/namespaces/default/pods", &pod).await.unwrap();
+        }
+    });
+
+    let file = write_cluster("tau", 1);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes"]).spawn().unwrap());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let at = |needle: &str| stderr.find(needle).unwrap_or_else(|| panic!("missing `{needle}` in:\n{stderr}"));
+    let cordon = at(&format!("node {game1_node}: cordoned"));
+    let evicted = at(&format!("node {game1_node}: evicted default/"));
+    let deleted = at(&format!("node {game1_node}: drained and deleted"));
+    let terminate = at("terminating 1 instance(s)");
+    assert!(cordon < evicted && evicted < deleted && deleted < terminate, "drain must precede termination:\n{stderr}");
+    rt().block_on(async {
+        let api = emu.client().await;
+        assert!(api.get(&format!("/api/v1/nodes/{game1_node}")).await.unwrap().is_none());
+        assert!(api.get("/api/v1/namespaces/default/pods/web-1").await.unwrap().is_none(), "the workload was evicted");
+        assert!(api.get("/api/v1/namespaces/default/pods/calico-node-x").await.unwrap().is_some(), "DaemonSet pods are not evicted");
+    });
+}
+
+#[test]
+fn a_disruption_budget_that_blocks_the_drain_stops_before_terminating() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start(false);
+    let file = write_cluster("upsilon", 2);
+    let _kubelets = Kubelets::start(moto.url.clone(), emu.url.clone(), "upsilon", &[]);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let game1_node = slot_node(&moto, "game-1");
+    rt().block_on(async {
+        let api = emu.client().await;
+        api.create("/api/v1/namespaces/default/pods", &json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "db-0", "namespace": "default", "labels": { "app": "db" } }, "spec": { "nodeName": game1_node } })).await.unwrap();
+        api.create("/apis/policy/v1/namespaces/default/poddisruptionbudgets", &json!({ "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": { "name": "db", "namespace": "default" }, "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": "db" } } } })).await.unwrap();
+    });
+    let out = finish(
+        hybrid(&moto, &emu, &["apply", write_cluster("upsilon", 1).to_str().unwrap(), "--yes", "--drain-timeout", "2"]).spawn().unwrap(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not drain node") && stderr.contains("PodDisruptionBudget blocks evicting default/db-0"), "{stderr}");
+    assert!(stderr.contains("nothing was terminated"), "{stderr}");
+    assert!(!stderr.contains("terminating"), "{stderr}");
+}
+
+/// The private DNS name (= node name) of the instance in `slot`.
+fn slot_node(moto: &Moto, slot: &str) -> String {
+    rt().block_on(async {
+        let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&moto.url)
+            .credentials_provider(creds)
+            .load()
+            .await;
+        let out = aws_sdk_ec2::Client::new(&conf)
+            .describe_instances()
+            .filters(Filter::builder().name("tag:hybrid:slot").values(slot).build())
+            .filters(Filter::builder().name("instance-state-name").values("running").build())
+            .send()
+            .await
+            .unwrap();
+        out.reservations()[0].instances()[0].private_dns_name().unwrap().to_string()
+    })
+}
