@@ -53,10 +53,17 @@ labels = {{ "game.example.com/role" = "tools" }}
     path
 }
 
+/// hybrid against moto, reaching the emulator as the cluster's API server
+/// and looking often while waiting.
 fn hybrid(moto: &Moto, emu: &KubeEmulator, args: &[&str]) -> Command {
+    let mut c = hybrid_aws(moto, args);
+    c.args(["--api-server", &emu.url, "--poll-ms", "200"]);
+    c
+}
+
+fn hybrid_aws(moto: &Moto, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid"));
     c.args(args)
-        .args(["--api-server", &emu.url, "--poll-ms", "200"])
         .current_dir(root())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -329,4 +336,50 @@ fn slot_node(moto: &Moto, slot: &str) -> String {
             .unwrap();
         out.reservations()[0].instances()[0].private_dns_name().unwrap().to_string()
     })
+}
+
+/// `hybrid kubeconfig`: a private file, nothing secret on the terminal, a
+/// client certificate the cluster CA signed, and a file kube can use.
+#[test]
+fn kubeconfig_is_minted_from_the_stored_ca() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start(false);
+    let file = write_cluster("phi", 1);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dir = file.parent().unwrap();
+    let path = dir.join("admin.yaml");
+    let out = finish(
+        hybrid_aws(&moto, &["kubeconfig", file.to_str().unwrap(), "-o", path.to_str().unwrap(), "--api-server", &emu.url]).spawn().unwrap(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("context hybrid-phi") && !stdout.contains("PRIVATE KEY") && !text(&out.stderr).contains("PRIVATE KEY"),
+        "{stdout}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let doc = crate::tools::yaml_to_json(&yaml).unwrap();
+    assert_eq!(doc[0]["current-context"], "hybrid-phi");
+    // The client certificate chains to the CA stored in SSM.
+    use base64::Engine;
+    let b64 = |v: &Value| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap()).unwrap();
+    let (ca, cert) =
+        (b64(&doc[0]["clusters"][0]["cluster"]["certificate-authority-data"]), b64(&doc[0]["users"][0]["user"]["client-certificate-data"]));
+    std::fs::write(dir.join("ca.crt"), &ca).unwrap();
+    std::fs::write(dir.join("client.crt"), &cert).unwrap();
+    let verify = Command::new("openssl").args(["verify", "-CAfile"]).arg(dir.join("ca.crt")).arg(dir.join("client.crt")).output().unwrap();
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+    let subject = Command::new("openssl").args(["x509", "-noout", "-subject", "-in"]).arg(dir.join("client.crt")).output().unwrap();
+    assert!(text(&subject.stdout).contains("kubeadm:cluster-admins"), "{}", text(&subject.stdout));
+    // And it works as a kubeconfig.
+    rt().block_on(async {
+        let api = hybrid::adapters::kube::KubeClient::from_kubeconfig_yaml(&yaml).await.unwrap();
+        assert!(api.get("/version").await.unwrap().is_some());
+    });
 }
