@@ -175,6 +175,25 @@ cluster's tag), the SSM parameters and the lock. Afterwards nothing tagged for t
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Destroy every cluster whose time-to-live has passed (for cron or CI).
+    #[command(long_about = "\
+Find every hybrid cluster in the given regions whose hybrid:expires tag (set at creation from \
+the file's ttl) lies in the past, and destroy it as `hybrid destroy` would. Clusters without a \
+ttl are never touched. --dry-run only lists; otherwise --yes is required, since it runs \
+unattended.")]
+    Reap {
+        #[command(flatten)]
+        aws: AwsArgs,
+        /// Region to look in (repeatable; default: AWS_REGION).
+        #[arg(long = "region", value_name = "REGION")]
+        regions: Vec<String>,
+        /// List what would be destroyed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Destroy without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Write a kubeconfig with a freshly minted admin certificate.
     #[command(long_about = "\
 Mint an admin client certificate from the cluster CA stored in SSM (valid 24 hours, group \

@@ -45,6 +45,8 @@ pub enum Error {
     Kube(#[from] crate::adapters::kube::KubeError),
     #[error(transparent)]
     Converge(#[from] crate::converge::ConvergeError),
+    #[error("{0}")]
+    Failed(String),
     #[error("not confirmed: {0}")]
     NotConfirmed(String),
     #[error("interrupted; everything created so far is tagged: run the same command again to converge")]

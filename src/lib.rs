@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod converge;
+pub mod cost;
 pub mod desired;
 pub mod diag;
 pub mod error;

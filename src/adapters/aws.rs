@@ -649,6 +649,28 @@ impl Cloud for AwsCloud {
         self.delete_parameter(&lock_parameter_name(cluster)).await
     }
 
+    async fn expiring_clusters(&self) -> CloudResult<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .ec2
+            .describe_security_groups()
+            .filters(ec2t::Filter::builder().name("tag-key").values(TAG_EXPIRES).build())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            self.count("DescribeSecurityGroups");
+            for g in page.map_err(|e| err("DescribeSecurityGroups", e))?.security_groups() {
+                let (cluster, expires) = (tag_value(g.tags(), TAG_CLUSTER), tag_value(g.tags(), TAG_EXPIRES));
+                if !cluster.is_empty() {
+                    out.push((cluster, expires));
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     async fn console_output(&self, id: &str) -> CloudResult<String> {
         self.count("GetConsoleOutput");
         let out = self.ec2.get_console_output().instance_id(id).latest(true).send().await.map_err(|e| err("GetConsoleOutput", e))?;

@@ -97,6 +97,10 @@ pub trait Cloud {
     async fn try_lock(&self, cluster: &str, lock: &LockInfo) -> CloudResult<Option<LockInfo>>;
     async fn unlock(&self, cluster: &str) -> CloudResult<()>;
 
+    /// Every cluster in the region with a time-to-live: (name, RFC 3339 expiry),
+    /// from the `hybrid:expires` tag of the clusters' security groups.
+    async fn expiring_clusters(&self) -> CloudResult<Vec<(String, String)>>;
+
     /// The instance's serial console output (decoded), for boot diagnostics.
     async fn console_output(&self, id: &str) -> CloudResult<String>;
 

@@ -21,7 +21,7 @@ pub async fn destroy(ui: &Ui, file: &Path, aws: &AwsArgs, lock_args: &LockArgs, 
     result
 }
 
-async fn run<C: Cloud>(cloud: &C, cluster: &str, region: &str, lock_args: &LockArgs, yes: bool) -> Result<()> {
+pub(super) async fn run<C: Cloud>(cloud: &C, cluster: &str, region: &str, lock_args: &LockArgs, yes: bool) -> Result<()> {
     let found = cloud.discover(cluster).await?;
     if found.is_empty() {
         println!("Nothing to destroy: no resources are tagged for cluster {cluster} in {region}.");

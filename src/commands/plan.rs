@@ -62,6 +62,7 @@ pub async fn plan(ui: &Ui, file: &Path, opts: &PlanOptions<'_>) -> Result<i32> {
                 KubeView::Unreachable(why) => println!("\nKubernetes: {why}; cluster-level changes are not shown."),
                 _ => {}
             }
+            println!("\n{}", crate::cost::estimate(&spec).to_text().trim_end());
         }
         OutputFormat::Json => {
             let mut v: serde_json::Value = serde_json::from_str(&show::plan_json(&plan)).expect("plan JSON parses");

@@ -485,3 +485,46 @@ fn apply_without_a_terminal_or_yes_refuses() {
     assert!(seen.is_empty());
     moto.reset();
 }
+
+/// `hybrid reap` destroys clusters whose hybrid:expires has passed and no
+/// others; --dry-run changes nothing; without --yes it refuses.
+#[test]
+fn reap_destroys_only_expired_clusters() {
+    let moto = Moto::start();
+    let (old, young) = (Cluster::new("kappa"), Cluster::new("lambda"));
+    apply(&moto.url, &old.write(1, 0, "m6i.xlarge"));
+    apply(&moto.url, &young.write(1, 0, "m6i.xlarge"));
+    rt().block_on(async {
+        let (ec2, _) = clients(&moto.url).await;
+        let sg = ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("tag:hybrid:cluster").values("kappa").build())
+            .send()
+            .await
+            .unwrap();
+        let id = sg.security_groups()[0].group_id().unwrap().to_string();
+        ec2.create_tags()
+            .resources(id)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("hybrid:expires").value("2020-01-01T00:00:00Z").build())
+            .send()
+            .await
+            .unwrap();
+    });
+    let out = ok(&hybrid_at(&moto.url, &["reap", "--region", "us-east-1", "--dry-run"]));
+    assert!(out.contains("would destroy kappa") && out.contains("keep     lambda"), "{out}");
+    let refused = hybrid_at(&moto.url, &["reap", "--region", "us-east-1"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        rt().block_on(async { instances(&clients(&moto.url).await.0, "kappa").await.len() }),
+        2,
+        "dry-run and refusal change nothing"
+    );
+
+    let out = ok(&hybrid_at(&moto.url, &["reap", "--region", "us-east-1", "--yes"]));
+    assert!(out.contains("destroy  kappa") && out.contains("Destroy complete!"), "{out}");
+    rt().block_on(async {
+        let ec2 = clients(&moto.url).await.0;
+        assert!(instances(&ec2, "kappa").await.is_empty());
+        assert_eq!(instances(&ec2, "lambda").await.len(), 2);
+    });
+}
