@@ -175,6 +175,19 @@ cluster's tag), the SSM parameters and the lock. Afterwards nothing tagged for t
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// One screen with every pool and node: instance, state, Ready, build, age, time to Ready.
+    #[command(long_about = "\
+Show every pool and node of the cluster: instance id and state, node name, Ready, Windows build, \
+age, and each node's time from launch to Ready, with the cluster's expiry. Node details come \
+from the Kubernetes API when it answers within 10 seconds.")]
+    Status {
+        file: PathBuf,
+        #[command(flatten)]
+        aws: AwsArgs,
+        /// Reach the API server here instead of the control plane's public address.
+        #[arg(long, value_name = "URL")]
+        api_server: Option<String>,
+    },
     /// Destroy every cluster whose time-to-live has passed (for cron or CI).
     #[command(long_about = "\
 Find every hybrid cluster in the given regions whose hybrid:expires tag (set at creation from \

@@ -25,3 +25,4 @@ pub mod net;
 pub mod pki;
 pub mod plan;
 pub mod show;
+pub mod status;

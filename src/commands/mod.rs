@@ -9,6 +9,7 @@ mod plan;
 mod reap;
 mod render;
 mod schema;
+mod status;
 mod validate;
 
 use std::io::IsTerminal;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let opts = apply::ApplyOptions { aws: &aws, cluster: &cluster, lock: &lock, yes, templates: templates.as_deref(), api_stats };
             runtime().block_on(apply::apply(&ui, &file, &opts)).map(|_| 0)
         }
+        Command::Status { file, aws, api_server } => runtime().block_on(status::status(&ui, &file, &aws, api_server.as_deref())).map(|_| 0),
         Command::Reap { aws, regions, dry_run, yes } => runtime().block_on(reap::reap(&aws, &regions, dry_run, yes)).map(|_| 0),
         Command::Destroy { file, aws, lock, yes } => {
             runtime().block_on(destroy::destroy(&ui, &file, &aws, &lock, yes, api_stats)).map(|_| 0)
@@ -76,7 +78,12 @@ fn run_sync(ui: &Ui, command: Command) -> Result<()> {
         Command::Validate { file } => validate::validate(ui, &file).map(|_| ()),
         Command::Schema { format } => schema::schema(format),
         Command::Render { file, out, secrets, templates } => render::render(ui, &file, &out, secrets.as_deref(), templates.as_deref()),
-        Command::Plan { .. } | Command::Apply { .. } | Command::Destroy { .. } | Command::Kubeconfig { .. } | Command::Reap { .. } => {
+        Command::Plan { .. }
+        | Command::Apply { .. }
+        | Command::Destroy { .. }
+        | Command::Kubeconfig { .. }
+        | Command::Reap { .. }
+        | Command::Status { .. } => {
             unreachable!("async commands are dispatched in run")
         }
     }

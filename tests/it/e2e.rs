@@ -123,11 +123,16 @@ impl Kubelets {
                             continue;
                         }
                         let os = if slot.starts_with("win") { "windows" } else { "linux" };
+                        let mut labels = json!({ "kubernetes.io/os": os });
+                        if os == "windows" {
+                            labels["node.kubernetes.io/windows-build"] = json!("10.0.20348");
+                        }
+                        let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
                         let node = json!({
                             "apiVersion": "v1", "kind": "Node",
-                            "metadata": { "name": dns, "labels": { "kubernetes.io/os": os } },
+                            "metadata": { "name": dns, "labels": labels },
                             "spec": {},
-                            "status": { "conditions": [{ "type": "Ready", "status": "True", "message": "kubelet is posting ready status" }] },
+                            "status": { "conditions": [{ "type": "Ready", "status": "True", "message": "kubelet is posting ready status", "lastTransitionTime": now }] },
                         });
                         api.create("/api/v1/nodes", &node).await.unwrap();
                     }
@@ -219,6 +224,19 @@ fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
 
     let out = finish(hybrid(&moto, &emu, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]).spawn().unwrap());
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+
+    // Status: every node, Ready, the Windows build, age and time to Ready.
+    let out = finish(hybrid_aws(&moto, &["status", file.to_str().unwrap(), "--api-server", &emu.url]).spawn().unwrap());
+    let table = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(table.starts_with("Cluster omega in us-east-1, no expiry\n"), "{table}");
+    assert!(table.lines().nth(1).unwrap().starts_with("POOL"), "{table}");
+    let rows: Vec<&str> = table.lines().skip(2).collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    assert!(rows.iter().all(|r| r.contains(" running ") && r.contains(" True ")), "{table}");
+    assert!(rows.iter().any(|r| r.starts_with("win ") && r.contains("10.0.20348")), "{table}");
+    let unreachable = finish(hybrid_aws(&moto, &["status", file.to_str().unwrap(), "--api-server", "http://127.0.0.1:9"]).spawn().unwrap());
+    assert!(text(&unreachable.stdout).contains("node columns unknown (?)"), "{}", text(&unreachable.stdout));
 
     // Drift inside the cluster shows in the plan, and the next apply mends it.
     rt().block_on(async {

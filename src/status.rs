@@ -1,0 +1,166 @@
+//! The one-screen status of a cluster: every node with its instance, state,
+//! Kubernetes readiness, Windows build, age and time from launch to Ready.
+//! Pure: built from an inventory, the Node objects (if the API answered)
+//! and the current time.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::inventory::Inventory;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub pool: String,
+    pub slot: String,
+    pub instance: String,
+    pub state: String,
+    pub node: String,
+    /// `True`, `False`, `Unknown`, or `-` when the node has not registered.
+    pub ready: String,
+    pub windows_build: String,
+    pub age: String,
+    pub time_to_ready: String,
+}
+
+/// `nodes`: `None` when the API did not answer.
+pub fn rows(inventory: &Inventory, nodes: Option<&[Value]>, now: OffsetDateTime) -> Vec<Row> {
+    let by_name: BTreeMap<&str, &Value> =
+        nodes.unwrap_or_default().iter().filter_map(|n| Some((n["metadata"]["name"].as_str()?, n))).collect();
+    let mut instances: Vec<_> = inventory.instances.iter().collect();
+    instances.sort_by(|a, b| (&a.group, &a.slot).cmp(&(&b.group, &b.slot)));
+    instances
+        .into_iter()
+        .map(|i| {
+            let launched = OffsetDateTime::parse(&i.launch_time, &Rfc3339).ok();
+            let node = i.private_dns.as_deref().and_then(|d| by_name.get(d).copied());
+            let ready = node.and_then(|n| n["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready").cloned());
+            let ready_since = ready
+                .as_ref()
+                .filter(|c| c["status"] == "True")
+                .and_then(|c| OffsetDateTime::parse(c["lastTransitionTime"].as_str()?, &Rfc3339).ok());
+            Row {
+                pool: i.group.clone(),
+                slot: i.slot.clone(),
+                instance: i.id.clone(),
+                state: i.state.clone(),
+                node: i.private_dns.clone().unwrap_or_else(|| "-".into()),
+                ready: match (nodes, &ready) {
+                    (None, _) => "?".into(),
+                    (Some(_), Some(c)) => c["status"].as_str().unwrap_or("Unknown").into(),
+                    (Some(_), None) => "-".into(),
+                },
+                windows_build: node
+                    .and_then(|n| n["metadata"]["labels"]["node.kubernetes.io/windows-build"].as_str())
+                    .unwrap_or("-")
+                    .into(),
+                age: launched.map_or("-".into(), |l| duration(now - l)),
+                time_to_ready: match (launched, ready_since) {
+                    (Some(l), Some(r)) => duration(r - l),
+                    _ => "-".into(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// `3d4h`, `2h5m`, `4m12s`, `9s`.
+pub fn duration(d: time::Duration) -> String {
+    let s = d.whole_seconds().max(0);
+    let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match () {
+        _ if days > 0 => format!("{days}d{hours}h"),
+        _ if hours > 0 => format!("{hours}h{minutes}m"),
+        _ if minutes > 0 => format!("{minutes}m{seconds}s"),
+        _ => format!("{seconds}s"),
+    }
+}
+
+pub fn to_text(cluster: &str, region: &str, expires: Option<&str>, rows: &[Row], api_note: Option<&str>, now: OffsetDateTime) -> String {
+    let expiry = match expires.and_then(|e| OffsetDateTime::parse(e, &Rfc3339).ok()) {
+        Some(t) if t > now => format!("expires {} (in {})", expires.unwrap_or_default(), duration(t - now)),
+        Some(_) => format!("EXPIRED at {}: `hybrid reap` will destroy it", expires.unwrap_or_default()),
+        None => "no expiry".into(),
+    };
+    let mut out = format!("Cluster {cluster} in {region}, {expiry}\n");
+    let header = ["POOL", "SLOT", "INSTANCE", "STATE", "NODE", "READY", "WINDOWS BUILD", "AGE", "TIME TO READY"];
+    let cells: Vec<[String; 9]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.pool.clone(),
+                r.slot.clone(),
+                r.instance.clone(),
+                r.state.clone(),
+                r.node.clone(),
+                r.ready.clone(),
+                r.windows_build.clone(),
+                r.age.clone(),
+                r.time_to_ready.clone(),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: Vec<&str>| {
+        cols.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(header.to_vec()));
+    for row in &cells {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    if rows.is_empty() {
+        out.push_str("(no instances)\n");
+    }
+    if let Some(note) = api_note {
+        out.push_str(&format!("Kubernetes: {note}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Instance;
+    use serde_json::json;
+
+    #[test]
+    fn rows_join_instances_and_nodes() {
+        let now = OffsetDateTime::parse("2026-11-23T12:00:00Z", &Rfc3339).unwrap();
+        let inv = Inventory {
+            instances: vec![Instance {
+                id: "i-1".into(),
+                slot: "win-0".into(),
+                group: "win".into(),
+                spec_hash: "x".into(),
+                state: "running".into(),
+                instance_type: "m6i.xlarge".into(),
+                image_id: "ami-1".into(),
+                private_ip: None,
+                private_dns: Some("ip-10-0-0-5.ec2.internal".into()),
+                public_ip: None,
+                launch_time: "2026-11-23T11:00:00Z".into(),
+            }],
+            ..Inventory::default()
+        };
+        let nodes = vec![json!({
+            "metadata": { "name": "ip-10-0-0-5.ec2.internal", "labels": { "node.kubernetes.io/windows-build": "10.0.20348" } },
+            "status": { "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": "2026-11-23T11:12:30Z" }] },
+        })];
+        let r = &rows(&inv, Some(&nodes), now)[0];
+        assert_eq!(
+            (r.ready.as_str(), r.windows_build.as_str(), r.age.as_str(), r.time_to_ready.as_str()),
+            ("True", "10.0.20348", "1h0m", "12m30s")
+        );
+        assert_eq!(rows(&inv, None, now)[0].ready, "?");
+        let text = to_text("dev", "us-east-1", Some("2026-11-23T20:00:00Z"), &rows(&inv, Some(&nodes), now), None, now);
+        assert!(text.starts_with("Cluster dev in us-east-1, expires 2026-11-23T20:00:00Z (in 8h0m)\n"), "{text}");
+        assert!(text.contains("win   win-0  i-1       running  ip-10-0-0-5.ec2.internal  True   10.0.20348     1h0m  12m30s"), "{text}");
+    }
+}
