@@ -175,6 +175,31 @@ cluster's tag), the SSM parameters and the lock. Afterwards nothing tagged for t
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Deploy a small Linux + Windows workload and check the cluster works end to end.
+    #[command(
+        long_about = "\
+Deploy nginx on Linux and a Windows web server for each Windows build (through its RuntimeClass) \
+into the namespace hybrid-verify, then run the checks of the Kubernetes Windows guide as Jobs: \
+pod-to-pod across Linux and Windows, Service ClusterIP, DNS from both sides, NodePort from a \
+node, outbound from a Windows pod, and (Calico only) a NetworkPolicy that lets only Windows \
+pods reach nginx. Each check reports pass or fail with its time; everything is deleted \
+afterwards. The manifests are in examples/verify/.",
+        after_help = "Exits 0 when every check passed, 1 otherwise."
+    )]
+    Verify {
+        file: PathBuf,
+        #[command(flatten)]
+        aws: AwsArgs,
+        /// Reach the API server here instead of the control plane's public address.
+        #[arg(long, value_name = "URL")]
+        api_server: Option<String>,
+        /// Seconds each check may take (Windows images are large to pull).
+        #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+        check_timeout: u64,
+        /// How often to look while waiting (tests shorten it).
+        #[arg(long, value_name = "MS", default_value_t = 5000, hide = true)]
+        poll_ms: u64,
+    },
     /// One screen with every pool and node: instance, state, Ready, build, age, time to Ready.
     #[command(long_about = "\
 Show every pool and node of the cluster: instance id and state, node name, Ready, Windows build, \

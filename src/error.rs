@@ -47,6 +47,8 @@ pub enum Error {
     Converge(#[from] crate::converge::ConvergeError),
     #[error("{0}")]
     Failed(String),
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
     #[error("not confirmed: {0}")]
     NotConfirmed(String),
     #[error("interrupted; everything created so far is tagged: run the same command again to converge")]

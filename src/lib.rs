@@ -26,3 +26,4 @@ pub mod pki;
 pub mod plan;
 pub mod show;
 pub mod status;
+pub mod verify;

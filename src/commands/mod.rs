@@ -11,6 +11,7 @@ mod render;
 mod schema;
 mod status;
 mod validate;
+mod verify;
 
 use std::io::IsTerminal;
 
@@ -58,6 +59,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let opts = apply::ApplyOptions { aws: &aws, cluster: &cluster, lock: &lock, yes, templates: templates.as_deref(), api_stats };
             runtime().block_on(apply::apply(&ui, &file, &opts)).map(|_| 0)
         }
+        Command::Verify { file, aws, api_server, check_timeout, poll_ms } => {
+            runtime().block_on(verify::verify(&ui, &file, &aws, api_server.as_deref(), check_timeout, poll_ms)).map(|_| 0)
+        }
         Command::Status { file, aws, api_server } => runtime().block_on(status::status(&ui, &file, &aws, api_server.as_deref())).map(|_| 0),
         Command::Reap { aws, regions, dry_run, yes } => runtime().block_on(reap::reap(&aws, &regions, dry_run, yes)).map(|_| 0),
         Command::Destroy { file, aws, lock, yes } => {
@@ -83,7 +87,8 @@ fn run_sync(ui: &Ui, command: Command) -> Result<()> {
         | Command::Destroy { .. }
         | Command::Kubeconfig { .. }
         | Command::Reap { .. }
-        | Command::Status { .. } => {
+        | Command::Status { .. }
+        | Command::Verify { .. } => {
             unreachable!("async commands are dispatched in run")
         }
     }

@@ -401,3 +401,86 @@ fn kubeconfig_is_minted_from_the_stored_ca() {
         assert!(api.get("/version").await.unwrap().is_some());
     });
 }
+
+/// `hybrid verify` against the emulator: the workload and every check Job
+/// are created, each Job's outcome (set here, as the Job controller would)
+/// is read back and reported, a failure fails the run, and everything is
+/// deleted afterwards. The emulator cannot prove the checks' commands work
+/// on real nodes: no pods run here.
+#[test]
+fn verify_reports_each_check_and_cleans_up() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start(false);
+    let file = write_cluster("chi", 1);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let child =
+        hybrid_aws(&moto, &["verify", file.to_str().unwrap(), "--api-server", &emu.url, "--poll-ms", "100", "--check-timeout", "30"])
+            .spawn()
+            .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let url = emu.url.clone();
+    let jobs = std::thread::spawn(move || {
+        rt().block_on(async move {
+            let api = KubeEmulator { child: None, url }.client().await;
+            let mut seen = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                for job in api.list("/apis/batch/v1/namespaces/hybrid-verify/jobs", None, None).await.unwrap_or_default() {
+                    let name = job["metadata"]["name"].as_str().unwrap().to_string();
+                    if !job["status"].is_null() {
+                        continue;
+                    }
+                    let status = if name == "check-win2022-outbound" {
+                        json!({ "conditions": [{ "type": "Failed", "status": "True" }] })
+                    } else {
+                        json!({ "succeeded": 1 })
+                    };
+                    api.merge_patch(&format!("/apis/batch/v1/namespaces/hybrid-verify/jobs/{name}"), &json!({ "status": status }))
+                        .await
+                        .unwrap();
+                    seen.push(name);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen
+        })
+    });
+    let out = finish(child);
+    stop.store(true, Ordering::Relaxed);
+    let seen = jobs.join().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", text(&out.stderr));
+    for line in [
+        "PASS  linux-to-win2022",
+        "PASS  win2022-to-linux",
+        "PASS  nodeport-win2022",
+        "FAIL  win2022-outbound",
+        "PASS  policy-blocks-linux",
+        "PASS  win2022-policy-allows",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
+    assert!(stdout.contains("6 check(s): 5 passed, 1 failed"), "{stdout}");
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    rt().block_on(async {
+        let api = emu.client().await;
+        for collection in [
+            "/apis/batch/v1/namespaces/hybrid-verify/jobs",
+            "/apis/apps/v1/namespaces/hybrid-verify/deployments",
+            "/api/v1/namespaces/hybrid-verify/services",
+            "/apis/networking.k8s.io/v1/namespaces/hybrid-verify/networkpolicies",
+        ] {
+            assert!(api.list(collection, None, None).await.unwrap().is_empty(), "{collection} was not cleaned up");
+        }
+        assert!(api.get("/api/v1/namespaces/hybrid-verify").await.unwrap().is_none());
+        // The policy existed during the run.
+        let log = api.get("/_test/log").await.unwrap().unwrap();
+        assert!(
+            log.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e[0] == "POST" && e[1] == "/apis/networking.k8s.io/v1/namespaces/hybrid-verify/networkpolicies")
+        );
+    });
+}

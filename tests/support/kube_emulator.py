@@ -10,6 +10,8 @@ kmock 0.8 lacks:
 - a resourceVersion on every write (kmock sets none);
 - the pods/eviction subresource, honouring PodDisruptionBudgets with
   minAvailable (a 429 while an eviction would break the budget);
+- Namespace objects themselves (kmock 0.8 fails on POST /api/v1/namespaces:
+  it reads the collection path as a namespace), kept here;
 - GET /_test/writes: how many writing requests it has served, and
   GET /_test/log: method and path of each, so tests can check "no writes"
   and the order of operations.
@@ -40,6 +42,7 @@ RESOURCES = [
 CALICO_V1 = ["crd.projectcalico.org/v1/ipamconfigs", "crd.projectcalico.org/v1/felixconfigurations", "crd.projectcalico.org/v1/ippools"]
 CALICO_V3 = ["projectcalico.org/v3/ipamconfigurations", "projectcalico.org/v3/felixconfigurations", "projectcalico.org/v3/ippools"]
 EVICTION = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/eviction$")
+NAMESPACE = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
 
 
 def lookup(obj, dotted):
@@ -79,6 +82,37 @@ def field_match(obj, selector):
 class Emulator(kmock.KubernetesEmulator):
     versions = itertools.count(1)
     log = []
+    namespaces = {}
+
+    def namespace_request(self, method, name, data):
+        def status(code, reason, message):
+            return aiohttp.web.json_response({"kind": "Status", "apiVersion": "v1", "code": code, "reason": reason, "message": message}, status=code)
+        if method == "POST" and name is None:
+            ns = data["metadata"]["name"]
+            if ns in self.namespaces:
+                return status(409, "AlreadyExists", f'namespaces "{ns}" already exists')
+            data["metadata"]["resourceVersion"] = str(next(self.versions))
+            self.namespaces[ns] = data
+            return aiohttp.web.json_response(data, status=201)
+        if method == "GET" and name is None:
+            return aiohttp.web.json_response({"kind": "NamespaceList", "apiVersion": "v1", "items": list(self.namespaces.values())})
+        if name not in self.namespaces:
+            return status(404, "NotFound", f'namespaces "{name}" not found')
+        if method == "GET":
+            return aiohttp.web.json_response(self.namespaces[name])
+        if method == "DELETE":
+            return aiohttp.web.json_response(self.namespaces.pop(name))
+        return status(405, "MethodNotAllowed", "not emulated")
+
+    async def __call__(self, raw_request):
+        # Namespace objects are kept here: kmock cannot even parse their
+        # collection path, so this runs before its request parser.
+        ns = NAMESPACE.match(raw_request.path)
+        if ns:
+            body = await raw_request.read()
+            self.log.append((raw_request.method.upper(), raw_request.path))
+            return self.namespace_request(raw_request.method.upper(), ns.group(1), json.loads(body) if body else None)
+        return await super().__call__(raw_request)
 
     async def _handle(self, request):
         if request.url.path == "/_test/writes":

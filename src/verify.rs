@@ -1,0 +1,217 @@
+//! What `hybrid verify` deploys and checks, from the readable manifests in
+//! `examples/verify/` (compiled in). Pure: placeholders filled per Windows
+//! build, YAML parsed into objects, checks listed in order. The command
+//! creates them, reads each check Job's outcome from the API and cleans up.
+
+use serde_json::Value;
+
+use crate::cluster::KubeObject;
+use crate::model::{ClusterSpec, CniPlugin, NodeOs, WindowsVersion};
+
+pub const NAMESPACE: &str = "hybrid-verify";
+
+const NAMESPACE_YAML: &str = include_str!("../examples/verify/namespace.yaml");
+const LINUX_NGINX: &str = include_str!("../examples/verify/linux-nginx.yaml");
+const WINDOWS_WEB: &str = include_str!("../examples/verify/windows-web.yaml");
+const CHECK_LINUX_TO_WINDOWS: &str = include_str!("../examples/verify/check-linux-to-windows.yaml");
+const CHECK_WINDOWS_TO_LINUX: &str = include_str!("../examples/verify/check-windows-to-linux.yaml");
+const CHECK_NODEPORT: &str = include_str!("../examples/verify/check-nodeport.yaml");
+const CHECK_WINDOWS_OUTBOUND: &str = include_str!("../examples/verify/check-windows-outbound.yaml");
+const NETWORK_POLICY: &str = include_str!("../examples/verify/network-policy.yaml");
+const CHECK_POLICY_BLOCKS_LINUX: &str = include_str!("../examples/verify/check-policy-blocks-linux.yaml");
+
+/// First NodePort used; each Windows build gets the next one.
+const NODE_PORT_BASE: u32 = 30480;
+
+/// One check: a Job whose success is the check's success.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub what: String,
+    pub job: KubeObject,
+}
+
+/// A step of the run, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Objects to create (workloads, services, the network policy).
+    Create(Vec<KubeObject>),
+    Check(Check),
+    Skip {
+        name: String,
+        why: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("verify needs a Windows pool and a Linux worker pool with nodes; {0}")]
+    NothingToVerify(String),
+    #[error("a built-in verify manifest does not parse: {0} (a bug in hybrid)")]
+    Manifest(String),
+}
+
+fn build_slug(v: WindowsVersion) -> &'static str {
+    match v {
+        WindowsVersion::Ws2019 => "win2019",
+        WindowsVersion::Ws2022 => "win2022",
+        WindowsVersion::Ws2025 => "win2025",
+    }
+}
+
+/// Parses a (multi-document) manifest after filling `${NAME}` placeholders.
+fn objects(yaml: &str, vars: &[(&str, String)]) -> Result<Vec<KubeObject>, VerifyError> {
+    let mut text = yaml.to_string();
+    for (k, v) in vars {
+        text = text.replace(&format!("${{{k}}}"), v);
+    }
+    let mut out = Vec::new();
+    for doc in text.split("\n---\n") {
+        let value: Value = serde_saphyr::from_str(doc).map_err(|e| VerifyError::Manifest(e.to_string()))?;
+        // NodePorts are numbers; a filled placeholder arrives as a string.
+        out.push(to_object(fix_ports(value))?);
+    }
+    Ok(out)
+}
+
+fn fix_ports(mut v: Value) -> Value {
+    if let Some(ports) = v["spec"]["ports"].as_array_mut() {
+        for p in ports {
+            if let Some(n) = p["nodePort"].as_str().and_then(|s| s.parse::<u64>().ok()) {
+                p["nodePort"] = Value::from(n);
+            }
+        }
+    }
+    v
+}
+
+fn to_object(body: Value) -> Result<KubeObject, VerifyError> {
+    let api_version = body["apiVersion"].as_str().unwrap_or_default();
+    let kind = body["kind"].as_str().unwrap_or_default();
+    let name = body["metadata"]["name"].as_str().ok_or_else(|| VerifyError::Manifest(format!("{kind} without a name")))?.to_string();
+    let plural = match kind {
+        "NetworkPolicy" => "networkpolicies".to_string(),
+        k => format!("{}s", k.to_ascii_lowercase()),
+    };
+    let base = if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") };
+    let collection = match body["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{base}/namespaces/{ns}/{plural}"),
+        None => format!("{base}/{plural}"),
+    };
+    Ok(KubeObject { collection, name, body })
+}
+
+fn check(name_prefix: &str, what: String, yaml: &str, vars: &[(&str, String)]) -> Result<Check, VerifyError> {
+    let job = objects(yaml, vars)?.remove(0);
+    Ok(Check { name: job.name.strip_prefix(name_prefix).unwrap_or(&job.name).to_string(), what, job })
+}
+
+pub fn plan(spec: &ClusterSpec) -> Result<Vec<Step>, VerifyError> {
+    let mut builds: Vec<WindowsVersion> =
+        spec.windows_pools().filter(|p| p.count > 0).filter_map(|p| if let NodeOs::Windows(v) = p.os { Some(v) } else { None }).collect();
+    builds.sort();
+    builds.dedup();
+    let linux_workers: u32 = spec.pools.iter().filter(|p| !p.os.is_windows()).map(|p| p.count).sum();
+    if builds.is_empty() || linux_workers == 0 {
+        return Err(VerifyError::NothingToVerify(format!(
+            "this cluster has {} Windows build(s) and {linux_workers} Linux worker(s)",
+            builds.len()
+        )));
+    }
+    let mut setup = objects(NAMESPACE_YAML, &[])?;
+    setup.extend(objects(LINUX_NGINX, &[])?);
+    let mut steps = Vec::new();
+    let mut checks = Vec::new();
+    let mut policy_allows = Vec::new();
+    for (i, v) in builds.iter().enumerate() {
+        let vars = [
+            ("BUILD", build_slug(*v).to_string()),
+            ("RUNTIME_CLASS", v.name().to_string()),
+            ("LTSC", v.ltsc_tag().to_string()),
+            ("NODE_PORT", (NODE_PORT_BASE + i as u32).to_string()),
+        ];
+        setup.extend(objects(WINDOWS_WEB, &vars)?);
+        let b = build_slug(*v);
+        checks.push(check("check-", format!("Linux pod → {b} pod via ClusterIP and DNS"), CHECK_LINUX_TO_WINDOWS, &vars)?);
+        checks.push(check("check-", format!("{b} pod → Linux nginx via ClusterIP and DNS"), CHECK_WINDOWS_TO_LINUX, &vars)?);
+        checks.push(check("check-", format!("NodePort of the {b} web server from a node"), CHECK_NODEPORT, &vars)?);
+        checks.push(check("check-", format!("outbound internet from a {b} pod"), CHECK_WINDOWS_OUTBOUND, &vars)?);
+        let mut allowed = check("check-", format!("{b} pod still reaches nginx under the policy"), CHECK_WINDOWS_TO_LINUX, &vars)?;
+        allowed.job.name = format!("check-{b}-policy-allows");
+        allowed.job.body["metadata"]["name"] = Value::from(allowed.job.name.clone());
+        allowed.name = format!("{b}-policy-allows");
+        policy_allows.push(allowed);
+    }
+    steps.push(Step::Create(setup));
+    steps.extend(checks.into_iter().map(Step::Check));
+    match spec.cni.plugin {
+        CniPlugin::Calico => {
+            steps.push(Step::Create(objects(NETWORK_POLICY, &[])?));
+            steps.push(Step::Check(check("check-", "the policy keeps Linux pods away from nginx".into(), CHECK_POLICY_BLOCKS_LINUX, &[])?));
+            steps.extend(policy_allows.into_iter().map(Step::Check));
+        }
+        CniPlugin::Flannel => {
+            steps.push(Step::Skip { name: "network-policy".into(), why: "flannel does not enforce NetworkPolicy".into() })
+        }
+    }
+    Ok(steps)
+}
+
+/// A Job's outcome so far: `Some(true)` succeeded, `Some(false)` failed.
+pub fn job_outcome(job: &Value) -> Option<bool> {
+    let conditions = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let has = |t: &str| conditions.iter().any(|c| c["type"] == t && c["status"] == "True");
+    if job["status"]["succeeded"].as_u64().unwrap_or(0) > 0 || has("Complete") {
+        Some(true)
+    } else if has("Failed") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calico_plan_checks_every_build_and_the_policy() {
+        let spec = crate::config::load(include_str!("../clusters/dev.toml")).spec.unwrap();
+        let steps = plan(&spec).unwrap();
+        let names: Vec<String> = steps.iter().filter_map(|s| if let Step::Check(c) = s { Some(c.name.clone()) } else { None }).collect();
+        assert_eq!(
+            names,
+            [
+                "linux-to-win2022",
+                "win2022-to-linux",
+                "nodeport-win2022",
+                "win2022-outbound",
+                "policy-blocks-linux",
+                "win2022-policy-allows"
+            ]
+        );
+        let Step::Create(setup) = &steps[0] else { panic!() };
+        let web = setup.iter().find(|o| o.name == "win-web-win2022" && o.body["kind"] == "Deployment").unwrap();
+        assert_eq!(web.collection, "/apis/apps/v1/namespaces/hybrid-verify/deployments");
+        assert_eq!(web.body["spec"]["template"]["spec"]["runtimeClassName"], "windows-2022");
+        assert!(web.body["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().ends_with("ltsc2022"));
+        let svc = setup.iter().find(|o| o.name == "win-web-win2022" && o.body["kind"] == "Service").unwrap();
+        assert_eq!(svc.body["spec"]["ports"][0]["nodePort"], 30480);
+    }
+
+    #[test]
+    fn flannel_skips_the_policy_with_a_reason() {
+        let spec = crate::config::load(include_str!("../clusters/qa.toml")).spec.unwrap();
+        let steps = plan(&spec).unwrap();
+        assert!(steps.iter().any(|s| matches!(s, Step::Skip { name, .. } if name == "network-policy")));
+        let checks = steps.iter().filter(|s| matches!(s, Step::Check(_))).count();
+        assert_eq!(checks, 8, "four checks for each of the two Windows builds");
+    }
+
+    #[test]
+    fn job_outcomes() {
+        assert_eq!(job_outcome(&serde_json::json!({ "status": { "succeeded": 1 } })), Some(true));
+        assert_eq!(job_outcome(&serde_json::json!({ "status": { "conditions": [{ "type": "Failed", "status": "True" }] } })), Some(false));
+        assert_eq!(job_outcome(&serde_json::json!({ "status": { "active": 1 } })), None);
+    }
+}
