@@ -200,6 +200,36 @@ afterwards. The manifests are in examples/verify/.",
         #[arg(long, value_name = "MS", default_value_t = 5000, hide = true)]
         poll_ms: u64,
     },
+    /// Gather one node's bootstrap diagnostics into a folder and show what matters.
+    #[command(long_about = "\
+Collect a node's EC2 console output and, over SSH (the system's OpenSSH client; Windows nodes \
+run the OpenSSH server from boot), its bootstrap log, cloud-init output (Linux), kubelet and \
+containerd logs, into a folder, then print the lines that matter: earlier errors and the tail. \
+NODE is a slot (win-tools-0), a node name or an instance id. SSH reaches the node's public \
+address (allowed from admin_cidrs) as ubuntu, ec2-user or Administrator, with the key pair \
+named in the file (--identity points at its private key).")]
+    Logs {
+        file: PathBuf,
+        /// Slot, node name or instance id.
+        node: String,
+        #[command(flatten)]
+        aws: AwsArgs,
+        /// Folder to write into (default: ./hybrid-logs/<cluster>/<slot>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Private key for SSH.
+        #[arg(long, short = 'i', value_name = "PATH")]
+        identity: Option<PathBuf>,
+        /// SSH login (default: ubuntu, ec2-user or Administrator, by OS).
+        #[arg(long, value_name = "USER")]
+        ssh_user: Option<String>,
+        /// Reach SSH here (HOST or HOST:PORT) instead of the node's public address, e.g. a bastion tunnel.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        ssh_host: Option<String>,
+        /// How many lines of each log to print.
+        #[arg(long, default_value_t = 20)]
+        lines: usize,
+    },
     /// One screen with every pool and node: instance, state, Ready, build, age, time to Ready.
     #[command(long_about = "\
 Show every pool and node of the cluster: instance id and state, node name, Ready, Windows build, \

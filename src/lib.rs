@@ -16,6 +16,7 @@ pub mod converge;
 pub mod cost;
 pub mod desired;
 pub mod diag;
+pub mod diagnostics;
 pub mod error;
 pub mod execute;
 pub mod inventory;

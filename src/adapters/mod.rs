@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod kube;
+pub mod ssh;
 
 use std::collections::BTreeMap;
 

@@ -5,6 +5,7 @@ mod apply;
 mod cluster;
 mod destroy;
 mod kubeconfig;
+mod logs;
 mod plan;
 mod reap;
 mod render;
@@ -62,6 +63,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Verify { file, aws, api_server, check_timeout, poll_ms } => {
             runtime().block_on(verify::verify(&ui, &file, &aws, api_server.as_deref(), check_timeout, poll_ms)).map(|_| 0)
         }
+        Command::Logs { file, node, aws, out, identity, ssh_user, ssh_host, lines } => {
+            let opts = logs::LogsOptions {
+                out: out.as_deref(),
+                identity: identity.as_deref(),
+                ssh_user: ssh_user.as_deref(),
+                ssh_host: ssh_host.as_deref(),
+                lines,
+            };
+            runtime().block_on(logs::logs(&ui, &file, &node, &aws, &opts)).map(|_| 0)
+        }
         Command::Status { file, aws, api_server } => runtime().block_on(status::status(&ui, &file, &aws, api_server.as_deref())).map(|_| 0),
         Command::Reap { aws, regions, dry_run, yes } => runtime().block_on(reap::reap(&aws, &regions, dry_run, yes)).map(|_| 0),
         Command::Destroy { file, aws, lock, yes } => {
@@ -88,7 +99,8 @@ fn run_sync(ui: &Ui, command: Command) -> Result<()> {
         | Command::Kubeconfig { .. }
         | Command::Reap { .. }
         | Command::Status { .. }
-        | Command::Verify { .. } => {
+        | Command::Verify { .. }
+        | Command::Logs { .. } => {
             unreachable!("async commands are dispatched in run")
         }
     }

@@ -528,3 +528,54 @@ fn reap_destroys_only_expired_clusters() {
         assert_eq!(instances(&ec2, "lambda").await.len(), 2);
     });
 }
+
+/// `hybrid logs`: the EC2 console output from moto and, over a real SSH
+/// server on loopback standing in for the node, the Linux collectors. What
+/// this cannot prove: the Windows commands (no Windows host here), which
+/// are recorded as not collected.
+#[test]
+fn logs_gathers_console_output_and_ssh_diagnostics() {
+    let moto = Moto::start();
+    let sshd = crate::sshd::Sshd::start();
+    let c = Cluster::new("psi");
+    let file = c.write(1, 1, "m6i.xlarge");
+    apply(&moto.url, &file);
+    let out_dir = c.dir.join("logs");
+    let host = format!("127.0.0.1:{}", sshd.port);
+    let args = |node: &'static str, out: &'static str| {
+        vec![
+            "logs".to_string(),
+            file.to_str().unwrap().to_string(),
+            node.to_string(),
+            "--out".into(),
+            out_dir.join(out).to_str().unwrap().to_string(),
+            "--ssh-host".into(),
+            host.clone(),
+            "--ssh-user".into(),
+            sshd.user.clone(),
+            "-i".into(),
+            sshd.client_key.to_str().unwrap().to_string(),
+        ]
+    };
+    let linux: Vec<String> = args("game-0", "game");
+    let out = hybrid_at(&moto.url, &linux.iter().map(String::as_str).collect::<Vec<_>>());
+    let stdout = ok(&out);
+    assert!(stdout.contains("== game-0 (i-") && stdout.contains("console output"), "{stdout}");
+    assert!(!std::fs::read_to_string(out_dir.join("game/console.log")).unwrap().is_empty());
+    let system = std::fs::read_to_string(out_dir.join("game/system.txt")).unwrap();
+    assert!(system.contains("Linux"), "ran over SSH: {system}");
+    for f in ["hybrid-bootstrap.log", "cloud-init-output.log", "kubelet.log", "containerd.log"] {
+        assert!(out_dir.join("game").join(f).exists(), "{f} missing");
+    }
+    assert!(stdout.contains("diagnostics for game-0 are in"), "{stdout}");
+
+    let windows: Vec<String> = args("win-0", "win");
+    let out = hybrid_at(&moto.url, &windows.iter().map(String::as_str).collect::<Vec<_>>());
+    let stdout = ok(&out);
+    assert!(stdout.contains("windows-2022"), "{stdout}");
+    assert!(std::fs::read_to_string(out_dir.join("win/hybrid-bootstrap.log")).unwrap().starts_with("(not collected:"));
+
+    let missing = hybrid_at(&moto.url, &["logs", file.to_str().unwrap(), "nope-7"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("no node \"nope-7\" in cluster psi"), "{}", text(&missing.stderr));
+}

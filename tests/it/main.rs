@@ -2,6 +2,7 @@
 //! real `hybrid` binary or the library's public API against real files.
 
 mod moto;
+mod sshd;
 mod tools;
 mod util;
 

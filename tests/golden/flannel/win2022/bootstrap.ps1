@@ -131,6 +131,21 @@ Stage 'flannel-config' {
 }' -Encoding Ascii
 }
 
+Stage 'openssh' {
+  # `hybrid logs` collects diagnostics over SSH; port 22 is open to admin_cidrs only.
+  Add-WindowsCapability -Online -Name 'OpenSSH.Server~~~~0.0.1.0' | Out-Null
+  Set-Service -Name sshd -StartupType Automatic
+  Start-Service sshd
+  # The instance's key pair, if it has one, may log in as Administrator.
+  try {
+    $T = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
+    $Key = Invoke-RestMethod -Uri 'http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key' -Headers @{ 'X-aws-ec2-metadata-token' = $T }
+    $Auth = 'C:\ProgramData\ssh\administrators_authorized_keys'
+    Set-Content -Path $Auth -Value $Key -Encoding Ascii
+    icacls.exe $Auth /inheritance:r /grant 'Administrators:F' /grant 'SYSTEM:F' | Out-Null
+  } catch { Log 'no key pair: SSH keys left unset' }
+}
+
 Stage 'join' {
   $NodeName = [string](Imds 'local-hostname')
   $NodeIp = [string](Imds 'local-ipv4')
