@@ -110,7 +110,7 @@ fn help_explains_every_subcommand() {
     let out = hybrid(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = text(&out.stdout);
-    for sub in ["validate", "schema", "render", "plan", "apply", "destroy", "kubeconfig"] {
+    for sub in ["validate", "schema", "render", "plan", "apply", "destroy", "kubeconfig", "status", "verify", "logs", "reap"] {
         assert!(help.contains(sub), "{help}");
         let out = hybrid(&[sub, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{sub}");
