@@ -6,7 +6,7 @@
 //! real Calico/flannel pick up the objects (no controllers run here).
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::kube::KubeEmulator;
 use crate::moto::Moto;
-use crate::util::{root, text};
+use crate::util::text;
 
 fn write_cluster(name: &str, linux: u32) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("hybrid-it-e2e-{}-{name}", std::process::id()));
@@ -62,20 +62,7 @@ fn hybrid(moto: &Moto, emu: &KubeEmulator, args: &[&str]) -> Command {
 }
 
 fn hybrid_aws(moto: &Moto, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid"));
-    c.args(args)
-        .current_dir(root())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .env("USER", "tester")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ENDPOINT_URL", &moto.url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
+    crate::moto::hybrid_command(&moto.url, args)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -100,9 +87,7 @@ impl Kubelets {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             rt().block_on(async move {
-                let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
-                let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new("us-east-1")).endpoint_url(&moto_url).credentials_provider(creds).load().await;
-                let ec2 = aws_sdk_ec2::Client::new(&conf);
+                let ec2 = crate::moto::aws_clients(&moto_url).await.0;
                 let emu = KubeEmulator { child: None, url: emu_url };
                 let api = emu.client().await;
                 let mut registered = BTreeSet::new();
@@ -338,14 +323,9 @@ fn a_disruption_budget_that_blocks_the_drain_stops_before_terminating() {
 /// The private DNS name (= node name) of the instance in `slot`.
 fn slot_node(moto: &Moto, slot: &str) -> String {
     rt().block_on(async {
-        let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&moto.url)
-            .credentials_provider(creds)
-            .load()
-            .await;
-        let out = aws_sdk_ec2::Client::new(&conf)
+        let out = crate::moto::aws_clients(&moto.url)
+            .await
+            .0
             .describe_instances()
             .filters(Filter::builder().name("tag:hybrid:slot").values(slot).build())
             .filters(Filter::builder().name("instance-state-name").values("running").build())

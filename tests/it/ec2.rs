@@ -77,19 +77,7 @@ fn hybrid_at(endpoint: &str, args: &[&str]) -> Output {
 }
 
 fn command_at(endpoint: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid"));
-    c.args(args)
-        .current_dir(root())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .env("USER", "tester")
-        .env("NO_COLOR", "1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ENDPOINT_URL", endpoint);
-    c
+    crate::moto::hybrid_command(endpoint, args)
 }
 
 fn ok(out: &Output) -> String {
@@ -106,14 +94,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 async fn clients(endpoint: &str) -> (aws_sdk_ec2::Client, aws_sdk_ssm::Client) {
-    let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(creds)
-        .load()
-        .await;
-    (aws_sdk_ec2::Client::new(&conf), aws_sdk_ssm::Client::new(&conf))
+    crate::moto::aws_clients(endpoint).await
 }
 
 #[derive(Debug, Clone)]

@@ -9,6 +9,38 @@ use std::time::{Duration, Instant};
 
 use crate::util::root;
 
+/// `hybrid` against `endpoint` with test credentials and nothing from this
+/// machine's AWS configuration; output is captured.
+pub fn hybrid_command(endpoint: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid"));
+    c.args(args)
+        .current_dir(root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("USER", "tester")
+        .env("NO_COLOR", "1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// SDK clients for reading back what hybrid did.
+pub async fn aws_clients(endpoint: &str) -> (aws_sdk_ec2::Client, aws_sdk_ssm::Client) {
+    let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .load()
+        .await;
+    (aws_sdk_ec2::Client::new(&conf), aws_sdk_ssm::Client::new(&conf))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
