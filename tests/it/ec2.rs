@@ -375,7 +375,7 @@ fn killed_apply_converges_when_run_again() {
 #[test]
 fn concurrent_applies_are_serialized_by_the_lock() {
     let moto = Moto::start();
-    let proxy = FaultProxy::with_latency(&moto.url, 1, 0.0, 0.03);
+    let proxy = FaultProxy::with_latency(&moto.url, 1, 0.0, 0.1);
     let c = Cluster::new("zeta");
     let file = c.write(4, 1, "m6i.xlarge");
     let spawn = |extra: &[&str]| {
@@ -383,6 +383,8 @@ fn concurrent_applies_are_serialized_by_the_lock() {
         args.extend_from_slice(extra);
         command_at(&proxy.url, &args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
     };
+    // With 0.1 s per call an apply holds the lock for seconds, so the second
+    // one, started 0.6 s later, reaches the lock while the first still has it.
     let a = spawn(&[]);
     std::thread::sleep(Duration::from_millis(600));
     let b = spawn(&[]);
