@@ -2,7 +2,7 @@
 //! returns strings; the command decides where they go. Secret values are
 //! never part of a plan, so nothing here can print one.
 
-use crate::plan::{Action, Plan, Resource};
+use crate::plan::{Plan, Resource};
 
 pub fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
@@ -61,15 +61,4 @@ pub fn plan_json(plan: &Plan) -> String {
         "summary": plan.summary(),
     });
     serde_json::to_string_pretty(&value).expect("a plan serializes")
-}
-
-/// Counts by action, for progress lines.
-pub fn action_counts(plan: &Plan) -> [(Action, usize); 4] {
-    let n = |a: Action| plan.changes.iter().filter(|c| c.action == a).count();
-    [
-        (Action::Create, n(Action::Create)),
-        (Action::Update, n(Action::Update)),
-        (Action::Replace, n(Action::Replace)),
-        (Action::Delete, n(Action::Delete)),
-    ]
 }
