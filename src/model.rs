@@ -369,8 +369,32 @@ impl TaintEffect {
     }
 }
 
+/// Whether kubelet may put this label on its own node. NodeRestriction
+/// refuses self-applied labels in the kubernetes.io and k8s.io namespaces
+/// outside kubelet.kubernetes.io/ and node.kubernetes.io/ (kubelet exits at
+/// start with such `--node-labels`); hybrid applies those through the API.
+pub fn kubelet_may_self_label(key: &str) -> bool {
+    let Some((prefix, _)) = key.split_once('/') else { return true };
+    let in_ns = |ns: &str| prefix == ns || prefix.ends_with(&format!(".{ns}"));
+    in_ns("kubelet.kubernetes.io") || in_ns("node.kubernetes.io") || !(in_ns("kubernetes.io") || in_ns("k8s.io"))
+}
+
 /// The taint Windows pools get when the file says nothing, so Linux pods
 /// without a toleration never land on Windows nodes.
 pub fn default_windows_taint() -> Taint {
     Taint { key: "os".into(), value: "windows".into(), effect: TaintEffect::NoSchedule }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_self_labels() {
+        assert!(kubelet_may_self_label("game.example.com/role"));
+        assert!(kubelet_may_self_label("role"));
+        assert!(kubelet_may_self_label("node.kubernetes.io/pool"));
+        assert!(!kubelet_may_self_label("node-role.kubernetes.io/game"));
+        assert!(!kubelet_may_self_label("example.k8s.io/x"));
+    }
 }

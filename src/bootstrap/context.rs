@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{BootstrapError, artifacts};
-use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint};
+use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint, kubelet_may_self_label};
 use crate::pki::ClusterSecrets;
 
 /// The API server port kubeadm listens on.
@@ -29,8 +29,10 @@ fn taints(list: &[Taint]) -> Vec<TaintCtx> {
     list.iter().map(|t| TaintCtx { key: t.key.clone(), value: t.value.clone(), effect: t.effect.name() }).collect()
 }
 
+/// The labels kubelet registers the node with; the others (e.g.
+/// node-role.kubernetes.io/*) are applied by `apply` through the API.
 fn node_labels(pool: &Pool) -> String {
-    pool.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    pool.labels.iter().filter(|(k, _)| kubelet_may_self_label(k)).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// flannel's net-conf.json, shared by Linux and Windows flanneld: VNI 4096

@@ -173,7 +173,12 @@ pub const SECTIONS: &[Section] = &[
                 "Root volume size in GiB (encrypted gp3).",
             ),
             opt("spot", Kind::Bool, Some("false"), "Run the pool on spot instances."),
-            opt("labels", Kind::StrMap, Some("{}"), "Node labels, e.g. `{ \"game.example.com/role\" = \"server\" }`."),
+            opt(
+                "labels",
+                Kind::StrMap,
+                Some("{}"),
+                "Node labels, e.g. `{ \"game.example.com/role\" = \"server\" }`. Labels kubelet may not set itself (e.g. `node-role.kubernetes.io/*`) are applied through the API by apply.",
+            ),
             opt(
                 "taints",
                 Kind::StrList,

@@ -326,8 +326,12 @@ impl Rules<'_> {
                 let lkey = format!("{}.{k:?}", key("labels"));
                 if let Err(why) = check_qualified_name(k) {
                     self.error(&format!("{lkey}#key"), format!("label key `{}` {why}", k.escape_debug()), "label keys are [prefix/]name: name up to 63 of a-z A-Z 0-9 - _ . starting and ending alphanumeric; prefix a DNS subdomain");
-                } else if let Some(prefix) = restricted_label_prefix(k) {
-                    self.error(&format!("{lkey}#key"), format!("label key `{k}` is in the `{prefix}` namespace, which kubelet may not set on itself"), "kubelet (NodeRestriction) only self-applies kubernetes.io labels under kubelet.kubernetes.io/ and node.kubernetes.io/; use your own prefix such as game.example.com/");
+                } else if is_reserved_label(k) {
+                    self.error(
+                        &format!("{lkey}#key"),
+                        format!("label key `{k}` is set by kubelet or the cloud provider itself"),
+                        "choose your own key such as game.example.com/role; hybrid's RuntimeClasses already select on kubernetes.io/os and node.kubernetes.io/windows-build",
+                    );
                 }
                 if let Err(why) = check_label_value(v) {
                     self.error(
@@ -620,16 +624,17 @@ pub fn check_label_value(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// kubelet's NodeRestriction: self-applied labels in the kubernetes.io and
-/// k8s.io namespaces are refused unless under one of these prefixes
-/// (kubelet exits at start with `--node-labels` outside them).
-fn restricted_label_prefix(key: &str) -> Option<&'static str> {
-    let prefix = key.split_once('/')?.0;
-    let allowed = ["kubelet.kubernetes.io", "node.kubernetes.io"];
-    if allowed.iter().any(|a| prefix == *a || prefix.ends_with(&format!(".{a}"))) {
-        return None;
-    }
-    ["kubernetes.io", "k8s.io"].into_iter().find(|ns| prefix == *ns || prefix.ends_with(&format!(".{ns}")))
+/// Labels kubelet or the cloud provider own: a pool setting them would lie
+/// about the node (e.g. `kubernetes.io/os=linux` on a Windows node).
+fn is_reserved_label(key: &str) -> bool {
+    const RESERVED: &[&str] = &[
+        "kubernetes.io/os",
+        "kubernetes.io/arch",
+        "kubernetes.io/hostname",
+        "node.kubernetes.io/windows-build",
+        "node.kubernetes.io/instance-type",
+    ];
+    RESERVED.contains(&key) || key.starts_with("topology.kubernetes.io/") || key.starts_with("beta.kubernetes.io/")
 }
 
 fn is_region(s: &str) -> bool {
@@ -700,11 +705,11 @@ mod tests {
     }
 
     #[test]
-    fn restricted_prefixes() {
-        assert_eq!(restricted_label_prefix("node-role.kubernetes.io/worker"), Some("kubernetes.io"));
-        assert_eq!(restricted_label_prefix("example.k8s.io/x"), Some("k8s.io"));
-        assert_eq!(restricted_label_prefix("node.kubernetes.io/pool"), None);
-        assert_eq!(restricted_label_prefix("game.example.com/role"), None);
+    fn reserved_labels() {
+        assert!(is_reserved_label("kubernetes.io/os"));
+        assert!(is_reserved_label("topology.kubernetes.io/zone"));
+        assert!(!is_reserved_label("node-role.kubernetes.io/game"));
+        assert!(!is_reserved_label("game.example.com/role"));
     }
 
     #[test]

@@ -384,3 +384,23 @@ fn powershell_checks_detect_injection_and_syntax_errors() {
     assert!(tools::powershell_nodes(injected, "command_name").iter().any(|c| *c == "Stop-Computer"));
     assert!(!tools::powershell_errors("$X = 'unterminated\nfunction F( {\n").is_empty());
 }
+
+/// kubelet refuses to start with self-applied node-role.kubernetes.io
+/// labels (NodeRestriction), so they stay out of its flags; apply puts them
+/// on the Node through the API instead.
+#[test]
+fn labels_kubelet_may_not_set_go_through_the_api() {
+    let mut spec = spec("clusters/dev.toml");
+    for pool in &mut spec.pools {
+        pool.labels.insert("node-role.kubernetes.io/game".into(), String::new());
+    }
+    let nodes = render(&spec);
+    let win = nodes.iter().find(|n| n.os.is_windows()).unwrap();
+    assert!(!part(win, "bootstrap.ps1").contains("node-role"), "kubelet flags must not carry node-role labels");
+    assert!(part(win, "bootstrap.ps1").contains("--node-labels=game.example.com/role=tools"));
+    let linux = nodes.iter().find(|n| n.group == "game-servers").unwrap();
+    assert!(!part(linux, "kubeadm.yaml").contains("node-role"));
+    let node = serde_json::json!({ "metadata": { "name": "n", "labels": {} }, "spec": {} });
+    let patch = hybrid::cluster::node_patch(&node, &spec.pools[1]).unwrap();
+    assert_eq!(patch["metadata"]["labels"]["node-role.kubernetes.io/game"], "");
+}
