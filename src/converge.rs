@@ -250,12 +250,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
         }
         let all_registered = expected.iter().all(|e| nodes.contains_key(&e.node_name));
         if !all_registered && api.get(&token_path).await?.is_none() {
-            let expires = time::OffsetDateTime::now_utc() + TOKEN_TTL;
-            let expires = expires
-                .replace_nanosecond(0)
-                .expect("0 ns is valid")
-                .format(&time::format_description::well_known::Rfc3339)
-                .expect("RFC 3339 formats");
+            let expires = crate::clock::rfc3339_from_now(TOKEN_TTL);
             api.create("/api/v1/namespaces/kube-system/secrets", &bootstrap_token_secret(token.id(), token.secret(), &expires).body)
                 .await?;
             progress.line(&format!("bootstrap token {} valid until {expires} for joining nodes", token.id()));

@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod bootstrap;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod commands;
 pub mod config;

@@ -16,6 +16,7 @@ use crate::adapters::kube::KubeClient;
 use crate::adapters::{Cloud, LockInfo};
 use crate::bootstrap::{self, NodeBootstrap, Templates, templates};
 use crate::cli::{AwsArgs, LockArgs};
+use crate::clock::rfc3339_from_now;
 use crate::desired::{AmiMap, CONTROL_PLANE, DesiredState, ami_lookup, desired_state, secrets_parameter_name};
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
@@ -152,10 +153,6 @@ pub fn confirm(question: &str, yes: bool) -> Result<()> {
     if answer.trim() == "yes" { Ok(()) } else { Err(Error::NotConfirmed("cancelled".into())) }
 }
 
-fn now_rfc3339(offset: Duration) -> String {
-    (OffsetDateTime::now_utc() + offset).replace_nanosecond(0).expect("0 is valid").format(&Rfc3339).expect("RFC 3339 formats")
-}
-
 fn this_owner() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
@@ -192,7 +189,7 @@ pub async fn lock<C: Cloud>(cloud: &C, cluster: &str, args: &LockArgs) -> Result
     }
     let start = std::time::Instant::now();
     loop {
-        let mine = LockInfo { owner: this_owner(), created: now_rfc3339(Duration::ZERO), expires: now_rfc3339(LOCK_TTL) };
+        let mine = LockInfo { owner: this_owner(), created: rfc3339_from_now(Duration::ZERO), expires: rfc3339_from_now(LOCK_TTL) };
         let Some(held) = cloud.try_lock(cluster, &mine).await? else { return Ok(()) };
         if expired(&held) || owner_is_dead_here(&held.owner) {
             eprintln!("hybrid: taking over the stale lock of {} (created {})", held.owner, held.created);
@@ -207,7 +204,7 @@ pub async fn lock<C: Cloud>(cloud: &C, cluster: &str, args: &LockArgs) -> Result
 }
 
 pub fn expiry(spec: &ClusterSpec, inventory: &Inventory) -> Option<String> {
-    inventory.expires.clone().or_else(|| spec.ttl.map(|t| now_rfc3339(Duration::from_secs(t.minutes * 60))))
+    inventory.expires.clone().or_else(|| spec.ttl.map(|t| rfc3339_from_now(Duration::from_secs(t.minutes * 60))))
 }
 
 pub fn print_api_stats<C: Cloud>(cloud: &C) {
