@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Ui;
 use super::cluster::{admin_kubeconfig, api_server_url, cloud, stored_secrets};
 use super::validate::load_spec;
+use super::{Ui, write_private};
 use crate::adapters::Cloud;
 use crate::cli::AwsArgs;
 use crate::error::{Error, Result};
@@ -31,19 +31,4 @@ pub async fn kubeconfig(ui: &Ui, file: &Path, aws: &AwsArgs, output: Option<&Pat
     println!("wrote {} (context {}, admin certificate valid 24h, server {server})", path.display(), context_name(&spec.name));
     println!("use it with: export KUBECONFIG={}${{KUBECONFIG:+:$KUBECONFIG}}", path.display());
     Ok(())
-}
-
-/// Creates the file with mode 0600 from the start: it holds a private key.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let err = |source| Error::Write { path: path.to_path_buf(), source };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(path).map_err(err)?;
-    f.write_all(bytes).map_err(err)
 }

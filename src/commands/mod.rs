@@ -19,6 +19,28 @@ use std::io::IsTerminal;
 use crate::cli::{Cli, Color, Command};
 use crate::error::Result;
 
+/// Writes a file only its owner can read: created with mode 0600 (never
+/// briefly world-readable), and tightened if it existed before. For user
+/// data, keys, tokens and kubeconfigs.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let err = |source| crate::error::Error::Write { path: path.to_path_buf(), source };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    }
+    f.write_all(bytes).map_err(err)
+}
+
 /// Output settings shared by every command.
 pub struct Ui {
     pub color: bool,

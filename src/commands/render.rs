@@ -4,9 +4,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::Ui;
 use super::cluster::load_templates;
 use super::validate::load_spec;
+use super::{Ui, write_private};
 use crate::bootstrap::{self, NodeBootstrap};
 use crate::error::{Error, Result};
 use crate::pki::ClusterSecrets;
@@ -57,9 +57,9 @@ fn load_or_create_secrets(dir: &Path) -> Result<ClusterSecrets> {
     }
     let secrets = new_secrets()?;
     write_dir(dir)?;
-    write_file(&crt, secrets.ca_cert_pem.as_bytes(), false)?;
-    write_file(&key, secrets.expose_ca_key_pem().as_bytes(), true)?;
-    write_file(&token, format!("{}\n", secrets.token.expose()).as_bytes(), true)?;
+    fs::write(&crt, secrets.ca_cert_pem.as_bytes()).map_err(|source| Error::Write { path: crt.clone(), source })?;
+    write_private(&key, secrets.expose_ca_key_pem().as_bytes())?;
+    write_private(&token, format!("{}\n", secrets.token.expose()).as_bytes())?;
     eprintln!("note: created new cluster secrets in {}", dir.display());
     Ok(secrets)
 }
@@ -67,24 +67,13 @@ fn load_or_create_secrets(dir: &Path) -> Result<ClusterSecrets> {
 fn write_node(dir: &Path, node: &NodeBootstrap) -> Result<()> {
     write_dir(dir)?;
     // Private: user data holds the bootstrap token (and the CA key on the control plane).
-    write_file(&dir.join("user-data"), &node.user_data, true)?;
+    write_private(&dir.join("user-data"), &node.user_data)?;
     for (name, content) in &node.parts {
-        write_file(&dir.join(name), content.as_bytes(), true)?;
+        write_private(&dir.join(name), content.as_bytes())?;
     }
     Ok(())
 }
 
 fn write_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })
-}
-
-fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
-    let err = |source| Error::Write { path: path.to_path_buf(), source };
-    fs::write(path, bytes).map_err(err)?;
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(err)?;
-    }
-    Ok(())
 }
