@@ -17,20 +17,25 @@ pub enum Outcome {
     Unchanged,
 }
 
+/// What converging `o` needs, given what the API holds now (`None`: absent).
+/// The one rule behind both `converge_objects` and `pending_changes`.
+fn needed(current: Option<&Value>, o: &KubeObject) -> Outcome {
+    match current {
+        None => Outcome::Created,
+        Some(c) if !contains(c, &o.body) => Outcome::Patched,
+        Some(_) => Outcome::Unchanged,
+    }
+}
+
 pub async fn converge_objects<K: KubeApi>(api: &K, objects: &[KubeObject], progress: &impl Progress) -> KubeResult<Vec<(String, Outcome)>> {
     let mut out = Vec::new();
     for o in objects {
-        let outcome = match api.get(&o.path()).await? {
-            None => {
-                api.create(&o.collection, &o.body).await?;
-                Outcome::Created
-            }
-            Some(current) if !contains(&current, &o.body) => {
-                api.merge_patch(&o.path(), &o.body).await?;
-                Outcome::Patched
-            }
-            Some(_) => Outcome::Unchanged,
-        };
+        let outcome = needed(api.get(&o.path()).await?.as_ref(), o);
+        match outcome {
+            Outcome::Created => drop(api.create(&o.collection, &o.body).await?),
+            Outcome::Patched => drop(api.merge_patch(&o.path(), &o.body).await?),
+            Outcome::Unchanged => {}
+        }
         if outcome != Outcome::Unchanged {
             progress.line(&format!("{} {}", o.describe(), if outcome == Outcome::Created { "created" } else { "updated" }));
         }
@@ -360,10 +365,10 @@ pub async fn pending_changes<K: KubeApi>(
 ) -> KubeResult<Vec<(&'static str, String)>> {
     let mut out = Vec::new();
     for o in objects {
-        match api.get(&o.path()).await? {
-            None => out.push(("+", o.describe())),
-            Some(current) if !contains(&current, &o.body) => out.push(("~", o.describe())),
-            Some(_) => {}
+        match needed(api.get(&o.path()).await?.as_ref(), o) {
+            Outcome::Created => out.push(("+", o.describe())),
+            Outcome::Patched => out.push(("~", o.describe())),
+            Outcome::Unchanged => {}
         }
     }
     for node in api.list("/api/v1/nodes", None, None).await? {

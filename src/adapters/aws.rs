@@ -81,6 +81,15 @@ fn done_unless<O, E: ProvideErrorMetadata + std::error::Error + 'static, R: std:
     }
 }
 
+fn resolved(i: &ec2t::Image) -> ResolvedAmi {
+    ResolvedAmi {
+        id: i.image_id().unwrap_or_default().to_string(),
+        name: i.name().unwrap_or("").to_string(),
+        // EC2's usual root device when an image does not say.
+        root_device: i.root_device_name().unwrap_or("/dev/sda1").to_string(),
+    }
+}
+
 fn tag_specs(kinds: &[ec2t::ResourceType], tags: &BTreeMap<String, String>) -> Vec<ec2t::TagSpecification> {
     kinds
         .iter()
@@ -153,11 +162,7 @@ impl AwsCloud {
         self.count("DescribeImages");
         let out = self.ec2.describe_images().image_ids(id).send().await;
         match out {
-            Ok(out) => Ok(out.images().first().map(|i| ResolvedAmi {
-                id: i.image_id().unwrap_or(id).to_string(),
-                name: i.name().unwrap_or("").to_string(),
-                root_device: i.root_device_name().unwrap_or("/dev/sda1").to_string(),
-            })),
+            Ok(out) => Ok(out.images().first().map(resolved)),
             Err(e) if e.code().is_some_and(|c| c.starts_with("InvalidAMIID")) => Ok(None),
             Err(e) => Err(err("DescribeImages", e)),
         }
@@ -179,11 +184,7 @@ impl AwsCloud {
             .iter()
             .filter(|i| i.architecture().is_none_or(|a| a.as_str() == "x86_64"))
             .max_by(|a, b| a.creation_date().cmp(&b.creation_date()));
-        Ok(newest.map(|i| ResolvedAmi {
-            id: i.image_id().unwrap_or_default().to_string(),
-            name: i.name().unwrap_or("").to_string(),
-            root_device: i.root_device_name().unwrap_or("/dev/sda1").to_string(),
-        }))
+        Ok(newest.map(resolved))
     }
 
     async fn ssm_get(&self, name: &str) -> CloudResult<Option<String>> {
