@@ -6,9 +6,9 @@
 
 use std::time::Instant;
 
+use hybrid::bootstrap::pki::ClusterSecrets;
 use hybrid::bootstrap::{Templates, render_cluster, render_pool};
 use hybrid::config::load;
-use hybrid::pki::ClusterSecrets;
 
 fn main() {
     let mut toml = String::from(

@@ -20,15 +20,15 @@ pub enum Error {
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
     #[error("cluster secrets in {}: {source}", dir.display())]
-    Secrets { dir: PathBuf, source: crate::pki::PkiError },
+    Secrets { dir: PathBuf, source: crate::bootstrap::pki::PkiError },
     #[error("{0}\nhint: check AWS credentials and region (or pass --endpoint-url); `hybrid plan --offline` needs neither")]
     Cloud(#[from] crate::adapters::CloudError),
     #[error("resolving the image for {group}: {source}")]
     Ami { group: String, source: crate::adapters::CloudError },
     #[error(transparent)]
-    Exec(#[from] crate::execute::ExecError),
+    Exec(#[from] crate::infra::execute::ExecError),
     #[error(transparent)]
-    Plan(#[from] crate::plan::PlanError),
+    Plan(#[from] crate::infra::plan::PlanError),
     #[error(
         "cluster {cluster} is locked by {owner} since {created} (until {expires}); wait with --lock-timeout SECONDS, or if that run crashed, pass --break-lock"
     )]
@@ -44,11 +44,11 @@ pub enum Error {
     #[error(transparent)]
     Kube(#[from] crate::adapters::kube::KubeError),
     #[error(transparent)]
-    Converge(#[from] crate::converge::ConvergeError),
+    Converge(#[from] crate::cluster::converge::ConvergeError),
     #[error("{0}")]
     Failed(String),
     #[error(transparent)]
-    Verify(#[from] crate::verify::VerifyError),
+    Verify(#[from] crate::day2::verify::VerifyError),
     #[error("not confirmed: {0}")]
     NotConfirmed(String),
     #[error("interrupted; everything created so far is tagged: run the same command again to converge")]

@@ -1,31 +1,22 @@
 //! `hybrid` provisions hybrid Linux/Windows Kubernetes clusters on AWS from a
 //! desired-state TOML file.
 //!
-//! Data flows one way: `config` turns a file into a `model::ClusterSpec`
-//! (pure), later stages derive what to create from it, and only `commands`
-//! (and, later, `adapters`) touch files, the terminal or the network. See
-//! `shared/DESIGN.md` for the whole picture.
+//! The folders are the stages, and data flows one way through them:
+//! `config` turns a file into a `model::ClusterSpec`; `bootstrap` renders
+//! every node's user data from it; `infra` derives what should exist in AWS,
+//! plans it against what does and carries the plan out; `cluster` does the
+//! same for the Kubernetes objects; `day2` holds the logic of the commands
+//! for a running cluster. Only `adapters` (AWS, Kubernetes, SSH, the clock)
+//! and `commands` (files, terminal) do I/O; `progress` is the seam through
+//! which long stages report to the terminal. See the README's layout.
 
 pub mod adapters;
 pub mod bootstrap;
-pub mod cli;
-pub mod clock;
 pub mod cluster;
 pub mod commands;
 pub mod config;
-pub mod converge;
-pub mod cost;
-pub mod desired;
-pub mod diag;
-pub mod diagnostics;
+pub mod day2;
 pub mod error;
-pub mod execute;
-pub mod inventory;
-pub mod kubeconfig;
+pub mod infra;
 pub mod model;
-pub mod net;
-pub mod pki;
-pub mod plan;
-pub mod show;
-pub mod status;
-pub mod verify;
+pub mod progress;

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 
-use hybrid::cli::Cli;
+use hybrid::commands::Cli;
 use hybrid::error::{EXIT_USAGE, Error};
 
 fn main() {

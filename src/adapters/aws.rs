@@ -18,13 +18,13 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 
 use super::{Cloud, CloudError, CloudResult, LaunchRequest, LockInfo};
-use crate::desired::{
+use crate::infra::desired::{
     AmiLookup, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, lock_parameter_name,
     parameter_prefix,
 };
-use crate::inventory::{Found, Instance, Inventory, RouteTable, SecurityGroup};
+use crate::infra::inventory::{Found, Instance, Inventory, RouteTable, SecurityGroup};
 use crate::model::AmiRef;
-use crate::net::Ipv4Cidr;
+use crate::model::net::Ipv4Cidr;
 
 pub struct AwsCloud {
     ec2: aws_sdk_ec2::Client,

@@ -4,15 +4,16 @@
 //! fake in unit tests; the real adapter is tested against moto.
 
 pub mod aws;
+pub mod clock;
 pub mod kube;
 pub mod ssh;
 
 use std::collections::BTreeMap;
 
-use crate::desired::{AmiLookup, ResolvedAmi, SgRule};
-use crate::inventory::Inventory;
+use crate::infra::desired::{AmiLookup, ResolvedAmi, SgRule};
+use crate::infra::inventory::Inventory;
 use crate::model::AmiRef;
-use crate::net::Ipv4Cidr;
+use crate::model::net::Ipv4Cidr;
 
 /// An AWS call that failed after the SDK's retries.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

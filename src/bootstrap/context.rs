@@ -5,9 +5,10 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::{BootstrapError, artifacts};
+use super::artifacts;
+use super::error::BootstrapError;
+use crate::bootstrap::pki::ClusterSecrets;
 use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint, kubelet_may_self_label};
-use crate::pki::ClusterSecrets;
 
 /// The API server port kubeadm listens on.
 pub const API_SERVER_PORT: u16 = 6443;

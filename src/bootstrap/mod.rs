@@ -12,43 +12,21 @@
 
 pub mod artifacts;
 mod context;
+mod error;
 pub mod filters;
+pub mod pki;
 pub mod templates;
 
 use std::io::Write;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use serde::Serialize;
 
+pub use error::{BootstrapError, USER_DATA_LIMIT};
 pub use templates::Templates;
 
+use crate::bootstrap::pki::ClusterSecrets;
 use crate::model::{ClusterSpec, NodeOs, Pool};
-use crate::pki::ClusterSecrets;
-
-/// EC2's limit on user data, in bytes before base64 (WINDOWS-NOTES §2.1).
-pub const USER_DATA_LIMIT: usize = 16 * 1024;
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum BootstrapError {
-    #[error(
-        "template `{template}` failed to render: {message}\nThis is a bug in hybrid, or in the template \
-         directory given with --templates."
-    )]
-    Template { template: String, message: String },
-    #[error(
-        "user data for {node} is {size} bytes{how}, over EC2's limit of {USER_DATA_LIMIT} bytes; \
-         use fewer or shorter labels and taints{hint}"
-    )]
-    TooLarge { node: String, size: usize, how: &'static str, hint: &'static str },
-    #[error("the control plane's private IP is unknown: set control_plane.private_ip")]
-    NoApiServerIp,
-    #[error(
-        "the script for pool {pool} contains `{tag}`, which EC2's launch agent would read as the end \
-         of the script; remove it from labels, taints and names"
-    )]
-    AgentTagInScript { pool: String, tag: String },
-}
 
 /// What a node (or every node of a pool) boots with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,13 +151,7 @@ pub fn fingerprints(spec: &ClusterSpec, templates: &Templates) -> Result<std::co
         .into_iter()
         .map(|b| {
             let text: String = b.parts.iter().flat_map(|(n, c)| [n.as_str(), c.as_str()]).collect();
-            (b.group, crate::desired::fingerprint(text.as_bytes()))
+            (b.group, crate::infra::desired::fingerprint(text.as_bytes()))
         })
         .collect())
-}
-
-/// Serializes a context for tera. Contexts are plain structs; a failure here
-/// is a bug.
-fn to_context(value: &impl Serialize) -> tera::Context {
-    tera::Context::from_serialize(value).expect("bootstrap contexts serialize to a JSON object")
 }

@@ -6,7 +6,8 @@
 use serde::Serialize;
 use tera::Tera;
 
-use super::{BootstrapError, filters, to_context};
+use super::error::BootstrapError;
+use super::filters;
 
 /// Every template hybrid renders, by name, with its built-in text.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -65,6 +66,12 @@ fn error_chain(e: &tera::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+/// Serializes a context for tera. Contexts are plain structs; a failure here
+/// is a bug.
+fn to_context(value: &impl Serialize) -> tera::Context {
+    tera::Context::from_serialize(value).expect("bootstrap contexts serialize to a JSON object")
 }
 
 #[cfg(test)]

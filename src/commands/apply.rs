@@ -2,59 +2,86 @@
 //! cluster lock), then the Kubernetes side (objects, token, Ready nodes,
 //! labels and taints) unless `--ec2-only`.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Ui;
-use super::cluster::{cloud, confirm, expiry, kube_client, load_templates, lock, prepare, print_api_stats, progress, stored_secrets};
-use super::validate::load_spec;
+use super::shared::args::{AwsArgs, ClusterArgs, LockArgs};
+use super::shared::connect::{cloud, kube_client, stored_secrets};
+use super::shared::files::load_spec;
+use super::shared::lock::lock;
+use super::shared::prepare::{expiry, load_templates, prepare};
+use super::shared::terminal::{Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
-use crate::adapters::kube::KubeClient;
 use crate::bootstrap::Templates;
-use crate::cli::{AwsArgs, ClusterArgs, LockArgs};
-use crate::converge::{self, Waits};
-use crate::desired::CONTROL_PLANE;
+use crate::cluster::converge::{self, KubeDrain};
 use crate::error::{Error, Result};
-use crate::execute::{self, Context};
+use crate::infra::desired::CONTROL_PLANE;
+use crate::infra::execute::{self, Context, NoDrain};
+use crate::infra::plan::{Action, Resource};
+use crate::infra::show;
 use crate::model::ClusterSpec;
-use crate::plan::{Action, Resource};
-use crate::show;
+use crate::progress::{Event, Progress};
 
-pub struct ApplyOptions<'a> {
-    pub aws: &'a AwsArgs,
-    pub cluster: &'a ClusterArgs,
-    pub lock: &'a LockArgs,
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Create or change what the file describes in AWS",
+    long_about = "\
+Plan (as `hybrid plan`), show the plan, ask for confirmation (or --yes), then make it so: network \
+(VPC, subnet, internet gateway, route, security group with only the needed ports), the cluster \
+secrets in SSM (SecureString), and instances with IMDSv2 required, encrypted root volumes, tags \
+and the rendered user data. Pools launch in parallel.
+
+Then, unless --ec2-only, it converges the cluster through the Kubernetes API: waits for the API \
+server, writes Calico's Installation, IPAM strictAffinity and Felix VXLAN settings (or flannel's \
+net-conf and Windows DaemonSet), the Windows kube-proxy and one RuntimeClass per Windows build, \
+keeps a bootstrap token valid while nodes join, waits until every node is Ready (naming the ones \
+that are not, with their console output, on timeout) and applies the pools' labels and taints. \
+Nodes that go away are cordoned and drained first.
+
+On a terminal, progress is drawn live: one line per pool with launched / running / joined / Ready \
+counts, elapsed time and the slowest node (--progress plain for timestamped lines).
+
+Nothing is written when there are no changes. A second apply on the same cluster waits for or \
+fails on the cluster lock (an SSM parameter). An apply interrupted at any point can be run again \
+to converge: every resource is tagged when it is created.
+
+This exercises the AWS side; nodes boot and join the cluster on real EC2 only.",
+    after_help = "Exit codes: 0 success, 1 error (nothing is left untagged; run apply again), 64 usage error, 130 interrupted."
+)]
+pub struct Args {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
     pub yes: bool,
-    pub templates: Option<&'a Path>,
-    pub api_stats: bool,
+    /// Folder with template overrides (as for render).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
 }
 
-impl ApplyOptions<'_> {
-    fn waits(&self) -> Waits {
-        Waits {
-            api: Duration::from_secs(self.cluster.api_timeout),
-            nodes: Duration::from_secs(self.cluster.node_timeout),
-            drain: Duration::from_secs(self.cluster.drain_timeout),
-            poll: Duration::from_millis(self.cluster.poll_ms),
-        }
-    }
-}
-
-pub async fn apply(ui: &Ui, file: &Path, opts: &ApplyOptions<'_>) -> Result<()> {
-    let spec = load_spec(ui, file)?;
-    let templates = load_templates(opts.templates)?;
-    let cloud = cloud(&spec, opts.aws).await;
-    let mut result = aws_side(&cloud, &spec, &templates, opts).await;
+pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
+    let spec = load_spec(ui, &opts.file)?;
+    let templates = load_templates(opts.templates.as_deref())?;
+    let cloud = cloud(&spec, &opts.aws).await;
+    let reporter = ui.reporter();
+    let mut result = aws_side(&cloud, &spec, &templates, opts, &reporter).await;
     if result.is_ok() && !opts.cluster.ec2_only {
-        result = cluster_side(&cloud, &spec, opts).await;
+        result = cluster_side(&cloud, &spec, opts, &reporter).await;
     }
-    if opts.api_stats {
+    reporter.event(&Event::Finished);
+    drop(reporter);
+    if ui.api_stats {
         print_api_stats(&cloud);
     }
     result
 }
 
-async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates, opts: &ApplyOptions<'_>) -> Result<()> {
+async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates, opts: &Args, progress: &Reporter) -> Result<()> {
     // A first look without the lock: when nothing changes, nothing is
     // written, not even the lock.
     let first = prepare(cloud, spec, templates).await?;
@@ -62,7 +89,7 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
         print!("{}", show::plan_text(&first.plan));
         return Ok(());
     }
-    lock(cloud, &spec.name, opts.lock).await?;
+    lock(cloud, &spec.name, &opts.lock).await?;
     let outcome = async {
         // Plan again under the lock: another run may have changed things.
         let prepared = prepare(cloud, spec, templates).await?;
@@ -81,7 +108,7 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
             let secrets = stored_secrets(cloud, &spec.name).await?;
             let api = kube_client(spec, &prepared.inventory, &secrets, opts.cluster.api_server.as_deref()).await?;
             let cp = prepared.inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).map(|i| i.id.as_str());
-            converge::wait_for_api(&api, cloud, cp, opts.waits(), &progress).await?;
+            converge::wait_for_api(&api, cloud, cp, opts.cluster.waits(), progress).await?;
             Some(api)
         } else {
             None
@@ -100,9 +127,14 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
             ),
             terminate_timeout: Duration::from_secs(900),
         };
-        let drain = kube.as_ref().map(|k: &KubeClient| (k, opts.waits()));
+        let work = async {
+            match &kube {
+                Some(api) => execute::apply(cloud, &prepared.plan, &ctx, &KubeDrain { api, waits: opts.cluster.waits() }, progress).await,
+                None => execute::apply(cloud, &prepared.plan, &ctx, &NoDrain, progress).await,
+            }
+        };
         tokio::select! {
-            r = execute::apply(cloud, &prepared.plan, &ctx, drain, &progress) => r.map_err(Error::from),
+            r = work => r.map_err(Error::from),
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
         }?;
         let s = prepared.plan.summary();
@@ -119,20 +151,20 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
 
 /// The Kubernetes side: idempotent, so it runs on every apply and writes
 /// nothing when the cluster already matches.
-async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &ApplyOptions<'_>) -> Result<()> {
+async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, progress: &Reporter) -> Result<()> {
     let inventory = cloud.discover(&spec.name).await?;
     let secrets = stored_secrets(cloud, &spec.name).await?;
     let api = kube_client(spec, &inventory, &secrets, opts.cluster.api_server.as_deref()).await?;
-    let waits = opts.waits();
+    let waits = opts.cluster.waits();
     let cp = inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).map(|i| i.id.as_str());
     let api_ip = spec.api_server_ip().map(|ip| ip.to_string()).unwrap_or_default();
     let work = async {
-        converge::wait_for_api(&api, cloud, cp, waits, &progress).await?;
-        converge::converge_cluster_objects(&api, spec, &api_ip, waits, &progress).await?;
+        converge::wait_for_api(&api, cloud, cp, waits, progress).await?;
+        converge::converge_cluster_objects(&api, spec, &api_ip, waits, progress).await?;
         let expected = converge::expected_nodes(&inventory);
-        converge::wait_for_nodes(&api, cloud, &expected, &secrets.token, waits, &progress).await?;
+        converge::wait_for_nodes(&api, cloud, &expected, &secrets.token, waits, progress).await?;
         let pools = converge::pools_by_node(spec, &expected);
-        converge::reconcile_nodes(&api, |n| pools.get(n).copied(), &progress).await?;
+        converge::reconcile_nodes(&api, |n| pools.get(n).copied(), progress).await?;
         Ok::<usize, converge::ConvergeError>(expected.len())
     };
     let ready = tokio::select! {

@@ -1,27 +1,55 @@
 //! `hybrid destroy FILE`: everything tagged for the cluster goes.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Ui;
-use super::cluster::{cloud, confirm, lock, print_api_stats, progress};
-use super::validate::load_spec;
+use super::shared::args::{AwsArgs, LockArgs};
+use super::shared::connect::cloud;
+use super::shared::files::load_spec;
+use super::shared::lock::lock;
+use super::shared::terminal::{Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
-use crate::cli::{AwsArgs, LockArgs};
 use crate::error::{Error, Result};
-use crate::{execute, plan, show};
+use crate::infra::{execute, plan, show};
 
-pub async fn destroy(ui: &Ui, file: &Path, aws: &AwsArgs, lock_args: &LockArgs, yes: bool, api_stats: bool) -> Result<()> {
-    let spec = load_spec(ui, file)?;
-    let cloud = cloud(&spec, aws).await;
-    let result = run(&cloud, &spec.name, &spec.region, lock_args, yes).await;
-    if api_stats {
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Remove everything hybrid created for the cluster",
+    long_about = "\
+Show what will go, ask (or --yes), then terminate the instances, wait for them, and delete the \
+security group, internet gateway, subnet and VPC (only those hybrid created: they carry the \
+cluster's tag), the SSM parameters and the lock. Afterwards nothing tagged for the cluster remains."
+)]
+pub struct Args {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
+    let spec = load_spec(ui, &args.file)?;
+    let cloud = cloud(&spec, &args.aws).await;
+    let result = destroy_cluster(&cloud, &spec.name, &spec.region, &args.lock, args.yes, &ui.reporter()).await;
+    if ui.api_stats {
         print_api_stats(&cloud);
     }
     result
 }
 
-pub(super) async fn run<C: Cloud>(cloud: &C, cluster: &str, region: &str, lock_args: &LockArgs, yes: bool) -> Result<()> {
+/// Destroys one cluster (also what `reap` does for each expired one).
+pub(super) async fn destroy_cluster<C: Cloud>(
+    cloud: &C,
+    cluster: &str,
+    region: &str,
+    lock_args: &LockArgs,
+    yes: bool,
+    progress: &Reporter,
+) -> Result<()> {
     let found = cloud.discover(cluster).await?;
     if found.is_empty() {
         println!("Nothing to destroy: no resources are tagged for cluster {cluster} in {region}.");
@@ -33,7 +61,7 @@ pub(super) async fn run<C: Cloud>(cloud: &C, cluster: &str, region: &str, lock_a
         print!("{}", show::plan_text(&plan));
         confirm("Do you really want to destroy all resources of this cluster?", yes)?;
         tokio::select! {
-            r = execute::destroy(cloud, &plan, Duration::from_secs(900), &progress) => r.map_err(Error::from),
+            r = execute::destroy(cloud, &plan, Duration::from_secs(900), progress) => r.map_err(Error::from),
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
         }?;
         println!("\nDestroy complete! Resources: {} destroyed.", plan.summary().destroy);

@@ -1,18 +1,41 @@
 //! `hybrid kubeconfig FILE`: an admin kubeconfig, minted from the stored CA.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::cluster::{admin_kubeconfig, api_server_url, cloud, stored_secrets};
-use super::validate::load_spec;
-use super::{Ui, write_private};
+use super::shared::args::AwsArgs;
+use super::shared::connect::{admin_kubeconfig, api_server_url, cloud, stored_secrets};
+use super::shared::files::{load_spec, write_private};
+use super::shared::terminal::Ui;
 use crate::adapters::Cloud;
-use crate::cli::AwsArgs;
+use crate::cluster::kubeconfig::context_name;
 use crate::error::{Error, Result};
-use crate::kubeconfig::context_name;
 
-pub async fn kubeconfig(ui: &Ui, file: &Path, aws: &AwsArgs, output: Option<&Path>, api_server: Option<&str>) -> Result<()> {
-    let spec = load_spec(ui, file)?;
-    let cloud = cloud(&spec, aws).await;
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Write a kubeconfig with a freshly minted admin certificate",
+    long_about = "\
+Mint an admin client certificate from the cluster CA stored in SSM (valid 24 hours, group \
+kubeadm:cluster-admins; no SSH to the control plane needed) and write a kubeconfig for it, with \
+the control plane's public address and the API certificate's private name (tls-server-name). \
+The file is written with mode 0600 and its secrets are never printed; use it alone or next to \
+your own: KUBECONFIG=<file>:$HOME/.kube/config."
+)]
+pub struct Args {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Where to write (default: ~/.kube/hybrid-<cluster>.yaml).
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Reach the API server here instead of the control plane's public address.
+    #[arg(long, value_name = "URL")]
+    pub api_server: Option<String>,
+}
+
+pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
+    let (output, api_server) = (args.output.as_deref(), args.api_server.as_deref());
+    let spec = load_spec(ui, &args.file)?;
+    let cloud = cloud(&spec, &args.aws).await;
     let secrets = stored_secrets(&cloud, &spec.name).await?;
     let inventory = cloud.discover(&spec.name).await?;
     let server = api_server_url(&spec, &inventory, api_server)?;

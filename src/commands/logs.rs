@@ -1,29 +1,56 @@
 //! `hybrid logs FILE NODE`: one node's boot diagnostics in a folder.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::Ui;
-use super::cluster::cloud;
-use super::validate::load_spec;
+use super::shared::args::AwsArgs;
+use super::shared::connect::cloud;
+use super::shared::files::load_spec;
+use super::shared::terminal::Ui;
 use crate::adapters::Cloud;
 use crate::adapters::ssh::{self, SshTarget};
-use crate::cli::AwsArgs;
-use crate::desired::CONTROL_PLANE;
-use crate::diagnostics::{collectors, default_user, tail_that_matters};
+use crate::day2::node_logs::{collectors, default_user, tail_that_matters};
 use crate::error::{Error, Result};
+use crate::infra::desired::CONTROL_PLANE;
 use crate::model::NodeOs;
 
-pub struct LogsOptions<'a> {
-    pub out: Option<&'a Path>,
-    pub identity: Option<&'a Path>,
-    pub ssh_user: Option<&'a str>,
-    pub ssh_host: Option<&'a str>,
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Gather one node's bootstrap diagnostics into a folder and show what matters",
+    long_about = "\
+Collect a node's EC2 console output and, over SSH (the system's OpenSSH client; Windows nodes \
+run the OpenSSH server from boot), its bootstrap log, cloud-init output (Linux), kubelet and \
+containerd logs, into a folder, then print the lines that matter: earlier errors and the tail. \
+NODE is a slot (win-tools-0), a node name or an instance id. SSH reaches the node's public \
+address (allowed from admin_cidrs) as ubuntu, ec2-user or Administrator, with the key pair \
+named in the file (--identity points at its private key)."
+)]
+pub struct Args {
+    pub file: PathBuf,
+    /// Slot, node name or instance id.
+    pub node: String,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Folder to write into (default: ./hybrid-logs/<cluster>/<slot>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Private key for SSH.
+    #[arg(long, short = 'i', value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+    /// SSH login (default: ubuntu, ec2-user or Administrator, by OS).
+    #[arg(long, value_name = "USER")]
+    pub ssh_user: Option<String>,
+    /// Reach SSH here (HOST or HOST:PORT) instead of the node's public address, e.g. a bastion tunnel.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub ssh_host: Option<String>,
+    /// How many lines of each log to print.
+    #[arg(long, default_value_t = 20)]
     pub lines: usize,
 }
 
-pub async fn logs(ui: &Ui, file: &Path, node: &str, aws: &AwsArgs, opts: &LogsOptions<'_>) -> Result<()> {
-    let spec = load_spec(ui, file)?;
-    let cloud = cloud(&spec, aws).await;
+pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
+    let node = opts.node.as_str();
+    let spec = load_spec(ui, &opts.file)?;
+    let cloud = cloud(&spec, &opts.aws).await;
     let inventory = cloud.discover(&spec.name).await?;
     let instance =
         inventory.instances.iter().find(|i| i.slot == node || i.id == node || i.private_dns.as_deref() == Some(node)).ok_or_else(|| {
@@ -42,7 +69,7 @@ pub async fn logs(ui: &Ui, file: &Path, node: &str, aws: &AwsArgs, opts: &LogsOp
             .map(|p| p.os)
             .ok_or_else(|| Error::Failed(format!("pool {} is no longer in the file", instance.group)))?
     };
-    let dir = opts.out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("hybrid-logs").join(&spec.name).join(&instance.slot));
+    let dir = opts.out.clone().unwrap_or_else(|| PathBuf::from("hybrid-logs").join(&spec.name).join(&instance.slot));
     std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
     let write =
         |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(|source| Error::Write { path: dir.join(name), source });
@@ -51,7 +78,7 @@ pub async fn logs(ui: &Ui, file: &Path, node: &str, aws: &AwsArgs, opts: &LogsOp
     write("console.log", &console)?;
     println!("== {} ({}, {}): console output\n{}\n", instance.slot, instance.id, os.name(), tail_that_matters(&console, opts.lines));
 
-    let (host, port) = match opts.ssh_host {
+    let (host, port) = match opts.ssh_host.as_deref() {
         Some(h) => {
             let (host, port) = ssh::parse_host(h);
             (Some(host), port.unwrap_or(22))
@@ -65,8 +92,8 @@ pub async fn logs(ui: &Ui, file: &Path, node: &str, aws: &AwsArgs, opts: &LogsOp
     let target = SshTarget {
         host,
         port,
-        user: opts.ssh_user.unwrap_or(default_user(os)).to_string(),
-        identity: opts.identity.map(Path::to_path_buf),
+        user: opts.ssh_user.as_deref().unwrap_or(default_user(os)).to_string(),
+        identity: opts.identity.clone(),
         known_hosts: ssh::known_hosts_in(&dir),
     };
     for (name, command) in collectors(os) {

@@ -1,106 +1,96 @@
-//! One function per subcommand: reads what it needs from disk, calls the
-//! pure core, writes to the terminal. `run` dispatches.
+//! The command line: one module per subcommand, each holding its flags (a
+//! clap `Args` struct) beside the function that runs it (cargo's
+//! commands → ops split, ripgrep's flags next to their use). A command reads
+//! what it needs, calls the pure core, and writes to the terminal; `shared`
+//! holds what several of them need. `run` dispatches.
 
-mod apply;
-mod cluster;
-mod destroy;
-mod kubeconfig;
-mod logs;
-mod plan;
-mod reap;
-mod render;
-mod schema;
-mod status;
-mod validate;
-mod verify;
+pub mod apply;
+pub mod completions;
+pub mod destroy;
+pub mod kubeconfig;
+pub mod logs;
+pub mod plan;
+pub mod reap;
+pub mod render;
+pub mod schema;
+pub mod shared;
+pub mod status;
+pub mod validate;
+pub mod verify;
 
-use std::io::IsTerminal;
+use clap::{Parser, Subcommand};
 
-use crate::cli::{Cli, Color, Command};
 use crate::error::Result;
+use shared::terminal::{Color, ProgressMode, Ui};
 
-/// Writes a file only its owner can read: created with mode 0600 (never
-/// briefly world-readable), and tightened if it existed before. For user
-/// data, keys, tokens and kubeconfigs.
-pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let err = |source| crate::error::Error::Write { path: path.to_path_buf(), source };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(path).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    }
-    f.write_all(bytes).map_err(err)
+const ABOUT: &str = "Declarative hybrid Linux/Windows Kubernetes clusters on AWS";
+
+const LONG_ABOUT: &str = "\
+hybrid provisions a Kubernetes cluster with a Linux control plane and Linux and Windows Server \
+worker pools on EC2 from one desired-state TOML file (see clusters/dev.toml).
+
+It knows what Windows nodes need (Calico or flannel VXLAN with VNI 4096 on UDP 4789, strict \
+IPAM affinity, containerd, matching Windows builds, taints) and `hybrid validate` reports every \
+mistake in a file before any money is spent.";
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success, 1 failure (including an invalid file), 2 changes present (plan \
+--detailed-exitcode), 64 usage error, 130 interrupted.";
+
+#[derive(Debug, Parser)]
+#[command(name = "hybrid", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// When to colour output.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    pub color: Color,
+
+    /// How to show progress: live on a terminal (auto), always live, or timestamped lines (plain, also when CI is set).
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, global = true)]
+    pub progress: ProgressMode,
+
+    /// Print the number of AWS API calls by operation when done.
+    #[arg(long, global = true)]
+    pub api_stats: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-/// Output settings shared by every command.
-pub struct Ui {
-    pub color: bool,
-}
-
-impl Ui {
-    pub fn new(choice: Color) -> Self {
-        let color = match choice {
-            Color::Always => true,
-            Color::Never => false,
-            Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-        };
-        Self { color }
-    }
+/// The subcommands; each one's help text sits on its `Args` struct.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Validate(validate::Args),
+    Render(render::Args),
+    Plan(plan::Args),
+    Apply(apply::Args),
+    Destroy(destroy::Args),
+    Verify(verify::Args),
+    Logs(logs::Args),
+    Status(status::Args),
+    Reap(reap::Args),
+    Kubeconfig(kubeconfig::Args),
+    Schema(schema::Args),
+    Completions(completions::Args),
 }
 
 /// Runs a command; returns the exit code for a success (plan's
 /// --detailed-exitcode can make that 2).
 pub fn run(cli: Cli) -> Result<i32> {
-    let ui = Ui::new(cli.color);
-    let api_stats = cli.api_stats;
+    let ui = Ui::new(cli.color, cli.api_stats, cli.progress);
+    let zero = |r: Result<()>| r.map(|()| 0);
     match cli.command {
-        Command::Plan { file, aws, cluster, offline, detailed_exitcode, output, templates } => {
-            let opts = plan::PlanOptions {
-                aws: &aws,
-                cluster: &cluster,
-                offline,
-                detailed_exitcode,
-                output,
-                templates: templates.as_deref(),
-                api_stats,
-            };
-            runtime().block_on(plan::plan(&ui, &file, &opts))
-        }
-        Command::Kubeconfig { file, aws, output, api_server } => {
-            runtime().block_on(kubeconfig::kubeconfig(&ui, &file, &aws, output.as_deref(), api_server.as_deref())).map(|_| 0)
-        }
-        Command::Apply { file, aws, cluster, lock, yes, templates } => {
-            let opts = apply::ApplyOptions { aws: &aws, cluster: &cluster, lock: &lock, yes, templates: templates.as_deref(), api_stats };
-            runtime().block_on(apply::apply(&ui, &file, &opts)).map(|_| 0)
-        }
-        Command::Verify { file, aws, api_server, check_timeout, poll_ms } => {
-            runtime().block_on(verify::verify(&ui, &file, &aws, api_server.as_deref(), check_timeout, poll_ms)).map(|_| 0)
-        }
-        Command::Logs { file, node, aws, out, identity, ssh_user, ssh_host, lines } => {
-            let opts = logs::LogsOptions {
-                out: out.as_deref(),
-                identity: identity.as_deref(),
-                ssh_user: ssh_user.as_deref(),
-                ssh_host: ssh_host.as_deref(),
-                lines,
-            };
-            runtime().block_on(logs::logs(&ui, &file, &node, &aws, &opts)).map(|_| 0)
-        }
-        Command::Status { file, aws, api_server } => runtime().block_on(status::status(&ui, &file, &aws, api_server.as_deref())).map(|_| 0),
-        Command::Reap { aws, regions, dry_run, yes } => runtime().block_on(reap::reap(&aws, &regions, dry_run, yes)).map(|_| 0),
-        Command::Destroy { file, aws, lock, yes } => {
-            runtime().block_on(destroy::destroy(&ui, &file, &aws, &lock, yes, api_stats)).map(|_| 0)
-        }
-        other => run_sync(&ui, other).map(|_| 0),
+        Command::Validate(args) => zero(validate::run(&ui, &args).map(drop)),
+        Command::Render(args) => zero(render::run(&ui, &args)),
+        Command::Schema(args) => zero(schema::run(&args)),
+        Command::Completions(args) => zero(completions::run(&args, <Cli as clap::CommandFactory>::command())),
+        Command::Plan(args) => runtime().block_on(plan::run(&ui, &args)),
+        Command::Apply(args) => zero(runtime().block_on(apply::run(&ui, &args))),
+        Command::Destroy(args) => zero(runtime().block_on(destroy::run(&ui, &args))),
+        Command::Verify(args) => zero(runtime().block_on(verify::run(&ui, &args))),
+        Command::Logs(args) => zero(runtime().block_on(logs::run(&ui, &args))),
+        Command::Status(args) => zero(runtime().block_on(status::run(&ui, &args))),
+        Command::Reap(args) => zero(runtime().block_on(reap::run(&args))),
+        Command::Kubeconfig(args) => zero(runtime().block_on(kubeconfig::run(&ui, &args))),
     }
 }
 
@@ -108,22 +98,4 @@ pub fn run(cli: Cli) -> Result<i32> {
 /// concurrently as futures on it.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts")
-}
-
-fn run_sync(ui: &Ui, command: Command) -> Result<()> {
-    match command {
-        Command::Validate { file } => validate::validate(ui, &file).map(|_| ()),
-        Command::Schema { format } => schema::schema(format),
-        Command::Render { file, out, secrets, templates } => render::render(ui, &file, &out, secrets.as_deref(), templates.as_deref()),
-        Command::Plan { .. }
-        | Command::Apply { .. }
-        | Command::Destroy { .. }
-        | Command::Kubeconfig { .. }
-        | Command::Reap { .. }
-        | Command::Status { .. }
-        | Command::Verify { .. }
-        | Command::Logs { .. } => {
-            unreachable!("async commands are dispatched in run")
-        }
-    }
 }

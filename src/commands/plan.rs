@@ -1,46 +1,77 @@
 //! `hybrid plan FILE`: the diff between the file and AWS, changing nothing.
 
-use std::path::Path;
+use std::path::PathBuf;
 
-use super::Ui;
-use super::cluster::{cloud, kube_client, load_templates, prepare, prepare_offline, print_api_stats};
-use super::validate::load_spec;
+use super::shared::args::{AwsArgs, ClusterArgs};
+use super::shared::connect::{cloud, kube_client};
+use super::shared::files::load_spec;
+use super::shared::prepare::{load_templates, prepare, prepare_offline};
+use super::shared::terminal::{Ui, print_api_stats};
 use crate::adapters::Cloud;
 use crate::adapters::kube::KubeApi;
-use crate::cli::{AwsArgs, ClusterArgs, OutputFormat};
-use crate::cluster::{CalicoApi, desired_objects};
-use crate::converge::{expected_nodes, pending_changes, pools_by_node};
-use crate::desired::secrets_parameter_name;
+use crate::bootstrap::pki::ClusterSecrets;
+use crate::cluster::converge::{expected_nodes, pending_changes, pools_by_node};
+use crate::cluster::objects::{CalicoApi, desired_objects};
 use crate::error::{EXIT_CHANGES, Result};
-use crate::inventory::Inventory;
+use crate::infra::desired::secrets_parameter_name;
+use crate::infra::inventory::Inventory;
+use crate::infra::show;
 use crate::model::ClusterSpec;
-use crate::pki::ClusterSecrets;
-use crate::show;
 
-pub struct PlanOptions<'a> {
-    pub aws: &'a AwsArgs,
-    pub cluster: &'a ClusterArgs,
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Show what apply would change in AWS, without changing anything",
+    long_about = "\
+Compare the file with what runs in AWS (found by the hybrid:cluster tag and the SSM parameters \
+under /hybrid/<cluster>/) and print the changes, Terraform-style: + create, - delete, ~ update, \
+-/+ replace (with the reason), and a summary line. Secrets are shown only as (sensitive).
+
+With --offline no AWS credentials are needed: the plan is made against nothing, so a newcomer \
+sees at once what a first apply would create.",
+    after_help = "\
+Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes present (only \
+with --detailed-exitcode), 64 usage error."
+)]
+pub struct Args {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Plan against no existing resources, without AWS calls.
+    #[arg(long)]
     pub offline: bool,
+    /// Exit 0 for no changes and 2 for changes (1 stays an error).
+    #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    pub templates: Option<&'a Path>,
-    pub api_stats: bool,
+    /// Folder with template overrides (as for render).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 /// Returns the exit code: 0, or 2 for changes with --detailed-exitcode.
-pub async fn plan(ui: &Ui, file: &Path, opts: &PlanOptions<'_>) -> Result<i32> {
-    let spec = load_spec(ui, file)?;
-    let templates = load_templates(opts.templates)?;
+pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
+    let spec = load_spec(ui, &opts.file)?;
+    let templates = load_templates(opts.templates.as_deref())?;
     let (plan, kube) = if opts.offline {
         (prepare_offline(&spec, &templates)?, KubeView::NotAsked)
     } else {
-        let cloud = cloud(&spec, opts.aws).await;
+        let cloud = cloud(&spec, &opts.aws).await;
         let prepared = prepare(&cloud, &spec, &templates).await;
         let kube = match &prepared {
-            Ok(p) if !opts.cluster.ec2_only => kube_view(&cloud, &spec, &p.inventory, opts.cluster).await,
+            Ok(p) if !opts.cluster.ec2_only => kube_view(&cloud, &spec, &p.inventory, &opts.cluster).await,
             _ => KubeView::NotAsked,
         };
-        if opts.api_stats {
+        if ui.api_stats {
             print_api_stats(&cloud);
         }
         (prepared?.plan, kube)
@@ -62,7 +93,7 @@ pub async fn plan(ui: &Ui, file: &Path, opts: &PlanOptions<'_>) -> Result<i32> {
                 KubeView::Unreachable(why) => println!("\nKubernetes: {why}; cluster-level changes are not shown."),
                 _ => {}
             }
-            println!("\n{}", crate::cost::estimate(&spec).to_text().trim_end());
+            println!("\n{}", crate::day2::cost::estimate(&spec).to_text().trim_end());
         }
         OutputFormat::Json => {
             let mut v: serde_json::Value = serde_json::from_str(&show::plan_json(&plan)).expect("plan JSON parses");

@@ -4,12 +4,37 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::destroy;
+use super::shared::args::{AwsArgs, LockArgs};
+use super::shared::terminal::Reporter;
 use crate::adapters::Cloud;
 use crate::adapters::aws::connect;
-use crate::cli::{AwsArgs, LockArgs};
 use crate::error::{Error, Result};
 
-pub async fn reap(aws: &AwsArgs, regions: &[String], dry_run: bool, yes: bool) -> Result<()> {
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Destroy every cluster whose time-to-live has passed (for cron or CI)",
+    long_about = "\
+Find every hybrid cluster in the given regions whose hybrid:expires tag (set at creation from \
+the file's ttl) lies in the past, and destroy it as `hybrid destroy` would. Clusters without a \
+ttl are never touched. --dry-run only lists; otherwise --yes is required, since it runs \
+unattended."
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Region to look in (repeatable; default: AWS_REGION).
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// List what would be destroyed, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Destroy without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+pub async fn run(args: &Args) -> Result<()> {
+    let (aws, regions, dry_run, yes) = (&args.aws, args.regions.as_slice(), args.dry_run, args.yes);
     if !dry_run && !yes {
         return Err(Error::NotConfirmed("reap destroys clusters unattended: pass --yes, or --dry-run to only list them".into()));
     }
@@ -40,7 +65,7 @@ pub async fn reap(aws: &AwsArgs, regions: &[String], dry_run: bool, yes: bool) -
             }
             println!("destroy  {cluster:<24} {region:<14} expired {expires}");
             let lock = LockArgs { lock_timeout: 0, break_lock: false };
-            if let Err(e) = destroy::run(&cloud, &cluster, region, &lock, true).await {
+            if let Err(e) = destroy::destroy_cluster(&cloud, &cluster, region, &lock, true, &Reporter::Plain).await {
                 eprintln!("error: destroying {cluster} in {region}: {e}");
                 failures.push(cluster);
             }

@@ -4,17 +4,48 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::cluster::load_templates;
-use super::validate::load_spec;
-use super::{Ui, write_private};
+use super::shared::files::{load_spec, write_private};
+use super::shared::prepare::load_templates;
+use super::shared::terminal::Ui;
+use crate::bootstrap::pki::ClusterSecrets;
 use crate::bootstrap::{self, NodeBootstrap};
 use crate::error::{Error, Result};
-use crate::pki::ClusterSecrets;
 
-pub fn render(ui: &Ui, file: &Path, out: &Path, secrets_dir: Option<&Path>, templates_dir: Option<&Path>) -> Result<()> {
-    let spec = load_spec(ui, file)?;
-    let templates = load_templates(templates_dir)?;
-    let secrets = match secrets_dir {
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Write every node's user data, and the files inside it, to a folder",
+    long_about = "\
+Write, for every node of the cluster, exactly what EC2 receives as user data (`user-data`), plus \
+the readable files inside it (kubeadm config, CNI manifest, bootstrap script), so they can be read \
+and diffed. Linux nodes get cloud-init, Windows nodes a <powershell> script.
+
+The cluster secrets (CA and bootstrap token) come from --secrets DIR; if DIR has none yet, new \
+ones are generated and saved there (mode 0600). The same file and secrets always render \
+byte-identical output. Without --secrets the secrets are throwaway.
+
+The rendered files contain the bootstrap token, and the control plane's the CA key: keep the \
+output folder private.",
+    after_help = "Exits 0 when every node rendered, 1 on an invalid file or a node over EC2's 16384-byte limit."
+)]
+pub struct Args {
+    /// The desired-state file, e.g. clusters/dev.toml.
+    pub file: PathBuf,
+    /// Folder to write into (created if missing; existing node folders are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Folder with ca.crt, ca.key and token; created with new secrets if empty.
+    #[arg(long, value_name = "DIR")]
+    pub secrets: Option<PathBuf>,
+    /// Folder with template overrides (same names as templates/ in the source).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+pub fn run(ui: &Ui, args: &Args) -> Result<()> {
+    let out = args.out.as_path();
+    let spec = load_spec(ui, &args.file)?;
+    let templates = load_templates(args.templates.as_deref())?;
+    let secrets = match args.secrets.as_deref() {
         Some(dir) => load_or_create_secrets(dir)?,
         None => {
             eprintln!("note: no --secrets folder given: rendering with throwaway secrets");

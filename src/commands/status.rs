@@ -1,22 +1,40 @@
 //! `hybrid status FILE`: the cluster on one screen.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::Ui;
-use super::cluster::{cloud, kube_client, stored_secrets};
-use super::validate::load_spec;
+use super::shared::args::AwsArgs;
+use super::shared::connect::{cloud, kube_client, stored_secrets};
+use super::shared::files::load_spec;
+use super::shared::terminal::Ui;
 use crate::adapters::Cloud;
 use crate::adapters::kube::KubeApi;
-use crate::cli::AwsArgs;
+use crate::day2::status;
 use crate::error::Result;
-use crate::status;
 
-pub async fn status(ui: &Ui, file: &Path, aws: &AwsArgs, api_server: Option<&str>) -> Result<()> {
-    let spec = load_spec(ui, file)?;
-    let cloud = cloud(&spec, aws).await;
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "One screen with every pool and node: instance, state, Ready, build, age, time to Ready",
+    long_about = "\
+Show every pool and node of the cluster: instance id and state, node name, Ready, Windows build, \
+age, and each node's time from launch to Ready, with the cluster's expiry. Node details come \
+from the Kubernetes API when it answers within 10 seconds."
+)]
+pub struct Args {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Reach the API server here instead of the control plane's public address.
+    #[arg(long, value_name = "URL")]
+    pub api_server: Option<String>,
+}
+
+pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
+    let api_server = args.api_server.as_deref();
+    let spec = load_spec(ui, &args.file)?;
+    let cloud = cloud(&spec, &args.aws).await;
     let inventory = cloud.discover(&spec.name).await?;
     let nodes = if inventory.instances.is_empty() {
         Err("no instances".to_string())

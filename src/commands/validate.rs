@@ -1,31 +1,39 @@
 //! `hybrid validate FILE`: load, print every diagnostic, then a one-line
-//! summary. Other commands load their file through `load_spec` so they
-//! report problems exactly the same way.
+//! summary. Other commands load their file through `shared::files::load_spec`
+//! so they report problems exactly the same way.
 
-use std::path::Path;
+use std::path::PathBuf;
 
-use super::Ui;
-use crate::config;
-use crate::diag::Renderer;
-use crate::error::{Error, Result};
+use super::shared::files::load_spec;
+use super::shared::terminal::Ui;
+use crate::error::Result;
 use crate::model::{ClusterSpec, NodeOs};
 
-/// Reads and checks a cluster file, printing its diagnostics to stderr.
-pub fn load_spec(ui: &Ui, path: &Path) -> Result<ClusterSpec> {
-    let source = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-    let file = path.display().to_string();
-    let loaded = config::load(&source);
-    let renderer = Renderer::new(ui.color);
-    for d in &loaded.diagnostics {
-        eprintln!("{}", renderer.render(&file, &source, d));
-    }
-    let (errors, warnings) = (loaded.errors().count(), loaded.warnings().count());
-    loaded.spec.ok_or(Error::Invalid { file, errors, warnings })
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Check a cluster file and report every problem at once",
+    long_about = "\
+Check a cluster file and report every problem at once, each with file:line:column, the key, \
+what is wrong and how to fix it. Warnings (questionable but legal choices) do not fail the check.
+
+Besides syntax, unknown keys and types, it checks what breaks Windows nodes at run time: \
+IP-in-IP or CrossSubnet with Calico, VNI below 4096 or a VXLAN port other than 4789, \
+strictAffinity off, flannel DirectRouting, Windows versions the CNI does not support, Windows \
+control planes, Graviton instance types for Windows, overlapping CIDRs, pod networks too small \
+for the node count, labels and taints Kubernetes or kubelet would refuse, and values that could \
+break out of a generated script.
+
+Supported Kubernetes versions: 1.33.x to 1.36.x.",
+    after_help = "Exits 0 when the file is valid (warnings allowed), 1 when it has errors."
+)]
+pub struct Args {
+    /// The desired-state file, e.g. clusters/dev.toml.
+    pub file: PathBuf,
 }
 
-pub fn validate(ui: &Ui, path: &Path) -> Result<ClusterSpec> {
-    let spec = load_spec(ui, path)?;
-    println!("{}: valid: {}", path.display(), summary(&spec));
+pub fn run(ui: &Ui, args: &Args) -> Result<ClusterSpec> {
+    let spec = load_spec(ui, &args.file)?;
+    println!("{}: valid: {}", args.file.display(), summary(&spec));
     Ok(spec)
 }
 

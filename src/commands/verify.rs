@@ -1,35 +1,56 @@
 //! `hybrid verify FILE`: the workload and checks of `verify`, run against
 //! the cluster's API, reported one line each, then cleaned up.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::Ui;
-use super::cluster::{cloud, kube_client, progress, stored_secrets};
-use super::validate::load_spec;
+use super::shared::args::AwsArgs;
+use super::shared::connect::{cloud, kube_client, stored_secrets};
+use super::shared::files::load_spec;
+use super::shared::terminal::{Ui, progress};
 use crate::adapters::Cloud;
 use crate::adapters::kube::{KubeApi, KubeResult};
-use crate::cluster::KubeObject;
-use crate::converge::converge_objects;
+use crate::cluster::converge::converge_objects;
+use crate::cluster::objects::KubeObject;
+use crate::day2::verify::{self, Step, job_outcome};
 use crate::error::{Error, Result};
-use crate::verify::{self, Step, job_outcome};
 
-pub async fn verify(
-    ui: &Ui,
-    file: &Path,
-    aws: &crate::cli::AwsArgs,
-    api_server: Option<&str>,
-    check_timeout: u64,
-    poll_ms: u64,
-) -> Result<()> {
-    let spec = load_spec(ui, file)?;
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Deploy a small Linux + Windows workload and check the cluster works end to end",
+    long_about = "\
+Deploy nginx on Linux and a Windows web server for each Windows build (through its RuntimeClass) \
+into the namespace hybrid-verify, then run the checks of the Kubernetes Windows guide as Jobs: \
+pod-to-pod across Linux and Windows, Service ClusterIP, DNS from both sides, NodePort from a \
+node, outbound from a Windows pod, and (Calico only) a NetworkPolicy that lets only Windows \
+pods reach nginx. Each check reports pass or fail with its time; everything is deleted \
+afterwards. The manifests are in examples/verify/.",
+    after_help = "Exits 0 when every check passed, 1 otherwise."
+)]
+pub struct Args {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Reach the API server here instead of the control plane's public address.
+    #[arg(long, value_name = "URL")]
+    pub api_server: Option<String>,
+    /// Seconds each check may take (Windows images are large to pull).
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    pub check_timeout: u64,
+    /// How often to look while waiting (tests shorten it).
+    #[arg(long, value_name = "MS", default_value_t = 5000, hide = true)]
+    pub poll_ms: u64,
+}
+
+pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
+    let spec = load_spec(ui, &args.file)?;
     let steps = verify::plan(&spec)?;
-    let cloud = cloud(&spec, aws).await;
+    let cloud = cloud(&spec, &args.aws).await;
     let inventory = cloud.discover(&spec.name).await?;
     let secrets = stored_secrets(&cloud, &spec.name).await?;
-    let api = kube_client(&spec, &inventory, &secrets, api_server).await?;
+    let api = kube_client(&spec, &inventory, &secrets, args.api_server.as_deref()).await?;
     let mut created: Vec<KubeObject> = Vec::new();
-    let run = run_steps(&api, &steps, &mut created, Duration::from_secs(check_timeout), Duration::from_millis(poll_ms)).await;
+    let run = run_steps(&api, &steps, &mut created, Duration::from_secs(args.check_timeout), Duration::from_millis(args.poll_ms)).await;
     // Clean up whatever happened, newest first, the namespace last.
     for o in created.iter().rev() {
         if let Err(e) = api.delete(&o.path()).await {

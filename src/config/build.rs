@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::read::{SectionValues, Spans};
-use crate::diag::Diagnostics;
+use crate::config::problems::Diagnostics;
+use crate::model::net::Ipv4Cidr;
 use crate::model::*;
-use crate::net::Ipv4Cidr;
 
 pub struct Ctx<'a> {
     pub diags: &'a mut Diagnostics,
@@ -116,8 +116,8 @@ fn parse_cidr(text: &str, key: &str, cx: &mut Ctx<'_>) -> Option<Ipv4Cidr> {
         Ok(c) => Some(c),
         Err(e) => {
             let help = match &e {
-                crate::net::CidrError::HostBitsSet { network } => format!("write \"{network}\""),
-                crate::net::CidrError::Malformed => "write an IPv4 network and prefix length, e.g. \"10.0.0.0/16\"".into(),
+                crate::model::net::CidrError::HostBitsSet { network } => format!("write \"{network}\""),
+                crate::model::net::CidrError::Malformed => "write an IPv4 network and prefix length, e.g. \"10.0.0.0/16\"".into(),
             };
             cx.err(key, format!("`{text}` {e}"), Some(help));
             None

@@ -7,11 +7,12 @@
 
 pub mod build;
 pub mod keys;
+pub mod problems;
 pub mod read;
 pub mod rules;
 pub mod schema;
 
-use crate::diag::{Diagnostic, Diagnostics, Severity};
+use crate::config::problems::{Diagnostic, Diagnostics, Severity};
 use crate::model::ClusterSpec;
 
 /// The outcome of loading a file: the spec when it has no errors, and all

@@ -12,7 +12,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::keys::{self, Key, Kind, Section};
-use crate::diag::Diagnostics;
+use crate::config::problems::Diagnostics;
 
 /// Where each key's value sits in the file, by key path (`pool[0].count`).
 #[derive(Debug, Default)]

@@ -5,9 +5,9 @@
 //! facts are in `shared/WINDOWS-NOTES.md` (section numbers in comments).
 
 use super::read::Spans;
-use crate::diag::Diagnostics;
+use crate::config::problems::Diagnostics;
+use crate::model::net::Ipv4Cidr;
 use crate::model::*;
-use crate::net::Ipv4Cidr;
 
 /// Kubernetes minors whose kubeadm/kubelet flags, v1beta4 config and Windows
 /// node path the templates were written against. Older minors are out of

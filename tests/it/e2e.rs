@@ -464,3 +464,55 @@ fn verify_reports_each_check_and_cleans_up() {
         );
     });
 }
+
+/// `cmd` as one line for `sh -c`, every word single-quoted.
+fn shell_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The same command inside a pseudo-terminal (util-linux `script`), so that
+/// hybrid sees a terminal on stdout and stderr; returns everything drawn.
+/// `CI` is passed on only when the command sets it.
+fn in_pty(cmd: Command) -> Output {
+    let mut pty = Command::new("script");
+    pty.args(["-q", "-e", "-c", &shell_line(&cmd), "/dev/null"]).env("TERM", "xterm-256color");
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => pty.env(k, v),
+            None => pty.env_remove(k),
+        };
+    }
+    if !cmd.get_envs().any(|(k, _)| k == "CI") {
+        pty.env_remove("CI");
+    }
+    pty.stdin(std::process::Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn apply_draws_live_progress_on_a_terminal_and_plain_lines_in_ci() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start(false);
+    let file = write_cluster("phi", 2);
+    let _kubelets = Kubelets::with_delay(moto.url.clone(), emu.url.clone(), "phi", &[], Duration::from_secs(2));
+    let out = in_pty(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]));
+    let screen = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    // indicatif redraws its lines in place: cursor up and erase-line codes.
+    assert!(screen.contains("\x1b[2K") || screen.contains("\x1b[1A"), "no live redraw in:\n{screen:?}");
+    for needle in ["game", "launched 2", "joined 2", "Ready 2/2", "win", "Ready 1/1", "Cluster phi converged: 4 node(s) Ready."] {
+        assert!(screen.contains(needle), "missing `{needle}` in:\n{screen}");
+    }
+
+    // With CI set, even on a terminal: the timestamped lines, no escapes.
+    let mut cmd = hybrid_aws(&moto, &["destroy", file.to_str().unwrap(), "--yes"]);
+    cmd.env("CI", "true");
+    let out = in_pty(cmd);
+    let plain = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{plain}");
+    assert!(!plain.contains("\x1b["), "escape codes with CI=true:\n{plain:?}");
+    assert!(plain.lines().any(|l| l.starts_with('[') && l.contains("] terminating 4 instance(s)")), "{plain}");
+}

@@ -178,7 +178,7 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
         let stored = ssm.get_parameter().name("/hybrid/alpha/secrets").with_decryption(true).send().await.unwrap();
         let param = stored.parameter().unwrap();
         assert_eq!(param.r#type().map(|t| t.as_str()), Some("SecureString"));
-        let secrets = hybrid::pki::ClusterSecrets::from_stored(param.value().unwrap()).unwrap();
+        let secrets = hybrid::bootstrap::pki::ClusterSecrets::from_stored(param.value().unwrap()).unwrap();
         let spec = hybrid::config::load(&std::fs::read_to_string(&file).unwrap()).spec.unwrap();
         let rendered: BTreeMap<String, Vec<u8>> =
             hybrid::bootstrap::render_cluster(&spec, &secrets, &hybrid::bootstrap::Templates::builtin())
@@ -218,15 +218,15 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
                 found.insert((p.ip_protocol().unwrap().to_string(), p.from_port().unwrap(), r.cidr_ip().unwrap().to_string()));
             }
         }
-        let want: BTreeSet<(String, i32, String)> = hybrid::desired::security_rules(&spec)
+        let want: BTreeSet<(String, i32, String)> = hybrid::infra::desired::security_rules(&spec)
             .into_iter()
             .map(|r| {
                 (
                     r.protocol,
                     r.from_port,
                     match r.source {
-                        hybrid::desired::Source::Cluster => "cluster".into(),
-                        hybrid::desired::Source::Cidr(c) => c.to_string(),
+                        hybrid::infra::desired::Source::Cluster => "cluster".into(),
+                        hybrid::infra::desired::Source::Cidr(c) => c.to_string(),
                     },
                 )
             })

@@ -4,9 +4,9 @@
 use proptest::prelude::*;
 
 use hybrid::config::load;
-use hybrid::diag::Renderer;
+use hybrid::config::problems::Renderer;
 
-const DEV: &str = include_str!("../../clusters/dev.toml");
+const DEV: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"));
 
 fn load_and_render(src: &str) {
     let loaded = load(src);

@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::SystemTime;
 
 use hybrid::adapters::kube::{KubeApi, KubeClient};
-use hybrid::cluster::{CalicoApi, desired_objects};
-use hybrid::converge::{Outcome, converge_objects, reconcile_nodes};
-use hybrid::kubeconfig::AdminKubeconfig;
+use hybrid::cluster::converge::{Outcome, converge_objects, reconcile_nodes};
+use hybrid::cluster::kubeconfig::AdminKubeconfig;
+use hybrid::cluster::objects::{CalicoApi, desired_objects};
 use serde_json::json;
 
 use crate::util::root;

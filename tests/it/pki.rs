@@ -5,7 +5,7 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use hybrid::pki::ClusterSecrets;
+use hybrid::bootstrap::pki::ClusterSecrets;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 

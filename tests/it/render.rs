@@ -4,10 +4,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use hybrid::bootstrap::pki::ClusterSecrets;
 use hybrid::bootstrap::{BootstrapError, NodeBootstrap, Templates, USER_DATA_LIMIT, render_cluster};
 use hybrid::config::load;
 use hybrid::model::{ClusterSpec, NodeOs, Taint, TaintEffect};
-use hybrid::pki::ClusterSecrets;
 
 use crate::tools;
 use crate::util::{hybrid, root, text};
@@ -401,6 +401,6 @@ fn labels_kubelet_may_not_set_go_through_the_api() {
     let linux = nodes.iter().find(|n| n.group == "game-servers").unwrap();
     assert!(!part(linux, "kubeadm.yaml").contains("node-role"));
     let node = serde_json::json!({ "metadata": { "name": "n", "labels": {} }, "spec": {} });
-    let patch = hybrid::cluster::node_patch(&node, &spec.pools[1]).unwrap();
+    let patch = hybrid::cluster::objects::node_patch(&node, &spec.pools[1]).unwrap();
     assert_eq!(patch["metadata"]["labels"]["node-role.kubernetes.io/game"], "");
 }

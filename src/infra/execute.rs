@@ -11,16 +11,15 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::adapters::kube::KubeApi;
 use crate::adapters::{Cloud, CloudError, LaunchRequest};
 use crate::bootstrap::NodeBootstrap;
-use crate::converge::{ConvergeError, Waits, drain_node};
-use crate::desired::{
+use crate::bootstrap::pki::ClusterSecrets;
+use crate::infra::desired::{
     DesiredInstance, DesiredNetwork, DesiredState, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, secrets_parameter_name,
 };
-use crate::inventory::Inventory;
-use crate::pki::ClusterSecrets;
-use crate::plan::{Action, Plan, Resource};
+use crate::infra::inventory::Inventory;
+use crate::infra::plan::{Action, Plan, Resource};
+use crate::progress::{Event, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -33,7 +32,7 @@ pub enum ExecError {
     #[error("no {0} to use: it was neither found nor planned; run `hybrid plan` to see why")]
     Missing(&'static str),
     #[error("{0}\nnothing was terminated; fix the cause, or pass --ec2-only to remove the instances without draining")]
-    Drain(ConvergeError),
+    Drain(String),
 }
 
 /// What the executor needs besides the plan.
@@ -52,14 +51,21 @@ pub struct Context<'a> {
     pub terminate_timeout: Duration,
 }
 
-/// Progress lines for the terminal or a log.
-pub trait Progress {
-    fn line(&self, message: &str);
+/// Draining a node before its instance goes: the seam through which the
+/// command hands in the Kubernetes side (`cluster::converge::KubeDrain`),
+/// so this module never depends on it. `NoDrain` skips it (`--ec2-only`).
+#[allow(async_fn_in_trait)]
+pub trait Drain {
+    /// Cordons and drains `node` (a Node name), then removes the Node object.
+    async fn drain(&self, node: &str, progress: &impl Progress) -> Result<(), String>;
 }
 
-impl<F: Fn(&str)> Progress for F {
-    fn line(&self, message: &str) {
-        self(message)
+/// No Kubernetes side: instances are terminated without draining.
+pub struct NoDrain;
+
+impl Drain for NoDrain {
+    async fn drain(&self, _: &str, _: &impl Progress) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -77,13 +83,13 @@ fn named(mut tags: BTreeMap<String, String>, name: String) -> BTreeMap<String, S
     tags
 }
 
-/// `drain`: with a Kubernetes API, nodes are cordoned and drained and their
-/// Node objects deleted before their instances are terminated.
-pub async fn apply<C: Cloud, K: KubeApi>(
+/// `drain`: nodes are drained (cordoned, evicted, Node deleted) before
+/// their instances are terminated.
+pub async fn apply<C: Cloud>(
     cloud: &C,
     plan: &Plan,
     ctx: &Context<'_>,
-    drain: Option<(&K, Waits)>,
+    drain: &impl Drain,
     progress: &impl Progress,
 ) -> Result<(), ExecError> {
     let cluster = &ctx.desired.cluster;
@@ -172,13 +178,10 @@ pub async fn apply<C: Cloud, K: KubeApi>(
         .filter(|c| matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace))
         .filter_map(|c| c.id.clone())
         .collect();
-    if let (Some((api, waits)), false) = (drain, doomed.is_empty()) {
-        for id in &doomed {
-            let node =
-                ctx.inventory.instances.iter().find(|i| &i.id == id).and_then(|i| i.private_dns.as_deref()).filter(|d| !d.is_empty());
-            if let Some(node) = node {
-                drain_node(api, node, waits, progress).await.map_err(ExecError::Drain)?;
-            }
+    for id in &doomed {
+        let node = ctx.inventory.instances.iter().find(|i| &i.id == id).and_then(|i| i.private_dns.as_deref()).filter(|d| !d.is_empty());
+        if let Some(node) = node {
+            drain.drain(node, progress).await.map_err(ExecError::Drain)?;
         }
     }
     if !doomed.is_empty() {
@@ -205,7 +208,7 @@ pub async fn apply<C: Cloud, K: KubeApi>(
             for (n, d) in slots.iter().enumerate() {
                 let request = launch_request(ctx, d, subnet, sg, tags).map_err(|e| (pool.to_string(), e))?;
                 let id = cloud.run_instance(&request).await.map_err(|e| (pool.to_string(), e))?;
-                progress.line(&format!("[{pool}] {} launched {id} ({}/{total})", d.slot, n + 1));
+                progress.event(&Event::Launched { pool, slot: &d.slot, instance: &id, n: n + 1, total });
             }
             Ok::<(), (String, CloudError)>(())
         }
@@ -237,7 +240,8 @@ fn launch_request(
     tags.insert(TAG_SPEC_HASH.into(), d.spec_hash.clone());
     // AWS deduplicates a retried RunInstances by this token, so a dropped
     // response cannot launch a second instance for the same slot.
-    let token = crate::desired::fingerprint(format!("{}/{}/{}/{}", ctx.desired.cluster, d.slot, d.spec_hash, ctx.run_id).as_bytes())[..32]
+    let token = crate::infra::desired::fingerprint(format!("{}/{}/{}/{}", ctx.desired.cluster, d.slot, d.spec_hash, ctx.run_id).as_bytes())
+        [..32]
         .to_string();
     Ok(LaunchRequest {
         ami,
@@ -271,10 +275,12 @@ async fn wait_terminated<C: Cloud>(cloud: &C, ids: &[String], timeout: Duration,
                 detail: format!("still running: {}", left.join(", ")),
             });
         }
-        if waited >= last_report + 15 {
-            progress.line(&format!("waiting for {} instance(s) to terminate ({waited}s)", left.len()));
+        let report = waited >= last_report + 15;
+        if report {
             last_report = waited;
         }
+        let what = format!("{} instance(s) to terminate", left.len());
+        progress.event(&Event::Waiting { what: &what, elapsed: start.elapsed(), report });
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

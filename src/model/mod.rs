@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use crate::net::Ipv4Cidr;
+pub mod net;
+
+use net::Ipv4Cidr;
 
 /// One hybrid cluster as described by a desired-state file.
 #[derive(Clone, Debug, PartialEq)]

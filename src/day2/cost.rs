@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn dev_cluster_estimate() {
-        let spec = crate::config::load(include_str!("../clusters/dev.toml")).spec.unwrap();
+        let spec = crate::config::load(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))).spec.unwrap();
         let e = estimate(&spec);
         // t3.large 0.0832 + 2 x c6i.xlarge 0.17 + m6i.xlarge (0.192 + 4 x 0.046 Windows)
         // + root volumes: 50 + 2 x 50 + 100 GiB of gp3.
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn spot_pools_are_marked_and_unknown_types_named() {
-        let mut spec = crate::config::load(include_str!("../clusters/dev.toml")).spec.unwrap();
+        let mut spec = crate::config::load(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))).spec.unwrap();
         spec.pools[0].spot = true;
         spec.pools[1].instance_type = "x9z.huge".into();
         let text = estimate(&spec).to_text();

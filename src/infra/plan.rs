@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::desired::{CONTROL_PLANE, DesiredInstance, DesiredNetwork, DesiredState, SgRule, Source};
-use crate::inventory::{Instance, Inventory};
-use crate::net::Ipv4Cidr;
+use crate::infra::desired::{CONTROL_PLANE, DesiredInstance, DesiredNetwork, DesiredState, SgRule, Source};
+use crate::infra::inventory::{Instance, Inventory};
+use crate::model::net::Ipv4Cidr;
 
 /// What happens to one resource. The symbol is what the user sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -371,11 +371,11 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{AmiMap, ResolvedAmi, desired_state};
-    use crate::inventory::{Found, RouteTable, SecurityGroup};
+    use crate::infra::desired::{AmiMap, ResolvedAmi, desired_state};
+    use crate::infra::inventory::{Found, RouteTable, SecurityGroup};
 
     fn desired() -> DesiredState {
-        let spec = crate::config::load(include_str!("../clusters/dev.toml")).spec.unwrap();
+        let spec = crate::config::load(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))).spec.unwrap();
         let ami = |id: &str| ResolvedAmi { id: id.into(), name: "n".into(), root_device: "/dev/sda1".into() };
         let amis: AmiMap = [("control-plane", "ami-1"), ("game-servers", "ami-1"), ("win-tools", "ami-2")]
             .into_iter()

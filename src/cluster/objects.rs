@@ -414,7 +414,11 @@ mod tests {
 
     #[test]
     fn calico_objects_carry_what_windows_needs() {
-        let objs = desired_objects(&spec(include_str!("../clusters/dev.toml")), Some(CalicoApi::CrdV1), "10.42.0.10");
+        let objs = desired_objects(
+            &spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))),
+            Some(CalicoApi::CrdV1),
+            "10.42.0.10",
+        );
         assert_eq!(find(&objs, "IPAMConfig", "default")["spec"]["strictAffinity"], true);
         let felix = &find(&objs, "FelixConfiguration", "default")["spec"];
         assert_eq!(
@@ -439,7 +443,11 @@ mod tests {
 
     #[test]
     fn calico_v3_api_uses_its_own_group_and_kinds() {
-        let objs = desired_objects(&spec(include_str!("../clusters/dev.toml")), Some(CalicoApi::V3), "10.42.0.10");
+        let objs = desired_objects(
+            &spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))),
+            Some(CalicoApi::V3),
+            "10.42.0.10",
+        );
         let ipam = objs.iter().find(|o| o.name == "default" && o.body["kind"] == "IPAMConfiguration").unwrap();
         assert_eq!(ipam.path(), "/apis/projectcalico.org/v3/ipamconfigurations/default");
         assert_eq!(CalicoApi::detect(&["projectcalico.org".into(), "crd.projectcalico.org".into()]), Some(CalicoApi::V3));
@@ -449,7 +457,7 @@ mod tests {
 
     #[test]
     fn flannel_objects_carry_vni_port_and_the_real_api_endpoint() {
-        let objs = desired_objects(&spec(include_str!("../clusters/qa.toml")), None, "10.50.0.10");
+        let objs = desired_objects(&spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/qa.toml"))), None, "10.50.0.10");
         let net: Value =
             serde_json::from_str(find(&objs, "ConfigMap", "kube-flannel-cfg")["data"]["net-conf.json"].as_str().unwrap()).unwrap();
         assert_eq!(net, json!({ "Network": "10.244.0.0/16", "Backend": { "Type": "vxlan", "VNI": 4096, "Port": 4789 } }));
@@ -470,7 +478,7 @@ mod tests {
 
     #[test]
     fn node_patch_sets_labels_and_taints_keeps_foreign_taints_and_is_idempotent() {
-        let s = spec(include_str!("../clusters/dev.toml"));
+        let s = spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml")));
         let pool = &s.pools[1];
         let node = json!({ "metadata": { "name": "ip-10-42-0-20.ec2.internal", "labels": { "kubernetes.io/os": "windows" } }, "spec": { "taints": [{ "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" }] } });
         let patch = node_patch(&node, pool).unwrap();

@@ -5,9 +5,9 @@
 use serde_json::Value;
 
 use crate::adapters::kube::{KubeApi, KubeResult};
-use crate::cluster::{KubeObject, contains, node_patch};
-use crate::execute::Progress;
+use crate::cluster::objects::{KubeObject, contains, node_patch};
 use crate::model::Pool;
+use crate::progress::{Event, NodeStage, Progress};
 
 /// What happened to one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,11 +80,11 @@ use std::time::{Duration, Instant};
 
 use crate::adapters::Cloud;
 use crate::adapters::kube::KubeError;
-use crate::cluster::{CalicoApi, bootstrap_token_secret, desired_objects};
-use crate::desired::CONTROL_PLANE;
-use crate::inventory::Inventory;
+use crate::bootstrap::pki::BootstrapToken;
+use crate::cluster::objects::{CalicoApi, bootstrap_token_secret, desired_objects};
+use crate::infra::desired::CONTROL_PLANE;
+use crate::infra::inventory::Inventory;
 use crate::model::{ClusterSpec, CniPlugin};
-use crate::pki::BootstrapToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvergeError {
@@ -133,6 +133,8 @@ pub struct Expected {
     pub slot: String,
     pub group: String,
     pub instance_id: String,
+    /// EC2 said `running` when discovery looked.
+    pub running: bool,
 }
 
 pub fn expected_nodes(inventory: &Inventory) -> Vec<Expected> {
@@ -141,7 +143,13 @@ pub fn expected_nodes(inventory: &Inventory) -> Vec<Expected> {
         .iter()
         .filter_map(|i| {
             let dns = i.private_dns.as_deref().filter(|d| !d.is_empty())?;
-            Some(Expected { node_name: dns.to_string(), slot: i.slot.clone(), group: i.group.clone(), instance_id: i.id.clone() })
+            Some(Expected {
+                node_name: dns.to_string(),
+                slot: i.slot.clone(),
+                group: i.group.clone(),
+                instance_id: i.id.clone(),
+                running: i.state == "running",
+            })
         })
         .collect();
     v.sort_by(|a, b| a.slot.cmp(&b.slot));
@@ -177,10 +185,11 @@ pub async fn wait_for_api<K: KubeApi, C: Cloud>(
             }
         }
         let waited = start.elapsed().as_secs();
-        if waited >= next_report {
-            progress.line(&format!("waiting for the API server ({waited}s)"));
+        let report = waited >= next_report;
+        if report {
             next_report = waited + 30;
         }
+        progress.event(&Event::Waiting { what: "the API server", elapsed: start.elapsed(), report });
         tokio::time::sleep(waits.poll).await;
     }
 }
@@ -228,7 +237,10 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
 ) -> Result<(), ConvergeError> {
     let start = Instant::now();
     let token_path = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{}", token.id());
-    let mut seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    let mut seen: BTreeMap<String, NodeStage> = BTreeMap::new();
+    for e in expected {
+        progress.event(&Event::NodeExpected { pool: &e.group, slot: &e.slot, node: &e.node_name, running: e.running });
+    }
     loop {
         let nodes: BTreeMap<String, Value> = api
             .list("/api/v1/nodes", None, None)
@@ -239,23 +251,22 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
         let mut pending = Vec::new();
         for e in expected {
             let state = nodes.get(&e.node_name).map(node_ready);
-            let now = (state.is_some(), state.as_ref().is_some_and(|s| s.0));
-            if seen.get(&e.node_name) != Some(&now) {
-                let what = match now {
-                    (false, _) => "waiting to register".to_string(),
-                    (true, false) => "registered, not Ready yet".to_string(),
-                    (true, true) => format!("Ready ({}s)", start.elapsed().as_secs()),
-                };
-                progress.line(&format!("node {} ({}): {what}", e.slot, e.node_name));
-                seen.insert(e.node_name.clone(), now);
+            let stage = match &state {
+                None => NodeStage::Launched,
+                Some((false, _)) => NodeStage::Joined,
+                Some((true, _)) => NodeStage::Ready,
+            };
+            if seen.get(&e.node_name) != Some(&stage) {
+                progress.event(&Event::NodeChanged { pool: &e.group, slot: &e.slot, node: &e.node_name, stage, elapsed: start.elapsed() });
+                seen.insert(e.node_name.clone(), stage);
             }
-            if !now.1 {
+            if stage != NodeStage::Ready {
                 pending.push((e, state));
             }
         }
         let all_registered = expected.iter().all(|e| nodes.contains_key(&e.node_name));
         if !all_registered && api.get(&token_path).await?.is_none() {
-            let expires = crate::clock::rfc3339_from_now(TOKEN_TTL);
+            let expires = crate::adapters::clock::rfc3339_from_now(TOKEN_TTL);
             api.create("/api/v1/namespaces/kube-system/secrets", &bootstrap_token_secret(token.id(), token.secret(), &expires).body)
                 .await?;
             progress.line(&format!("bootstrap token {} valid until {expires} for joining nodes", token.id()));
@@ -339,6 +350,19 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, waits: Waits, progress:
     api.delete(&path).await?;
     progress.line(&format!("node {node}: drained and deleted"));
     Ok(())
+}
+
+/// The Kubernetes side of `infra::execute::Drain`: `drain_node` with the
+/// waits of this apply.
+pub struct KubeDrain<'a, K> {
+    pub api: &'a K,
+    pub waits: Waits,
+}
+
+impl<K: KubeApi> crate::infra::execute::Drain for KubeDrain<'_, K> {
+    async fn drain(&self, node: &str, progress: &impl Progress) -> Result<(), String> {
+        drain_node(self.api, node, self.waits, progress).await.map_err(|e| e.to_string())
+    }
 }
 
 /// The last `n` non-empty lines of `text`.

@@ -8,7 +8,7 @@
 use base64::Engine;
 
 use crate::bootstrap::filters::yaml_value;
-use crate::pki::ClientCert;
+use crate::bootstrap::pki::ClientCert;
 
 pub struct AdminKubeconfig<'a> {
     pub cluster: &'a str,

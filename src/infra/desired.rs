@@ -12,8 +12,8 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::model::net::Ipv4Cidr;
 use crate::model::{ClusterSpec, CniPlugin, Encapsulation, LinuxDistro, NodeOs, Vpc, WindowsVersion};
-use crate::net::Ipv4Cidr;
 
 /// Tag keys hybrid owns. Discovery filters on `hybrid:cluster`.
 pub const TAG_CLUSTER: &str = "hybrid:cluster";
@@ -260,7 +260,7 @@ mod tests {
     use super::*;
 
     fn spec() -> ClusterSpec {
-        crate::config::load(include_str!("../clusters/dev.toml")).spec.unwrap()
+        crate::config::load(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))).spec.unwrap()
     }
 
     #[test]

@@ -5,20 +5,21 @@
 
 use serde_json::Value;
 
-use crate::cluster::KubeObject;
+use crate::cluster::objects::KubeObject;
 use crate::model::{ClusterSpec, CniPlugin, NodeOs, WindowsVersion};
 
 pub const NAMESPACE: &str = "hybrid-verify";
 
-const NAMESPACE_YAML: &str = include_str!("../examples/verify/namespace.yaml");
-const LINUX_NGINX: &str = include_str!("../examples/verify/linux-nginx.yaml");
-const WINDOWS_WEB: &str = include_str!("../examples/verify/windows-web.yaml");
-const CHECK_LINUX_TO_WINDOWS: &str = include_str!("../examples/verify/check-linux-to-windows.yaml");
-const CHECK_WINDOWS_TO_LINUX: &str = include_str!("../examples/verify/check-windows-to-linux.yaml");
-const CHECK_NODEPORT: &str = include_str!("../examples/verify/check-nodeport.yaml");
-const CHECK_WINDOWS_OUTBOUND: &str = include_str!("../examples/verify/check-windows-outbound.yaml");
-const NETWORK_POLICY: &str = include_str!("../examples/verify/network-policy.yaml");
-const CHECK_POLICY_BLOCKS_LINUX: &str = include_str!("../examples/verify/check-policy-blocks-linux.yaml");
+const NAMESPACE_YAML: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify/namespace.yaml"));
+const LINUX_NGINX: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify/linux-nginx.yaml"));
+const WINDOWS_WEB: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify/windows-web.yaml"));
+const CHECK_LINUX_TO_WINDOWS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify/check-linux-to-windows.yaml"));
+const CHECK_WINDOWS_TO_LINUX: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify/check-windows-to-linux.yaml"));
+const CHECK_NODEPORT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify/check-nodeport.yaml"));
+const CHECK_WINDOWS_OUTBOUND: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify/check-windows-outbound.yaml"));
+const NETWORK_POLICY: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify/network-policy.yaml"));
+const CHECK_POLICY_BLOCKS_LINUX: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify/check-policy-blocks-linux.yaml"));
 
 /// First NodePort used; each Windows build gets the next one.
 const NODE_PORT_BASE: u32 = 30480;
@@ -176,7 +177,7 @@ mod tests {
 
     #[test]
     fn calico_plan_checks_every_build_and_the_policy() {
-        let spec = crate::config::load(include_str!("../clusters/dev.toml")).spec.unwrap();
+        let spec = crate::config::load(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))).spec.unwrap();
         let steps = plan(&spec).unwrap();
         let names: Vec<String> = steps.iter().filter_map(|s| if let Step::Check(c) = s { Some(c.name.clone()) } else { None }).collect();
         assert_eq!(
@@ -201,7 +202,7 @@ mod tests {
 
     #[test]
     fn flannel_skips_the_policy_with_a_reason() {
-        let spec = crate::config::load(include_str!("../clusters/qa.toml")).spec.unwrap();
+        let spec = crate::config::load(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/qa.toml"))).spec.unwrap();
         let steps = plan(&spec).unwrap();
         assert!(steps.iter().any(|s| matches!(s, Step::Skip { name, .. } if name == "network-policy")));
         let checks = steps.iter().filter(|s| matches!(s, Step::Check(_))).count();

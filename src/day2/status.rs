@@ -9,7 +9,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::inventory::Inventory;
+use crate::infra::inventory::Inventory;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
@@ -127,7 +127,7 @@ pub fn to_text(cluster: &str, region: &str, expires: Option<&str>, rows: &[Row],
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::Instance;
+    use crate::infra::inventory::Instance;
     use serde_json::json;
 
     #[test]

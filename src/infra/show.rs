@@ -2,7 +2,7 @@
 //! returns strings; the command decides where they go. Secret values are
 //! never part of a plan, so nothing here can print one.
 
-use crate::plan::{Plan, Resource};
+use crate::infra::plan::{Plan, Resource};
 
 pub fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::desired::SgRule;
-use crate::net::Ipv4Cidr;
+use crate::infra::desired::SgRule;
+use crate::model::net::Ipv4Cidr;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Inventory {

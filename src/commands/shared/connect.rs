@@ -1,0 +1,59 @@
+//! Reaching AWS and the Kubernetes API for a cluster: the AWS adapter for
+//! the file's region, the stored secrets, and a Kubernetes client whose
+//! admin certificate is minted from the cluster CA on the spot.
+
+use std::time::SystemTime;
+
+use super::args::AwsArgs;
+use crate::adapters::Cloud;
+use crate::adapters::aws::{AwsCloud, connect};
+use crate::adapters::kube::KubeClient;
+use crate::bootstrap::pki::ClusterSecrets;
+use crate::cluster::kubeconfig::AdminKubeconfig;
+use crate::error::{Error, Result};
+use crate::infra::desired::{CONTROL_PLANE, secrets_parameter_name};
+use crate::infra::inventory::Inventory;
+use crate::model::ClusterSpec;
+
+pub async fn cloud(spec: &ClusterSpec, aws: &AwsArgs) -> AwsCloud {
+    connect(&spec.region, aws.endpoint_url.as_deref()).await
+}
+
+/// Where the API server is reached: `--api-server`, or the control plane's
+/// public address.
+pub fn api_server_url(spec: &ClusterSpec, inventory: &Inventory, api_server: Option<&str>) -> Result<String> {
+    if let Some(url) = api_server {
+        return Ok(url.to_string());
+    }
+    let public = inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).and_then(|i| i.public_ip.clone());
+    Ok(format!("https://{}:6443", public.ok_or_else(|| Error::NoApiEndpoint(spec.name.clone()))?))
+}
+
+/// A kubeconfig for a freshly minted admin at `server`. Over https the
+/// server certificate is checked against the private address kubeadm
+/// issued it for.
+pub fn admin_kubeconfig(spec: &ClusterSpec, secrets: &ClusterSecrets, server: &str) -> Result<String> {
+    let private_ip = spec.api_server_ip().map(|ip| ip.to_string());
+    let tls_server_name = if server.starts_with("https://") { private_ip.as_deref() } else { None };
+    let cert = secrets
+        .mint_admin_cert("hybrid-admin", &mut rand::rng(), SystemTime::now())
+        .map_err(|source| Error::Secrets { dir: "(admin certificate)".into(), source })?;
+    Ok(AdminKubeconfig { cluster: &spec.name, server, tls_server_name, ca_cert_pem: &secrets.ca_cert_pem, client: &cert }.to_yaml())
+}
+
+pub async fn kube_client(
+    spec: &ClusterSpec,
+    inventory: &Inventory,
+    secrets: &ClusterSecrets,
+    api_server: Option<&str>,
+) -> Result<KubeClient> {
+    let yaml = admin_kubeconfig(spec, secrets, &api_server_url(spec, inventory, api_server)?)?;
+    KubeClient::from_kubeconfig_yaml(&yaml).await.map_err(Error::KubeConfig)
+}
+
+/// The cluster's stored secrets; an error when apply has not stored them yet.
+pub async fn stored_secrets<C: Cloud>(cloud: &C, cluster: &str) -> Result<ClusterSecrets> {
+    let name = secrets_parameter_name(cluster);
+    let stored = cloud.get_parameter(&name).await?.ok_or_else(|| Error::NoSecrets(cluster.to_string()))?;
+    ClusterSecrets::from_stored(&stored).map_err(|source| Error::Secrets { dir: name.into(), source })
+}

@@ -1,0 +1,90 @@
+//! Preparing a plan, the sequence plan and apply share: discover → resolve
+//! images → secrets → render → desired → plan. The pure stages do the
+//! thinking; this file sequences the I/O around them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::adapters::Cloud;
+use crate::adapters::clock::rfc3339_from_now;
+use crate::bootstrap::pki::ClusterSecrets;
+use crate::bootstrap::{self, NodeBootstrap, Templates, templates};
+use crate::error::{Error, Result};
+use crate::infra::desired::{AmiMap, CONTROL_PLANE, DesiredState, ResolvedAmi, ami_lookup, desired_state, secrets_parameter_name};
+use crate::infra::inventory::Inventory;
+use crate::infra::plan::{self, Plan};
+use crate::model::{AmiRef, ClusterSpec, NodeOs};
+
+pub fn load_templates(dir: Option<&Path>) -> Result<Templates> {
+    let Some(dir) = dir else { return Ok(Templates::builtin()) };
+    let mut overrides = Vec::new();
+    for (name, _) in templates::BUILTIN {
+        let path = dir.join(templates::file_name(name));
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+            overrides.push((name.to_string(), text));
+        }
+    }
+    if overrides.is_empty() {
+        eprintln!(
+            "warning: {} holds none of hybrid's templates (e.g. {}); using the built-in ones",
+            dir.display(),
+            templates::file_name(templates::BUILTIN[0].0)
+        );
+    }
+    Ok(Templates::from_sources(overrides)?)
+}
+
+/// Everything needed to show a plan and then carry it out.
+pub struct Prepared {
+    pub plan: Plan,
+    pub desired: DesiredState,
+    pub inventory: Inventory,
+    pub secrets: ClusterSecrets,
+    pub bootstraps: BTreeMap<String, NodeBootstrap>,
+}
+
+/// Plans against what runs. Reads only: no AWS writes.
+pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates) -> Result<Prepared> {
+    let inventory = cloud.discover(&spec.name).await?;
+    let mut amis = AmiMap::new();
+    let mut groups: Vec<(String, NodeOs, Option<&AmiRef>)> =
+        vec![(CONTROL_PLANE.to_string(), NodeOs::Linux(spec.control_plane.os), spec.control_plane.ami.as_ref())];
+    groups.extend(spec.pools.iter().map(|p| (p.name.clone(), p.os, p.ami.as_ref())));
+    // Pools with the same image share one lookup.
+    let mut cache: BTreeMap<(NodeOs, Option<&AmiRef>), ResolvedAmi> = BTreeMap::new();
+    for (group, os, over) in groups {
+        let ami = match cache.get(&(os, over)) {
+            Some(a) => a.clone(),
+            None => {
+                let a = cloud.resolve_ami(&ami_lookup(os), over).await.map_err(|e| Error::Ami { group: group.clone(), source: e })?;
+                cache.insert((os, over), a.clone());
+                a
+            }
+        };
+        amis.insert(group, ami);
+    }
+    let secrets = match cloud.get_parameter(&secrets_parameter_name(&spec.name)).await? {
+        Some(stored) => ClusterSecrets::from_stored(&stored)
+            .map_err(|source| Error::Secrets { dir: secrets_parameter_name(&spec.name).into(), source })?,
+        None => ClusterSecrets::generate(&mut rand::rng(), SystemTime::now())
+            .map_err(|source| Error::Secrets { dir: "(new)".into(), source })?,
+    };
+    let bootstraps = bootstrap::render_cluster(spec, &secrets, templates)?.into_iter().map(|b| (b.group.clone(), b)).collect();
+    let desired = desired_state(spec, &amis, &bootstrap::fingerprints(spec, templates)?);
+    let plan = plan::plan(&desired, &inventory, false)?;
+    Ok(Prepared { plan, desired, inventory, secrets, bootstraps })
+}
+
+/// A plan against nothing, with no AWS calls and no credentials.
+pub fn prepare_offline(spec: &ClusterSpec, templates: &Templates) -> Result<Plan> {
+    let desired = desired_state(spec, &AmiMap::new(), &bootstrap::fingerprints(spec, templates)?);
+    Ok(plan::plan(&desired, &Inventory::default(), true)?)
+}
+
+/// The `hybrid:expires` tag new resources get: the cluster's, once it has
+/// one, so every resource expires together.
+pub fn expiry(spec: &ClusterSpec, inventory: &Inventory) -> Option<String> {
+    inventory.expires.clone().or_else(|| spec.ttl.map(|t| rfc3339_from_now(Duration::from_secs(t.minutes * 60))))
+}
