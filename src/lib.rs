@@ -20,3 +20,4 @@ pub mod error;
 pub mod infra;
 pub mod model;
 pub mod progress;
+pub mod versions;

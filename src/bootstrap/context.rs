@@ -5,10 +5,12 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::artifacts;
+use std::collections::BTreeMap;
+
 use super::error::BootstrapError;
 use crate::bootstrap::pki::ClusterSecrets;
-use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint, kubelet_may_self_label};
+use crate::model::{ClusterSpec, NodeOs, Pool, Taint, kubelet_may_self_label};
+use crate::versions::{self, Download, NodeKind};
 
 /// The API server port kubeadm listens on.
 pub const API_SERVER_PORT: u16 = 6443;
@@ -18,6 +20,30 @@ pub const API_SERVER_PORT: u16 = 6443;
 pub const NODE_NAME_PLACEHOLDER: &str = "__HYBRID_NODE_NAME__";
 /// Replaced at boot with the instance's private IPv4 address.
 pub const NODE_IP_PLACEHOLDER: &str = "__HYBRID_NODE_IP__";
+
+/// One download as a template sees it: where from, and how to check it
+/// (`versions::Check::encode`). Templates address them by name.
+#[derive(Serialize)]
+pub struct DownloadCtx {
+    url: String,
+    check: String,
+    version: String,
+}
+
+fn downloads(spec: &ClusterSpec, kind: NodeKind) -> BTreeMap<&'static str, DownloadCtx> {
+    versions::downloads(spec, kind)
+        .into_iter()
+        .map(|d: Download| (d.name, DownloadCtx { check: d.check.encode(), url: d.url, version: d.version }))
+        .collect()
+}
+
+/// The link-local addresses EC2 Windows reaches through the primary NIC,
+/// which creating the HNS vSwitch can drop (tigera/docs windows-calico
+/// limitations "Routes are lost in cloud providers"): instance metadata,
+/// Amazon Time Sync, KMS activation (two) and the Amazon DNS resolver
+/// (EC2Launch v2 overview: "static routes to reach the metadata service and
+/// AWS KMS servers"; route tables of EC2 Windows instances).
+pub const EC2_LINK_LOCAL_ROUTES: &[&str] = &["169.254.169.254", "169.254.169.123", "169.254.169.250", "169.254.169.251", "169.254.169.253"];
 
 #[derive(Serialize)]
 pub struct TaintCtx {
@@ -54,16 +80,15 @@ pub struct Linux {
     group: String,
     distro: &'static str,
     kubernetes_version: String,
-    /// `v1.34.1`, as kubeadm's kubernetesVersion wants it.
+    /// `v1.36.5`, as kubeadm's kubernetesVersion wants it.
     kubernetes_version_tag: String,
-    kubernetes_repo_minor: String,
     api_server_ip: String,
     api_server_endpoint: String,
     pod_cidr: String,
     service_cidr: String,
     cni: &'static str,
     cni_version: String,
-    cni_manifest_url: String,
+    block_size: u8,
     vni: u32,
     vxlan_port: u16,
     has_windows: bool,
@@ -79,6 +104,13 @@ pub struct Linux {
     max_pods: String,
     node_name_placeholder: &'static str,
     node_ip_placeholder: &'static str,
+    /// Every file this node downloads, by name (`versions::downloads`).
+    downloads: BTreeMap<&'static str, DownloadCtx>,
+    pause_image: String,
+    /// Pulled at bake time so a baked node has them.
+    images: Vec<String>,
+    /// `node` (join the cluster) or `bake` (hybrid bake's builder).
+    mode: &'static str,
 }
 
 /// `pool` is `None` for the control plane.
@@ -88,6 +120,7 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         Some(NodeOs::Linux(d)) => d,
         _ => spec.control_plane.os,
     };
+    let kind = if pool.is_some() { NodeKind::LinuxWorker } else { NodeKind::ControlPlane };
     Ok(Linux {
         cluster: spec.name.clone(),
         role: if pool.is_some() { "worker" } else { "control-plane" },
@@ -95,17 +128,13 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         distro: distro.name(),
         kubernetes_version: spec.kubernetes_version.to_string(),
         kubernetes_version_tag: format!("v{}", spec.kubernetes_version),
-        kubernetes_repo_minor: artifacts::kubernetes_repo_minor(spec.kubernetes_version),
         api_server_ip: ip.to_string(),
         api_server_endpoint: format!("{ip}:{API_SERVER_PORT}"),
         pod_cidr: spec.network.pod_cidr.to_string(),
         service_cidr: spec.network.service_cidr.to_string(),
         cni: spec.cni.plugin.name(),
         cni_version: spec.cni.version.clone(),
-        cni_manifest_url: match spec.cni.plugin {
-            CniPlugin::Calico => artifacts::tigera_operator_url(&spec.cni.version),
-            CniPlugin::Flannel => artifacts::flannel_manifest_url(&spec.cni.version),
-        },
+        block_size: spec.cni.block_size,
         vni: spec.cni.vni,
         vxlan_port: spec.cni.port,
         has_windows: spec.has_windows(),
@@ -119,6 +148,10 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         max_pods: pool.map_or(110, |p| p.max_pods).to_string(),
         node_name_placeholder: NODE_NAME_PLACEHOLDER,
         node_ip_placeholder: NODE_IP_PLACEHOLDER,
+        downloads: downloads(spec, kind),
+        pause_image: versions::pause_image(spec),
+        images: versions::node_images(spec, NodeOs::Linux(distro)),
+        mode: "node",
     })
 }
 
@@ -127,6 +160,7 @@ pub struct CloudConfig<'a> {
     #[serde(flatten)]
     pub base: &'a Linux,
     pub kubeadm_config: &'a str,
+    pub containerd_config: &'a str,
     pub cni_manifest: Option<&'a str>,
     pub bootstrap_script: &'a str,
 }
@@ -144,11 +178,13 @@ pub struct Windows {
     cni: &'static str,
     vni: u32,
     vxlan_port: u16,
+    pod_cidr: String,
     flannel_net_conf: String,
-    containerd_url: String,
-    kubelet_url: String,
-    kubeadm_url: String,
-    nssm_url: &'static str,
+    /// flannel's CNI config for this node (win-overlay delegate), with the
+    /// node IP placeholder for ProviderAddress.
+    flannel_cni_conf: String,
+    /// The HNS network flanneld creates and kube-proxy attaches to.
+    flannel_network: String,
     /// kubelet runs as an nssm service with these fixed flags; the node name
     /// and IP are appended at boot. kubeadm's kubeadm-flags.env is not read
     /// on this path, so labels and taints go here too (WINDOWS-NOTES §3.2).
@@ -156,6 +192,11 @@ pub struct Windows {
     taints: Vec<TaintCtx>,
     node_name_placeholder: &'static str,
     node_ip_placeholder: &'static str,
+    downloads: BTreeMap<&'static str, DownloadCtx>,
+    pause_image: String,
+    link_local_routes: &'static [&'static str],
+    images: Vec<String>,
+    mode: &'static str,
 }
 
 pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Result<Windows, BootstrapError> {
@@ -197,16 +238,54 @@ pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Res
         cni: spec.cni.plugin.name(),
         vni: spec.cni.vni,
         vxlan_port: spec.cni.port,
+        pod_cidr: spec.network.pod_cidr.to_string(),
         flannel_net_conf: flannel_net_conf(spec),
-        containerd_url: artifacts::containerd_windows_url(),
-        kubelet_url: artifacts::kubernetes_windows_binary_url(spec.kubernetes_version, "kubelet"),
-        kubeadm_url: artifacts::kubernetes_windows_binary_url(spec.kubernetes_version, "kubeadm"),
-        nssm_url: artifacts::NSSM_URL,
+        flannel_cni_conf: flannel_windows_cni_conf(spec),
+        flannel_network: flannel_network_name(spec),
         kubelet_args,
         taints: taints(&pool.taints),
         node_name_placeholder: NODE_NAME_PLACEHOLDER,
         node_ip_placeholder: NODE_IP_PLACEHOLDER,
+        downloads: downloads(spec, NodeKind::Windows(version)),
+        pause_image: versions::pause_image(spec),
+        link_local_routes: EC2_LINK_LOCAL_ROUTES,
+        images: versions::node_images(spec, pool.os),
+        mode: "node",
     })
+}
+
+/// flanneld names its Windows HNS network `flannel.<VNI>`
+/// (flannel-io/flannel pkg/backend/vxlan/vxlan_windows.go).
+pub fn flannel_network_name(spec: &ClusterSpec) -> String {
+    format!("flannel.{}", spec.cni.vni)
+}
+
+/// The CNI config of a Windows flannel node, in the shape RKE2's Windows
+/// agent writes today (rancher/rke2 pkg/windows/flannel.go @ 0ff227c): a
+/// conflist whose flannel plugin delegates to containernetworking's
+/// `win-overlay` (API version 2, which containerd needs, cni.dev#154) with
+/// three endpoint policies: no NAT towards pods and services, services
+/// routed through the overlay, and the node's own address as provider.
+pub fn flannel_windows_cni_conf(spec: &ClusterSpec) -> String {
+    let (pod, svc) = (spec.network.pod_cidr.to_string(), spec.network.service_cidr.to_string());
+    let conf = json!({
+        "name": flannel_network_name(spec),
+        "cniVersion": "1.0.0",
+        "plugins": [{
+            "type": "flannel",
+            "capabilities": { "portMappings": true, "dns": true },
+            "delegate": {
+                "type": "win-overlay",
+                "apiVersion": 2,
+                "Policies": [
+                    { "Name": "EndpointPolicy", "Value": { "Type": "OutBoundNAT", "Settings": { "Exceptions": [pod, svc] } } },
+                    { "Name": "EndpointPolicy", "Value": { "Type": "SDNRoute", "Settings": { "DestinationPrefix": svc, "NeedEncap": true } } },
+                    { "Name": "EndpointPolicy", "Value": { "Type": "ProviderAddress", "Settings": { "ProviderAddress": NODE_IP_PLACEHOLDER } } },
+                ],
+            },
+        }],
+    });
+    serde_json::to_string_pretty(&conf).expect("JSON value serializes")
 }
 
 #[derive(Serialize)]
@@ -214,4 +293,5 @@ pub struct WindowsScript<'a> {
     #[serde(flatten)]
     pub base: &'a Windows,
     pub kubeadm_config: &'a str,
+    pub containerd_config: &'a str,
 }

@@ -9,18 +9,20 @@
 //! | `ps` | PowerShell | `{{ "it's" \| ps }}` → `'it''s'` |
 //! | `yaml` | YAML/JSON scalar or flow value | `{{ "a: b" \| yaml }}` → `"a: b"` |
 //! | `yaml_block(indent=N)` | YAML block scalar for a whole file | `content: {{ text \| yaml_block(indent=4) }}` |
+//! | `toml` | TOML basic string | `{{ "a\"b" \| toml }}` → `"a\"b"` |
 
 use std::collections::HashMap;
 
 use tera::{Error, Result, Value};
 
-pub const QUOTING_FILTERS: &[&str] = &["sh", "ps", "yaml", "yaml_block"];
+pub const QUOTING_FILTERS: &[&str] = &["sh", "ps", "yaml", "yaml_block", "toml"];
 
 pub fn register(tera: &mut tera::Tera) {
     tera.register_filter("sh", sh_filter);
     tera.register_filter("ps", ps_filter);
     tera.register_filter("yaml", yaml_filter);
     tera.register_filter("yaml_block", yaml_block_filter);
+    tera.register_filter("toml", toml_filter);
 }
 
 /// Scalars as text; anything else is a template bug.
@@ -48,6 +50,17 @@ fn yaml_filter(value: &Value, _: &HashMap<String, Value>) -> Result<Value> {
 fn yaml_block_filter(value: &Value, args: &HashMap<String, Value>) -> Result<Value> {
     let indent = args.get("indent").and_then(Value::as_u64).ok_or_else(|| Error::msg("yaml_block needs indent=N"))?;
     Ok(Value::String(yaml_block(&scalar(value, "yaml_block")?, indent as usize)))
+}
+
+fn toml_filter(value: &Value, _: &HashMap<String, Value>) -> Result<Value> {
+    Ok(Value::String(toml_quote(&scalar(value, "toml")?)))
+}
+
+/// A TOML basic string. JSON's string escapes (`\"`, `\\`, `\n`, `\uXXXX`)
+/// are all valid TOML escapes, so serde_json's quoting is TOML's, except
+/// that TOML also forbids a raw DEL.
+pub fn toml_quote(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes").replace('\u{7f}', "\\u007f")
 }
 
 /// POSIX single quotes: nothing is special inside them but `'` itself, which

@@ -10,7 +10,6 @@
 //! file is ever spliced into another as raw text. All nodes of one pool get
 //! identical user data; the node name comes from instance metadata at boot.
 
-pub mod artifacts;
 mod context;
 mod error;
 pub mod filters;
@@ -19,6 +18,7 @@ pub mod templates;
 
 use std::io::Write;
 
+use base64::Engine as _;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
@@ -55,13 +55,24 @@ pub fn render_control_plane(spec: &ClusterSpec, secrets: &ClusterSecrets, templa
     let ctx = context::linux(spec, None, secrets)?;
     let kubeadm = templates.render("linux/kubeadm-init.yaml", &ctx)?;
     let cni = templates.render(&format!("linux/cni-{}.yaml", spec.cni.plugin.name()), &ctx)?;
+    let containerd = templates.render("linux/containerd.toml", &ctx)?;
     let script = templates.render("linux/bootstrap.sh", &ctx)?;
     let user_data = templates.render(
         "linux/cloud-config.yaml",
-        &context::CloudConfig { base: &ctx, kubeadm_config: &kubeadm, cni_manifest: Some(&cni), bootstrap_script: &script },
+        &context::CloudConfig {
+            base: &ctx,
+            kubeadm_config: &kubeadm,
+            containerd_config: &containerd,
+            cni_manifest: Some(&cni),
+            bootstrap_script: &script,
+        },
     )?;
-    let parts =
-        vec![("kubeadm.yaml".into(), kubeadm), (format!("cni-{}.yaml", spec.cni.plugin.name()), cni), ("bootstrap.sh".into(), script)];
+    let parts = vec![
+        ("kubeadm.yaml".into(), kubeadm),
+        (format!("cni-{}.yaml", spec.cni.plugin.name()), cni),
+        ("containerd.toml".into(), containerd),
+        ("bootstrap.sh".into(), script),
+    ];
     linux_result("control-plane", NodeOs::Linux(spec.control_plane.os), user_data, parts)
 }
 
@@ -75,17 +86,29 @@ pub fn render_pool(
         NodeOs::Linux(_) => {
             let ctx = context::linux(spec, Some(pool), secrets)?;
             let kubeadm = templates.render("linux/kubeadm-join.yaml", &ctx)?;
+            let containerd = templates.render("linux/containerd.toml", &ctx)?;
             let script = templates.render("linux/bootstrap.sh", &ctx)?;
             let user_data = templates.render(
                 "linux/cloud-config.yaml",
-                &context::CloudConfig { base: &ctx, kubeadm_config: &kubeadm, cni_manifest: None, bootstrap_script: &script },
+                &context::CloudConfig {
+                    base: &ctx,
+                    kubeadm_config: &kubeadm,
+                    containerd_config: &containerd,
+                    cni_manifest: None,
+                    bootstrap_script: &script,
+                },
             )?;
-            linux_result(&pool.name, pool.os, user_data, vec![("kubeadm.yaml".into(), kubeadm), ("bootstrap.sh".into(), script)])
+            let parts = vec![("kubeadm.yaml".into(), kubeadm), ("containerd.toml".into(), containerd), ("bootstrap.sh".into(), script)];
+            linux_result(&pool.name, pool.os, user_data, parts)
         }
         NodeOs::Windows(_) => {
             let ctx = context::windows(spec, pool, secrets)?;
             let kubeadm = templates.render("windows/kubeadm-join.yaml", &ctx)?;
-            let script = templates.render("windows/bootstrap.ps1", &context::WindowsScript { base: &ctx, kubeadm_config: &kubeadm })?;
+            let containerd = templates.render("windows/containerd.toml", &ctx)?;
+            let script = templates.render(
+                "windows/bootstrap.ps1",
+                &context::WindowsScript { base: &ctx, kubeadm_config: &kubeadm, containerd_config: &containerd },
+            )?;
             // EC2Launch cuts the script at these tags before PowerShell parses
             // it, so no quoting can protect a value containing one.
             let lower = script.to_ascii_lowercase();
@@ -94,13 +117,15 @@ pub fn render_pool(
             {
                 return Err(BootstrapError::AgentTagInScript { pool: pool.name.clone(), tag: tag.to_string() });
             }
-            let user_data = format!("<powershell>\n{script}</powershell>\n<persist>true</persist>\n");
+            let packed = base64::engine::general_purpose::STANDARD.encode(gzip(script.as_bytes()));
+            let loader = templates.render("windows/loader.ps1", &serde_json::json!({ "script_gzip_base64": packed }))?;
+            let user_data = format!("<powershell>\n{loader}</powershell>\n<persist>true</persist>\n");
             if user_data.len() > USER_DATA_LIMIT {
                 return Err(BootstrapError::TooLarge {
                     node: format!("pool {}", pool.name),
                     size: user_data.len(),
                     how: "",
-                    hint: " (Windows user data cannot be compressed)",
+                    hint: " (the Windows script is already gzip-compressed)",
                 });
             }
             Ok(NodeBootstrap {
@@ -108,7 +133,12 @@ pub fn render_pool(
                 os: pool.os,
                 user_data: user_data.into_bytes(),
                 compressed: false,
-                parts: vec![("kubeadm.yaml".into(), kubeadm), ("bootstrap.ps1".into(), script)],
+                parts: vec![
+                    ("kubeadm.yaml".into(), kubeadm),
+                    ("containerd.toml".into(), containerd),
+                    ("bootstrap.ps1".into(), script),
+                    ("loader.ps1".into(), loader),
+                ],
             })
         }
     }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint, WindowsVersion};
+use crate::versions;
 
 /// Which API serves Calico's resources: the CRDs directly
 /// (`crd.projectcalico.org/v1`, the default install) or Calico's API server
@@ -84,9 +85,10 @@ pub fn desired_objects(spec: &ClusterSpec, calico_api: Option<CalicoApi>, api_se
     let mut out = Vec::new();
     match spec.cni.plugin {
         CniPlugin::Calico => calico_objects(spec, calico_api.unwrap_or(CalicoApi::CrdV1), api_server_ip, &mut out),
-        CniPlugin::Flannel => flannel_objects(spec, api_server_ip, &mut out),
+        CniPlugin::Flannel => flannel_objects(spec, &mut out),
     }
-    if spec.has_windows() {
+    // flannel's Windows nodes run kube-proxy as a host service instead.
+    if spec.has_windows() && spec.cni.plugin == CniPlugin::Calico {
         out.push(kube_proxy_windows(spec));
     }
     out.extend(runtime_classes(spec));
@@ -99,7 +101,7 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
         "ipPools": [{
             "name": "default-ipv4-ippool",
             "cidr": spec.network.pod_cidr.to_string(),
-            "blockSize": 26,
+            "blockSize": spec.cni.block_size,
             "encapsulation": spec.cni.encapsulation.name(),
             "natOutgoing": "Enabled",
             "nodeSelector": "all()",
@@ -126,7 +128,14 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
     ));
     // What people do by hand today: `calicoctl ipam configure
     // --strictaffinity=true` and Felix VXLAN on / IP-in-IP off.
-    let ipam_spec = json!({ "spec": { "strictAffinity": true, "autoAllocateBlocks": true } });
+    // crd.projectcalico.org/v1 IPAMConfig requires autoAllocateBlocks; the
+    // projectcalico.org/v3 IPAMConfiguration served by Calico's API server
+    // has no such field (api/pkg/apis/projectcalico/v3/ipamconfig.go), and
+    // would drop it, so every apply would see drift.
+    let ipam_spec = match api {
+        CalicoApi::CrdV1 => json!({ "spec": { "strictAffinity": true, "autoAllocateBlocks": true } }),
+        CalicoApi::V3 => json!({ "spec": { "strictAffinity": true } }),
+    };
     let felix_spec =
         json!({ "spec": { "vxlanEnabled": true, "ipipEnabled": false, "vxlanVNI": spec.cni.vni, "vxlanPort": spec.cni.port } });
     match api {
@@ -169,9 +178,9 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
     }
 }
 
-/// flannel's shared net-conf plus what Windows nodes need, after the
-/// HostProcess manifests sig-windows-tools removed in 2025 (WINDOWS-NOTES §5).
-fn flannel_objects(spec: &ClusterSpec, api_server_ip: &str, out: &mut Vec<KubeObject>) {
+/// flannel's shared net-conf (VNI and port Windows can join), plus the RBAC
+/// Windows nodes' host-service kube-proxy needs (WINDOWS-NOTES §5).
+fn flannel_objects(spec: &ClusterSpec, out: &mut Vec<KubeObject>) {
     let net_conf =
         json!({ "Network": spec.network.pod_cidr.to_string(), "Backend": { "Type": "vxlan", "VNI": spec.cni.vni, "Port": spec.cni.port } });
     out.push(object(
@@ -185,98 +194,67 @@ fn flannel_objects(spec: &ClusterSpec, api_server_ip: &str, out: &mut Vec<KubeOb
     if !spec.has_windows() {
         return;
     }
-    let svc = spec.network.service_cidr.to_string();
-    let pod = spec.network.pod_cidr.to_string();
-    let cni_conf = json!({
-        "name": format!("flannel.{}", spec.cni.vni),
-        "cniVersion": "0.3.0",
-        "type": "flannel",
-        "capabilities": { "portMappings": true, "dns": true },
-        "delegate": {
-            "type": "sdnoverlay",
-            "AdditionalArgs": [
-                { "Name": "EndpointPolicy", "Value": { "Type": "OutBoundNAT", "Settings": { "Exceptions": [svc, pod] } } },
-                { "Name": "EndpointPolicy", "Value": { "Type": "SDNROUTE", "Settings": { "DestinationPrefix": svc, "NeedEncap": true } } },
-                { "Name": "EndpointPolicy", "Value": { "Type": "ProviderAddress", "Settings": { "ProviderAddress": "PROVIDER_ADDRESS" } } },
-            ],
-        },
-    });
+    // Windows flannel nodes run kube-proxy as a host service with the
+    // kubelet's own credentials (there is no pod, so no service account
+    // token). Nodes may already read Services; kube-proxy also needs
+    // EndpointSlices, which the built-in system:node-proxier role grants.
     out.push(object(
-        "/api/v1/namespaces/kube-flannel/configmaps",
-        "v1",
-        "ConfigMap",
-        Some("kube-flannel"),
-        "kube-flannel-windows-cfg",
-        json!({ "data": { "cni-conf-containerd.json": serde_json::to_string_pretty(&cni_conf).expect("JSON serializes") } }),
-    ));
-    let env = json!([
-        { "name": "CNI_BIN_PATH", "value": "C:\\opt\\cni\\bin" },
-        { "name": "CNI_CONFIG_PATH", "value": "C:\\etc\\cni\\net.d" },
-        { "name": "SERVICE_SUBNET", "value": svc },
-        { "name": "KUBERNETES_SERVICE_HOST", "value": api_server_ip },
-        { "name": "KUBERNETES_SERVICE_PORT", "value": "6443" },
-        { "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
-        { "name": "POD_NAMESPACE", "valueFrom": { "fieldRef": { "fieldPath": "metadata.namespace" } } },
-    ]);
-    out.push(object(
-        "/apis/apps/v1/namespaces/kube-flannel/daemonsets",
-        "apps/v1",
-        "DaemonSet",
-        Some("kube-flannel"),
-        "kube-flannel-ds-windows-amd64",
-        json!({ "spec": windows_host_process_pod(
-            "kube-flannel-ds-windows-amd64",
-            "flannel",
-            &format!("sigwindowstools/flannel:v{}-hostprocess", spec.cni.version),
-            env,
-            json!([{ "name": "flannel-cfg", "configMap": { "name": "kube-flannel-cfg" } }, { "name": "flannel-windows-cfg", "configMap": { "name": "kube-flannel-windows-cfg" } }]),
-        ) }),
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        None,
+        "hybrid:windows-kube-proxy",
+        json!({
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-proxier" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes" }],
+        }),
     ));
 }
 
-/// A HostProcess DaemonSet spec for Windows nodes: runs as SYSTEM on the
-/// host network and tolerates every taint (WINDOWS-NOTES §3.5–3.6).
-fn windows_host_process_pod(app: &str, service_account: &str, image: &str, env: Value, volumes: Value) -> Value {
-    let mounts: Vec<Value> = volumes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| json!({ "name": v["name"], "mountPath": format!("/etc/{}/", v["name"].as_str().unwrap_or("cfg")) }))
-        .collect();
-    json!({
-        "selector": { "matchLabels": { "k8s-app": app } },
-        "template": {
-            "metadata": { "labels": { "k8s-app": app } },
-            "spec": {
-                "securityContext": { "windowsOptions": { "hostProcess": true, "runAsUserName": "NT AUTHORITY\\system" } },
-                "hostNetwork": true,
-                "serviceAccountName": service_account,
-                "nodeSelector": { "kubernetes.io/os": "windows" },
-                "tolerations": [{ "operator": "Exists" }],
-                "priorityClassName": "system-node-critical",
-                "containers": [{ "name": app, "image": image, "imagePullPolicy": "IfNotPresent", "env": env, "volumeMounts": mounts }],
-                "volumes": volumes,
-            },
-        },
-    })
-}
-
-/// kubeadm's kube-proxy runs on Linux only; Windows gets its own, with the
-/// cluster's exact Kubernetes version (WINDOWS-NOTES §3.5).
+/// The Windows kube-proxy for Calico, in the shape its image expects
+/// (kubernetes-sigs/sig-windows-tools hostprocess/calico/kube-proxy/, recorded
+/// in tests/fixtures/upstream/kube-proxy-windows-calico.json): the image's
+/// entrypoint is a bare PowerShell, so the container passes start.ps1 as its
+/// argument, runs in the image's kube-proxy folder (start.ps1 imports
+/// hns.psm1 from there), names the node in NODENAME, and mounts kubeadm's
+/// kube-proxy ConfigMap where start.ps1 reads kubeconfig.conf. kubeadm's own
+/// kube-proxy runs on Linux only.
 fn kube_proxy_windows(spec: &ClusterSpec) -> KubeObject {
-    let flavour = match spec.cni.plugin {
-        CniPlugin::Calico => "calico",
-        CniPlugin::Flannel => "flannel",
-    };
-    let image = format!("sigwindowstools/kube-proxy:v{}-{flavour}-hostprocess", spec.kubernetes_version);
-    let env = json!([{ "name": "NODE_NAME", "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": "spec.nodeName" } } }, { "name": "POD_IP", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } }]);
+    let app = "kube-proxy-windows";
     object(
         "/apis/apps/v1/namespaces/kube-system/daemonsets",
         "apps/v1",
         "DaemonSet",
         Some("kube-system"),
-        "kube-proxy-windows",
-        json!({ "spec": windows_host_process_pod("kube-proxy-windows", "kube-proxy", &image, env, json!([{ "name": "kube-proxy", "configMap": { "name": "kube-proxy" } }])) }),
+        app,
+        json!({ "spec": {
+            "selector": { "matchLabels": { "k8s-app": app } },
+            "updateStrategy": { "type": "RollingUpdate" },
+            "template": {
+                "metadata": { "labels": { "k8s-app": app } },
+                "spec": {
+                    "securityContext": { "windowsOptions": { "hostProcess": true, "runAsUserName": "NT AUTHORITY\\system" } },
+                    "hostNetwork": true,
+                    "serviceAccountName": "kube-proxy",
+                    "nodeSelector": { "kubernetes.io/os": "windows" },
+                    "tolerations": [{ "key": "CriticalAddonsOnly", "operator": "Exists" }, { "operator": "Exists" }],
+                    "priorityClassName": "system-node-critical",
+                    "containers": [{
+                        "name": "kube-proxy",
+                        "image": versions::kube_proxy_windows_image(spec),
+                        "imagePullPolicy": "IfNotPresent",
+                        "args": ["$env:CONTAINER_SANDBOX_MOUNT_POINT/kube-proxy/start.ps1"],
+                        "workingDir": "$env:CONTAINER_SANDBOX_MOUNT_POINT/kube-proxy/",
+                        "env": [
+                            { "name": "NODENAME", "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": "spec.nodeName" } } },
+                            { "name": "POD_IP", "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": "status.podIP" } } },
+                        ],
+                        "volumeMounts": [{ "name": "kube-proxy", "mountPath": "/var/lib/kube-proxy" }],
+                    }],
+                    "volumes": [{ "name": "kube-proxy", "configMap": { "name": "kube-proxy" } }],
+                },
+            },
+        } }),
     )
 }
 
@@ -438,7 +416,10 @@ mod tests {
             json!([{ "key": "os", "operator": "Equal", "value": "windows", "effect": "NoSchedule" }])
         );
         let proxy = find(&objs, "DaemonSet", "kube-proxy-windows");
-        assert_eq!(proxy["spec"]["template"]["spec"]["containers"][0]["image"], "sigwindowstools/kube-proxy:v1.34.1-calico-hostprocess");
+        assert_eq!(
+            proxy["spec"]["template"]["spec"]["containers"][0]["image"],
+            "docker.io/sigwindowstools/kube-proxy:v1.36.5-calico-hostprocess"
+        );
     }
 
     #[test]
@@ -450,6 +431,7 @@ mod tests {
         );
         let ipam = objs.iter().find(|o| o.name == "default" && o.body["kind"] == "IPAMConfiguration").unwrap();
         assert_eq!(ipam.path(), "/apis/projectcalico.org/v3/ipamconfigurations/default");
+        assert_eq!(ipam.body["spec"], json!({ "strictAffinity": true }), "v3 has no autoAllocateBlocks");
         assert_eq!(CalicoApi::detect(&["projectcalico.org".into(), "crd.projectcalico.org".into()]), Some(CalicoApi::V3));
         assert_eq!(CalicoApi::detect(&["crd.projectcalico.org".into()]), Some(CalicoApi::CrdV1));
         assert_eq!(CalicoApi::detect(&["apps".into()]), None);
@@ -461,10 +443,12 @@ mod tests {
         let net: Value =
             serde_json::from_str(find(&objs, "ConfigMap", "kube-flannel-cfg")["data"]["net-conf.json"].as_str().unwrap()).unwrap();
         assert_eq!(net, json!({ "Network": "10.244.0.0/16", "Backend": { "Type": "vxlan", "VNI": 4096, "Port": 4789 } }));
-        let ds = find(&objs, "DaemonSet", "kube-flannel-ds-windows-amd64");
-        let env = ds["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
-        assert!(env.contains(&json!({ "name": "KUBERNETES_SERVICE_HOST", "value": "10.50.0.10" })));
-        assert!(env.contains(&json!({ "name": "SERVICE_SUBNET", "value": "10.96.0.0/12" })));
+        // Windows flannel nodes run flanneld and kube-proxy as host services:
+        // no DaemonSet depends on the HostProcess images no longer built.
+        assert!(objs.iter().all(|o| o.body["kind"] != "DaemonSet"), "{objs:#?}");
+        let binding = find(&objs, "ClusterRoleBinding", "hybrid:windows-kube-proxy");
+        assert_eq!(binding["roleRef"]["name"], "system:node-proxier");
+        assert_eq!(binding["subjects"], json!([{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes" }]));
         let names: Vec<&str> = objs.iter().filter(|o| o.body["kind"] == "RuntimeClass").map(|o| o.name.as_str()).collect();
         assert_eq!(names, ["windows-2019", "windows-2022"]);
     }

@@ -10,6 +10,7 @@ use super::read::{SectionValues, Spans};
 use crate::config::problems::Diagnostics;
 use crate::model::net::Ipv4Cidr;
 use crate::model::*;
+use crate::versions;
 
 pub struct Ctx<'a> {
     pub diags: &'a mut Diagnostics,
@@ -29,7 +30,9 @@ impl Ctx<'_> {
 pub fn build(sections: &BTreeMap<&'static str, Vec<SectionValues<'_>>>, cx: &mut Ctx<'_>) -> ClusterSpec {
     let one = |name: &str| sections.get(name).and_then(|v| v.first());
 
-    let (mut name, mut region, mut kubernetes_version) = (String::new(), String::new(), KubeVersion { major: 1, minor: 0, patch: 0 });
+    let default = versions::default_minor();
+    let mut kubernetes_version = KubeVersion { major: 1, minor: default.minor, patch: default.latest_patch };
+    let (mut name, mut region, mut containerd_version) = (String::new(), String::new(), None);
     let (mut ttl, mut ssh_key_name, mut tags) = (None, None, BTreeMap::new());
     if let Some(c) = one("cluster") {
         name = c.str("name", cx.diags, cx.spans).unwrap_or_default();
@@ -40,10 +43,11 @@ pub fn build(sections: &BTreeMap<&'static str, Vec<SectionValues<'_>>>, cx: &mut
                 None => cx.err(
                     &c.key_path("kubernetes_version"),
                     format!("`{v}` is not a Kubernetes version"),
-                    Some("write MAJOR.MINOR.PATCH, e.g. \"1.34.1\"".into()),
+                    Some(format!("write MAJOR.MINOR (the newest patch hybrid knows) or MAJOR.MINOR.PATCH, e.g. \"1.{}\"", default.minor)),
                 ),
             }
         }
+        containerd_version = c.str("containerd_version", cx.diags, cx.spans);
         if let Some(t) = c.str("ttl", cx.diags, cx.spans) {
             match parse_ttl(&t) {
                 Some(t) => ttl = Some(t),
@@ -66,10 +70,14 @@ pub fn build(sections: &BTreeMap<&'static str, Vec<SectionValues<'_>>>, cx: &mut
         private_ip: None,
     });
     let network = build_network(one("network"), cx);
-    let cni = build_cni(one("cni"), cx);
-    let pools = sections.get("pool").map_or(&[][..], |v| v.as_slice()).iter().map(|p| build_pool(p, control_plane.os, cx)).collect();
+    // Defaults that depend on the Kubernetes minor come from the matrix;
+    // an unknown minor is reported by the rules and borrows the default's.
+    let minor = versions::kube_minor(kubernetes_version.minor).unwrap_or(default);
+    let containerd_version = containerd_version.unwrap_or_else(|| minor.containerd.to_string());
+    let cni = build_cni(one("cni"), minor, cx);
+    let pools = sections.get("pool").map_or(&[][..], |v| v.as_slice()).iter().map(|p| build_pool(p, control_plane.os, &cni, cx)).collect();
 
-    ClusterSpec { name, region, kubernetes_version, ttl, ssh_key_name, tags, network, cni, control_plane, pools }
+    ClusterSpec { name, region, kubernetes_version, containerd_version, ttl, ssh_key_name, tags, network, cni, control_plane, pools }
 }
 
 fn build_control_plane(c: &SectionValues<'_>, cx: &mut Ctx<'_>) -> ControlPlane {
@@ -161,7 +169,7 @@ fn build_network(n: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Network {
     }
 }
 
-fn build_cni(c: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Cni {
+fn build_cni(c: Option<&SectionValues<'_>>, minor: &versions::KubeMinor, cx: &mut Ctx<'_>) -> Cni {
     let plugin = c.and_then(|c| c.str("plugin", cx.diags, cx.spans)).and_then(|s| CniPlugin::parse(&s)).unwrap_or(CniPlugin::Calico);
     let encapsulation =
         c.and_then(|c| c.str("encapsulation", cx.diags, cx.spans)).and_then(|s| Encapsulation::parse(&s)).unwrap_or(Encapsulation::Vxlan);
@@ -175,11 +183,14 @@ fn build_cni(c: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Cni {
         port: int("port", 4789, cx) as u16,
         strict_affinity: flag("strict_affinity", true, cx),
         direct_routing: flag("direct_routing", false, cx),
-        version: c.and_then(|c| c.str("version", cx.diags, cx.spans)).unwrap_or_else(|| plugin.default_version().to_string()),
+        version: c
+            .and_then(|c| c.str("version", cx.diags, cx.spans))
+            .unwrap_or_else(|| versions::default_cni_version(plugin, minor).to_string()),
+        block_size: int("block_size", 26, cx) as u8,
     }
 }
 
-fn build_pool(p: &SectionValues<'_>, linux_default: LinuxDistro, cx: &mut Ctx<'_>) -> Pool {
+fn build_pool(p: &SectionValues<'_>, linux_default: LinuxDistro, cni: &Cni, cx: &mut Ctx<'_>) -> Pool {
     let os = p.str("os", cx.diags, cx.spans).and_then(|s| NodeOs::parse(&s, linux_default)).unwrap_or(NodeOs::Linux(linux_default));
     let taints = match p.str_list("taints", cx.diags, cx.spans) {
         Some(list) => {
@@ -198,7 +209,11 @@ fn build_pool(p: &SectionValues<'_>, linux_default: LinuxDistro, cx: &mut Ctx<'_
         spot: p.bool("spot", cx.diags, cx.spans).unwrap_or(false),
         labels: p.str_map("labels", cx.diags, cx.spans).unwrap_or_default(),
         taints,
-        max_pods: p.int("max_pods", cx.diags, cx.spans).map_or(110, |n| n as u32),
+        // kubelet's default, capped on Windows by what the CNI can address
+        // (60 with Calico's /26 blocks).
+        max_pods: p
+            .int("max_pods", cx.diags, cx.spans)
+            .map_or(if os.is_windows() { KUBELET_MAX_PODS.min(cni.windows_pod_capacity()) } else { KUBELET_MAX_PODS }, |n| n as u32),
     }
 }
 
@@ -229,14 +244,23 @@ pub fn parse_taint(text: &str) -> Result<Taint, String> {
     Ok(Taint { key: key.to_string(), value: value.to_string(), effect })
 }
 
+/// `1.36.5`, `v1.36.5`, or `1.36` (the newest patch of that minor the
+/// matrix knows; `.0` for a minor it does not, which the rules reject).
 pub fn parse_kube_version(s: &str) -> Option<KubeVersion> {
     let s = s.strip_prefix('v').unwrap_or(s);
     let mut parts = s
         .split('.')
         .map(|p| (!p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse::<u32>().ok()).flatten());
-    let v = KubeVersion { major: parts.next()??, minor: parts.next()??, patch: parts.next()?? };
-    parts.next().is_none().then_some(v)
+    let (major, minor) = (parts.next()??, parts.next()??);
+    let patch = match parts.next() {
+        None => versions::kube_minor(minor).filter(|_| major == 1).map_or(0, |k| k.latest_patch),
+        Some(p) => p?,
+    };
+    parts.next().is_none().then_some(KubeVersion { major, minor, patch })
 }
+
+/// kubelet's own `maxPods` default.
+pub const KUBELET_MAX_PODS: u32 = 110;
 
 /// `90m`, `8h`, `2d`, `1h30m`: one or more number-unit pairs, units d/h/m in
 /// that order.
@@ -273,7 +297,9 @@ mod tests {
     fn kube_versions() {
         assert_eq!(parse_kube_version("1.34.1"), Some(KubeVersion { major: 1, minor: 34, patch: 1 }));
         assert_eq!(parse_kube_version("v1.33.0"), Some(KubeVersion { major: 1, minor: 33, patch: 0 }));
-        for bad in ["1.34", "1.34.1.2", "1..1", "one.two.three", "1.34.1-rc.0", "", "v", "+1.2.3", "1.34.99999"] {
+        let latest = versions::kube_minor(36).unwrap().latest_patch;
+        assert_eq!(parse_kube_version("1.36"), Some(KubeVersion { major: 1, minor: 36, patch: latest }));
+        for bad in ["1.34.1.2", "1..1", "one.two.three", "1.34.1-rc.0", "", "v", "+1.2.3", "1.34.99999"] {
             assert_eq!(parse_kube_version(bad), None, "{bad}");
         }
     }

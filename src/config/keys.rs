@@ -77,10 +77,17 @@ pub const SECTIONS: &[Section] = &[
         keys: &[
             req("name", Kind::Str, "Cluster name: a DNS-1123 label of at most 40 characters. Prefixes every AWS resource and node name."),
             req("region", Kind::Str, "AWS region, e.g. `us-east-1`."),
-            req(
+            opt(
                 "kubernetes_version",
                 Kind::Str,
-                "Kubernetes `MAJOR.MINOR.PATCH` (a leading `v` is allowed); supported minors are listed by `hybrid validate --help`.",
+                Some("the newest minor every component supports on Windows (`hybrid versions` shows it)"),
+                "Kubernetes `MAJOR.MINOR` (its newest patch hybrid knows) or `MAJOR.MINOR.PATCH`; a leading `v` is allowed. Supported minors: `hybrid versions --help`.",
+            ),
+            opt(
+                "containerd_version",
+                Kind::Str,
+                Some("the one the Kubernetes minor's row names"),
+                "containerd on every node, Linux and Windows; 2.x, at least what the Kubernetes minor needs.",
             ),
             opt(
                 "ttl",
@@ -125,7 +132,13 @@ pub const SECTIONS: &[Section] = &[
             opt("port", Kind::Int { min: 1, max: 65_535 }, Some("4789"), "VXLAN UDP port; Windows supports only 4789."),
             opt("strict_affinity", Kind::Bool, Some("true"), "Calico IPAM strictAffinity; Windows nodes require true."),
             opt("direct_routing", Kind::Bool, Some("false"), "flannel DirectRouting; not supported on Windows."),
-            opt("version", Kind::Str, Some("calico \"3.30.3\", flannel \"0.28.0\""), "Version of the CNI plugin to install."),
+            opt("version", Kind::Str, Some("the one the Kubernetes minor's row names"), "Version of the CNI plugin to install."),
+            opt(
+                "block_size",
+                Kind::Int { min: 20, max: 28 },
+                Some("26"),
+                "Calico IPAM block prefix length. A Windows node gets one block and can give pods all its addresses but four (60 at /26).",
+            ),
         ],
     },
     Section {
@@ -185,7 +198,12 @@ pub const SECTIONS: &[Section] = &[
                 Some("[] (Linux), [\"os=windows:NoSchedule\"] (Windows)"),
                 "Node taints as `key=value:Effect` or `key:Effect`.",
             ),
-            opt("max_pods", Kind::Int { min: 1, max: 250 }, Some("110"), "kubelet maxPods."),
+            opt(
+                "max_pods",
+                Kind::Int { min: 1, max: 250 },
+                Some("110; on Windows with Calico what one IPAM block holds (60 at /26)"),
+                "kubelet maxPods.",
+            ),
         ],
     },
 ];

@@ -8,11 +8,11 @@ use super::read::Spans;
 use crate::config::problems::Diagnostics;
 use crate::model::net::Ipv4Cidr;
 use crate::model::*;
+use crate::versions;
 
-/// Kubernetes minors whose kubeadm/kubelet flags, v1beta4 config and Windows
-/// node path the templates were written against. Older minors are out of
-/// upstream support; newer ones are untested by hybrid.
-pub const KUBE_MINORS: std::ops::RangeInclusive<u32> = 33..=36;
+/// Calico IPv4 IPAM block sizes hybrid accepts: Calico allows /20 to /32;
+/// past /28 a Windows node would get fewer than 12 pods.
+pub const BLOCK_SIZES: std::ops::RangeInclusive<u8> = 20..=28;
 
 /// Windows (HNS) refuses VXLAN VNIs below 4096 and any UDP port but 4789
 /// (WINDOWS-NOTES §4.2, §5: flannel's vxlan_windows.go enforces both).
@@ -67,13 +67,14 @@ impl Rules<'_> {
                 "write a region such as \"us-east-1\" or \"eu-west-2\"",
             );
         }
-        let v = s.kubernetes_version;
-        if v.major != 1 || !KUBE_MINORS.contains(&v.minor) {
-            self.error(
-                "cluster.kubernetes_version",
-                format!("Kubernetes {v} is outside the supported range 1.{}.x to 1.{}.x", KUBE_MINORS.start(), KUBE_MINORS.end()),
-                format!("pick a release between 1.{}.0 and 1.{}.x", KUBE_MINORS.start(), KUBE_MINORS.end()),
-            );
+        // The compatibility matrix (src/versions) decides what works together.
+        match versions::check_kubernetes(s.kubernetes_version) {
+            Err(m) => self.error("cluster.kubernetes_version", m.message, m.hint),
+            Ok(minor) => {
+                if let Err(m) = versions::check_containerd(minor, &s.containerd_version) {
+                    self.error("cluster.containerd_version", m.message, m.hint);
+                }
+            }
         }
         if let Some(ttl) = s.ttl {
             if !(10..=90 * 1440).contains(&ttl.minutes) {
@@ -305,6 +306,22 @@ impl Rules<'_> {
                 );
             }
             self.instance_type(&key("instance_type"), &p.instance_type, p.os.is_windows());
+            if let (NodeOs::Windows(w), Some(minor)) = (p.os, versions::kube_minor(spec.kubernetes_version.minor)) {
+                if let Err(m) = versions::check_windows(w, minor, spec.cni.plugin, &spec.cni.version) {
+                    self.error(&key("os"), m.message, m.hint);
+                }
+                let capacity = spec.cni.windows_pod_capacity();
+                if p.max_pods > capacity {
+                    self.error(
+                        &key("max_pods"),
+                        format!(
+                            "max_pods {} is more than a Windows node can address: Calico gives it one /{} block, {capacity} usable addresses",
+                            p.max_pods, spec.cni.block_size
+                        ),
+                        format!("set max_pods to at most {capacity}, or a smaller cni.block_size (e.g. 25 for 124 pods)"),
+                    );
+                }
+            }
             if let Some(ami) = &p.ami {
                 self.ami(&key("ami"), ami);
             }
@@ -376,11 +393,24 @@ impl Rules<'_> {
     fn cni(&mut self) {
         let spec = self.spec;
         let cni = &spec.cni;
+        let minor = versions::kube_minor(spec.kubernetes_version.minor);
         if !is_semver(&cni.version) {
+            let example = versions::default_cni_version(cni.plugin, minor.unwrap_or_else(versions::default_minor));
             self.error(
                 "cni.version",
-                format!("`{}` is not a version like \"{}\"", cni.version.escape_debug(), cni.plugin.default_version()),
+                format!("`{}` is not a version like \"{example}\"", cni.version.escape_debug()),
                 "write MAJOR.MINOR.PATCH without a leading v",
+            );
+        } else if let Some(minor) = minor {
+            if let Err(m) = versions::check_cni(cni.plugin, &cni.version, minor) {
+                self.error("cni.version", m.message, m.hint);
+            }
+        }
+        if cni.plugin == CniPlugin::Calico && !(BLOCK_SIZES.contains(&cni.block_size)) {
+            self.error(
+                "cni.block_size",
+                format!("block size /{} is outside /{} to /{}", cni.block_size, BLOCK_SIZES.start(), BLOCK_SIZES.end()),
+                "keep the default 26 (60 pods per Windows node) unless you need more or fewer pods per node",
             );
         }
         match cni.plugin {
@@ -453,15 +483,6 @@ impl Rules<'_> {
                         "set strict_affinity = true: Windows nodes cannot borrow IPs from other nodes' blocks",
                     );
                 }
-                for (i, p) in spec.pools.iter().enumerate() {
-                    if p.os == NodeOs::Windows(WindowsVersion::Ws2025) {
-                        self.error(
-                            &format!("pool[{i}].os"),
-                            "Calico supports Windows Server 2019 and 2022 only, not 2025",
-                            "use os = \"windows-2022\", or cni.plugin = \"flannel\"",
-                        );
-                    }
-                }
             }
             CniPlugin::Flannel => {
                 if cni.direct_routing {
@@ -471,7 +492,6 @@ impl Rules<'_> {
                         "set direct_routing = false",
                     );
                 }
-                self.warning("cni.plugin", "flannel's Windows HostProcess manifests were removed upstream (2025); hybrid ships its own and treats them as best-effort", "prefer plugin = \"calico\" for Windows nodes");
             }
         }
         if cni.vni < WINDOWS_MIN_VNI {

@@ -21,6 +21,9 @@ pub struct ClusterSpec {
     pub name: String,
     pub region: String,
     pub kubernetes_version: KubeVersion,
+    /// containerd on every node (Linux and Windows); defaults from
+    /// `versions` for the Kubernetes minor.
+    pub containerd_version: String,
     /// Time-to-live for throwaway clusters; `hybrid reap` destroys expired ones.
     pub ttl: Option<Ttl>,
     pub ssh_key_name: Option<String>,
@@ -124,7 +127,28 @@ pub struct Cni {
     pub strict_affinity: bool,
     /// flannel's DirectRouting, which Windows does not support.
     pub direct_routing: bool,
+    /// The CNI release; defaults from `versions` for the Kubernetes minor.
     pub version: String,
+    /// Calico IPAM block prefix length. A Windows node gets exactly one
+    /// block and can give pods all its addresses but four.
+    pub block_size: u8,
+}
+
+impl Cni {
+    /// Addresses Calico on Windows reserves in each block (tigera/docs
+    /// windows-calico/limitations.mdx, "IPAM": four per Windows block).
+    pub const WINDOWS_RESERVED_PER_BLOCK: u32 = 4;
+
+    /// The most pods a Windows node can give an address with this CNI:
+    /// Calico's one block minus its reserved addresses; flannel's node
+    /// podCIDR (/24 from kube-controller-manager) is no tighter than
+    /// kubelet's default of 110.
+    pub fn windows_pod_capacity(&self) -> u32 {
+        match self.plugin {
+            CniPlugin::Calico => (1u32 << (32 - u32::from(self.block_size).min(31))) - Self::WINDOWS_RESERVED_PER_BLOCK,
+            CniPlugin::Flannel => 250,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,14 +172,6 @@ impl CniPlugin {
         match self {
             Self::Calico => "calico",
             Self::Flannel => "flannel",
-        }
-    }
-
-    /// The CNI release hybrid pins when the file names none.
-    pub fn default_version(self) -> &'static str {
-        match self {
-            Self::Calico => "3.30.3",
-            Self::Flannel => "0.28.0",
         }
     }
 }

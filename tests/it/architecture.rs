@@ -25,6 +25,7 @@ const PURE: &[&str] = &[
     "src/day2",
     "src/progress.rs",
     "src/infra/mod.rs",
+    "src/versions",
 ];
 /// Orchestration over the `Cloud` and `KubeApi` traits: no I/O of their
 /// own, but they wait (`tokio::time`), so they run against fakes and AWS alike.

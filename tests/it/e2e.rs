@@ -29,7 +29,7 @@ fn write_cluster(name: &str, linux: u32) -> std::path::PathBuf {
             r#"[cluster]
 name = "{name}"
 region = "us-east-1"
-kubernetes_version = "1.34.1"
+kubernetes_version = "1.36"
 [network]
 vpc_cidr = "10.42.0.0/16"
 [control_plane]

@@ -39,7 +39,7 @@ impl Cluster {
                 r#"[cluster]
 name = "{name}"
 region = "us-east-1"
-kubernetes_version = "1.34.1"
+kubernetes_version = "1.36"
 ttl = "8h"
 tags = {{ team = "qa" }}
 

@@ -129,7 +129,10 @@ fn flannel_objects_converge() {
         let cm = api.get("/api/v1/namespaces/kube-flannel/configmaps/kube-flannel-cfg").await.unwrap().unwrap();
         let net: serde_json::Value = serde_json::from_str(cm["data"]["net-conf.json"].as_str().unwrap()).unwrap();
         assert_eq!(net["Backend"], json!({ "Type": "vxlan", "VNI": 4096, "Port": 4789 }));
-        assert!(api.get("/apis/apps/v1/namespaces/kube-flannel/daemonsets/kube-flannel-ds-windows-amd64").await.unwrap().is_some());
+        // Windows flannel nodes run host services; only their kube-proxy's RBAC is an object.
+        assert!(api.get("/apis/apps/v1/namespaces/kube-flannel/daemonsets/kube-flannel-ds-windows-amd64").await.unwrap().is_none());
+        let binding = api.get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/hybrid:windows-kube-proxy").await.unwrap().unwrap();
+        assert_eq!(binding["roleRef"]["name"], "system:node-proxier");
         let rcs = api.list("/apis/node.k8s.io/v1/runtimeclasses", None, None).await.unwrap();
         assert_eq!(rcs.len(), 2);
     });

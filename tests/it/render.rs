@@ -151,8 +151,12 @@ fn embedded_configs_round_trip_and_carry_windows_settings() {
             let content = |path: &str| files.iter().find(|f| f["path"] == path).map(|f| f["content"].as_str().unwrap().to_string());
             assert_eq!(content("/etc/hybrid/kubeadm.yaml.in").as_deref(), Some(part(node, "kubeadm.yaml")), "{case}/{}", node.group);
             assert_eq!(content("/opt/hybrid/bootstrap.sh").as_deref(), Some(part(node, "bootstrap.sh")));
-            assert_eq!(content("/etc/kubernetes/pki/ca.crt").as_deref(), Some(test_secrets().ca_cert_pem.as_str()));
             let is_cp = node.group == "control-plane";
+            // kubeadm's join preflight (FileAvailable--etc-kubernetes-pki-ca.crt)
+            // refuses a worker that already has the CA file: only the control
+            // plane gets it; workers pin the CA by its hash.
+            let ca = content("/etc/kubernetes/pki/ca.crt");
+            assert_eq!(ca.as_deref(), is_cp.then_some(test_secrets().ca_cert_pem.as_str()), "{case}/{}: ca.crt", node.group);
             assert_eq!(content("/etc/kubernetes/pki/ca.key").is_some(), is_cp, "only the control plane gets the CA key");
             let kubeadm = tools::yaml_to_json(part(node, "kubeadm.yaml")).unwrap();
             if is_cp {
@@ -187,7 +191,7 @@ fn embedded_configs_round_trip_and_carry_windows_settings() {
 /// proves the renderer alone is safe too, so the model is built by hand.
 #[test]
 fn hostile_values_stay_literals() {
-    let hostile = "a'b\u{2018}c\u{2019}d\u{201A}e\u{201B}f$(Stop-Computer)`g\"h\ni; Stop-Computer -Force; '";
+    let hostile = "a'b\u{2018}c\u{2019}d\u{201A}e\u{201B}f$(Invoke-Evil)`g\"h\ni; Invoke-Evil -Force; '";
     let mut spec = spec("clusters/dev.toml");
     spec.name = hostile.to_string();
     spec.cni.version = hostile.to_string();
@@ -201,7 +205,7 @@ fn hostile_values_stay_literals() {
     let script = part(win, "bootstrap.ps1");
     assert!(tools::powershell_errors(script).is_empty(), "{:#?}", tools::powershell_errors(script));
     let commands = tools::powershell_nodes(script, "command_name");
-    assert!(!commands.iter().any(|c| c.eq_ignore_ascii_case("Stop-Computer")), "a value became a command: {commands:?}");
+    assert!(!commands.iter().any(|c| c.eq_ignore_ascii_case("Invoke-Evil")), "a value became a command: {commands:?}");
     let literals: Vec<String> = tools::powershell_nodes(script, "verbatim_string_characters").iter().map(|s| unquote_ps(s)).collect();
     let labels_arg = format!("--node-labels=game.example.com/evil={hostile},game.example.com/role=tools");
     assert!(literals.contains(&labels_arg), "the labels argument is not one literal: {literals:#?}");
@@ -270,9 +274,20 @@ fn user_data_size_limit() {
         assert!(node.user_data.len() <= USER_DATA_LIMIT, "{} is {} bytes", node.group, node.user_data.len());
     }
 
+    // Values that do not compress (Windows scripts and large cloud-configs
+    // travel gzip-compressed).
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut noise = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(seed >> 33) as usize % 36])
+            })
+            .collect()
+    };
     for pool in &mut spec.pools {
-        for i in 0..200 {
-            pool.labels.insert(format!("game.example.com/more-{i:03}-{}", "k".repeat(40)), "v".repeat(63));
+        for i in 0..400 {
+            pool.labels.insert(format!("game.example.com/more-{i:03}-{}", noise(40)), noise(63));
         }
     }
     match render_cluster(&spec, &test_secrets(), &Templates::builtin()) {
@@ -327,8 +342,8 @@ fn render_command_is_byte_identical_across_runs_and_matches_golden() {
         v
     };
     let (la, lb) = (listing(&a), listing(&b));
-    // control plane: 4 parts + user-data; Linux nodes 3 + 1 each; Windows nodes 2 + 1 each.
-    assert_eq!(la.len(), 5 + 2 * 4 + 3 * 3);
+    // control plane: 5 parts + user-data; Linux nodes 4 + 1 each; Windows nodes 4 + 1 each.
+    assert_eq!(la.len(), 6 + 2 * 5 + 3 * 5);
     assert_eq!(la, lb);
     assert_eq!(fs::read(a.join("win2022-1/user-data")).unwrap(), fs::read(root().join("tests/golden/calico/win2022/user-data")).unwrap());
     #[cfg(unix)]

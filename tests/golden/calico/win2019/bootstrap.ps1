@@ -1,14 +1,20 @@
-# hybrid Windows node bootstrap. Runs at every boot (persisted user data);
-# each stage leaves a marker file and is skipped once done, so the reboot the
-# Containers feature needs simply resumes at the next stage.
+# hybrid Windows node bootstrap. The user data is a small
+# loader that unpacks this script to C:\hybrid\bootstrap.ps1 and runs it at every boot (persisted
+# user data). Each stage leaves a marker and is skipped once done - by an earlier run, or at bake
+# time (hybrid bake) - so the reboot the Containers feature needs resumes at the next stage. Every
+# stage writes one line to the serial console (EC2's console output): the boot timeline.
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
+[Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
 $Root = 'C:\hybrid'
 New-Item -ItemType Directory -Force -Path $Root, 'C:\k', 'C:\var\log\kubelet' | Out-Null
 Start-Transcript -Append -Path "$Root\bootstrap.log" | Out-Null
 
+# node: join the cluster; bake: only the stages that do not depend on it.
+$Mode = 'node'
 $Cni = 'calico'
-$KubeletArgs = @('--cert-dir=C:\var\lib\kubelet\pki', '--config=C:\var\lib\kubelet\config.yaml', '--bootstrap-kubeconfig=C:\etc\kubernetes\bootstrap-kubelet.conf', '--kubeconfig=C:\etc\kubernetes\kubelet.conf', '--container-runtime-endpoint=npipe:////./pipe/containerd-containerd', '--cgroups-per-qos=false', '--enforce-node-allocatable=', '--resolv-conf=', '--enable-debugging-handlers', '--max-pods=110', '--register-with-taints=os=windows:NoSchedule')
+$PauseImage = 'registry.k8s.io/pause:3.10.1'
+$KubeletArgs = @('--cert-dir=C:\var\lib\kubelet\pki', '--config=C:\var\lib\kubelet\config.yaml', '--bootstrap-kubeconfig=C:\etc\kubernetes\bootstrap-kubelet.conf', '--kubeconfig=C:\etc\kubernetes\kubelet.conf', '--container-runtime-endpoint=npipe:////./pipe/containerd-containerd', '--cgroups-per-qos=false', '--enforce-node-allocatable=', '--resolv-conf=', '--enable-debugging-handlers', '--max-pods=60', '--register-with-taints=os=windows:NoSchedule')
 $JoinConfig = '# kubeadm configuration of a Windows worker. kubelet runs as a service with
 # fixed flags (labels and taints included), so only discovery and the node
 # name matter to kubeadm here.
@@ -24,23 +30,87 @@ nodeRegistration:
   criSocket: "npipe:////./pipe/containerd-containerd"
   taints: [{"effect": "NoSchedule", "key": "os", "value": "windows"}]
 '
+$ContainerdConfig = '# containerd 2 configuration for Windows (config version 3). Only what hybrid
+# changes: the pause image of this Kubernetes release and the CNI folders
+# Calico''s and flannel''s Windows installers use.
+version = 3
+
+[plugins.''io.containerd.cri.v1.images''.pinned_images]
+  sandbox = "registry.k8s.io/pause:3.10.1"
+
+[plugins.''io.containerd.cri.v1.runtime''.cni]
+  bin_dirs = [''C:/opt/cni/bin'']
+  conf_dir = ''C:/etc/cni/net.d''
+'
+$Routes = @('169.254.169.254', '169.254.169.123', '169.254.169.250', '169.254.169.251', '169.254.169.253')
+$Images = @('registry.k8s.io/pause:3.10.1', 'quay.io/calico/node-windows:v3.32.4', 'quay.io/calico/cni-windows:v3.32.4', 'docker.io/sigwindowstools/kube-proxy:v1.35.8-calico-hostprocess')
 
 function Log($Message) { Write-Host "$(Get-Date -Format o) hybrid: $Message" }
 
-# Runs $Body once; a body that returns 'reboot' restarts the machine and the
-# script continues with the next stage at the next boot.
-function Stage($Name, [scriptblock]$Body) {
-  $Marker = Join-Path $Root "$Name.done"
-  if (Test-Path $Marker) { return }
-  Log "stage $Name"
-  $Result = & $Body
-  New-Item -ItemType File -Force -Path $Marker | Out-Null
-  if ($Result -contains 'reboot') {
-    Log "rebooting after $Name"
-    Stop-Transcript | Out-Null
-    Restart-Computer -Force
-    exit 0
+# EC2's console output is the serial port, which EC2Launch also writes:
+# open, write, close, and let a busy port cost a line, never the boot.
+function Console($Text) {
+  Log $Text
+  for ($i = 0; $i -lt 3; $i++) {
+    try {
+      $P = New-Object System.IO.Ports.SerialPort 'COM1', 115200
+      $P.Open(); $P.WriteLine($Text); $P.Close(); return
+    } catch { Start-Sleep -Milliseconds 300 }
   }
+}
+
+function Timeline($Stage, $Event, $Detail = '') {
+  $T = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ss.fffZ')
+  Console ("HYBRID-TIMELINE $T $Stage $Event $Detail").TrimEnd()
+}
+
+# EC2Launch v2 (Windows Server 2022+, and 2019 AMIs built with it) reboots
+# and runs the script again when it exits 3010; a Restart-Computer inside
+# the script leaves its run state inconsistent. EC2Launch v1 runs persisted
+# user data at every boot, so there the script restarts the machine itself.
+function Reboot($After) {
+  Timeline $After reboot
+  Stop-Transcript | Out-Null
+  if (Test-Path "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe") { exit 3010 }
+  Restart-Computer -Force
+  exit 0
+}
+
+function Imds($Path) {
+  Retry 30 2 {
+    $T = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
+    Invoke-RestMethod -Uri "http://169.254.169.254/latest/meta-data/$Path" -Headers @{ 'X-aws-ec2-metadata-token' = $T }
+  }
+}
+
+# A required stage that failed runs the bootstrap again three minutes later
+# (the loader in the user data saved it as C:\hybrid\bootstrap.ps1), up to
+# ten times, and says so on the console; stages already done are skipped.
+function Retry-Later($Stage, $Why) {
+  $N = 1 + [int](Get-Content "$Root\attempts" -ErrorAction SilentlyContinue)
+  Set-Content -Path "$Root\attempts" -Value $N
+  if ($N -gt 10) { Console "hybrid: stage $Stage failed $N times, giving up: $Why"; return }
+  Console "hybrid: stage $Stage failed ($Why); running the bootstrap again in 3 minutes (attempt $N of 10)"
+  $Action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument "-NoProfile -ExecutionPolicy Bypass -File $Root\bootstrap.ps1"
+  $Trigger = New-ScheduledTaskTrigger -Once -At (Get-Date).AddMinutes(3)
+  Register-ScheduledTask -Force -TaskName 'hybrid-retry' -Action $Action -Trigger $Trigger -User 'SYSTEM' -RunLevel Highest | Out-Null
+}
+
+function Stage($Name, [scriptblock]$Body, [switch]$Optional) {
+  $Marker = Join-Path $Root "$Name.done"
+  if (Test-Path $Marker) { Timeline $Name skip; return }
+  Timeline $Name start
+  try { $Result = & $Body } catch {
+    $Why = "$_" -replace '\s+', ' '
+    Timeline $Name fail $Why
+    if ($Optional) { Log "optional stage $Name failed; continuing"; return }
+    Retry-Later $Name $Why
+    Stop-Transcript | Out-Null
+    exit 1
+  }
+  New-Item -ItemType File -Force -Path $Marker | Out-Null
+  Timeline $Name done
+  if ($Result -contains 'reboot') { Reboot $Name }
 }
 
 function Retry([int]$Attempts, [int]$Delay, [scriptblock]$Body) {
@@ -53,16 +123,34 @@ function Retry([int]$Attempts, [int]$Delay, [scriptblock]$Body) {
   }
 }
 
-function Fetch($Url, $Path) {
-  Retry 10 10 { Invoke-WebRequest -UseBasicParsing -Uri $Url -OutFile $Path }
+# The checksum a download must have, as hybrid's version table says to
+# check it: sha256:<hex> | sha256-file:<url> | github-asset:<api>#<asset>.
+function Get-ExpectedSum($Check) {
+  if ($Check.StartsWith('sha256:')) { return $Check.Substring(7) }
+  if ($Check.StartsWith('sha256-file:')) {
+    $C = (Invoke-WebRequest -UseBasicParsing -Uri $Check.Substring(12)).Content
+    if ($C -is [byte[]]) { $C = [Text.Encoding]::ASCII.GetString($C) }
+    return ([regex]::Match($C, '[0-9a-fA-F]{64}')).Value.ToLower()
+  }
+  if ($Check.StartsWith('github-asset:')) {
+    $Api, $Asset = $Check.Substring(13) -split '#', 2
+    $R = Invoke-RestMethod -Uri $Api -Headers @{ Accept = 'application/vnd.github+json' }
+    return (($R.assets | Where-Object { $_.name -eq $Asset }).digest -replace '^sha256:', '')
+  }
+  throw "unknown checksum kind: $Check"
 }
 
-# IMDSv2 only: instances are launched with HttpTokens=required.
-function Imds($Path) {
-  Retry 30 2 {
-    $T = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
-    Invoke-RestMethod -Uri "http://169.254.169.254/latest/meta-data/$Path" -Headers @{ 'X-aws-ec2-metadata-token' = $T }
+# Downloads $Url to $Path only when its SHA-256 matches; a mismatch names
+# the file, the expected and the actual sum.
+function Fetch($Url, $Path, $Check) {
+  Retry 10 10 { Invoke-WebRequest -UseBasicParsing -Uri $Url -OutFile "$Path.part" }
+  $Expected = Retry 5 10 { Get-ExpectedSum $Check }
+  $Actual = (Get-FileHash -Algorithm SHA256 "$Path.part").Hash.ToLower()
+  if (-not $Expected -or $Expected -ne $Actual) {
+    Remove-Item -Force "$Path.part"
+    throw "checksum mismatch for ${Url}: expected $Expected, got $Actual"
   }
+  Move-Item -Force "$Path.part" $Path
 }
 
 Stage 'containers-feature' {
@@ -74,12 +162,10 @@ Stage 'containerd' {
   # No Hyper-V: EC2 instances other than metal cannot run it, and Kubernetes
   # uses process isolation only (WINDOWS-NOTES §3.1).
   $Dir = "$env:ProgramFiles\containerd"
-  Fetch 'https://github.com/containerd/containerd/releases/download/v1.7.27/containerd-1.7.27-windows-amd64.tar.gz' "$Root\containerd.tar.gz"
+  Fetch 'https://github.com/containerd/containerd/releases/download/v2.2.1/containerd-2.2.1-windows-amd64.tar.gz' "$Root\containerd.tar.gz" 'sha256-file:https://github.com/containerd/containerd/releases/download/v2.2.1/containerd-2.2.1-windows-amd64.tar.gz.sha256sum'
   New-Item -ItemType Directory -Force -Path $Dir, 'C:\opt\cni\bin', 'C:\etc\cni\net.d' | Out-Null
   tar.exe -xzf "$Root\containerd.tar.gz" -C $Dir
-  $Config = (& "$Dir\bin\containerd.exe" config default) -join "`n"
-  $Config = $Config -replace 'bin_dir = .*', 'bin_dir = "C:/opt/cni/bin"' -replace 'conf_dir = .*', 'conf_dir = "C:/etc/cni/net.d"'
-  Set-Content -Path "$Dir\config.toml" -Value $Config -Encoding Ascii
+  Set-Content -Path "$Dir\config.toml" -Value $ContainerdConfig -Encoding Ascii
   [Environment]::SetEnvironmentVariable('Path', "$env:Path;$Dir\bin;C:\k", 'Machine')
   & "$Dir\bin\containerd.exe" --register-service --log-file 'C:\var\log\containerd.log'
   Start-Service containerd
@@ -90,9 +176,9 @@ Stage 'kubelet' {
   if (-not (Test-Path 'C:\var\lib\kubelet\etc\kubernetes\pki')) {
     New-Item -ItemType SymbolicLink -Path 'C:\var\lib\kubelet\etc\kubernetes\pki' -Value 'C:\etc\kubernetes\pki' | Out-Null
   }
-  Fetch 'https://dl.k8s.io/v1.34.1/bin/windows/amd64/kubelet.exe' 'C:\k\kubelet.exe'
-  Fetch 'https://dl.k8s.io/v1.34.1/bin/windows/amd64/kubeadm.exe' 'C:\k\kubeadm.exe'
-  Fetch 'https://k8stestinfrabinaries.blob.core.windows.net/nssm-mirror/nssm-2.24.zip' "$Root\nssm.zip"
+  Fetch 'https://dl.k8s.io/v1.35.8/bin/windows/amd64/kubelet.exe' 'C:\k\kubelet.exe' 'sha256-file:https://dl.k8s.io/v1.35.8/bin/windows/amd64/kubelet.exe.sha256'
+  Fetch 'https://dl.k8s.io/v1.35.8/bin/windows/amd64/kubeadm.exe' 'C:\k\kubeadm.exe' 'sha256-file:https://dl.k8s.io/v1.35.8/bin/windows/amd64/kubeadm.exe.sha256'
+  Fetch 'https://k8stestinfrabinaries.blob.core.windows.net/nssm-mirror/nssm-2.24.zip' "$Root\nssm.zip" 'sha256:727d1e42275c605e0f04aba98095c38a8e1e46def453cdffce42869428aa6743'
   Expand-Archive -Force -Path "$Root\nssm.zip" -DestinationPath "$Root\nssm"
   Copy-Item -Force -Path "$Root\nssm\nssm-2.24\win64\nssm.exe" -Destination 'C:\k\nssm.exe'
   & C:\k\nssm.exe install kubelet 'C:\k\kubelet.exe'
@@ -108,29 +194,30 @@ Stage 'kubelet' {
   New-NetFirewallRule -Name hybrid-nodeport-udp -DisplayName 'NodePorts UDP (hybrid)' -Protocol UDP -LocalPort '30000-32767' -Action Allow | Out-Null
 }
 
-Stage 'imds-route' {
-  # Creating the HNS network (Calico or flannel) can drop the route to
-  # instance metadata; a task puts it back (WINDOWS-NOTES §2.2).
-  $Fix = 'if (-not (Get-NetRoute -DestinationPrefix 169.254.169.254/32 -ErrorAction SilentlyContinue)) { $G = (Get-NetRoute -DestinationPrefix 0.0.0.0/0 | Sort-Object RouteMetric | Select-Object -First 1).NextHop; route.exe /p add 169.254.169.254 mask 255.255.255.255 $G }'
-  Set-Content -Path 'C:\k\imds-route.ps1' -Value $Fix
-  $Action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument '-NoProfile -ExecutionPolicy Bypass -File C:\k\imds-route.ps1'
-  $Trigger = New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Minutes 2)
-  Register-ScheduledTask -Force -TaskName 'hybrid-imds-route' -Action $Action -Trigger $Trigger -User 'SYSTEM' -RunLevel Highest | Out-Null
+Stage 'routes' {
+  # Creating the HNS vSwitch (Calico or flannel) moves the node's address to
+  # a new adapter and drops EC2's link-local routes (metadata, time sync,
+  # KMS, DNS): a task puts each one back on the default route's adapter,
+  # at startup and every two minutes (EC2Launch v2's routes are not persistent).
+  $Fix = 'foreach ($D in @(' + (($Routes | ForEach-Object { "'$_'" }) -join ',') + ')) { if (-not (Get-NetRoute -DestinationPrefix "$D/32" -ErrorAction SilentlyContinue)) { $G = Get-NetRoute -DestinationPrefix 0.0.0.0/0 | Sort-Object RouteMetric | Select-Object -First 1; New-NetRoute -DestinationPrefix "$D/32" -InterfaceIndex $G.InterfaceIndex -NextHop $G.NextHop -RouteMetric 1 -PolicyStore ActiveStore | Out-Null } }'
+  Set-Content -Path 'C:\k\link-local-routes.ps1' -Value $Fix
+  $Action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument '-NoProfile -ExecutionPolicy Bypass -File C:\k\link-local-routes.ps1'
+  $Triggers = @((New-ScheduledTaskTrigger -AtStartup), (New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Minutes 2)))
+  Register-ScheduledTask -Force -TaskName 'hybrid-link-local-routes' -Action $Action -Trigger $Triggers -User 'SYSTEM' -RunLevel Highest | Out-Null
 }
 
-Stage 'openssh' {
-  # `hybrid logs` collects diagnostics over SSH; port 22 is open to admin_cidrs only.
-  Add-WindowsCapability -Online -Name 'OpenSSH.Server~~~~0.0.1.0' | Out-Null
-  Set-Service -Name sshd -StartupType Automatic
-  Start-Service sshd
-  # The instance's key pair, if it has one, may log in as Administrator.
-  try {
-    $T = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
-    $Key = Invoke-RestMethod -Uri 'http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key' -Headers @{ 'X-aws-ec2-metadata-token' = $T }
-    $Auth = 'C:\ProgramData\ssh\administrators_authorized_keys'
-    Set-Content -Path $Auth -Value $Key -Encoding Ascii
-    icacls.exe $Auth /inheritance:r /grant 'Administrators:F' /grant 'SYSTEM:F' | Out-Null
-  } catch { Log 'no key pair: SSH keys left unset' }
+if ($Mode -eq 'bake') {
+  # Pre-pull what every node pulls on its way to Ready, then leave an image
+  # whose next boot runs its own user data.
+  Stage 'images' { foreach ($I in $Images) { Retry 5 10 { & "$env:ProgramFiles\containerd\bin\ctr.exe" -n k8s.io images pull $I | Out-Null } } }
+  Remove-Item -Force -ErrorAction SilentlyContinue "$Root\*.tar.gz", "$Root\*.tgz", "$Root\nssm.zip", "$Root\attempts"
+  Set-Content -Path "$Root\baked.json" -Value ('{"baked":"' + (Get-Date).ToUniversalTime().ToString('o') + '"}')
+  Timeline bake done
+  Stop-Transcript | Out-Null
+  if (Test-Path "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe") { & "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe" reset --clean }
+  else { & 'C:\ProgramData\Amazon\EC2-Windows\Launch\Scripts\InitializeInstance.ps1' -Schedule }
+  Stop-Computer -Force
+  exit 0
 }
 
 Stage 'join' {
@@ -154,5 +241,24 @@ Stage 'join' {
   }
 }
 
-Log "node ready for $Cni"
+# Diagnostics only (`hybrid logs` reads logs over SSH, port 22 from
+# admin_cidrs): after the join, and never fatal - Features on Demand can be
+# out of reach behind WSUS or a proxy.
+Stage 'openssh' -Optional {
+  Add-WindowsCapability -Online -Name 'OpenSSH.Server~~~~0.0.1.0' | Out-Null
+  Set-Service -Name sshd -StartupType Automatic
+  Start-Service sshd
+  # The instance's key pair, if it has one, may log in as Administrator.
+  try {
+    $T = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
+    $Key = Invoke-RestMethod -Uri 'http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key' -Headers @{ 'X-aws-ec2-metadata-token' = $T }
+    $Auth = 'C:\ProgramData\ssh\administrators_authorized_keys'
+    Set-Content -Path $Auth -Value $Key -Encoding Ascii
+    icacls.exe $Auth /inheritance:r /grant 'Administrators:F' /grant 'SYSTEM:F' | Out-Null
+  } catch { Log 'no key pair: SSH keys left unset' }
+}
+
+Remove-Item -Force -ErrorAction SilentlyContinue "$Root\attempts"
+Unregister-ScheduledTask -TaskName 'hybrid-retry' -Confirm:$false -ErrorAction SilentlyContinue
+Timeline bootstrap done
 Stop-Transcript | Out-Null
