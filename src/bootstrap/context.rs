@@ -84,6 +84,8 @@ pub struct Linux {
     kubernetes_version_tag: String,
     api_server_ip: String,
     api_server_endpoint: String,
+    /// What workers poll before joining (any answer over TLS means up).
+    api_server_readyz: String,
     pod_cidr: String,
     service_cidr: String,
     cni: &'static str,
@@ -130,6 +132,7 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         kubernetes_version_tag: format!("v{}", spec.kubernetes_version),
         api_server_ip: ip.to_string(),
         api_server_endpoint: format!("{ip}:{API_SERVER_PORT}"),
+        api_server_readyz: format!("https://{ip}:{API_SERVER_PORT}/readyz"),
         pod_cidr: spec.network.pod_cidr.to_string(),
         service_cidr: spec.network.service_cidr.to_string(),
         cni: spec.cni.plugin.name(),

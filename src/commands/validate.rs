@@ -23,7 +23,7 @@ control planes, Graviton instance types for Windows, overlapping CIDRs, pod netw
 for the node count, labels and taints Kubernetes or kubelet would refuse, and values that could \
 break out of a generated script.
 
-Supported Kubernetes versions: 1.33.x to 1.36.x.",
+Supported Kubernetes minors, and what works with them: `hybrid versions --help` and src/versions/.",
     after_help = "Exits 0 when the file is valid (warnings allowed), 1 when it has errors."
 )]
 pub struct Args {

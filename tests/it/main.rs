@@ -8,6 +8,8 @@ mod util;
 
 /// The pure core does no I/O.
 mod architecture;
+/// What a real boot depends on: upstream contracts, verified downloads, stage order.
+mod boot;
 /// apply end to end against moto and the Kubernetes emulator together.
 mod e2e;
 /// plan / apply / destroy against moto: state, idempotency, faults, kills, locks.

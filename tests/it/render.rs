@@ -46,7 +46,8 @@ fn scratch(name: &str) -> PathBuf {
 /// golden` and review the diff like code.
 #[test]
 fn golden_files_match() {
-    let bless = std::env::var_os("HYBRID_BLESS").is_some();
+    // Only HYBRID_BLESS=1 rewrites; HYBRID_BLESS=0 (or anything else) compares.
+    let bless = std::env::var("HYBRID_BLESS").is_ok_and(|v| v == "1");
     let mut mismatches = Vec::new();
     for (file, case) in CASES {
         for node in render(&spec(file)) {

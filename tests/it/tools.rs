@@ -101,3 +101,106 @@ pub fn bash(script: &str) -> String {
     assert!(out.status.success(), "bash failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// One command of a parsed script: its name, its arguments as written, the
+/// function it sits in, and (PowerShell) the `Stage` it runs under.
+#[derive(Debug, Clone)]
+pub struct ScriptCommand {
+    pub name: String,
+    pub args: Vec<String>,
+    pub function: Option<String>,
+    pub stage: Option<String>,
+    pub offset: usize,
+}
+
+impl ScriptCommand {
+    /// A literal argument without its quotes (PowerShell `'…'` or shell `'…'`).
+    pub fn literal(&self, i: usize) -> Option<String> {
+        let a = self.args.get(i)?;
+        let inner = a.strip_prefix('\'')?.strip_suffix('\'')?;
+        Some(inner.replace("''", "'"))
+    }
+}
+
+/// Every command in a PowerShell script, in source order.
+pub fn powershell_commands(script: &str) -> Vec<ScriptCommand> {
+    let tree = parse_powershell(script);
+    let mut out = Vec::new();
+    walk(tree.root_node(), &mut |n| {
+        if n.kind() != "command" {
+            return;
+        }
+        let Some(name) = n.child_by_field_name("command_name") else { return };
+        let args: Vec<String> = n
+            .child_by_field_name("command_elements")
+            .map(|els| {
+                let mut c = els.walk();
+                els.children(&mut c).filter(|e| e.kind() != "command_argument_sep").map(|e| script[e.byte_range()].to_string()).collect()
+            })
+            .unwrap_or_default();
+        let (mut function, mut stage) = (None, None);
+        let mut up = n.parent();
+        while let Some(p) = up {
+            if p.kind() == "function_statement" && function.is_none() {
+                let mut c = p.walk();
+                function = p.children(&mut c).find(|k| k.kind() == "function_name").map(|k| script[k.byte_range()].to_string());
+            }
+            if p.kind() == "command" && stage.is_none() {
+                let named = p.child_by_field_name("command_name").map(|k| &script[k.byte_range()]);
+                if named == Some("Stage") {
+                    let first = p.child_by_field_name("command_elements").and_then(|els| {
+                        let mut c = els.walk();
+                        els.children(&mut c).find(|e| e.kind() != "command_argument_sep").map(|e| script[e.byte_range()].to_string())
+                    });
+                    stage = first.map(|s| s.trim_matches('\'').to_string());
+                }
+            }
+            up = p.parent();
+        }
+        out.push(ScriptCommand { name: script[name.byte_range()].to_string(), args, function, stage, offset: n.start_byte() });
+    });
+    out
+}
+
+pub fn parse_bash(script: &str) -> Tree {
+    let mut parser = Parser::new();
+    parser.set_language(&tree_sitter_bash::LANGUAGE.into()).expect("the bash grammar loads");
+    parser.parse(script, None).expect("the parser returns a tree")
+}
+
+/// Every simple command in a bash script, in source order (`stage` unused).
+pub fn bash_commands(script: &str) -> Vec<ScriptCommand> {
+    let tree = parse_bash(script);
+    let mut out = Vec::new();
+    walk(tree.root_node(), &mut |n| {
+        if n.kind() != "command" {
+            return;
+        }
+        let Some(name) = n.child_by_field_name("name") else { return };
+        let mut c = n.walk();
+        let args: Vec<String> = n.children_by_field_name("argument", &mut c).map(|a| script[a.byte_range()].to_string()).collect();
+        let mut function = None;
+        let mut up = n.parent();
+        while let Some(p) = up {
+            if p.kind() == "function_definition" {
+                function = p.child_by_field_name("name").map(|k| script[k.byte_range()].to_string());
+                break;
+            }
+            up = p.parent();
+        }
+        out.push(ScriptCommand { name: script[name.byte_range()].to_string(), args, function, stage: None, offset: n.start_byte() });
+    });
+    out
+}
+
+/// Whether the bash grammar found errors (with their text).
+pub fn bash_errors(script: &str) -> Vec<String> {
+    let tree = parse_bash(script);
+    let mut out = Vec::new();
+    walk(tree.root_node(), &mut |n| {
+        if n.is_error() || n.is_missing() {
+            out.push(format!("{}: `{}`", n.start_position().row + 1, &script[n.byte_range()].chars().take(60).collect::<String>()));
+        }
+    });
+    out
+}

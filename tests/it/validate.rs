@@ -31,6 +31,12 @@ fn every_invalid_fixture_is_rejected_at_its_key_and_line() {
         let stderr = text(&out.stderr);
         let headline = format!("{rel}:{line}:");
         let found = stderr.lines().any(|l| l.contains(&headline) && l.contains(&format!(": {key}: ")) && l.contains('×'));
+        // `# message: …` lines: fragments the error's text or help must hold.
+        let body = fs::read_to_string(path).unwrap();
+        let missing: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("# message: ")).filter(|m| !stderr.contains(m)).collect();
+        if !missing.is_empty() {
+            failures.push(format!("{rel}: the message lacks {missing:?}:\n{stderr}"));
+        }
         if out.status.code() != Some(1) || !found || out.stdout.len() > 0 {
             failures.push(format!("{rel}: want exit 1 and an error `{headline}…: {key}:`, got exit {:?}:\n{stderr}", out.status.code()));
         }
@@ -110,7 +116,21 @@ fn help_explains_every_subcommand() {
     let out = hybrid(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = text(&out.stdout);
-    for sub in ["validate", "schema", "render", "plan", "apply", "destroy", "kubeconfig", "status", "verify", "logs", "reap"] {
+    for sub in [
+        "validate",
+        "schema",
+        "render",
+        "plan",
+        "apply",
+        "destroy",
+        "kubeconfig",
+        "status",
+        "verify",
+        "logs",
+        "reap",
+        "versions",
+        "completions",
+    ] {
         assert!(help.contains(sub), "{help}");
         let out = hybrid(&[sub, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{sub}");
@@ -143,4 +163,31 @@ fn clusters_readme_holds_the_current_key_reference() {
         readme.contains(&reference),
         "clusters/README.md is out of date: run `cargo run -q -- schema --format markdown` and paste it under the Reference heading"
     );
+}
+
+/// `hybrid versions` prints, per node kind, exactly the downloads the
+/// matrix resolves for the file, each with how it is checked.
+#[test]
+fn versions_lists_what_each_node_installs() {
+    let out = hybrid(&["versions", "clusters/dev.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let spec = crate::render::spec("clusters/dev.toml");
+    assert!(stdout.starts_with(&format!("Cluster dev: Kubernetes {} ", spec.kubernetes_version)), "{stdout}");
+    for kind in [
+        hybrid::versions::NodeKind::ControlPlane,
+        hybrid::versions::NodeKind::LinuxWorker,
+        hybrid::versions::NodeKind::Windows(hybrid::model::WindowsVersion::Ws2022),
+    ] {
+        for d in hybrid::versions::downloads(&spec, kind) {
+            assert!(stdout.contains(&d.url), "{} missing:\n{stdout}", d.url);
+        }
+    }
+    assert!(stdout.contains("Windows workers (windows-2022, build 10.0.20348):"), "{stdout}");
+    assert!(
+        stdout.contains("checked by SHA-256 recorded in hybrid") && stdout.contains("checked by SHA-256 from the release's checksum file")
+    );
+    let out = hybrid(&["versions", "tests/fixtures/invalid/matrix-kube-end-of-life.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("end of life"));
 }

@@ -108,13 +108,15 @@ actual_sum() {
 # fetch URL DEST CHECK: downloads URL and moves it to DEST only when its
 # checksum matches; a mismatch names the file, the expected and the actual sum.
 fetch() {
-  local url=$1 dest=$2 check=$3 expected actual
+  local url=$1 dest=$2 check=$3 expected actual how
   mkdir -p "$(dirname "$dest")"
   retry 10 10 curl -fsSL --retry 3 -o "$dest.part" "$url"
   expected=$(retry 5 10 expected_sum "$check") || expected=""
   actual=$(actual_sum "$check" "$dest.part")
   if [ -z "$expected" ] || [ "$expected" != "$actual" ]; then
-    log "checksum mismatch for $url: expected ${expected:-(none found via ${check%%:*})}, got $actual"
+    how=${check%%:*}
+    [ -n "$expected" ] || expected="nothing, no sum found via $how"
+    log "checksum mismatch for $url: expected $expected, got $actual"
     rm -f "$dest.part"
     return 1
   fi
@@ -197,7 +199,7 @@ kubeadm_join() {
   # Workers boot alongside the control plane: wait (up to an hour) until
   # the API server answers, then join once; a failed join fails the stage,
   # and systemd starts the bootstrap again.
-  retry 360 10 curl -ksf -o /dev/null "https://$API_SERVER/readyz"
+  retry 360 10 curl -ksf -o /dev/null 'https://10.20.0.10:6443/readyz'
   if ! kubeadm join --config /etc/hybrid/kubeadm.yaml; then
     kubeadm reset -f >/dev/null 2>&1 || true
     return 1

@@ -1,0 +1,606 @@
+//! What a real boot depends on, checked against the upstream contracts in
+//! tests/fixtures/upstream/ (each with its source) and by running the
+//! rendered shell functions for real: every download is fetched through the
+//! one checked path, the scripts' stages run in the order a node needs, and
+//! the files kubelet, kubeadm, containerd and EC2Launch read are where they
+//! read them. No instance boots here (moto runs no user data, and no Windows
+//! PowerShell runs on this machine): the Windows script is checked through
+//! its syntax tree only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use hybrid::bootstrap::{NodeBootstrap, Templates, render_cluster};
+use hybrid::cluster::objects::desired_objects;
+use hybrid::model::{ClusterSpec, NodeOs};
+use hybrid::versions::{self, NodeKind};
+use serde_json::{Value, json};
+
+use crate::render::{spec, test_secrets};
+use crate::tools::{self, ScriptCommand};
+use crate::util::root;
+
+const SPECS: &[&str] = &["clusters/dev.toml", "clusters/qa.toml", "tests/fixtures/render/calico.toml"];
+
+fn contract(name: &str) -> Value {
+    serde_json::from_str(&fs::read_to_string(root().join("tests/fixtures/upstream").join(name)).unwrap()).unwrap()
+}
+
+fn nodes(spec: &ClusterSpec) -> Vec<NodeBootstrap> {
+    render_cluster(spec, &test_secrets(), &Templates::builtin()).unwrap()
+}
+
+fn part<'a>(node: &'a NodeBootstrap, name: &str) -> &'a str {
+    &node.parts.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{} has no {name}", node.group)).1
+}
+
+fn kind(node: &NodeBootstrap) -> NodeKind {
+    match node.os {
+        NodeOs::Windows(w) => NodeKind::Windows(w),
+        NodeOs::Linux(_) if node.group == "control-plane" => NodeKind::ControlPlane,
+        NodeOs::Linux(_) => NodeKind::LinuxWorker,
+    }
+}
+
+fn write_files(node: &NodeBootstrap) -> BTreeMap<String, String> {
+    let docs = tools::yaml_to_json(part(node, "cloud-config.yaml")).unwrap();
+    docs[0]["write_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f["content"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn script_commands(node: &NodeBootstrap) -> Vec<ScriptCommand> {
+    if node.os.is_windows() {
+        tools::powershell_commands(part(node, "bootstrap.ps1"))
+    } else {
+        tools::bash_commands(part(node, "bootstrap.sh"))
+    }
+}
+
+/// A value of a PowerShell or shell word: a literal unquoted, anything else as written.
+fn word(c: &ScriptCommand, i: usize) -> String {
+    c.literal(i).unwrap_or_else(|| c.args[i].clone())
+}
+
+#[test]
+fn calico_kube_proxy_daemonset_meets_its_image_contract() {
+    let want = contract("kube-proxy-windows-calico.json");
+    let spec = spec("clusters/dev.toml");
+    let objects = desired_objects(&spec, None, "10.42.0.10");
+    let ds = &objects.iter().find(|o| o.body["kind"] == "DaemonSet" && o.name == "kube-proxy-windows").unwrap().body;
+    assert_eq!(ds["metadata"]["namespace"], want["configmap"]["namespace"]);
+    let pod = &ds["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let image = c["image"].as_str().unwrap();
+    let pattern = want["image_pattern"].as_str().unwrap();
+    // The pattern is anchored: docker.io/sigwindowstools/kube-proxy:vX.Y.Z-calico-hostprocess.
+    let tag = image.strip_prefix("docker.io/sigwindowstools/kube-proxy:v").and_then(|t| t.strip_suffix("-calico-hostprocess"));
+    assert!(pattern.starts_with("^docker\\.io/sigwindowstools/kube-proxy:v"), "{pattern}");
+    assert_eq!(tag, Some(spec.kubernetes_version.to_string().as_str()), "{image}");
+    assert_eq!(c["args"], want["args"], "the image's entrypoint is a bare PowerShell");
+    assert_eq!(c["workingDir"], want["workingDir"], "start.ps1 imports hns.psm1 from its own folder");
+    for (name, field) in want["env_from_field"].as_object().unwrap() {
+        let env = c["env"].as_array().unwrap().iter().find(|e| e["name"] == *name).unwrap_or_else(|| panic!("no env {name}: {c}"));
+        assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], *field);
+    }
+    for (volume, path) in want["mounts"].as_object().unwrap() {
+        let mount = c["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == *volume).unwrap();
+        assert_eq!(mount["mountPath"], *path, "start.ps1 reads {}", want["configmap"]["key_read"]);
+        let vol = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == *volume).unwrap();
+        assert_eq!(vol["configMap"]["name"], want["configmap"]["name"]);
+    }
+    assert_eq!(pod["serviceAccountName"], want["serviceAccountName"]);
+    assert_eq!(pod["hostNetwork"], want["hostNetwork"]);
+    assert_eq!(pod["securityContext"]["windowsOptions"]["hostProcess"], want["hostProcess"]);
+    assert_eq!(pod["securityContext"]["windowsOptions"]["runAsUserName"], want["runAsUserName"]);
+    assert_eq!(pod["nodeSelector"], want["nodeSelector"]);
+}
+
+/// Walks a TOML table along `path`.
+fn toml_at<'a>(doc: &'a toml::Table, path: &[Value]) -> Option<&'a toml::Value> {
+    let mut keys = path.iter().map(|k| k.as_str().unwrap());
+    let mut cur = doc.get(keys.next()?)?;
+    for k in keys {
+        cur = cur.as_table()?.get(k)?;
+    }
+    Some(cur)
+}
+
+#[test]
+fn containerd_config_is_version_3_where_containerd_2_reads_it() {
+    let want = contract("containerd-2-config.json");
+    for file in SPECS {
+        let spec = spec(file);
+        for node in nodes(&spec) {
+            let doc: toml::Table = toml::from_str(part(&node, "containerd.toml")).unwrap_or_else(|e| panic!("{file}/{}: {e}", node.group));
+            assert_eq!(doc["version"].as_integer(), want["version"].as_i64(), "{}", node.group);
+            let required = if node.os.is_windows() { &want["windows_requires"] } else { &want["linux_requires"] };
+            for path in required.as_array().unwrap() {
+                assert!(toml_at(&doc, path.as_array().unwrap()).is_some(), "{file}/{}: missing {path}", node.group);
+            }
+            for path in want["no_longer_read"].as_array().unwrap() {
+                assert!(toml_at(&doc, path.as_array().unwrap()).is_none(), "{file}/{}: containerd 2 ignores {path}", node.group);
+            }
+            let sandbox =
+                toml_at(&doc, &[json!("plugins"), json!("io.containerd.cri.v1.images"), json!("pinned_images"), json!("sandbox")]);
+            assert_eq!(sandbox.and_then(|v| v.as_str()), Some(versions::pause_image(&spec).as_str()));
+            if !node.os.is_windows() {
+                let cgroup = toml_at(
+                    &doc,
+                    &["plugins", "io.containerd.cri.v1.runtime", "containerd", "runtimes", "runc", "options", "SystemdCgroup"]
+                        .map(|s| json!(s)),
+                );
+                assert_eq!(cgroup.and_then(|v| v.as_bool()), Some(true), "kubelet uses the systemd cgroup driver");
+            }
+        }
+    }
+}
+
+#[test]
+fn kubelet_unit_passes_on_what_kubeadm_writes_and_workers_get_no_ca_file() {
+    let want = contract("kubeadm-kubelet.json");
+    for node in nodes(&spec("clusters/dev.toml")).iter().filter(|n| !n.os.is_windows()) {
+        let files = write_files(node);
+        let dropin = &files["/etc/hybrid/10-kubeadm.conf"];
+        let exec = dropin.lines().filter(|l| l.starts_with("ExecStart=")).last().unwrap();
+        assert!(dropin.lines().any(|l| l == "ExecStart="), "the drop-in must reset the unit's ExecStart");
+        for env in want["environment_files"].as_array().unwrap() {
+            assert!(dropin.lines().any(|l| l.starts_with("EnvironmentFile=") && l.ends_with(env.as_str().unwrap())), "{dropin}");
+        }
+        for var in want["variables_used"].as_array().unwrap() {
+            assert!(exec.contains(&format!("${}", var.as_str().unwrap())), "{exec}");
+        }
+        for arg in want["kubelet_args"].as_array().unwrap() {
+            assert!(dropin.contains(arg.as_str().unwrap()), "{dropin} lacks {arg}");
+        }
+        let ca = want["worker_join_refuses_existing"].as_str().unwrap();
+        assert_eq!(files.contains_key(ca), node.group == "control-plane", "{}: {ca}", node.group);
+        // The kubeadm config itself does not ask preflight to look away.
+        assert!(!part(node, "kubeadm.yaml").contains(want["preflight_check"].as_str().unwrap()));
+    }
+}
+
+/// Every file a node downloads goes through the one checked path (`Fetch` /
+/// `fetch` with a check argument), and the set of downloads is exactly what
+/// the version table says that node needs.
+#[test]
+fn every_download_is_fetched_and_verified() {
+    for file in SPECS {
+        let spec = spec(file);
+        for node in nodes(&spec) {
+            let commands = script_commands(&node);
+            let fetcher = if node.os.is_windows() { "Fetch" } else { "fetch" };
+            let calls: Vec<&ScriptCommand> =
+                commands.iter().filter(|c| c.name == fetcher && c.function.as_deref() != Some(fetcher)).collect();
+            let mut got: BTreeMap<String, String> = BTreeMap::new();
+            for c in &calls {
+                assert_eq!(c.args.len(), 3, "{file}/{}: {c:?}", node.group);
+                let (url, check) = (word(c, 0), word(c, 2));
+                assert!(!check.is_empty() && check.contains(':'), "{file}/{}: {url} is fetched without a check", node.group);
+                assert!(got.insert(url.clone(), check).is_none(), "{url} fetched twice");
+            }
+            let want: BTreeMap<String, String> =
+                versions::downloads(&spec, kind(&node)).into_iter().map(|d| (d.url, d.check.encode())).collect();
+            assert_eq!(got, want, "{file}/{}", node.group);
+            // Nothing else downloads to disk: the raw download commands live
+            // only inside the checked fetch function.
+            for c in &commands {
+                let downloads_to_disk = match c.name.as_str() {
+                    "Invoke-WebRequest" => c.args.iter().any(|a| a.eq_ignore_ascii_case("-OutFile")),
+                    "curl" => c.args.iter().any(|a| a == "-o") && !c.args.iter().any(|a| a == "/dev/null"),
+                    "wget" | "Start-BitsTransfer" => true,
+                    _ => false,
+                };
+                if downloads_to_disk {
+                    assert_eq!(c.function.as_deref(), Some(fetcher), "{file}/{}: unchecked download {c:?}", node.group);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn templates_spell_no_version_or_url() {
+    let mut found = Vec::new();
+    for dir in ["templates/linux", "templates/windows"] {
+        for entry in fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split('#').next().unwrap_or("");
+                // Instance metadata and local sockets are addresses, not
+                // downloads; a CNI config's cniVersion is its format's version.
+                let code = code.replace("http://169.254.169.254", "").replace("unix:///", "").replace("npipe:////", "");
+                if code.contains("cniVersion") {
+                    continue;
+                }
+                if code.contains("://") {
+                    found.push(format!("{}:{}: a URL: {line}", path.display(), n + 1));
+                }
+                if let Some(v) = version_like(&code) {
+                    found.push(format!("{}:{}: a version `{v}`: {line}", path.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "templates get versions and URLs from src/versions only:\n{}", found.join("\n"));
+}
+
+/// The first `N.N.N` (or `vN.N`) that is not part of an IPv4 address or a
+/// CIDR, e.g. `2.2.1` or `v1.36`.
+fn version_like(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let after_v = i >= 1 && bytes[i - 1] == b'v' && (i == 1 || !bytes[i - 2].is_ascii_alphanumeric());
+        if bytes[i].is_ascii_digit() && (i == 0 || after_v || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.')) {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+                i += 1;
+            }
+            let tok = s[start..i].trim_end_matches('.');
+            let groups = tok.split('.').count();
+            let v_prefixed = start > 0 && bytes[start - 1] == b'v' && groups >= 2;
+            if groups == 3 || v_prefixed {
+                return Some(tok.to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+#[test]
+fn the_version_scan_finds_versions_not_addresses() {
+    assert_eq!(version_like("containerd-2.2.1-linux"), Some("2.2.1".into()));
+    assert_eq!(version_like("pause:3.10.2"), Some("3.10.2".into()));
+    assert_eq!(version_like("kubernetes v1.36"), Some("1.36".into()));
+    assert_eq!(version_like("route 169.254.169.254 mask 255.255.255.255"), None);
+    assert_eq!(version_like("10.0.0.0/16 and port 4789"), None);
+}
+
+fn stages(commands: &[ScriptCommand]) -> Vec<String> {
+    commands.iter().filter(|c| c.name == "Stage" && c.function.is_none()).map(|c| word(c, 0)).collect()
+}
+
+#[test]
+fn windows_stages_run_in_the_order_a_node_needs() {
+    for (file, flannel) in [("clusters/dev.toml", false), ("clusters/qa.toml", true)] {
+        for node in nodes(&spec(file)).iter().filter(|n| n.os.is_windows()) {
+            let commands = script_commands(node);
+            let mut want = vec!["containers-feature", "containerd", "kubelet"];
+            if flannel {
+                want.push("flannel");
+            }
+            want.extend(["routes", "join", "openssh"]);
+            let got = stages(&commands);
+            // `images` runs only when baking, inside the bake branch.
+            assert_eq!(got.iter().filter(|s| *s != "images").collect::<Vec<_>>(), want, "{file}/{}", node.group);
+            // OpenSSH comes after the join and can fail without stranding the node.
+            let ssh = commands.iter().find(|c| c.name == "Stage" && word(c, 0) == "openssh").unwrap();
+            assert!(ssh.args.iter().any(|a| a == "-Optional"), "{ssh:?}");
+            let join =
+                commands.iter().find(|c| c.name == "C:\\k\\kubeadm.exe" && c.args.first().map(String::as_str) == Some("join")).unwrap();
+            assert_eq!(join.stage.as_deref(), Some("join"));
+            assert_eq!(join.args, ["join", "--config", "'C:\\k\\kubeadm-join.yaml'"]);
+            // A required stage that fails arranges another run.
+            let retry = commands.iter().find(|c| c.name == "Register-ScheduledTask" && c.function.as_deref() == Some("Retry-Later"));
+            assert!(retry.is_some(), "a failed stage must schedule another attempt");
+            let stage_fn = commands.iter().filter(|c| c.function.as_deref() == Some("Stage")).map(|c| c.name.as_str()).collect::<Vec<_>>();
+            assert!(stage_fn.contains(&"Retry-Later") && stage_fn.contains(&"Timeline"), "{stage_fn:?}");
+        }
+    }
+}
+
+#[test]
+fn windows_reboots_the_way_ec2launch_expects() {
+    let want = contract("ec2launch.json");
+    let spec = spec("clusters/dev.toml");
+    let win = nodes(&spec).into_iter().find(|n| n.os.is_windows()).unwrap();
+    let script = part(&win, "bootstrap.ps1");
+    let commands = tools::powershell_commands(script);
+    // Restart-Computer only in the reboot function, behind the v2 check.
+    for c in commands.iter().filter(|c| c.name == "Restart-Computer") {
+        assert_eq!(c.function.as_deref(), Some("Reboot"), "{c:?}");
+    }
+    let reboot = &script[script.find("function Reboot(").unwrap()..];
+    let reboot = &reboot[..reboot.find("\n}\n").unwrap()];
+    let v2 = want["v2_marker"].as_str().unwrap();
+    let exit = format!("exit {}", want["v2_reboot_exit_code"].as_str().unwrap());
+    let check = reboot.lines().position(|l| l.contains("Test-Path") && l.contains(v2) && l.contains(&exit));
+    let restart = reboot.lines().position(|l| l.contains("Restart-Computer"));
+    assert!(check.is_some() && restart.is_some() && check < restart, "EC2Launch v2 must get `{exit}` before any restart:\n{reboot}");
+    // The feature stage asks for the reboot; the loader passes the exit code on.
+    let feature = commands.iter().find(|c| c.name == "Install-WindowsFeature").unwrap();
+    assert_eq!(feature.stage.as_deref(), Some("containers-feature"));
+    assert!(part(&win, "loader.ps1").trim_end().ends_with("exit $LASTEXITCODE"));
+    // Every link-local route EC2 Windows needs is restored.
+    let routes = commands.iter().find(|c| c.name == "Stage" && word(c, 0) == "routes").unwrap();
+    assert!(routes.function.is_none());
+    let line = script.lines().find(|l| l.starts_with("$Routes = @(")).unwrap();
+    for ip in want["link_local_routes"].as_object().unwrap().keys() {
+        assert!(line.contains(&format!("'{ip}'")), "{ip} ({}) is not restored: {line}", want["link_local_routes"][ip]);
+    }
+}
+
+#[test]
+fn flannel_windows_nodes_run_host_services_from_release_binaries() {
+    let want = contract("flannel-windows.json");
+    let spec = spec("clusters/qa.toml");
+    for node in nodes(&spec).iter().filter(|n| n.os.is_windows()) {
+        let script = part(node, "bootstrap.ps1");
+        let commands = tools::powershell_commands(script);
+        let nssm = |args: &[&str]| commands.iter().any(|c| c.name == "C:\\k\\nssm.exe" && c.args.iter().zip(args).all(|(a, b)| a == b));
+        assert!(nssm(&["install", "flanneld"]) && nssm(&["install", "kube-proxy"]), "flanneld and kube-proxy are nssm services");
+        let params = commands
+            .iter()
+            .find(|c| c.name == "C:\\k\\nssm.exe" && c.args.len() >= 3 && c.args[1] == "flanneld" && c.args[2] == "AppParameters")
+            .unwrap();
+        for flag in want["flanneld_flags"].as_array().unwrap() {
+            assert!(params.args[3].contains(flag.as_str().unwrap()), "{params:?}");
+        }
+        for env in want["flanneld_env"].as_array().unwrap() {
+            assert!(
+                commands
+                    .iter()
+                    .any(|c| c.name == "C:\\k\\nssm.exe" && c.args.iter().any(|a| a.contains(&format!("{}=", env.as_str().unwrap())))),
+                "flanneld needs {env}"
+            );
+        }
+        // The CNI config, as JSON.
+        let conf_line = script.lines().position(|l| l.starts_with("$FlannelCniConf = '")).unwrap();
+        let conf_text: String = script.lines().skip(conf_line).collect::<Vec<_>>().join("\n");
+        let conf_text = &conf_text["$FlannelCniConf = '".len()..];
+        let conf: Value = serde_json::from_str(&conf_text[..conf_text.find("\n}'").unwrap() + 2]).unwrap();
+        let network = want["network_name"].as_str().unwrap().replace("{vni}", &spec.cni.vni.to_string());
+        assert_eq!(conf["name"], network);
+        let delegate = &conf["plugins"][0]["delegate"];
+        assert_eq!(delegate["type"], want["cni_delegate_type"]);
+        assert_eq!(delegate["apiVersion"], want["cni_delegate_api_version"]);
+        let types: Vec<&str> = delegate["Policies"].as_array().unwrap().iter().map(|p| p["Value"]["Type"].as_str().unwrap()).collect();
+        assert_eq!(types, want["cni_policies"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>());
+        // kube-proxy: overlay mode on flanneld's network with a source VIP, no removed gates.
+        let start = &script[script.find("$Proxy = @'").unwrap()..];
+        let start = &start[..start.find("'@").unwrap()];
+        for flag in want["kube_proxy_flags"].as_array().unwrap() {
+            assert!(start.contains(flag.as_str().unwrap()), "kube-proxy lacks {flag}:\n{start}");
+        }
+        for gate in want["kube_proxy_forbidden"].as_array().unwrap() {
+            assert!(!start.contains(gate.as_str().unwrap()), "{gate} must not be passed on 1.34+");
+        }
+        assert!(start.contains("host-local.exe") && start.contains("$Net"), "the source VIP comes from host-local under the network name");
+        for exe in want["cni_binaries"].as_array().unwrap() {
+            let exe = exe.as_str().unwrap();
+            assert!(exe == "flannel.exe" && script.contains("C:\\opt\\cni\\bin\\flannel.exe") || exe != "flannel.exe", "{exe}");
+        }
+        // No image that is no longer built.
+        assert!(!script.contains("hostprocess"), "no HostProcess image on flannel nodes");
+    }
+    let objects = desired_objects(&spec, None, "10.50.0.10");
+    assert!(
+        objects
+            .iter()
+            .all(|o| !o.body.to_string().contains("flannel-hostprocess") && !o.body.to_string().contains("sigwindowstools/flannel"))
+    );
+}
+
+#[test]
+fn calico_windows_pods_fit_one_ipam_block() {
+    let spec = spec("clusters/dev.toml");
+    let pool = spec.pools.iter().find(|p| p.os.is_windows()).unwrap();
+    assert_eq!(pool.max_pods, 60, "a /26 block holds 64 addresses, Calico on Windows reserves 4");
+    let win = nodes(&spec).into_iter().find(|n| n.os.is_windows()).unwrap();
+    assert!(part(&win, "bootstrap.ps1").contains("'--max-pods=60'"));
+    let mut bigger = spec.clone();
+    bigger.cni.block_size = 25;
+    assert_eq!(bigger.cni.windows_pod_capacity(), 124);
+}
+
+// =^..^= the Linux script's functions, run for real =^..^=
+
+/// A loopback HTTP server over `dir` (Python's http.server).
+struct Http {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Http {
+    fn serve(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Http { child, url: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `body` in bash with the rendered script's functions loaded (and
+/// `retry` made quick); returns (success, stdout, stderr).
+fn run_functions(script: &str, body: &str) -> (bool, String, String) {
+    let full = format!(
+        "{script}\nretry() {{ local a=$1; shift 2; local n=1; until \"$@\"; do [ $n -ge $a ] && return 1; n=$((n+1)); done; }}\n{body}\n"
+    );
+    let out = Command::new("bash").arg("-c").arg(full).env("HYBRID_SOURCE_ONLY", "1").output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn fetch_keeps_only_files_whose_checksum_matches() {
+    let node = nodes(&spec("clusters/dev.toml")).into_iter().find(|n| n.group == "control-plane").unwrap();
+    let script = part(&node, "bootstrap.sh");
+    let dir = std::env::temp_dir().join(format!("hybrid-it-fetch-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("www")).unwrap();
+    let body = b"containerd, or so it says\n";
+    let sum = sha256_hex(body);
+    fs::write(dir.join("www/artifact.tgz"), body).unwrap();
+    fs::write(dir.join("www/artifact.tgz.sha256sum"), format!("{sum}  artifact.tgz\n")).unwrap();
+    fs::write(dir.join("www/wrong.sha256"), format!("{}\n", "0".repeat(64))).unwrap();
+    // The git blob id of the file, as GitHub's contents API reports it.
+    let blob = git_blob::id(body);
+    fs::write(dir.join("www/contents.json"), json!({ "sha": blob }).to_string()).unwrap();
+    fs::write(
+        dir.join("www/release.json"),
+        json!({ "assets": [{ "name": "other.tgz", "digest": format!("sha256:{}", "1".repeat(64)) }, { "name": "artifact.tgz", "digest": format!("sha256:{sum}") }] })
+            .to_string(),
+    )
+    .unwrap();
+    let http = Http::serve(&dir.join("www"));
+    let (u, d) = (&http.url, dir.display());
+    let cases = [
+        (format!("sha256:{sum}"), true),
+        (format!("sha256:{}", "f".repeat(64)), false),
+        (format!("sha256-file:{u}/artifact.tgz.sha256sum"), true),
+        (format!("sha256-file:{u}/wrong.sha256"), false),
+        (format!("sha256-file:{u}/missing.sha256"), false),
+        (format!("github-asset:{u}/release.json#artifact.tgz"), true),
+        (format!("github-asset:{u}/release.json#other.tgz"), false),
+        (format!("git-blob:{u}/contents.json"), true),
+        ("md5:abc".to_string(), false),
+    ];
+    for (i, (check, ok)) in cases.iter().enumerate() {
+        let dest = format!("{d}/out-{i}/artifact.tgz");
+        let (success, _, stderr) = run_functions(script, &format!("fetch '{u}/artifact.tgz' '{dest}' '{check}'"));
+        assert_eq!(success, *ok, "{check}: {stderr}");
+        assert_eq!(Path::new(&dest).exists(), *ok, "{check}: the file is kept only when it matches");
+        assert!(!Path::new(&format!("{dest}.part")).exists(), "{check}: no partial file is left");
+        if !ok {
+            assert!(stderr.contains("checksum mismatch for") && stderr.contains("artifact.tgz"), "{check}: {stderr}");
+            assert!(stderr.contains(&format!("got {sum}")) || stderr.contains("got "), "{check}: the actual sum is named: {stderr}");
+        }
+    }
+    let (_, _, stderr) = run_functions(script, &format!("fetch '{u}/artifact.tgz' '{d}/x/a' 'sha256:{}'", "f".repeat(64)));
+    assert!(stderr.contains(&format!("expected {}", "f".repeat(64))) && stderr.contains(&format!("got {sum}")), "{stderr}");
+    fs::remove_dir_all(&dir).ok();
+}
+
+/// A git blob id: SHA-1 over a header and the content, computed with the
+/// system's sha1sum (git computes the same, e.g. `git hash-object`).
+mod git_blob {
+    pub fn id(content: &[u8]) -> String {
+        let mut data = format!("blob {}\0", content.len()).into_bytes();
+        data.extend_from_slice(content);
+        let mut child =
+            std::process::Command::new("sha1sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().split_whitespace().next().unwrap().to_string()
+    }
+}
+
+#[test]
+fn flannel_install_replaces_the_stock_net_conf_before_anything_starts() {
+    let node = nodes(&spec("clusters/qa.toml")).into_iter().find(|n| n.group == "control-plane").unwrap();
+    let script = part(&node, "bootstrap.sh");
+    let dir = std::env::temp_dir().join(format!("hybrid-it-flannel-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    // The stock manifest's shape (kube-flannel.yml): a namespace, the
+    // ConfigMap with VNI 1 / port 8472 defaults, and the DaemonSet.
+    let stock = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kube-flannel\n---\nkind: ConfigMap\napiVersion: v1\nmetadata:\n  name: kube-flannel-cfg\n  namespace: kube-flannel\ndata:\n  net-conf.json: |\n    {\"Network\": \"10.244.0.0/16\", \"Backend\": {\"Type\": \"vxlan\"}}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: kube-flannel-ds\n";
+    fs::write(dir.join("stock.yml"), stock).unwrap();
+    fs::write(dir.join("cni.yaml"), part(&node, "cni-flannel.yaml")).unwrap();
+    let d = dir.display();
+    // fetch and kubectl stand in for the network and the cluster; paths are
+    // moved under the scratch folder.
+    let body = format!(
+        "fetch() {{ cp '{d}/stock.yml' \"$2\"; }}\nkubectl() {{ cp \"$3\" '{d}/applied.yaml'; }}\n\
+         install_cni_here() {{ sed 's#/etc/hybrid#{d}/etc#g' <<<\"$(declare -f install_cni)\" >'{d}/fn.sh'; source '{d}/fn.sh'; install_cni; }}\n\
+         mkdir -p '{d}/etc' && cp '{d}/cni.yaml' '{d}/etc/cni.yaml' && install_cni_here"
+    );
+    let (ok, _, stderr) = run_functions(script, &body);
+    assert!(ok, "{stderr}");
+    let applied = tools::yaml_to_json(&fs::read_to_string(dir.join("applied.yaml")).unwrap()).unwrap();
+    let docs: Vec<&Value> = applied.as_array().unwrap().iter().filter(|d| !d.is_null()).collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Namespace", "DaemonSet", "ConfigMap"], "the stock ConfigMap is dropped, ours comes last");
+    let net: Value = serde_json::from_str(docs[2]["data"]["net-conf.json"].as_str().unwrap()).unwrap();
+    assert_eq!(net["Backend"], json!({ "Type": "vxlan", "VNI": 4096, "Port": 4789 }));
+    fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn linux_install_waits_for_locks_and_orders_calico() {
+    for file in SPECS {
+        let spec = spec(file);
+        for node in nodes(&spec).iter().filter(|n| !n.os.is_windows()) {
+            let script = part(node, "bootstrap.sh");
+            assert!(tools::bash_errors(script).is_empty(), "{:?}", tools::bash_errors(script));
+            let commands = tools::bash_commands(script);
+            for apt in commands.iter().filter(|c| c.name == "apt-get" || c.args.first().map(String::as_str) == Some("apt-get")) {
+                assert!(apt.args.iter().any(|a| a.starts_with("DPkg::Lock::Timeout=")), "apt waits for the dpkg lock: {apt:?}");
+            }
+            assert!(!script.contains("pkgs.k8s.io"), "binaries come from the release, checked");
+            let main: Vec<String> =
+                commands.iter().filter(|c| c.name == "stage" && c.function.as_deref() == Some("main")).map(|c| word(c, 0)).collect();
+            let mut want = vec!["packages", "kernel", "containerd", "kubernetes", "images"];
+            want.extend(if node.group == "control-plane" { ["init", "cni"].as_slice() } else { ["join"].as_slice() });
+            assert_eq!(main, want, "{file}/{}", node.group);
+            if node.group == "control-plane" && spec.cni.plugin == hybrid::model::CniPlugin::Calico {
+                let applies: Vec<&ScriptCommand> = commands.iter().filter(|c| c.function.as_deref() == Some("install_cni")).collect();
+                let pos = |pred: &dyn Fn(&ScriptCommand) -> bool| applies.iter().position(|c| pred(c)).unwrap();
+                let crds = pos(&|c| c.args.iter().any(|a| a.ends_with("calico-crds.yaml")) && c.args.contains(&"apply".to_string()));
+                let wait = pos(&|c| c.args.contains(&"wait".to_string()) && c.args.iter().any(|a| a.contains("established")));
+                let operator =
+                    pos(&|c| c.args.iter().any(|a| a.ends_with("tigera-operator.yaml")) && c.args.contains(&"apply".to_string()));
+                assert!(crds < wait && wait < operator, "CRDs, then wait for them, then the operator");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_node_kind_names_its_downloads_in_the_matrix() {
+    let spec = spec("clusters/qa.toml");
+    let names = |k| versions::downloads(&spec, k).into_iter().map(|d| d.name).collect::<BTreeSet<_>>();
+    let cp = names(NodeKind::ControlPlane);
+    assert!(cp.is_superset(&BTreeSet::from([
+        "containerd",
+        "runc",
+        "cni-plugins",
+        "crictl",
+        "kubelet",
+        "kubeadm",
+        "kubectl",
+        "kube-flannel"
+    ])));
+    let win = names(NodeKind::Windows(hybrid::model::WindowsVersion::Ws2022));
+    assert!(win.is_superset(&BTreeSet::from([
+        "containerd",
+        "kubelet",
+        "kubeadm",
+        "nssm",
+        "kube-proxy",
+        "flanneld",
+        "flannel-cni",
+        "cni-plugins"
+    ])));
+}
