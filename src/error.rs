@@ -37,6 +37,10 @@ pub enum Error {
         "cluster {0}: the control plane has no public IP address to reach the API server at; pass --api-server URL (e.g. a tunnel), or --ec2-only"
     )]
     NoApiEndpoint(String),
+    #[error(
+        "AWS is an emulator here (--endpoint-url or AWS_ENDPOINT_URL): the addresses it gives instances belong to others on the internet, so hybrid does not reach them; pass --api-server URL for the cluster side"
+    )]
+    EmulatedAws,
     #[error("cluster {0} has no secrets in SSM yet: run `hybrid apply` first")]
     NoSecrets(String),
     #[error("cannot build a Kubernetes client: {0}")]

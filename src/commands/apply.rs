@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::shared::args::{AwsArgs, ClusterArgs, LockArgs};
-use super::shared::connect::{cloud, kube_client, stored_secrets};
+use super::shared::connect::{aws_is_emulated, cloud, kube_client, stored_secrets};
 use super::shared::files::load_spec;
 use super::shared::lock::lock;
 use super::shared::prepare::{expiry, load_templates, prepare};
@@ -104,9 +104,13 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
             .changes
             .iter()
             .any(|c| matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace));
-        let kube = if removes_nodes && !opts.cluster.ec2_only {
+        let emulated = aws_is_emulated(&opts.aws) && opts.cluster.api_server.is_none();
+        if removes_nodes && emulated && !opts.cluster.ec2_only {
+            eprintln!("note: {}; nodes are removed without draining", Error::EmulatedAws);
+        }
+        let kube = if removes_nodes && !opts.cluster.ec2_only && !emulated {
             let secrets = stored_secrets(cloud, &spec.name).await?;
-            let api = kube_client(spec, &prepared.inventory, &secrets, opts.cluster.api_server.as_deref()).await?;
+            let api = kube_client(spec, &prepared.inventory, &secrets, &opts.aws, opts.cluster.api_server.as_deref()).await?;
             let cp = prepared.inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).map(|i| i.id.as_str());
             converge::wait_for_api(&api, cloud, cp, opts.cluster.waits(), progress).await?;
             Some(api)
@@ -152,9 +156,13 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
 /// The Kubernetes side: idempotent, so it runs on every apply and writes
 /// nothing when the cluster already matches.
 async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, progress: &Reporter) -> Result<()> {
+    if aws_is_emulated(&opts.aws) && opts.cluster.api_server.is_none() {
+        println!("Kubernetes: skipped: {}.", Error::EmulatedAws);
+        return Ok(());
+    }
     let inventory = cloud.discover(&spec.name).await?;
     let secrets = stored_secrets(cloud, &spec.name).await?;
-    let api = kube_client(spec, &inventory, &secrets, opts.cluster.api_server.as_deref()).await?;
+    let api = kube_client(spec, &inventory, &secrets, &opts.aws, opts.cluster.api_server.as_deref()).await?;
     let waits = opts.cluster.waits();
     let cp = inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).map(|i| i.id.as_str());
     let api_ip = spec.api_server_ip().map(|ip| ip.to_string()).unwrap_or_default();

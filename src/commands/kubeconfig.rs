@@ -38,7 +38,7 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let cloud = cloud(&spec, &args.aws).await;
     let secrets = stored_secrets(&cloud, &spec.name).await?;
     let inventory = cloud.discover(&spec.name).await?;
-    let server = api_server_url(&spec, &inventory, api_server)?;
+    let server = api_server_url(&spec, &inventory, &args.aws, api_server)?;
     let yaml = admin_kubeconfig(&spec, &secrets, &server)?;
     let path = match output {
         Some(p) => p.to_path_buf(),

@@ -12,7 +12,7 @@ use crate::adapters::kube::KubeApi;
 use crate::bootstrap::pki::ClusterSecrets;
 use crate::cluster::converge::{expected_nodes, pending_changes, pools_by_node};
 use crate::cluster::objects::{CalicoApi, desired_objects};
-use crate::error::{EXIT_CHANGES, Result};
+use crate::error::{EXIT_CHANGES, Error, Result};
 use crate::infra::desired::secrets_parameter_name;
 use crate::infra::inventory::Inventory;
 use crate::infra::show;
@@ -68,7 +68,7 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
         let cloud = cloud(&spec, &opts.aws).await;
         let prepared = prepare(&cloud, &spec, &templates).await;
         let kube = match &prepared {
-            Ok(p) if !opts.cluster.ec2_only => kube_view(&cloud, &spec, &p.inventory, &opts.cluster).await,
+            Ok(p) if !opts.cluster.ec2_only => kube_view(&cloud, &spec, &p.inventory, &opts.aws, &opts.cluster).await,
             _ => KubeView::NotAsked,
         };
         if ui.api_stats {
@@ -90,7 +90,8 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
                         println!("  {sym:>3} {what}");
                     }
                 }
-                KubeView::Unreachable(why) => println!("\nKubernetes: {why}; cluster-level changes are not shown."),
+                KubeView::Unreachable(why) => println!("\nKubernetes: {why}; cluster-level changes are unknown."),
+                KubeView::Skipped(why) => println!("\nKubernetes: not looked at: {why}."),
                 _ => {}
             }
             println!("\n{}", crate::day2::cost::estimate(&spec).to_text().trim_end());
@@ -103,26 +104,35 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
         }
     }
     let changes = !plan.is_empty() || !kube_changes.is_empty();
+    if let (true, KubeView::Unreachable(why)) = (opts.detailed_exitcode, &kube) {
+        // "No changes" would be a claim about a cluster nobody looked at.
+        return Err(Error::Failed(format!("the cluster side is unknown ({why}); --detailed-exitcode cannot say whether anything changes")));
+    }
     Ok(if opts.detailed_exitcode && changes { EXIT_CHANGES } else { 0 })
 }
 
 /// What the plan knows of the Kubernetes side.
 enum KubeView {
+    /// The cluster has no secrets yet: nothing to look at.
     NotAsked,
+    /// Deliberately not looked at (AWS is an emulator, no --api-server).
+    Skipped(String),
+    /// Should have answered, did not: the cluster side is unknown.
     Unreachable(String),
     Changes(Vec<(&'static str, String)>),
 }
 
 /// Cluster-level differences when the API answers within a few seconds;
 /// a plan never waits for a cluster that is still booting.
-async fn kube_view<C: Cloud>(cloud: &C, spec: &ClusterSpec, inventory: &Inventory, args: &ClusterArgs) -> KubeView {
+async fn kube_view<C: Cloud>(cloud: &C, spec: &ClusterSpec, inventory: &Inventory, aws: &AwsArgs, args: &ClusterArgs) -> KubeView {
     let stored = match cloud.get_parameter(&secrets_parameter_name(&spec.name)).await {
         Ok(Some(s)) => s,
         _ => return KubeView::NotAsked,
     };
     let Ok(secrets) = ClusterSecrets::from_stored(&stored) else { return KubeView::NotAsked };
-    let api = match kube_client(spec, inventory, &secrets, args.api_server.as_deref()).await {
+    let api = match kube_client(spec, inventory, &secrets, aws, args.api_server.as_deref()).await {
         Ok(api) => api,
+        Err(e @ Error::EmulatedAws) => return KubeView::Skipped(e.to_string()),
         Err(e) => return KubeView::Unreachable(e.to_string()),
     };
     let look = async {

@@ -1,8 +1,10 @@
 //! `hybrid status FILE`: the cluster on one screen.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use time::OffsetDateTime;
 
 use super::shared::args::AwsArgs;
@@ -29,6 +31,9 @@ pub struct Args {
     /// Reach the API server here instead of the control plane's public address.
     #[arg(long, value_name = "URL")]
     pub api_server: Option<String>,
+    /// Output format (json: for scripts such as scripts/e2e-aws.sh).
+    #[arg(long, value_enum, default_value_t = super::plan::OutputFormat::Text)]
+    pub output: super::plan::OutputFormat,
 }
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
@@ -41,14 +46,30 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     } else {
         let look = async {
             let secrets = stored_secrets(&cloud, &spec.name).await.map_err(|e| e.to_string())?;
-            let api = kube_client(&spec, &inventory, &secrets, api_server).await.map_err(|e| e.to_string())?;
+            let api = kube_client(&spec, &inventory, &secrets, &args.aws, api_server).await.map_err(|e| e.to_string())?;
             api.list("/api/v1/nodes", None, None).await.map_err(|e| e.to_string())
         };
         tokio::time::timeout(Duration::from_secs(10), look).await.unwrap_or_else(|_| Err("the API server did not answer within 10s".into()))
     };
+    // Each node's console output holds its boot timeline; read them together.
+    let consoles: BTreeMap<String, String> = join_all(inventory.instances.iter().map(|i| {
+        let cloud = &cloud;
+        async move { (i.id.clone(), cloud.console_output(&i.id).await.unwrap_or_default()) }
+    }))
+    .await
+    .into_iter()
+    .collect();
     let now = OffsetDateTime::now_utc();
-    let rows = status::rows(&inventory, nodes.as_deref().ok(), now);
+    let rows = status::rows(&inventory, nodes.as_deref().ok(), &consoles, now);
     let note = nodes.as_ref().err().map(|e| format!("{e}; node columns unknown (?)"));
-    print!("{}", status::to_text(&spec.name, &spec.region, inventory.expires.as_deref(), &rows, note.as_deref(), now));
+    match args.output {
+        super::plan::OutputFormat::Text => {
+            print!("{}", status::to_text(&spec.name, &spec.region, inventory.expires.as_deref(), &rows, note.as_deref(), now))
+        }
+        super::plan::OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&status::to_json(&spec.name, &spec.region, &rows, note.as_deref())).expect("JSON serializes")
+        ),
+    }
     Ok(())
 }

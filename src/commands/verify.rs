@@ -48,7 +48,7 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let cloud = cloud(&spec, &args.aws).await;
     let inventory = cloud.discover(&spec.name).await?;
     let secrets = stored_secrets(&cloud, &spec.name).await?;
-    let api = kube_client(&spec, &inventory, &secrets, args.api_server.as_deref()).await?;
+    let api = kube_client(&spec, &inventory, &secrets, &args.aws, args.api_server.as_deref()).await?;
     let mut created: Vec<KubeObject> = Vec::new();
     let run = run_steps(&api, &steps, &mut created, Duration::from_secs(args.check_timeout), Duration::from_millis(args.poll_ms)).await;
     // Clean up whatever happened, newest first, the namespace last.

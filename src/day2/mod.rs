@@ -5,4 +5,5 @@
 pub mod cost;
 pub mod node_logs;
 pub mod status;
+pub mod timeline;
 pub mod verify;

@@ -1,7 +1,9 @@
 //! The one-screen status of a cluster: every node with its instance, state,
-//! Kubernetes readiness, Windows build, age and time from launch to Ready.
-//! Pure: built from an inventory, the Node objects (if the API answered)
-//! and the current time.
+//! Kubernetes readiness, Windows build, age and time from launch to Ready,
+//! and each node's boot timeline (from its console output): launch to
+//! script start, every stage, join and Ready, with each pool's slowest
+//! stage. Pure: built from an inventory, the Node objects (if the API
+//! answered), the console outputs and the current time.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +11,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::timeline::{self, Summary};
 use crate::infra::inventory::Inventory;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -23,10 +26,15 @@ pub struct Row {
     pub windows_build: String,
     pub age: String,
     pub time_to_ready: String,
+    pub launched: Option<OffsetDateTime>,
+    pub ready_at: Option<OffsetDateTime>,
+    /// The boot timeline, when the console output holds one.
+    pub boot: Option<Summary>,
 }
 
-/// `nodes`: `None` when the API did not answer.
-pub fn rows(inventory: &Inventory, nodes: Option<&[Value]>, now: OffsetDateTime) -> Vec<Row> {
+/// `nodes`: `None` when the API did not answer. `consoles`: console output
+/// by instance id (missing ones have no timeline).
+pub fn rows(inventory: &Inventory, nodes: Option<&[Value]>, consoles: &BTreeMap<String, String>, now: OffsetDateTime) -> Vec<Row> {
     let by_name: BTreeMap<&str, &Value> =
         nodes.unwrap_or_default().iter().filter_map(|n| Some((n["metadata"]["name"].as_str()?, n))).collect();
     let mut instances: Vec<_> = inventory.instances.iter().collect();
@@ -61,6 +69,9 @@ pub fn rows(inventory: &Inventory, nodes: Option<&[Value]>, now: OffsetDateTime)
                     (Some(l), Some(r)) => duration(r - l),
                     _ => "-".into(),
                 },
+                launched,
+                ready_at: ready_since,
+                boot: consoles.get(&i.id).map(|c| timeline::summarize(&timeline::parse(c))).filter(|s| !s.stages.is_empty()),
             }
         })
         .collect()
@@ -121,7 +132,90 @@ pub fn to_text(cluster: &str, region: &str, expires: Option<&str>, rows: &[Row],
     if let Some(note) = api_note {
         out.push_str(&format!("Kubernetes: {note}\n"));
     }
+    out.push_str(&timeline_text(rows));
     out
+}
+
+/// Offsets from launch: `+1m10s`.
+fn since(launched: Option<OffsetDateTime>, t: Option<OffsetDateTime>) -> String {
+    match (launched, t) {
+        (Some(l), Some(t)) => format!("+{}", duration(t - l)),
+        _ => "?".into(),
+    }
+}
+
+/// Each node's boot: launch → script start, each stage's time, join and
+/// Ready as offsets from launch; then each pool's slowest stage.
+pub fn timeline_text(rows: &[Row]) -> String {
+    let with: Vec<&Row> = rows.iter().filter(|r| r.boot.is_some()).collect();
+    if with.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nBoot timeline (from console output; times after launch):\n");
+    let mut slowest: BTreeMap<&str, (&str, &str, i64)> = BTreeMap::new();
+    for r in &with {
+        let b = r.boot.as_ref().expect("filtered");
+        let stages: Vec<String> = b
+            .stages
+            .iter()
+            .map(|s| match (s.outcome, s.seconds()) {
+                (Some(timeline::Event::Skip), _) => format!("{} skipped", s.name),
+                (Some(timeline::Event::Fail), _) => format!("{} FAILED (attempt {})", s.name, s.attempts),
+                (Some(timeline::Event::Done), Some(sec)) => format!("{} {}", s.name, duration(time::Duration::seconds(sec))),
+                _ => format!("{} running", s.name),
+            })
+            .collect();
+        out.push_str(&format!(
+            "  {}: script {}, {}; joined {}, Ready {}\n",
+            r.slot,
+            since(r.launched, b.script_started),
+            stages.join(", "),
+            since(r.launched, b.joined),
+            since(r.launched, r.ready_at)
+        ));
+        if let Some((stage, sec)) = b.slowest() {
+            let e = slowest.entry(r.pool.as_str()).or_insert((stage, r.slot.as_str(), sec));
+            if sec > e.2 {
+                *e = (stage, r.slot.as_str(), sec);
+            }
+        }
+    }
+    for (pool, (stage, slot, sec)) in slowest {
+        out.push_str(&format!("  slowest stage in pool {pool}: {stage} ({} on {slot})\n", duration(time::Duration::seconds(sec))));
+    }
+    out
+}
+
+/// The same facts as JSON (for scripts: scripts/e2e-aws.sh records them).
+pub fn to_json(cluster: &str, region: &str, rows: &[Row], api_note: Option<&str>) -> Value {
+    let secs = |a: Option<OffsetDateTime>, b: Option<OffsetDateTime>| match (a, b) {
+        (Some(a), Some(b)) => serde_json::json!((b - a).whole_seconds()),
+        _ => Value::Null,
+    };
+    let nodes: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let boot = r.boot.as_ref().map(|b| {
+                serde_json::json!({
+                    "script_started_s": secs(r.launched, b.script_started),
+                    "joined_s": secs(r.launched, b.joined),
+                    "stages": b.stages.iter().map(|s| serde_json::json!({
+                        "stage": s.name,
+                        "outcome": s.outcome.map(|o| format!("{o:?}").to_lowercase()),
+                        "seconds": s.seconds(),
+                        "attempts": s.attempts,
+                    })).collect::<Vec<_>>(),
+                })
+            });
+            serde_json::json!({
+                "pool": r.pool, "slot": r.slot, "instance": r.instance, "state": r.state, "node": r.node,
+                "ready": r.ready, "windows_build": r.windows_build,
+                "time_to_ready_s": secs(r.launched, r.ready_at),
+                "boot": boot,
+            })
+        })
+        .collect();
+    serde_json::json!({ "cluster": cluster, "region": region, "kubernetes": api_note.unwrap_or("answered"), "nodes": nodes })
 }
 
 #[cfg(test)]
@@ -153,13 +247,13 @@ mod tests {
             "metadata": { "name": "ip-10-0-0-5.ec2.internal", "labels": { "node.kubernetes.io/windows-build": "10.0.20348" } },
             "status": { "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": "2026-11-23T11:12:30Z" }] },
         })];
-        let r = &rows(&inv, Some(&nodes), now)[0];
+        let r = &rows(&inv, Some(&nodes), &BTreeMap::new(), now)[0];
         assert_eq!(
             (r.ready.as_str(), r.windows_build.as_str(), r.age.as_str(), r.time_to_ready.as_str()),
             ("True", "10.0.20348", "1h0m", "12m30s")
         );
-        assert_eq!(rows(&inv, None, now)[0].ready, "?");
-        let text = to_text("dev", "us-east-1", Some("2026-11-23T20:00:00Z"), &rows(&inv, Some(&nodes), now), None, now);
+        assert_eq!(rows(&inv, None, &BTreeMap::new(), now)[0].ready, "?");
+        let text = to_text("dev", "us-east-1", Some("2026-11-23T20:00:00Z"), &rows(&inv, Some(&nodes), &BTreeMap::new(), now), None, now);
         assert!(text.starts_with("Cluster dev in us-east-1, expires 2026-11-23T20:00:00Z (in 8h0m)\n"), "{text}");
         assert!(text.contains("win   win-0  i-1       running  ip-10-0-0-5.ec2.internal  True   10.0.20348     1h0m  12m30s"), "{text}");
     }

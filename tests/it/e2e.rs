@@ -516,3 +516,70 @@ fn apply_draws_live_progress_on_a_terminal_and_plain_lines_in_ci() {
     assert!(!plain.contains("\x1b["), "escape codes with CI=true:\n{plain:?}");
     assert!(plain.lines().any(|l| l.starts_with('[') && l.contains("] terminating 4 instance(s)")), "{plain}");
 }
+
+/// scripts/e2e-aws.sh with the environment hybrid gets in these tests (moto
+/// as AWS, test credentials), the test binary as `hybrid`.
+fn e2e_aws_script(moto: &Moto, out: &std::path::Path) -> Command {
+    let mut c = Command::new(crate::util::root().join("scripts/e2e-aws.sh"));
+    c.current_dir(crate::util::root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("HYBRID", env!("CARGO_BIN_EXE_hybrid"))
+        .env("HYBRID_E2E_ADMIN_CIDR", "203.0.113.7/32")
+        .env("HYBRID_E2E_OUT", out)
+        .env("HYBRID_E2E_EC2_ONLY", "1");
+    c
+}
+
+fn tagged_vpcs(moto: &Moto, cluster: &str) -> usize {
+    rt().block_on(async {
+        let ec2 = crate::moto::aws_clients(&moto.url).await.0;
+        let out = ec2.describe_vpcs().filters(Filter::builder().name("tag:hybrid:cluster").values(cluster).build()).send().await.unwrap();
+        out.vpcs().len()
+    })
+}
+
+/// The release check cannot reach AWS here; everything but the boot is
+/// exercised against moto: the opt-in, the cost cap, the run itself with
+/// its JSON results, and the trap that always destroys.
+#[test]
+fn the_aws_release_check_opts_in_caps_cost_records_results_and_always_destroys() {
+    let moto = Moto::start();
+    let out = std::env::temp_dir().join(format!("hybrid-it-e2e-aws-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+
+    let res = e2e_aws_script(&moto, &out).output().unwrap();
+    assert_eq!(res.status.code(), Some(2), "no opt-in: {}", text(&res.stderr));
+    assert!(text(&res.stderr).contains("set HYBRID_E2E_AWS=1"));
+    assert_eq!(tagged_vpcs(&moto, "e2e-calico"), 0);
+
+    let res = e2e_aws_script(&moto, &out).env("HYBRID_E2E_AWS", "1").env("HYBRID_E2E_MAX_HOURLY", "0.05").output().unwrap();
+    assert_eq!(res.status.code(), Some(2), "{}", text(&res.stderr));
+    assert!(text(&res.stderr).contains("exceeds HYBRID_E2E_MAX_HOURLY"), "{}", text(&res.stderr));
+    assert_eq!(tagged_vpcs(&moto, "e2e-calico"), 0, "refused before creating anything");
+
+    let res = e2e_aws_script(&moto, &out).env("HYBRID_E2E_AWS", "1").output().unwrap();
+    let stderr = text(&res.stderr);
+    assert_eq!(res.status.code(), Some(0), "{}\n{stderr}", text(&res.stdout));
+    assert!(stderr.contains("destroyed"), "{stderr}");
+    assert_eq!(tagged_vpcs(&moto, "e2e-calico"), 0, "the cluster is gone afterwards");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("calico.json")).unwrap()).unwrap();
+    assert_eq!(summary["verify"], "skipped");
+    let status: Value = serde_json::from_str(&std::fs::read_to_string(out.join("calico-status.json")).unwrap()).unwrap();
+    let slots: BTreeSet<&str> = status["nodes"].as_array().unwrap().iter().map(|n| n["slot"].as_str().unwrap()).collect();
+    assert_eq!(slots, BTreeSet::from(["control-plane", "linux-0", "win2022-0"]));
+    assert!(status["nodes"].as_array().unwrap().iter().all(|n| n.get("time_to_ready_s").is_some()));
+
+    // A failure after apply still destroys (the EXIT trap).
+    let res = e2e_aws_script(&moto, &out).env("HYBRID_E2E_AWS", "1").env("HYBRID_E2E_FAIL_AFTER_APPLY", "1").output().unwrap();
+    let stderr = text(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failing on purpose") && stderr.contains("destroyed"), "{stderr}");
+    assert_eq!(tagged_vpcs(&moto, "e2e-calico"), 0, "the trap destroyed the cluster");
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -420,3 +420,23 @@ fn labels_kubelet_may_not_set_go_through_the_api() {
     let patch = hybrid::cluster::objects::node_patch(&node, &spec.pools[1]).unwrap();
     assert_eq!(patch["metadata"]["labels"]["node-role.kubernetes.io/game"], "");
 }
+
+/// The project's own scripts (setup, test, demo, bench, the AWS release
+/// check) pass shellcheck like the rendered ones.
+#[test]
+fn project_scripts_pass_shellcheck() {
+    let mut checked = 0;
+    for entry in fs::read_dir(root().join("scripts")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "sh") {
+            // Scripts source each other by path from the project root.
+            let source_path = format!("--source-path={}", root().display());
+            if let Err(e) = tools::shellcheck(&path, &["-x", &source_path]) {
+                panic!("{}:\n{e}", path.display());
+            }
+            checked += 1;
+        }
+    }
+    tools::shellcheck(&root().join(".ci/run"), &[]).unwrap();
+    assert!(checked >= 5, "only {checked} scripts found");
+}

@@ -19,11 +19,19 @@ pub async fn cloud(spec: &ClusterSpec, aws: &AwsArgs) -> AwsCloud {
     connect(&spec.region, aws.endpoint_url.as_deref()).await
 }
 
+/// True when AWS calls go to an emulator rather than AWS.
+pub fn aws_is_emulated(aws: &AwsArgs) -> bool {
+    aws.endpoint_url.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty())
+}
+
 /// Where the API server is reached: `--api-server`, or the control plane's
-/// public address.
-pub fn api_server_url(spec: &ClusterSpec, inventory: &Inventory, api_server: Option<&str>) -> Result<String> {
+/// public address — never an address an emulator made up.
+pub fn api_server_url(spec: &ClusterSpec, inventory: &Inventory, aws: &AwsArgs, api_server: Option<&str>) -> Result<String> {
     if let Some(url) = api_server {
         return Ok(url.to_string());
+    }
+    if aws_is_emulated(aws) {
+        return Err(Error::EmulatedAws);
     }
     let public = inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).and_then(|i| i.public_ip.clone());
     Ok(format!("https://{}:6443", public.ok_or_else(|| Error::NoApiEndpoint(spec.name.clone()))?))
@@ -45,9 +53,10 @@ pub async fn kube_client(
     spec: &ClusterSpec,
     inventory: &Inventory,
     secrets: &ClusterSecrets,
+    aws: &AwsArgs,
     api_server: Option<&str>,
 ) -> Result<KubeClient> {
-    let yaml = admin_kubeconfig(spec, secrets, &api_server_url(spec, inventory, api_server)?)?;
+    let yaml = admin_kubeconfig(spec, secrets, &api_server_url(spec, inventory, aws, api_server)?)?;
     KubeClient::from_kubeconfig_yaml(&yaml).await.map_err(Error::KubeConfig)
 }
 

@@ -1,0 +1,175 @@
+//! A node's boot timeline, read from its console output: every bootstrap
+//! stage writes `HYBRID-TIMELINE <UTC time> <stage> <event> [detail]` to
+//! the serial console (templates/linux/bootstrap.sh, windows/bootstrap.ps1),
+//! which EC2 returns as the instance's console output. Pure.
+//!
+//! Console output is messy: EC2 keeps only its last 64 KB (the start may be
+//! cut off), kernel or agent messages can land in the middle of a line, a
+//! retried or rebooted bootstrap writes the same stage again, and a line
+//! can be cut short. The parser takes every well-formed marker wherever it
+//! appears in a line, ignores the rest, and keeps the last attempt of each
+//! stage.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub const MARKER: &str = "HYBRID-TIMELINE ";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Start,
+    Done,
+    Skip,
+    Fail,
+    Reboot,
+}
+
+impl Event {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "start" => Self::Start,
+            "done" => Self::Done,
+            "skip" => Self::Skip,
+            "fail" => Self::Fail,
+            "reboot" => Self::Reboot,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub at: OffsetDateTime,
+    pub stage: String,
+    pub event: Event,
+    pub detail: String,
+}
+
+/// Every well-formed marker in `console`, in the order written.
+pub fn parse(console: &str) -> Vec<Mark> {
+    let mut out = Vec::new();
+    for line in console.lines() {
+        let mut rest = line;
+        while let Some(i) = rest.find(MARKER) {
+            rest = &rest[i + MARKER.len()..];
+            let mut words = rest.splitn(4, ' ');
+            let (Some(at), Some(stage), Some(event)) = (words.next(), words.next(), words.next()) else { break };
+            let (Ok(at), Some(event)) = (OffsetDateTime::parse(at, &Rfc3339), Event::parse(event.trim_end())) else { continue };
+            if stage.is_empty() || !stage.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                continue;
+            }
+            // A second marker on the same line (interleaving) ends the detail.
+            let detail = words.next().unwrap_or("");
+            let detail = detail.split(MARKER).next().unwrap_or("").trim().to_string();
+            out.push(Mark { at, stage: stage.to_string(), event, detail });
+        }
+    }
+    out
+}
+
+/// One stage's last attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stage {
+    pub name: String,
+    pub started: Option<OffsetDateTime>,
+    pub ended: Option<OffsetDateTime>,
+    pub outcome: Option<Event>,
+    /// How many times the stage started (retries, reboots).
+    pub attempts: u32,
+}
+
+impl Stage {
+    pub fn seconds(&self) -> Option<i64> {
+        Some((self.ended? - self.started?).whole_seconds())
+    }
+}
+
+/// What `hybrid status` shows per node.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// The first marker seen: when the bootstrap script started (if the
+    /// console still holds it).
+    pub script_started: Option<OffsetDateTime>,
+    pub stages: Vec<Stage>,
+    /// When the node finished joining (`join` or, on a control plane, `init`).
+    pub joined: Option<OffsetDateTime>,
+    pub finished: Option<OffsetDateTime>,
+}
+
+pub fn summarize(marks: &[Mark]) -> Summary {
+    let mut order: Vec<String> = Vec::new();
+    let mut stages: BTreeMap<String, Stage> = BTreeMap::new();
+    let mut finished = None;
+    for m in marks {
+        if m.stage == "bootstrap" && m.event == Event::Done {
+            finished = Some(m.at);
+            continue;
+        }
+        let s = stages.entry(m.stage.clone()).or_insert_with(|| {
+            order.push(m.stage.clone());
+            Stage { name: m.stage.clone(), started: None, ended: None, outcome: None, attempts: 0 }
+        });
+        match m.event {
+            Event::Start => {
+                s.started = Some(m.at);
+                s.ended = None;
+                s.outcome = None;
+                s.attempts += 1;
+            }
+            Event::Skip => {
+                s.started.get_or_insert(m.at);
+                s.ended = Some(m.at);
+                s.outcome = Some(Event::Skip);
+            }
+            // A reboot after a stage does not end it twice.
+            Event::Reboot => {}
+            e => {
+                s.ended = Some(m.at);
+                s.outcome = Some(e);
+            }
+        }
+    }
+    let joined = ["join", "init"].iter().find_map(|n| stages.get(*n).filter(|s| s.outcome == Some(Event::Done)).and_then(|s| s.ended));
+    Summary {
+        script_started: marks.first().map(|m| m.at),
+        stages: order.into_iter().filter_map(|n| stages.remove(&n)).collect(),
+        joined,
+        finished,
+    }
+}
+
+impl Summary {
+    /// The stage that took longest (done ones only), with its seconds.
+    pub fn slowest(&self) -> Option<(&str, i64)> {
+        self.stages
+            .iter()
+            .filter(|s| s.outcome == Some(Event::Done))
+            .filter_map(|s| Some((s.name.as_str(), s.seconds()?)))
+            .max_by_key(|(_, s)| *s)
+    }
+
+    /// The stage that failed last and has not succeeded since, if any.
+    pub fn failing(&self) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.outcome == Some(Event::Fail))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_found_inside_noise_and_bad_ones_ignored() {
+        let console = "[    3.1] random kernel line\n\
+            HYBRID-TIMELINE 2026-12-01T10:00:00.000Z containerd start\n\
+            [   9.9] eth0: link up HYBRID-TIMELINE 2026-12-01T10:00:12.500Z containerd done\n\
+            HYBRID-TIMELINE not-a-time kubelet start\n\
+            HYBRID-TIMELINE 2026-12-01T10:00:13Z kubelet frobnicate\n\
+            HYBRID-TIMELINE 2026-12-01T10:00:14Z kube";
+        let marks = parse(console);
+        assert_eq!(marks.len(), 2, "{marks:?}");
+        assert_eq!(summarize(&marks).stages[0].seconds(), Some(12));
+    }
+}
