@@ -20,15 +20,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 # Local AWS emulator (EC2 + SSM) for tests and the demo, in the project's venv.
-# ...and the Kubernetes API emulator (kmock) the cluster tests build on.
+
+# ...and the Kubernetes OpenAPI schemas the strict API emulator
+# (tests/support/kube_emulator.py) validates built-in kinds against.
 MOTO_VERSION=5.2.5
-KMOCK_VERSION=0.8
+KUBERNETES_VALIDATE_VERSION=1.37.0
 if ! .venv/bin/python -c "
 import sys, importlib.metadata as m
-sys.exit(m.version('moto') != '$MOTO_VERSION' or m.version('kmock') != '$KMOCK_VERSION')" >/dev/null 2>&1; then
-  echo "setup: installing moto $MOTO_VERSION and kmock $KMOCK_VERSION into .venv"
+sys.exit(m.version('moto') != '$MOTO_VERSION' or m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION')" >/dev/null 2>&1; then
+  echo "setup: installing moto $MOTO_VERSION and kubernetes-validate $KUBERNETES_VALIDATE_VERSION into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check "moto[ec2,ssm,server]==$MOTO_VERSION" "kmock==$KMOCK_VERSION"
+  .venv/bin/pip install -q --disable-pip-version-check "moto[ec2,ssm,server]==$MOTO_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" aiohttp
 fi
-echo "setup: $(.venv/bin/python -c 'import importlib.metadata as m; print("moto", m.version("moto"), "kmock", m.version("kmock"))')"
+echo "setup: $(.venv/bin/python -c 'import importlib.metadata as m; print("moto", m.version("moto"), "kubernetes-validate", m.version("kubernetes-validate"), "aiohttp", m.version("aiohttp"))')"
 echo "setup: shellcheck $(shellcheck --version | sed -n 's/^version: //p'), $(cloud-init --version 2>&1 | tail -n1)"

@@ -2,7 +2,9 @@
 //! (TLS, client-certificate auth, kubeconfig parsing). hybrid's objects are
 //! few and of many kinds, including CRDs whose API group differs between
 //! clusters (Calico), so raw paths and `serde_json::Value` beat generated
-//! types here. Writes are explicit create-or-merge-patch.
+//! types here. hybrid's own objects are written by server-side apply
+//! (field manager `hybrid`), so it owns exactly the fields it sets; nodes'
+//! labels and taints by merge patch.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -22,6 +24,10 @@ pub struct KubeError {
 
 pub type KubeResult<T> = Result<T, KubeError>;
 
+/// The field manager hybrid's applies own their fields as (also passed by
+/// the control plane's bootstrap to kubectl, so both are one owner).
+pub const FIELD_MANAGER: &str = "hybrid";
+
 // Used with static dispatch on one task; the futures need no `Send` bound.
 #[allow(async_fn_in_trait)]
 pub trait KubeApi {
@@ -32,13 +38,18 @@ pub trait KubeApi {
     async fn create(&self, collection: &str, body: &Value) -> KubeResult<Value>;
     /// JSON merge patch (RFC 7386).
     async fn merge_patch(&self, path: &str, patch: &Value) -> KubeResult<Value>;
+    /// Server-side apply as field manager `hybrid` (creates when missing).
+    /// `force` takes over fields other managers own with other values;
+    /// `dry_run` returns what the object would become and stores nothing.
+    async fn apply(&self, path: &str, body: &Value, force: bool, dry_run: bool) -> KubeResult<Value>;
     /// Deletes; 404 counts as done.
     async fn delete(&self, path: &str) -> KubeResult<()>;
     /// `POST <pod>/eviction`; `Ok(false)` when a PodDisruptionBudget refuses it for now (429).
     async fn evict(&self, namespace: &str, pod: &str) -> KubeResult<bool>;
     /// Names of the API groups the server serves (`/apis`).
     async fn api_groups(&self) -> KubeResult<Vec<String>>;
-    /// Writes made so far (create, patch, delete, evict), for the no-op checks.
+    /// Writes made so far (create, patch, delete, evict; dry runs are not
+    /// writes), for --api-stats.
     fn writes(&self) -> u64;
 }
 
@@ -73,6 +84,18 @@ impl KubeClient {
         self.send_with(&self.client, method, path, body).await
     }
 
+    /// `send`, counted under `label` (dry runs are not writes).
+    async fn send_as(
+        &self,
+        label: &'static str,
+        method: &'static str,
+        path: &str,
+        body: Option<(&str, &Value)>,
+    ) -> KubeResult<Option<Value>> {
+        self.count(label);
+        self.request(&self.client, method, path, body).await
+    }
+
     async fn send_with(
         &self,
         client: &kube::Client,
@@ -81,6 +104,16 @@ impl KubeClient {
         body: Option<(&str, &Value)>,
     ) -> KubeResult<Option<Value>> {
         self.count(method);
+        self.request(client, method, path, body).await
+    }
+
+    async fn request(
+        &self,
+        client: &kube::Client,
+        method: &'static str,
+        path: &str,
+        body: Option<(&str, &Value)>,
+    ) -> KubeResult<Option<Value>> {
         let mut req = http::Request::builder().method(method).uri(path);
         let bytes = match body {
             Some((content_type, v)) => {
@@ -147,6 +180,25 @@ impl KubeApi for KubeClient {
         out.ok_or_else(|| KubeError { method: "PATCH", path: path.into(), status: Some(404), message: "the object does not exist".into() })
     }
 
+    async fn apply(&self, path: &str, body: &Value, force: bool, dry_run: bool) -> KubeResult<Value> {
+        let mut url = format!("{path}?fieldManager={FIELD_MANAGER}");
+        if force {
+            url.push_str("&force=true");
+        }
+        if dry_run {
+            url.push_str("&dryRun=All");
+        }
+        // JSON is YAML: the apply content type takes either.
+        let method = if dry_run { "DRYRUN" } else { "APPLY" };
+        let out = self.send_as(method, "PATCH", &url, Some(("application/apply-patch+yaml", body))).await?;
+        out.ok_or_else(|| KubeError {
+            method: "PATCH",
+            path: path.into(),
+            status: Some(404),
+            message: "the collection does not exist".into(),
+        })
+    }
+
     async fn delete(&self, path: &str) -> KubeResult<()> {
         self.send("DELETE", path, None).await.map(|_| ())
     }
@@ -175,7 +227,7 @@ impl KubeApi for KubeClient {
 
     fn writes(&self) -> u64 {
         let calls = self.calls.lock().expect("call counter lock");
-        calls.iter().filter(|(m, _)| **m != "GET").map(|(_, n)| n).sum()
+        calls.iter().filter(|(m, _)| **m != "GET" && **m != "DRYRUN").map(|(_, n)| n).sum()
     }
 }
 

@@ -113,6 +113,8 @@ pub struct Linux {
     images: Vec<String>,
     /// `node` (join the cluster) or `bake` (hybrid bake's builder).
     mode: &'static str,
+    /// The operator's Installation spec, the same one `apply` converges.
+    installation_spec: serde_json::Value,
 }
 
 /// `pool` is `None` for the control plane.
@@ -155,6 +157,7 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         pause_image: versions::pause_image(spec),
         images: versions::node_images(spec, NodeOs::Linux(distro)),
         mode: "node",
+        installation_spec: crate::cluster::objects::installation_spec(spec),
     })
 }
 

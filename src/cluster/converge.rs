@@ -1,11 +1,12 @@
 //! Brings the Kubernetes objects of `cluster` into being through a
-//! `KubeApi`: create what is missing, merge-patch what lacks a desired
-//! field, leave the rest alone (so a second run writes nothing).
+//! `KubeApi`: each object is server-side applied when a dry-run apply says
+//! it would change (or it is missing), so a second run writes nothing even
+//! though the API server defaults fields and controllers write back.
 
 use serde_json::Value;
 
 use crate::adapters::kube::{KubeApi, KubeResult};
-use crate::cluster::objects::{KubeObject, contains, node_patch};
+use crate::cluster::objects::{KubeObject, node_patch, unchanged};
 use crate::model::Pool;
 use crate::progress::{Event, NodeStage, Progress};
 
@@ -17,26 +18,20 @@ pub enum Outcome {
     Unchanged,
 }
 
-/// What converging `o` needs, given what the API holds now (`None`: absent).
-/// The one rule behind both `converge_objects` and `pending_changes`.
-fn needed(current: Option<&Value>, o: &KubeObject) -> Outcome {
-    match current {
-        None => Outcome::Created,
-        Some(c) if !contains(c, &o.body) => Outcome::Patched,
-        Some(_) => Outcome::Unchanged,
-    }
+/// What converging `o` needs: absent is a create; present, a dry-run apply
+/// decides. The one rule behind both `converge_objects` and `pending_changes`.
+async fn needed<K: KubeApi>(api: &K, o: &KubeObject) -> KubeResult<Outcome> {
+    let Some(current) = api.get(&o.path()).await? else { return Ok(Outcome::Created) };
+    let would_be = api.apply(&o.path(), &o.body, o.force, true).await?;
+    Ok(if unchanged(&current, &would_be) { Outcome::Unchanged } else { Outcome::Patched })
 }
 
 pub async fn converge_objects<K: KubeApi>(api: &K, objects: &[KubeObject], progress: &impl Progress) -> KubeResult<Vec<(String, Outcome)>> {
     let mut out = Vec::new();
     for o in objects {
-        let outcome = needed(api.get(&o.path()).await?.as_ref(), o);
-        match outcome {
-            Outcome::Created => drop(api.create(&o.collection, &o.body).await?),
-            Outcome::Patched => drop(api.merge_patch(&o.path(), &o.body).await?),
-            Outcome::Unchanged => {}
-        }
+        let outcome = needed(api, o).await?;
         if outcome != Outcome::Unchanged {
+            api.apply(&o.path(), &o.body, o.force, false).await?;
             progress.line(&format!("{} {}", o.describe(), if outcome == Outcome::Created { "created" } else { "updated" }));
         }
         out.push((o.describe(), outcome));
@@ -324,7 +319,9 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, waits: Waits, progress:
             break;
         }
         let mut blocked = Vec::new();
-        for p in &pods {
+        // Evicted pods terminate over their grace period: wait for them,
+        // evict only the others.
+        for p in pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()) {
             let (ns, name) = (p["metadata"]["namespace"].as_str().unwrap_or("default"), p["metadata"]["name"].as_str().unwrap_or_default());
             if api.evict(ns, name).await? {
                 progress.line(&format!("node {node}: evicted {ns}/{name}"));
@@ -389,7 +386,7 @@ pub async fn pending_changes<K: KubeApi>(
 ) -> KubeResult<Vec<(&'static str, String)>> {
     let mut out = Vec::new();
     for o in objects {
-        match needed(api.get(&o.path()).await?.as_ref(), o) {
+        match needed(api, o).await? {
             Outcome::Created => out.push(("+", o.describe())),
             Outcome::Patched => out.push(("~", o.describe())),
             Outcome::Unchanged => {}

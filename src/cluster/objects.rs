@@ -2,10 +2,10 @@
 //! nodes work (WINDOWS-NOTES §3–5, §7), as plain JSON, and the pure rules for
 //! reconciling them. Pure: the caller reads what exists and writes changes.
 //!
-//! Every object is written with create-or-merge-patch and compared with
-//! `contains`: an object already holding every desired field is left alone,
-//! so a second converge writes nothing, and fields other controllers own
-//! (the Tigera operator's, kubelet's) are never touched.
+//! Every object is written by server-side apply (field manager `hybrid`), so
+//! hybrid owns exactly the fields it sets: what the API server defaults and
+//! what other controllers write (the Tigera operator's, kubelet's) never
+//! counts as drift, and a dry-run apply tells whether anything would change.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,13 +37,18 @@ impl CalicoApi {
     }
 }
 
-/// One object hybrid wants to exist with at least `body`'s fields.
+/// One object hybrid applies with `body`'s fields.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KubeObject {
     /// The collection URL, e.g. `/apis/node.k8s.io/v1/runtimeclasses`.
     pub collection: String,
     pub name: String,
     pub body: Value,
+    /// Whether hybrid takes a field over when another manager set it to
+    /// something else. True for objects only hybrid writes; false where a
+    /// controller shares the object (the operator's Installation), so a
+    /// disagreement is reported instead of fought over on every apply.
+    pub force: bool,
 }
 
 impl KubeObject {
@@ -65,7 +70,7 @@ fn object(collection: &str, api_version: &str, kind: &str, namespace: Option<&st
     if let (Some(b), Value::Object(r)) = (body.as_object_mut(), rest) {
         b.extend(r);
     }
-    KubeObject { collection: collection.to_string(), name: name.to_string(), body }
+    KubeObject { collection: collection.to_string(), name: name.to_string(), body, force: true }
 }
 
 /// True when every field of `want` is in `have` with the same value (maps
@@ -75,6 +80,25 @@ pub fn contains(have: &Value, want: &Value) -> bool {
         (Value::Object(h), Value::Object(w)) => w.iter().all(|(k, wv)| h.get(k).is_some_and(|hv| contains(hv, wv))),
         _ => have == want,
     }
+}
+
+/// Whether a dry-run apply's result equals what is stored: then applying
+/// would change nothing. The resourceVersion and the managedFields' times
+/// are left out (a real dry run may report them freshly).
+pub fn unchanged(stored: &Value, would_be: &Value) -> bool {
+    fn comparable(v: &Value) -> Value {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            if let Some(Value::Array(fields)) = meta.get_mut("managedFields") {
+                for f in fields.iter_mut().filter_map(Value::as_object_mut) {
+                    f.remove("time");
+                }
+            }
+        }
+        v
+    }
+    comparable(stored) == comparable(would_be)
 }
 
 /// The objects of the chosen CNI, the Windows kube-proxy and one
@@ -95,7 +119,16 @@ pub fn desired_objects(spec: &ClusterSpec, calico_api: Option<CalicoApi>, api_se
     out
 }
 
-fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: &mut Vec<KubeObject>) {
+/// The operator's `Installation` spec: VXLAN always, BGP off (the only
+/// networking Calico for Windows supports), the service CIDRs and the HNS
+/// dataplane Windows nodes need (WINDOWS-NOTES §4.3). The IP pool is
+/// spelled out with every field the operator fills in when absent
+/// (tigera/operator pkg/controller/ippool/defaults.go: allowedUses,
+/// disableNewAllocations, assignmentMode) and the CRD's own default
+/// (disableBGPExport): `ipPools` is an atomic list, so a pool that differs
+/// from the operator's defaulted one would make the two fight over it.
+/// The control plane's bootstrap applies the same spec.
+pub fn installation_spec(spec: &ClusterSpec) -> Value {
     let mut network = json!({
         "bgp": "Disabled",
         "ipPools": [{
@@ -105,19 +138,29 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
             "encapsulation": spec.cni.encapsulation.name(),
             "natOutgoing": "Enabled",
             "nodeSelector": "all()",
+            "allowedUses": ["Workload", "Tunnel"],
+            "disableNewAllocations": false,
+            "disableBGPExport": false,
+            "assignmentMode": "Automatic",
         }],
     });
     if spec.has_windows() {
         network["windowsDataplane"] = json!("HNS");
     }
-    out.push(object(
+    json!({ "calicoNetwork": network, "serviceCIDRs": [spec.network.service_cidr.to_string()] })
+}
+
+fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: &mut Vec<KubeObject>) {
+    let mut installation = object(
         "/apis/operator.tigera.io/v1/installations",
         "operator.tigera.io/v1",
         "Installation",
         None,
         "default",
-        json!({ "spec": { "calicoNetwork": network, "serviceCIDRs": [spec.network.service_cidr.to_string()] } }),
-    ));
+        json!({ "spec": installation_spec(spec) }),
+    );
+    installation.force = false;
+    out.push(installation);
     out.push(object(
         "/api/v1/namespaces/tigera-operator/configmaps",
         "v1",

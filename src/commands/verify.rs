@@ -49,19 +49,48 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let inventory = cloud.discover(&spec.name).await?;
     let secrets = stored_secrets(&cloud, &spec.name).await?;
     let api = kube_client(&spec, &inventory, &secrets, &args.aws, args.api_server.as_deref()).await?;
+    let poll = Duration::from_millis(args.poll_ms);
+    // A namespace from a run just before may still be terminating: new
+    // objects in it would be refused.
+    namespace_gone(&api, poll, Duration::from_secs(args.check_timeout)).await?;
     let mut created: Vec<KubeObject> = Vec::new();
-    let run = run_steps(&api, &steps, &mut created, Duration::from_secs(args.check_timeout), Duration::from_millis(args.poll_ms)).await;
+    let run = run_steps(&api, &steps, &mut created, Duration::from_secs(args.check_timeout), poll).await;
     // Clean up whatever happened, newest first, the namespace last.
     for o in created.iter().rev() {
         if let Err(e) = api.delete(&o.path()).await {
             eprintln!("warning: could not delete {}: {e}", o.describe());
         }
     }
+    if let Err(e) = namespace_gone(&api, poll, Duration::from_secs(args.check_timeout)).await {
+        eprintln!("warning: {e}");
+    }
     progress(&format!("cleaned up {} object(s) in namespace {}", created.len(), verify::NAMESPACE));
     let results = run?;
     let failed = results.iter().filter(|(_, ok, _)| !ok).count();
     println!("\n{} check(s): {} passed, {failed} failed", results.len(), results.len() - failed);
     if failed == 0 { Ok(()) } else { Err(Error::Failed(format!("{failed} verify check(s) failed"))) }
+}
+
+/// Waits until the verify namespace no longer exists (namespaces pass
+/// through Terminating while their contents go).
+async fn namespace_gone<K: KubeApi>(api: &K, poll: Duration, timeout: Duration) -> Result<()> {
+    let path = format!("/api/v1/namespaces/{}", verify::NAMESPACE);
+    let start = Instant::now();
+    let mut said = false;
+    while let Some(ns) = api.get(&path).await? {
+        if ns["status"]["phase"] != "Terminating" {
+            return Ok(());
+        }
+        if !said {
+            progress(&format!("waiting for namespace {} to finish terminating", verify::NAMESPACE));
+            said = true;
+        }
+        if start.elapsed() >= timeout {
+            return Err(Error::Failed(format!("namespace {} is still terminating after {}s", verify::NAMESPACE, timeout.as_secs())));
+        }
+        tokio::time::sleep(poll).await;
+    }
+    Ok(())
 }
 
 /// Runs the steps; returns (check, passed, seconds) per check.

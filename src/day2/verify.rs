@@ -76,7 +76,10 @@ fn objects(yaml: &str, vars: &[(&str, String)]) -> Result<Vec<KubeObject>, Verif
 }
 
 fn fix_ports(mut v: Value) -> Value {
-    if let Some(ports) = v["spec"]["ports"].as_array_mut() {
+    // get_mut, not indexing: `v["spec"]` would insert a `spec` into objects
+    // without one (a Namespace then carries `spec.ports: null`, which a
+    // strict API server rejects).
+    if let Some(ports) = v.get_mut("spec").and_then(|s| s.get_mut("ports")).and_then(Value::as_array_mut) {
         for p in ports {
             if let Some(n) = p["nodePort"].as_str().and_then(|s| s.parse::<u64>().ok()) {
                 p["nodePort"] = Value::from(n);
@@ -99,7 +102,7 @@ fn to_object(body: Value) -> Result<KubeObject, VerifyError> {
         Some(ns) => format!("{base}/namespaces/{ns}/{plural}"),
         None => format!("{base}/{plural}"),
     };
-    Ok(KubeObject { collection, name, body })
+    Ok(KubeObject { collection, name, body, force: true })
 }
 
 fn check(name_prefix: &str, what: String, yaml: &str, vars: &[(&str, String)]) -> Result<Check, VerifyError> {
@@ -198,6 +201,8 @@ mod tests {
         assert!(web.body["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().ends_with("ltsc2022"));
         let svc = setup.iter().find(|o| o.name == "win-web-win2022" && o.body["kind"] == "Service").unwrap();
         assert_eq!(svc.body["spec"]["ports"][0]["nodePort"], 30480);
+        let ns = setup.iter().find(|o| o.body["kind"] == "Namespace").unwrap();
+        assert!(ns.body.get("spec").is_none(), "no field the manifest does not have: {}", ns.body);
     }
 
     #[test]

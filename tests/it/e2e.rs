@@ -270,11 +270,11 @@ fn scale_down_drains_the_node_before_terminating_it() {
     rt().block_on(async {
         let api = emu.client().await;
         for (name, owner) in [("web-1", None), ("calico-node-x", Some("DaemonSet"))] {
-            let mut pod = json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name, "namespace": "default", "labels": { "app": name } }, "spec": { "nodeName": game1_node } });
+            let mut pod = ready_pod(name, &game1_node);
             if let Some(kind) = owner {
                 pod["metadata"]["ownerReferences"] = json!([{ "kind": kind, "name": "calico-node", "apiVersion": "apps/v1", "uid": "1" }]);
             }
-            api.create("/api/v1/namespaces/default/pods", &pod).await.unwrap();
+            create_ready(&api, &pod).await;
         }
     });
 
@@ -307,7 +307,9 @@ fn a_disruption_budget_that_blocks_the_drain_stops_before_terminating() {
     let game1_node = slot_node(&moto, "game-1");
     rt().block_on(async {
         let api = emu.client().await;
-        api.create("/api/v1/namespaces/default/pods", &json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "db-0", "namespace": "default", "labels": { "app": "db" } }, "spec": { "nodeName": game1_node } })).await.unwrap();
+        let mut db = ready_pod("db-0", &game1_node);
+        db["metadata"]["labels"] = json!({ "app": "db" });
+        create_ready(&api, &db).await;
         api.create("/apis/policy/v1/namespaces/default/poddisruptionbudgets", &json!({ "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": { "name": "db", "namespace": "default" }, "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": "db" } } } })).await.unwrap();
     });
     let out = finish(
@@ -318,6 +320,24 @@ fn a_disruption_budget_that_blocks_the_drain_stops_before_terminating() {
     assert!(stderr.contains("could not drain node") && stderr.contains("PodDisruptionBudget blocks evicting default/db-0"), "{stderr}");
     assert!(stderr.contains("nothing was terminated"), "{stderr}");
     assert!(!stderr.contains("terminating"), "{stderr}");
+}
+
+/// A pod on `node` with one container (a real API server requires one).
+fn ready_pod(name: &str, node: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default", "labels": { "app": name } },
+        "spec": { "nodeName": node, "containers": [{ "name": "main", "image": "registry.k8s.io/pause:3.10.2" }] },
+    })
+}
+
+/// Creates the pod and, as kubelet would through the status subresource, marks it Ready.
+async fn create_ready(api: &hybrid::adapters::kube::KubeClient, pod: &Value) {
+    api.create("/api/v1/namespaces/default/pods", pod).await.unwrap();
+    let path = format!("/api/v1/namespaces/default/pods/{}/status", pod["metadata"]["name"].as_str().unwrap());
+    api.merge_patch(&path, &json!({ "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] } }))
+        .await
+        .unwrap();
 }
 
 /// The private DNS name (= node name) of the instance in `slot`.
@@ -416,7 +436,7 @@ fn verify_reports_each_check_and_cleans_up() {
                     } else {
                         json!({ "succeeded": 1 })
                     };
-                    api.merge_patch(&format!("/apis/batch/v1/namespaces/hybrid-verify/jobs/{name}"), &json!({ "status": status }))
+                    api.merge_patch(&format!("/apis/batch/v1/namespaces/hybrid-verify/jobs/{name}/status"), &json!({ "status": status }))
                         .await
                         .unwrap();
                     seen.push(name);
@@ -439,7 +459,7 @@ fn verify_reports_each_check_and_cleans_up() {
         "PASS  policy-blocks-linux",
         "PASS  win2022-policy-allows",
     ] {
-        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}\n{}", text(&out.stderr));
     }
     assert!(stdout.contains("6 check(s): 5 passed, 1 failed"), "{stdout}");
     assert_eq!(seen.len(), 6, "{seen:?}");
@@ -454,14 +474,11 @@ fn verify_reports_each_check_and_cleans_up() {
             assert!(api.list(collection, None, None).await.unwrap().is_empty(), "{collection} was not cleaned up");
         }
         assert!(api.get("/api/v1/namespaces/hybrid-verify").await.unwrap().is_none());
-        // The policy existed during the run.
+        // The policy existed during the run: applied (not a dry run), then deleted.
         let log = api.get("/_test/log").await.unwrap().unwrap();
-        assert!(
-            log.as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e[0] == "POST" && e[1] == "/apis/networking.k8s.io/v1/namespaces/hybrid-verify/networkpolicies")
-        );
+        let policy = "/apis/networking.k8s.io/v1/namespaces/hybrid-verify/networkpolicies/nginx-from-windows-only";
+        let events: Vec<&Value> = log.as_array().unwrap().iter().filter(|e| e[1] == policy && e[2] == false).collect();
+        assert!(events.iter().any(|e| e[0] == "PATCH") && events.iter().any(|e| e[0] == "DELETE"), "{events:?}");
     });
 }
 
