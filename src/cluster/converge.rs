@@ -91,6 +91,14 @@ pub enum ConvergeError {
     ApiTimeout { seconds: u64, last: String, console: String },
     #[error("the cluster's objects could not be written within {seconds}s: {last}")]
     ObjectsTimeout { seconds: u64, last: String },
+    #[error(
+        "{0}\nanother field manager set a field hybrid applies to a different value; set it back (or make that manager stop), or hand the field to hybrid: kubectl apply --server-side --field-manager=hybrid --force-conflicts"
+    )]
+    Conflict(KubeError),
+    #[error(
+        "{0}\nthe API server refused an object hybrid writes: this is a bug in hybrid, or the cluster runs versions hybrid does not expect (`hybrid versions FILE`)"
+    )]
+    Refused(KubeError),
     #[error("{count} node(s) not Ready after {seconds}s:\n{report}")]
     NodesNotReady { count: usize, seconds: u64, report: String },
     #[error("could not drain node {node} within {seconds}s: {detail}")]
@@ -204,7 +212,14 @@ pub async fn converge_cluster_objects<K: KubeApi>(
         let calico = CalicoApi::detect(&groups);
         let ready = spec.cni.plugin == CniPlugin::Flannel || (calico.is_some() && groups.iter().any(|g| g == "operator.tigera.io"));
         let attempt = if ready {
-            converge_objects(api, &desired_objects(spec, calico, api_server_ip), progress).await.map(|_| ()).map_err(|e| e.to_string())
+            match converge_objects(api, &desired_objects(spec, calico, api_server_ip), progress).await {
+                Ok(_) => Ok(()),
+                // Another manager owns a field hybrid sets, with another value.
+                Err(e) if e.status == Some(409) && e.message.contains("conflict") => return Err(ConvergeError::Conflict(e)),
+                // The server refused the object itself: waiting will not help.
+                Err(e) if matches!(e.status, Some(400 | 415 | 422)) => return Err(ConvergeError::Refused(e)),
+                Err(e) => Err(e.to_string()),
+            }
         } else {
             Err("Calico's API groups are not served yet (the control plane installs the Tigera operator)".to_string())
         };

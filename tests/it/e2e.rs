@@ -152,7 +152,8 @@ fn writes(emu: &KubeEmulator) -> u64 {
 #[test]
 fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
     let moto = Moto::start();
-    let emu = KubeEmulator::start(false);
+    // A strict server that defaults fields and plays the Tigera operator's write-backs.
+    let emu = KubeEmulator::start_with(crate::kube::Options { operator: true, ..Default::default() });
     let file = write_cluster("omega", 2);
     // Nodes register a while after launch, so apply must keep a join token.
     let _kubelets = Kubelets::with_delay(moto.url.clone(), emu.url.clone(), "omega", &[], Duration::from_secs(2));

@@ -1,6 +1,8 @@
-//! The Kubernetes side against a real HTTP API emulator (kmock plus the
-//! project's add-on, tests/support/kube_emulator.py): objects are created,
-//! read back with their content, and a second converge writes nothing.
+//! The Kubernetes side against a strict HTTP API emulator
+//! (tests/support/kube_emulator.py): objects are validated against the real
+//! schemas, defaulted, server-side applied with managed fields, read back
+//! with their content, and a second converge writes nothing, also with the
+//! Tigera operator's write-backs.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -21,15 +23,31 @@ pub struct KubeEmulator {
     pub url: String,
 }
 
+/// How to start the emulator (see tests/support/kube_emulator.py).
+#[derive(Default, Clone, Copy)]
+pub struct Options {
+    /// Serve projectcalico.org/v3 (Calico's API server) instead of crd.projectcalico.org/v1.
+    pub calico_v3: bool,
+    /// Play the Tigera operator's write-backs into Installation and FelixConfiguration.
+    pub operator: bool,
+}
+
 impl KubeEmulator {
     pub fn start(calico_v3: bool) -> Self {
+        Self::start_with(Options { calico_v3, ..Options::default() })
+    }
+
+    pub fn start_with(opts: Options) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut cmd = Command::new(root().join(".venv/bin/python"));
-        cmd.arg(root().join("tests/support/kube_emulator.py")).arg(port.to_string()).stdout(Stdio::piped()).stderr(Stdio::null());
-        if calico_v3 {
+        cmd.arg(root().join("tests/support/kube_emulator.py")).arg(port.to_string()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        if opts.calico_v3 {
             cmd.arg("--calico-v3");
         }
-        let mut child = cmd.spawn().expect("the Kubernetes emulator starts (scripts/setup.sh installs kmock)");
+        if opts.operator {
+            cmd.arg("--operator");
+        }
+        let mut child = cmd.spawn().expect("the Kubernetes emulator starts (scripts/setup.sh installs kubernetes-validate)");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready", "the emulator did not start");
@@ -37,7 +55,7 @@ impl KubeEmulator {
     }
 
     /// A client the way hybrid makes one: a kubeconfig with a freshly minted
-    /// admin certificate (the emulator does not check it; see its header).
+    /// admin certificate (checked only by an emulator started with TLS).
     pub async fn client(&self) -> KubeClient {
         let secrets = crate::render::test_secrets();
         let cert = secrets.mint_admin_cert("hybrid-admin", &mut rand::rng(), SystemTime::now()).unwrap();
@@ -165,5 +183,160 @@ fn node_labels_and_taints_are_reconciled_and_foreign_taints_kept() {
         let writes = api.writes();
         assert_eq!(reconcile_nodes(&api, pool_of, &quiet).await.unwrap(), 0);
         assert_eq!(api.writes(), writes);
+    });
+}
+
+/// Every object hybrid writes, for each CNI and Calico API group, with
+/// Windows Server 2019 and 2022 pools, is accepted by a server that checks
+/// it against the real schemas (unknown fields, types, required fields).
+#[test]
+fn every_object_hybrid_writes_passes_the_strict_server() {
+    for (file, calico_v3) in
+        [("tests/fixtures/render/calico.toml", false), ("tests/fixtures/render/calico.toml", true), ("clusters/qa.toml", false)]
+    {
+        let spec = crate::render::spec(file);
+        assert!(spec.pools.iter().any(|p| p.os.name() == "windows-2019") && spec.pools.iter().any(|p| p.os.name() == "windows-2022"));
+        let emu = KubeEmulator::start(calico_v3);
+        rt().block_on(async {
+            let api = emu.client().await;
+            let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
+            let objects = desired_objects(&spec, calico, "10.20.0.10");
+            let outcomes = converge_objects(&api, &objects, &quiet).await.unwrap_or_else(|e| panic!("{file} (v3: {calico_v3}): {e}"));
+            assert!(outcomes.iter().all(|(_, o)| *o == Outcome::Created), "{outcomes:?}");
+            for o in &objects {
+                let stored = api.get(&o.path()).await.unwrap().unwrap_or_else(|| panic!("{} was not stored", o.describe()));
+                let hybrid = stored["metadata"]["managedFields"].as_array().unwrap().iter().find(|m| m["manager"] == "hybrid").unwrap();
+                assert_eq!(hybrid["operation"], "Apply", "{}", o.describe());
+            }
+        });
+    }
+}
+
+/// The server really is strict: an unknown field, a wrong type and a missing
+/// required field are each refused, so the test above can fail.
+#[test]
+fn the_strict_server_refuses_wrong_objects() {
+    let emu = KubeEmulator::start(false);
+    let spec = crate::render::spec("clusters/dev.toml");
+    rt().block_on(async {
+        let api = emu.client().await;
+        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10");
+        let ds = objects.iter().find(|o| o.body["kind"] == "DaemonSet").unwrap();
+        let mut unknown = ds.body.clone();
+        unknown["spec"]["template"]["spec"]["containers"][0]["volumeMount"] = json!([]);
+        let e = api.apply(&ds.path(), &unknown, true, false).await.unwrap_err();
+        assert_eq!(e.status, Some(422), "{e}");
+        assert!(e.message.contains("spec.template.spec.containers[0].volumeMount: field not declared in schema"), "{e}");
+
+        let ipam = objects.iter().find(|o| o.body["kind"] == "IPAMConfig").unwrap();
+        let mut wrong = ipam.body.clone();
+        wrong["spec"]["strictAffinity"] = json!("yes");
+        let e = api.apply(&ipam.path(), &wrong, true, false).await.unwrap_err();
+        assert_eq!(e.status, Some(422), "{e}");
+        assert!(e.message.contains("spec.strictAffinity: Invalid value: \"yes\": must be boolean"), "{e}");
+        let mut missing = ipam.body.clone();
+        missing["spec"].as_object_mut().unwrap().remove("autoAllocateBlocks");
+        let e = api.apply(&ipam.path(), &missing, true, false).await.unwrap_err();
+        assert!(e.message.contains("spec.autoAllocateBlocks: Required value"), "{e}");
+
+        // What the Calico 3.30 API server does not serve (v3 has no autoAllocateBlocks).
+        let v3 = KubeEmulator::start(true);
+        let api3 = v3.client().await;
+        let mut old_style =
+            desired_objects(&spec, Some(CalicoApi::V3), "10.42.0.10").into_iter().find(|o| o.body["kind"] == "IPAMConfiguration").unwrap();
+        old_style.body["spec"]["autoAllocateBlocks"] = json!(true);
+        let e = api3.apply(&old_style.path(), &old_style.body, true, false).await.unwrap_err();
+        assert!(e.message.contains("spec.autoAllocateBlocks: field not declared in schema"), "{e}");
+
+        // A create with an unknown field is a strict decoding error (400).
+        let e = api
+            .create(
+                "/api/v1/namespaces/kube-system/configmaps",
+                &json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "x" }, "date": {} }),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, Some(400), "{e}");
+        assert!(e.message.contains("strict decoding error: unknown field \"date\""), "{e}");
+    });
+}
+
+/// A real API server stores defaults inside the lists hybrid writes, so the
+/// old rule (the stored object must contain the desired one, lists exactly)
+/// saw drift forever; the dry-run apply sees none.
+#[test]
+fn defaults_inside_lists_are_not_drift() {
+    let emu = KubeEmulator::start(false);
+    let spec = crate::render::spec("clusters/dev.toml");
+    rt().block_on(async {
+        let api = emu.client().await;
+        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10");
+        converge_objects(&api, &objects, &quiet).await.unwrap();
+        let ds = objects.iter().find(|o| o.body["kind"] == "DaemonSet").unwrap();
+        let stored = api.get(&ds.path()).await.unwrap().unwrap();
+        let c = &stored["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(c["terminationMessagePolicy"], "File");
+        assert_eq!(c["resources"], json!({}));
+        assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
+        assert_eq!(stored["spec"]["template"]["spec"]["volumes"][0]["configMap"]["defaultMode"], 420);
+        assert!(!hybrid::cluster::objects::contains(&stored, &ds.body), "the old comparison would patch again");
+        let inst = objects.iter().find(|o| o.body["kind"] == "Installation").unwrap();
+        let stored = api.get(&inst.path()).await.unwrap().unwrap();
+        assert_eq!(stored["spec"]["calicoNetwork"]["ipPools"][0]["disableBGPExport"], false, "the CRD default is stored");
+        let before: u64 = api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap();
+        let again = converge_objects(&api, &objects, &quiet).await.unwrap();
+        assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{again:?}");
+        let after: u64 = api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap();
+        assert_eq!(after, before, "the second converge wrote");
+    });
+}
+
+/// With the Tigera operator writing its defaults back into the
+/// Installation and FelixConfiguration, a second converge still writes
+/// nothing; a field hybrid owns that someone else changes is reported as
+/// a conflict on the shared Installation and taken back on hybrid's own objects.
+#[test]
+fn operator_write_backs_are_not_drift_and_conflicts_are_named() {
+    let emu = KubeEmulator::start_with(Options { operator: true, ..Options::default() });
+    let spec = crate::render::spec("clusters/dev.toml");
+    rt().block_on(async {
+        let api = emu.client().await;
+        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10");
+        converge_objects(&api, &objects, &quiet).await.unwrap();
+        // Give the "operator" its turn.
+        let inst_path = "/apis/operator.tigera.io/v1/installations/default";
+        let mut filled = false;
+        for _ in 0..100 {
+            let inst = api.get(inst_path).await.unwrap().unwrap();
+            if inst["spec"]["variant"] == "Calico" {
+                filled = true;
+                assert_eq!(inst["spec"]["calicoNetwork"]["ipPools"][0]["allowedUses"], json!(["Workload", "Tunnel"]));
+                let managers: Vec<&str> =
+                    inst["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
+                assert!(managers.contains(&"operator") && managers.contains(&"hybrid"), "{managers:?}");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(filled, "the operator emulation did not run");
+        let before: u64 = api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap();
+        let again = converge_objects(&api, &objects, &quiet).await.unwrap();
+        assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{again:?}");
+        let after: u64 = api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap();
+        assert_eq!(after, before);
+
+        // Someone sets BGP on; hybrid does not fight the shared object.
+        api.merge_patch(inst_path, &json!({ "spec": { "calicoNetwork": { "bgp": "Enabled" } } })).await.unwrap();
+        let e = converge_objects(&api, &objects, &quiet).await.unwrap_err();
+        assert_eq!(e.status, Some(409), "{e}");
+        assert!(e.message.contains("conflict with \"hybrid-client\"") && e.message.contains(".spec.calicoNetwork.bgp"), "{e}");
+        // On its own objects hybrid owns the fields: it takes them back.
+        let rc = "/apis/node.k8s.io/v1/runtimeclasses/windows-2022";
+        api.merge_patch(rc, &json!({ "scheduling": { "nodeSelector": { "kubernetes.io/os": "linux" } } })).await.unwrap();
+        let own: Vec<_> = objects.iter().filter(|o| o.body["kind"] == "RuntimeClass").cloned().collect();
+        let out = converge_objects(&api, &own, &quiet).await.unwrap();
+        assert_eq!(out[0].1, Outcome::Patched);
+        assert_eq!(api.get(rc).await.unwrap().unwrap()["scheduling"]["nodeSelector"]["kubernetes.io/os"], "windows");
     });
 }

@@ -16,7 +16,7 @@ mod e2e;
 mod ec2;
 /// Random and garbage input never panics the loader.
 mod fuzz;
-/// The Kubernetes side against the kmock-based API emulator.
+/// The Kubernetes side against the strict API emulator: schemas, defaults, server-side apply.
 mod kube;
 /// The cluster CA and its hash, checked against openssl.
 mod pki;
