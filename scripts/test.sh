@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: set-up, then every test (unit
-# tests, and the one integration binary against real parsers, linters and
-# a local EC2 + SSM emulator). Ends with one "N passed, N failed" line.
+# The whole test suite, from a fresh clone: set-up, `cargo fmt --check` and
+# clippy with warnings as errors, then every test (unit tests, and the one
+# integration binary against real parsers, linters, a local EC2 + SSM
+# emulator and a strict Kubernetes API emulator). Ends with one
+# "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Habits first: formatting and lints fail the run like a failing test.
+cargo fmt --check
+cargo clippy --locked --all-targets --quiet -- -D warnings
 log=$(mktemp)
 status=0
 # Doc tests are left out: there are none, and their empty summary would be

@@ -322,10 +322,10 @@ impl Cloud for AwsCloud {
                 // The public SSM parameter is the stable, one-call way; it is
                 // missing in some regions and in emulators, so fall back to
                 // the newest image of the official owner by name.
-                if let Some(id) = self.ssm_get(lookup.ssm_parameter).await? {
-                    if let Some(image) = self.image(&id).await? {
-                        return Ok(image);
-                    }
+                if let Some(id) = self.ssm_get(lookup.ssm_parameter).await?
+                    && let Some(image) = self.image(&id).await?
+                {
+                    return Ok(image);
                 }
                 self.newest_image(Some(lookup.owner), lookup.name_pattern).await?.ok_or_else(|| {
                     CloudError::new(

@@ -409,10 +409,10 @@ pub async fn pending_changes<K: KubeApi>(
     }
     for node in api.list("/api/v1/nodes", None, None).await? {
         let name = node["metadata"]["name"].as_str().unwrap_or_default();
-        if let Some(pool) = pools.get(name) {
-            if node_patch(&node, pool).is_some() {
-                out.push(("~", format!("Node/{name} (labels and taints of pool {})", pool.name)));
-            }
+        if let Some(pool) = pools.get(name)
+            && node_patch(&node, pool).is_some()
+        {
+            out.push(("~", format!("Node/{name} (labels and taints of pool {})", pool.name)));
         }
     }
     Ok(out)

@@ -144,7 +144,7 @@ fn build_network(n: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Network {
                 cx.err(
                     &format!("network.{set}"),
                     format!("`{set}` needs `{unset}` as well"),
-                    Some(format!("set both to use an existing network, or neither to let hybrid create one")),
+                    Some("set both to use an existing network, or neither to let hybrid create one".to_string()),
                 );
             }
             let cidr = cidr(n, "vpc_cidr", "10.0.0.0/16", cx);

@@ -167,14 +167,14 @@ impl<'i> SectionValues<'i> {
     pub fn str(&self, name: &str, diags: &mut Diagnostics, spans: &mut Spans) -> Option<String> {
         let (v, span) = self.value(name, diags, spans)?;
         let s = v.as_str()?.to_string();
-        if let Kind::Choice(choices) = self.key(name).kind {
-            if !choices.contains(&s.as_str()) {
-                let d = diags.error(self.key_path(name), span, format!("`{s}` is not one of {}", choices.join(", ")));
-                if let Some(m) = keys::did_you_mean(&s, choices.iter().copied()) {
-                    d.help(format!("did you mean `{m}`?"));
-                }
-                return None;
+        if let Kind::Choice(choices) = self.key(name).kind
+            && !choices.contains(&s.as_str())
+        {
+            let d = diags.error(self.key_path(name), span, format!("`{s}` is not one of {}", choices.join(", ")));
+            if let Some(m) = keys::did_you_mean(&s, choices.iter().copied()) {
+                d.help(format!("did you mean `{m}`?"));
             }
+            return None;
         }
         Some(s)
     }

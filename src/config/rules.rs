@@ -76,23 +76,23 @@ impl Rules<'_> {
                 }
             }
         }
-        if let Some(ttl) = s.ttl {
-            if !(10..=90 * 1440).contains(&ttl.minutes) {
-                self.error(
-                    "cluster.ttl",
-                    format!("time-to-live {ttl} is outside 10m to 90d"),
-                    "a dev/QA cluster lives between 10 minutes and 90 days; remove `ttl` to keep it until `hybrid destroy`",
-                );
-            }
+        if let Some(ttl) = s.ttl
+            && !(10..=90 * 1440).contains(&ttl.minutes)
+        {
+            self.error(
+                "cluster.ttl",
+                format!("time-to-live {ttl} is outside 10m to 90d"),
+                "a dev/QA cluster lives between 10 minutes and 90 days; remove `ttl` to keep it until `hybrid destroy`",
+            );
         }
-        if let Some(k) = &s.ssh_key_name {
-            if k.is_empty() || k.len() > 255 || !k.chars().all(|c| c.is_ascii_graphic() || c == ' ') || script_hazard(k).is_some() {
-                self.error(
-                    "cluster.ssh_key_name",
-                    format!("`{}` is not a usable EC2 key pair name", k.escape_debug()),
-                    "EC2 key pair names are 1-255 printable ASCII characters without quotes, `$` or backticks",
-                );
-            }
+        if let Some(k) = &s.ssh_key_name
+            && (k.is_empty() || k.len() > 255 || !k.chars().all(|c| c.is_ascii_graphic() || c == ' ') || script_hazard(k).is_some())
+        {
+            self.error(
+                "cluster.ssh_key_name",
+                format!("`{}` is not a usable EC2 key pair name", k.escape_debug()),
+                "EC2 key pair names are 1-255 printable ASCII characters without quotes, `$` or backticks",
+            );
         }
         for (k, v) in &s.tags {
             let key = format!("cluster.tags.{k:?}");
@@ -401,10 +401,10 @@ impl Rules<'_> {
                 format!("`{}` is not a version like \"{example}\"", cni.version.escape_debug()),
                 "write MAJOR.MINOR.PATCH without a leading v",
             );
-        } else if let Some(minor) = minor {
-            if let Err(m) = versions::check_cni(cni.plugin, &cni.version, minor) {
-                self.error("cni.version", m.message, m.hint);
-            }
+        } else if let Some(minor) = minor
+            && let Err(m) = versions::check_cni(cni.plugin, &cni.version, minor)
+        {
+            self.error("cni.version", m.message, m.hint);
         }
         if cni.plugin == CniPlugin::Calico && !(BLOCK_SIZES.contains(&cni.block_size)) {
             self.error(
@@ -611,10 +611,10 @@ pub fn check_qualified_name(s: &str) -> Result<(), String> {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
     };
-    if let Some(p) = prefix {
-        if !is_dns_subdomain(p) {
-            return Err(format!("has prefix `{p}`, which is not a lowercase DNS subdomain"));
-        }
+    if let Some(p) = prefix
+        && !is_dns_subdomain(p)
+    {
+        return Err(format!("has prefix `{p}`, which is not a lowercase DNS subdomain"));
     }
     if name.is_empty() {
         return Err("has an empty name".into());

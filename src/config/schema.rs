@@ -53,10 +53,10 @@ fn key_schema(k: &Key) -> Value {
     if let Some(d) = k.default {
         doc.push_str(&format!(" Default: {d}."));
         // A literal default is also given as a JSON value for editors.
-        if let Ok(parsed) = toml::from_str::<toml::Table>(&format!("v = {d}")) {
-            if let Ok(j) = serde_json::to_value(&parsed["v"]) {
-                v["default"] = j;
-            }
+        if let Ok(parsed) = toml::from_str::<toml::Table>(&format!("v = {d}"))
+            && let Ok(j) = serde_json::to_value(&parsed["v"])
+        {
+            v["default"] = j;
         }
     }
     v["description"] = Value::String(doc);

@@ -162,11 +162,11 @@ pub async fn apply<C: Cloud>(
     }
 
     for change in &plan.changes {
-        if let (Resource::Parameter { name }, Action::Create) = (&change.resource, change.action) {
-            if *name == secrets_parameter_name(cluster) {
-                let created = cloud.create_parameter(name, &ctx.secrets.to_stored(), &tags).await?;
-                progress.line(&format!("{name} {} (SecureString)", if created { "stored" } else { "already stored" }));
-            }
+        if let (Resource::Parameter { name }, Action::Create) = (&change.resource, change.action)
+            && *name == secrets_parameter_name(cluster)
+        {
+            let created = cloud.create_parameter(name, &ctx.secrets.to_stored(), &tags).await?;
+            progress.line(&format!("{name} {} (SecureString)", if created { "stored" } else { "already stored" }));
         }
     }
 

@@ -153,10 +153,10 @@ pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result
 fn network_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Vec<Change>) -> Result<(), PlanError> {
     if let DesiredNetwork::Create { vpc_cidr, subnet_cidr } = &desired.network {
         for (what, found, wanted) in [("VPC CIDR", &actual.vpc, vpc_cidr), ("subnet CIDR", &actual.subnet, subnet_cidr)] {
-            if let Some(cidr) = found.as_ref().and_then(|f| f.cidr) {
-                if cidr != *wanted {
-                    return Err(PlanError::NetworkChanged { what, actual: cidr.to_string(), wanted: wanted.to_string() });
-                }
+            if let Some(cidr) = found.as_ref().and_then(|f| f.cidr)
+                && cidr != *wanted
+            {
+                return Err(PlanError::NetworkChanged { what, actual: cidr.to_string(), wanted: wanted.to_string() });
             }
         }
         let mut create =
@@ -281,10 +281,10 @@ fn slot_order(slot: &str) -> (bool, &str, u64) {
 
 fn replace_reason(actual: &Instance, want: &DesiredInstance) -> String {
     let mut why = Vec::new();
-    if let Some(ami) = &want.ami {
-        if ami.id != actual.image_id {
-            why.push(format!("image {} → {}", actual.image_id, ami.id));
-        }
+    if let Some(ami) = &want.ami
+        && ami.id != actual.image_id
+    {
+        why.push(format!("image {} → {}", actual.image_id, ami.id));
     }
     if actual.instance_type != want.instance_type {
         why.push(format!("instance type {} → {}", actual.instance_type, want.instance_type));

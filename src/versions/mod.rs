@@ -430,18 +430,18 @@ pub fn check_windows(windows: WindowsVersion, minor: &KubeMinor, plugin: CniPlug
         CniPlugin::Calico => calico_line(cni_version).map(|c| c.windows),
         CniPlugin::Flannel => flannel_line(cni_version).map(|f| f.windows),
     };
-    if let Some(list) = cni_windows {
-        if !list.contains(&windows) {
-            return Err(Mismatch {
-                message: format!(
-                    "{} {cni_version} has no Windows images for {} (it supports {}; Server 2025 is projectcalico/calico#11691)",
-                    plugin.name(),
-                    windows.name(),
-                    names(list)
-                ),
-                hint: "use windows-2022 with Calico, or flannel for Windows Server 2025".into(),
-            });
-        }
+    if let Some(list) = cni_windows
+        && !list.contains(&windows)
+    {
+        return Err(Mismatch {
+            message: format!(
+                "{} {cni_version} has no Windows images for {} (it supports {}; Server 2025 is projectcalico/calico#11691)",
+                plugin.name(),
+                windows.name(),
+                names(list)
+            ),
+            hint: "use windows-2022 with Calico, or flannel for Windows Server 2025".into(),
+        });
     }
     if windows == WindowsVersion::Ws2025 && minor.pause == "3.10.1" {
         return Err(Mismatch {

@@ -147,7 +147,7 @@ fn kubelet_unit_passes_on_what_kubeadm_writes_and_workers_get_no_ca_file() {
     for node in nodes(&spec("clusters/dev.toml")).iter().filter(|n| !n.os.is_windows()) {
         let files = write_files(node);
         let dropin = &files["/etc/hybrid/10-kubeadm.conf"];
-        let exec = dropin.lines().filter(|l| l.starts_with("ExecStart=")).last().unwrap();
+        let exec = dropin.lines().rfind(|l| l.starts_with("ExecStart=")).unwrap();
         assert!(dropin.lines().any(|l| l == "ExecStart="), "the drop-in must reset the unit's ExecStart");
         for env in want["environment_files"].as_array().unwrap() {
             assert!(dropin.lines().any(|l| l.starts_with("EnvironmentFile=") && l.ends_with(env.as_str().unwrap())), "{dropin}");
@@ -375,10 +375,12 @@ fn flannel_windows_nodes_run_host_services_from_release_binaries() {
             assert!(!start.contains(gate.as_str().unwrap()), "{gate} must not be passed on 1.34+");
         }
         assert!(start.contains("host-local.exe") && start.contains("$Net"), "the source VIP comes from host-local under the network name");
-        for exe in want["cni_binaries"].as_array().unwrap() {
-            let exe = exe.as_str().unwrap();
-            assert!(exe == "flannel.exe" && script.contains("C:\\opt\\cni\\bin\\flannel.exe") || exe != "flannel.exe", "{exe}");
-        }
+        // flannel.exe is copied by name; host-local.exe and win-overlay.exe
+        // come from the CNI plugins archive, unpacked into the CNI folder.
+        assert!(want["cni_binaries"].as_array().unwrap().iter().any(|b| b == "flannel.exe"));
+        assert!(script.contains("'C:\\opt\\cni\\bin\\flannel.exe'"), "flannel.exe is installed under its CNI type's name");
+        let unpack = commands.iter().find(|c| c.name == "tar.exe" && c.args.iter().any(|a| a.contains("cni-plugins.tgz"))).unwrap();
+        assert_eq!(unpack.args.last().map(String::as_str), Some("'C:\\opt\\cni\\bin'"));
         // No image that is no longer built.
         assert!(!script.contains("hostprocess"), "no HostProcess image on flannel nodes");
     }

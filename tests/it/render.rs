@@ -397,7 +397,7 @@ fn templates_quote_every_value() {
 #[test]
 fn powershell_checks_detect_injection_and_syntax_errors() {
     let injected = "$Args = @('--node-labels=a'); Stop-Computer -Force; '')\n";
-    assert!(tools::powershell_nodes(injected, "command_name").iter().any(|c| *c == "Stop-Computer"));
+    assert!(tools::powershell_nodes(injected, "command_name").contains(&"Stop-Computer"));
     assert!(!tools::powershell_errors("$X = 'unterminated\nfunction F( {\n").is_empty());
 }
 

@@ -110,7 +110,6 @@ pub struct ScriptCommand {
     pub args: Vec<String>,
     pub function: Option<String>,
     pub stage: Option<String>,
-    pub offset: usize,
 }
 
 impl ScriptCommand {
@@ -157,7 +156,7 @@ pub fn powershell_commands(script: &str) -> Vec<ScriptCommand> {
             }
             up = p.parent();
         }
-        out.push(ScriptCommand { name: script[name.byte_range()].to_string(), args, function, stage, offset: n.start_byte() });
+        out.push(ScriptCommand { name: script[name.byte_range()].to_string(), args, function, stage });
     });
     out
 }
@@ -188,7 +187,7 @@ pub fn bash_commands(script: &str) -> Vec<ScriptCommand> {
             }
             up = p.parent();
         }
-        out.push(ScriptCommand { name: script[name.byte_range()].to_string(), args, function, stage: None, offset: n.start_byte() });
+        out.push(ScriptCommand { name: script[name.byte_range()].to_string(), args, function, stage: None });
     });
     out
 }

@@ -37,7 +37,7 @@ fn every_invalid_fixture_is_rejected_at_its_key_and_line() {
         if !missing.is_empty() {
             failures.push(format!("{rel}: the message lacks {missing:?}:\n{stderr}"));
         }
-        if out.status.code() != Some(1) || !found || out.stdout.len() > 0 {
+        if out.status.code() != Some(1) || !found || !out.stdout.is_empty() {
             failures.push(format!("{rel}: want exit 1 and an error `{headline}…: {key}:`, got exit {:?}:\n{stderr}", out.status.code()));
         }
         assert!(!stderr.contains("panicked"), "{rel}: {stderr}");

@@ -197,10 +197,10 @@ impl Live {
             }
         }
         // Anything but a wait means the wait is over.
-        if !matches!(event, Event::Waiting { .. }) {
-            if let Some(bar) = state.waiting.take() {
-                bar.finish_and_clear();
-            }
+        if !matches!(event, Event::Waiting { .. })
+            && let Some(bar) = state.waiting.take()
+        {
+            bar.finish_and_clear();
         }
     }
 
