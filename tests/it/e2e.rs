@@ -53,6 +53,23 @@ labels = {{ "game.example.com/role" = "tools" }}
     path
 }
 
+/// Stores the test cluster CA (tests/fixtures/pki) as the cluster's secrets
+/// before its first apply, so a TLS emulator can present a server
+/// certificate that CA signed and check the admin certificates hybrid mints.
+fn seed_secrets(moto: &Moto, cluster: &str) {
+    rt().block_on(async {
+        let ssm = crate::moto::aws_clients(&moto.url).await.1;
+        ssm.put_parameter()
+            .name(format!("/hybrid/{cluster}/secrets"))
+            .value(crate::render::test_secrets().to_stored())
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .tags(aws_sdk_ssm::types::Tag::builder().key("hybrid:cluster").value(cluster).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
 /// hybrid against moto, reaching the emulator as the cluster's API server
 /// and looking often while waiting.
 fn hybrid(moto: &Moto, emu: &KubeEmulator, args: &[&str]) -> Command {
@@ -88,7 +105,7 @@ impl Kubelets {
         let thread = std::thread::spawn(move || {
             rt().block_on(async move {
                 let ec2 = crate::moto::aws_clients(&moto_url).await.0;
-                let emu = KubeEmulator { child: None, url: emu_url };
+                let emu = KubeEmulator { child: None, tls_server_name: emu_url.starts_with("https").then(|| "10.42.0.10".to_string()), url: emu_url };
                 let api = emu.client().await;
                 let mut registered = BTreeSet::new();
                 let mut first_seen: std::collections::BTreeMap<String, std::time::Instant> = Default::default();
@@ -152,8 +169,11 @@ fn writes(emu: &KubeEmulator) -> u64 {
 #[test]
 fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
     let moto = Moto::start();
-    // A strict server that defaults fields and plays the Tigera operator's write-backs.
-    let emu = KubeEmulator::start_with(crate::kube::Options { operator: true, ..Default::default() });
+    // A strict server that defaults fields and plays the Tigera operator's
+    // write-backs, over TLS with the cluster CA's certificate for the
+    // control plane's private address (10.42.0.10), as kubeadm issues it.
+    let emu = KubeEmulator::start_with(crate::kube::Options { operator: true, tls_for: Some("10.42.0.10"), ..Default::default() });
+    seed_secrets(&moto, "omega");
     let file = write_cluster("omega", 2);
     // Nodes register a while after launch, so apply must keep a join token.
     let _kubelets = Kubelets::with_delay(moto.url.clone(), emu.url.clone(), "omega", &[], Duration::from_secs(2));
@@ -424,7 +444,7 @@ fn verify_reports_each_check_and_cleans_up() {
     let url = emu.url.clone();
     let jobs = std::thread::spawn(move || {
         rt().block_on(async move {
-            let api = KubeEmulator { child: None, url }.client().await;
+            let api = KubeEmulator { child: None, url, tls_server_name: None }.client().await;
             let mut seen = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 for job in api.list("/apis/batch/v1/namespaces/hybrid-verify/jobs", None, None).await.unwrap_or_default() {

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::SystemTime;
 
 use hybrid::adapters::kube::{KubeApi, KubeClient};
+use hybrid::bootstrap::pki::ClusterSecrets;
 use hybrid::cluster::converge::{Outcome, converge_objects, reconcile_nodes};
 use hybrid::cluster::kubeconfig::AdminKubeconfig;
 use hybrid::cluster::objects::{CalicoApi, desired_objects};
@@ -21,6 +22,9 @@ pub struct KubeEmulator {
     /// `None` for a handle to an emulator another value owns.
     pub child: Option<Child>,
     pub url: String,
+    /// With TLS: the name the server certificate is issued for (the
+    /// control plane's private address) while the URL says 127.0.0.1.
+    pub tls_server_name: Option<String>,
 }
 
 /// How to start the emulator (see tests/support/kube_emulator.py).
@@ -30,6 +34,9 @@ pub struct Options {
     pub calico_v3: bool,
     /// Play the Tigera operator's write-backs into Installation and FelixConfiguration.
     pub operator: bool,
+    /// Serve HTTPS with a certificate for this private address, signed by the
+    /// test cluster CA (tests/fixtures/pki), and require admin client certificates.
+    pub tls_for: Option<&'static str>,
 }
 
 impl KubeEmulator {
@@ -47,11 +54,16 @@ impl KubeEmulator {
         if opts.operator {
             cmd.arg("--operator");
         }
+        if let Some(ip) = opts.tls_for {
+            let pki = root().join("tests/fixtures/pki");
+            cmd.arg("--tls").arg(pki.join("ca.crt")).arg(pki.join("ca.key")).arg(ip);
+        }
         let mut child = cmd.spawn().expect("the Kubernetes emulator starts (scripts/setup.sh installs kubernetes-validate)");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready", "the emulator did not start");
-        KubeEmulator { child: Some(child), url: format!("http://127.0.0.1:{port}") }
+        let scheme = if opts.tls_for.is_some() { "https" } else { "http" };
+        KubeEmulator { child: Some(child), url: format!("{scheme}://127.0.0.1:{port}"), tls_server_name: opts.tls_for.map(str::to_string) }
     }
 
     /// A client the way hybrid makes one: a kubeconfig with a freshly minted
@@ -59,9 +71,14 @@ impl KubeEmulator {
     pub async fn client(&self) -> KubeClient {
         let secrets = crate::render::test_secrets();
         let cert = secrets.mint_admin_cert("hybrid-admin", &mut rand::rng(), SystemTime::now()).unwrap();
-        let yaml =
-            AdminKubeconfig { cluster: "test", server: &self.url, tls_server_name: None, ca_cert_pem: &secrets.ca_cert_pem, client: &cert }
-                .to_yaml();
+        let yaml = AdminKubeconfig {
+            cluster: "test",
+            server: &self.url,
+            tls_server_name: self.tls_server_name.as_deref(),
+            ca_cert_pem: &secrets.ca_cert_pem,
+            client: &cert,
+        }
+        .to_yaml();
         KubeClient::from_kubeconfig_yaml(&yaml).await.unwrap()
     }
 }
@@ -338,5 +355,42 @@ fn operator_write_backs_are_not_drift_and_conflicts_are_named() {
         let out = converge_objects(&api, &own, &quiet).await.unwrap();
         assert_eq!(out[0].1, Outcome::Patched);
         assert_eq!(api.get(rc).await.unwrap().unwrap()["scheduling"]["nodeSelector"]["kubernetes.io/os"], "windows");
+    });
+}
+
+/// A kubeconfig for `server` trusting `trust`'s CA, with a client
+/// certificate minted by `client_ca`.
+async fn tls_client(server: &str, name: Option<&str>, trust: &ClusterSecrets, client_ca: &ClusterSecrets) -> Result<KubeClient, String> {
+    let cert = client_ca.mint_admin_cert("hybrid-admin", &mut rand::rng(), SystemTime::now()).unwrap();
+    let yaml = AdminKubeconfig { cluster: "test", server, tls_server_name: name, ca_cert_pem: &trust.ca_cert_pem, client: &cert }.to_yaml();
+    KubeClient::from_kubeconfig_yaml(&yaml).await
+}
+
+/// Over TLS as on a real control plane: the server's certificate is issued
+/// for the private address and checked against the cluster CA through
+/// 127.0.0.1 (tls-server-name), and only admin client certificates the
+/// cluster CA signed get in.
+#[test]
+fn the_api_is_reached_over_tls_with_the_minted_admin_certificate() {
+    let emu = KubeEmulator::start_with(Options { tls_for: Some("10.20.0.10"), ..Options::default() });
+    assert!(emu.url.starts_with("https://127.0.0.1:"));
+    let ca = crate::render::test_secrets();
+    let stranger = ClusterSecrets::generate(&mut rand::rng(), SystemTime::now()).unwrap();
+    rt().block_on(async {
+        let api = tls_client(&emu.url, Some("10.20.0.10"), &ca, &ca).await.unwrap();
+        assert!(api.get("/version").await.unwrap().is_some());
+        let spec = crate::render::spec("tests/fixtures/render/calico.toml");
+        converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.20.0.10"), &quiet).await.unwrap();
+
+        // A client certificate from another CA is refused by the server.
+        let api = tls_client(&emu.url, Some("10.20.0.10"), &ca, &stranger).await.unwrap();
+        let e = api.get("/version").await.unwrap_err();
+        assert!(e.status.is_none() || e.status == Some(401), "{e}");
+        // A server whose certificate another CA signed is refused by hybrid.
+        let api = tls_client(&emu.url, Some("10.20.0.10"), &stranger, &ca).await.unwrap();
+        assert!(api.get("/version").await.is_err(), "hybrid trusted a server the cluster CA did not sign");
+        // Without tls-server-name the certificate (for 10.20.0.10) does not match 127.0.0.1.
+        let api = tls_client(&emu.url, None, &ca, &ca).await.unwrap();
+        assert!(api.get("/version").await.is_err(), "the name check is what makes 127.0.0.1 work");
     });
 }
