@@ -394,3 +394,135 @@ fn the_api_is_reached_over_tls_with_the_minted_admin_certificate() {
         assert!(api.get("/version").await.is_err(), "the name check is what makes 127.0.0.1 work");
     });
 }
+
+fn pod(name: &str, labels: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default", "labels": labels },
+        "spec": { "nodeName": "n1", "terminationGracePeriodSeconds": 20, "containers": [{ "name": "c", "image": "registry.k8s.io/pause:3.10.2" }] },
+    })
+}
+
+async fn set_ready<K: KubeApi>(api: &K, name: &str, ready: bool) {
+    let status = json!({ "status": { "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" } }] } });
+    api.merge_patch(&format!("/api/v1/namespaces/default/pods/{name}/status"), &status).await.unwrap();
+}
+
+/// Evictions go through PodDisruptionBudgets the way the API server counts
+/// them: by Ready pods, with maxUnavailable or minAvailable, and an evicted
+/// pod terminates over its grace period before it is gone.
+#[test]
+fn evictions_honour_budgets_by_readiness_and_pods_terminate_gracefully() {
+    let emu = KubeEmulator::start(false);
+    rt().block_on(async {
+        let api = emu.client().await;
+        for n in ["web-0", "web-1", "web-2"] {
+            api.create("/api/v1/namespaces/default/pods", &pod(n, json!({ "app": "web" }))).await.unwrap();
+            set_ready(&api, n, n != "web-2").await;
+        }
+        let pdb = json!({ "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": { "name": "web", "namespace": "default" }, "spec": { "maxUnavailable": 1, "selector": { "matchLabels": { "app": "web" } } } });
+        api.create("/apis/policy/v1/namespaces/default/poddisruptionbudgets", &pdb).await.unwrap();
+        // Three pods, one unready: one may be unavailable, and one already is.
+        assert!(!api.evict("default", "web-0").await.unwrap(), "evicting a Ready pod would make two unavailable");
+        // web-2 becomes Ready: now one Ready pod may go.
+        set_ready(&api, "web-2", true).await;
+        assert!(api.evict("default", "web-0").await.unwrap());
+        // It is terminating, not gone, and it no longer counts as healthy.
+        let terminating = api.get("/api/v1/namespaces/default/pods/web-0").await.unwrap().unwrap();
+        assert!(terminating["metadata"]["deletionTimestamp"].is_string(), "{terminating}");
+        assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 20);
+        assert!(!api.evict("default", "web-1").await.unwrap(), "the budget counts the terminating pod as gone");
+        let mut gone = false;
+        for _ in 0..100 {
+            if api.get("/api/v1/namespaces/default/pods/web-0").await.unwrap().is_none() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(gone, "the evicted pod never went");
+    });
+}
+
+/// A namespace being deleted passes through Terminating and refuses new
+/// objects until it is gone.
+#[test]
+fn namespaces_terminate_before_they_go() {
+    let emu = KubeEmulator::start(false);
+    rt().block_on(async {
+        let api = emu.client().await;
+        api.create("/api/v1/namespaces", &json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "scratch" } }))
+            .await
+            .unwrap();
+        let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "x", "namespace": "scratch" } });
+        api.create("/api/v1/namespaces/scratch/configmaps", &cm).await.unwrap();
+        api.delete("/api/v1/namespaces/scratch").await.unwrap();
+        let ns = api.get("/api/v1/namespaces/scratch").await.unwrap().unwrap();
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        let mut again = cm.clone();
+        again["metadata"]["name"] = json!("y");
+        let e = api.create("/api/v1/namespaces/scratch/configmaps", &again).await.unwrap_err();
+        assert_eq!(e.status, Some(403), "{e}");
+        for _ in 0..100 {
+            if api.get("/api/v1/namespaces/scratch").await.unwrap().is_none() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the namespace never went");
+    });
+}
+
+/// The Kubernetes API throttles (429 with Retry-After), fails (503),
+/// loses answers to writes that happened, and answers slowly: the
+/// cluster's objects still converge, and a second pass writes nothing.
+#[test]
+fn objects_converge_through_api_faults() {
+    let emu = KubeEmulator::start(false);
+    let spec = crate::render::spec("clusters/dev.toml");
+    rt().block_on(async {
+        let api = emu.client().await;
+        let http = reqwest_like_post(&emu.url);
+        for fault in [
+            json!({ "kind": "429", "count": 2, "methods": ["PATCH"], "retry_after": 1 }),
+            json!({ "kind": "5xx", "code": 503, "count": 2, "methods": ["GET"] }),
+            json!({ "kind": "drop", "count": 2, "methods": ["PATCH"], "path": "/runtimeclasses/" }),
+            json!({ "kind": "slow", "seconds": 1, "count": 1, "methods": ["GET"] }),
+        ] {
+            http(&fault);
+        }
+        let waits = hybrid::cluster::converge::Waits {
+            api: std::time::Duration::from_secs(60),
+            poll: std::time::Duration::from_millis(100),
+            ..Default::default()
+        };
+        hybrid::cluster::converge::converge_cluster_objects(&api, &spec, "10.42.0.10", waits, &quiet).await.unwrap();
+        let rc = api.get("/apis/node.k8s.io/v1/runtimeclasses/windows-2022").await.unwrap().unwrap();
+        assert_eq!(rc["handler"], "runhcs-wcow-process");
+        let before = api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap();
+        let again = converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10"), &quiet).await.unwrap();
+        assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{again:?}");
+        assert_eq!(api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap(), before);
+        let faults = api.get("/_test/faults").await.unwrap().unwrap();
+        assert!(faults["faults"].as_array().unwrap().iter().all(|f| f["count"] == 0), "every injected fault was hit: {faults}");
+    });
+}
+
+/// POSTs a fault plan to the emulator's /_test/faults (plain HTTP).
+fn reqwest_like_post(url: &str) -> impl Fn(&serde_json::Value) {
+    let addr = url.trim_start_matches("http://").to_string();
+    move |body: &serde_json::Value| {
+        use std::io::{Read, Write};
+        let text = body.to_string();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "POST /_test/faults HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"), "{out}");
+    }
+}

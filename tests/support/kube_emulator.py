@@ -710,8 +710,9 @@ class Emulator:
             return aiohttp.web.json_response([list(e) for e in self.log])
         if request.path == "/_test/writes":
             return aiohttp.web.json_response({"writes": sum(1 for m, _, dry in self.log if m != "GET" and not dry)})
-        if request.path == "/_test/faults" and request.method == "POST":
-            self.faults.append(await request.json())
+        if request.path == "/_test/faults":
+            if request.method == "POST":
+                self.faults.append(await request.json())
             return aiohttp.web.json_response({"faults": self.faults})
         return status_error(404, "NotFound", "no such test hook")
 
@@ -1262,6 +1263,9 @@ def server_tls(ca_cert_path, ca_key_path, server_ip):
 
 
 async def main():
+    import logging
+    # An injected dropped answer is not an error worth a traceback.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     p = argparse.ArgumentParser()
     p.add_argument("port", type=int)
     p.add_argument("--calico-v3", action="store_true")
