@@ -88,7 +88,7 @@ fn load_or_create_secrets(dir: &Path) -> Result<ClusterSecrets> {
     }
     let secrets = new_secrets()?;
     write_dir(dir)?;
-    fs::write(&crt, secrets.ca_cert_pem.as_bytes()).map_err(|source| Error::Write { path: crt.clone(), source })?;
+    write_private(&crt, secrets.ca_cert_pem.as_bytes())?;
     write_private(&key, secrets.expose_ca_key_pem().as_bytes())?;
     write_private(&token, format!("{}\n", secrets.token.expose()).as_bytes())?;
     eprintln!("note: created new cluster secrets in {}", dir.display());
@@ -105,6 +105,16 @@ fn write_node(dir: &Path, node: &NodeBootstrap) -> Result<()> {
     Ok(())
 }
 
+/// Creates `dir`; a symbolic link there is refused (writing through it
+/// would put user data and keys wherever it points).
 fn write_dir(dir: &Path) -> Result<()> {
+    if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Write {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(
+                "is a symbolic link; hybrid does not write secrets through links: remove it or choose another --out",
+            ),
+        });
+    }
     fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })
 }

@@ -6,6 +6,7 @@
 //! the file system; the caller hands in the text.
 
 pub mod build;
+pub mod instance_types;
 pub mod keys;
 pub mod problems;
 pub mod read;
@@ -14,6 +15,25 @@ pub mod schema;
 
 use crate::config::problems::{Diagnostic, Diagnostics, Severity};
 use crate::model::ClusterSpec;
+
+/// EC2 refuses user data over 16 KB: render every node with stand-in
+/// secrets (the same size as real ones) and report an oversized one at its
+/// pool, before `plan` or `apply` get that far.
+fn user_data_fits(spec: &ClusterSpec, spans: &read::Spans, diags: &mut Diagnostics) {
+    let templates = crate::bootstrap::Templates::builtin();
+    let secrets = crate::bootstrap::fingerprint_secrets();
+    let mut check = |key: String, result: Result<crate::bootstrap::NodeBootstrap, crate::bootstrap::BootstrapError>| {
+        if let Err(e @ crate::bootstrap::BootstrapError::TooLarge { .. }) = result {
+            let span = spans.get(&key);
+            diags.error(&key, span, e.to_string()).help("remove labels or taints, or shorten them; each one travels in the user data");
+        }
+    };
+    check("control_plane".into(), crate::bootstrap::render_control_plane(spec, &secrets, &templates));
+    for (i, pool) in spec.pools.iter().enumerate() {
+        let key = if pool.labels.is_empty() { format!("pool[{i}].name") } else { format!("pool[{i}].labels") };
+        check(key, crate::bootstrap::render_pool(spec, pool, &secrets, &templates));
+    }
+}
 
 /// The outcome of loading a file: the spec when it has no errors, and all
 /// diagnostics (errors and warnings) in file order.
@@ -41,6 +61,9 @@ pub fn load(source: &str) -> Loaded {
     let syntax_ok = !diags.items().iter().any(|d| d.key == "toml");
     if syntax_ok {
         rules::check(&spec, &spans, &mut diags);
+    }
+    if !diags.has_errors() {
+        user_data_fits(&spec, &spans, &mut diags);
     }
     let ok = !diags.has_errors();
     let mut diagnostics = diags.into_vec();

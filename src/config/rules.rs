@@ -4,11 +4,16 @@
 //! Each rule names the key to change and how to change it; sources for the
 //! facts are in `shared/WINDOWS-NOTES.md` (section numbers in comments).
 
+use super::instance_types;
 use super::read::Spans;
 use crate::config::problems::Diagnostics;
 use crate::model::net::Ipv4Cidr;
 use crate::model::*;
 use crate::versions;
+
+/// Names hybrid itself uses for a group of nodes: the control plane's slot,
+/// render folder and `hybrid:pool` tag value.
+pub const RESERVED_POOL_NAMES: &[&str] = &["control-plane"];
 
 /// Calico IPv4 IPAM block sizes hybrid accepts: Calico allows /20 to /32;
 /// past /28 a Windows node would get fewer than 12 pods.
@@ -305,6 +310,13 @@ impl Rules<'_> {
                     "give every [[pool]] its own name; node names are derived from it",
                 );
             }
+            if RESERVED_POOL_NAMES.contains(&p.name.as_str()) || p.name.starts_with("hybrid") {
+                self.error(
+                    &key("name"),
+                    format!("pool name `{}` is reserved: hybrid uses it for its own slots, folders and tags", p.name),
+                    "choose another name, e.g. \"linux\" or \"win-tools\"",
+                );
+            }
             self.instance_type(&key("instance_type"), &p.instance_type, p.os.is_windows());
             if let (NodeOs::Windows(w), Some(minor)) = (p.os, versions::kube_minor(spec.kubernetes_version.minor)) {
                 if let Err(m) = versions::check_windows(w, minor, spec.cni.plugin, &spec.cni.version) {
@@ -528,6 +540,20 @@ impl Rules<'_> {
         let well_formed = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !well_formed(family) || !well_formed(size) || !family.starts_with(|c: char| c.is_ascii_lowercase()) {
             return self.error(key, format!("`{}` is not an EC2 instance type", t.escape_debug()), "write family.size, e.g. \"m5.xlarge\"");
+        }
+        if !instance_types::SIZES.contains(&size) {
+            return self.error(
+                key,
+                format!("{t} is not an EC2 instance type: there is no size `{size}`"),
+                format!("sizes are {}; e.g. \"{family}.xlarge\"", instance_types::SIZES[..8].join(", ")),
+            );
+        }
+        if !instance_types::FAMILIES.contains(&family) && !is_arm_family(family) {
+            self.warning(
+                key,
+                format!("{family} is not an instance family hybrid knows"),
+                "if it is new, `hybrid plan` checks it against the region before anything is created; otherwise check the spelling",
+            );
         }
         if is_arm_family(family) {
             let what = if windows { "Windows Server AMIs are x86_64 only" } else { "hybrid renders x86_64 images only for now" };

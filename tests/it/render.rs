@@ -440,3 +440,30 @@ fn project_scripts_pass_shellcheck() {
     tools::shellcheck(&root().join(".ci/run"), &[]).unwrap();
     assert!(checked >= 5, "only {checked} scripts found");
 }
+
+/// `render --out` never writes through a symbolic link: a link where a file
+/// goes is replaced (its target is untouched), a link where a node folder
+/// goes is refused.
+#[test]
+fn render_never_writes_through_symlinks() {
+    let out = scratch("render-links");
+    let outside = scratch("render-links-outside");
+    let victim = outside.join("precious.txt");
+    fs::write(&victim, "do not touch").unwrap();
+    fs::create_dir_all(out.join("control-plane")).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("control-plane/user-data")).unwrap();
+    let res = hybrid(&["render", "tests/fixtures/render/calico.toml", "--out", out.to_str().unwrap(), "--secrets", "tests/fixtures/pki"]);
+    assert_eq!(res.status.code(), Some(0), "{}", text(&res.stderr));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "do not touch");
+    let meta = fs::symlink_metadata(out.join("control-plane/user-data")).unwrap();
+    assert!(meta.file_type().is_file(), "the link was replaced by a private file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_ne!(fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o600, "the target was not chmodded");
+
+    fs::remove_dir_all(out.join("linux-0")).ok();
+    std::os::unix::fs::symlink(&outside, out.join("linux-0")).unwrap();
+    let res = hybrid(&["render", "tests/fixtures/render/calico.toml", "--out", out.to_str().unwrap(), "--secrets", "tests/fixtures/pki"]);
+    assert_eq!(res.status.code(), Some(1));
+    assert!(text(&res.stderr).contains("is a symbolic link"), "{}", text(&res.stderr));
+    assert!(!outside.join("user-data").exists(), "nothing was written through the folder link");
+}

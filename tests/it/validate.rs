@@ -191,3 +191,23 @@ fn versions_lists_what_each_node_installs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("end of life"));
 }
+
+/// Input that is not a cluster file at all gets a clear error with a
+/// position, and a bounded read: `/dev/zero` would otherwise fill memory.
+#[test]
+fn non_text_and_endless_input_are_refused_with_a_position() {
+    let dir = std::env::temp_dir().join(format!("hybrid-it-bytes-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let latin1 = dir.join("latin1.toml");
+    fs::write(&latin1, b"[cluster]\nname = \"caf\xe9\"\n").unwrap();
+    let out = hybrid(&["validate", latin1.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("latin1.toml:2:12: not UTF-8 text (byte offset 21)"), "{stderr}");
+    let start = std::time::Instant::now();
+    let out = hybrid(&["validate", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/dev/zero: larger than 1024 KiB"), "{}", text(&out.stderr));
+    assert!(start.elapsed() < std::time::Duration::from_secs(20), "the read is bounded");
+    fs::remove_dir_all(&dir).ok();
+}
