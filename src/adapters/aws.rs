@@ -20,7 +20,7 @@ use base64::Engine;
 use super::{Cloud, CloudError, CloudResult, LaunchRequest, LockInfo};
 use crate::infra::desired::{
     AmiLookup, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, lock_parameter_name,
-    parameter_prefix,
+    lock_parameter_prefix, parameter_prefix,
 };
 use crate::infra::inventory::{Found, Instance, Inventory, RouteTable, SecurityGroup};
 use crate::model::AmiRef;
@@ -298,13 +298,13 @@ impl Cloud for AwsCloud {
         }
 
         let prefix = parameter_prefix(cluster);
-        let lock = lock_parameter_name(cluster);
+        let lock = lock_parameter_prefix(cluster);
         let mut pages = self.ssm.get_parameters_by_path().path(&prefix).recursive(true).with_decryption(false).into_paginator().send();
         let mut names = BTreeSet::new();
         while let Some(page) = pages.next().await {
             self.count("GetParametersByPath");
             let page = page.map_err(|e| err("GetParametersByPath", e))?;
-            names.extend(page.parameters().iter().filter_map(|p| p.name()).filter(|n| *n != lock).map(str::to_string));
+            names.extend(page.parameters().iter().filter_map(|p| p.name()).filter(|n| !n.starts_with(&lock)).map(str::to_string));
         }
         inv.parameters = names;
         Ok(inv)
@@ -629,25 +629,40 @@ impl Cloud for AwsCloud {
         done_unless("DeleteParameter", self.ssm.delete_parameter().name(name).send().await, "ParameterNotFound")
     }
 
-    async fn try_lock(&self, cluster: &str, lock: &LockInfo) -> CloudResult<Option<LockInfo>> {
-        let name = lock_parameter_name(cluster);
-        let value = serde_json::json!({ "owner": lock.owner, "created": lock.created, "expires": lock.expires }).to_string();
-        self.count("PutParameter");
-        // overwrite=false makes the write a compare-and-set: only one wins.
-        match self.ssm.put_parameter().name(&name).value(value).r#type(ssmt::ParameterType::String).overwrite(false).send().await {
-            Ok(_) => Ok(None),
-            Err(e) if e.code() == Some("ParameterAlreadyExists") => {
-                let held = self.ssm_get(&name).await?.unwrap_or_default();
-                let v: serde_json::Value = serde_json::from_str(&held).unwrap_or_default();
+    async fn locks(&self, cluster: &str) -> CloudResult<Vec<(u64, LockInfo)>> {
+        let prefix = lock_parameter_prefix(cluster);
+        let mut pages = self.ssm.get_parameters_by_path().path(&prefix).recursive(true).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            self.count("GetParametersByPath");
+            for p in page.map_err(|e| err("GetParametersByPath", e))?.parameters() {
+                let Some(epoch) = p.name().and_then(|n| n.strip_prefix(&prefix)).and_then(|n| n.parse::<u64>().ok()) else { continue };
+                let v: serde_json::Value = serde_json::from_str(p.value().unwrap_or_default()).unwrap_or_default();
                 let field = |k: &str| v[k].as_str().unwrap_or("unknown").to_string();
-                Ok(Some(LockInfo { owner: field("owner"), created: field("created"), expires: field("expires") }))
+                out.push((
+                    epoch,
+                    LockInfo { owner: field("owner"), run_id: field("run_id"), created: field("created"), expires: field("expires") },
+                ));
             }
+        }
+        out.sort_by_key(|(e, _)| *e);
+        Ok(out)
+    }
+
+    async fn create_lock(&self, cluster: &str, epoch: u64, lock: &LockInfo) -> CloudResult<bool> {
+        let name = lock_parameter_name(cluster, epoch);
+        let value =
+            serde_json::json!({ "owner": lock.owner, "run_id": lock.run_id, "created": lock.created, "expires": lock.expires }).to_string();
+        self.count("PutParameter");
+        match self.ssm.put_parameter().name(&name).value(value).r#type(ssmt::ParameterType::String).overwrite(false).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ParameterAlreadyExists") => Ok(false),
             Err(e) => Err(err("PutParameter", e)),
         }
     }
 
-    async fn unlock(&self, cluster: &str) -> CloudResult<()> {
-        self.delete_parameter(&lock_parameter_name(cluster)).await
+    async fn delete_lock(&self, cluster: &str, epoch: u64) -> CloudResult<()> {
+        self.delete_parameter(&lock_parameter_name(cluster, epoch)).await
     }
 
     async fn expiring_clusters(&self) -> CloudResult<Vec<(String, String)>> {

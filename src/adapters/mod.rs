@@ -51,10 +51,13 @@ pub struct LaunchRequest {
     pub client_token: String,
 }
 
-/// The cluster lock as stored.
+/// One epoch of the cluster lock, as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockInfo {
     pub owner: String,
+    /// Which run holds it: a run recognizes its own lock by this, even when
+    /// the answer to its write was lost.
+    pub run_id: String,
     pub created: String,
     pub expires: String,
 }
@@ -95,9 +98,14 @@ pub trait Cloud {
     async fn create_parameter(&self, name: &str, value: &str, tags: &BTreeMap<String, String>) -> CloudResult<bool>;
     async fn delete_parameter(&self, name: &str) -> CloudResult<()>;
 
-    /// Writes the lock unless one exists; returns the existing one if so.
-    async fn try_lock(&self, cluster: &str, lock: &LockInfo) -> CloudResult<Option<LockInfo>>;
-    async fn unlock(&self, cluster: &str) -> CloudResult<()>;
+    /// Every epoch of the cluster's lock, oldest first. The newest one is
+    /// the lock; older ones are stale leftovers of a takeover.
+    async fn locks(&self, cluster: &str) -> CloudResult<Vec<(u64, LockInfo)>>;
+    /// Creates lock epoch `epoch` unless it exists, atomically (SSM's
+    /// overwrite=false): of two runs racing for one epoch exactly one wins.
+    /// `Ok(false)` when it exists already.
+    async fn create_lock(&self, cluster: &str, epoch: u64, lock: &LockInfo) -> CloudResult<bool>;
+    async fn delete_lock(&self, cluster: &str, epoch: u64) -> CloudResult<()>;
 
     /// Every cluster in the region with a time-to-live: (name, RFC 3339 expiry),
     /// from the `hybrid:expires` tag of the clusters' security groups.

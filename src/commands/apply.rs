@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::shared::args::{AwsArgs, ClusterArgs, LockArgs};
 use super::shared::connect::{aws_is_emulated, cloud, kube_client, stored_secrets};
 use super::shared::files::load_spec;
-use super::shared::lock::lock;
+use super::shared::lock::{lock, unlock};
 use super::shared::prepare::{expiry, load_templates, prepare};
 use super::shared::terminal::{Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
@@ -89,7 +89,7 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
         print!("{}", show::plan_text(&first.plan));
         return Ok(());
     }
-    lock(cloud, &spec.name, &opts.lock).await?;
+    let held = lock(cloud, &spec.name, &opts.lock).await?;
     let outcome = async {
         // Plan again under the lock: another run may have changed things.
         let prepared = prepare(cloud, spec, templates).await?;
@@ -147,7 +147,7 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
     }
     .await;
     // The lock goes whatever happened; what was created is tagged.
-    if let Err(e) = cloud.unlock(&spec.name).await {
+    if let Err(e) = unlock(cloud, &held).await {
         eprintln!("warning: could not release the cluster lock: {e}; the next run takes it over once it expires, or pass --break-lock");
     }
     outcome

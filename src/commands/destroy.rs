@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::shared::args::{AwsArgs, LockArgs};
 use super::shared::connect::cloud;
 use super::shared::files::load_spec;
-use super::shared::lock::lock;
+use super::shared::lock::{lock, remove_all, unlock};
 use super::shared::terminal::{Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
 use crate::error::{Error, Result};
@@ -55,7 +55,7 @@ pub(super) async fn destroy_cluster<C: Cloud>(
         println!("Nothing to destroy: no resources are tagged for cluster {cluster} in {region}.");
         return Ok(());
     }
-    lock(cloud, cluster, lock_args).await?;
+    let held = lock(cloud, cluster, lock_args).await?;
     let outcome = async {
         let plan = plan::plan_destroy(cluster, region, &cloud.discover(cluster).await?);
         print!("{}", show::plan_text(&plan));
@@ -68,7 +68,9 @@ pub(super) async fn destroy_cluster<C: Cloud>(
         Ok(())
     }
     .await;
-    if let Err(e) = cloud.unlock(cluster).await {
+    // Destroyed: no lock epoch of the cluster stays behind.
+    let released = if outcome.is_ok() { remove_all(cloud, cluster).await } else { unlock(cloud, &held).await };
+    if let Err(e) = released {
         eprintln!("warning: could not release the cluster lock: {e}");
     }
     outcome

@@ -207,8 +207,13 @@ pub fn secret_parameter_names(cluster: &str) -> Vec<String> {
     vec![secrets_parameter_name(cluster)]
 }
 
-pub fn lock_parameter_name(cluster: &str) -> String {
-    format!("{}lock", parameter_prefix(cluster))
+/// The folder of the cluster lock's epochs (`/hybrid/<cluster>/lock/<n>`).
+pub fn lock_parameter_prefix(cluster: &str) -> String {
+    format!("{}lock/", parameter_prefix(cluster))
+}
+
+pub fn lock_parameter_name(cluster: &str, epoch: u64) -> String {
+    format!("{}{epoch}", lock_parameter_prefix(cluster))
 }
 
 /// 16 hex digits of SHA-256 over everything that forces a replacement.

@@ -369,6 +369,55 @@ fn killed_apply_converges_when_run_again() {
     });
 }
 
+/// The lock's epochs: an expired epoch is taken over by the next one (and
+/// removed once the takeover won), a live epoch of another host blocks with
+/// its owner named, and a finished apply leaves no epoch behind.
+#[test]
+fn stale_lock_epochs_are_taken_over_and_live_ones_block() {
+    let moto = Moto::start();
+    let c = Cluster::new("lambda");
+    let file = c.write(1, 0, "m6i.xlarge");
+    let put = |epoch: u64, owner: &str, expires: &str| {
+        rt().block_on(async {
+            let (_, ssm) = clients(&moto.url).await;
+            let value =
+                serde_json::json!({"owner": owner, "run_id": "someone-else", "created": "2026-01-01T00:00:00Z", "expires": expires});
+            ssm.put_parameter()
+                .name(format!("/hybrid/lambda/lock/{epoch}"))
+                .value(value.to_string())
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .send()
+                .await
+                .unwrap();
+        })
+    };
+    let epochs = || {
+        rt().block_on(async {
+            let (_, ssm) = clients(&moto.url).await;
+            let page = ssm.get_parameters_by_path().path("/hybrid/lambda/lock/").recursive(true).send().await.unwrap();
+            let mut names: Vec<String> = page.parameters().iter().filter_map(|p| p.name()).map(str::to_string).collect();
+            names.sort();
+            names
+        })
+    };
+    put(4, "old@elsewhere pid 7", "2026-01-01T01:00:00Z");
+    let out = hybrid_at(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("taking over the stale lock of old@elsewhere pid 7"), "{}", text(&out.stderr));
+    assert!(epochs().is_empty(), "the stale epoch and ours are gone: {:?}", epochs());
+
+    // A change to apply (a run with nothing to do takes no lock at all).
+    put(9, "busy@elsewhere pid 8", "2999-01-01T00:00:00Z");
+    let file = c.write(2, 0, "m6i.xlarge");
+    let out = hybrid_at(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cluster lambda is locked by busy@elsewhere pid 8"), "{}", text(&out.stderr));
+    assert_eq!(epochs(), ["/hybrid/lambda/lock/9"], "a blocked run touches no epoch");
+    let out = hybrid_at(&moto.url, &["destroy", file.to_str().unwrap(), "--yes", "--break-lock"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(epochs().is_empty(), "{:?}", epochs());
+}
+
 /// Two applies at once: one holds the lock, the other fails clearly naming
 /// the holder; nothing is duplicated. With --lock-timeout the second waits
 /// and then finds nothing to do.
@@ -418,7 +467,8 @@ fn concurrent_applies_are_serialized_by_the_lock() {
 fn a_permanent_error_names_the_pool_and_the_next_apply_continues() {
     let moto = Moto::start();
     let c = Cluster::new("eta");
-    let bad = c.write(2, 1, "m6i.hyperlarge");
+    // A family validate does not know (a warning only) that EC2 refuses.
+    let bad = c.write(2, 1, "zz9.xlarge");
     let out = hybrid_at(&moto.url, &["apply", bad.to_str().unwrap(), "--yes", "--ec2-only"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);

@@ -1,5 +1,13 @@
-//! The cluster lock (an SSM parameter written with overwrite off) that keeps
-//! two applies or destroys of one cluster from running at once.
+//! The cluster lock that keeps two applies or destroys of one cluster from
+//! running at once, as SSM parameters `/hybrid/<cluster>/lock/<epoch>`.
+//!
+//! SSM has no compare-and-set on a parameter's value, but creating a
+//! parameter with overwrite off is atomic: of two runs creating the same
+//! name, exactly one succeeds. So a lock is an epoch number: the newest
+//! epoch holds the lock; taking over a stale lock creates the next epoch
+//! (so two runs that both saw it stale cannot both win), and unlocking
+//! deletes only the epoch this run created (recognised by its run id, also
+//! when the answer to the create was lost).
 
 use std::path::Path;
 use std::time::Duration;
@@ -26,6 +34,12 @@ fn this_owner() -> String {
     format!("{user}@{host} pid {}", std::process::id())
 }
 
+/// A run id unique enough to tell two runs apart, even on one host.
+fn new_run_id() -> String {
+    use rand::Rng;
+    format!("{}-{:016x}", std::process::id(), rand::rng().random::<u64>())
+}
+
 /// True when the lock's owner is a process on this host that no longer runs.
 fn owner_is_dead_here(owner: &str) -> bool {
     let mine = this_owner();
@@ -41,26 +55,88 @@ fn expired(lock: &LockInfo) -> bool {
     OffsetDateTime::parse(&lock.expires, &Rfc3339).is_ok_and(|t| t < OffsetDateTime::now_utc())
 }
 
+/// The lock this run holds; `unlock` gives it back.
+#[derive(Debug)]
+pub struct Held {
+    cluster: String,
+    epoch: u64,
+    run_id: String,
+}
+
 /// Takes the cluster lock: waits up to `--lock-timeout`, takes over a lock
 /// whose owner is gone (expired, or a dead process on this host), and with
-/// `--break-lock` removes any lock.
-pub async fn lock<C: Cloud>(cloud: &C, cluster: &str, args: &LockArgs) -> Result<()> {
+/// `--break-lock` removes every epoch first.
+pub async fn lock<C: Cloud>(cloud: &C, cluster: &str, args: &LockArgs) -> Result<Held> {
     if args.break_lock {
-        cloud.unlock(cluster).await?;
+        for (epoch, _) in cloud.locks(cluster).await? {
+            cloud.delete_lock(cluster, epoch).await?;
+        }
         eprintln!("hybrid: removed the lock of cluster {cluster}");
     }
+    let run_id = new_run_id();
     let start = std::time::Instant::now();
     loop {
-        let mine = LockInfo { owner: this_owner(), created: rfc3339_from_now(Duration::ZERO), expires: rfc3339_from_now(LOCK_TTL) };
-        let Some(held) = cloud.try_lock(cluster, &mine).await? else { return Ok(()) };
-        if expired(&held) || owner_is_dead_here(&held.owner) {
-            eprintln!("hybrid: taking over the stale lock of {} (created {})", held.owner, held.created);
-            cloud.unlock(cluster).await?;
-            continue;
+        let locks = cloud.locks(cluster).await?;
+        let next = match locks.last() {
+            None => 1,
+            // Ours: the answer to our create was lost, the lock is ours.
+            Some((epoch, held)) if held.run_id == run_id => return Ok(Held { cluster: cluster.into(), epoch: *epoch, run_id }),
+            Some((epoch, held)) if expired(held) || owner_is_dead_here(&held.owner) => {
+                eprintln!("hybrid: taking over the stale lock of {} (created {})", held.owner, held.created);
+                epoch + 1
+            }
+            Some((_, held)) => {
+                if start.elapsed() >= Duration::from_secs(args.lock_timeout) {
+                    return Err(Error::Locked {
+                        cluster: cluster.to_string(),
+                        owner: held.owner.clone(),
+                        created: held.created.clone(),
+                        expires: held.expires.clone(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        let mine = LockInfo {
+            owner: this_owner(),
+            run_id: run_id.clone(),
+            created: rfc3339_from_now(Duration::ZERO),
+            expires: rfc3339_from_now(LOCK_TTL),
+        };
+        match cloud.create_lock(cluster, next, &mine).await {
+            Ok(true) => {
+                // The stale epochs we took over from are leftovers now.
+                for (epoch, _) in locks.iter().filter(|(e, _)| *e < next) {
+                    let _ = cloud.delete_lock(cluster, *epoch).await;
+                }
+                return Ok(Held { cluster: cluster.into(), epoch: next, run_id });
+            }
+            // Another run created this epoch first (or our create was lost
+            // on the way back): look again.
+            Ok(false) | Err(_) => continue,
         }
-        if start.elapsed() >= Duration::from_secs(args.lock_timeout) {
-            return Err(Error::Locked { cluster: cluster.to_string(), owner: held.owner, created: held.created, expires: held.expires });
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// Gives the lock back, if this run still holds it: a run whose lock was
+/// taken over never deletes its successor's.
+pub async fn unlock<C: Cloud>(cloud: &C, held: &Held) -> Result<()> {
+    let locks = cloud.locks(&held.cluster).await?;
+    match locks.iter().find(|(e, _)| *e == held.epoch) {
+        Some((_, l)) if l.run_id == held.run_id => Ok(cloud.delete_lock(&held.cluster, held.epoch).await?),
+        Some((_, l)) => {
+            eprintln!("warning: the cluster lock was taken over by {} meanwhile; leaving it", l.owner);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Removes every epoch (after `destroy`: nothing of the cluster remains).
+pub async fn remove_all<C: Cloud>(cloud: &C, cluster: &str) -> Result<()> {
+    for (epoch, _) in cloud.locks(cluster).await? {
+        cloud.delete_lock(cluster, epoch).await?;
+    }
+    Ok(())
 }
