@@ -17,10 +17,10 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 
-use super::{Cloud, CloudError, CloudResult, LaunchRequest, LockInfo};
+use super::{Cloud, CloudError, CloudResult, LaunchRequest, Launched, LockInfo};
 use crate::infra::desired::{
-    AmiLookup, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, lock_parameter_name,
-    lock_parameter_prefix, parameter_prefix,
+    AmiLookup, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH,
+    lock_parameter_name, lock_parameter_prefix, parameter_prefix,
 };
 use crate::infra::inventory::{Found, Instance, Inventory, RouteTable, SecurityGroup};
 use crate::model::AmiRef;
@@ -283,6 +283,8 @@ impl Cloud for AwsCloud {
                         slot: tag_value(tags, TAG_SLOT),
                         group: tag_value(tags, TAG_POOL),
                         spec_hash: tag_value(tags, TAG_SPEC_HASH),
+                        kubernetes_version: tag_value(tags, TAG_KUBERNETES),
+                        cni: tag_value(tags, TAG_CNI),
                         state: i.state().and_then(|s| s.name()).map_or("unknown".into(), |s| s.as_str().to_string()),
                         instance_type: i.instance_type().map_or(String::new(), |t| t.as_str().to_string()),
                         image_id: i.image_id().unwrap_or_default().into(),
@@ -484,7 +486,7 @@ impl Cloud for AwsCloud {
         )
     }
 
-    async fn run_instance(&self, r: &LaunchRequest) -> CloudResult<String> {
+    async fn run_instance(&self, r: &LaunchRequest) -> CloudResult<Launched> {
         self.count("RunInstances");
         let volume = ec2t::EbsBlockDevice::builder()
             .volume_size(r.disk_gb as i32)
@@ -524,7 +526,11 @@ impl Cloud for AwsCloud {
             req = req.instance_market_options(ec2t::InstanceMarketOptionsRequest::builder().market_type(ec2t::MarketType::Spot).build());
         }
         let out = req.send().await.map_err(|e| err("RunInstances", e))?;
-        Ok(out.instances().first().and_then(|i| i.instance_id()).unwrap_or_default().to_string())
+        let first = out.instances().first();
+        Ok(Launched {
+            id: first.and_then(|i| i.instance_id()).unwrap_or_default().to_string(),
+            private_dns: first.and_then(|i| i.private_dns_name()).filter(|d| !d.is_empty()).map(str::to_string),
+        })
     }
 
     async fn terminate_instances(&self, ids: &[String]) -> CloudResult<()> {

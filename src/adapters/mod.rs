@@ -51,6 +51,14 @@ pub struct LaunchRequest {
     pub client_token: String,
 }
 
+/// What RunInstances answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launched {
+    pub id: String,
+    /// Assigned at launch; the node's name once it joins.
+    pub private_dns: Option<String>,
+}
+
 /// One epoch of the cluster lock, as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockInfo {
@@ -82,7 +90,7 @@ pub trait Cloud {
     async fn authorize_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;
     async fn revoke_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;
 
-    async fn run_instance(&self, request: &LaunchRequest) -> CloudResult<String>;
+    async fn run_instance(&self, request: &LaunchRequest) -> CloudResult<Launched>;
     async fn terminate_instances(&self, ids: &[String]) -> CloudResult<()>;
     /// Which of `ids` are not yet `terminated`.
     async fn not_terminated(&self, ids: &[String]) -> CloudResult<Vec<String>>;

@@ -175,13 +175,21 @@ pub fn fingerprint_secrets() -> ClusterSecrets {
         .expect("the built-in fingerprint secrets are valid")
 }
 
-/// Per group, a digest of its bootstrap rendered with `fingerprint_secrets`.
-pub fn fingerprints(spec: &ClusterSpec, templates: &Templates) -> Result<std::collections::BTreeMap<String, String>, BootstrapError> {
-    Ok(render_cluster(spec, &fingerprint_secrets(), templates)?
-        .into_iter()
-        .map(|b| {
-            let text: String = b.parts.iter().flat_map(|(n, c)| [n.as_str(), c.as_str()]).collect();
-            (b.group, crate::infra::desired::fingerprint(text.as_bytes()))
-        })
-        .collect())
+/// Per pool, a digest of its bootstrap rendered with `fingerprint_secrets`
+/// and without the pool's labels and taints: `apply` reconciles those
+/// through the API, so changing them must not replace a node. (The control
+/// plane has no fingerprint: see `infra::desired::control_plane_hash`.)
+pub fn worker_fingerprints(
+    spec: &ClusterSpec,
+    templates: &Templates,
+) -> Result<std::collections::BTreeMap<String, String>, BootstrapError> {
+    let secrets = fingerprint_secrets();
+    let mut out = std::collections::BTreeMap::new();
+    for pool in &spec.pools {
+        let bare = Pool { labels: Default::default(), taints: Vec::new(), ..pool.clone() };
+        let b = render_pool(spec, &bare, &secrets, templates)?;
+        let text: String = b.parts.iter().flat_map(|(n, c)| [n.as_str(), c.as_str()]).collect();
+        out.insert(b.group, crate::infra::desired::fingerprint(text.as_bytes()));
+    }
+    Ok(out)
 }

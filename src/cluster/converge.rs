@@ -78,6 +78,7 @@ use crate::adapters::kube::KubeError;
 use crate::bootstrap::pki::BootstrapToken;
 use crate::cluster::objects::{CalicoApi, bootstrap_token_secret, desired_objects};
 use crate::infra::desired::CONTROL_PLANE;
+use crate::infra::execute::NewNode;
 use crate::infra::inventory::Inventory;
 use crate::model::{ClusterSpec, CniPlugin};
 
@@ -364,16 +365,31 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, waits: Waits, progress:
     Ok(())
 }
 
-/// The Kubernetes side of `infra::execute::Drain`: `drain_node` with the
-/// waits of this apply.
-pub struct KubeDrain<'a, K> {
+/// The Kubernetes side of `infra::execute::Nodes`: `drain_node` and
+/// `wait_for_nodes` with the waits and join token of this apply.
+pub struct KubeNodes<'a, K> {
     pub api: &'a K,
     pub waits: Waits,
+    pub token: &'a BootstrapToken,
 }
 
-impl<K: KubeApi> crate::infra::execute::Drain for KubeDrain<'_, K> {
+impl<K: KubeApi> crate::infra::execute::Nodes for KubeNodes<'_, K> {
     async fn drain(&self, node: &str, progress: &impl Progress) -> Result<(), String> {
         drain_node(self.api, node, self.waits, progress).await.map_err(|e| e.to_string())
+    }
+
+    async fn wait_ready<C: Cloud>(&self, cloud: &C, launched: &[NewNode], progress: &impl Progress) -> Result<(), String> {
+        let expected: Vec<Expected> = launched
+            .iter()
+            .map(|n| Expected {
+                node_name: n.node_name.clone(),
+                slot: n.slot.clone(),
+                group: n.group.clone(),
+                instance_id: n.instance_id.clone(),
+                running: false,
+            })
+            .collect();
+        wait_for_nodes(self.api, cloud, &expected, self.token, self.waits, progress).await.map_err(|e| e.to_string())
     }
 }
 

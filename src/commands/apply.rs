@@ -13,10 +13,10 @@ use super::shared::prepare::{expiry, load_templates, prepare};
 use super::shared::terminal::{Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
 use crate::bootstrap::Templates;
-use crate::cluster::converge::{self, KubeDrain};
+use crate::cluster::converge::{self, KubeNodes};
 use crate::error::{Error, Result};
 use crate::infra::desired::CONTROL_PLANE;
-use crate::infra::execute::{self, Context, NoDrain};
+use crate::infra::execute::{self, Context, NoNodes};
 use crate::infra::plan::{Action, Resource};
 use crate::infra::show;
 use crate::model::ClusterSpec;
@@ -62,6 +62,12 @@ pub struct Args {
     /// Folder with template overrides (as for render).
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Allow a plan that replaces the control plane (`-/+!`). That loses
+    /// etcd, so the cluster is recreated: every workload and object in it is
+    /// gone and every worker is replaced. Without this flag such a plan is
+    /// shown and refused.
+    #[arg(long)]
+    pub recreate_control_plane: bool,
 }
 
 pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
@@ -97,20 +103,34 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
         if prepared.plan.is_empty() {
             return Ok(());
         }
-        confirm("Do you want to perform these actions?", opts.yes)?;
+        if prepared.plan.recreates_cluster() && !opts.recreate_control_plane {
+            return Err(Error::Failed(
+                "this plan replaces the control plane, which recreates the cluster and loses everything in it; nothing was changed. \
+                 Change the file back, or run apply again with --recreate-control-plane"
+                    .into(),
+            ));
+        }
+        confirm(
+            if prepared.plan.recreates_cluster() {
+                "This RECREATES THE CLUSTER: everything in it is lost. Do you want to perform these actions?"
+            } else {
+                "Do you want to perform these actions?"
+            },
+            opts.yes,
+        )?;
         // Nodes that go away are drained first, which needs the API.
-        let removes_nodes = prepared
-            .plan
-            .changes
-            .iter()
-            .any(|c| matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace));
+        let removes_nodes = prepared.plan.changes.iter().any(|c| {
+            matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace | Action::Recreate)
+        });
         let emulated = aws_is_emulated(&opts.aws) && opts.cluster.api_server.is_none();
         if removes_nodes && emulated && !opts.cluster.ec2_only {
             eprintln!("note: {}; nodes are removed without draining", Error::EmulatedAws);
         }
-        let kube = if removes_nodes && !opts.cluster.ec2_only && !emulated {
-            let secrets = stored_secrets(cloud, &spec.name).await?;
-            let api = kube_client(spec, &prepared.inventory, &secrets, &opts.aws, opts.cluster.api_server.as_deref()).await?;
+        // (A recreated cluster has nothing to drain: its etcd goes anyway.)
+        let kube = if removes_nodes && !opts.cluster.ec2_only && !emulated && !prepared.plan.recreates_cluster() {
+            // The stored secrets, or a clear error when they are missing.
+            stored_secrets(cloud, &spec.name).await?;
+            let api = kube_client(spec, &prepared.inventory, &prepared.secrets, &opts.aws, opts.cluster.api_server.as_deref()).await?;
             let cp = prepared.inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).map(|i| i.id.as_str());
             converge::wait_for_api(&api, cloud, cp, opts.cluster.waits(), progress).await?;
             Some(api)
@@ -133,8 +153,11 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
         };
         let work = async {
             match &kube {
-                Some(api) => execute::apply(cloud, &prepared.plan, &ctx, &KubeDrain { api, waits: opts.cluster.waits() }, progress).await,
-                None => execute::apply(cloud, &prepared.plan, &ctx, &NoDrain, progress).await,
+                Some(api) => {
+                    let nodes = KubeNodes { api, waits: opts.cluster.waits(), token: &prepared.secrets.token };
+                    execute::apply(cloud, &prepared.plan, &ctx, &nodes, progress).await
+                }
+                None => execute::apply(cloud, &prepared.plan, &ctx, &NoNodes, progress).await,
             }
         };
         tokio::select! {

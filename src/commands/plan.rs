@@ -26,6 +26,12 @@ Compare the file with what runs in AWS (found by the hybrid:cluster tag and the 
 under /hybrid/<cluster>/) and print the changes, Terraform-style: + create, - delete, ~ update, \
 -/+ replace (with the reason), and a summary line. Secrets are shown only as (sensitive).
 
+Workers are replaced rolling, replace_batch nodes at a time, drained first. Labels and taints \
+never replace a node: apply writes them through the API. The control plane is replaced only when \
+what it was built from changes (its machine, a pinned image, the Kubernetes or CNI version, the \
+cluster's addresses); that loses etcd, so the plan marks it -/+! with a warning that the cluster \
+is recreated, and apply refuses it without --recreate-control-plane.
+
 With --offline no AWS credentials are needed: the plan is made against nothing, so a newcomer \
 sees at once what a first apply would create.",
     after_help = "\

@@ -209,6 +209,7 @@ fn build_pool(p: &SectionValues<'_>, linux_default: LinuxDistro, cni: &Cni, cx: 
         spot: p.bool("spot", cx.diags, cx.spans).unwrap_or(false),
         labels: p.str_map("labels", cx.diags, cx.spans).unwrap_or_default(),
         taints,
+        replace_batch: p.int("replace_batch", cx.diags, cx.spans).map_or(1, |n| n as u32),
         // kubelet's default, capped on Windows by what the CNI can address
         // (60 with Calico's /26 blocks).
         max_pods: p

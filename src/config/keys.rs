@@ -199,6 +199,12 @@ pub const SECTIONS: &[Section] = &[
                 "Node taints as `key=value:Effect` or `key:Effect`.",
             ),
             opt(
+                "replace_batch",
+                Kind::Int { min: 1, max: 1000 },
+                Some("1"),
+                "How many nodes of the pool are replaced at a time when a change needs new instances (drained first, the next batch waits until the new nodes are Ready).",
+            ),
+            opt(
                 "max_pods",
                 Kind::Int { min: 1, max: 250 },
                 Some("110; on Windows with Calico what one IPAM block holds (60 at /26)"),

@@ -233,6 +233,8 @@ mod tests {
                 slot: "win-0".into(),
                 group: "win".into(),
                 spec_hash: "x".into(),
+                kubernetes_version: String::new(),
+                cni: String::new(),
                 state: "running".into(),
                 instance_type: "m6i.xlarge".into(),
                 image_id: "ami-1".into(),

@@ -3,8 +3,18 @@
 //! plan), bootstrap fingerprints come in from `bootstrap`.
 //!
 //! Every instance has a stable slot name (`win-tools-0`); scale-down removes
-//! the highest slots. What forces a replacement (AMI, instance type, disk,
-//! spot, rendered bootstrap) is folded into a spec hash carried as a tag.
+//! the highest slots. What forces a replacement is folded into a spec hash
+//! carried as a tag, and it differs by kind of node on purpose:
+//!
+//! - a worker is cheap to replace (rolling, drained first), so its hash
+//!   covers its image, type, disk, spot setting and its rendered bootstrap,
+//!   minus the labels and taints that `apply` reconciles through the API;
+//! - replacing the control plane loses etcd, i.e. the whole cluster, so its
+//!   hash covers only what a running control plane cannot change: its
+//!   machine, its pinned image, the Kubernetes and CNI versions it was
+//!   initialised with, and the cluster's addresses. Which pools exist,
+//!   hybrid's templates, the latest public image and everything converged
+//!   through the API are not in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -20,6 +30,10 @@ pub const TAG_CLUSTER: &str = "hybrid:cluster";
 pub const TAG_POOL: &str = "hybrid:pool";
 pub const TAG_SLOT: &str = "hybrid:slot";
 pub const TAG_SPEC_HASH: &str = "hybrid:spec-hash";
+/// The Kubernetes version a node was built with (`1.36.5`), for plain reasons.
+pub const TAG_KUBERNETES: &str = "hybrid:kubernetes-version";
+/// The control plane's CNI and version (`calico 3.32.1`), for plain reasons.
+pub const TAG_CNI: &str = "hybrid:cni";
 /// RFC 3339 time after which `hybrid reap` may destroy the cluster.
 pub const TAG_EXPIRES: &str = "hybrid:expires";
 /// The slot of the control plane; worker slots are `<pool>-<index>`.
@@ -125,6 +139,12 @@ pub struct DesiredInstance {
     pub spot: bool,
     pub private_ip: Option<Ipv4Addr>,
     pub spec_hash: String,
+    /// Tagged as `hybrid:kubernetes-version`.
+    pub kubernetes_version: String,
+    /// Tagged as `hybrid:cni` on the control plane; empty on workers.
+    pub cni: String,
+    /// Worker replacements happen this many at a time (the pool's `replace_batch`).
+    pub replace_batch: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -147,35 +167,55 @@ pub struct DesiredState {
     pub tags: BTreeMap<String, String>,
 }
 
-/// `bootstrap_fingerprints`: per group, a digest of the rendered bootstrap
-/// *with placeholder secrets*, so a template or config change replaces nodes
-/// but a refreshed token does not.
+/// `bootstrap_fingerprints`: per pool, a digest of the rendered bootstrap
+/// *with placeholder secrets and without labels and taints*
+/// (`bootstrap::worker_fingerprints`), so a template or config change
+/// replaces nodes but a refreshed token or a new label does not.
 pub fn desired_state(spec: &ClusterSpec, amis: &AmiMap, bootstrap_fingerprints: &BTreeMap<String, String>) -> DesiredState {
     let mut instances = BTreeMap::new();
-    let mut add = |slot: String, group: &str, os: NodeOs, instance_type: &str, disk_gb: u32, spot: bool, private_ip: Option<Ipv4Addr>| {
-        let ami = amis.get(group).cloned();
-        let fingerprint = bootstrap_fingerprints.get(group).map(String::as_str).unwrap_or("");
-        let spec_hash = spec_hash(ami.as_ref().map_or("?", |a| a.id.as_str()), instance_type, disk_gb, spot, fingerprint);
-        instances.insert(
-            slot.clone(),
-            DesiredInstance {
-                slot,
-                group: group.to_string(),
-                os,
-                instance_type: instance_type.to_string(),
-                ami,
-                disk_gb,
-                spot,
-                private_ip,
-                spec_hash,
-            },
-        );
-    };
+    let kubernetes_version = spec.kubernetes_version.to_string();
     let cp = &spec.control_plane;
-    add(CONTROL_PLANE.to_string(), CONTROL_PLANE, NodeOs::Linux(cp.os), &cp.instance_type, cp.disk_gb, false, spec.api_server_ip());
+    let cp_ami = amis.get(CONTROL_PLANE).cloned();
+    instances.insert(
+        CONTROL_PLANE.to_string(),
+        DesiredInstance {
+            slot: CONTROL_PLANE.to_string(),
+            group: CONTROL_PLANE.to_string(),
+            os: NodeOs::Linux(cp.os),
+            instance_type: cp.instance_type.clone(),
+            spec_hash: control_plane_hash(spec, cp_ami.as_ref()),
+            ami: cp_ami,
+            disk_gb: cp.disk_gb,
+            spot: false,
+            private_ip: spec.api_server_ip(),
+            kubernetes_version: kubernetes_version.clone(),
+            cni: cni_label(spec),
+            replace_batch: 1,
+        },
+    );
     for pool in &spec.pools {
+        let ami = amis.get(&pool.name).cloned();
+        let fingerprint = bootstrap_fingerprints.get(&pool.name).map(String::as_str).unwrap_or("");
+        let hash = spec_hash(ami.as_ref().map_or("?", |a| a.id.as_str()), &pool.instance_type, pool.disk_gb, pool.spot, fingerprint);
         for i in 0..pool.count {
-            add(format!("{}-{i}", pool.name), &pool.name, pool.os, &pool.instance_type, pool.disk_gb, pool.spot, None);
+            let slot = format!("{}-{i}", pool.name);
+            instances.insert(
+                slot.clone(),
+                DesiredInstance {
+                    slot,
+                    group: pool.name.clone(),
+                    os: pool.os,
+                    instance_type: pool.instance_type.clone(),
+                    ami: ami.clone(),
+                    disk_gb: pool.disk_gb,
+                    spot: pool.spot,
+                    private_ip: None,
+                    spec_hash: hash.clone(),
+                    kubernetes_version: kubernetes_version.clone(),
+                    cni: String::new(),
+                    replace_batch: pool.replace_batch.max(1),
+                },
+            );
         }
     }
     DesiredState {
@@ -190,6 +230,39 @@ pub fn desired_state(spec: &ClusterSpec, amis: &AmiMap, bootstrap_fingerprints: 
         instances,
         tags: spec.tags.clone(),
     }
+}
+
+/// `calico 3.32.1`, `flannel 0.28.5`.
+pub fn cni_label(spec: &ClusterSpec) -> String {
+    format!("{} {}", spec.cni.plugin.name(), spec.cni.version)
+}
+
+/// What a running control plane cannot change (see the module comment).
+/// The image counts only when the file pins one: a newer public image is
+/// for new workers, not a reason to lose etcd.
+pub fn control_plane_hash(spec: &ClusterSpec, ami: Option<&ResolvedAmi>) -> String {
+    let cp = &spec.control_plane;
+    let pinned = match (&cp.ami, ami) {
+        (Some(_), Some(a)) => a.id.as_str(),
+        (Some(_), None) => "?",
+        (None, _) => "latest",
+    };
+    let identity = format!(
+        "cluster={}\nos={:?}\ntype={}\ndisk={}\nami={pinned}\naddress={:?}\nkubernetes={}\ncontainerd={}\ncni={}\nvni={}\nport={}\npods={}\nservices={}\n",
+        spec.name,
+        cp.os,
+        cp.instance_type,
+        cp.disk_gb,
+        spec.api_server_ip(),
+        spec.kubernetes_version,
+        spec.containerd_version,
+        cni_label(spec),
+        spec.cni.vni,
+        spec.cni.port,
+        spec.network.pod_cidr,
+        spec.network.service_cidr,
+    );
+    Sha256::digest(identity.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn parameter_prefix(cluster: &str) -> String {

@@ -15,10 +15,11 @@ use crate::adapters::{Cloud, CloudError, LaunchRequest};
 use crate::bootstrap::NodeBootstrap;
 use crate::bootstrap::pki::ClusterSecrets;
 use crate::infra::desired::{
-    DesiredInstance, DesiredNetwork, DesiredState, TAG_CLUSTER, TAG_EXPIRES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, secrets_parameter_name,
+    DesiredInstance, DesiredNetwork, DesiredState, TAG_CLUSTER, TAG_CNI, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH,
+    secrets_parameter_name,
 };
 use crate::infra::inventory::Inventory;
-use crate::infra::plan::{Action, Plan, Resource};
+use crate::infra::plan::{Action, Change, Plan, Resource};
 use crate::progress::{Event, Progress};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,10 @@ pub enum ExecError {
     Missing(&'static str),
     #[error("{0}\nnothing was terminated; fix the cause, or pass --ec2-only to remove the instances without draining")]
     Drain(String),
+    #[error(
+        "pool {pool}: the nodes of replacement batch {batch}/{batches} did not become Ready: {detail}\nthe pool's later batches were not touched; fix the cause and run apply again to continue"
+    )]
+    Rollout { pool: String, batch: usize, batches: usize, detail: String },
 }
 
 /// What the executor needs besides the plan.
@@ -51,20 +56,38 @@ pub struct Context<'a> {
     pub terminate_timeout: Duration,
 }
 
-/// Draining a node before its instance goes: the seam through which the
-/// command hands in the Kubernetes side (`cluster::converge::KubeDrain`),
-/// so this module never depends on it. `NoDrain` skips it (`--ec2-only`).
+/// The Kubernetes side of removing and replacing nodes: the seam through
+/// which the command hands in `cluster::converge::KubeNodes`, so this
+/// module never depends on it. `NoNodes` skips both (`--ec2-only`, or no
+/// API to talk to).
 #[allow(async_fn_in_trait)]
-pub trait Drain {
+pub trait Nodes {
     /// Cordons and drains `node` (a Node name), then removes the Node object.
     async fn drain(&self, node: &str, progress: &impl Progress) -> Result<(), String>;
+    /// Waits until every node in `launched` is Ready (a rolling replacement
+    /// starts its next batch only then).
+    async fn wait_ready<C: Cloud>(&self, cloud: &C, launched: &[NewNode], progress: &impl Progress) -> Result<(), String>;
 }
 
-/// No Kubernetes side: instances are terminated without draining.
-pub struct NoDrain;
+/// A node launched by this apply, as the Kubernetes side will know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewNode {
+    pub slot: String,
+    pub group: String,
+    pub instance_id: String,
+    /// The EC2 private DNS name, which is the Node's name.
+    pub node_name: String,
+}
 
-impl Drain for NoDrain {
+/// No Kubernetes side: instances are terminated without draining and
+/// replacements are not waited for.
+pub struct NoNodes;
+
+impl Nodes for NoNodes {
     async fn drain(&self, _: &str, _: &impl Progress) -> Result<(), String> {
+        Ok(())
+    }
+    async fn wait_ready<C: Cloud>(&self, _: &C, _: &[NewNode], _: &impl Progress) -> Result<(), String> {
         Ok(())
     }
 }
@@ -83,13 +106,13 @@ fn named(mut tags: BTreeMap<String, String>, name: String) -> BTreeMap<String, S
     tags
 }
 
-/// `drain`: nodes are drained (cordoned, evicted, Node deleted) before
-/// their instances are terminated.
+/// `nodes`: nodes are drained (cordoned, evicted, Node deleted) before
+/// their instances are terminated, and rolling replacements wait for them.
 pub async fn apply<C: Cloud>(
     cloud: &C,
     plan: &Plan,
     ctx: &Context<'_>,
-    drain: &impl Drain,
+    nodes: &impl Nodes,
     progress: &impl Progress,
 ) -> Result<(), ExecError> {
     let cluster = &ctx.desired.cluster;
@@ -170,33 +193,31 @@ pub async fn apply<C: Cloud>(
         }
     }
 
-    // Removals first: a replaced control plane must free its fixed address
-    // before its successor can take it.
-    let doomed: Vec<String> = plan
-        .changes
+    // Removals first: a recreated control plane must free its fixed address
+    // before its successor can take it. Rolling replacements come last.
+    let instance_changes: Vec<&Change> = plan.changes.iter().filter(|c| matches!(c.resource, Resource::Instance { .. })).collect();
+    let doomed: Vec<&Change> = instance_changes
         .iter()
-        .filter(|c| matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace))
-        .filter_map(|c| c.id.clone())
+        .copied()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Recreate) || (c.action == Action::Replace && !plan.rolls(c)))
         .collect();
-    for id in &doomed {
-        let node = ctx.inventory.instances.iter().find(|i| &i.id == id).and_then(|i| i.private_dns.as_deref()).filter(|d| !d.is_empty());
-        if let Some(node) = node {
-            drain.drain(node, progress).await.map_err(ExecError::Drain)?;
-        }
-    }
-    if !doomed.is_empty() {
-        cloud.terminate_instances(&doomed).await?;
-        progress.line(&format!("terminating {} instance(s)", doomed.len()));
-        wait_terminated(cloud, &doomed, ctx.terminate_timeout, progress).await?;
-    }
+    remove_instances(cloud, ctx, &doomed, nodes, progress).await?;
 
     let mut by_pool: BTreeMap<&str, Vec<&DesiredInstance>> = BTreeMap::new();
-    for change in &plan.changes {
-        if let (Resource::Instance { desired: Some(d) }, Action::Create | Action::Replace) = (&change.resource, change.action) {
+    for change in instance_changes.iter().filter(|c| !plan.rolls(c)) {
+        if let (Resource::Instance { desired: Some(d) }, Action::Create | Action::Replace | Action::Recreate) =
+            (&change.resource, change.action)
+        {
             by_pool.entry(d.group.as_str()).or_default().push(d);
         }
     }
-    if by_pool.is_empty() {
+    let mut rolling: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
+    for change in instance_changes.iter().copied().filter(|c| plan.rolls(c)) {
+        if let Resource::Instance { desired: Some(d) } = &change.resource {
+            rolling.entry(d.group.as_str()).or_default().push(change);
+        }
+    }
+    if by_pool.is_empty() && rolling.is_empty() {
         return Ok(());
     }
     let subnet = subnet_id.ok_or(ExecError::Missing("subnet"))?;
@@ -207,14 +228,80 @@ pub async fn apply<C: Cloud>(
             let total = slots.len();
             for (n, d) in slots.iter().enumerate() {
                 let request = launch_request(ctx, d, subnet, sg, tags).map_err(|e| (pool.to_string(), e))?;
-                let id = cloud.run_instance(&request).await.map_err(|e| (pool.to_string(), e))?;
-                progress.event(&Event::Launched { pool, slot: &d.slot, instance: &id, n: n + 1, total });
+                let launched = cloud.run_instance(&request).await.map_err(|e| (pool.to_string(), e))?;
+                progress.event(&Event::Launched { pool, slot: &d.slot, instance: &launched.id, n: n + 1, total });
             }
             Ok::<(), (String, CloudError)>(())
         }
     });
     let failures: Vec<(String, CloudError)> = join_all(launches).await.into_iter().filter_map(Result::err).collect();
-    if failures.is_empty() { Ok(()) } else { Err(ExecError::Pools { failures }) }
+    if !failures.is_empty() {
+        return Err(ExecError::Pools { failures });
+    }
+
+    // Rolling: pool by pool, a batch at a time: drain and terminate the
+    // batch's old nodes, launch their successors, wait until they are Ready.
+    // Pools go one after another so two batches never share the join token.
+    for (pool, changes) in &rolling {
+        let batch_size = changes.iter().find_map(|c| match &c.resource {
+            Resource::Instance { desired: Some(d) } => Some(d.replace_batch.max(1) as usize),
+            _ => None,
+        });
+        let batches: Vec<&[&Change]> = changes.chunks(batch_size.unwrap_or(1)).collect();
+        for (n, batch) in batches.iter().enumerate() {
+            progress.line(&format!("pool {pool}: replacing batch {}/{} ({})", n + 1, batches.len(), slots_of(batch)));
+            remove_instances(cloud, ctx, batch, nodes, progress).await?;
+            let mut launched = Vec::new();
+            for (i, c) in batch.iter().enumerate() {
+                let Resource::Instance { desired: Some(d) } = &c.resource else { continue };
+                let request =
+                    launch_request(ctx, d, &subnet, &sg, &tags).map_err(|e| ExecError::Pools { failures: vec![(pool.to_string(), e)] })?;
+                let new = cloud.run_instance(&request).await.map_err(|e| ExecError::Pools { failures: vec![(pool.to_string(), e)] })?;
+                progress.event(&Event::Launched { pool, slot: &d.slot, instance: &new.id, n: i + 1, total: batch.len() });
+                launched.push(NewNode {
+                    slot: d.slot.clone(),
+                    group: d.group.clone(),
+                    node_name: new.private_dns.unwrap_or_default(),
+                    instance_id: new.id,
+                });
+            }
+            nodes.wait_ready(cloud, &launched, progress).await.map_err(|e| ExecError::Rollout {
+                pool: pool.to_string(),
+                batch: n + 1,
+                batches: batches.len(),
+                detail: e,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn slots_of(changes: &[&Change]) -> String {
+    changes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Drains the nodes of `changes` (their existing instances), terminates the
+/// instances and waits until they are gone.
+async fn remove_instances<C: Cloud>(
+    cloud: &C,
+    ctx: &Context<'_>,
+    changes: &[&Change],
+    nodes: &impl Nodes,
+    progress: &impl Progress,
+) -> Result<(), ExecError> {
+    let ids: Vec<String> = changes.iter().filter_map(|c| c.id.clone()).collect();
+    for id in &ids {
+        let node = ctx.inventory.instances.iter().find(|i| &i.id == id).and_then(|i| i.private_dns.as_deref()).filter(|d| !d.is_empty());
+        if let Some(node) = node {
+            nodes.drain(node, progress).await.map_err(ExecError::Drain)?;
+        }
+    }
+    if !ids.is_empty() {
+        cloud.terminate_instances(&ids).await?;
+        progress.line(&format!("terminating {} instance(s)", ids.len()));
+        wait_terminated(cloud, &ids, ctx.terminate_timeout, progress).await?;
+    }
+    Ok(())
 }
 
 fn launch_request(
@@ -238,6 +325,10 @@ fn launch_request(
     tags.insert(TAG_POOL.into(), d.group.clone());
     tags.insert(TAG_SLOT.into(), d.slot.clone());
     tags.insert(TAG_SPEC_HASH.into(), d.spec_hash.clone());
+    tags.insert(TAG_KUBERNETES.into(), d.kubernetes_version.clone());
+    if !d.cni.is_empty() {
+        tags.insert(TAG_CNI.into(), d.cni.clone());
+    }
     // AWS deduplicates a retried RunInstances by this token, so a dropped
     // response cannot launch a second instance for the same slot.
     let token = crate::infra::desired::fingerprint(format!("{}/{}/{}/{}", ctx.desired.cluster, d.slot, d.spec_hash, ctx.run_id).as_bytes())

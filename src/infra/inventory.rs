@@ -54,6 +54,10 @@ pub struct Instance {
     pub slot: String,
     pub group: String,
     pub spec_hash: String,
+    /// From the `hybrid:kubernetes-version` and `hybrid:cni` tags (empty
+    /// when absent), for plain replacement reasons.
+    pub kubernetes_version: String,
+    pub cni: String,
     pub state: String,
     pub instance_type: String,
     pub image_id: String,

@@ -16,8 +16,12 @@ use crate::model::net::Ipv4Cidr;
 pub enum Action {
     Create,
     Update,
-    /// Delete, then create (`-/+`): the control plane's fixed address must be free first.
+    /// Delete, then create (`-/+`): the control plane's fixed address must
+    /// be free first. Workers are replaced rolling, a batch at a time.
     Replace,
+    /// Replacing the control plane (`-/+!`): etcd goes with it, so the
+    /// cluster is recreated. `apply` does it only when asked explicitly.
+    Recreate,
     Delete,
 }
 
@@ -27,6 +31,7 @@ impl Action {
             Action::Create => "+",
             Action::Update => "~",
             Action::Replace => "-/+",
+            Action::Recreate => "-/+!",
             Action::Delete => "-",
         }
     }
@@ -106,13 +111,24 @@ impl Plan {
         self.changes.is_empty()
     }
 
+    /// The control plane is replaced: etcd and everything in it are lost.
+    pub fn recreates_cluster(&self) -> bool {
+        self.changes.iter().any(|c| c.action == Action::Recreate)
+    }
+
+    /// Worker replacements that roll (a batch at a time, drained first):
+    /// all of them, unless the cluster is recreated anyway.
+    pub fn rolls(&self, change: &Change) -> bool {
+        change.action == Action::Replace && !self.recreates_cluster()
+    }
+
     pub fn summary(&self) -> Summary {
         let mut s = Summary { add: 0, change: 0, destroy: 0 };
         for c in &self.changes {
             match c.action {
                 Action::Create => s.add += 1,
                 Action::Update => s.change += 1,
-                Action::Replace => {
+                Action::Replace | Action::Recreate => {
                     s.add += 1;
                     s.destroy += 1;
                 }
@@ -211,6 +227,10 @@ fn instance_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Ve
         list.sort_by(|a, b| (&a.launch_time, &a.id).cmp(&(&b.launch_time, &b.id)));
     }
     let mut instance_changes = Vec::new();
+    let recreate = desired.instances.get(CONTROL_PLANE).and_then(|want| {
+        let keep = keeper(by_slot.get(CONTROL_PLANE)?, want);
+        (keep.spec_hash != want.spec_hash && want.ami.is_some()).then(|| control_plane_reason(keep, want))
+    });
     for (slot, want) in &desired.instances {
         let found = by_slot.get(slot.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         let instance = |action, id: Option<String>, reason: Option<String>, desired: Option<DesiredInstance>| Change {
@@ -220,26 +240,31 @@ fn instance_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Ve
             reason,
             resource: Resource::Instance { desired },
         };
-        match found.split_first() {
-            None => instance_changes.push(instance(Action::Create, None, None, Some(want.clone()))),
-            Some((keep, extra)) => {
-                if keep.spec_hash != want.spec_hash && want.ami.is_some() {
-                    instance_changes.push(instance(
-                        Action::Replace,
-                        Some(keep.id.clone()),
-                        Some(replace_reason(keep, want)),
-                        Some(want.clone()),
-                    ));
-                }
-                for dup in extra {
-                    instance_changes.push(instance(
-                        Action::Delete,
-                        Some(dup.id.clone()),
-                        Some(format!("duplicate of {} in slot {slot}, left by an interrupted apply", keep.id)),
-                        None,
-                    ));
-                }
+        if found.is_empty() {
+            instance_changes.push(instance(Action::Create, None, None, Some(want.clone())));
+            continue;
+        }
+        let keep = keeper(found, want);
+        let stale = keep.spec_hash != want.spec_hash && want.ami.is_some();
+        let change = match (&recreate, slot.as_str() == CONTROL_PLANE) {
+            (Some(why), true) => Some((Action::Recreate, why.clone())),
+            (Some(_), false) if stale => {
+                Some((Action::Replace, format!("{}, and it must join the recreated control plane", worker_reason(keep, want))))
             }
+            (Some(_), false) => Some((Action::Replace, "it must join the recreated control plane".to_string())),
+            (None, false) if stale => Some((Action::Replace, worker_reason(keep, want))),
+            (None, _) => None,
+        };
+        if let Some((action, reason)) = change {
+            instance_changes.push(instance(action, Some(keep.id.clone()), Some(reason), Some(want.clone())));
+        }
+        for dup in found.iter().filter(|i| i.id != keep.id) {
+            instance_changes.push(instance(
+                Action::Delete,
+                Some(dup.id.clone()),
+                Some(format!("duplicate of {} in slot {slot}, left by an interrupted apply", keep.id)),
+                None,
+            ));
         }
     }
     let pools: BTreeMap<&str, usize> = desired.instances.values().fold(BTreeMap::new(), |mut m, d| {
@@ -279,18 +304,52 @@ fn slot_order(slot: &str) -> (bool, &str, u64) {
     }
 }
 
-fn replace_reason(actual: &Instance, want: &DesiredInstance) -> String {
+/// Of several instances in one slot (an interrupted apply or rolling
+/// replacement), the one to keep: the oldest that matches the file, else
+/// the oldest. `found` is sorted oldest first and not empty.
+fn keeper<'i>(found: &[&'i Instance], want: &DesiredInstance) -> &'i Instance {
+    found.iter().find(|i| i.spec_hash == want.spec_hash).unwrap_or(&found[0])
+}
+
+/// Changes of a version, in words, when the instance carries the tag.
+fn version_changes(actual: &Instance, want: &DesiredInstance, why: &mut Vec<String>) {
+    if !actual.kubernetes_version.is_empty() && actual.kubernetes_version != want.kubernetes_version {
+        why.push(format!("Kubernetes {} → {}", actual.kubernetes_version, want.kubernetes_version));
+    }
+    if !want.cni.is_empty() && !actual.cni.is_empty() && actual.cni != want.cni {
+        why.push(format!("CNI {} → {}", actual.cni, want.cni));
+    }
+    if actual.instance_type != want.instance_type {
+        why.push(format!("instance type {} → {}", actual.instance_type, want.instance_type));
+    }
+}
+
+fn worker_reason(actual: &Instance, want: &DesiredInstance) -> String {
     let mut why = Vec::new();
     if let Some(ami) = &want.ami
         && ami.id != actual.image_id
     {
         why.push(format!("image {} → {}", actual.image_id, ami.id));
     }
-    if actual.instance_type != want.instance_type {
-        why.push(format!("instance type {} → {}", actual.instance_type, want.instance_type));
+    version_changes(actual, want, &mut why);
+    if why.is_empty() {
+        why.push("its bootstrap (hybrid's templates or the file's [kubernetes]/[cni] settings), disk or spot setting changed".into());
+    }
+    why.join(", ")
+}
+
+/// Why the control plane (and with it the cluster) must be recreated.
+fn control_plane_reason(actual: &Instance, want: &DesiredInstance) -> String {
+    let mut why = Vec::new();
+    if actual.kubernetes_version.is_empty() {
+        why.push("it was created by an older hybrid that recorded no control-plane identity".to_string());
+    }
+    version_changes(actual, want, &mut why);
+    if why.iter().any(|w| w.starts_with("Kubernetes") || w.starts_with("CNI")) {
+        why.push("hybrid does not upgrade a running control plane in place".into());
     }
     if why.is_empty() {
-        why.push("bootstrap, disk or spot setting changed".into());
+        why.push("its disk, pinned image, address, containerd version or the cluster's pod or service CIDRs changed".into());
     }
     why.join(", ")
 }
@@ -374,14 +433,97 @@ mod tests {
     use crate::infra::desired::{AmiMap, ResolvedAmi, desired_state};
     use crate::infra::inventory::{Found, RouteTable, SecurityGroup};
 
-    fn desired() -> DesiredState {
-        let spec = crate::config::load(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))).spec.unwrap();
+    fn dev() -> crate::model::ClusterSpec {
+        crate::config::load(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))).spec.unwrap()
+    }
+
+    fn amis(linux: &str, windows: &str) -> AmiMap {
         let ami = |id: &str| ResolvedAmi { id: id.into(), name: "n".into(), root_device: "/dev/sda1".into() };
-        let amis: AmiMap = [("control-plane", "ami-1"), ("game-servers", "ami-1"), ("win-tools", "ami-2")]
+        [("control-plane", linux), ("game-servers", linux), ("win-tools", windows)]
             .into_iter()
             .map(|(g, a)| (g.to_string(), ami(a)))
-            .collect();
-        desired_state(&spec, &amis, &BTreeMap::new())
+            .collect()
+    }
+
+    /// Desired state with real bootstrap fingerprints (the built-in templates).
+    fn desired_for(spec: &crate::model::ClusterSpec, amis: &AmiMap) -> DesiredState {
+        let fingerprints = crate::bootstrap::worker_fingerprints(spec, &crate::bootstrap::Templates::builtin()).unwrap();
+        desired_state(spec, amis, &fingerprints)
+    }
+
+    fn desired() -> DesiredState {
+        desired_state(&dev(), &amis("ami-1", "ami-2"), &BTreeMap::new())
+    }
+
+    fn actions(p: &Plan) -> Vec<(Action, &str)> {
+        p.changes.iter().map(|c| (c.action, c.name.as_str())).collect()
+    }
+
+    #[test]
+    fn a_kubernetes_patch_bump_recreates_the_cluster_in_plain_words() {
+        let spec = dev();
+        let before = desired_for(&spec, &amis("ami-1", "ami-2"));
+        let mut bumped = spec.clone();
+        bumped.kubernetes_version.patch += 1;
+        let p = plan(&desired_for(&bumped, &amis("ami-1", "ami-2")), &applied(&before), false).unwrap();
+        assert!(p.recreates_cluster());
+        assert_eq!(p.changes[0].action, Action::Recreate);
+        assert_eq!(p.changes[0].action.symbol(), "-/+!");
+        let why = p.changes[0].reason.as_deref().unwrap();
+        assert!(why.contains(&format!("Kubernetes {} → {}", spec.kubernetes_version, bumped.kubernetes_version)), "{why}");
+        assert!(why.contains("does not upgrade a running control plane in place"), "{why}");
+        // Every worker joins the new control plane, all at once (nothing to roll).
+        assert!(p.changes[1..].iter().all(|c| c.action == Action::Replace && !p.rolls(c)), "{:?}", actions(&p));
+        let text = crate::infra::show::plan_text(&p);
+        assert!(text.contains("Warning: this plan RECREATES THE CLUSTER."), "{text}");
+        assert!(text.contains("--recreate-control-plane"), "{text}");
+    }
+
+    #[test]
+    fn pools_labels_taints_and_a_newer_public_image_leave_the_control_plane_alone() {
+        let spec = dev();
+        let before = desired_for(&spec, &amis("ami-1", "ami-2"));
+        let running = applied(&before);
+
+        // Labels and taints: nothing is replaced (apply writes them through the API).
+        let mut relabelled = spec.clone();
+        relabelled.pools[1].labels.insert("team".into(), "tools".into());
+        relabelled.pools[1].taints.clear();
+        assert_eq!(actions(&plan(&desired_for(&relabelled, &amis("ami-1", "ami-2")), &running, false).unwrap()), []);
+
+        // Removing the only Windows pool removes its nodes and the RDP rule, nothing else.
+        let mut linux_only = spec.clone();
+        linux_only.pools.retain(|p| !p.os.is_windows());
+        let p = plan(&desired_for(&linux_only, &amis("ami-1", "ami-2")), &running, false).unwrap();
+        assert_eq!(actions(&p), [(Action::Update, "dev-nodes"), (Action::Delete, "win-tools-0")]);
+
+        // A newer public Ubuntu image: workers roll, the control plane stays.
+        let p = plan(&desired_for(&spec, &amis("ami-9", "ami-2")), &running, false).unwrap();
+        assert_eq!(actions(&p), [(Action::Replace, "game-servers-0"), (Action::Replace, "game-servers-1")]);
+        assert!(p.changes.iter().all(|c| p.rolls(c)));
+        assert_eq!(p.changes[0].reason.as_deref(), Some("image ami-1 → ami-9"));
+        let text = crate::infra::show::plan_text(&p);
+        assert!(text.contains("Pool game-servers: 2 node(s) replaced rolling, 1 at a time"), "{text}");
+
+        // A pinned image is part of the control plane's identity.
+        let mut pinned = spec.clone();
+        pinned.control_plane.ami = Some(crate::model::AmiRef::Id("ami-1".into()));
+        let p = plan(&desired_for(&pinned, &amis("ami-9", "ami-2")), &running, false).unwrap();
+        assert!(p.recreates_cluster());
+    }
+
+    #[test]
+    fn of_duplicates_the_one_matching_the_file_is_kept() {
+        let d = desired();
+        let mut inv = applied(&d);
+        let mut old = inv.instances[1].clone();
+        old.id = "i-old".into();
+        old.spec_hash = "stale".into();
+        old.launch_time = "2026-11-23T09:00:00Z".into();
+        inv.instances.push(old);
+        let p = plan(&d, &inv, false).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!((p.changes[0].action, p.changes[0].id.as_deref()), (Action::Delete, Some("i-old")));
     }
 
     /// The inventory a successful apply of `d` leaves behind.
@@ -403,6 +545,8 @@ mod tests {
                     slot: i.slot.clone(),
                     group: i.group.clone(),
                     spec_hash: i.spec_hash.clone(),
+                    kubernetes_version: i.kubernetes_version.clone(),
+                    cni: i.cni.clone(),
                     state: "running".into(),
                     instance_type: i.instance_type.clone(),
                     image_id: i.ami.as_ref().unwrap().id.clone(),
@@ -454,6 +598,7 @@ mod tests {
         assert_eq!(p.changes.len(), 1);
         assert_eq!(p.changes[0].action, Action::Replace);
         assert_eq!(p.changes[0].reason.as_deref(), Some("image ami-old → ami-2, instance type m5.xlarge → m6i.xlarge"));
+        assert!(p.rolls(&p.changes[0]));
     }
 
     #[test]

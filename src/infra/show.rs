@@ -2,7 +2,9 @@
 //! returns strings; the command decides where they go. Secret values are
 //! never part of a plan, so nothing here can print one.
 
-use crate::infra::plan::{Plan, Resource};
+use std::collections::BTreeMap;
+
+use crate::infra::plan::{Action, Plan, Resource};
 
 pub fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
@@ -13,7 +15,7 @@ pub fn plan_text(plan: &Plan) -> String {
     let verb = if plan.destroy { "destroy" } else { "apply" };
     out.push_str(&format!("hybrid will {verb} the following for cluster {} in {}:\n\n", plan.cluster, plan.region));
     for c in &plan.changes {
-        let mut line = format!("  {:>3} {:<16} {}", c.action.symbol(), c.resource.kind(), c.name);
+        let mut line = format!("  {:>4} {:<16} {}", c.action.symbol(), c.resource.kind(), c.name);
         match &c.resource {
             Resource::Instance { desired: Some(d) } => {
                 let ami = d.ami.as_ref().map_or("image resolved at apply".to_string(), |a| a.id.clone());
@@ -29,7 +31,7 @@ pub fn plan_text(plan: &Plan) -> String {
             line.push_str(&format!("  [{id}]"));
         }
         if let Some(reason) = &c.reason {
-            line.push_str(&format!("\n        because {reason}"));
+            line.push_str(&format!("\n         because {reason}"));
         }
         out.push_str(&line);
         out.push('\n');
@@ -41,13 +43,33 @@ pub fn plan_text(plan: &Plan) -> String {
                         (a, b) if a == b => a.to_string(),
                         (a, b) => format!("{a}-{b}"),
                     };
-                    out.push_str(&format!("        {sym} {} {} from {}  ({})\n", r.protocol, ports, r.source.describe(), r.description));
+                    out.push_str(&format!("         {sym} {} {} from {}  ({})\n", r.protocol, ports, r.source.describe(), r.description));
                 }
             }
         }
     }
+    let mut rolling: BTreeMap<&str, (usize, u32)> = BTreeMap::new();
+    for c in plan.changes.iter().filter(|c| plan.rolls(c)) {
+        if let Resource::Instance { desired: Some(d) } = &c.resource {
+            rolling.entry(d.group.as_str()).or_insert((0, d.replace_batch)).0 += 1;
+        }
+    }
+    if !rolling.is_empty() {
+        out.push('\n');
+    }
+    for (pool, (n, batch)) in &rolling {
+        out.push_str(&format!(
+            "Pool {pool}: {n} node(s) replaced rolling, {batch} at a time (replace_batch): each is drained first, the next batch starts once the new nodes are Ready.\n"
+        ));
+    }
     let s = plan.summary();
     out.push_str(&format!("\nPlan: {} to add, {} to change, {} to destroy.\n", s.add, s.change, s.destroy));
+    if let Some(c) = plan.changes.iter().find(|c| c.action == Action::Recreate) {
+        out.push_str(&format!(
+            "\nWarning: this plan RECREATES THE CLUSTER.\n  The control plane is replaced because {}.\n  Its etcd goes with it: every object in the cluster (workloads, Secrets, ConfigMaps, custom\n  resources) is lost, and every worker is replaced to join the new control plane.\n  `hybrid apply` does this only with --recreate-control-plane; to keep the cluster, change the file back.\n",
+            c.reason.as_deref().unwrap_or("its identity changed")
+        ));
+    }
     if plan.offline {
         out.push_str("\nThis plan was made offline, against no existing resources; images are resolved at apply time.\n");
     }

@@ -228,6 +228,8 @@ pub struct Pool {
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
     pub max_pods: u32,
+    /// Nodes replaced at a time in a rolling replacement.
+    pub replace_batch: u32,
 }
 
 /// An explicit image instead of the latest public one for the OS.

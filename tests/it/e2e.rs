@@ -343,6 +343,78 @@ fn a_disruption_budget_that_blocks_the_drain_stops_before_terminating() {
     assert!(!stderr.contains("terminating"), "{stderr}");
 }
 
+/// Day-2 edits: a label change replaces nothing (apply writes it through
+/// the API); a new instance type replaces the pool rolling, one node at a
+/// time (drain, terminate, launch, wait Ready, then the next); a Kubernetes
+/// version change is shown as recreating the cluster and refused without
+/// --recreate-control-plane, with nothing changed.
+#[test]
+fn day2_edits_roll_workers_and_never_recreate_the_cluster_by_surprise() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start(false);
+    let file = write_cluster("chi", 2);
+    let _kubelets = Kubelets::with_delay(moto.url.clone(), emu.url.clone(), "chi", &[], Duration::from_millis(1500));
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let edit = |from: &str, to: &str| {
+        let body = std::fs::read_to_string(&file).unwrap();
+        assert!(body.contains(from), "{from} not in the file");
+        std::fs::write(&file, body.replacen(from, to, 1)).unwrap();
+    };
+    let ids = || {
+        let mut v: Vec<(String, String)> = crate::ec2::instance_slots(&moto.url, "chi");
+        v.sort();
+        v
+    };
+
+    // Labels: no instance changes, the Node gets the new label.
+    let before = ids();
+    edit(r#""game.example.com/role" = "server""#, r#""game.example.com/role" = "gameserver""#);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("No changes. Cluster chi"), "{}", text(&out.stdout));
+    assert_eq!(ids(), before, "a label change replaced instances");
+    let game0 = slot_node(&moto, "game-0");
+    rt().block_on(async {
+        let node = emu.client().await.get(&format!("/api/v1/nodes/{game0}")).await.unwrap().unwrap();
+        assert_eq!(node["metadata"]["labels"]["game.example.com/role"], "gameserver");
+    });
+
+    // Instance type: rolling, one at a time, each new node Ready before the next old one goes.
+    let game1 = slot_node(&moto, "game-1");
+    edit(r#"instance_type = "c6i.large""#, r#"instance_type = "c6i.xlarge""#);
+    let out = finish(hybrid(&moto, &emu, &["plan", file.to_str().unwrap(), "--ec2-only"]).spawn().unwrap());
+    let plan = text(&out.stdout);
+    assert!(plan.contains("Pool game: 2 node(s) replaced rolling, 1 at a time"), "{plan}");
+    assert!(plan.contains("because instance type c6i.large → c6i.xlarge"), "{plan}");
+    assert!(!plan.lines().any(|l| l.contains(" instance ") && l.contains("control-plane")), "{plan}");
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]).spawn().unwrap());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let at = |needle: &str| stderr.find(needle).unwrap_or_else(|| panic!("missing `{needle}` in:\n{stderr}"));
+    let batch1 = at("pool game: replacing batch 1/2 (game-0)");
+    let drained0 = at(&format!("node {game0}: drained and deleted"));
+    let launched0 = at("[game] game-0 launched");
+    let ready0 = stderr[launched0..].find("node game-0 (").map(|i| i + launched0).expect("the new game-0 is waited for");
+    let batch2 = at("pool game: replacing batch 2/2 (game-1)");
+    let drained1 = at(&format!("node {game1}: drained and deleted"));
+    assert!(batch1 < drained0 && drained0 < launched0 && launched0 < ready0 && ready0 < batch2 && batch2 < drained1, "{stderr}");
+    let after = ids();
+    assert_eq!(after.len(), 4, "{after:?}");
+    assert_eq!(after.iter().filter(|(slot, _)| slot == "control-plane").count(), 1);
+    assert!(after.iter().any(|a| before.iter().any(|b| b == a && a.0 == "control-plane")), "the control plane stays: {after:?}");
+
+    // A Kubernetes version change: recreate, shown and refused.
+    edit(r#"kubernetes_version = "1.36""#, r#"kubernetes_version = "1.37""#);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes"]).spawn().unwrap());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("-/+! instance"), "{stdout}");
+    assert!(stdout.contains("Warning: this plan RECREATES THE CLUSTER."), "{stdout}");
+    assert!(stderr.contains("--recreate-control-plane"), "{stderr}");
+    assert_eq!(ids(), after, "a refused plan changed instances");
+}
+
 /// A pod on `node` with one container (a real API server requires one).
 fn ready_pod(name: &str, node: &str) -> Value {
     json!({

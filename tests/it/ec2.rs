@@ -139,6 +139,11 @@ async fn instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<Seen> {
     seen
 }
 
+/// (slot, instance id) of every live instance of `cluster`.
+pub(crate) fn instance_slots(endpoint: &str, cluster: &str) -> Vec<(String, String)> {
+    rt().block_on(async { instances(&clients(endpoint).await.0, cluster).await.into_iter().map(|s| (s.slot, s.id)).collect() })
+}
+
 fn slots(seen: &[Seen]) -> Vec<&str> {
     seen.iter().map(|s| s.slot.as_str()).collect()
 }

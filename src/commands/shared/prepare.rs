@@ -72,14 +72,14 @@ pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templa
             .map_err(|source| Error::Secrets { dir: "(new)".into(), source })?,
     };
     let bootstraps = bootstrap::render_cluster(spec, &secrets, templates)?.into_iter().map(|b| (b.group.clone(), b)).collect();
-    let desired = desired_state(spec, &amis, &bootstrap::fingerprints(spec, templates)?);
+    let desired = desired_state(spec, &amis, &bootstrap::worker_fingerprints(spec, templates)?);
     let plan = plan::plan(&desired, &inventory, false)?;
     Ok(Prepared { plan, desired, inventory, secrets, bootstraps })
 }
 
 /// A plan against nothing, with no AWS calls and no credentials.
 pub fn prepare_offline(spec: &ClusterSpec, templates: &Templates) -> Result<Plan> {
-    let desired = desired_state(spec, &AmiMap::new(), &bootstrap::fingerprints(spec, templates)?);
+    let desired = desired_state(spec, &AmiMap::new(), &bootstrap::worker_fingerprints(spec, templates)?);
     Ok(plan::plan(&desired, &Inventory::default(), true)?)
 }
 
