@@ -18,11 +18,12 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 
 use super::{Cloud, CloudError, CloudResult, LaunchRequest, Launched, LockInfo};
+use crate::infra::changes::Attribute;
 use crate::infra::desired::{
-    AmiLookup, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH,
-    lock_parameter_name, lock_parameter_prefix, parameter_prefix,
+    AmiLookup, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT,
+    TAG_SPEC_HASH, lock_parameter_name, lock_parameter_prefix, parameter_prefix,
 };
-use crate::infra::inventory::{Found, Instance, Inventory, RouteTable, SecurityGroup};
+use crate::infra::inventory::{Gateway, Instance, Inventory, RouteTable, SecurityGroup, Subnet, Vpc};
 use crate::model::AmiRef;
 use crate::model::net::Ipv4Cidr;
 
@@ -56,15 +57,69 @@ pub async fn connect(region: &str, endpoint: Option<&str>) -> AwsCloud {
     AwsCloud { ec2: aws_sdk_ec2::Client::new(&conf), ssm: aws_sdk_ssm::Client::new(&conf), calls: Mutex::new(BTreeMap::new()) }
 }
 
+/// The code of a call whose answer never arrived (or arrived unreadable):
+/// it may or may not have happened.
+pub const NO_ANSWER: &str = "NoAnswer";
+
 /// EC2 and SSM share the SDK's error type, so one mapping serves both.
+/// Messages stay short and never carry a raw response body: what a user
+/// needs is the operation, the code and one line.
 fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     operation: &'static str,
     e: aws_sdk_ec2::error::SdkError<E, R>,
 ) -> CloudError {
-    match e.code() {
-        Some(code) => CloudError::new(operation, code, e.message().unwrap_or("").to_string()),
-        None => CloudError::new(operation, "RequestFailed", DisplayErrorContext(&e).to_string()),
+    use aws_sdk_ec2::error::SdkError;
+    if let Some(code) = e.code() {
+        return CloudError::new(operation, code, one_line(e.message().unwrap_or("")));
     }
+    let (code, message) = match &e {
+        SdkError::ConstructionFailure(_) => ("RequestInvalid", "the request could not be built".to_string()),
+        SdkError::TimeoutError(_) => (NO_ANSWER, "no answer in time".to_string()),
+        SdkError::DispatchFailure(d) if d.is_timeout() => (NO_ANSWER, "the connection timed out".to_string()),
+        SdkError::DispatchFailure(d) if d.is_io() => (NO_ANSWER, "the connection failed or was dropped".to_string()),
+        SdkError::DispatchFailure(_) => (NO_ANSWER, "the request could not be sent".to_string()),
+        SdkError::ResponseError(_) => (NO_ANSWER, "the answer was cut off or could not be read".to_string()),
+        SdkError::ServiceError(_) => ("UnreadableError", "the service answered with an error that could not be read".to_string()),
+        _ => ("RequestFailed", one_line(&DisplayErrorContext(&e).to_string())),
+    };
+    CloudError::new(operation, code, message)
+}
+
+/// The first line of `text`, at most 200 characters.
+fn one_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
+    }
+}
+
+/// Worth another attempt: throttling, a server-side failure, no answer.
+fn transient(e: &CloudError) -> bool {
+    matches!(
+        e.code.as_str(),
+        NO_ANSWER
+            | "RequestLimitExceeded"
+            | "Throttling"
+            | "ThrottlingException"
+            | "InternalError"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+            | "Unavailable"
+            | "UnreadableError"
+    )
+}
+
+/// SDK retries off for one call: `create_once` retries it itself, looking
+/// for what an earlier attempt made before sending again.
+fn no_retries() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+/// Finds resources by the create token among `tags`.
+fn token_filter(tags: &BTreeMap<String, String>) -> ec2t::Filter {
+    let token = tags.get(TAG_CREATE_TOKEN).cloned().unwrap_or_default();
+    ec2t::Filter::builder().name(format!("tag:{TAG_CREATE_TOKEN}")).values(token).build()
 }
 
 /// Success, or an error code that means the call's goal already holds (a
@@ -158,6 +213,40 @@ impl AwsCloud {
         *self.calls.lock().expect("call counter lock").entry(op).or_default() += 1;
     }
 
+    /// A create call AWS does not deduplicate (CreateVpc and
+    /// CreateInternetGateway take no token), made at most once per attempt:
+    /// after a transient failure, and before sending again, `find` looks for
+    /// the resource an earlier attempt may have made, by the create token
+    /// tagged on it in the same call. So a lost answer costs a Describe, not
+    /// a duplicate. (EC2 is eventually consistent: a just-made resource can
+    /// be missing from a Describe for a moment; such a duplicate is what
+    /// `plan` removes on the next run.)
+    async fn create_once<T, S, SF, F, FF>(&self, operation: &'static str, send: S, find: F) -> CloudResult<T>
+    where
+        S: Fn() -> SF,
+        SF: std::future::Future<Output = CloudResult<T>>,
+        F: Fn() -> FF,
+        FF: std::future::Future<Output = CloudResult<Option<T>>>,
+    {
+        const ATTEMPTS: u32 = 8;
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=ATTEMPTS {
+            self.count(operation);
+            match send().await {
+                Ok(made) => return Ok(made),
+                Err(e) if transient(&e) && attempt < ATTEMPTS => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    if let Some(made) = find().await? {
+                        return Ok(made);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
     async fn image(&self, id: &str) -> CloudResult<Option<ResolvedAmi>> {
         self.count("DescribeImages");
         let out = self.ec2.describe_images().image_ids(id).send().await;
@@ -187,6 +276,23 @@ impl AwsCloud {
         Ok(newest.map(resolved))
     }
 
+    async fn vpc_attribute(&self, vpc_id: &str, name: ec2t::VpcAttributeName) -> CloudResult<bool> {
+        self.count("DescribeVpcAttribute");
+        let out = self
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(vpc_id)
+            .attribute(name.clone())
+            .send()
+            .await
+            .map_err(|e| err("DescribeVpcAttribute", e))?;
+        let value = match name {
+            ec2t::VpcAttributeName::EnableDnsSupport => out.enable_dns_support(),
+            _ => out.enable_dns_hostnames(),
+        };
+        Ok(value.and_then(|v| v.value()).unwrap_or(false))
+    }
+
     async fn ssm_get(&self, name: &str) -> CloudResult<Option<String>> {
         self.count("GetParameter");
         match self.ssm.get_parameter().name(name).with_decryption(true).send().await {
@@ -200,20 +306,33 @@ impl AwsCloud {
 impl Cloud for AwsCloud {
     async fn discover(&self, cluster: &str) -> CloudResult<Inventory> {
         let mut inv = Inventory::default();
+        let mut expiry_tags: Vec<String> = Vec::new();
 
         self.count("DescribeVpcs");
         let vpcs = self.ec2.describe_vpcs().filters(cluster_filter(cluster)).send().await.map_err(|e| err("DescribeVpcs", e))?;
-        inv.vpc = vpcs
-            .vpcs()
-            .first()
-            .map(|v| Found { id: v.vpc_id().unwrap_or_default().into(), cidr: v.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()) });
+        for v in vpcs.vpcs() {
+            let id = v.vpc_id().unwrap_or_default().to_string();
+            expiry_tags.push(tag_value(v.tags(), TAG_EXPIRES));
+            inv.vpcs.push(Vpc {
+                cidr: v.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()),
+                dns_support: self.vpc_attribute(&id, ec2t::VpcAttributeName::EnableDnsSupport).await?,
+                dns_hostnames: self.vpc_attribute(&id, ec2t::VpcAttributeName::EnableDnsHostnames).await?,
+                id,
+            });
+        }
 
         self.count("DescribeSubnets");
         let subnets = self.ec2.describe_subnets().filters(cluster_filter(cluster)).send().await.map_err(|e| err("DescribeSubnets", e))?;
-        inv.subnet = subnets
+        inv.subnets = subnets
             .subnets()
-            .first()
-            .map(|s| Found { id: s.subnet_id().unwrap_or_default().into(), cidr: s.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()) });
+            .iter()
+            .map(|s| Subnet {
+                id: s.subnet_id().unwrap_or_default().into(),
+                vpc_id: s.vpc_id().unwrap_or_default().into(),
+                cidr: s.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()),
+                map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+            })
+            .collect();
 
         self.count("DescribeInternetGateways");
         let igws = self
@@ -223,25 +342,39 @@ impl Cloud for AwsCloud {
             .send()
             .await
             .map_err(|e| err("DescribeInternetGateways", e))?;
-        inv.internet_gateway = igws.internet_gateways().first().and_then(|g| g.internet_gateway_id()).map(str::to_string);
+        inv.internet_gateways = igws
+            .internet_gateways()
+            .iter()
+            .map(|g| Gateway {
+                id: g.internet_gateway_id().unwrap_or_default().into(),
+                vpc_id: g.attachments().iter().find_map(|a| a.vpc_id()).map(str::to_string),
+            })
+            .collect();
 
-        if let Some(vpc) = &inv.vpc {
+        if !inv.vpcs.is_empty() {
             self.count("DescribeRouteTables");
             let tables = self
                 .ec2
                 .describe_route_tables()
-                .filters(ec2t::Filter::builder().name("vpc-id").values(&vpc.id).build())
+                .filters(ec2t::Filter::builder().name("vpc-id").set_values(Some(inv.vpcs.iter().map(|v| v.id.clone()).collect())).build())
                 .filters(ec2t::Filter::builder().name("association.main").values("true").build())
                 .send()
                 .await
                 .map_err(|e| err("DescribeRouteTables", e))?;
-            inv.route_table = tables.route_tables().first().map(|t| RouteTable {
-                id: t.route_table_id().unwrap_or_default().into(),
-                default_route_to_igw: t.routes().iter().any(|r| {
-                    r.destination_cidr_block() == Some("0.0.0.0/0")
-                        && r.gateway_id().is_some_and(|g| Some(g) == inv.internet_gateway.as_deref())
-                }),
-            });
+            inv.route_tables = tables
+                .route_tables()
+                .iter()
+                .map(|t| RouteTable {
+                    id: t.route_table_id().unwrap_or_default().into(),
+                    vpc_id: t.vpc_id().unwrap_or_default().into(),
+                    default_route: t
+                        .routes()
+                        .iter()
+                        .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+                        .and_then(|r| r.gateway_id())
+                        .map(str::to_string),
+                })
+                .collect();
         }
 
         self.count("DescribeSecurityGroups");
@@ -252,11 +385,15 @@ impl Cloud for AwsCloud {
             .send()
             .await
             .map_err(|e| err("DescribeSecurityGroups", e))?;
-        inv.expires = groups.security_groups().first().map(|g| tag_value(g.tags(), TAG_EXPIRES)).filter(|e| !e.is_empty());
-        inv.security_group = groups.security_groups().first().map(|g| {
+        for g in groups.security_groups() {
             let id = g.group_id().unwrap_or_default().to_string();
-            SecurityGroup { rules: rules_of(&id, g.ip_permissions()), id }
-        });
+            expiry_tags.push(tag_value(g.tags(), TAG_EXPIRES));
+            inv.security_groups.push(SecurityGroup {
+                rules: rules_of(&id, g.ip_permissions()),
+                vpc_id: g.vpc_id().unwrap_or_default().into(),
+                id,
+            });
+        }
 
         let states = ["pending", "running", "stopping", "stopped"];
         let mut pages = self
@@ -278,6 +415,7 @@ impl Cloud for AwsCloud {
             for r in page.reservations() {
                 for i in r.instances() {
                     let tags = i.tags();
+                    expiry_tags.push(tag_value(tags, TAG_EXPIRES));
                     inv.instances.push(Instance {
                         id: i.instance_id().unwrap_or_default().into(),
                         slot: tag_value(tags, TAG_SLOT),
@@ -291,6 +429,8 @@ impl Cloud for AwsCloud {
                         private_ip: i.private_ip_address().map(str::to_string),
                         private_dns: i.private_dns_name().map(str::to_string),
                         public_ip: i.public_ip_address().map(str::to_string),
+                        vpc_id: i.vpc_id().map(str::to_string),
+                        subnet_id: i.subnet_id().map(str::to_string),
                         launch_time: i
                             .launch_time()
                             .map_or(String::new(), |t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()),
@@ -309,6 +449,8 @@ impl Cloud for AwsCloud {
             names.extend(page.parameters().iter().filter_map(|p| p.name()).filter(|n| !n.starts_with(&lock)).map(str::to_string));
         }
         inv.parameters = names;
+        // Every resource of a cluster carries the same expiry; any one will do.
+        inv.expires = expiry_tags.into_iter().find(|e| !e.is_empty());
         Ok(inv)
     }
 
@@ -341,25 +483,31 @@ impl Cloud for AwsCloud {
     }
 
     async fn create_vpc(&self, cidr: Ipv4Cidr, tags: &BTreeMap<String, String>) -> CloudResult<String> {
-        self.count("CreateVpc");
-        let out = self
-            .ec2
-            .create_vpc()
-            .cidr_block(cidr.to_string())
-            .set_tag_specifications(Some(tag_specs(&[ec2t::ResourceType::Vpc], tags)))
-            .send()
-            .await
-            .map_err(|e| err("CreateVpc", e))?;
-        let id = out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string();
+        let id = self
+            .create_once(
+                "CreateVpc",
+                || async {
+                    let out = self
+                        .ec2
+                        .create_vpc()
+                        .cidr_block(cidr.to_string())
+                        .set_tag_specifications(Some(tag_specs(&[ec2t::ResourceType::Vpc], tags)))
+                        .customize()
+                        .config_override(no_retries())
+                        .send()
+                        .await
+                        .map_err(|e| err("CreateVpc", e))?;
+                    Ok(out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string())
+                },
+                || async {
+                    self.count("DescribeVpcs");
+                    let out = self.ec2.describe_vpcs().filters(token_filter(tags)).send().await.map_err(|e| err("DescribeVpcs", e))?;
+                    Ok(out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string))
+                },
+            )
+            .await?;
         // Private DNS names (the node names) need DNS hostnames on.
-        self.count("ModifyVpcAttribute");
-        self.ec2
-            .modify_vpc_attribute()
-            .vpc_id(&id)
-            .enable_dns_hostnames(ec2t::AttributeBooleanValue::builder().value(true).build())
-            .send()
-            .await
-            .map_err(|e| err("ModifyVpcAttribute", e))?;
+        self.set_attribute(&id, Attribute::EnableDnsHostnames, true).await?;
         Ok(id)
     }
 
@@ -372,33 +520,93 @@ impl Cloud for AwsCloud {
             .cidr_block(cidr.to_string())
             .set_tag_specifications(Some(tag_specs(&[ec2t::ResourceType::Subnet], tags)))
             .send()
-            .await
-            .map_err(|e| err("CreateSubnet", e))?;
-        let id = out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string();
+            .await;
+        let id = match out {
+            Ok(out) => out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string(),
+            // A retry after a lost answer: the first attempt made it. Ours
+            // if it carries the cluster's tag; anyone else's is a conflict.
+            Err(e) if e.code() == Some("InvalidSubnet.Conflict") => {
+                self.count("DescribeSubnets");
+                let found = self
+                    .ec2
+                    .describe_subnets()
+                    .filters(ec2t::Filter::builder().name("vpc-id").values(vpc_id).build())
+                    .filters(ec2t::Filter::builder().name("cidr-block").values(cidr.to_string()).build())
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeSubnets", e))?;
+                let ours = found
+                    .subnets()
+                    .iter()
+                    .find(|s| tags.get(TAG_CLUSTER).is_some_and(|c| tag_value(s.tags(), TAG_CLUSTER) == *c))
+                    .and_then(|s| s.subnet_id());
+                match ours {
+                    Some(id) => id.to_string(),
+                    None => return Err(err("CreateSubnet", e)),
+                }
+            }
+            Err(e) => return Err(err("CreateSubnet", e)),
+        };
         // Nodes download containerd, kubelet and images at boot.
-        self.count("ModifySubnetAttribute");
-        self.ec2
-            .modify_subnet_attribute()
-            .subnet_id(&id)
-            .map_public_ip_on_launch(ec2t::AttributeBooleanValue::builder().value(true).build())
-            .send()
-            .await
-            .map_err(|e| err("ModifySubnetAttribute", e))?;
+        self.set_attribute(&id, Attribute::MapPublicIpOnLaunch, true).await?;
         Ok(id)
     }
 
     async fn create_internet_gateway(&self, vpc_id: &str, tags: &BTreeMap<String, String>) -> CloudResult<String> {
-        self.count("CreateInternetGateway");
-        let out = self
-            .ec2
-            .create_internet_gateway()
-            .set_tag_specifications(Some(tag_specs(&[ec2t::ResourceType::InternetGateway], tags)))
-            .send()
-            .await
-            .map_err(|e| err("CreateInternetGateway", e))?;
-        let id = out.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap_or_default().to_string();
+        let id = self
+            .create_once(
+                "CreateInternetGateway",
+                || async {
+                    let out = self
+                        .ec2
+                        .create_internet_gateway()
+                        .set_tag_specifications(Some(tag_specs(&[ec2t::ResourceType::InternetGateway], tags)))
+                        .customize()
+                        .config_override(no_retries())
+                        .send()
+                        .await
+                        .map_err(|e| err("CreateInternetGateway", e))?;
+                    Ok(out.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap_or_default().to_string())
+                },
+                || async {
+                    self.count("DescribeInternetGateways");
+                    let out = self
+                        .ec2
+                        .describe_internet_gateways()
+                        .filters(token_filter(tags))
+                        .send()
+                        .await
+                        .map_err(|e| err("DescribeInternetGateways", e))?;
+                    Ok(out.internet_gateways().first().and_then(|g| g.internet_gateway_id()).map(str::to_string))
+                },
+            )
+            .await?;
         self.attach_internet_gateway(&id, vpc_id).await?;
         Ok(id)
+    }
+
+    async fn set_attribute(&self, id: &str, attribute: Attribute, value: bool) -> CloudResult<()> {
+        let on = || ec2t::AttributeBooleanValue::builder().value(value).build();
+        if attribute.on_subnet() {
+            self.count("ModifySubnetAttribute");
+            self.ec2
+                .modify_subnet_attribute()
+                .subnet_id(id)
+                .map_public_ip_on_launch(on())
+                .send()
+                .await
+                .map_err(|e| err("ModifySubnetAttribute", e))?;
+        } else {
+            self.count("ModifyVpcAttribute");
+            let call = self.ec2.modify_vpc_attribute().vpc_id(id);
+            // AWS takes one attribute per call.
+            let call = match attribute {
+                Attribute::EnableDnsSupport => call.enable_dns_support(on()),
+                _ => call.enable_dns_hostnames(on()),
+            };
+            call.send().await.map_err(|e| err("ModifyVpcAttribute", e))?;
+        }
+        Ok(())
     }
 
     async fn attach_internet_gateway(&self, igw_id: &str, vpc_id: &str) -> CloudResult<()> {
@@ -454,9 +662,30 @@ impl Cloud for AwsCloud {
             .vpc_id(vpc_id)
             .set_tag_specifications(Some(tag_specs(&[ec2t::ResourceType::SecurityGroup], tags)))
             .send()
-            .await
-            .map_err(|e| err("CreateSecurityGroup", e))?;
-        Ok(out.group_id().unwrap_or_default().to_string())
+            .await;
+        match out {
+            Ok(out) => Ok(out.group_id().unwrap_or_default().to_string()),
+            // A retry after a lost answer: names are unique per VPC, so the
+            // group of this name in this VPC is the one the first attempt made.
+            Err(e) if e.code() == Some("InvalidGroup.Duplicate") => {
+                self.count("DescribeSecurityGroups");
+                let found = self
+                    .ec2
+                    .describe_security_groups()
+                    .filters(ec2t::Filter::builder().name("vpc-id").values(vpc_id).build())
+                    .filters(ec2t::Filter::builder().name("group-name").values(name).build())
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeSecurityGroups", e))?;
+                let ours = found
+                    .security_groups()
+                    .iter()
+                    .find(|g| tags.get(TAG_CLUSTER).is_some_and(|c| tag_value(g.tags(), TAG_CLUSTER) == *c))
+                    .and_then(|g| g.group_id());
+                ours.map(str::to_string).ok_or_else(|| err("CreateSecurityGroup", e))
+            }
+            Err(e) => Err(err("CreateSecurityGroup", e)),
+        }
     }
 
     async fn authorize_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()> {
@@ -487,7 +716,6 @@ impl Cloud for AwsCloud {
     }
 
     async fn run_instance(&self, r: &LaunchRequest) -> CloudResult<Launched> {
-        self.count("RunInstances");
         let volume = ec2t::EbsBlockDevice::builder()
             .volume_size(r.disk_gb as i32)
             .volume_type(ec2t::VolumeType::Gp3)
@@ -525,12 +753,33 @@ impl Cloud for AwsCloud {
         if r.spot {
             req = req.instance_market_options(ec2t::InstanceMarketOptionsRequest::builder().market_type(ec2t::MarketType::Spot).build());
         }
-        let out = req.send().await.map_err(|e| err("RunInstances", e))?;
-        let first = out.instances().first();
-        Ok(Launched {
-            id: first.and_then(|i| i.instance_id()).unwrap_or_default().to_string(),
-            private_dns: first.and_then(|i| i.private_dns_name()).filter(|d| !d.is_empty()).map(str::to_string),
-        })
+        let launched = std::sync::Mutex::new(None);
+        let id = self
+            .create_once(
+                "RunInstances",
+                || async {
+                    let out = req.clone().customize().config_override(no_retries()).send().await.map_err(|e| err("RunInstances", e))?;
+                    let first = out.instances().first();
+                    *launched.lock().expect("launch lock") = first.and_then(|i| i.private_dns_name()).map(str::to_string);
+                    Ok(first.and_then(|i| i.instance_id()).unwrap_or_default().to_string())
+                },
+                || async {
+                    self.count("DescribeInstances");
+                    let out = self
+                        .ec2
+                        .describe_instances()
+                        .filters(token_filter(&r.tags))
+                        .send()
+                        .await
+                        .map_err(|e| err("DescribeInstances", e))?;
+                    let found = out.reservations().iter().flat_map(|r| r.instances()).next();
+                    *launched.lock().expect("launch lock") = found.and_then(|i| i.private_dns_name()).map(str::to_string);
+                    Ok(found.and_then(|i| i.instance_id()).map(str::to_string))
+                },
+            )
+            .await?;
+        let private_dns = launched.into_inner().expect("launch lock").filter(|d| !d.is_empty());
+        Ok(Launched { id, private_dns })
     }
 
     async fn terminate_instances(&self, ids: &[String]) -> CloudResult<()> {

@@ -10,6 +10,7 @@ pub mod ssh;
 
 use std::collections::BTreeMap;
 
+use crate::infra::changes::Attribute;
 use crate::infra::desired::{AmiLookup, ResolvedAmi, SgRule};
 use crate::infra::inventory::Inventory;
 use crate::model::AmiRef;
@@ -80,12 +81,17 @@ pub trait Cloud {
     async fn discover(&self, cluster: &str) -> CloudResult<Inventory>;
     async fn resolve_ami(&self, lookup: &AmiLookup, over: Option<&AmiRef>) -> CloudResult<ResolvedAmi>;
 
+    /// Creates (and tags) a VPC with DNS hostnames on. Creates take a
+    /// `hybrid:create-token` tag among `tags`: a lost answer is recovered
+    /// by finding the resource by it, not by making a second one.
     async fn create_vpc(&self, cidr: Ipv4Cidr, tags: &BTreeMap<String, String>) -> CloudResult<String>;
     async fn create_subnet(&self, vpc_id: &str, cidr: Ipv4Cidr, tags: &BTreeMap<String, String>) -> CloudResult<String>;
     /// Creates and attaches.
     async fn create_internet_gateway(&self, vpc_id: &str, tags: &BTreeMap<String, String>) -> CloudResult<String>;
     async fn attach_internet_gateway(&self, igw_id: &str, vpc_id: &str) -> CloudResult<()>;
     async fn create_default_route(&self, vpc_id: &str, igw_id: &str) -> CloudResult<()>;
+    /// Sets a VPC's or subnet's boolean attribute.
+    async fn set_attribute(&self, id: &str, attribute: Attribute, value: bool) -> CloudResult<()>;
     async fn create_security_group(&self, name: &str, vpc_id: &str, tags: &BTreeMap<String, String>) -> CloudResult<String>;
     async fn authorize_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;
     async fn revoke_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;

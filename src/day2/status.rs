@@ -240,6 +240,8 @@ mod tests {
                 image_id: "ami-1".into(),
                 private_ip: None,
                 private_dns: Some("ip-10-0-0-5.ec2.internal".into()),
+                vpc_id: None,
+                subnet_id: None,
                 public_ip: None,
                 launch_time: "2026-11-23T11:00:00Z".into(),
             }],

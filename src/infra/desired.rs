@@ -34,6 +34,9 @@ pub const TAG_SPEC_HASH: &str = "hybrid:spec-hash";
 pub const TAG_KUBERNETES: &str = "hybrid:kubernetes-version";
 /// The control plane's CNI and version (`calico 3.32.1`), for plain reasons.
 pub const TAG_CNI: &str = "hybrid:cni";
+/// A token unique to one create call of one run: after a lost answer,
+/// the adapter finds what the call made by it instead of making another.
+pub const TAG_CREATE_TOKEN: &str = "hybrid:create-token";
 /// RFC 3339 time after which `hybrid reap` may destroy the cluster.
 pub const TAG_EXPIRES: &str = "hybrid:expires";
 /// The slot of the control plane; worker slots are `<pool>-<index>`.

@@ -15,7 +15,7 @@ use crate::adapters::{Cloud, CloudError, LaunchRequest};
 use crate::bootstrap::NodeBootstrap;
 use crate::bootstrap::pki::ClusterSecrets;
 use crate::infra::desired::{
-    DesiredInstance, DesiredNetwork, DesiredState, TAG_CLUSTER, TAG_CNI, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH,
+    DesiredInstance, DesiredState, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH,
     secrets_parameter_name,
 };
 use crate::infra::inventory::Inventory;
@@ -38,6 +38,8 @@ pub enum ExecError {
         "pool {pool}: the nodes of replacement batch {batch}/{batches} did not become Ready: {detail}\nthe pool's later batches were not touched; fix the cause and run apply again to continue"
     )]
     Rollout { pool: String, batch: usize, batches: usize, detail: String },
+    #[error("could not delete:\n{}\nrun the command again to retry; everything left is still tagged", .0.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n"))]
+    Leftovers(Vec<String>),
 }
 
 /// What the executor needs besides the plan.
@@ -117,36 +119,38 @@ pub async fn apply<C: Cloud>(
 ) -> Result<(), ExecError> {
     let cluster = &ctx.desired.cluster;
     let tags = base_tags(ctx);
-    let (mut vpc_id, mut subnet_id) = match &ctx.desired.network {
-        DesiredNetwork::Existing { vpc_id, subnet_id } => (Some(vpc_id.clone()), Some(subnet_id.clone())),
-        DesiredNetwork::Create { .. } => {
-            (ctx.inventory.vpc.as_ref().map(|v| v.id.clone()), ctx.inventory.subnet.as_ref().map(|s| s.id.clone()))
-        }
+    let mut vpc_id = plan.in_use.vpc.clone();
+    let mut subnet_id = plan.in_use.subnet.clone();
+    let mut igw_id = plan.in_use.internet_gateway.clone();
+    // A kept gateway may be detached (an apply killed between create and
+    // attach); one created here is attached already.
+    let mut igw_needs_attach = plan.in_use.gateway_detached;
+    let mut sg_id = plan.in_use.security_group.clone();
+    // Each create call gets its own token (see `adapters::Cloud::create_vpc`).
+    let create_tags = |kind: &str, name: String| {
+        let mut t = named(tags.clone(), name);
+        t.insert(TAG_CREATE_TOKEN.into(), format!("{}/{kind}", ctx.run_id));
+        t
     };
-    let mut igw_id = ctx.inventory.internet_gateway.clone();
-    // A gateway found by its tag may be detached (an apply killed between
-    // create and attach); one created here is attached already.
-    let mut igw_needs_attach = igw_id.is_some();
-    let mut sg_id = ctx.inventory.security_group.as_ref().map(|s| s.id.clone());
 
     // Network, in dependency order regardless of the order shown.
-    for kind in ["vpc", "subnet", "internet_gateway", "route", "security_group"] {
-        for change in plan.changes.iter().filter(|c| c.resource.kind() == kind) {
+    for kind in ["vpc", "subnet", "internet_gateway", "route", "vpc_attribute", "subnet_attribute", "security_group"] {
+        for change in plan.changes.iter().filter(|c| c.resource.kind() == kind && c.action != Action::Delete) {
             match (&change.resource, change.action) {
                 (Resource::Vpc { cidr }, Action::Create) => {
-                    let id = cloud.create_vpc(*cidr, &named(tags.clone(), format!("{cluster}-vpc"))).await?;
+                    let id = cloud.create_vpc(*cidr, &create_tags("vpc", format!("{cluster}-vpc"))).await?;
                     progress.line(&format!("vpc {id} created ({cidr})"));
                     vpc_id = Some(id);
                 }
                 (Resource::Subnet { cidr }, Action::Create) => {
                     let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
-                    let id = cloud.create_subnet(vpc, *cidr, &named(tags.clone(), format!("{cluster}-nodes"))).await?;
+                    let id = cloud.create_subnet(vpc, *cidr, &create_tags("subnet", format!("{cluster}-nodes"))).await?;
                     progress.line(&format!("subnet {id} created ({cidr})"));
                     subnet_id = Some(id);
                 }
                 (Resource::InternetGateway, Action::Create) => {
                     let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
-                    let id = cloud.create_internet_gateway(vpc, &named(tags.clone(), format!("{cluster}-igw"))).await?;
+                    let id = cloud.create_internet_gateway(vpc, &create_tags("igw", format!("{cluster}-igw"))).await?;
                     progress.line(&format!("internet gateway {id} created and attached"));
                     igw_id = Some(id);
                     igw_needs_attach = false;
@@ -160,12 +164,17 @@ pub async fn apply<C: Cloud>(
                     cloud.create_default_route(vpc, igw).await?;
                     progress.line("default route to the internet gateway created");
                 }
+                (Resource::Attribute { attribute, value }, Action::Update) => {
+                    let id = change.id.as_deref().ok_or(ExecError::Missing("VPC or subnet"))?;
+                    cloud.set_attribute(id, *attribute, *value).await?;
+                    progress.line(&format!("{id}: {} set to {value}", attribute.aws_name()));
+                }
                 (Resource::SecurityGroup { add, remove }, action) => {
                     let id = match (action, &sg_id) {
                         (Action::Create, None) => {
                             let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
                             let name = format!("{cluster}-nodes");
-                            let id = cloud.create_security_group(&name, vpc, &named(tags.clone(), name.clone())).await?;
+                            let id = cloud.create_security_group(&name, vpc, &create_tags("sg", name.clone())).await?;
                             progress.line(&format!("security group {id} created"));
                             sg_id = Some(id.clone());
                             id
@@ -218,7 +227,7 @@ pub async fn apply<C: Cloud>(
         }
     }
     if by_pool.is_empty() && rolling.is_empty() {
-        return Ok(());
+        return remove_network(cloud, plan, progress).await;
     }
     let subnet = subnet_id.ok_or(ExecError::Missing("subnet"))?;
     let sg = sg_id.ok_or(ExecError::Missing("security group"))?;
@@ -273,7 +282,7 @@ pub async fn apply<C: Cloud>(
             })?;
         }
     }
-    Ok(())
+    remove_network(cloud, plan, progress).await
 }
 
 fn slots_of(changes: &[&Change]) -> String {
@@ -334,6 +343,7 @@ fn launch_request(
     let token = crate::infra::desired::fingerprint(format!("{}/{}/{}/{}", ctx.desired.cluster, d.slot, d.spec_hash, ctx.run_id).as_bytes())
         [..32]
         .to_string();
+    tags.insert(TAG_CREATE_TOKEN.into(), token.clone());
     Ok(LaunchRequest {
         ami,
         instance_type: d.instance_type.clone(),
@@ -376,8 +386,34 @@ async fn wait_terminated<C: Cloud>(cloud: &C, ids: &[String], timeout: Duration,
     }
 }
 
-/// Carries out a destroy plan: instances (and their wait), then the
-/// security group, gateway, subnet, VPC and parameters.
+/// Network resources the plan deletes (duplicates in an apply, everything
+/// in a destroy), in the order they can go: security groups, gateways,
+/// subnets, VPCs, then parameters. Every one is tried; what could not be
+/// deleted is named in one error at the end.
+async fn remove_network<C: Cloud>(cloud: &C, plan: &Plan, progress: &impl Progress) -> Result<(), ExecError> {
+    let mut failed = Vec::new();
+    for kind in ["security_group", "internet_gateway", "subnet", "vpc", "ssm_parameter"] {
+        for c in plan.changes.iter().filter(|c| c.resource.kind() == kind && c.action == Action::Delete) {
+            let id = c.id.as_deref().unwrap_or_default();
+            let result = match &c.resource {
+                Resource::SecurityGroup { .. } => retry_dependency(|| cloud.delete_security_group(id), progress).await,
+                Resource::InternetGateway => cloud.delete_internet_gateway(id).await.map_err(ExecError::from),
+                Resource::Subnet { .. } => retry_dependency(|| cloud.delete_subnet(id), progress).await,
+                Resource::Vpc { .. } => retry_dependency(|| cloud.delete_vpc(id), progress).await,
+                Resource::Parameter { name } => cloud.delete_parameter(name).await.map_err(ExecError::from),
+                _ => continue,
+            };
+            match result {
+                Ok(()) => progress.line(&format!("{} {} deleted", c.resource.kind(), c.id.as_deref().unwrap_or(&c.name))),
+                Err(e) => failed.push(format!("{} {}: {e}", c.resource.kind(), c.id.as_deref().unwrap_or(&c.name))),
+            }
+        }
+    }
+    if failed.is_empty() { Ok(()) } else { Err(ExecError::Leftovers(failed)) }
+}
+
+/// Carries out a destroy plan: instances (and their wait), then every
+/// network resource and parameter found.
 pub async fn destroy<C: Cloud>(cloud: &C, plan: &Plan, timeout: Duration, progress: &impl Progress) -> Result<(), ExecError> {
     let instances: Vec<String> = plan.changes.iter().filter(|c| c.resource.kind() == "instance").filter_map(|c| c.id.clone()).collect();
     if !instances.is_empty() {
@@ -385,22 +421,7 @@ pub async fn destroy<C: Cloud>(cloud: &C, plan: &Plan, timeout: Duration, progre
         progress.line(&format!("terminating {} instance(s)", instances.len()));
         wait_terminated(cloud, &instances, timeout, progress).await?;
     }
-    for kind in ["security_group", "internet_gateway", "subnet", "vpc", "ssm_parameter"] {
-        for c in plan.changes.iter().filter(|c| c.resource.kind() == kind) {
-            match &c.resource {
-                Resource::SecurityGroup { .. } => {
-                    retry_dependency(|| cloud.delete_security_group(c.id.as_deref().unwrap_or_default()), progress).await?
-                }
-                Resource::InternetGateway => cloud.delete_internet_gateway(c.id.as_deref().unwrap_or_default()).await?,
-                Resource::Subnet { .. } => retry_dependency(|| cloud.delete_subnet(c.id.as_deref().unwrap_or_default()), progress).await?,
-                Resource::Vpc { .. } => retry_dependency(|| cloud.delete_vpc(c.id.as_deref().unwrap_or_default()), progress).await?,
-                Resource::Parameter { name } => cloud.delete_parameter(name).await?,
-                _ => continue,
-            }
-            progress.line(&format!("{} {} deleted", c.resource.kind(), c.id.as_deref().unwrap_or(&c.name)));
-        }
-    }
-    Ok(())
+    remove_network(cloud, plan, progress).await
 }
 
 /// Network interfaces of terminated instances linger for a while; AWS

@@ -12,39 +12,63 @@ use serde::Serialize;
 use crate::infra::desired::SgRule;
 use crate::model::net::Ipv4Cidr;
 
+/// Everything is a list: a lost answer to a create call (CreateVpc and
+/// CreateInternetGateway take no idempotency token) or another tool can
+/// leave two tagged resources where hybrid wants one, and `plan` must see
+/// every one of them to pick the one in use and remove the rest.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Inventory {
-    pub vpc: Option<Found>,
-    pub subnet: Option<Found>,
-    pub internet_gateway: Option<String>,
-    /// The route table hybrid routes through, and whether it already sends
-    /// 0.0.0.0/0 to the internet gateway.
-    pub route_table: Option<RouteTable>,
-    pub security_group: Option<SecurityGroup>,
+    pub vpcs: Vec<Vpc>,
+    pub subnets: Vec<Subnet>,
+    pub internet_gateways: Vec<Gateway>,
+    /// The main route table of each tagged VPC.
+    pub route_tables: Vec<RouteTable>,
+    pub security_groups: Vec<SecurityGroup>,
     /// Names of the cluster's SSM parameters (the lock excluded).
     pub parameters: BTreeSet<String>,
     /// Instances not terminated or shutting down.
     pub instances: Vec<Instance>,
     /// The cluster's `hybrid:expires` tag (RFC 3339), set at creation from
-    /// its time-to-live and kept for its lifetime.
+    /// its time-to-live and kept for its lifetime: from any of its resources.
     pub expires: Option<String>,
 }
 
+/// A tagged VPC with the attributes hybrid sets on the VPCs it creates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Found {
+pub struct Vpc {
     pub id: String,
     pub cidr: Option<Ipv4Cidr>,
+    pub dns_support: bool,
+    pub dns_hostnames: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub cidr: Option<Ipv4Cidr>,
+    pub map_public_ip_on_launch: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Gateway {
+    pub id: String,
+    /// The VPC it is attached to, if any (a gateway attaches to at most one).
+    pub vpc_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RouteTable {
     pub id: String,
-    pub default_route_to_igw: bool,
+    pub vpc_id: String,
+    /// Where 0.0.0.0/0 goes (a gateway id), if anywhere.
+    pub default_route: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SecurityGroup {
     pub id: String,
+    pub vpc_id: String,
     pub rules: Vec<SgRule>,
 }
 
@@ -64,16 +88,18 @@ pub struct Instance {
     pub private_ip: Option<String>,
     pub private_dns: Option<String>,
     pub public_ip: Option<String>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
     /// RFC 3339; orders duplicates (the oldest one is kept).
     pub launch_time: String,
 }
 
 impl Inventory {
     pub fn is_empty(&self) -> bool {
-        self.vpc.is_none()
-            && self.subnet.is_none()
-            && self.internet_gateway.is_none()
-            && self.security_group.is_none()
+        self.vpcs.is_empty()
+            && self.subnets.is_empty()
+            && self.internet_gateways.is_empty()
+            && self.security_groups.is_empty()
             && self.parameters.is_empty()
             && self.instances.is_empty()
     }

@@ -1,156 +1,19 @@
-//! The plan: every change `apply` (or `destroy`) will make, as plain data
-//! (Terraform's rule: nothing else steers execution). Pure: desired state and
-//! inventory in, plan out. `show` renders it; `execute` carries it out.
+//! Planning: every change `apply` (or `destroy`) will make. Pure: desired
+//! state and inventory in, a `Plan` (plain data, in `changes`) out; the
+//! network part is `network`, the instance part is here. `show` renders the
+//! plan; `execute` carries it out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use serde::Serialize;
-
-use crate::infra::desired::{CONTROL_PLANE, DesiredInstance, DesiredNetwork, DesiredState, SgRule, Source};
+pub use crate::infra::changes::{Action, Attribute, Change, InUse, Plan, PlanError, Resource, Summary};
+use crate::infra::desired::{CONTROL_PLANE, DesiredInstance, DesiredState, Source};
 use crate::infra::inventory::{Instance, Inventory};
-use crate::model::net::Ipv4Cidr;
-
-/// What happens to one resource. The symbol is what the user sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Create,
-    Update,
-    /// Delete, then create (`-/+`): the control plane's fixed address must
-    /// be free first. Workers are replaced rolling, a batch at a time.
-    Replace,
-    /// Replacing the control plane (`-/+!`): etcd goes with it, so the
-    /// cluster is recreated. `apply` does it only when asked explicitly.
-    Recreate,
-    Delete,
-}
-
-impl Action {
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Action::Create => "+",
-            Action::Update => "~",
-            Action::Replace => "-/+",
-            Action::Recreate => "-/+!",
-            Action::Delete => "-",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Resource {
-    Vpc {
-        cidr: Ipv4Cidr,
-    },
-    Subnet {
-        cidr: Ipv4Cidr,
-    },
-    InternetGateway,
-    /// 0.0.0.0/0 through the internet gateway in the VPC's main route table.
-    Route,
-    SecurityGroup {
-        add: Vec<SgRule>,
-        remove: Vec<SgRule>,
-    },
-    /// An SSM SecureString; its value is never part of a plan.
-    Parameter {
-        name: String,
-    },
-    Instance {
-        desired: Option<DesiredInstance>,
-    },
-}
-
-impl Resource {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Resource::Vpc { .. } => "vpc",
-            Resource::Subnet { .. } => "subnet",
-            Resource::InternetGateway => "internet_gateway",
-            Resource::Route => "route",
-            Resource::SecurityGroup { .. } => "security_group",
-            Resource::Parameter { .. } => "ssm_parameter",
-            Resource::Instance { .. } => "instance",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Change {
-    pub action: Action,
-    /// A human name: slot, parameter name, CIDR.
-    pub name: String,
-    /// The existing resource's id, for updates, replacements and deletions.
-    pub id: Option<String>,
-    /// Why: shown as `(because …)` for replacements and deletions.
-    pub reason: Option<String>,
-    pub resource: Resource,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Plan {
-    pub cluster: String,
-    pub region: String,
-    /// Planned against nothing (no credentials): every resource is new and
-    /// AMIs are resolved at apply time.
-    pub offline: bool,
-    pub destroy: bool,
-    pub changes: Vec<Change>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Summary {
-    pub add: usize,
-    pub change: usize,
-    pub destroy: usize,
-}
-
-impl Plan {
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
-    }
-
-    /// The control plane is replaced: etcd and everything in it are lost.
-    pub fn recreates_cluster(&self) -> bool {
-        self.changes.iter().any(|c| c.action == Action::Recreate)
-    }
-
-    /// Worker replacements that roll (a batch at a time, drained first):
-    /// all of them, unless the cluster is recreated anyway.
-    pub fn rolls(&self, change: &Change) -> bool {
-        change.action == Action::Replace && !self.recreates_cluster()
-    }
-
-    pub fn summary(&self) -> Summary {
-        let mut s = Summary { add: 0, change: 0, destroy: 0 };
-        for c in &self.changes {
-            match c.action {
-                Action::Create => s.add += 1,
-                Action::Update => s.change += 1,
-                Action::Replace | Action::Recreate => {
-                    s.add += 1;
-                    s.destroy += 1;
-                }
-                Action::Delete => s.destroy += 1,
-            }
-        }
-        s
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PlanError {
-    #[error(
-        "the cluster's {what} is {actual} but the file says {wanted}; a network cannot change under a running cluster. Run `hybrid destroy` first, or change the file back"
-    )]
-    NetworkChanged { what: &'static str, actual: String, wanted: String },
-}
+use crate::infra::network::{self, network_changes};
 
 /// Changes that bring `actual` to `desired`.
 pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result<Plan, PlanError> {
     let mut changes = Vec::new();
-    network_changes(desired, actual, &mut changes)?;
+    let in_use = network_changes(desired, actual, &mut changes)?;
     for name in &desired.parameters {
         if !actual.parameters.contains(name) {
             changes.push(Change {
@@ -163,59 +26,7 @@ pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result
         }
     }
     instance_changes(desired, actual, &mut changes);
-    Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes })
-}
-
-fn network_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Vec<Change>) -> Result<(), PlanError> {
-    if let DesiredNetwork::Create { vpc_cidr, subnet_cidr } = &desired.network {
-        for (what, found, wanted) in [("VPC CIDR", &actual.vpc, vpc_cidr), ("subnet CIDR", &actual.subnet, subnet_cidr)] {
-            if let Some(cidr) = found.as_ref().and_then(|f| f.cidr)
-                && cidr != *wanted
-            {
-                return Err(PlanError::NetworkChanged { what, actual: cidr.to_string(), wanted: wanted.to_string() });
-            }
-        }
-        let mut create =
-            |resource: Resource, name: String| changes.push(Change { action: Action::Create, name, id: None, reason: None, resource });
-        if actual.vpc.is_none() {
-            create(Resource::Vpc { cidr: *vpc_cidr }, vpc_cidr.to_string());
-        }
-        if actual.subnet.is_none() {
-            create(Resource::Subnet { cidr: *subnet_cidr }, subnet_cidr.to_string());
-        }
-        if actual.internet_gateway.is_none() {
-            create(Resource::InternetGateway, format!("{}-igw", desired.cluster));
-        }
-        if !actual.route_table.as_ref().is_some_and(|r| r.default_route_to_igw) {
-            create(Resource::Route, "0.0.0.0/0 via internet gateway".into());
-        }
-    }
-    let sg_name = format!("{}-nodes", desired.cluster);
-    match &actual.security_group {
-        None => changes.push(Change {
-            action: Action::Create,
-            name: sg_name,
-            id: None,
-            reason: None,
-            resource: Resource::SecurityGroup { add: desired.security_rules.iter().cloned().collect(), remove: Vec::new() },
-        }),
-        Some(sg) => {
-            let have: BTreeSet<_> = sg.rules.iter().map(SgRule::key).collect();
-            let want: BTreeSet<_> = desired.security_rules.iter().map(SgRule::key).collect();
-            let add: Vec<SgRule> = desired.security_rules.iter().filter(|r| !have.contains(&r.key())).cloned().collect();
-            let remove: Vec<SgRule> = sg.rules.iter().filter(|r| !want.contains(&r.key())).cloned().collect();
-            if !add.is_empty() || !remove.is_empty() {
-                changes.push(Change {
-                    action: Action::Update,
-                    name: sg_name,
-                    id: Some(sg.id.clone()),
-                    reason: None,
-                    resource: Resource::SecurityGroup { add, remove },
-                });
-            }
-        }
-    }
-    Ok(())
+    Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes, in_use })
 }
 
 fn instance_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Vec<Change>) {
@@ -368,44 +179,7 @@ pub fn plan_destroy(cluster: &str, region: &str, actual: &Inventory) -> Plan {
             resource: Resource::Instance { desired: None },
         });
     }
-    if let Some(sg) = &actual.security_group {
-        changes.push(Change {
-            action: Action::Delete,
-            name: format!("{cluster}-nodes"),
-            id: Some(sg.id.clone()),
-            reason: None,
-            resource: Resource::SecurityGroup { add: vec![], remove: vec![] },
-        });
-    }
-    if let Some(igw) = &actual.internet_gateway {
-        changes.push(Change {
-            action: Action::Delete,
-            name: format!("{cluster}-igw"),
-            id: Some(igw.clone()),
-            reason: None,
-            resource: Resource::InternetGateway,
-        });
-    }
-    if let Some(s) = &actual.subnet {
-        let cidr = s.cidr.unwrap_or_else(|| Ipv4Cidr::parse("0.0.0.0/0").expect("literal"));
-        changes.push(Change {
-            action: Action::Delete,
-            name: cidr.to_string(),
-            id: Some(s.id.clone()),
-            reason: None,
-            resource: Resource::Subnet { cidr },
-        });
-    }
-    if let Some(v) = &actual.vpc {
-        let cidr = v.cidr.unwrap_or_else(|| Ipv4Cidr::parse("0.0.0.0/0").expect("literal"));
-        changes.push(Change {
-            action: Action::Delete,
-            name: cidr.to_string(),
-            id: Some(v.id.clone()),
-            reason: None,
-            resource: Resource::Vpc { cidr },
-        });
-    }
+    network::destroy_changes(cluster, actual, &mut changes);
     for p in &actual.parameters {
         changes.push(Change {
             action: Action::Delete,
@@ -415,7 +189,7 @@ pub fn plan_destroy(cluster: &str, region: &str, actual: &Inventory) -> Plan {
             resource: Resource::Parameter { name: p.clone() },
         });
     }
-    Plan { cluster: cluster.to_string(), region: region.to_string(), offline: false, destroy: true, changes }
+    Plan { cluster: cluster.to_string(), region: region.to_string(), offline: false, destroy: true, changes, in_use: InUse::default() }
 }
 
 impl Source {
@@ -431,7 +205,9 @@ impl Source {
 mod tests {
     use super::*;
     use crate::infra::desired::{AmiMap, ResolvedAmi, desired_state};
-    use crate::infra::inventory::{Found, RouteTable, SecurityGroup};
+    use crate::infra::desired::{DesiredNetwork, SgRule};
+    use crate::infra::inventory::{Gateway, RouteTable, SecurityGroup, Subnet, Vpc};
+    use crate::model::net::Ipv4Cidr;
 
     fn dev() -> crate::model::ClusterSpec {
         crate::config::load(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))).spec.unwrap()
@@ -530,11 +306,15 @@ mod tests {
     fn applied(d: &DesiredState) -> Inventory {
         let DesiredNetwork::Create { vpc_cidr, subnet_cidr } = d.network.clone() else { panic!() };
         Inventory {
-            vpc: Some(Found { id: "vpc-1".into(), cidr: Some(vpc_cidr) }),
-            subnet: Some(Found { id: "subnet-1".into(), cidr: Some(subnet_cidr) }),
-            internet_gateway: Some("igw-1".into()),
-            route_table: Some(RouteTable { id: "rtb-1".into(), default_route_to_igw: true }),
-            security_group: Some(SecurityGroup { id: "sg-1".into(), rules: d.security_rules.iter().cloned().collect() }),
+            vpcs: vec![Vpc { id: "vpc-1".into(), cidr: Some(vpc_cidr), dns_support: true, dns_hostnames: true }],
+            subnets: vec![Subnet { id: "subnet-1".into(), vpc_id: "vpc-1".into(), cidr: Some(subnet_cidr), map_public_ip_on_launch: true }],
+            internet_gateways: vec![Gateway { id: "igw-1".into(), vpc_id: Some("vpc-1".into()) }],
+            route_tables: vec![RouteTable { id: "rtb-1".into(), vpc_id: "vpc-1".into(), default_route: Some("igw-1".into()) }],
+            security_groups: vec![SecurityGroup {
+                id: "sg-1".into(),
+                vpc_id: "vpc-1".into(),
+                rules: d.security_rules.iter().cloned().collect(),
+            }],
             parameters: d.parameters.iter().cloned().collect(),
             instances: d
                 .instances
@@ -553,6 +333,8 @@ mod tests {
                     private_ip: None,
                     private_dns: None,
                     public_ip: None,
+                    vpc_id: Some("vpc-1".into()),
+                    subnet_id: Some("subnet-1".into()),
                     launch_time: "2026-11-23T10:00:00Z".into(),
                 })
                 .collect(),
@@ -618,7 +400,7 @@ mod tests {
     fn security_group_rules_are_diffed() {
         let d = desired();
         let mut inv = applied(&d);
-        let sg = inv.security_group.as_mut().unwrap();
+        let sg = &mut inv.security_groups[0];
         sg.rules.retain(|r| r.from_port != 4789);
         sg.rules.push(SgRule {
             protocol: "tcp".into(),
@@ -638,7 +420,7 @@ mod tests {
     fn a_changed_vpc_cidr_is_refused() {
         let d = desired();
         let mut inv = applied(&d);
-        inv.vpc.as_mut().unwrap().cidr = Some(Ipv4Cidr::parse("10.9.0.0/16").unwrap());
+        inv.vpcs[0].cidr = Some(Ipv4Cidr::parse("10.9.0.0/16").unwrap());
         assert!(matches!(plan(&d, &inv, false), Err(PlanError::NetworkChanged { .. })));
     }
 

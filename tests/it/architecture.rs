@@ -18,6 +18,8 @@ const PURE: &[&str] = &[
     "src/infra/desired.rs",
     "src/infra/inventory.rs",
     "src/infra/plan.rs",
+    "src/infra/changes.rs",
+    "src/infra/network.rs",
     "src/infra/show.rs",
     "src/cluster/mod.rs",
     "src/cluster/objects.rs",
