@@ -79,7 +79,7 @@ fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
         SdkError::DispatchFailure(d) if d.is_io() => (NO_ANSWER, "the connection failed or was dropped".to_string()),
         SdkError::DispatchFailure(_) => (NO_ANSWER, "the request could not be sent".to_string()),
         SdkError::ResponseError(_) => (NO_ANSWER, "the answer was cut off or could not be read".to_string()),
-        SdkError::ServiceError(_) => ("UnreadableError", "the service answered with an error that could not be read".to_string()),
+        SdkError::ServiceError(_) => ("UnreadableAnswer", "the answer could not be read (cut off or malformed)".to_string()),
         _ => ("RequestFailed", one_line(&DisplayErrorContext(&e).to_string())),
     };
     CloudError::new(operation, code, message)
@@ -106,7 +106,7 @@ fn transient(e: &CloudError) -> bool {
             | "InternalFailure"
             | "ServiceUnavailable"
             | "Unavailable"
-            | "UnreadableError"
+            | "UnreadableAnswer"
     )
 }
 

@@ -52,7 +52,15 @@ pub(super) async fn destroy_cluster<C: Cloud>(
 ) -> Result<()> {
     let found = cloud.discover(cluster).await?;
     if found.is_empty() {
-        println!("Nothing to destroy: no resources are tagged for cluster {cluster} in {region}.");
+        // A destroy killed after its last delete leaves only its lock: take
+        // it over (it is stale) and remove it, so nothing stays behind.
+        if !cloud.locks(cluster).await?.is_empty() {
+            lock(cloud, cluster, lock_args).await?;
+            remove_all(cloud, cluster).await?;
+            println!("Nothing to destroy: no resources are tagged for cluster {cluster} in {region}; its leftover lock was removed.");
+        } else {
+            println!("Nothing to destroy: no resources are tagged for cluster {cluster} in {region}.");
+        }
         return Ok(());
     }
     let held = lock(cloud, cluster, lock_args).await?;

@@ -17,13 +17,13 @@ use crate::moto::{FaultProxy, Moto};
 use crate::util::{root, text};
 
 /// A cluster file in a scratch folder; `name` keeps tests apart.
-struct Cluster {
+pub(crate) struct Cluster {
     dir: PathBuf,
     name: String,
 }
 
 impl Cluster {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("hybrid-it-ec2-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -31,7 +31,7 @@ impl Cluster {
     }
 
     /// Writes the file: a Linux pool and a Windows 2022 pool.
-    fn write(&self, linux: u32, windows: u32, windows_type: &str) -> PathBuf {
+    pub(crate) fn write(&self, linux: u32, windows: u32, windows_type: &str) -> PathBuf {
         let path = self.dir.join("cluster.toml");
         std::fs::write(
             &path,

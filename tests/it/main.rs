@@ -10,6 +10,8 @@ mod util;
 mod architecture;
 /// What a real boot depends on: upstream contracts, verified downloads, stage order.
 mod boot;
+/// AWS state under lost answers and kills at exact calls: one of each, nothing orphaned.
+mod crash;
 /// apply end to end against moto and the Kubernetes emulator together.
 mod e2e;
 /// plan / apply / destroy against moto: state, idempotency, faults, kills, locks.

@@ -129,6 +129,51 @@ impl FaultProxy {
     }
 }
 
+/// One HTTP/1.0 request to a loopback `url`; the answer's body.
+fn http(url: &str, method: &str, path: &str, body: &str) -> String {
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"), "{out}");
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+/// A fault at an exact call: the `nth` request of `op` from now on.
+pub struct Rule<'a> {
+    pub op: &'a str,
+    pub nth: u32,
+    pub fault: &'a str,
+}
+
+impl FaultProxy {
+    /// Adds rules; each fires once. `pid_file` names the process `kill-*` faults kill.
+    pub fn add_rules(&self, rules: &[Rule<'_>], pid_file: Option<&std::path::Path>) {
+        let list: Vec<serde_json::Value> = rules
+            .iter()
+            .map(|r| serde_json::json!({ "op": r.op, "nth": r.nth, "fault": r.fault, "pid_file": pid_file.map(|p| p.display().to_string()) }))
+            .collect();
+        http(&self.url, "POST", "/_proxy/rules", &serde_json::Value::from(list).to_string());
+    }
+
+    /// Every request so far as (operation, fault).
+    pub fn log(&self) -> Vec<(String, String)> {
+        let v: Vec<(String, String)> = serde_json::from_str(&http(&self.url, "GET", "/_proxy/log", "")).unwrap();
+        v
+    }
+
+    /// Forgets rules and log.
+    pub fn reset(&self) {
+        http(&self.url, "POST", "/_proxy/reset", "");
+    }
+}
+
+/// Calls that change something (everything but reads).
+pub fn is_write(op: &str) -> bool {
+    !["Describe", "Get", "List"].iter().any(|p| op.starts_with(p))
+}
+
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         let _ = self.child.kill();

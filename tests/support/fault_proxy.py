@@ -1,16 +1,37 @@
-"""A fault-injecting HTTP proxy for tests: sits between hybrid and moto and,
-with seeded randomness, answers some requests itself with throttling or
-server errors, drops connections before forwarding, or forwards and then
-drops the response (the nastiest case: the call happened, the client does
-not know). Loopback only.
+"""A fault-injecting HTTP proxy for tests: sits between hybrid and moto
+(loopback only) and knows which AWS operation each request is (EC2 and IAM
+send `Action=` in a form body, SSM an `X-Amz-Target` header).
+
+Two ways to inject faults:
+
+- random, seeded: a share RATE of requests gets one of throttle, internal,
+  drop-before, drop-after;
+- exact rules, set by a test through the proxy's own API, each firing once
+  at the Nth request of one operation (counted from when the rule is set):
+
+    POST /_proxy/rules  [{"op": "CreateVpc", "nth": 1, "fault": "drop-after"}]
+    POST /_proxy/rules  [{"op": "RunInstances", "nth": 2, "fault": "kill-after",
+                          "pid_file": "/tmp/x/pid"}]
+    GET  /_proxy/log    -> [["CreateVpc", "drop-after"], ["DescribeVpcs", "pass"], ...]
+    POST /_proxy/reset  -> forget rules and log
+
+Faults: throttle and internal (answered here, never forwarded); drop-before
+(the connection closes, nothing reaches moto); drop-after (moto does it, the
+answer is lost: the nastiest case); garbage-after (moto does it, the answer
+is cut off mid-body); kill-before / kill-after (SIGKILL to the pid in
+pid_file before or after forwarding, then the connection closes: a crash at
+that exact call).
 
 usage: fault_proxy.py LISTEN_PORT TARGET_URL SEED RATE [LATENCY]
-RATE is the probability (0..1) that a request gets a fault; LATENCY seconds
-are added to every request (to make runs slow enough to interrupt).
+LATENCY seconds are added to every request (to make runs slow enough to
+interrupt).
 """
 import http.client
 import http.server
+import json
+import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -21,7 +42,8 @@ latency = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
 target = urllib.parse.urlparse(target)
 rng = random.Random(seed)
 lock = threading.Lock()
-counts = {}
+rules = []  # dicts: op, nth, fault, pid_file, seen
+log = []
 
 EC2_THROTTLE = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>'
                 b'<Message>Request limit exceeded.</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>')
@@ -29,11 +51,38 @@ EC2_INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error
                 b'<Message>An internal error has occurred.</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>')
 
 
-def pick():
+def operation(headers, body):
+    amz_target = headers.get("X-Amz-Target") or ""
+    if amz_target:
+        return amz_target.rsplit(".", 1)[-1]
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    return form.get("Action", ["?"])[0]
+
+
+def pick(op):
+    """The fault for this request of `op`: an exact rule first, else random."""
     with lock:
-        if rng.random() >= rate:
-            return "pass"
-        return rng.choice(["throttle", "internal", "drop-before", "drop-after"])
+        # Every rule of this operation counts the request, fired or not.
+        firing = None
+        for r in rules:
+            if r["op"] == op and not r.get("done"):
+                r["seen"] += 1
+                if r["seen"] == r["nth"] and firing is None:
+                    r["done"] = True
+                    firing = r
+        if firing:
+            return firing["fault"], firing.get("pid_file")
+        if rate and rng.random() < rate:
+            return rng.choice(["throttle", "internal", "drop-before", "drop-after"]), None
+        return "pass", None
+
+
+def kill(pid_file):
+    try:
+        with open(pid_file) as f:
+            os.kill(int(f.read().strip()), signal.SIGKILL)
+    except (OSError, ValueError) as e:
+        print(f"fault proxy: could not kill from {pid_file}: {e}", file=sys.stderr, flush=True)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -43,47 +92,77 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        if self.path == "/_proxy/log":
+            with lock:
+                return self.reply(200, json.dumps(log).encode())
         self.forward()
 
     def do_POST(self):
+        if self.path == "/_proxy/rules":
+            new = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"[]")
+            with lock:
+                for r in new:
+                    rules.append({"op": r["op"], "nth": int(r.get("nth", 1)), "fault": r["fault"],
+                                  "pid_file": r.get("pid_file"), "seen": 0})
+            return self.reply(200, b"{}")
+        if self.path == "/_proxy/reset":
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with lock:
+                rules.clear()
+                log.clear()
+            return self.reply(200, b"{}")
         self.forward()
+
+    def reply(self, status, payload, ctype="application/json"):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def hang_up(self):
+        self.close_connection = True
+        try:
+            self.connection.shutdown(2)
+        except OSError:
+            pass
 
     def forward(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if latency:
             time.sleep(latency)
-        fault = pick() if not self.path.startswith("/moto-api") else "pass"
+        op = operation(self.headers, body)
+        fault, pid_file = ("pass", None) if self.path.startswith("/moto-api") else pick(op)
         with lock:
-            counts[fault] = counts.get(fault, 0) + 1
-        is_ssm = "AmazonSSM" in (self.headers.get("X-Amz-Target") or "")
+            log.append([op, fault])
+        is_json = bool(self.headers.get("X-Amz-Target"))
+        if fault == "kill-before":
+            kill(pid_file)
+            return self.hang_up()
         if fault == "drop-before":
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
+            return self.hang_up()
         if fault in ("throttle", "internal"):
-            if is_ssm:
+            if is_json:
                 kind = "ThrottlingException" if fault == "throttle" else "InternalServerError"
                 payload = ('{"__type":"%s","message":"injected"}' % kind).encode()
-                status, ctype = (400 if fault == "throttle" else 500), "application/x-amz-json-1.1"
-            else:
-                payload = EC2_THROTTLE if fault == "throttle" else EC2_INTERNAL
-                status, ctype = 503 if fault == "throttle" else 500, "text/xml"
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-            return
-        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                return self.reply(400 if fault == "throttle" else 500, payload, "application/x-amz-json-1.1")
+            payload = EC2_THROTTLE if fault == "throttle" else EC2_INTERNAL
+            return self.reply(503 if fault == "throttle" else 500, payload, "text/xml")
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
         conn.request(self.command, self.path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
+        if fault == "kill-after":
+            kill(pid_file)
+            return self.hang_up()
         if fault == "drop-after":
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
+            return self.hang_up()
+        if fault == "garbage-after":
+            # A complete HTTP answer whose body is cut in half: the SDK
+            # cannot parse it, though the call happened.
+            data = data[: max(1, len(data) // 2)]
         self.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):
