@@ -17,7 +17,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 
-use super::{Cloud, CloudError, CloudResult, LaunchRequest, Launched, LockInfo};
+use super::{Cloud, CloudError, CloudResult, FoundCluster, LaunchRequest, Launched, LockInfo};
 use crate::infra::changes::Attribute;
 use crate::infra::desired::{
     AmiLookup, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT,
@@ -920,26 +920,75 @@ impl Cloud for AwsCloud {
         self.delete_parameter(&lock_parameter_name(cluster, epoch)).await
     }
 
-    async fn expiring_clusters(&self) -> CloudResult<Vec<(String, String)>> {
-        let mut out = Vec::new();
+    async fn clusters(&self) -> CloudResult<Vec<FoundCluster>> {
+        let mut found: BTreeMap<String, FoundCluster> = BTreeMap::new();
+        // One paginated DescribeTags over every network resource type finds
+        // half-destroyed clusters too (a crash past DeleteSecurityGroup
+        // leaves the VPC, subnet and gateway). Instances and volumes are
+        // left out: terminated ones keep their tags for a while.
+        let mut per_resource: BTreeMap<String, (String, String)> = BTreeMap::new();
         let mut pages = self
             .ec2
-            .describe_security_groups()
-            .filters(ec2t::Filter::builder().name("tag-key").values(TAG_EXPIRES).build())
+            .describe_tags()
+            .filters(ec2t::Filter::builder().name("key").values(TAG_CLUSTER).values(TAG_EXPIRES).build())
+            .filters(
+                ec2t::Filter::builder()
+                    .name("resource-type")
+                    .values("vpc")
+                    .values("subnet")
+                    .values("internet-gateway")
+                    .values("security-group")
+                    .build(),
+            )
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            self.count("DescribeSecurityGroups");
-            for g in page.map_err(|e| err("DescribeSecurityGroups", e))?.security_groups() {
-                let (cluster, expires) = (tag_value(g.tags(), TAG_CLUSTER), tag_value(g.tags(), TAG_EXPIRES));
-                if !cluster.is_empty() {
-                    out.push((cluster, expires));
+            self.count("DescribeTags");
+            for t in page.map_err(|e| err("DescribeTags", e))?.tags() {
+                let entry = per_resource.entry(t.resource_id().unwrap_or_default().to_string()).or_default();
+                match t.key() {
+                    Some(TAG_CLUSTER) => entry.0 = t.value().unwrap_or_default().to_string(),
+                    _ => entry.1 = t.value().unwrap_or_default().to_string(),
                 }
             }
         }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        for (cluster, expires) in per_resource.into_values().filter(|(c, _)| !c.is_empty()) {
+            let f = found.entry(cluster.clone()).or_insert(FoundCluster { name: cluster, expires: None, only_lock: false });
+            f.merge_expiry(&expires);
+        }
+
+        // The SSM side: secrets (tagged with the expiry) and lock epochs.
+        let mut pages = self.ssm.get_parameters_by_path().path("/hybrid/").recursive(true).into_paginator().send();
+        let mut parameters = Vec::new();
+        while let Some(page) = pages.next().await {
+            self.count("GetParametersByPath");
+            parameters
+                .extend(page.map_err(|e| err("GetParametersByPath", e))?.parameters().iter().filter_map(|p| p.name()).map(str::to_string));
+        }
+        for name in parameters {
+            let Some(cluster) = name.strip_prefix("/hybrid/").and_then(|rest| rest.split('/').next()).filter(|c| !c.is_empty()) else {
+                continue;
+            };
+            let is_lock = name.starts_with(&lock_parameter_prefix(cluster));
+            let f =
+                found.entry(cluster.to_string()).or_insert(FoundCluster { name: cluster.to_string(), expires: None, only_lock: is_lock });
+            if !is_lock {
+                f.only_lock = false;
+                self.count("ListTagsForResource");
+                let tags = self
+                    .ssm
+                    .list_tags_for_resource()
+                    .resource_type(ssmt::ResourceTypeForTagging::Parameter)
+                    .resource_id(&name)
+                    .send()
+                    .await
+                    .map_err(|e| err("ListTagsForResource", e))?;
+                if let Some(e) = tags.tag_list().iter().find(|t| t.key() == TAG_EXPIRES) {
+                    f.merge_expiry(e.value());
+                }
+            }
+        }
+        Ok(found.into_values().collect())
     }
 
     async fn console_output(&self, id: &str) -> CloudResult<String> {

@@ -71,6 +71,27 @@ pub struct LockInfo {
     pub expires: String,
 }
 
+/// A cluster found in a region, however little of it is left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundCluster {
+    pub name: String,
+    /// The earliest `hybrid:expires` among its resources (RFC 3339); `None`
+    /// for a cluster without a time-to-live.
+    pub expires: Option<String>,
+    /// Nothing but lock epochs is left (a run killed after its last delete).
+    pub only_lock: bool,
+}
+
+impl FoundCluster {
+    /// Keeps the earlier of the known expiry and `expires` (RFC 3339 UTC
+    /// strings of one format sort by time).
+    pub fn merge_expiry(&mut self, expires: &str) {
+        if !expires.is_empty() && self.expires.as_deref().is_none_or(|e| expires < e) {
+            self.expires = Some(expires.to_string());
+        }
+    }
+}
+
 // Used with static dispatch inside this crate only, on one task, so the
 // futures need no `Send` bound.
 #[allow(async_fn_in_trait)]
@@ -121,9 +142,9 @@ pub trait Cloud {
     async fn create_lock(&self, cluster: &str, epoch: u64, lock: &LockInfo) -> CloudResult<bool>;
     async fn delete_lock(&self, cluster: &str, epoch: u64) -> CloudResult<()>;
 
-    /// Every cluster in the region with a time-to-live: (name, RFC 3339 expiry),
-    /// from the `hybrid:expires` tag of the clusters' security groups.
-    async fn expiring_clusters(&self) -> CloudResult<Vec<(String, String)>>;
+    /// Every cluster with anything left in the region: from the tags of
+    /// its network resources (any one of them) and its SSM parameters.
+    async fn clusters(&self) -> CloudResult<Vec<FoundCluster>>;
 
     /// The instance's serial console output (decoded), for boot diagnostics.
     async fn console_output(&self, id: &str) -> CloudResult<String>;

@@ -5,6 +5,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::destroy;
 use super::shared::args::{AwsArgs, LockArgs};
+use super::shared::lock::{is_stale, remove_all};
 use super::shared::terminal::Reporter;
 use crate::adapters::Cloud;
 use crate::adapters::aws::connect;
@@ -15,8 +16,10 @@ use crate::error::{Error, Result};
     about = "Destroy every cluster whose time-to-live has passed (for cron or CI)",
     long_about = "\
 Find every hybrid cluster in the given regions whose hybrid:expires tag (set at creation from \
-the file's ttl) lies in the past, and destroy it as `hybrid destroy` would. Clusters without a \
-ttl are never touched. --dry-run only lists; otherwise --yes is required, since it runs \
+the file's ttl) lies in the past, and destroy it as `hybrid destroy` would. Clusters are found by \
+any resource left of them (VPC, subnet, gateway, security group, SSM parameters), so a cluster \
+half-destroyed by a crash is found too. Clusters without a ttl are never touched; a lock left \
+alone by a killed run is removed once it has expired. --dry-run only lists; otherwise --yes is required, since it runs \
 unattended."
 )]
 pub struct Args {
@@ -50,7 +53,17 @@ pub async fn run(args: &Args) -> Result<()> {
     let mut failures = Vec::new();
     for region in &regions {
         let cloud = connect(region, aws.endpoint_url.as_deref()).await;
-        for (cluster, expires) in cloud.expiring_clusters().await? {
+        for found in cloud.clusters().await? {
+            let cluster = found.name.clone();
+            let Some(expires) = found.expires.clone() else {
+                // No time-to-live: never reaped. A lone stale lock (a run
+                // killed after its last delete) is not a cluster, though.
+                if found.only_lock && !dry_run && locks_are_stale(&cloud, &cluster).await? {
+                    println!("unlock   {cluster:<24} {region:<14} only a stale lock was left");
+                    remove_all(&cloud, &cluster).await?;
+                }
+                continue;
+            };
             let Ok(at) = OffsetDateTime::parse(&expires, &Rfc3339) else {
                 eprintln!("warning: cluster {cluster} in {region} has an unreadable hybrid:expires tag {expires:?}; left alone");
                 continue;
@@ -72,4 +85,9 @@ pub async fn run(args: &Args) -> Result<()> {
         }
     }
     if failures.is_empty() { Ok(()) } else { Err(Error::Failed(format!("could not destroy {}; run reap again", failures.join(", ")))) }
+}
+
+/// Every lock epoch of `cluster` has expired.
+async fn locks_are_stale<C: Cloud>(cloud: &C, cluster: &str) -> Result<bool> {
+    Ok(cloud.locks(cluster).await?.iter().all(|(_, l)| is_stale(l)))
 }

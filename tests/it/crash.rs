@@ -285,3 +285,55 @@ fn destroy_killed_after_any_write_finishes_in_one_more_run() {
         assert_eq!(census(&moto.url, None), baseline, "{what}: something was left behind");
     }
 }
+
+/// `reap` finds a cluster by whatever is left of it: here a destroy died
+/// right after deleting the security group (the tag reap once looked at),
+/// leaving VPC, subnet, gateway, secrets and lock. Reap removes all of it;
+/// a lone expired lock is removed too, a live one and a ttl-less cluster stay.
+#[test]
+fn reap_finds_half_destroyed_clusters_and_lone_stale_locks() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.url, 1, 0.0);
+    let pid_file = std::env::temp_dir().join(format!("hybrid-it-crash-{}-reap.pid", std::process::id()));
+    let (_c, file) = small("half", 1);
+    assert_ok(&run(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]), "apply");
+    // Expired, on the VPC only.
+    let vpc = census(&moto.url, Some("half"))["vpc"].iter().next().unwrap().clone();
+    rt().block_on(async {
+        let (ec2, ssm) = aws_clients(&moto.url).await;
+        ec2.create_tags()
+            .resources(vpc)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("hybrid:expires").value("2020-01-01T00:00:00Z").build())
+            .send()
+            .await
+            .unwrap();
+        for (cluster, expires) in [("stale", "2020-01-01T01:00:00Z"), ("live", "2999-01-01T00:00:00Z")] {
+            let value =
+                serde_json::json!({"owner": "x@elsewhere pid 1", "run_id": "r", "created": "2020-01-01T00:00:00Z", "expires": expires});
+            ssm.put_parameter()
+                .name(format!("/hybrid/{cluster}/lock/1"))
+                .value(value.to_string())
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    proxy.add_rules(&[Rule { op: "DeleteSecurityGroup", nth: 1, fault: "kill-after" }], Some(&pid_file));
+    let killed = spawn_recorded(&proxy.url, &["destroy", file.to_str().unwrap(), "--yes"], &pid_file);
+    assert_ne!(killed.status.code(), Some(0));
+    let left = census(&moto.url, Some("half"));
+    assert!(left["security_group"].is_empty() && left["vpc"].len() == 1 && !left["parameter"].is_empty(), "{left:?}");
+
+    let out = run(&moto.url, &["reap", "--region", "us-east-1", "--dry-run"]);
+    assert_ok(&out, "reap --dry-run");
+    assert!(text(&out.stdout).contains("would destroy half"), "{}", text(&out.stdout));
+    let out = run(&moto.url, &["reap", "--region", "us-east-1", "--yes"]);
+    assert_ok(&out, "reap");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("destroy  half") && stdout.contains("unlock   stale"), "{stdout}");
+    let left = census(&moto.url, Some("half"));
+    assert!(left.values().all(BTreeSet::is_empty), "reap left {left:?}");
+    let params = census(&moto.url, None)["parameter"].clone();
+    assert_eq!(params, BTreeSet::from(["/hybrid/live/lock/1".to_string()]), "the live lock stays, the stale one goes");
+}

@@ -51,7 +51,8 @@ fn owner_is_dead_here(owner: &str) -> bool {
     }
 }
 
-fn expired(lock: &LockInfo) -> bool {
+/// The lock's time is up: another run may take it over.
+pub fn is_stale(lock: &LockInfo) -> bool {
     OffsetDateTime::parse(&lock.expires, &Rfc3339).is_ok_and(|t| t < OffsetDateTime::now_utc())
 }
 
@@ -81,7 +82,7 @@ pub async fn lock<C: Cloud>(cloud: &C, cluster: &str, args: &LockArgs) -> Result
             None => 1,
             // Ours: the answer to our create was lost, the lock is ours.
             Some((epoch, held)) if held.run_id == run_id => return Ok(Held { cluster: cluster.into(), epoch: *epoch, run_id }),
-            Some((epoch, held)) if expired(held) || owner_is_dead_here(&held.owner) => {
+            Some((epoch, held)) if is_stale(held) || owner_is_dead_here(&held.owner) => {
                 eprintln!("hybrid: taking over the stale lock of {} (created {})", held.owner, held.created);
                 epoch + 1
             }
