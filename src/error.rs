@@ -25,6 +25,10 @@ pub enum Error {
     Cloud(#[from] crate::adapters::CloudError),
     #[error("resolving the image for {group}: {source}")]
     Ami { group: String, source: crate::adapters::CloudError },
+    #[error(
+        "{key}: instance type {instance_type} is not offered in {region} (DescribeInstanceTypeOfferings); nothing was created. Pick a type this region has, e.g. from `aws ec2 describe-instance-type-offerings --region {region}`"
+    )]
+    NotOffered { key: String, instance_type: String, region: String },
     #[error(transparent)]
     Exec(#[from] crate::infra::execute::ExecError),
     #[error(transparent)]

@@ -715,6 +715,23 @@ impl Cloud for AwsCloud {
         )
     }
 
+    async fn offered_instance_types(&self, types: &[String]) -> CloudResult<BTreeSet<String>> {
+        let mut offered = BTreeSet::new();
+        let mut pages = self
+            .ec2
+            .describe_instance_type_offerings()
+            .location_type(ec2t::LocationType::Region)
+            .filters(ec2t::Filter::builder().name("instance-type").set_values(Some(types.to_vec())).build())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            self.count("DescribeInstanceTypeOfferings");
+            let page = page.map_err(|e| err("DescribeInstanceTypeOfferings", e))?;
+            offered.extend(page.instance_type_offerings().iter().filter_map(|o| o.instance_type()).map(|t| t.as_str().to_string()));
+        }
+        Ok(offered)
+    }
+
     async fn run_instance(&self, r: &LaunchRequest) -> CloudResult<Launched> {
         let volume = ec2t::EbsBlockDevice::builder()
             .volume_size(r.disk_gb as i32)

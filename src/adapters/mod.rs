@@ -117,6 +117,8 @@ pub trait Cloud {
     async fn authorize_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;
     async fn revoke_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;
 
+    /// Which of `types` the region offers (DescribeInstanceTypeOfferings).
+    async fn offered_instance_types(&self, types: &[String]) -> CloudResult<std::collections::BTreeSet<String>>;
     async fn run_instance(&self, request: &LaunchRequest) -> CloudResult<Launched>;
     async fn terminate_instances(&self, ids: &[String]) -> CloudResult<()>;
     /// Which of `ids` are not yet `terminated`.

@@ -468,20 +468,42 @@ fn concurrent_applies_are_serialized_by_the_lock() {
     assert_eq!(seen.len(), 7, "{:?}", slots(&seen));
 }
 
+/// A pool EC2 cannot launch (no capacity for its type): the error names
+/// the pool, the other pools launch and stay tagged, and the next apply
+/// adds only what is missing.
 #[test]
 fn a_permanent_error_names_the_pool_and_the_next_apply_continues() {
     let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.url, 1, 0.0);
+    proxy.add_always(&crate::moto::Always { op: "RunInstances", matching: "InstanceType=m6i.xlarge", fault: "no-capacity" });
     let c = Cluster::new("eta");
-    // A family validate does not know (a warning only) that EC2 refuses.
-    let bad = c.write(2, 1, "zz9.xlarge");
-    let out = hybrid_at(&moto.url, &["apply", bad.to_str().unwrap(), "--yes", "--ec2-only"]);
+    let file = c.write(2, 1, "m6i.xlarge");
+    let out = hybrid_at(&proxy.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("pool win: RunInstances failed"), "{err}");
+    assert!(err.contains("pool win: RunInstances failed: InsufficientInstanceCapacity"), "{err}");
     let seen = rt().block_on(async { instances(&clients(&moto.url).await.0, "eta").await });
     assert_eq!(slots(&seen), ["control-plane", "game-0", "game-1"], "other pools were launched and stay tagged");
-    let out = apply(&moto.url, &c.write(2, 1, "m6i.xlarge"));
+    let out = apply(&moto.url, &file);
     assert!(out.contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{out}");
+}
+
+/// An instance type the region does not offer fails the plan before
+/// anything is created (validate only warns about a family it does not know).
+#[test]
+fn an_instance_type_the_region_lacks_fails_before_anything_is_created() {
+    let moto = Moto::start();
+    let c = Cluster::new("etb");
+    let file = c.write(2, 1, "zz9.xlarge");
+    let out = hybrid_at(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("pool[1].instance_type (pool win): instance type zz9.xlarge is not offered in us-east-1"), "{err}");
+    let vpcs = rt().block_on(async {
+        let (ec2, _) = clients(&moto.url).await;
+        ec2.describe_vpcs().filters(Filter::builder().name("tag:hybrid:cluster").values("etb").build()).send().await.unwrap().vpcs().len()
+    });
+    assert_eq!(vpcs, 0, "nothing was created");
 }
 
 #[test]

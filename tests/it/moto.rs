@@ -147,6 +147,13 @@ pub struct Rule<'a> {
     pub fault: &'a str,
 }
 
+/// A fault on every request of `op` whose body contains `matching`.
+pub struct Always<'a> {
+    pub op: &'a str,
+    pub matching: &'a str,
+    pub fault: &'a str,
+}
+
 impl FaultProxy {
     /// Adds rules; each fires once. `pid_file` names the process `kill-*` faults kill.
     pub fn add_rules(&self, rules: &[Rule<'_>], pid_file: Option<&std::path::Path>) {
@@ -155,6 +162,11 @@ impl FaultProxy {
             .map(|r| serde_json::json!({ "op": r.op, "nth": r.nth, "fault": r.fault, "pid_file": pid_file.map(|p| p.display().to_string()) }))
             .collect();
         http(&self.url, "POST", "/_proxy/rules", &serde_json::Value::from(list).to_string());
+    }
+
+    pub fn add_always(&self, rule: &Always<'_>) {
+        let list = serde_json::json!([{ "op": rule.op, "match": rule.matching, "always": true, "fault": rule.fault }]);
+        http(&self.url, "POST", "/_proxy/rules", &list.to_string());
     }
 
     /// Every request so far as (operation, fault).

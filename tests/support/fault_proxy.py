@@ -12,10 +12,16 @@ Two ways to inject faults:
     POST /_proxy/rules  [{"op": "CreateVpc", "nth": 1, "fault": "drop-after"}]
     POST /_proxy/rules  [{"op": "RunInstances", "nth": 2, "fault": "kill-after",
                           "pid_file": "/tmp/x/pid"}]
+    POST /_proxy/rules  [{"op": "RunInstances", "match": "InstanceType=m6i.xlarge",
+                          "always": true, "fault": "no-capacity"}]
     GET  /_proxy/log    -> [["CreateVpc", "drop-after"], ["DescribeVpcs", "pass"], ...]
     POST /_proxy/reset  -> forget rules and log
 
-Faults: throttle and internal (answered here, never forwarded); drop-before
+A rule with "match" counts only requests whose body contains that text;
+"always" fires on every such request instead of the Nth.
+
+Faults: throttle, internal and no-capacity (InsufficientInstanceCapacity;
+answered here, never forwarded); drop-before
 (the connection closes, nothing reaches moto); drop-after (moto does it, the
 answer is lost: the nastiest case); garbage-after (moto does it, the answer
 is cut off mid-body); kill-before / kill-after (SIGKILL to the pid in
@@ -50,6 +56,10 @@ EC2_THROTTLE = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error
 EC2_INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>InternalError</Code>'
                 b'<Message>An internal error has occurred.</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>')
 
+EC2_NO_CAPACITY = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>InsufficientInstanceCapacity</Code>'
+                   b'<Message>We currently do not have sufficient capacity in the Availability Zone you requested.</Message>'
+                   b'</Error></Errors><RequestID>fault-proxy</RequestID></Response>')
+
 
 def operation(headers, body):
     amz_target = headers.get("X-Amz-Target") or ""
@@ -59,16 +69,16 @@ def operation(headers, body):
     return form.get("Action", ["?"])[0]
 
 
-def pick(op):
+def pick(op, body):
     """The fault for this request of `op`: an exact rule first, else random."""
     with lock:
         # Every rule of this operation counts the request, fired or not.
         firing = None
         for r in rules:
-            if r["op"] == op and not r.get("done"):
+            if r["op"] == op and not r.get("done") and (r["match"] or "") in body:
                 r["seen"] += 1
-                if r["seen"] == r["nth"] and firing is None:
-                    r["done"] = True
+                if firing is None and (r["always"] or r["seen"] == r["nth"]):
+                    r["done"] = not r["always"]
                     firing = r
         if firing:
             return firing["fault"], firing.get("pid_file")
@@ -103,7 +113,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with lock:
                 for r in new:
                     rules.append({"op": r["op"], "nth": int(r.get("nth", 1)), "fault": r["fault"],
-                                  "pid_file": r.get("pid_file"), "seen": 0})
+                                  "pid_file": r.get("pid_file"), "match": r.get("match"),
+                                  "always": bool(r.get("always")), "seen": 0})
             return self.reply(200, b"{}")
         if self.path == "/_proxy/reset":
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -132,7 +143,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if latency:
             time.sleep(latency)
         op = operation(self.headers, body)
-        fault, pid_file = ("pass", None) if self.path.startswith("/moto-api") else pick(op)
+        fault, pid_file = ("pass", None) if self.path.startswith("/moto-api") else pick(op, body.decode("utf-8", "replace"))
         with lock:
             log.append([op, fault])
         is_json = bool(self.headers.get("X-Amz-Target"))
@@ -141,6 +152,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.hang_up()
         if fault == "drop-before":
             return self.hang_up()
+        if fault == "no-capacity":
+            return self.reply(500, EC2_NO_CAPACITY, "text/xml")
         if fault in ("throttle", "internal"):
             if is_json:
                 kind = "ThrottlingException" if fault == "throttle" else "InternalServerError"

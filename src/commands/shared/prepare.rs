@@ -48,6 +48,7 @@ pub struct Prepared {
 /// Plans against what runs. Reads only: no AWS writes.
 pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates) -> Result<Prepared> {
     let inventory = cloud.discover(&spec.name).await?;
+    check_offered(cloud, spec).await?;
     let mut amis = AmiMap::new();
     let mut groups: Vec<(String, NodeOs, Option<&AmiRef>)> =
         vec![(CONTROL_PLANE.to_string(), NodeOs::Linux(spec.control_plane.os), spec.control_plane.ami.as_ref())];
@@ -75,6 +76,24 @@ pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templa
     let desired = desired_state(spec, &amis, &bootstrap::worker_fingerprints(spec, templates)?);
     let plan = plan::plan(&desired, &inventory, false)?;
     Ok(Prepared { plan, desired, inventory, secrets, bootstraps })
+}
+
+/// Every instance type in the file must exist in the region before
+/// anything is created (`validate` knows the names offline; only the region
+/// knows what it offers).
+async fn check_offered<C: Cloud>(cloud: &C, spec: &ClusterSpec) -> Result<()> {
+    let mut wanted = vec![("control_plane.instance_type".to_string(), spec.control_plane.instance_type.clone())];
+    wanted.extend(
+        spec.pools.iter().enumerate().map(|(i, p)| (format!("pool[{i}].instance_type (pool {})", p.name), p.instance_type.clone())),
+    );
+    let mut types: Vec<String> = wanted.iter().map(|(_, t)| t.clone()).collect();
+    types.sort();
+    types.dedup();
+    let offered = cloud.offered_instance_types(&types).await?;
+    match wanted.into_iter().find(|(_, t)| !offered.contains(t)) {
+        Some((key, instance_type)) => Err(Error::NotOffered { key, instance_type, region: spec.region.clone() }),
+        None => Ok(()),
+    }
 }
 
 /// A plan against nothing, with no AWS calls and no credentials.
