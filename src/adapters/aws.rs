@@ -20,16 +20,20 @@ use base64::Engine;
 use super::{Cloud, CloudError, CloudResult, FoundCluster, LaunchRequest, Launched, LockInfo};
 use crate::infra::changes::Attribute;
 use crate::infra::desired::{
-    AmiLookup, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT,
-    TAG_SPEC_HASH, lock_parameter_name, lock_parameter_prefix, parameter_prefix,
+    AmiLookup, InstanceProfile, PROFILE_POLICY_NAME, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES,
+    TAG_KUBERNETES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, ec2_trust_policy, iam_path_prefix, instance_profile, lock_parameter_name,
+    lock_parameter_prefix, parameter_prefix,
 };
-use crate::infra::inventory::{Gateway, Instance, Inventory, RouteTable, SecurityGroup, Subnet, Vpc};
+use crate::infra::inventory::{FoundProfile, Gateway, Instance, Inventory, RouteTable, SecurityGroup, Subnet, Vpc};
 use crate::model::AmiRef;
 use crate::model::net::Ipv4Cidr;
 
 pub struct AwsCloud {
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
+    /// Global; names carry the region (`desired::instance_profile`).
+    iam: aws_sdk_iam::Client,
+    region: String,
     calls: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -54,7 +58,13 @@ pub async fn connect(region: &str, endpoint: Option<&str>) -> AwsCloud {
         loader = loader.endpoint_url(url);
     }
     let conf = loader.load().await;
-    AwsCloud { ec2: aws_sdk_ec2::Client::new(&conf), ssm: aws_sdk_ssm::Client::new(&conf), calls: Mutex::new(BTreeMap::new()) }
+    AwsCloud {
+        ec2: aws_sdk_ec2::Client::new(&conf),
+        ssm: aws_sdk_ssm::Client::new(&conf),
+        iam: aws_sdk_iam::Client::new(&conf),
+        region: region.to_string(),
+        calls: Mutex::new(BTreeMap::new()),
+    }
 }
 
 /// The code of a call whose answer never arrived (or arrived unreadable):
@@ -85,6 +95,30 @@ fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
     CloudError::new(operation, code, message)
 }
 
+/// `%XX` escapes decoded (IAM answers policy documents URL-encoded).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The first line of `text`, at most 200 characters.
 fn one_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or("").trim();
@@ -94,20 +128,23 @@ fn one_line(text: &str) -> String {
     }
 }
 
-/// Worth another attempt: throttling, a server-side failure, no answer.
+/// Worth another attempt: throttling, a server-side failure, no answer,
+/// or an instance profile IAM has made but EC2 does not see yet (IAM is
+/// eventually consistent: a new profile can be refused for some seconds).
 fn transient(e: &CloudError) -> bool {
-    matches!(
-        e.code.as_str(),
-        NO_ANSWER
-            | "RequestLimitExceeded"
-            | "Throttling"
-            | "ThrottlingException"
-            | "InternalError"
-            | "InternalFailure"
-            | "ServiceUnavailable"
-            | "Unavailable"
-            | "UnreadableAnswer"
-    )
+    (e.code == "InvalidParameterValue" && e.message.contains("iamInstanceProfile"))
+        || matches!(
+            e.code.as_str(),
+            NO_ANSWER
+                | "RequestLimitExceeded"
+                | "Throttling"
+                | "ThrottlingException"
+                | "InternalError"
+                | "InternalFailure"
+                | "ServiceUnavailable"
+                | "Unavailable"
+                | "UnreadableAnswer"
+        )
 }
 
 /// SDK retries off for one call: `create_once` retries it itself, looking
@@ -276,6 +313,35 @@ impl AwsCloud {
         Ok(newest.map(resolved))
     }
 
+    /// Role, inline policy and profile of `name`, as far as they exist.
+    async fn find_instance_profile(&self, name: &str) -> CloudResult<Option<FoundProfile>> {
+        let missing = |code: Option<&str>| code == Some("NoSuchEntity");
+        self.count("GetRole");
+        let role = match self.iam.get_role().role_name(name).send().await {
+            Ok(_) => true,
+            Err(e) if missing(e.code()) => false,
+            Err(e) => return Err(err("GetRole", e)),
+        };
+        let policy = if role {
+            self.count("GetRolePolicy");
+            match self.iam.get_role_policy().role_name(name).policy_name(PROFILE_POLICY_NAME).send().await {
+                // IAM answers the document URL-encoded.
+                Ok(out) => Some(percent_decode(out.policy_document())),
+                Err(e) if missing(e.code()) => None,
+                Err(e) => return Err(err("GetRolePolicy", e)),
+            }
+        } else {
+            None
+        };
+        self.count("GetInstanceProfile");
+        let (profile, profile_has_role) = match self.iam.get_instance_profile().instance_profile_name(name).send().await {
+            Ok(out) => (true, out.instance_profile().is_some_and(|p| p.roles().iter().any(|r| r.role_name() == name))),
+            Err(e) if missing(e.code()) => (false, false),
+            Err(e) => return Err(err("GetInstanceProfile", e)),
+        };
+        Ok((role || profile).then(|| FoundProfile { name: name.to_string(), role, policy, profile, profile_has_role }))
+    }
+
     async fn vpc_attribute(&self, vpc_id: &str, name: ec2t::VpcAttributeName) -> CloudResult<bool> {
         self.count("DescribeVpcAttribute");
         let out = self
@@ -431,6 +497,7 @@ impl Cloud for AwsCloud {
                         public_ip: i.public_ip_address().map(str::to_string),
                         vpc_id: i.vpc_id().map(str::to_string),
                         subnet_id: i.subnet_id().map(str::to_string),
+                        instance_profile: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_string),
                         launch_time: i
                             .launch_time()
                             .map_or(String::new(), |t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()),
@@ -438,6 +505,8 @@ impl Cloud for AwsCloud {
                 }
             }
         }
+
+        inv.instance_profile = self.find_instance_profile(&instance_profile(cluster, &self.region).name).await?;
 
         let prefix = parameter_prefix(cluster);
         let lock = lock_parameter_prefix(cluster);
@@ -688,6 +757,74 @@ impl Cloud for AwsCloud {
         }
     }
 
+    async fn ensure_instance_profile(&self, profile: &InstanceProfile, tags: &BTreeMap<String, String>) -> CloudResult<()> {
+        let iam_tags = || {
+            tags.iter()
+                .filter(|(k, _)| k.as_str() != TAG_CREATE_TOKEN)
+                .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value are set"))
+                .collect::<Vec<_>>()
+        };
+        let name = profile.name.as_str();
+        self.count("CreateRole");
+        let created = self
+            .iam
+            .create_role()
+            .role_name(name)
+            .path(&profile.path)
+            .assume_role_policy_document(ec2_trust_policy())
+            .description("hybrid control plane: may read only its cluster's secrets in SSM")
+            .set_tags(Some(iam_tags()))
+            .send()
+            .await;
+        done_unless("CreateRole", created, "EntityAlreadyExists")?;
+        // Always put: a hand-widened policy goes back to exactly this one.
+        self.count("PutRolePolicy");
+        self.iam
+            .put_role_policy()
+            .role_name(name)
+            .policy_name(PROFILE_POLICY_NAME)
+            .policy_document(&profile.policy)
+            .send()
+            .await
+            .map_err(|e| err("PutRolePolicy", e))?;
+        self.count("CreateInstanceProfile");
+        let created =
+            self.iam.create_instance_profile().instance_profile_name(name).path(&profile.path).set_tags(Some(iam_tags())).send().await;
+        done_unless("CreateInstanceProfile", created, "EntityAlreadyExists")?;
+        self.count("AddRoleToInstanceProfile");
+        let added = self.iam.add_role_to_instance_profile().instance_profile_name(name).role_name(name).send().await;
+        // A profile holds one role: "limit exceeded" means it already has ours.
+        match added {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code(), Some("LimitExceeded" | "EntityAlreadyExists")) => Ok(()),
+            Err(e) => Err(err("AddRoleToInstanceProfile", e)),
+        }
+    }
+
+    async fn delete_instance_profile(&self, name: &str) -> CloudResult<()> {
+        // Remove only the roles the profile holds (a rerun after a kill may
+        // find it empty already).
+        let found = self.find_instance_profile(name).await?;
+        if found.as_ref().is_some_and(|f| f.profile_has_role) {
+            self.count("RemoveRoleFromInstanceProfile");
+            done_unless(
+                "RemoveRoleFromInstanceProfile",
+                self.iam.remove_role_from_instance_profile().instance_profile_name(name).role_name(name).send().await,
+                "NoSuchEntity",
+            )?;
+        }
+        self.count("DeleteInstanceProfile");
+        done_unless("DeleteInstanceProfile", self.iam.delete_instance_profile().instance_profile_name(name).send().await, "NoSuchEntity")?;
+        self.count("DeleteRolePolicy");
+        done_unless(
+            "DeleteRolePolicy",
+            self.iam.delete_role_policy().role_name(name).policy_name(PROFILE_POLICY_NAME).send().await,
+            "NoSuchEntity",
+        )?;
+        self.count("DeleteRole");
+        done_unless("DeleteRole", self.iam.delete_role().role_name(name).send().await, "NoSuchEntity")
+    }
+
     async fn authorize_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()> {
         if rules.is_empty() {
             return Ok(());
@@ -766,6 +903,9 @@ impl Cloud for AwsCloud {
         }
         if let Some(k) = &r.key_name {
             req = req.key_name(k);
+        }
+        if let Some(p) = &r.instance_profile {
+            req = req.iam_instance_profile(ec2t::IamInstanceProfileSpecification::builder().name(p).build());
         }
         if r.spot {
             req = req.instance_market_options(ec2t::InstanceMarketOptionsRequest::builder().market_type(ec2t::MarketType::Spot).build());
@@ -1003,6 +1143,28 @@ impl Cloud for AwsCloud {
                 if let Some(e) = tags.tag_list().iter().find(|t| t.key() == TAG_EXPIRES) {
                     f.merge_expiry(e.value());
                 }
+            }
+        }
+        // IAM: the control plane roles under /hybrid/<region>/<cluster>/.
+        let mut pages = self.iam.list_roles().path_prefix(iam_path_prefix(&self.region)).into_paginator().send();
+        let mut roles = Vec::new();
+        while let Some(page) = pages.next().await {
+            self.count("ListRoles");
+            let page = page.map_err(|e| err("ListRoles", e))?;
+            roles.extend(page.roles().iter().map(|r| (r.role_name().to_string(), r.path().to_string())));
+        }
+        for (role, path) in roles {
+            let Some(cluster) =
+                path.strip_prefix(&iam_path_prefix(&self.region)).map(|p| p.trim_end_matches('/')).filter(|c| !c.is_empty())
+            else {
+                continue;
+            };
+            self.count("ListRoleTags");
+            let tags = self.iam.list_role_tags().role_name(&role).send().await.map_err(|e| err("ListRoleTags", e))?;
+            let f = found.entry(cluster.to_string()).or_insert(FoundCluster { name: cluster.to_string(), expires: None, only_lock: false });
+            f.only_lock = false;
+            if let Some(t) = tags.tags().iter().find(|t| t.key() == TAG_EXPIRES) {
+                f.merge_expiry(t.value());
             }
         }
         Ok(found.into_values().collect())

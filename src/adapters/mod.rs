@@ -11,7 +11,7 @@ pub mod ssh;
 use std::collections::BTreeMap;
 
 use crate::infra::changes::Attribute;
-use crate::infra::desired::{AmiLookup, ResolvedAmi, SgRule};
+use crate::infra::desired::{AmiLookup, InstanceProfile, ResolvedAmi, SgRule};
 use crate::infra::inventory::Inventory;
 use crate::model::AmiRef;
 use crate::model::net::Ipv4Cidr;
@@ -46,6 +46,8 @@ pub struct LaunchRequest {
     pub disk_gb: u32,
     pub spot: bool,
     pub key_name: Option<String>,
+    /// The instance profile's name (the control plane's).
+    pub instance_profile: Option<String>,
     /// Put on the instance and its root volume at creation, atomically.
     pub tags: BTreeMap<String, String>,
     /// Idempotency token (AWS deduplicates retried launches with it).
@@ -115,6 +117,12 @@ pub trait Cloud {
     async fn set_attribute(&self, id: &str, attribute: Attribute, value: bool) -> CloudResult<()>;
     async fn create_security_group(&self, name: &str, vpc_id: &str, tags: &BTreeMap<String, String>) -> CloudResult<String>;
     async fn authorize_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;
+    /// Creates what is missing of the role (EC2 may assume it), its inline
+    /// policy (always put, so a hand edit is undone) and the instance
+    /// profile holding the role; every step is idempotent.
+    async fn ensure_instance_profile(&self, profile: &InstanceProfile, tags: &BTreeMap<String, String>) -> CloudResult<()>;
+    /// Removes the role from the profile, then the profile, the policy and the role.
+    async fn delete_instance_profile(&self, name: &str) -> CloudResult<()>;
     async fn revoke_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;
 
     /// Which of `types` the region offers (DescribeInstanceTypeOfferings).

@@ -20,6 +20,9 @@ pub const API_SERVER_PORT: u16 = 6443;
 pub const NODE_NAME_PLACEHOLDER: &str = "__HYBRID_NODE_NAME__";
 /// Replaced at boot with the instance's private IPv4 address.
 pub const NODE_IP_PLACEHOLDER: &str = "__HYBRID_NODE_IP__";
+/// Stands in for the bootstrap token in the control plane's kubeadm config:
+/// its bootstrap reads the real one from SSM at boot (fetch-secrets.py).
+pub const TOKEN_PLACEHOLDER: &str = "__HYBRID_BOOTSTRAP_TOKEN__";
 
 /// One download as a template sees it: where from, and how to check it
 /// (`versions::Check::encode`). Templates address them by name.
@@ -95,11 +98,14 @@ pub struct Linux {
     vxlan_port: u16,
     has_windows: bool,
     flannel_net_conf: String,
+    /// The placeholder on the control plane, which reads the secrets from SSM.
     token: String,
+    token_placeholder: &'static str,
     ca_cert_hash: String,
-    ca_cert_pem: String,
-    /// Only the control plane receives the CA key; empty for workers.
-    ca_key_pem: String,
+    /// The SSM parameter with the cluster secrets, and its region.
+    secrets_parameter: String,
+    region: String,
+    ssm_endpoint: String,
     node_labels: String,
     taints: Vec<TaintCtx>,
     /// A string: kubeletExtraArgs values are strings.
@@ -144,10 +150,12 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         vxlan_port: spec.cni.port,
         has_windows: spec.has_windows(),
         flannel_net_conf: flannel_net_conf(spec),
-        token: secrets.token.expose(),
+        token: if pool.is_none() { TOKEN_PLACEHOLDER.to_string() } else { secrets.token.expose() },
+        token_placeholder: TOKEN_PLACEHOLDER,
         ca_cert_hash: secrets.ca_cert_hash().to_string(),
-        ca_cert_pem: secrets.ca_cert_pem.clone(),
-        ca_key_pem: if pool.is_none() { secrets.expose_ca_key_pem().to_string() } else { String::new() },
+        secrets_parameter: crate::infra::desired::secrets_parameter_name(&spec.name),
+        region: spec.region.clone(),
+        ssm_endpoint: versions::ssm_endpoint(&spec.region),
         node_labels: pool.map(node_labels).unwrap_or_default(),
         taints: pool.map(|p| taints(&p.taints)).unwrap_or_default(),
         max_pods: pool.map_or(110, |p| p.max_pods).to_string(),
@@ -169,6 +177,8 @@ pub struct CloudConfig<'a> {
     pub containerd_config: &'a str,
     pub cni_manifest: Option<&'a str>,
     pub bootstrap_script: &'a str,
+    /// The control plane's secret fetcher; `None` on workers.
+    pub fetch_secrets: Option<&'a str>,
 }
 
 #[derive(Serialize)]

@@ -57,6 +57,7 @@ pub fn render_control_plane(spec: &ClusterSpec, secrets: &ClusterSecrets, templa
     let cni = templates.render(&format!("linux/cni-{}.yaml", spec.cni.plugin.name()), &ctx)?;
     let containerd = templates.render("linux/containerd.toml", &ctx)?;
     let script = templates.render("linux/bootstrap.sh", &ctx)?;
+    let fetch = templates.render("linux/fetch-secrets.py", &ctx)?;
     let user_data = templates.render(
         "linux/cloud-config.yaml",
         &context::CloudConfig {
@@ -65,6 +66,7 @@ pub fn render_control_plane(spec: &ClusterSpec, secrets: &ClusterSecrets, templa
             containerd_config: &containerd,
             cni_manifest: Some(&cni),
             bootstrap_script: &script,
+            fetch_secrets: Some(&fetch),
         },
     )?;
     let parts = vec![
@@ -72,6 +74,7 @@ pub fn render_control_plane(spec: &ClusterSpec, secrets: &ClusterSecrets, templa
         (format!("cni-{}.yaml", spec.cni.plugin.name()), cni),
         ("containerd.toml".into(), containerd),
         ("bootstrap.sh".into(), script),
+        ("fetch-secrets.py".into(), fetch),
     ];
     linux_result("control-plane", NodeOs::Linux(spec.control_plane.os), user_data, parts)
 }
@@ -96,6 +99,7 @@ pub fn render_pool(
                     containerd_config: &containerd,
                     cni_manifest: None,
                     bootstrap_script: &script,
+                    fetch_secrets: None,
                 },
             )?;
             let parts = vec![("kubeadm.yaml".into(), kubeadm), ("containerd.toml".into(), containerd), ("bootstrap.sh".into(), script)];

@@ -18,6 +18,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("linux/cni-calico.yaml", include_str!("../../templates/linux/cni-calico.yaml.tera")),
     ("linux/cni-flannel.yaml", include_str!("../../templates/linux/cni-flannel.yaml.tera")),
     ("linux/containerd.toml", include_str!("../../templates/linux/containerd.toml.tera")),
+    ("linux/fetch-secrets.py", include_str!("../../templates/linux/fetch-secrets.py.tera")),
     ("windows/containerd.toml", include_str!("../../templates/windows/containerd.toml.tera")),
     ("windows/bootstrap.ps1", include_str!("../../templates/windows/bootstrap.ps1.tera")),
     ("windows/loader.ps1", include_str!("../../templates/windows/loader.ps1.tera")),

@@ -242,6 +242,7 @@ mod tests {
                 private_dns: Some("ip-10-0-0-5.ec2.internal".into()),
                 vpc_id: None,
                 subnet_id: None,
+                instance_profile: None,
                 public_ip: None,
                 launch_time: "2026-11-23T11:00:00Z".into(),
             }],

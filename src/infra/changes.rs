@@ -57,6 +57,9 @@ pub enum Resource {
         attribute: Attribute,
         value: bool,
     },
+    /// The control plane's IAM role (with its one inline policy) and
+    /// instance profile, named in the change.
+    InstanceProfile,
     /// An SSM SecureString; its value is never part of a plan.
     Parameter {
         name: String,
@@ -76,6 +79,7 @@ impl Resource {
             Resource::Attribute { attribute, .. } if attribute.on_subnet() => "subnet_attribute",
             Resource::Attribute { .. } => "vpc_attribute",
             Resource::SecurityGroup { .. } => "security_group",
+            Resource::InstanceProfile => "instance_profile",
             Resource::Parameter { .. } => "ssm_parameter",
             Resource::Instance { .. } => "instance",
         }

@@ -156,6 +156,57 @@ pub enum DesiredNetwork {
     Existing { vpc_id: String, subnet_id: String },
 }
 
+/// The control plane's instance profile: a role that may read only the
+/// cluster's secrets parameter, so its bootstrap fetches the CA from SSM
+/// instead of carrying it in user data. IAM is global, so names carry the
+/// region (two clusters of one name in two regions must not share a role).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InstanceProfile {
+    /// Role and instance profile share it.
+    pub name: String,
+    /// `/hybrid/<region>/<cluster>/`: how discovery and `reap` find them.
+    pub path: String,
+    /// The inline policy `read-cluster-secrets` (JSON).
+    pub policy: String,
+}
+
+/// The inline policy's name on the role.
+pub const PROFILE_POLICY_NAME: &str = "read-cluster-secrets";
+
+pub fn iam_path_prefix(region: &str) -> String {
+    format!("/hybrid/{region}/")
+}
+
+pub fn instance_profile(cluster: &str, region: &str) -> InstanceProfile {
+    let tag: String = Sha256::digest(region.as_bytes())[..3].iter().map(|b| format!("{b:02x}")).collect();
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ReadThisClustersSecrets",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            // The account is the caller's own (no cross-account parameters);
+            // the key is SSM's AWS-managed one, whose policy lets principals
+            // of the account decrypt through SSM, so no kms statement.
+            "Resource": format!("arn:aws:ssm:{region}:*:parameter{}", secrets_parameter_name(cluster)),
+        }],
+    });
+    InstanceProfile {
+        name: format!("hybrid-{cluster}-cp-{tag}"),
+        path: format!("{}{cluster}/", iam_path_prefix(region)),
+        policy: policy.to_string(),
+    }
+}
+
+/// Who may assume the role: EC2, for the instance profile.
+pub fn ec2_trust_policy() -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Principal": { "Service": "ec2.amazonaws.com" }, "Action": "sts:AssumeRole" }],
+    })
+    .to_string()
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DesiredState {
     pub cluster: String,
@@ -164,6 +215,7 @@ pub struct DesiredState {
     pub security_rules: BTreeSet<SgRule>,
     /// SSM parameter names (all SecureString).
     pub parameters: Vec<String>,
+    pub instance_profile: InstanceProfile,
     /// By slot name.
     pub instances: BTreeMap<String, DesiredInstance>,
     /// Extra tags on every resource (user tags, expiry is added at creation).
@@ -230,6 +282,7 @@ pub fn desired_state(spec: &ClusterSpec, amis: &AmiMap, bootstrap_fingerprints: 
         },
         security_rules: security_rules(spec),
         parameters: secret_parameter_names(&spec.name),
+        instance_profile: instance_profile(&spec.name, &spec.region),
         instances,
         tags: spec.tags.clone(),
     }

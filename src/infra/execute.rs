@@ -15,8 +15,8 @@ use crate::adapters::{Cloud, CloudError, LaunchRequest};
 use crate::bootstrap::NodeBootstrap;
 use crate::bootstrap::pki::ClusterSecrets;
 use crate::infra::desired::{
-    DesiredInstance, DesiredState, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH,
-    secrets_parameter_name,
+    CONTROL_PLANE, DesiredInstance, DesiredState, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT,
+    TAG_SPEC_HASH, secrets_parameter_name,
 };
 use crate::infra::inventory::Inventory;
 use crate::infra::plan::{Action, Change, Plan, Resource};
@@ -134,7 +134,7 @@ pub async fn apply<C: Cloud>(
     };
 
     // Network, in dependency order regardless of the order shown.
-    for kind in ["vpc", "subnet", "internet_gateway", "route", "vpc_attribute", "subnet_attribute", "security_group"] {
+    for kind in ["vpc", "subnet", "internet_gateway", "route", "vpc_attribute", "subnet_attribute", "security_group", "instance_profile"] {
         for change in plan.changes.iter().filter(|c| c.resource.kind() == kind && c.action != Action::Delete) {
             match (&change.resource, change.action) {
                 (Resource::Vpc { cidr }, Action::Create) => {
@@ -168,6 +168,10 @@ pub async fn apply<C: Cloud>(
                     let id = change.id.as_deref().ok_or(ExecError::Missing("VPC or subnet"))?;
                     cloud.set_attribute(id, *attribute, *value).await?;
                     progress.line(&format!("{id}: {} set to {value}", attribute.aws_name()));
+                }
+                (Resource::InstanceProfile, Action::Create | Action::Update) => {
+                    cloud.ensure_instance_profile(&ctx.desired.instance_profile, &tags).await?;
+                    progress.line(&format!("instance profile {} ready (may read only {})", change.name, secrets_parameter_name(cluster)));
                 }
                 (Resource::SecurityGroup { add, remove }, action) => {
                     let id = match (action, &sg_id) {
@@ -354,6 +358,7 @@ fn launch_request(
         disk_gb: d.disk_gb,
         spot: d.spot,
         key_name: ctx.key_name.map(str::to_string),
+        instance_profile: (d.group == CONTROL_PLANE).then(|| ctx.desired.instance_profile.name.clone()),
         tags,
         client_token: token,
     })
@@ -392,7 +397,7 @@ async fn wait_terminated<C: Cloud>(cloud: &C, ids: &[String], timeout: Duration,
 /// deleted is named in one error at the end.
 async fn remove_network<C: Cloud>(cloud: &C, plan: &Plan, progress: &impl Progress) -> Result<(), ExecError> {
     let mut failed = Vec::new();
-    for kind in ["security_group", "internet_gateway", "subnet", "vpc", "ssm_parameter"] {
+    for kind in ["security_group", "internet_gateway", "subnet", "vpc", "instance_profile", "ssm_parameter"] {
         for c in plan.changes.iter().filter(|c| c.resource.kind() == kind && c.action == Action::Delete) {
             let id = c.id.as_deref().unwrap_or_default();
             let result = match &c.resource {
@@ -401,6 +406,7 @@ async fn remove_network<C: Cloud>(cloud: &C, plan: &Plan, progress: &impl Progre
                 Resource::Subnet { .. } => retry_dependency(|| cloud.delete_subnet(id), progress).await,
                 Resource::Vpc { .. } => retry_dependency(|| cloud.delete_vpc(id), progress).await,
                 Resource::Parameter { name } => cloud.delete_parameter(name).await.map_err(ExecError::from),
+                Resource::InstanceProfile => cloud.delete_instance_profile(&c.name).await.map_err(ExecError::from),
                 _ => continue,
             };
             match result {

@@ -24,6 +24,8 @@ pub struct Inventory {
     /// The main route table of each tagged VPC.
     pub route_tables: Vec<RouteTable>,
     pub security_groups: Vec<SecurityGroup>,
+    /// The control plane's instance profile, as far as it exists.
+    pub instance_profile: Option<FoundProfile>,
     /// Names of the cluster's SSM parameters (the lock excluded).
     pub parameters: BTreeSet<String>,
     /// Instances not terminated or shutting down.
@@ -72,6 +74,18 @@ pub struct SecurityGroup {
     pub rules: Vec<SgRule>,
 }
 
+/// What exists of the role, its policy and the instance profile (an apply
+/// killed between them leaves a part).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FoundProfile {
+    pub name: String,
+    pub role: bool,
+    /// The inline policy document (JSON), if the role has it.
+    pub policy: Option<String>,
+    pub profile: bool,
+    pub profile_has_role: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Instance {
     pub id: String,
@@ -90,6 +104,8 @@ pub struct Instance {
     pub public_ip: Option<String>,
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
+    /// The instance profile's ARN, if it has one.
+    pub instance_profile: Option<String>,
     /// RFC 3339; orders duplicates (the oldest one is kept).
     pub launch_time: String,
 }
@@ -100,6 +116,7 @@ impl Inventory {
             && self.subnets.is_empty()
             && self.internet_gateways.is_empty()
             && self.security_groups.is_empty()
+            && self.instance_profile.is_none()
             && self.parameters.is_empty()
             && self.instances.is_empty()
     }

@@ -305,6 +305,7 @@ mod tests {
             public_ip: None,
             vpc_id: Some("vpc-2".into()),
             subnet_id: Some("subnet-2".into()),
+            instance_profile: None,
             launch_time: String::new(),
         });
         let (changes, in_use) = plan_of(&d, &inv);

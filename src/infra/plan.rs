@@ -14,6 +14,9 @@ use crate::infra::network::{self, network_changes};
 pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result<Plan, PlanError> {
     let mut changes = Vec::new();
     let in_use = network_changes(desired, actual, &mut changes)?;
+    if let Some(change) = profile_change(desired, actual) {
+        changes.push(change);
+    }
     for name in &desired.parameters {
         if !actual.parameters.contains(name) {
             changes.push(Change {
@@ -27,6 +30,25 @@ pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result
     }
     instance_changes(desired, actual, &mut changes);
     Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes, in_use })
+}
+
+/// The instance profile: created when missing, completed (or its policy
+/// put back) when an interrupted apply or a hand edit left it different.
+fn profile_change(desired: &DesiredState, actual: &Inventory) -> Option<Change> {
+    let want = &desired.instance_profile;
+    let same_policy =
+        |found: &str| serde_json::from_str::<serde_json::Value>(found).ok() == serde_json::from_str::<serde_json::Value>(&want.policy).ok();
+    let (action, reason) = match &actual.instance_profile {
+        None => (Action::Create, None),
+        Some(f) if f.role && f.profile && f.profile_has_role && f.policy.as_deref().is_some_and(same_policy) => return None,
+        Some(f) if !(f.role && f.profile && f.profile_has_role) => {
+            (Action::Update, Some("it is incomplete (an interrupted apply): role, profile and policy are completed".to_string()))
+        }
+        Some(_) => {
+            (Action::Update, Some("its policy differs from the one hybrid sets (only GetParameter on the cluster's secrets)".into()))
+        }
+    };
+    Some(Change { action, name: want.name.clone(), id: None, reason, resource: Resource::InstanceProfile })
 }
 
 fn instance_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Vec<Change>) {
@@ -180,6 +202,9 @@ pub fn plan_destroy(cluster: &str, region: &str, actual: &Inventory) -> Plan {
         });
     }
     network::destroy_changes(cluster, actual, &mut changes);
+    if let Some(p) = &actual.instance_profile {
+        changes.push(Change { action: Action::Delete, name: p.name.clone(), id: None, reason: None, resource: Resource::InstanceProfile });
+    }
     for p in &actual.parameters {
         changes.push(Change {
             action: Action::Delete,
@@ -289,6 +314,28 @@ mod tests {
     }
 
     #[test]
+    fn an_incomplete_or_widened_instance_profile_is_put_back() {
+        let d = desired();
+        let mut inv = applied(&d);
+        let found = inv.instance_profile.as_mut().unwrap();
+        found.profile_has_role = false;
+        let p = plan(&d, &inv, false).unwrap();
+        assert_eq!(actions(&p), [(Action::Update, d.instance_profile.name.as_str())]);
+        assert!(p.changes[0].reason.as_deref().unwrap().contains("incomplete"));
+
+        let found = inv.instance_profile.as_mut().unwrap();
+        found.profile_has_role = true;
+        found.policy = Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ssm:*","Resource":"*"}]}"#.into());
+        let p = plan(&d, &inv, false).unwrap();
+        assert!(p.changes[0].reason.as_deref().unwrap().contains("policy differs"));
+
+        // The same policy with other whitespace is the same policy.
+        let pretty = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&d.instance_profile.policy).unwrap()).unwrap();
+        inv.instance_profile.as_mut().unwrap().policy = Some(pretty);
+        assert!(plan(&d, &inv, false).unwrap().is_empty());
+    }
+
+    #[test]
     fn of_duplicates_the_one_matching_the_file_is_kept() {
         let d = desired();
         let mut inv = applied(&d);
@@ -315,6 +362,13 @@ mod tests {
                 vpc_id: "vpc-1".into(),
                 rules: d.security_rules.iter().cloned().collect(),
             }],
+            instance_profile: Some(crate::infra::inventory::FoundProfile {
+                name: d.instance_profile.name.clone(),
+                role: true,
+                policy: Some(d.instance_profile.policy.clone()),
+                profile: true,
+                profile_has_role: true,
+            }),
             parameters: d.parameters.iter().cloned().collect(),
             instances: d
                 .instances
@@ -335,6 +389,7 @@ mod tests {
                     public_ip: None,
                     vpc_id: Some("vpc-1".into()),
                     subnet_id: Some("subnet-1".into()),
+                    instance_profile: None,
                     launch_time: "2026-11-23T10:00:00Z".into(),
                 })
                 .collect(),
@@ -345,7 +400,8 @@ mod tests {
     #[test]
     fn from_nothing_everything_is_created() {
         let p = plan(&desired(), &Inventory::default(), false).unwrap();
-        assert_eq!(p.summary(), Summary { add: 4 + 1 + 1 + 4, change: 0, destroy: 0 });
+        // VPC, subnet, gateway, route, security group, instance profile, secrets, 4 instances.
+        assert_eq!(p.summary(), Summary { add: 4 + 1 + 1 + 1 + 4, change: 0, destroy: 0 });
     }
 
     #[test]
@@ -428,7 +484,7 @@ mod tests {
     fn destroy_removes_everything_found() {
         let d = desired();
         let p = plan_destroy("dev", "us-east-1", &applied(&d));
-        assert_eq!(p.summary(), Summary { add: 0, change: 0, destroy: 4 + 1 + 1 + 1 + 1 + 1 });
+        assert_eq!(p.summary(), Summary { add: 0, change: 0, destroy: 4 + 1 + 1 + 1 + 1 + 1 + 1 });
         assert!(p.changes.iter().take(4).all(|c| c.resource.kind() == "instance"), "instances go first");
     }
 }

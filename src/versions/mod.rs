@@ -268,6 +268,14 @@ pub fn downloads(spec: &ClusterSpec, kind: NodeKind) -> Vec<Download> {
 
 /// The sandbox image, the same on Linux and Windows (a multi-platform
 /// image with a layer per Windows build).
+/// The regional SSM endpoint the control plane reads its secrets from
+/// (AWS general reference, "Systems Manager endpoints"; China regions live
+/// under amazonaws.com.cn). Here because templates spell no URL.
+pub fn ssm_endpoint(region: &str) -> String {
+    let domain = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    format!("https://ssm.{region}.{domain}")
+}
+
 pub fn pause_image(spec: &ClusterSpec) -> String {
     format!("registry.k8s.io/pause:{}", Resolved::of(spec).minor.pause)
 }

@@ -55,6 +55,12 @@ fn census(endpoint: &str, cluster: Option<&str>) -> Census {
         let path = cluster.map_or("/hybrid/".to_string(), |c| format!("/hybrid/{c}/"));
         let params = ssm.get_parameters_by_path().path(path).recursive(true).send().await.unwrap();
         out.insert("parameter", params.parameters().iter().filter_map(|p| p.name()).map(str::to_string).collect());
+        let iam = crate::moto::iam_client(endpoint).await;
+        let prefix = cluster.map_or("/hybrid/".to_string(), |c| format!("/hybrid/us-east-1/{c}/"));
+        let roles = iam.list_roles().path_prefix(&prefix).send().await.unwrap();
+        out.insert("role", roles.roles().iter().map(|r| r.role_name().to_string()).collect());
+        let profiles = iam.list_instance_profiles().path_prefix(&prefix).send().await.unwrap();
+        out.insert("instance_profile", profiles.instance_profiles().iter().map(|p| p.instance_profile_name().to_string()).collect());
         out
     })
 }
@@ -96,7 +102,7 @@ fn assert_ok(out: &Output, what: &str) {
 /// One of each network resource for `cluster`, one instance per slot, and a clean plan.
 fn assert_converged(moto: &Moto, cluster: &str, file: &Path, expected_slots: &[&str], what: &str) {
     let tagged = census(&moto.url, Some(cluster));
-    for kind in ["vpc", "subnet", "internet_gateway", "security_group"] {
+    for kind in ["vpc", "subnet", "internet_gateway", "security_group", "role", "instance_profile"] {
         assert_eq!(tagged[kind].len(), 1, "{what}: {kind}s of {cluster}: {:?}", tagged[kind]);
     }
     assert_eq!(slots(&moto.url, cluster), expected_slots, "{what}");

@@ -105,6 +105,8 @@ struct Seen {
     private_ip: String,
     tags: BTreeMap<String, String>,
     http_tokens: String,
+    hop_limit: i32,
+    instance_profile: Option<String>,
 }
 
 /// Live (not terminated) instances of a cluster, by slot.
@@ -131,12 +133,43 @@ async fn instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<Seen> {
                 instance_type: i.instance_type().unwrap().as_str().into(),
                 private_ip: i.private_ip_address().unwrap_or_default().into(),
                 http_tokens: i.metadata_options().and_then(|m| m.http_tokens()).map_or(String::new(), |t| t.as_str().to_string()),
+                hop_limit: i.metadata_options().and_then(|m| m.http_put_response_hop_limit()).unwrap_or(-1),
+                instance_profile: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_string),
                 tags,
             }
         })
         .collect();
     seen.sort_by(|a, b| a.slot.cmp(&b.slot));
     seen
+}
+
+/// `%XX` decoded (IAM answers policy documents URL-encoded).
+fn percent_decoded(text: &str) -> String {
+    let mut out = Vec::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// User data as text, gunzipped when EC2 got it compressed.
+fn gunzip_if_needed(bytes: &[u8]) -> String {
+    use std::io::Read;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(bytes).read_to_string(&mut s).unwrap();
+        s
+    } else {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
 }
 
 /// (slot, instance id) of every live instance of `cluster`.
@@ -154,8 +187,8 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
     let c = Cluster::new("alpha");
     let file = c.write(2, 1, "m6i.xlarge");
     let out = apply(&moto.url, &file);
-    assert!(out.contains("Plan: 10 to add, 0 to change, 0 to destroy."), "{out}");
-    assert!(out.contains("Apply complete! Resources: 10 added"), "{out}");
+    assert!(out.contains("Plan: 11 to add, 0 to change, 0 to destroy."), "{out}");
+    assert!(out.contains("Apply complete! Resources: 11 added"), "{out}");
 
     rt().block_on(async {
         let (ec2, ssm) = clients(&moto.url).await;
@@ -163,6 +196,7 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
         assert_eq!(slots(&seen), ["control-plane", "game-0", "game-1", "win-0"]);
         for s in &seen {
             assert_eq!(s.http_tokens, "required", "{} must require IMDSv2", s.slot);
+            assert_eq!(s.hop_limit, 1, "{}: pods in their own network namespace cannot reach IMDS", s.slot);
             for key in ["hybrid:cluster", "hybrid:pool", "hybrid:slot", "hybrid:spec-hash", "hybrid:expires", "Name", "team"] {
                 assert!(s.tags.contains_key(key), "{} lacks tag {key}: {:?}", s.slot, s.tags);
             }
@@ -202,7 +236,34 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
             let b64 = attr.user_data().and_then(|u| u.value()).unwrap();
             let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
             assert_eq!(&bytes, &rendered[&s.tags["hybrid:pool"]], "user data of {}", s.slot);
+            // No CA key anywhere in user data (DescribeInstanceAttribute reads it).
+            let plain = gunzip_if_needed(&bytes);
+            assert!(!plain.contains("PRIVATE KEY") && !plain.contains(secrets.expose_ca_key_pem().trim()), "{}: the CA key is in user data", s.slot);
         }
+
+        // The control plane's instance profile: only it has one, and its
+        // role may do exactly one thing, read this cluster's secrets.
+        let profile = hybrid::infra::desired::instance_profile("alpha", "us-east-1");
+        assert!(seen[0].instance_profile.as_deref().is_some_and(|a| a.ends_with(&format!("instance-profile{}{}", profile.path, profile.name))), "{:?}", seen[0].instance_profile);
+        assert!(seen[1..].iter().all(|s| s.instance_profile.is_none()), "workers get no instance profile");
+        let iam = crate::moto::iam_client(&moto.url).await;
+        let role = iam.get_role().role_name(&profile.name).send().await.unwrap();
+        let role = role.role().unwrap();
+        assert_eq!(role.path(), "/hybrid/us-east-1/alpha/");
+        let trust: serde_json::Value = serde_json::from_str(&percent_decoded(role.assume_role_policy_document().unwrap())).unwrap();
+        assert_eq!(trust["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
+        let tags = iam.list_role_tags().role_name(&profile.name).send().await.unwrap();
+        assert!(tags.tags().iter().any(|t| t.key() == "hybrid:cluster" && t.value() == "alpha"), "{:?}", tags.tags());
+        let policies = iam.list_role_policies().role_name(&profile.name).send().await.unwrap();
+        assert_eq!(policies.policy_names(), ["read-cluster-secrets"]);
+        let attached = iam.list_attached_role_policies().role_name(&profile.name).send().await.unwrap();
+        assert!(attached.attached_policies().is_empty(), "no managed policies");
+        let policy = iam.get_role_policy().role_name(&profile.name).policy_name("read-cluster-secrets").send().await.unwrap();
+        let policy: serde_json::Value = serde_json::from_str(&percent_decoded(policy.policy_document())).unwrap();
+        assert_eq!(
+            policy["Statement"],
+            serde_json::json!([{ "Sid": "ReadThisClustersSecrets", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": "arn:aws:ssm:us-east-1:*:parameter/hybrid/alpha/secrets" }])
+        );
 
         // Security group: exactly the planned rules, nothing open to the world.
         let groups = ec2
@@ -298,7 +359,7 @@ fn destroy_leaves_nothing_tagged_behind() {
     let file = c.write(1, 1, "m6i.xlarge");
     apply(&moto.url, &file);
     let out = ok(&hybrid_at(&moto.url, &["destroy", file.to_str().unwrap(), "--yes"]));
-    assert!(out.contains("Destroy complete! Resources: 8 destroyed."), "{out}");
+    assert!(out.contains("Destroy complete! Resources: 9 destroyed."), "{out}");
     rt().block_on(async {
         let (ec2, ssm) = clients(&moto.url).await;
         let f = || Filter::builder().name("tag:hybrid:cluster").values("gamma").build();
@@ -309,6 +370,11 @@ fn destroy_leaves_nothing_tagged_behind() {
         assert!(ec2.describe_internet_gateways().filters(f()).send().await.unwrap().internet_gateways().is_empty());
         let params = ssm.get_parameters_by_path().path("/hybrid/gamma/").recursive(true).send().await.unwrap();
         assert!(params.parameters().is_empty(), "{:?}", params.parameters());
+        let iam = crate::moto::iam_client(&moto.url).await;
+        let roles = iam.list_roles().path_prefix("/hybrid/").send().await.unwrap();
+        assert!(roles.roles().is_empty(), "{:?}", roles.roles());
+        let profiles = iam.list_instance_profiles().path_prefix("/hybrid/").send().await.unwrap();
+        assert!(profiles.instance_profiles().is_empty(), "{:?}", profiles.instance_profiles());
     });
     let again = ok(&hybrid_at(&moto.url, &["destroy", file.to_str().unwrap(), "--yes"]));
     assert!(again.contains("Nothing to destroy"), "{again}");
@@ -518,7 +584,7 @@ fn offline_plan_needs_no_credentials_and_json_is_machine_readable() {
     let stdout = ok(&out);
     assert!(stdout.contains("+ vpc              10.42.0.0/16"), "{stdout}");
     assert!(stdout.contains("+ ssm_parameter    /hybrid/dev/secrets  SecureString (sensitive)"), "{stdout}");
-    assert!(stdout.contains("Plan: 10 to add, 0 to change, 0 to destroy."), "{stdout}");
+    assert!(stdout.contains("Plan: 11 to add, 0 to change, 0 to destroy."), "{stdout}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_hybrid"))
         .args(["plan", "clusters/dev.toml", "--offline", "--output", "json", "--detailed-exitcode"])
@@ -528,7 +594,7 @@ fn offline_plan_needs_no_credentials_and_json_is_machine_readable() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["summary"]["add"], 10);
+    assert_eq!(v["summary"]["add"], 11);
     let kinds: Vec<&str> = v["plan"]["changes"].as_array().unwrap().iter().map(|c| c["resource"]["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "instance").count(), 4);
 }

@@ -41,6 +41,18 @@ pub async fn aws_clients(endpoint: &str) -> (aws_sdk_ec2::Client, aws_sdk_ssm::C
     (aws_sdk_ec2::Client::new(&conf), aws_sdk_ssm::Client::new(&conf))
 }
 
+/// An IAM client for reading back what hybrid made (moto serves IAM too).
+pub async fn iam_client(endpoint: &str) -> aws_sdk_iam::Client {
+    let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .load()
+        .await;
+    aws_sdk_iam::Client::new(&conf)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

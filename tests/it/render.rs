@@ -153,15 +153,25 @@ fn embedded_configs_round_trip_and_carry_windows_settings() {
             assert_eq!(content("/etc/hybrid/kubeadm.yaml.in").as_deref(), Some(part(node, "kubeadm.yaml")), "{case}/{}", node.group);
             assert_eq!(content("/opt/hybrid/bootstrap.sh").as_deref(), Some(part(node, "bootstrap.sh")));
             let is_cp = node.group == "control-plane";
-            // kubeadm's join preflight (FileAvailable--etc-kubernetes-pki-ca.crt)
-            // refuses a worker that already has the CA file: only the control
-            // plane gets it; workers pin the CA by its hash.
-            let ca = content("/etc/kubernetes/pki/ca.crt");
-            assert_eq!(ca.as_deref(), is_cp.then_some(test_secrets().ca_cert_pem.as_str()), "{case}/{}: ca.crt", node.group);
-            assert_eq!(content("/etc/kubernetes/pki/ca.key").is_some(), is_cp, "only the control plane gets the CA key");
+            // No node gets CA files in its user data: kubeadm's join
+            // preflight (FileAvailable--etc-kubernetes-pki-ca.crt) refuses a
+            // worker that has ca.crt (workers pin the CA by its hash), and the
+            // control plane reads CA and token from SSM at boot, so
+            // DescribeInstanceAttribute shows no secret.
+            assert_eq!(content("/etc/kubernetes/pki/ca.crt"), None, "{case}/{}: ca.crt", node.group);
+            assert_eq!(content("/etc/kubernetes/pki/ca.key"), None, "{case}/{}: ca.key", node.group);
+            assert_eq!(content("/etc/hybrid/fetch-secrets.py").is_some(), is_cp, "only the control plane fetches secrets");
+            // The uncompressed user data (EC2 may get it gzipped).
+            let user_data = part(node, "cloud-config.yaml");
+            if is_cp {
+                assert!(
+                    !user_data.contains("PRIVATE KEY") && !user_data.contains(test_secrets().token.secret()),
+                    "{case}: a secret in the control plane's user data"
+                );
+            }
             let kubeadm = tools::yaml_to_json(part(node, "kubeadm.yaml")).unwrap();
             if is_cp {
-                assert_eq!(kubeadm[0]["bootstrapTokens"][0]["token"], test_secrets().token.expose());
+                assert_eq!(kubeadm[0]["bootstrapTokens"][0]["token"], "__HYBRID_BOOTSTRAP_TOKEN__");
                 assert_eq!(kubeadm[1]["networking"]["podSubnet"], spec.network.pod_cidr.to_string());
                 assert_eq!(kubeadm[1]["encryptionAlgorithm"], "ECDSA-P256");
                 let cni = tools::yaml_to_json(&content("/etc/hybrid/cni.yaml").unwrap()).unwrap();
@@ -343,8 +353,8 @@ fn render_command_is_byte_identical_across_runs_and_matches_golden() {
         v
     };
     let (la, lb) = (listing(&a), listing(&b));
-    // control plane: 5 parts + user-data; Linux nodes 4 + 1 each; Windows nodes 4 + 1 each.
-    assert_eq!(la.len(), 6 + 2 * 5 + 3 * 5);
+    // control plane: 6 parts (with fetch-secrets.py) + user-data; Linux nodes 4 + 1 each; Windows nodes 4 + 1 each.
+    assert_eq!(la.len(), 7 + 2 * 5 + 3 * 5);
     assert_eq!(la, lb);
     assert_eq!(fs::read(a.join("win2022-1/user-data")).unwrap(), fs::read(root().join("tests/golden/calico/win2022/user-data")).unwrap());
     #[cfg(unix)]

@@ -198,6 +198,28 @@ write_kubeadm_config() {
   chmod 0600 /etc/hybrid/kubeadm.yaml
 }
 
+# The CA (for kubeadm init, so every worker can pin it by hash before boot)
+# and the bootstrap token come from SSM through the instance profile, never
+# from user data.
+SECRETS_PARAMETER='/hybrid/qa/secrets'
+REGION='eu-west-1'
+SSM_ENDPOINT='https://ssm.eu-west-1.amazonaws.com'
+TOKEN_PLACEHOLDER='__HYBRID_BOOTSTRAP_TOKEN__'
+
+fetch_secrets() {
+  if [ ! -s /etc/kubernetes/pki/ca.key ] || [ ! -s /etc/hybrid/token ]; then
+    python3 /etc/hybrid/fetch-secrets.py "$SECRETS_PARAMETER" "$REGION" "$SSM_ENDPOINT" /etc/kubernetes/pki /etc/hybrid/token
+  fi
+  local token
+  token=$(cat /etc/hybrid/token)
+  # A bootstrap token is [a-z0-9]{6}.[a-z0-9]{16}; refuse anything else
+  # before it reaches the config file.
+  case "$token" in
+    '' | *[!a-z0-9.]*) log "unexpected bootstrap token in $SECRETS_PARAMETER"; return 1 ;;
+  esac
+  sed -i -e "s/${TOKEN_PLACEHOLDER}/${token}/" /etc/hybrid/kubeadm.yaml
+}
+
 kubeadm_init() {
   if [ ! -f /etc/kubernetes/admin.conf ]; then
     log "kubeadm init; API server at $API_SERVER"
@@ -242,6 +264,9 @@ main() {
     '' | *[!0-9.]*) log "unexpected node IP from instance metadata"; return 1 ;;
   esac
   write_kubeadm_config
+  # Not a stage: the config above is rewritten on every run, so the token
+  # goes back in every time (the fetch itself happens once).
+  fetch_secrets
   stage init kubeadm_init
   stage cni install_cni
   timeline bootstrap "done"
