@@ -343,3 +343,29 @@ fn reap_finds_half_destroyed_clusters_and_lone_stale_locks() {
     let params = census(&moto.url, None)["parameter"].clone();
     assert_eq!(params, BTreeSet::from(["/hybrid/live/lock/1".to_string()]), "the live lock stays, the stale one goes");
 }
+
+/// Ctrl-C in the middle of an apply: exit 130 with a clear message, the
+/// lock given back, and the next apply converges.
+#[test]
+fn an_interrupted_apply_exits_130_releases_its_lock_and_converges_on_rerun() {
+    let moto = Moto::start();
+    // Slow enough that the interrupt lands while instances are being made.
+    let proxy = FaultProxy::with_latency(&moto.url, 1, 0.0, 0.15);
+    let (_c, file) = small("sigint", 2);
+    let child = hybrid_command(&proxy.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]).spawn().unwrap();
+    // Wait until the run holds the lock and has started creating things.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !proxy.log().iter().any(|(op, _)| op == "CreateSubnet") {
+        assert!(std::time::Instant::now() < deadline, "the apply never got to CreateSubnet");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("interrupted; everything created so far is tagged"), "{}", text(&out.stderr));
+    let left = census(&moto.url, Some("sigint"));
+    assert!(left["parameter"].iter().all(|p| !p.contains("/lock/")), "the lock was not released: {:?}", left["parameter"]);
+    assert_ok(&run(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]), "the rerun");
+    assert_converged(&moto, "sigint", &file, &["control-plane", "game-0", "game-1"], "after an interrupt");
+}
