@@ -489,6 +489,48 @@ fn stale_lock_epochs_are_taken_over_and_live_ones_block() {
     assert!(epochs().is_empty(), "{:?}", epochs());
 }
 
+/// Two applies that both find the same stale lock: exactly one takes it
+/// over (creating the next epoch is atomic), the other waits for it, and
+/// nothing is launched twice.
+#[test]
+fn two_runs_taking_over_one_stale_lock_do_not_both_win() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::with_latency(&moto.url, 1, 0.0, 0.05);
+    let c = Cluster::new("mu");
+    let file = c.write(3, 0, "m6i.xlarge");
+    rt().block_on(async {
+        let (_, ssm) = clients(&moto.url).await;
+        let value = serde_json::json!({"owner": "gone@elsewhere pid 9", "run_id": "old", "created": "2026-01-01T00:00:00Z", "expires": "2026-01-01T01:00:00Z"});
+        ssm.put_parameter()
+            .name("/hybrid/mu/lock/1")
+            .value(value.to_string())
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .send()
+            .await
+            .unwrap();
+    });
+    let spawn = || {
+        command_at(&proxy.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only", "--lock-timeout", "120"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
+    let takeovers = [&a, &b].iter().filter(|o| text(&o.stderr).contains("taking over the stale lock")).count();
+    assert!(takeovers >= 1, "one run took the stale lock over");
+    let seen = rt().block_on(async { instances(&clients(&moto.url).await.0, "mu").await });
+    assert_eq!(slots(&seen), ["control-plane", "game-0", "game-1", "game-2"], "nothing launched twice");
+    let left = rt().block_on(async {
+        let (_, ssm) = clients(&moto.url).await;
+        ssm.get_parameters_by_path().path("/hybrid/mu/lock/").recursive(true).send().await.unwrap().parameters().len()
+    });
+    assert_eq!(left, 0, "both runs gave their locks back and the stale one is gone");
+}
+
 /// Two applies at once: one holds the lock, the other fails clearly naming
 /// the holder; nothing is duplicated. With --lock-timeout the second waits
 /// and then finds nothing to do.
