@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::shared::args::AwsArgs;
-use super::shared::connect::cloud;
+use super::shared::connect::{aws_is_emulated, cloud};
 use super::shared::files::load_spec;
 use super::shared::terminal::Ui;
 use crate::adapters::Cloud;
@@ -83,6 +83,11 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
             let (host, port) = ssh::parse_host(h);
             (Some(host), port.unwrap_or(22))
         }
+        // An emulator's instance addresses belong to strangers.
+        None if aws_is_emulated(&opts.aws) => {
+            println!("(no SSH: {}; pass --ssh-host for a node you run)", Error::EmulatedAws);
+            return Ok(());
+        }
         None => (instance.public_ip.clone(), 22),
     };
     let Some(host) = host else {
@@ -96,20 +101,37 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
         identity: opts.identity.clone(),
         known_hosts: ssh::known_hosts_in(&dir),
     };
+    let (mut collected, mut failed) = (0, Vec::new());
     for (name, command) in collectors(os) {
         let target = target.clone();
         let result = tokio::task::spawn_blocking(move || ssh::run(&target, &command)).await.map_err(|e| Error::Failed(e.to_string()))?;
+        // A failure goes to its own file, never into the log's place, so a
+        // missing log cannot pass for a collected one.
+        let _ = std::fs::remove_file(dir.join(format!("{name}.not-collected")));
         match result {
             Ok(text) => {
                 write(name, &text)?;
                 println!("== {name}\n{}\n", tail_that_matters(&text, opts.lines));
+                collected += 1;
             }
             Err(e) => {
-                write(name, &format!("(not collected: {e})\n"))?;
+                let _ = std::fs::remove_file(dir.join(name));
+                write(&format!("{name}.not-collected"), &format!("{e}\n"))?;
                 println!("== {name}: not collected: {e}\n");
+                failed.push((name, e.to_string()));
             }
         }
     }
     println!("diagnostics for {} are in {}", instance.slot, dir.display());
-    Ok(())
+    match (collected, failed.first()) {
+        (_, None) => Ok(()),
+        (0, Some((name, why))) => {
+            Err(Error::Failed(format!("no log could be collected over SSH (only the console output): {name}: {why}")))
+        }
+        (n, Some(_)) => {
+            let names: Vec<&str> = failed.iter().map(|(n, _)| *n).collect();
+            eprintln!("warning: collected {n} of {} logs over SSH; not collected: {}", n + failed.len(), names.join(", "));
+            Ok(())
+        }
+    }
 }

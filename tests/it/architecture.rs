@@ -203,3 +203,38 @@ fn readme_layout_matches_the_tree() {
         }
     }
 }
+
+/// What the README's layout calls pure is what the purity check checks: a
+/// line whose description starts with "pure" means its whole folder, and in
+/// a line like "a.rs + b.rs → c.rs, all pure; d.rs …" the files before
+/// "pure" are meant. Every file named there must exist.
+#[test]
+fn the_purity_check_covers_what_the_readme_calls_pure() {
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    let block = readme.split("## Layout").nth(1).and_then(|s| s.split("```").nth(1)).unwrap();
+    let pure: BTreeSet<PathBuf> = PURE.iter().flat_map(|p| rust_files(p)).collect();
+    let mut claimed = Vec::new();
+    for line in block.lines() {
+        let Some((path, desc)) = line.split_once(char::is_whitespace) else { continue };
+        let desc = desc.trim();
+        let dir = path.trim_end_matches('/');
+        if desc.starts_with("pure") {
+            claimed.extend(rust_files(dir));
+            continue;
+        }
+        for segment in desc.split(';').filter(|seg| seg.contains("pure")) {
+            let before = segment.split("pure").next().unwrap_or("");
+            for word in before.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')).filter(|w| w.ends_with(".rs")) {
+                let file = root().join(dir).join(word);
+                assert!(file.exists(), "README layout names {dir}/{word}, which does not exist");
+                claimed.push(file);
+            }
+        }
+    }
+    assert!(claimed.len() > 20, "the README claims little: {claimed:?}");
+    for named in ["src/infra/desired.rs", "src/infra/network.rs", "src/cluster/objects.rs", "src/progress.rs"] {
+        assert!(claimed.contains(&root().join(named)), "the README's layout no longer calls {named} pure");
+    }
+    let unchecked: Vec<&PathBuf> = claimed.iter().filter(|f| !pure.contains(*f)).collect();
+    assert!(unchecked.is_empty(), "README calls these pure but PURE does not check them: {unchecked:?}");
+}

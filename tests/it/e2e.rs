@@ -100,6 +100,19 @@ impl Kubelets {
     }
 
     fn with_delay(moto_url: String, emu_url: String, cluster: &'static str, skip: &'static [&'static str], delay: Duration) -> Self {
+        Self::run(moto_url, emu_url, cluster, skip, &[], delay)
+    }
+
+    /// Nodes in `not_ready` register but stay NotReady, as a kubelet
+    /// without a working CNI does.
+    fn run(
+        moto_url: String,
+        emu_url: String,
+        cluster: &'static str,
+        skip: &'static [&'static str],
+        not_ready: &'static [&'static str],
+        delay: Duration,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -130,11 +143,16 @@ impl Kubelets {
                             labels["node.kubernetes.io/windows-build"] = json!("10.0.20348");
                         }
                         let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+                        let ready = if not_ready.contains(&slot.as_str()) {
+                            json!({ "type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized", "lastTransitionTime": now })
+                        } else {
+                            json!({ "type": "Ready", "status": "True", "message": "kubelet is posting ready status", "lastTransitionTime": now })
+                        };
                         let node = json!({
                             "apiVersion": "v1", "kind": "Node",
                             "metadata": { "name": dns, "labels": labels },
                             "spec": {},
-                            "status": { "conditions": [{ "type": "Ready", "status": "True", "message": "kubelet is posting ready status", "lastTransitionTime": now }] },
+                            "status": { "conditions": [ready] },
                         });
                         api.create("/api/v1/nodes", &node).await.unwrap();
                     }
@@ -210,23 +228,19 @@ fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
     let created_token = log.as_array().unwrap().iter().any(|e| e[0] == "POST" && e[1] == "/api/v1/namespaces/kube-system/secrets");
     assert!(created_token, "a bootstrap token Secret was created while nodes were joining");
 
+    // The second apply writes nothing: Kubernetes writes counted by the
+    // emulator, AWS writes by a proxy on the wire (not hybrid's counters).
     let before = writes(&emu);
-    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--api-stats"]).spawn().unwrap());
+    let wire = crate::moto::FaultProxy::start(&moto.url, 1, 0.0);
+    let mut again = crate::moto::hybrid_command(&wire.url, &["apply", file.to_str().unwrap(), "--yes"]);
+    again.args(["--api-server", &emu.url, "--poll-ms", "200"]);
+    let out = finish(again.spawn().unwrap());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("No changes."), "{}", text(&out.stdout));
     assert_eq!(writes(&emu), before, "a second apply wrote to the Kubernetes API");
-    let aws_writes: Vec<String> = text(&out.stderr)
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            l.starts_with(|c: char| c.is_ascii_uppercase())
-                && !l.starts_with("Describe")
-                && !l.starts_with("Get")
-                && !l.starts_with("AWS API")
-        })
-        .map(str::to_string)
-        .collect();
-    assert!(aws_writes.is_empty(), "{aws_writes:?}");
+    let calls = wire.log();
+    let aws_writes: Vec<&String> = calls.iter().map(|(op, _)| op).filter(|op| crate::moto::is_write(op)).collect();
+    assert!(calls.len() > 5 && aws_writes.is_empty(), "{aws_writes:?} of {calls:?}");
 
     let out = finish(hybrid(&moto, &emu, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]).spawn().unwrap());
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
@@ -244,6 +258,48 @@ fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
     let unreachable = finish(hybrid_aws(&moto, &["status", file.to_str().unwrap(), "--api-server", "http://127.0.0.1:9"]).spawn().unwrap());
     assert!(text(&unreachable.stdout).contains("node columns unknown (?)"), "{}", text(&unreachable.stdout));
 
+    // Nothing secret on any terminal: not the CA key (PEM or base64, as a
+    // kubeconfig would carry it), not the join token, from any command.
+    let mut screens = vec![format!("{stdout}{stderr}")];
+    let kubeconfig = file.parent().unwrap().join("omega-admin.yaml");
+    let logs_dir = file.parent().unwrap().join("omega-logs");
+    for args in [
+        vec!["plan", file.to_str().unwrap(), "--api-server", &emu.url],
+        vec!["status", file.to_str().unwrap(), "--api-server", &emu.url],
+        vec!["kubeconfig", file.to_str().unwrap(), "-o", kubeconfig.to_str().unwrap(), "--api-server", &emu.url],
+        vec!["logs", file.to_str().unwrap(), "control-plane", "--out", logs_dir.to_str().unwrap()],
+    ] {
+        let out = finish(hybrid_aws(&moto, &args).spawn().unwrap());
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+        screens.push(format!("{}{}", text(&out.stdout), text(&out.stderr)));
+    }
+    let stored = rt().block_on(async {
+        let ssm = crate::moto::aws_clients(&moto.url).await.1;
+        let p = ssm.get_parameter().name("/hybrid/omega/secrets").with_decryption(true).send().await.unwrap();
+        hybrid::bootstrap::pki::ClusterSecrets::from_stored(p.parameter().unwrap().value().unwrap()).unwrap()
+    });
+    use base64::Engine;
+    let key = stored.expose_ca_key_pem().to_string();
+    let key_b64 = base64::engine::general_purpose::STANDARD.encode(&key);
+    let admin_key =
+        crate::tools::yaml_to_json(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap()[0]["users"][0]["user"]["client-key-data"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let forbidden = [
+        key.lines().nth(1).unwrap().to_string(),
+        key_b64[..48].to_string(),
+        stored.token.secret().to_string(),
+        admin_key[..48].to_string(),
+        "PRIVATE KEY".to_string(),
+    ];
+    for (n, screen) in screens.iter().enumerate() {
+        for f in &forbidden {
+            assert!(!screen.contains(f.as_str()), "command {n} shows secret material `{}…`:\n{screen}", &f[..8]);
+        }
+    }
+    assert!(screens[4].contains("no SSH:"), "logs does not SSH to an emulator's address: {}", screens[4]);
+
     // Drift inside the cluster shows in the plan, and the next apply mends it.
     rt().block_on(async {
         let api = emu.client().await;
@@ -259,22 +315,55 @@ fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
     assert!(text(&out.stderr).contains("IPAMConfig/default updated"), "{}", text(&out.stderr));
 }
 
+/// A node that never registers and one that stays NotReady: the timeout
+/// names exactly those two, with the kubelet's last condition and the
+/// console output, and the join token they would need stays in place with
+/// the content kubeadm join expects.
 #[test]
 fn nodes_that_never_become_ready_are_named_with_their_console_output() {
     let moto = Moto::start();
     let emu = KubeEmulator::start(false);
-    let file = write_cluster("sigma", 1);
-    let _kubelets = Kubelets::start(moto.url.clone(), emu.url.clone(), "sigma", &["win-0"]);
+    let file = write_cluster("sigma", 2);
+    let _kubelets = Kubelets::run(moto.url.clone(), emu.url.clone(), "sigma", &["win-0"], &["game-1"], Duration::ZERO);
     let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "3"]).spawn().unwrap());
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("1 node(s) not Ready after 3s"), "{stderr}");
-    assert!(stderr.contains("win-0 (ip-") && stderr.contains("not registered"), "{stderr}");
-    assert!(stderr.contains("console:"), "the console output tail is shown: {stderr}");
+    let report = stderr.split("not Ready after 3s:").nth(1).unwrap_or_else(|| panic!("no report in:\n{stderr}"));
+    assert!(stderr.contains("2 node(s) not Ready after 3s"), "{stderr}");
+    let (win, game1, game0) = (slot_node(&moto, "win-0"), slot_node(&moto, "game-1"), slot_node(&moto, "game-0"));
+    assert!(report.contains(&format!("win-0 ({win}, i-")) && report.contains("not registered"), "{report}");
     assert!(
-        !stderr.contains("game-0 (ip-10") || !stderr.contains("game-0 (ip-10-42-0-5.ec2.internal, i-"),
-        "only the missing node is reported"
+        report.contains(&format!("game-1 ({game1}, i-")) && report.contains("NotReady: container runtime network not ready"),
+        "the kubelet's last condition is shown: {report}"
     );
+    assert!(report.contains("console:"), "the console output tail is shown: {report}");
+    assert!(!report.contains(&game0) && !report.contains("control-plane ("), "only the nodes that are not Ready: {report}");
+
+    // The join token stays while nodes are missing, as kubeadm join reads it
+    // (bootstrap token Secret format, k8s.io/docs reference/access-authn-authz/bootstrap-tokens).
+    let stored = rt().block_on(async {
+        let ssm = crate::moto::aws_clients(&moto.url).await.1;
+        let p = ssm.get_parameter().name("/hybrid/sigma/secrets").with_decryption(true).send().await.unwrap();
+        hybrid::bootstrap::pki::ClusterSecrets::from_stored(p.parameter().unwrap().value().unwrap()).unwrap()
+    });
+    let secret = rt().block_on(async {
+        emu.client().await.get(&format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{}", stored.token.id())).await.unwrap()
+    });
+    let secret = secret.expect("the bootstrap token Secret exists while nodes are missing");
+    use base64::Engine;
+    let data = |k: &str| {
+        let v = secret["data"][k].as_str().or(secret["stringData"][k].as_str()).unwrap_or_else(|| panic!("no {k} in {secret}"));
+        base64::engine::general_purpose::STANDARD.decode(v).map(|b| String::from_utf8(b).unwrap()).unwrap_or_else(|_| v.to_string())
+    };
+    assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
+    assert_eq!(data("token-id"), stored.token.id());
+    assert_eq!(data("token-secret"), stored.token.secret());
+    assert_eq!(data("usage-bootstrap-authentication"), "true");
+    assert_eq!(data("usage-bootstrap-signing"), "true");
+    assert_eq!(data("auth-extra-groups"), "system:bootstrappers:kubeadm:default-node-token");
+    let expires = time::OffsetDateTime::parse(&data("expiration"), &time::format_description::well_known::Rfc3339).unwrap();
+    let left = expires - time::OffsetDateTime::now_utc();
+    assert!(left > time::Duration::minutes(90) && left <= time::Duration::hours(2), "valid for about 2h: {left}");
 }
 
 #[test]
@@ -340,7 +429,10 @@ fn a_disruption_budget_that_blocks_the_drain_stops_before_terminating() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("could not drain node") && stderr.contains("PodDisruptionBudget blocks evicting default/db-0"), "{stderr}");
     assert!(stderr.contains("nothing was terminated"), "{stderr}");
-    assert!(!stderr.contains("terminating"), "{stderr}");
+    // Read from EC2, not from hybrid's words: both workers still run.
+    let running: Vec<String> = crate::ec2::instance_slots(&moto.url, "upsilon").into_iter().map(|(slot, _)| slot).collect();
+    assert!(running.contains(&"game-1".to_string()) && running.contains(&"game-0".to_string()), "{running:?}");
+    assert_eq!(slot_node(&moto, "game-1"), game1_node, "the blocked node's instance is the same one, running");
 }
 
 /// Day-2 edits: a label change replaces nothing (apply writes it through
@@ -465,10 +557,7 @@ fn kubeconfig_is_minted_from_the_stored_ca() {
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(
-        stdout.contains("context hybrid-phi") && !stdout.contains("PRIVATE KEY") && !text(&out.stderr).contains("PRIVATE KEY"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("context hybrid-phi"), "{stdout}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -482,8 +571,25 @@ fn kubeconfig_is_minted_from_the_stored_ca() {
     let b64 = |v: &Value| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap()).unwrap();
     let (ca, cert) =
         (b64(&doc[0]["clusters"][0]["cluster"]["certificate-authority-data"]), b64(&doc[0]["users"][0]["user"]["client-certificate-data"]));
+    // Nothing secret on the terminal: a kubeconfig holds its key base64-encoded.
+    let screen = format!("{stdout}{}", text(&out.stderr));
+    let key_b64 = doc[0]["users"][0]["user"]["client-key-data"].as_str().unwrap();
+    let key_pem = b64(&doc[0]["users"][0]["user"]["client-key-data"]);
+    let key_body = key_pem.lines().nth(1).unwrap();
+    for secret in [key_b64, &key_b64[..40], key_body, "PRIVATE KEY"] {
+        assert!(!screen.contains(secret), "the terminal shows key material: {screen}");
+    }
     std::fs::write(dir.join("ca.crt"), &ca).unwrap();
     std::fs::write(dir.join("client.crt"), &cert).unwrap();
+    // A working day, then a fresh one from `hybrid kubeconfig`.
+    let dates =
+        Command::new("openssl").args(["x509", "-noout", "-startdate", "-enddate", "-in"]).arg(dir.join("client.crt")).output().unwrap();
+    let dates = text(&dates.stdout);
+    let field = |k: &str| dates.lines().find_map(|l| l.strip_prefix(k)).unwrap().to_string();
+    let format = time::format_description::parse("[month repr:short] [day padding:space] [hour]:[minute]:[second] [year]").unwrap();
+    let parse = |d: String| time::PrimitiveDateTime::parse(d.trim_end_matches(" GMT"), &format).unwrap();
+    let lifetime = parse(field("notAfter=")) - parse(field("notBefore="));
+    assert!(lifetime > time::Duration::hours(23) && lifetime <= time::Duration::hours(25), "{dates}");
     let verify = Command::new("openssl").args(["verify", "-CAfile"]).arg(dir.join("ca.crt")).arg(dir.join("client.crt")).output().unwrap();
     assert!(verify.status.success(), "{}", text(&verify.stdout));
     let subject = Command::new("openssl").args(["x509", "-noout", "-subject", "-in"]).arg(dir.join("client.crt")).output().unwrap();
@@ -493,6 +599,15 @@ fn kubeconfig_is_minted_from_the_stored_ca() {
         let api = hybrid::adapters::kube::KubeClient::from_kubeconfig_yaml(&yaml).await.unwrap();
         assert!(api.get("/version").await.unwrap().is_some());
     });
+
+    // An API server that does not answer: "no changes" would be a claim about
+    // a cluster nobody looked at, so --detailed-exitcode fails instead.
+    let closed = format!("http://127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let out = finish(hybrid_aws(&moto, &["plan", file.to_str().unwrap(), "--detailed-exitcode", "--api-server", &closed]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stderr).contains("the cluster side is unknown"), "{}", text(&out.stderr));
+    let out = finish(hybrid_aws(&moto, &["plan", file.to_str().unwrap(), "--detailed-exitcode", "--ec2-only"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "the AWS side alone is known and clean: {}", text(&out.stdout));
 }
 
 /// `hybrid verify` against the emulator: the workload and every check Job

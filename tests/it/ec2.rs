@@ -284,34 +284,37 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
                 found.insert((p.ip_protocol().unwrap().to_string(), p.from_port().unwrap(), r.cidr_ip().unwrap().to_string()));
             }
         }
-        let want: BTreeSet<(String, i32, String)> = hybrid::infra::desired::security_rules(&spec)
-            .into_iter()
-            .map(|r| {
-                (
-                    r.protocol,
-                    r.from_port,
-                    match r.source {
-                        hybrid::infra::desired::Source::Cluster => "cluster".into(),
-                        hybrid::infra::desired::Source::Cidr(c) => c.to_string(),
-                    },
-                )
-            })
-            .collect();
+        // Written out by hand from WINDOWS-NOTES §6 for this file (Calico
+        // VXLAN, a Windows pool, one admin CIDR), not from security_rules().
+        let cluster = |proto: &str, port: i32| (proto.to_string(), port, "cluster".to_string());
+        let admin = |port: i32| ("tcp".to_string(), port, "203.0.113.0/24".to_string());
+        let want: BTreeSet<(String, i32, String)> = [
+            cluster("tcp", 6443),
+            cluster("tcp", 2379),
+            cluster("tcp", 10250),
+            cluster("udp", 4789),
+            cluster("tcp", 30000),
+            cluster("udp", 30000),
+            cluster("tcp", 5473),
+            admin(6443),
+            admin(22),
+            admin(3389),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(found, want);
         assert!(!found.iter().any(|(_, _, src)| src == "0.0.0.0/0"));
     });
 
-    // Second apply: no changes, and not a single write (not even the lock).
-    let out = hybrid_at(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only", "--api-stats"]);
+    // Second apply: no changes, and not a single write (not even the lock),
+    // counted on the wire by the proxy, not by hybrid's own counters.
+    let wire = FaultProxy::start(&moto.url, 1, 0.0);
+    let out = hybrid_at(&wire.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]);
     let stdout = ok(&out);
     assert!(stdout.contains("No changes."), "{stdout}");
-    let stats = text(&out.stderr);
-    let writes: Vec<&str> = stats
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with("Describe") && !l.starts_with("Get") && !l.starts_with("AWS API calls"))
-        .filter(|l| !l.is_empty())
-        .collect();
+    let calls = wire.log();
+    let writes: Vec<&String> = calls.iter().map(|(op, _)| op).filter(|op| crate::moto::is_write(op)).collect();
+    assert!(calls.len() > 5, "the proxy saw the run: {calls:?}");
     assert!(writes.is_empty(), "a no-op apply wrote: {writes:?}");
 
     let out = hybrid_at(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode", "--ec2-only"]);
@@ -699,8 +702,9 @@ fn reap_destroys_only_expired_clusters() {
 
 /// `hybrid logs`: the EC2 console output from moto and, over a real SSH
 /// server on loopback standing in for the node, the Linux collectors. What
-/// this cannot prove: the Windows commands (no Windows host here), which
-/// are recorded as not collected.
+/// this cannot prove: the Windows commands (no Windows host here), and the
+/// Linux node logs themselves (this machine is no node), which are recorded
+/// as not collected.
 #[test]
 fn logs_gathers_console_output_and_ssh_diagnostics() {
     let moto = Moto::start();
@@ -732,16 +736,27 @@ fn logs_gathers_console_output_and_ssh_diagnostics() {
     assert!(!std::fs::read_to_string(out_dir.join("game/console.log")).unwrap().is_empty());
     let system = std::fs::read_to_string(out_dir.join("game/system.txt")).unwrap();
     assert!(system.contains("Linux"), "ran over SSH: {system}");
+    // This machine is no node: the node's logs do not exist on it, so those
+    // collectors fail here. What must hold: each log is either collected or
+    // recorded as not collected in its own file, and the run says which.
+    let warning = text(&out.stderr);
     for f in ["hybrid-bootstrap.log", "cloud-init-output.log", "kubelet.log", "containerd.log"] {
-        assert!(out_dir.join("game").join(f).exists(), "{f} missing");
+        let (got, failed) = (out_dir.join("game").join(f).exists(), out_dir.join("game").join(format!("{f}.not-collected")).exists());
+        assert!(got != failed, "{f}: collected {got}, failure recorded {failed}");
+        assert_eq!(failed, warning.contains(f), "{f} in the warning: {warning}");
     }
     assert!(stdout.contains("diagnostics for game-0 are in"), "{stdout}");
 
     let windows: Vec<String> = args("win-0", "win");
+    // The SSH server here is Linux: every Windows collector fails. That is a
+    // failed run, with each failure in its own file, never in the log's place.
     let out = hybrid_at(&moto.url, &windows.iter().map(String::as_str).collect::<Vec<_>>());
-    let stdout = ok(&out);
-    assert!(stdout.contains("windows-2022"), "{stdout}");
-    assert!(std::fs::read_to_string(out_dir.join("win/hybrid-bootstrap.log")).unwrap().starts_with("(not collected:"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("windows-2022"), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("no log could be collected over SSH (only the console output)"), "{}", text(&out.stderr));
+    assert!(!out_dir.join("win/hybrid-bootstrap.log").exists(), "a failure written where the log belongs");
+    assert!(!std::fs::read_to_string(out_dir.join("win/hybrid-bootstrap.log.not-collected")).unwrap().is_empty());
+    assert!(!std::fs::read_to_string(out_dir.join("win/console.log")).unwrap().is_empty(), "the console output is kept");
 
     let missing = hybrid_at(&moto.url, &["logs", file.to_str().unwrap(), "nope-7"]);
     assert_eq!(missing.status.code(), Some(1));
