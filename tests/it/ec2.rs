@@ -617,6 +617,102 @@ fn an_instance_type_the_region_lacks_fails_before_anything_is_created() {
     assert_eq!(vpcs, 0, "nothing was created");
 }
 
+/// What the file can ask for beyond the defaults, launched against moto and
+/// read back: an existing VPC and subnet (hybrid creates no network then,
+/// and destroy leaves them), an SSH key pair, spot workers, an image pinned
+/// by id and one by name pattern. What moto cannot prove: spot capacity or
+/// interruptions, and that the key works on a booted node.
+#[test]
+fn existing_network_key_pair_spot_and_pinned_images_are_launched_as_asked() {
+    let moto = Moto::start();
+    let (vpc, subnet) = rt().block_on(async {
+        let (ec2, _) = clients(&moto.url).await;
+        let vpc = ec2.create_vpc().cidr_block("10.50.0.0/16").send().await.unwrap().vpc().unwrap().vpc_id().unwrap().to_string();
+        let subnet = ec2.create_subnet().vpc_id(&vpc).cidr_block("10.50.1.0/24").send().await.unwrap();
+        ec2.create_key_pair().key_name("qa-key").send().await.unwrap();
+        (vpc, subnet.subnet().unwrap().subnet_id().unwrap().to_string())
+    });
+    let c = Cluster::new("nu");
+    let file = c.dir.join("cluster.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[cluster]
+name = "nu"
+region = "us-east-1"
+kubernetes_version = "1.36"
+ssh_key_name = "qa-key"
+
+[network]
+vpc_id = "{vpc}"
+subnet_id = "{subnet}"
+
+[control_plane]
+instance_type = "t3.large"
+private_ip = "10.50.1.10"
+
+[[pool]]
+name = "game"
+os = "ubuntu-22.04"
+instance_type = "c6i.large"
+count = 2
+spot = true
+ami = "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*"
+
+[[pool]]
+name = "win"
+os = "windows-2022"
+instance_type = "m6i.xlarge"
+count = 1
+ami = "ami-0a20220000000000b"
+"#
+        ),
+    )
+    .unwrap();
+    let out = apply(&moto.url, &file);
+    assert!(!out.contains("+ vpc") && !out.contains("+ subnet") && !out.contains("+ internet_gateway"), "{out}");
+    rt().block_on(async {
+        let (ec2, _) = clients(&moto.url).await;
+        let described = ec2
+            .describe_instances()
+            .filters(Filter::builder().name("tag:hybrid:cluster").values("nu").build())
+            .filters(Filter::builder().name("instance-state-name").values("running").values("pending").build())
+            .send()
+            .await
+            .unwrap();
+        let all: Vec<&aws_sdk_ec2::types::Instance> = described.reservations().iter().flat_map(|r| r.instances()).collect();
+        assert_eq!(all.len(), 4);
+        let slot = |i: &aws_sdk_ec2::types::Instance| {
+            i.tags().iter().find(|t| t.key() == Some("hybrid:slot")).and_then(|t| t.value()).unwrap_or_default().to_string()
+        };
+        for i in &all {
+            let s = slot(i);
+            assert_eq!(i.subnet_id(), Some(subnet.as_str()), "{s} in the given subnet");
+            assert_eq!(i.key_name(), Some("qa-key"), "{s} has the key pair");
+            let spot = i.instance_lifecycle().map(|l| l.as_str()) == Some("spot");
+            assert_eq!(spot, s.starts_with("game"), "{s}: spot only where asked");
+            let image = i.image_id().unwrap();
+            match s.as_str() {
+                "control-plane" => {
+                    assert_eq!(image, "ami-0b24040000000000a", "the default: latest Ubuntu 24.04");
+                    assert_eq!(i.private_ip_address(), Some("10.50.1.10"));
+                }
+                s if s.starts_with("game") => assert_eq!(image, "ami-0b22040000000000a", "{s}: the name pattern's newest match"),
+                _ => assert_eq!(image, "ami-0a20220000000000b", "the pinned id, not the newer image"),
+            }
+        }
+        let sgs =
+            ec2.describe_security_groups().filters(Filter::builder().name("tag:hybrid:cluster").values("nu").build()).send().await.unwrap();
+        assert_eq!(sgs.security_groups()[0].vpc_id(), Some(vpc.as_str()), "the security group is made in the given VPC");
+    });
+    ok(&hybrid_at(&moto.url, &["destroy", file.to_str().unwrap(), "--yes"]));
+    rt().block_on(async {
+        let (ec2, _) = clients(&moto.url).await;
+        assert_eq!(ec2.describe_vpcs().vpc_ids(&vpc).send().await.unwrap().vpcs().len(), 1, "destroy leaves the user's VPC");
+        assert_eq!(ec2.describe_subnets().subnet_ids(&subnet).send().await.unwrap().subnets().len(), 1, "and subnet");
+    });
+}
+
 #[test]
 fn offline_plan_needs_no_credentials_and_json_is_machine_readable() {
     let out = Command::new(env!("CARGO_BIN_EXE_hybrid"))
