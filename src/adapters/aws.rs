@@ -24,6 +24,7 @@ use crate::infra::desired::{
     TAG_KUBERNETES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, ec2_trust_policy, iam_path_prefix, instance_profile, lock_parameter_name,
     lock_parameter_prefix, parameter_prefix,
 };
+use crate::infra::images::{BakedImage, Builder, TAG_BAKE_BUILDER, TAG_BAKE_KEY, TAG_BAKE_LINE};
 use crate::infra::inventory::{FoundProfile, Gateway, Instance, Inventory, RouteTable, SecurityGroup, Subnet, Vpc};
 use crate::model::AmiRef;
 use crate::model::net::Ipv4Cidr;
@@ -1168,6 +1169,212 @@ impl Cloud for AwsCloud {
             }
         }
         Ok(found.into_values().collect())
+    }
+
+    async fn baked_images(&self) -> CloudResult<Vec<BakedImage>> {
+        self.count("DescribeImages");
+        let out = self
+            .ec2
+            .describe_images()
+            .owners("self")
+            .filters(ec2t::Filter::builder().name("tag-key").values(TAG_BAKE_KEY).build())
+            .send()
+            .await
+            .map_err(|e| err("DescribeImages", e))?;
+        Ok(out
+            .images()
+            .iter()
+            .map(|i| {
+                let volumes: Vec<&ec2t::EbsBlockDevice> = i.block_device_mappings().iter().filter_map(|m| m.ebs()).collect();
+                BakedImage {
+                    id: i.image_id().unwrap_or_default().into(),
+                    name: i.name().unwrap_or_default().into(),
+                    key: tag_value(i.tags(), TAG_BAKE_KEY),
+                    line: tag_value(i.tags(), TAG_BAKE_LINE),
+                    state: i.state().map_or("unknown".into(), |s| s.as_str().to_string()),
+                    created: i.creation_date().unwrap_or_default().into(),
+                    size_gb: volumes.iter().filter_map(|v| v.volume_size()).map(|s| s as u32).max().unwrap_or(0),
+                    snapshots: volumes.iter().filter_map(|v| v.snapshot_id()).map(str::to_string).collect(),
+                    root_device: i.root_device_name().unwrap_or("/dev/sda1").into(),
+                }
+            })
+            .collect())
+    }
+
+    async fn bake_builders(&self) -> CloudResult<Vec<Builder>> {
+        self.count("DescribeInstances");
+        let out = self
+            .ec2
+            .describe_instances()
+            .filters(ec2t::Filter::builder().name("tag-key").values(TAG_BAKE_BUILDER).build())
+            .filters(
+                ec2t::Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .values("stopping")
+                    .values("stopped")
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| err("DescribeInstances", e))?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| Builder {
+                id: i.instance_id().unwrap_or_default().to_string(),
+                key: tag_value(i.tags(), TAG_BAKE_KEY),
+                state: i.state().and_then(|s| s.name()).map_or("unknown".into(), |s| s.as_str().to_string()),
+                expires: tag_value(i.tags(), TAG_EXPIRES),
+            })
+            .collect())
+    }
+
+    async fn default_network(&self) -> CloudResult<Option<(String, String)>> {
+        self.count("DescribeVpcs");
+        let vpcs = self
+            .ec2
+            .describe_vpcs()
+            .filters(ec2t::Filter::builder().name("is-default").values("true").build())
+            .send()
+            .await
+            .map_err(|e| err("DescribeVpcs", e))?;
+        let Some(vpc) = vpcs.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string) else { return Ok(None) };
+        self.count("DescribeSubnets");
+        let subnets = self
+            .ec2
+            .describe_subnets()
+            .filters(ec2t::Filter::builder().name("vpc-id").values(&vpc).build())
+            .filters(ec2t::Filter::builder().name("default-for-az").values("true").build())
+            .send()
+            .await
+            .map_err(|e| err("DescribeSubnets", e))?;
+        let mut ids: Vec<&str> = subnets.subnets().iter().filter_map(|s| s.subnet_id()).collect();
+        ids.sort();
+        let Some(subnet) = ids.first().map(|s| s.to_string()) else { return Ok(None) };
+        self.count("DescribeSecurityGroups");
+        let groups = self
+            .ec2
+            .describe_security_groups()
+            .filters(ec2t::Filter::builder().name("vpc-id").values(&vpc).build())
+            .filters(ec2t::Filter::builder().name("group-name").values("default").build())
+            .send()
+            .await
+            .map_err(|e| err("DescribeSecurityGroups", e))?;
+        Ok(groups.security_groups().first().and_then(|g| g.group_id()).map(|sg| (subnet, sg.to_string())))
+    }
+
+    async fn create_image(&self, instance_id: &str, name: &str, tags: &BTreeMap<String, String>) -> CloudResult<String> {
+        self.count("CreateImage");
+        let made = self
+            .ec2
+            .create_image()
+            .instance_id(instance_id)
+            .name(name)
+            .description("hybrid bake: a node image with everything installed that does not depend on the cluster")
+            // Snapshots are tagged once they exist (`tag`): not every EC2
+            // implementation takes snapshot tags here.
+            .set_tag_specifications(Some(tag_specs(&[ec2t::ResourceType::Image], tags)))
+            .send()
+            .await;
+        match made {
+            Ok(out) => Ok(out.image_id().unwrap_or_default().to_string()),
+            // A retry, or a rerun after a kill: the name is unique per key.
+            Err(e) if e.code() == Some("InvalidAMIName.Duplicate") => {
+                self.count("DescribeImages");
+                let found = self
+                    .ec2
+                    .describe_images()
+                    .owners("self")
+                    .filters(ec2t::Filter::builder().name("name").values(name).build())
+                    .send()
+                    .await
+                    .map_err(|e| err("DescribeImages", e))?;
+                found.images().first().and_then(|i| i.image_id()).map(str::to_string).ok_or_else(|| err("CreateImage", e))
+            }
+            Err(e) => Err(err("CreateImage", e)),
+        }
+    }
+
+    async fn tag(&self, ids: &[String], tags: &BTreeMap<String, String>) -> CloudResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.count("CreateTags");
+        let list: Vec<ec2t::Tag> = tags.iter().map(|(k, v)| ec2t::Tag::builder().key(k).value(v).build()).collect();
+        self.ec2.create_tags().set_resources(Some(ids.to_vec())).set_tags(Some(list)).send().await.map_err(|e| err("CreateTags", e))?;
+        Ok(())
+    }
+
+    async fn instance_states(&self, ids: &[String]) -> CloudResult<BTreeMap<String, String>> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.count("DescribeInstances");
+        let out = match self.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await {
+            Ok(o) => o,
+            Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => return Ok(BTreeMap::new()),
+            Err(e) => return Err(err("DescribeInstances", e)),
+        };
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| Some((i.instance_id()?.to_string(), i.state()?.name()?.as_str().to_string())))
+            .collect())
+    }
+
+    async fn delete_image(&self, image: &BakedImage) -> CloudResult<()> {
+        self.count("DeregisterImage");
+        done_unless("DeregisterImage", self.ec2.deregister_image().image_id(&image.id).send().await, "InvalidAMIID.NotFound")?;
+        for snapshot in &image.snapshots {
+            self.count("DeleteSnapshot");
+            done_unless("DeleteSnapshot", self.ec2.delete_snapshot().snapshot_id(snapshot).send().await, "InvalidSnapshot.NotFound")?;
+        }
+        Ok(())
+    }
+
+    async fn enable_fast_launch(&self, image_id: &str, count: u32) -> CloudResult<()> {
+        self.count("EnableFastLaunch");
+        self.ec2
+            .enable_fast_launch()
+            .image_id(image_id)
+            .resource_type("snapshot")
+            .snapshot_configuration(ec2t::FastLaunchSnapshotConfigurationRequest::builder().target_resource_count(count as i32).build())
+            .max_parallel_launches(count.max(6) as i32)
+            // A failure is only a warning (the image works without it).
+            .customize()
+            .config_override(no_retries())
+            .send()
+            .await
+            .map_err(|e| err("EnableFastLaunch", e))?;
+        Ok(())
+    }
+
+    async fn images_in_use(&self, image_ids: &[String]) -> CloudResult<BTreeSet<String>> {
+        if image_ids.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        self.count("DescribeInstances");
+        let out = self
+            .ec2
+            .describe_instances()
+            .filters(ec2t::Filter::builder().name("image-id").set_values(Some(image_ids.to_vec())).build())
+            .filters(
+                ec2t::Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .values("stopping")
+                    .values("stopped")
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| err("DescribeInstances", e))?;
+        Ok(out.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.image_id()).map(str::to_string).collect())
     }
 
     async fn console_output(&self, id: &str) -> CloudResult<String> {

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::infra::changes::Attribute;
 use crate::infra::desired::{AmiLookup, InstanceProfile, ResolvedAmi, SgRule};
+use crate::infra::images::{BakedImage, Builder};
 use crate::infra::inventory::Inventory;
 use crate::model::AmiRef;
 use crate::model::net::Ipv4Cidr;
@@ -155,6 +156,28 @@ pub trait Cloud {
     /// Every cluster with anything left in the region: from the tags of
     /// its network resources (any one of them) and its SSM parameters.
     async fn clusters(&self) -> CloudResult<Vec<FoundCluster>>;
+
+    /// Every image `hybrid bake` made in the region (owned by this account).
+    async fn baked_images(&self) -> CloudResult<Vec<BakedImage>>;
+    /// Bake builder instances not terminated.
+    async fn bake_builders(&self) -> CloudResult<Vec<Builder>>;
+    /// A subnet of the default VPC and that VPC's default security group
+    /// (outbound only in practice: it admits only its own members), for
+    /// builders; `None` when the region has no default VPC.
+    async fn default_network(&self) -> CloudResult<Option<(String, String)>>;
+    /// Creates an image of a (stopped) instance, tagged; a second call with
+    /// the same name finds the first image.
+    async fn create_image(&self, instance_id: &str, name: &str, tags: &BTreeMap<String, String>) -> CloudResult<String>;
+    /// Adds tags to existing EC2 resources (a baked image's snapshots).
+    async fn tag(&self, ids: &[String], tags: &BTreeMap<String, String>) -> CloudResult<()>;
+    /// States by instance id (`running`, `stopped`, …; absent when gone).
+    async fn instance_states(&self, ids: &[String]) -> CloudResult<BTreeMap<String, String>>;
+    /// Deregisters the image and deletes its snapshots.
+    async fn delete_image(&self, image: &BakedImage) -> CloudResult<()>;
+    /// EC2 Fast Launch for a Windows image: `count` pre-provisioned snapshots.
+    async fn enable_fast_launch(&self, image_id: &str, count: u32) -> CloudResult<()>;
+    /// Which of `image_ids` a live instance (any cluster, any tool) runs.
+    async fn images_in_use(&self, image_ids: &[String]) -> CloudResult<std::collections::BTreeSet<String>>;
 
     /// The instance's serial console output (decoded), for boot diagnostics.
     async fn console_output(&self, id: &str) -> CloudResult<String>;

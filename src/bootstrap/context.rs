@@ -118,9 +118,19 @@ pub struct Linux {
     /// Pulled at bake time so a baked node has them.
     images: Vec<String>,
     /// `node` (join the cluster) or `bake` (hybrid bake's builder).
-    mode: &'static str,
+    pub(super) mode: &'static str,
     /// The operator's Installation spec, the same one `apply` converges.
     installation_spec: serde_json::Value,
+}
+
+/// The images a node needs plus the pool's `prepull` list, once each.
+fn with_prepull(mut images: Vec<String>, pool: Option<&Pool>) -> Vec<String> {
+    for extra in pool.map(|p| p.prepull.as_slice()).unwrap_or_default() {
+        if !images.contains(extra) {
+            images.push(extra.clone());
+        }
+    }
+    images
 }
 
 /// `pool` is `None` for the control plane.
@@ -163,7 +173,7 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         node_ip_placeholder: NODE_IP_PLACEHOLDER,
         downloads: downloads(spec, kind),
         pause_image: versions::pause_image(spec),
-        images: versions::node_images(spec, NodeOs::Linux(distro)),
+        images: with_prepull(versions::node_images(spec, NodeOs::Linux(distro)), pool),
         mode: "node",
         installation_spec: crate::cluster::objects::installation_spec(spec),
     })
@@ -212,7 +222,7 @@ pub struct Windows {
     pause_image: String,
     link_local_routes: &'static [&'static str],
     images: Vec<String>,
-    mode: &'static str,
+    pub(super) mode: &'static str,
 }
 
 pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Result<Windows, BootstrapError> {
@@ -265,7 +275,7 @@ pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Res
         downloads: downloads(spec, NodeKind::Windows(version)),
         pause_image: versions::pause_image(spec),
         link_local_routes: EC2_LINK_LOCAL_ROUTES,
-        images: versions::node_images(spec, pool.os),
+        images: with_prepull(versions::node_images(spec, pool.os), Some(pool)),
         mode: "node",
     })
 }

@@ -85,9 +85,31 @@ pub fn render_pool(
     secrets: &ClusterSecrets,
     templates: &Templates,
 ) -> Result<NodeBootstrap, BootstrapError> {
+    render_pool_as(spec, pool, secrets, templates, "node")
+}
+
+/// The user data of `hybrid bake`'s builder for `pool`: the same script in
+/// `bake` mode, which runs every stage that does not depend on the cluster
+/// (and pre-pulls the images), then shuts the builder down. It is rendered
+/// with stand-in secrets and without the pool's name, labels and taints, so
+/// a baked image carries nothing secret and serves every pool that needs
+/// the same things; `worker_fingerprints` likewise.
+pub fn render_bake(spec: &ClusterSpec, pool: &Pool, templates: &Templates) -> Result<NodeBootstrap, BootstrapError> {
+    let generic = Pool { name: "bake".into(), labels: Default::default(), taints: Vec::new(), count: 1, ..pool.clone() };
+    render_pool_as(spec, &generic, &fingerprint_secrets(), templates, "bake")
+}
+
+fn render_pool_as(
+    spec: &ClusterSpec,
+    pool: &Pool,
+    secrets: &ClusterSecrets,
+    templates: &Templates,
+    mode: &'static str,
+) -> Result<NodeBootstrap, BootstrapError> {
     match pool.os {
         NodeOs::Linux(_) => {
-            let ctx = context::linux(spec, Some(pool), secrets)?;
+            let mut ctx = context::linux(spec, Some(pool), secrets)?;
+            ctx.mode = mode;
             let kubeadm = templates.render("linux/kubeadm-join.yaml", &ctx)?;
             let containerd = templates.render("linux/containerd.toml", &ctx)?;
             let script = templates.render("linux/bootstrap.sh", &ctx)?;
@@ -106,7 +128,8 @@ pub fn render_pool(
             linux_result(&pool.name, pool.os, user_data, parts)
         }
         NodeOs::Windows(_) => {
-            let ctx = context::windows(spec, pool, secrets)?;
+            let mut ctx = context::windows(spec, pool, secrets)?;
+            ctx.mode = mode;
             let kubeadm = templates.render("windows/kubeadm-join.yaml", &ctx)?;
             let containerd = templates.render("windows/containerd.toml", &ctx)?;
             let script = templates.render(

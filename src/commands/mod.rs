@@ -5,8 +5,10 @@
 //! holds what several of them need. `run` dispatches.
 
 pub mod apply;
+pub mod bake;
 pub mod completions;
 pub mod destroy;
+pub mod images;
 pub mod kubeconfig;
 pub mod logs;
 pub mod plan;
@@ -65,6 +67,8 @@ pub enum Command {
     Plan(plan::Args),
     Apply(apply::Args),
     Destroy(destroy::Args),
+    Bake(bake::Args),
+    Images(images::Args),
     Verify(verify::Args),
     Logs(logs::Args),
     Status(status::Args),
@@ -89,6 +93,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Plan(args) => runtime().block_on(plan::run(&ui, &args)),
         Command::Apply(args) => zero(runtime().block_on(apply::run(&ui, &args))),
         Command::Destroy(args) => zero(runtime().block_on(destroy::run(&ui, &args))),
+        Command::Bake(args) => zero(runtime().block_on(bake::run(&ui, &args))),
+        Command::Images(args) => zero(runtime().block_on(images::run(&args))),
         Command::Verify(args) => zero(runtime().block_on(verify::run(&ui, &args))),
         Command::Logs(args) => zero(runtime().block_on(logs::run(&ui, &args))),
         Command::Status(args) => zero(runtime().block_on(status::run(&ui, &args))),

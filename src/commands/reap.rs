@@ -84,6 +84,26 @@ pub async fn run(args: &Args) -> Result<()> {
             }
         }
     }
+    // Bake builders a crashed `hybrid bake` left behind.
+    for region in &regions {
+        let cloud = connect(region, aws.endpoint_url.as_deref()).await;
+        let expired: Vec<String> = cloud
+            .bake_builders()
+            .await?
+            .into_iter()
+            .filter(|b| OffsetDateTime::parse(&b.expires, &Rfc3339).is_ok_and(|at| at <= now))
+            .map(|b| b.id)
+            .collect();
+        if expired.is_empty() {
+            continue;
+        }
+        if dry_run {
+            println!("would terminate bake builder(s) {} in {region}", expired.join(", "));
+        } else {
+            cloud.terminate_instances(&expired).await?;
+            println!("terminated bake builder(s) {} in {region}: their bake run is long over", expired.join(", "));
+        }
+    }
     if failures.is_empty() { Ok(()) } else { Err(Error::Failed(format!("could not destroy {}; run reap again", failures.join(", ")))) }
 }
 

@@ -210,6 +210,8 @@ fn build_pool(p: &SectionValues<'_>, linux_default: LinuxDistro, cni: &Cni, cx: 
         labels: p.str_map("labels", cx.diags, cx.spans).unwrap_or_default(),
         taints,
         replace_batch: p.int("replace_batch", cx.diags, cx.spans).map_or(1, |n| n as u32),
+        image: p.str("image", cx.diags, cx.spans).and_then(|s| ImageChoice::parse(&s)).unwrap_or_default(),
+        prepull: p.str_list("prepull", cx.diags, cx.spans).unwrap_or_default(),
         // kubelet's default, capped on Windows by what the CNI can address
         // (60 with Calico's /26 blocks).
         max_pods: p

@@ -3,7 +3,7 @@
 //! missing keys), `hybrid schema` (JSON Schema) and the key reference in
 //! `clusters/README.md`, so the three cannot drift apart.
 
-use crate::model::{CniPlugin, Encapsulation, NodeOs};
+use crate::model::{CniPlugin, Encapsulation, ImageChoice, NodeOs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -197,6 +197,18 @@ pub const SECTIONS: &[Section] = &[
                 Kind::StrList,
                 Some("[] (Linux), [\"os=windows:NoSchedule\"] (Windows)"),
                 "Node taints as `key=value:Effect` or `key:Effect`.",
+            ),
+            opt(
+                "image",
+                Kind::Choice(ImageChoice::NAMES),
+                Some("\"auto\""),
+                "`auto` boots from an image `hybrid bake` made for this pool's OS, versions and base image when one exists, else the stock image; `baked` requires one; `stock` never uses one.",
+            ),
+            opt(
+                "prepull",
+                Kind::StrList,
+                Some("[]"),
+                "Extra container images a baked image pre-pulls, e.g. `[\"mcr.microsoft.com/windows/servercore:ltsc2022\"]` (the servercore base matching the build).",
             ),
             opt(
                 "replace_batch",

@@ -337,6 +337,15 @@ impl Rules<'_> {
             if let Some(ami) = &p.ami {
                 self.ami(&key("ami"), ami);
             }
+            for (n, image) in p.prepull.iter().enumerate() {
+                if !is_image_reference(image) {
+                    self.error(
+                        &format!("{}[{n}]", key("prepull")),
+                        format!("`{}` is not a container image reference", image.escape_debug()),
+                        "write registry/repository:tag or …@sha256:digest in lowercase, e.g. \"mcr.microsoft.com/windows/servercore:ltsc2022\"",
+                    );
+                }
+            }
             let min_disk = if p.os.is_windows() { 30 } else { 20 };
             if p.disk_gb < min_disk {
                 self.error(
@@ -765,6 +774,51 @@ mod tests {
         }
         for bad in ["us-east", "useast1", "US-EAST-1", "us-east-0", "u-east-1", ""] {
             assert!(!is_region(bad), "{bad}");
+        }
+    }
+}
+
+/// A container image reference as containerd pulls it: lowercase
+/// repository path components, an optional tag or digest, nothing a shell
+/// or PowerShell would read as syntax.
+fn is_image_reference(image: &str) -> bool {
+    let (name, rest) = match image.split_once('@') {
+        Some((n, digest)) => (n, Some(digest)),
+        None => (image, None),
+    };
+    let (path, tag) = match name.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+        Some((p, t)) => (p, Some(t)),
+        None => (name, None),
+    };
+    let component = |c: &str| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch));
+    let host_ok = |c: &str| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ".-:".contains(ch));
+    let mut parts = path.split('/');
+    let first = parts.next().unwrap_or("");
+    let first_ok = if path.contains('/') && (first.contains('.') || first.contains(':')) { host_ok(first) } else { component(first) };
+    image.len() <= 255
+        && first_ok
+        && parts.all(component)
+        && tag.is_none_or(|t| !t.is_empty() && t.len() <= 128 && t.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)))
+        && rest.is_none_or(|d| d.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit())))
+}
+
+#[cfg(test)]
+mod image_reference_tests {
+    use super::is_image_reference;
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "mcr.microsoft.com/windows/servercore:ltsc2022",
+            "registry.k8s.io/pause:3.10.2",
+            "nginx",
+            "localhost:5000/game/server:1.2",
+            "docker.io/library/alpine@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            assert!(is_image_reference(ok), "{ok}");
+        }
+        for bad in ["", "Nginx", "a b", "x;rm -rf /", "x$(id)", "img:", "img@sha256:12", "repo/'q'"] {
+            assert!(!is_image_reference(bad), "{bad}");
         }
     }
 }

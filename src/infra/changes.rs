@@ -109,6 +109,8 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// The existing network resources the cluster keeps using.
     pub in_use: InUse,
+    /// Per pool: the image it boots from and why (baked or stock).
+    pub images: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -220,6 +220,8 @@ pub struct DesiredState {
     pub instances: BTreeMap<String, DesiredInstance>,
     /// Extra tags on every resource (user tags, expiry is added at creation).
     pub tags: BTreeMap<String, String>,
+    /// Per pool: which image it boots from and why (baked or stock), for `plan`.
+    pub image_notes: BTreeMap<String, String>,
 }
 
 /// `bootstrap_fingerprints`: per pool, a digest of the rendered bootstrap
@@ -285,6 +287,7 @@ pub fn desired_state(spec: &ClusterSpec, amis: &AmiMap, bootstrap_fingerprints: 
         instance_profile: instance_profile(&spec.name, &spec.region),
         instances,
         tags: spec.tags.clone(),
+        image_notes: BTreeMap::new(),
     }
 }
 

@@ -9,9 +9,11 @@
 //! either: every effect goes through the trait (and its waits through
 //! `tokio::time`), so it runs against an in-memory fake as well as AWS.
 
+pub mod bake;
 pub mod changes;
 pub mod desired;
 pub mod execute;
+pub mod images;
 pub mod inventory;
 pub mod network;
 pub mod plan;

@@ -29,7 +29,8 @@ pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result
         }
     }
     instance_changes(desired, actual, &mut changes);
-    Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes, in_use })
+    let images = desired.image_notes.clone();
+    Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes, in_use, images })
 }
 
 /// The instance profile: created when missing, completed (or its policy
@@ -214,7 +215,15 @@ pub fn plan_destroy(cluster: &str, region: &str, actual: &Inventory) -> Plan {
             resource: Resource::Parameter { name: p.clone() },
         });
     }
-    Plan { cluster: cluster.to_string(), region: region.to_string(), offline: false, destroy: true, changes, in_use: InUse::default() }
+    Plan {
+        cluster: cluster.to_string(),
+        region: region.to_string(),
+        offline: false,
+        destroy: true,
+        changes,
+        in_use: InUse::default(),
+        images: BTreeMap::new(),
+    }
 }
 
 impl Source {

@@ -62,6 +62,23 @@ pub fn plan_text(plan: &Plan) -> String {
             "Pool {pool}: {n} node(s) replaced rolling, {batch} at a time (replace_batch): each is drained first, the next batch starts once the new nodes are Ready.\n"
         ));
     }
+    // Which image each pool boots from matters for how fast its nodes are
+    // Ready, so it is shown whenever the pool has something to launch.
+    let launching: std::collections::BTreeSet<&str> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match &c.resource {
+            Resource::Instance { desired: Some(d) } => Some(d.group.as_str()),
+            _ => None,
+        })
+        .collect();
+    let notes: Vec<(&String, &String)> = plan.images.iter().filter(|(pool, _)| launching.contains(pool.as_str())).collect();
+    if !notes.is_empty() {
+        out.push_str("\nImages:\n");
+        for (pool, note) in notes {
+            out.push_str(&format!("  pool {pool}: {note}\n"));
+        }
+    }
     let s = plan.summary();
     out.push_str(&format!("\nPlan: {} to add, {} to change, {} to destroy.\n", s.add, s.change, s.destroy));
     if let Some(c) = plan.changes.iter().find(|c| c.action == Action::Recreate) {

@@ -230,6 +230,35 @@ pub struct Pool {
     pub max_pods: u32,
     /// Nodes replaced at a time in a rolling replacement.
     pub replace_batch: u32,
+    /// Whether nodes boot from a baked image (`hybrid bake`).
+    pub image: ImageChoice,
+    /// Extra images a baked image pre-pulls (e.g. the servercore base).
+    pub prepull: Vec<String>,
+}
+
+/// Which image a pool's nodes boot from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ImageChoice {
+    /// A baked image when one matches, else the stock one.
+    #[default]
+    Auto,
+    /// A baked image, or a clear error when none matches.
+    Baked,
+    /// Always the stock image.
+    Stock,
+}
+
+impl ImageChoice {
+    pub const NAMES: &'static [&'static str] = &["auto", "baked", "stock"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "baked" => Some(Self::Baked),
+            "stock" => Some(Self::Stock),
+            _ => None,
+        }
+    }
 }
 
 /// An explicit image instead of the latest public one for the OS.

@@ -20,6 +20,7 @@ const PURE: &[&str] = &[
     "src/infra/plan.rs",
     "src/infra/changes.rs",
     "src/infra/network.rs",
+    "src/infra/images.rs",
     "src/infra/show.rs",
     "src/cluster/mod.rs",
     "src/cluster/objects.rs",
@@ -31,7 +32,7 @@ const PURE: &[&str] = &[
 ];
 /// Orchestration over the `Cloud` and `KubeApi` traits: no I/O of their
 /// own, but they wait (`tokio::time`), so they run against fakes and AWS alike.
-const DRIVES_TRAITS: &[&str] = &["src/infra/execute.rs", "src/cluster/converge.rs"];
+const DRIVES_TRAITS: &[&str] = &["src/infra/execute.rs", "src/infra/bake.rs", "src/cluster/converge.rs"];
 /// Where I/O is allowed.
 const IO: &[&str] = &["src/adapters", "src/commands", "src/main.rs", "src/lib.rs", "src/error.rs"];
 

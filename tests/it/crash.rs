@@ -74,7 +74,7 @@ fn slots(endpoint: &str, cluster: &str) -> Vec<String> {
 
 /// hybrid through `endpoint`, started so that its pid is in `pid_file`
 /// before it makes a call (the proxy kills the pid it reads there).
-fn spawn_recorded(endpoint: &str, args: &[&str], pid_file: &Path) -> Output {
+pub(crate) fn spawn_recorded(endpoint: &str, args: &[&str], pid_file: &Path) -> Output {
     let inner = hybrid_command(endpoint, args);
     let mut line = format!("echo $$ > '{}'; exec", pid_file.display());
     line.push_str(&format!(" '{}'", inner.get_program().to_string_lossy()));

@@ -8,6 +8,8 @@ mod util;
 
 /// The pure core does no I/O.
 mod architecture;
+/// `hybrid bake` and `hybrid images` against moto: images, resume, cleanup.
+mod bake;
 /// What a real boot depends on: upstream contracts, verified downloads, stage order.
 mod boot;
 /// AWS state under lost answers and kills at exact calls: one of each, nothing orphaned.

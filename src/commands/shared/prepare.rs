@@ -1,5 +1,6 @@
 //! Preparing a plan, the sequence plan and apply share: discover → resolve
-//! images → secrets → render → desired → plan. The pure stages do the
+//! images (stock, or baked where a pool may use one) → secrets → render →
+//! desired → plan. The pure stages do the
 //! thinking; this file sequences the I/O around them.
 
 use std::collections::BTreeMap;
@@ -12,9 +13,10 @@ use crate::bootstrap::pki::ClusterSecrets;
 use crate::bootstrap::{self, NodeBootstrap, Templates, templates};
 use crate::error::{Error, Result};
 use crate::infra::desired::{AmiMap, CONTROL_PLANE, DesiredState, ResolvedAmi, ami_lookup, desired_state, secrets_parameter_name};
+use crate::infra::images::{self, BakeTarget};
 use crate::infra::inventory::Inventory;
 use crate::infra::plan::{self, Plan};
-use crate::model::{AmiRef, ClusterSpec, NodeOs};
+use crate::model::{AmiRef, ClusterSpec, ImageChoice, NodeOs, Pool};
 
 pub fn load_templates(dir: Option<&Path>) -> Result<Templates> {
     let Some(dir) = dir else { return Ok(Templates::builtin()) };
@@ -66,6 +68,7 @@ pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templa
         };
         amis.insert(group, ami);
     }
+    let image_notes = use_baked_images(cloud, spec, templates, &mut amis).await?;
     let secrets = match cloud.get_parameter(&secrets_parameter_name(&spec.name)).await? {
         Some(stored) => ClusterSecrets::from_stored(&stored)
             .map_err(|source| Error::Secrets { dir: secrets_parameter_name(&spec.name).into(), source })?,
@@ -73,9 +76,47 @@ pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templa
             .map_err(|source| Error::Secrets { dir: "(new)".into(), source })?,
     };
     let bootstraps = bootstrap::render_cluster(spec, &secrets, templates)?.into_iter().map(|b| (b.group.clone(), b)).collect();
-    let desired = desired_state(spec, &amis, &bootstrap::worker_fingerprints(spec, templates)?);
+    let mut desired = desired_state(spec, &amis, &bootstrap::worker_fingerprints(spec, templates)?);
+    desired.image_notes = image_notes;
     let plan = plan::plan(&desired, &inventory, false)?;
     Ok(Prepared { plan, desired, inventory, secrets, bootstraps })
+}
+
+/// The image `hybrid bake` would make for `pool` on `base`: its key and
+/// the builder's user data.
+pub fn bake_target(spec: &ClusterSpec, pool: &Pool, base: &ResolvedAmi, templates: &Templates) -> Result<BakeTarget> {
+    let bake = bootstrap::render_bake(spec, pool, templates)?;
+    let script: String = bake.parts.iter().flat_map(|(n, c)| [n.as_str(), c.as_str()]).collect();
+    Ok(BakeTarget {
+        key: images::bake_key(pool.os, &base.id, &script),
+        os: pool.os,
+        line: images::bake_line(spec, pool.os),
+        base: base.clone(),
+        pools: vec![pool.name.clone()],
+        instance_type: pool.instance_type.clone(),
+        user_data: bake.user_data,
+    })
+}
+
+/// Swaps in baked images where pools may use them (`image` is not
+/// "stock"); returns, per pool, which image it boots from and why.
+async fn use_baked_images<C: Cloud>(
+    cloud: &C,
+    spec: &ClusterSpec,
+    templates: &Templates,
+    amis: &mut AmiMap,
+) -> Result<BTreeMap<String, String>> {
+    let mut notes = BTreeMap::new();
+    let wanting: Vec<&Pool> = spec.pools.iter().filter(|p| p.image != ImageChoice::Stock && p.count > 0).collect();
+    let baked = if wanting.is_empty() { Vec::new() } else { cloud.baked_images().await? };
+    for pool in &spec.pools {
+        let Some(stock) = amis.get(&pool.name).cloned() else { continue };
+        let key = if pool.image == ImageChoice::Stock { String::new() } else { bake_target(spec, pool, &stock, templates)?.key };
+        let chosen = images::choose(pool, &key, &stock, &baked).map_err(|e| Error::Failed(e.to_string()))?;
+        notes.insert(pool.name.clone(), chosen.describe(&stock));
+        amis.insert(pool.name.clone(), chosen.ami(&stock));
+    }
+    Ok(notes)
 }
 
 /// Every instance type in the file must exist in the region before

@@ -1,0 +1,248 @@
+//! Carries out `hybrid bake` through a `Cloud`: for each target, launch a
+//! builder with the bake script, wait until the script has shut it down,
+//! make an image of it, wait until the image is available, tag it, and
+//! terminate the builder. Targets bake in parallel.
+//!
+//! Resumable like apply: every step looks before it acts (an image with the
+//! key, a builder with the key, an image by its unique name), so a run
+//! killed at any point continues where it stopped. A builder is never left
+//! running: on any failure the builder of that target is terminated.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use crate::adapters::{Cloud, CloudError, LaunchRequest};
+use crate::infra::desired::TAG_EXPIRES;
+use crate::infra::images::{BakeTarget, TAG_BAKE_BUILDER, TAG_BAKE_KEY, TAG_BAKE_LINE, TAG_BAKED_FROM, builder_disk_gb, image_name};
+use crate::progress::{Event, Progress};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BakeError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(
+        "no network for the builder: the region has no default VPC; create one (`aws ec2 create-default-vpc`) or pass --subnet and --security-group"
+    )]
+    NoNetwork,
+    #[error("{}", failures.iter().map(|(key, e)| format!("image {key}: {e}")).collect::<Vec<_>>().join("\n"))]
+    Targets { failures: Vec<(String, String)> },
+}
+
+/// How a target ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An available image with the key existed already.
+    Existed(String),
+    Baked(String),
+}
+
+pub struct Options {
+    /// Where builders run: (subnet, security group); `None` for the default VPC.
+    pub network: Option<(String, String)>,
+    /// How long a builder may take to install everything and shut down.
+    pub builder_timeout: Duration,
+    pub image_timeout: Duration,
+    pub poll: Duration,
+    /// EC2 Fast Launch snapshots for Windows images (0: off).
+    pub fast_launch: u32,
+    /// RFC 3339: builders carry it as `hybrid:expires`, so `reap` ends one a
+    /// crash left behind.
+    pub builder_expires: String,
+    pub run_id: String,
+}
+
+pub async fn bake<C: Cloud>(
+    cloud: &C,
+    targets: &[BakeTarget],
+    opts: &Options,
+    progress: &impl Progress,
+) -> Result<Vec<(String, Outcome)>, BakeError> {
+    let network = match &opts.network {
+        Some(n) => n.clone(),
+        None => cloud.default_network().await?.ok_or(BakeError::NoNetwork)?,
+    };
+    let runs = targets.iter().map(|t| {
+        let network = &network;
+        async move {
+            let result = bake_one(cloud, t, network, opts, progress).await;
+            (t.key.clone(), result)
+        }
+    });
+    let mut done = Vec::new();
+    let mut failures = Vec::new();
+    for (key, result) in join_all(runs).await {
+        match result {
+            Ok(outcome) => done.push((key, outcome)),
+            Err(e) => failures.push((key, e)),
+        }
+    }
+    if failures.is_empty() { Ok(done) } else { Err(BakeError::Targets { failures }) }
+}
+
+/// The builders and images of `key` as they are now.
+async fn builders_of<C: Cloud>(cloud: &C, key: &str) -> Result<Vec<(String, String)>, CloudError> {
+    Ok(cloud.bake_builders().await?.into_iter().filter(|b| b.key == key).map(|b| (b.id, b.state)).collect())
+}
+
+async fn bake_one<C: Cloud>(
+    cloud: &C,
+    t: &BakeTarget,
+    network: &(String, String),
+    opts: &Options,
+    progress: &impl Progress,
+) -> Result<Outcome, String> {
+    let what = format!("{} ({})", t.key, t.pools.join(", "));
+    let existing = cloud.baked_images().await.map_err(|e| e.to_string())?;
+    if let Some(i) = existing.iter().find(|i| i.key == t.key && i.state == "available") {
+        progress.line(&format!("image {what}: {} exists already", i.id));
+        // A run killed after CreateImage leaves its builder: end it now.
+        let left: Vec<String> = builders_of(cloud, &t.key).await.map_err(|e| e.to_string())?.into_iter().map(|(id, _)| id).collect();
+        if !left.is_empty() {
+            cloud.terminate_instances(&left).await.map_err(|e| e.to_string())?;
+            progress.line(&format!("image {what}: leftover builder(s) {} terminated", left.join(", ")));
+        }
+        return Ok(Outcome::Existed(i.id.clone()));
+    }
+    // Resume: a builder of this key from a run that was killed.
+    let mut builder = builders_of(cloud, &t.key).await.map_err(|e| e.to_string())?.into_iter().next().map(|(id, _)| id);
+    let result = async {
+        if existing.iter().all(|i| i.key != t.key || i.state != "pending") {
+            let id = match &builder {
+                Some(id) => {
+                    progress.line(&format!("image {what}: resuming with builder {id}"));
+                    id.clone()
+                }
+                None => {
+                    let id = launch_builder(cloud, t, network, opts).await?;
+                    progress.line(&format!("image {what}: builder {id} launched from {} ({})", t.base.id, t.instance_type));
+                    builder = Some(id.clone());
+                    id
+                }
+            };
+            wait_stopped(cloud, &id, &what, opts, progress).await?;
+        }
+        let id = builder.clone().unwrap_or_default();
+        let mut tags = BTreeMap::new();
+        tags.insert(TAG_BAKE_KEY.to_string(), t.key.clone());
+        tags.insert(TAG_BAKE_LINE.to_string(), t.line.clone());
+        tags.insert(TAG_BAKED_FROM.to_string(), t.base.id.clone());
+        tags.insert("Name".to_string(), image_name(t.os, &t.key));
+        let image = cloud.create_image(&id, &image_name(t.os, &t.key), &tags).await.map_err(|e| e.to_string())?;
+        progress.line(&format!("image {what}: {image} being created"));
+        wait_available(cloud, &t.key, &what, opts, progress).await?;
+        let snapshots: Vec<String> = cloud
+            .baked_images()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|i| i.id == image)
+            .flat_map(|i| i.snapshots)
+            .collect();
+        cloud.tag(&snapshots, &tags).await.map_err(|e| e.to_string())?;
+        if t.os.is_windows() && opts.fast_launch > 0 {
+            // Fast Launch speeds up launches but the image works without it.
+            match cloud.enable_fast_launch(&image, opts.fast_launch).await {
+                Ok(()) => progress.line(&format!("image {what}: EC2 Fast Launch on, {} pre-provisioned snapshots", opts.fast_launch)),
+                Err(e) => eprintln!("warning: image {image}: could not turn on EC2 Fast Launch: {e}"),
+            }
+        }
+        Ok::<String, String>(image)
+    }
+    .await;
+    // The builder goes whatever happened (an image, once created, no longer needs it).
+    if let Some(id) = &builder {
+        match cloud.terminate_instances(std::slice::from_ref(id)).await {
+            Ok(()) => progress.line(&format!("image {what}: builder {id} terminated")),
+            Err(e) => eprintln!("warning: could not terminate builder {id}: {e}; `hybrid bake` again or `hybrid reap` ends it"),
+        }
+    }
+    if let Err(e) = &result {
+        // A half-made image of this key would block nothing but is garbage.
+        if let Ok(images) = cloud.baked_images().await {
+            for i in images.iter().filter(|i| i.key == t.key && i.state != "available") {
+                let _ = cloud.delete_image(i).await;
+            }
+        }
+        return Err(e.clone());
+    }
+    result.map(Outcome::Baked)
+}
+
+async fn launch_builder<C: Cloud>(cloud: &C, t: &BakeTarget, network: &(String, String), opts: &Options) -> Result<String, String> {
+    let mut tags = BTreeMap::new();
+    tags.insert(TAG_BAKE_KEY.to_string(), t.key.clone());
+    tags.insert(TAG_BAKE_BUILDER.to_string(), "true".to_string());
+    tags.insert(TAG_EXPIRES.to_string(), opts.builder_expires.clone());
+    tags.insert("Name".to_string(), format!("hybrid-bake-builder-{}", t.key));
+    let token = crate::infra::desired::fingerprint(format!("bake/{}/{}", t.key, opts.run_id).as_bytes())[..32].to_string();
+    tags.insert(crate::infra::desired::TAG_CREATE_TOKEN.to_string(), token.clone());
+    let request = LaunchRequest {
+        ami: t.base.clone(),
+        instance_type: t.instance_type.clone(),
+        subnet_id: network.0.clone(),
+        security_group_id: network.1.clone(),
+        private_ip: None,
+        user_data: t.user_data.clone(),
+        disk_gb: builder_disk_gb(t.os),
+        spot: false,
+        key_name: None,
+        instance_profile: None,
+        tags,
+        client_token: token,
+    };
+    cloud.run_instance(&request).await.map(|l| l.id).map_err(|e| e.to_string())
+}
+
+/// The bake script shuts the builder down when it is done.
+async fn wait_stopped<C: Cloud>(cloud: &C, id: &str, what: &str, opts: &Options, progress: &impl Progress) -> Result<(), String> {
+    let start = Instant::now();
+    let mut last = 0;
+    loop {
+        let states = cloud.instance_states(&[id.to_string()]).await.map_err(|e| e.to_string())?;
+        match states.get(id).map(String::as_str) {
+            Some("stopped") => {
+                progress.line(&format!("image {what}: builder {id} finished its script ({}s)", start.elapsed().as_secs()));
+                return Ok(());
+            }
+            Some("pending" | "running" | "stopping") => {}
+            other => return Err(format!("builder {id} is {} instead of stopping", other.unwrap_or("gone"))),
+        }
+        if start.elapsed() >= opts.builder_timeout {
+            return Err(format!(
+                "builder {id} did not finish within {}s; its console output (`aws ec2 get-console-output --instance-id {id}`) shows the last stage",
+                opts.builder_timeout.as_secs()
+            ));
+        }
+        let waited = start.elapsed().as_secs();
+        let report = waited >= last + 30;
+        if report {
+            last = waited;
+        }
+        let label = format!("builder {id} ({what}) to install and shut down");
+        progress.event(&Event::Waiting { what: &label, elapsed: start.elapsed(), report });
+        tokio::time::sleep(opts.poll).await;
+    }
+}
+
+async fn wait_available<C: Cloud>(cloud: &C, key: &str, what: &str, opts: &Options, progress: &impl Progress) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let images = cloud.baked_images().await.map_err(|e| e.to_string())?;
+        match images.iter().find(|i| i.key == key).map(|i| i.state.as_str()) {
+            Some("available") => {
+                progress.line(&format!("image {what}: available ({}s)", start.elapsed().as_secs()));
+                return Ok(());
+            }
+            Some("pending") | None => {}
+            Some(other) => return Err(format!("the image of {what} is {other}")),
+        }
+        if start.elapsed() >= opts.image_timeout {
+            return Err(format!("the image of {what} was not available within {}s", opts.image_timeout.as_secs()));
+        }
+        let label = format!("image {what}");
+        progress.event(&Event::Waiting { what: &label, elapsed: start.elapsed(), report: false });
+        tokio::time::sleep(opts.poll).await;
+    }
+}

@@ -1,0 +1,402 @@
+//! `hybrid bake` and `hybrid images` against moto. moto runs no user data,
+//! so a helper plays the builder's script: it stops each builder instance
+//! a moment after it starts, as the bake script's shutdown does. What this
+//! cannot prove: that the bake script really installs everything on a real
+//! Windows or Linux image (moto boots nothing; the scripts are checked by
+//! parsers and linters in render.rs and boot.rs), how long a real bake or a
+//! boot from the image takes (scripts/e2e-aws.sh measures that on AWS), and
+//! EC2 Fast Launch (moto does not implement it: only the request is seen).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use base64::Engine;
+
+use crate::ec2::Cluster;
+use crate::moto::{FaultProxy, Moto, Rule, aws_clients, hybrid_command, is_write};
+use crate::util::text;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Plays the bake script: stops every running builder `after` it is first seen.
+struct Builders {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Builders {
+    fn play(moto_url: String, after: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            rt().block_on(async move {
+                let ec2 = aws_clients(&moto_url).await.0;
+                let mut seen: BTreeMap<String, std::time::Instant> = BTreeMap::new();
+                while !flag.load(Ordering::Relaxed) {
+                    let out = ec2
+                        .describe_instances()
+                        .filters(Filter::builder().name("tag-key").values("hybrid:bake-builder").build())
+                        .filters(Filter::builder().name("instance-state-name").values("running").build())
+                        .send()
+                        .await
+                        .unwrap();
+                    for i in out.reservations().iter().flat_map(|r| r.instances()) {
+                        let id = i.instance_id().unwrap().to_string();
+                        let first = *seen.entry(id.clone()).or_insert_with(std::time::Instant::now);
+                        if first.elapsed() >= after {
+                            ec2.stop_instances().instance_ids(id).send().await.unwrap();
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        });
+        Builders { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Builders {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(endpoint: &str, args: &[&str]) -> std::process::Output {
+    hybrid_command(endpoint, args).output().unwrap()
+}
+
+fn ok(out: &std::process::Output, what: &str) -> String {
+    assert_eq!(out.status.code(), Some(0), "{what}\nstdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// (image id, bake key, state) of every baked image.
+fn baked(endpoint: &str) -> Vec<(String, String, String)> {
+    rt().block_on(async {
+        let ec2 = aws_clients(endpoint).await.0;
+        let out = ec2
+            .describe_images()
+            .owners("self")
+            .filters(Filter::builder().name("tag-key").values("hybrid:bake-key").build())
+            .send()
+            .await
+            .unwrap();
+        let mut v: Vec<(String, String, String)> = out
+            .images()
+            .iter()
+            .map(|i| {
+                let key = i.tags().iter().find(|t| t.key() == Some("hybrid:bake-key")).and_then(|t| t.value()).unwrap_or_default();
+                (i.image_id().unwrap().to_string(), key.to_string(), i.state().unwrap().as_str().to_string())
+            })
+            .collect();
+        v.sort();
+        v
+    })
+}
+
+/// (instance id, state) of every builder, terminated ones included.
+fn builders(endpoint: &str) -> Vec<(String, String)> {
+    rt().block_on(async {
+        let ec2 = aws_clients(endpoint).await.0;
+        let out =
+            ec2.describe_instances().filters(Filter::builder().name("tag-key").values("hybrid:bake-builder").build()).send().await.unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| (i.instance_id().unwrap().to_string(), i.state().unwrap().name().unwrap().as_str().to_string()))
+            .collect()
+    })
+}
+
+fn live(b: &[(String, String)]) -> Vec<&(String, String)> {
+    b.iter().filter(|(_, s)| s != "terminated" && s != "shutting-down").collect()
+}
+
+/// The script inside a builder's user data (cloud-config, or the Windows
+/// loader's gzip+base64 payload).
+fn builder_script(endpoint: &str, id: &str) -> String {
+    let raw = rt().block_on(async {
+        let ec2 = aws_clients(endpoint).await.0;
+        let attr = ec2
+            .describe_instance_attribute()
+            .instance_id(id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+            .send()
+            .await
+            .unwrap();
+        base64::engine::general_purpose::STANDARD.decode(attr.user_data().unwrap().value().unwrap()).unwrap()
+    });
+    let text = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(raw.as_slice()).read_to_string(&mut s).unwrap();
+        s
+    } else {
+        String::from_utf8(raw).unwrap()
+    };
+    match text.split("'").find(|part| part.len() > 200 && part.starts_with("H4sI")) {
+        // The Windows loader carries the script as one gzip+base64 string.
+        Some(packed) => {
+            let gz = base64::engine::general_purpose::STANDARD.decode(packed).unwrap();
+            let mut s = String::new();
+            flate2::read::GzDecoder::new(gz.as_slice()).read_to_string(&mut s).unwrap();
+            s
+        }
+        None => text,
+    }
+}
+
+#[test]
+fn bake_makes_tagged_images_that_plan_and_apply_use_and_destroy_leaves() {
+    let moto = Moto::start();
+    let c = Cluster::new("bk");
+    let file = c.write(2, 1, "m6i.xlarge");
+    let f = file.to_str().unwrap();
+
+    // Before any bake the pools boot stock images, and plan says why.
+    let plan = ok(&run(&moto.url, &["plan", f, "--ec2-only"]), "plan before bake");
+    assert!(plan.contains("pool win: stock ami-0a20220000000000a because no baked image for key"), "{plan}");
+
+    let _script = Builders::play(moto.url.clone(), Duration::from_millis(300));
+    let out = run(&moto.url, &["bake", f, "--yes", "--poll-ms", "100"]);
+    let stdout = ok(&out, "bake");
+    assert!(stdout.contains("+ to bake") && stdout.contains("Bake complete! 2 image(s) baked, 0 existed."), "{stdout}");
+    let images = baked(&moto.url);
+    assert_eq!(images.len(), 2, "one image per distinct OS: {images:?}");
+    assert!(images.iter().all(|(_, key, state)| key.len() == 16 && state == "available"), "{images:?}");
+    let all_builders = builders(&moto.url);
+    assert_eq!(all_builders.len(), 2);
+    assert!(live(&all_builders).is_empty(), "builders are terminated: {all_builders:?}");
+
+    // The builders got the bake script: bake mode, no cluster secret, IMDSv2.
+    for (id, _) in &all_builders {
+        let script = builder_script(&moto.url, id);
+        assert!(
+            script.contains("MODE='bake'") || script.contains("$Mode = 'bake'"),
+            "{id}: not a bake script:\n{}",
+            &script[..script.len().min(400)]
+        );
+        assert!(!script.contains("PRIVATE KEY"), "{id}: key material in a builder");
+    }
+    rt().block_on(async {
+        let ec2 = aws_clients(&moto.url).await.0;
+        let out = ec2.describe_instances().set_instance_ids(Some(all_builders.iter().map(|b| b.0.clone()).collect())).send().await.unwrap();
+        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+            let tags: BTreeMap<&str, &str> = i.tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
+            assert!(!tags.contains_key("hybrid:cluster"), "a builder is no cluster resource: {tags:?}");
+            assert!(tags.contains_key("hybrid:expires"), "reap can end a builder a crash left");
+            assert_eq!(i.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str()), Some("required"));
+        }
+        let out = ec2.describe_images().image_ids(&images[0].0).send().await.unwrap();
+        let tags: BTreeMap<&str, &str> = out.images()[0].tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
+        assert!(tags["hybrid:bake-line"].contains("k8s 1.36") && tags.contains_key("hybrid:baked-from"), "{tags:?}");
+    });
+
+    // Again: nothing to do, and not one write on the wire.
+    let wire = FaultProxy::start(&moto.url, 1, 0.0);
+    let again = ok(&run(&wire.url, &["bake", f, "--yes", "--poll-ms", "100"]), "second bake");
+    assert!(again.contains("Nothing to bake"), "{again}");
+    let writes: Vec<String> = wire.log().into_iter().map(|(op, _)| op).filter(|op| is_write(op)).collect();
+    assert!(writes.is_empty(), "{writes:?}");
+
+    // plan and apply use the images.
+    let plan = ok(&run(&moto.url, &["plan", f, "--ec2-only"]), "plan after bake");
+    assert!(plan.contains("pool win: baked ami-") && plan.contains("no downloads or reboot before joining"), "{plan}");
+    ok(&run(&moto.url, &["apply", f, "--yes", "--ec2-only"]), "apply");
+    let baked_ids: Vec<&str> = images.iter().map(|(id, _, _)| id.as_str()).collect();
+    rt().block_on(async {
+        let ec2 = aws_clients(&moto.url).await.0;
+        let out = ec2
+            .describe_instances()
+            .filters(Filter::builder().name("tag:hybrid:cluster").values("bk").build())
+            .filters(Filter::builder().name("instance-state-name").values("running").build())
+            .send()
+            .await
+            .unwrap();
+        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+            let slot = i.tags().iter().find(|t| t.key() == Some("hybrid:slot")).and_then(|t| t.value()).unwrap();
+            let uses_baked = baked_ids.contains(&i.image_id().unwrap());
+            assert_eq!(uses_baked, slot != "control-plane", "{slot} runs {}", i.image_id().unwrap());
+        }
+    });
+    let listed = ok(&run(&moto.url, &["images", "--region", "us-east-1"]), "images");
+    assert_eq!(listed.lines().filter(|l| l.contains(" yes ")).count(), 2, "both in use:\n{listed}");
+
+    // destroy leaves baked images; prune keeps the newest of each kind.
+    ok(&run(&moto.url, &["destroy", f, "--yes"]), "destroy");
+    assert_eq!(baked(&moto.url), images, "destroy never touches baked images");
+    let pruned = ok(&run(&moto.url, &["images", "--region", "us-east-1", "--prune", "--yes"]), "prune");
+    assert!(pruned.contains("Nothing to prune"), "{pruned}");
+}
+
+/// A bake killed right after it launched a builder continues with that
+/// builder; one killed after CreateImage finds the image and ends the
+/// builder; a builder that never finishes is terminated, never left.
+#[test]
+fn bake_resumes_after_kills_and_never_leaves_a_builder_running() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.url, 1, 0.0);
+    let pid_file = std::env::temp_dir().join(format!("hybrid-it-bake-{}.pid", std::process::id()));
+    let c = Cluster::new("bk2");
+    let file = c.write(2, 0, "m6i.xlarge");
+    let f = file.to_str().unwrap();
+
+    // A builder that never finishes: given up, terminated, no image.
+    let out = run(&moto.url, &["bake", f, "--yes", "--poll-ms", "100", "--timeout", "2s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("did not finish within 2s"), "{}", text(&out.stderr));
+    assert!(live(&builders(&moto.url)).is_empty(), "the stuck builder was terminated: {:?}", builders(&moto.url));
+    assert!(baked(&moto.url).is_empty());
+
+    // Killed after RunInstances: the rerun takes that builder, launches none.
+    proxy.add_rules(&[Rule { op: "RunInstances", nth: 1, fault: "kill-after" }], Some(&pid_file));
+    let killed = crate::crash::spawn_recorded(&proxy.url, &["bake", f, "--yes", "--poll-ms", "100"], &pid_file);
+    assert_ne!(killed.status.code(), Some(0));
+    let left = live(&builders(&moto.url)).len();
+    assert_eq!(left, 1, "the killed run left its builder");
+    proxy.reset();
+    let _script = Builders::play(moto.url.clone(), Duration::from_millis(200));
+    let out = ok(&run(&proxy.url, &["bake", f, "--yes", "--poll-ms", "100"]), "resumed bake");
+    assert!(out.contains("Bake complete! 1 image(s) baked"), "{out}");
+    assert!(!proxy.log().iter().any(|(op, _)| op == "RunInstances"), "no second builder");
+    assert!(live(&builders(&moto.url)).is_empty());
+    assert_eq!(baked(&moto.url).len(), 1);
+
+    // Killed after CreateImage (image made, builder not yet ended): the
+    // rerun finds the image and ends the builder.
+    let c3 = Cluster::new("bk3");
+    let file3 = c3.write(2, 0, "m5.xlarge");
+    std::fs::write(
+        &file3,
+        std::fs::read_to_string(&file3).unwrap().replace("kubernetes_version = \"1.36\"", "kubernetes_version = \"1.35\""),
+    )
+    .unwrap();
+    proxy.reset();
+    proxy.add_rules(&[Rule { op: "CreateImage", nth: 1, fault: "kill-after" }], Some(&pid_file));
+    let killed = crate::crash::spawn_recorded(&proxy.url, &["bake", file3.to_str().unwrap(), "--yes", "--poll-ms", "100"], &pid_file);
+    assert_ne!(killed.status.code(), Some(0));
+    assert_eq!(live(&builders(&moto.url)).len(), 1, "killed before ending its builder");
+    let out = ok(&run(&moto.url, &["bake", file3.to_str().unwrap(), "--yes", "--poll-ms", "100"]), "rerun after CreateImage");
+    assert!(out.contains("Nothing to bake") && out.contains("terminated leftover builder(s)"), "{out}");
+    assert!(live(&builders(&moto.url)).is_empty(), "{:?}", builders(&moto.url));
+    assert_eq!(baked(&moto.url).len(), 2);
+}
+
+/// `image = "baked"` without one fails the plan clearly; `stock` never uses one.
+#[test]
+fn a_pool_that_requires_a_baked_image_fails_clearly_without_one() {
+    let moto = Moto::start();
+    let c = Cluster::new("bk4");
+    let file = c.write(2, 1, "m6i.xlarge");
+    let body = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, body.replace("name = \"win\"", "name = \"win\"\nimage = \"baked\"")).unwrap();
+    let out = run(&moto.url, &["plan", file.to_str().unwrap(), "--ec2-only"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("pool win: image = \"baked\", but no baked image matches key"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("hybrid bake FILE --pool win"), "{}", text(&out.stderr));
+}
+
+/// `--fast-launch` asks EC2 for pre-provisioned snapshots of Windows images;
+/// moto does not implement the call, so the bake ends with a warning and a
+/// usable image. The request on the wire is what this shows.
+#[test]
+fn fast_launch_is_requested_for_windows_images() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.url, 1, 0.0);
+    let c = Cluster::new("bk5");
+    let file = c.write(2, 1, "m6i.xlarge");
+    let _script = Builders::play(moto.url.clone(), Duration::from_millis(200));
+    let out = run(&proxy.url, &["bake", file.to_str().unwrap(), "--yes", "--poll-ms", "100", "--pool", "win", "--fast-launch", "5"]);
+    ok(&out, "bake with fast launch");
+    let calls: Vec<String> = proxy.log().into_iter().map(|(op, _)| op).collect();
+    assert_eq!(calls.iter().filter(|op| *op == "EnableFastLaunch").count(), 1, "{calls:?}");
+    assert!(
+        text(&out.stderr).contains("could not turn on EC2 Fast Launch") || text(&out.stdout).contains("Fast Launch on"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(baked(&moto.url).len(), 1, "only the selected pool's image");
+}
+
+/// Two images of one kind (the same versions on two base images): prune
+/// removes the older one, with its snapshots, and keeps the newest.
+#[test]
+fn prune_removes_unused_older_images_of_a_kind_and_their_snapshots() {
+    let moto = Moto::start();
+    let c = Cluster::new("bk6");
+    let file = c.write(2, 1, "m6i.xlarge");
+    let body = std::fs::read_to_string(&file).unwrap();
+    let _script = Builders::play(moto.url.clone(), Duration::from_millis(100));
+    let mut made = Vec::new();
+    for base in ["ami-0a20220000000000b", "ami-0a20220000000000a"] {
+        std::fs::write(&file, body.replace("name = \"win\"", &format!("name = \"win\"\nami = \"{base}\""))).unwrap();
+        ok(&run(&moto.url, &["bake", file.to_str().unwrap(), "--yes", "--poll-ms", "100", "--pool", "win"]), "bake");
+        made.push(baked(&moto.url).into_iter().map(|(id, _, _)| id).find(|id| !made.contains(id)).unwrap());
+        // Creation dates have one-second resolution.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let (older, newer) = (&made[0], &made[1]);
+    let snapshots = |id: &str| {
+        rt().block_on(async {
+            let ec2 = aws_clients(&moto.url).await.0;
+            let out = ec2.describe_images().image_ids(id).send().await.unwrap();
+            out.images()[0].block_device_mappings().iter().filter_map(|m| m.ebs()?.snapshot_id().map(str::to_string)).collect::<Vec<_>>()
+        })
+    };
+    let older_snapshots = snapshots(older);
+    assert!(!older_snapshots.is_empty());
+    let listed = ok(&run(&moto.url, &["images", "--region", "us-east-1"]), "images");
+    assert!(listed.contains(older.as_str()) && listed.contains(newer.as_str()), "{listed}");
+    let out = ok(&run(&moto.url, &["images", "--region", "us-east-1", "--prune", "--yes"]), "prune");
+    assert!(out.contains(&format!("removed {older}")), "{out}");
+    let left: Vec<String> = baked(&moto.url).into_iter().map(|(id, _, _)| id).collect();
+    assert_eq!(left, std::slice::from_ref(newer));
+    rt().block_on(async {
+        let ec2 = aws_clients(&moto.url).await.0;
+        let snaps = ec2.describe_snapshots().set_snapshot_ids(Some(older_snapshots.clone())).send().await;
+        assert!(snaps.is_err() || snaps.unwrap().snapshots().is_empty(), "the older image's snapshots are deleted");
+    });
+}
+
+/// `reap` ends a builder whose bake run is long over (a crash left it).
+#[test]
+fn reap_terminates_builders_past_their_expiry() {
+    let moto = Moto::start();
+    let c = Cluster::new("bk7");
+    let file = c.write(2, 0, "m6i.xlarge");
+    let out = run(&moto.url, &["bake", file.to_str().unwrap(), "--yes", "--poll-ms", "100", "--timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    // As if that run had died before its cleanup: launch a builder-tagged
+    // instance with an expiry in the past.
+    let id = rt().block_on(async {
+        let ec2 = aws_clients(&moto.url).await.0;
+        let tags = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("hybrid:bake-builder").value("true").build())
+            .tags(aws_sdk_ec2::types::Tag::builder().key("hybrid:bake-key").value("0123456789abcdef").build())
+            .tags(aws_sdk_ec2::types::Tag::builder().key("hybrid:expires").value("2020-01-01T00:00:00Z").build())
+            .build();
+        let out = ec2
+            .run_instances()
+            .image_id("ami-0b24040000000000a")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Large)
+            .min_count(1)
+            .max_count(1)
+            .tag_specifications(tags)
+            .send()
+            .await
+            .unwrap();
+        out.instances()[0].instance_id().unwrap().to_string()
+    });
+    let out = ok(&run(&moto.url, &["reap", "--region", "us-east-1", "--yes"]), "reap");
+    assert!(out.contains(&format!("terminated bake builder(s) {id}")), "{out}");
+    assert!(live(&builders(&moto.url)).is_empty());
+}
