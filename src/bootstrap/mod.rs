@@ -11,6 +11,7 @@
 //! identical user data; the node name comes from instance metadata at boot.
 
 mod context;
+pub mod critical_path;
 mod error;
 pub mod filters;
 pub mod pki;
@@ -40,6 +41,16 @@ pub struct NodeBootstrap {
     /// The readable pieces inside the user data, for `hybrid render`:
     /// (file name, content), e.g. `kubeadm.yaml`, `bootstrap.sh`.
     pub parts: Vec<(String, String)>,
+}
+
+/// The group name of the control plane's bootstrap (no pool may take it:
+/// `config::rules::RESERVED_POOL_NAMES`).
+pub const CONTROL_PLANE: &str = "control-plane";
+
+impl NodeBootstrap {
+    pub fn is_control_plane(&self) -> bool {
+        self.group == CONTROL_PLANE
+    }
 }
 
 /// Renders the control plane and one bootstrap per pool.
@@ -76,7 +87,7 @@ pub fn render_control_plane(spec: &ClusterSpec, secrets: &ClusterSecrets, templa
         ("bootstrap.sh".into(), script),
         ("fetch-secrets.py".into(), fetch),
     ];
-    linux_result("control-plane", NodeOs::Linux(spec.control_plane.os), user_data, parts)
+    linux_result(CONTROL_PLANE, NodeOs::Linux(spec.control_plane.os), user_data, parts)
 }
 
 pub fn render_pool(
@@ -178,7 +189,7 @@ fn linux_result(group: &str, os: NodeOs, user_data: String, parts: Vec<(String, 
         if user_data.len() <= USER_DATA_LIMIT { (user_data.clone().into_bytes(), false) } else { (gzip(user_data.as_bytes()), true) };
     if bytes.len() > USER_DATA_LIMIT {
         return Err(BootstrapError::TooLarge {
-            node: if group == "control-plane" { "the control plane".into() } else { format!("pool {group}") },
+            node: if group == CONTROL_PLANE { "the control plane".into() } else { format!("pool {group}") },
             size: bytes.len(),
             how: " after gzip",
             hint: "",

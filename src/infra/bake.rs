@@ -145,7 +145,7 @@ async fn bake_one<C: Cloud>(
             // Fast Launch speeds up launches but the image works without it.
             match cloud.enable_fast_launch(&image, opts.fast_launch).await {
                 Ok(()) => progress.line(&format!("image {what}: EC2 Fast Launch on, {} pre-provisioned snapshots", opts.fast_launch)),
-                Err(e) => eprintln!("warning: image {image}: could not turn on EC2 Fast Launch: {e}"),
+                Err(e) => progress.line(&format!("warning: image {image}: could not turn on EC2 Fast Launch: {e}")),
             }
         }
         Ok::<String, String>(image)
@@ -155,7 +155,9 @@ async fn bake_one<C: Cloud>(
     if let Some(id) = &builder {
         match cloud.terminate_instances(std::slice::from_ref(id)).await {
             Ok(()) => progress.line(&format!("image {what}: builder {id} terminated")),
-            Err(e) => eprintln!("warning: could not terminate builder {id}: {e}; `hybrid bake` again or `hybrid reap` ends it"),
+            Err(e) => {
+                progress.line(&format!("warning: could not terminate builder {id}: {e}; `hybrid bake` again or `hybrid reap` ends it"))
+            }
         }
     }
     if let Err(e) = &result {

@@ -657,3 +657,38 @@ fn the_control_plane_reads_its_secrets_from_ssm_with_imdsv2_credentials() {
     assert!(report["ours"].as_str().unwrap().starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/us-east-1/ssm/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, Signature="), "{}", report["ours"]);
     assert_eq!(report["ours"], report["botocore"], "the SigV4 signature differs from botocore's");
 }
+
+/// The point of `hybrid bake`: on a baked image a worker goes from boot to
+/// join without a download or a reboot, and to Ready without pulling an
+/// image. Read off the rendered scripts (`bootstrap::critical_path`), and
+/// checked against the stock path so the count cannot be zero by misreading.
+#[test]
+fn a_baked_worker_boots_without_downloads_reboots_or_pulls() {
+    let mut seen = BTreeSet::new();
+    for file in SPECS {
+        let spec = spec(file);
+        for node in nodes(&spec) {
+            let path = hybrid::bootstrap::critical_path::of_node(&spec, &node).unwrap();
+            let (stock, baked) = (path.totals(false), path.totals(true));
+            let what = format!("{file} {}", node.group);
+            assert!(stock.downloads >= 3 && stock.bytes > 50 << 20, "{what}: the stock path lost its downloads: {stock:?}");
+            assert!(stock.image_pulls >= 1, "{what}: {stock:?}");
+            // Joining (or `kubeadm init`) is never baked: a path without it misread the cut-off.
+            assert!(
+                path.stages.iter().any(|s| !s.baked && matches!(s.name.as_str(), "join" | "init")),
+                "{what}: no join stage after the bake cut-off: {:#?}",
+                path.stages
+            );
+            if node.is_control_plane() {
+                // Never baked: a new control plane is rare and runs its own images.
+                continue;
+            }
+            if node.os.is_windows() {
+                assert_eq!(stock.reboots, 1, "{what}: the Containers feature needs one reboot on a stock image");
+            }
+            assert_eq!((baked.downloads, baked.bytes, baked.reboots, baked.image_pulls), (0, 0, 0, 0), "{what}: {:#?}", path.stages);
+            seen.insert(node.os.is_windows());
+        }
+    }
+    assert_eq!(seen.len(), 2, "both a Linux and a Windows worker were checked");
+}
