@@ -158,15 +158,22 @@ pub fn timeline_text(rows: &[Row]) -> String {
         let stages: Vec<String> = b
             .stages
             .iter()
-            .map(|s| match (s.outcome, s.seconds()) {
+            .enumerate()
+            .map(|(i, s)| match (s.outcome, s.seconds()) {
                 (Some(timeline::Event::Skip), _) => format!("{} skipped", s.name),
                 (Some(timeline::Event::Fail), _) => format!("{} FAILED (attempt {})", s.name, s.attempts),
                 (Some(timeline::Event::Done), Some(sec)) => format!("{} {}", s.name, duration(time::Duration::seconds(sec))),
+                // Its start is no longer in the console (EC2 keeps the last 64 KB).
+                (Some(timeline::Event::Done), None) => format!("{} done", s.name),
+                // Stages run one after another: one that later stages followed
+                // has ended, but its end marker was lost (a line cut by another writer).
+                _ if i + 1 < b.stages.len() => format!("{} (end not in console)", s.name),
                 _ => format!("{} running", s.name),
             })
             .collect();
+        let runs = if b.runs > 1 { format!(" ({} runs)", b.runs) } else { String::new() };
         out.push_str(&format!(
-            "  {}: script {}, {}; joined {}, Ready {}\n",
+            "  {}: script {}{runs}, {}; joined {}, Ready {}\n",
             r.slot,
             since(r.launched, b.script_started),
             stages.join(", "),
@@ -198,6 +205,8 @@ pub fn to_json(cluster: &str, region: &str, rows: &[Row], api_note: Option<&str>
             let boot = r.boot.as_ref().map(|b| {
                 serde_json::json!({
                     "script_started_s": secs(r.launched, b.script_started),
+                    "script_runs": b.runs,
+                    "finished_s": secs(r.launched, b.finished),
                     "joined_s": secs(r.launched, b.joined),
                     "stages": b.stages.iter().map(|s| serde_json::json!({
                         "stage": s.name,

@@ -7,8 +7,11 @@
 //! cut off), kernel or agent messages can land in the middle of a line, a
 //! retried or rebooted bootstrap writes the same stage again, and a line
 //! can be cut short. The parser takes every well-formed marker wherever it
-//! appears in a line, ignores the rest, and keeps the last attempt of each
-//! stage.
+//! appears in a line, ignores the rest, drops exact repeats (a line EC2
+//! returned twice), and keeps the last attempt of each stage. What the
+//! console no longer holds stays unknown (`None`), never guessed: a cut-off
+//! start means no script start time, a stage seen only ending has no
+//! duration. The fixtures in tests/fixtures/timeline/ hold such outputs.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +20,11 @@ use time::format_description::well_known::Rfc3339;
 
 pub const MARKER: &str = "HYBRID-TIMELINE ";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The pseudo-stage of a reboot a stage asked for: from its `reboot`
+/// marker to the script's next start.
+pub const REBOOT: &str = "reboot";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Event {
     Start,
     Done,
@@ -89,42 +96,67 @@ impl Stage {
 /// What `hybrid status` shows per node.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Summary {
-    /// The first marker seen: when the bootstrap script started (if the
-    /// console still holds it).
+    /// When the bootstrap script first started (its first `bootstrap start`
+    /// marker, if the console still holds it).
     pub script_started: Option<OffsetDateTime>,
+    /// How many times the script started (a Windows node runs it again
+    /// after the Containers feature's reboot, and after a failed stage).
+    pub runs: u32,
     pub stages: Vec<Stage>,
     /// When the node finished joining (`join` or, on a control plane, `init`).
     pub joined: Option<OffsetDateTime>,
     pub finished: Option<OffsetDateTime>,
 }
 
+/// The stage called `name`, new ones in the order first seen.
+fn entry<'a>(stages: &'a mut BTreeMap<String, Stage>, order: &mut Vec<String>, name: &str) -> &'a mut Stage {
+    stages.entry(name.to_string()).or_insert_with(|| {
+        order.push(name.to_string());
+        Stage { name: name.to_string(), started: None, ended: None, outcome: None, attempts: 0 }
+    })
+}
+
 pub fn summarize(marks: &[Mark]) -> Summary {
     let mut order: Vec<String> = Vec::new();
     let mut stages: BTreeMap<String, Stage> = BTreeMap::new();
-    let mut finished = None;
+    let (mut finished, mut script_started, mut runs) = (None, None, 0);
+    let mut seen = std::collections::BTreeSet::new();
     for m in marks {
-        if m.stage == "bootstrap" && m.event == Event::Done {
-            finished = Some(m.at);
+        if !seen.insert((m.at, m.stage.as_str(), m.event)) {
             continue;
         }
-        let s = stages.entry(m.stage.clone()).or_insert_with(|| {
-            order.push(m.stage.clone());
-            Stage { name: m.stage.clone(), started: None, ended: None, outcome: None, attempts: 0 }
-        });
+        if m.stage == "bootstrap" {
+            match m.event {
+                Event::Start => {
+                    script_started.get_or_insert(m.at);
+                    runs += 1;
+                    // The script starting again ends the reboot before it.
+                    if let Some(reboot) = stages.get_mut(REBOOT).filter(|r| r.outcome.is_none()) {
+                        reboot.ended = Some(m.at);
+                        reboot.outcome = Some(Event::Done);
+                    }
+                }
+                Event::Done => finished = Some(m.at),
+                _ => {}
+            }
+            continue;
+        }
+        let reboot = m.event == Event::Reboot;
+        let s = entry(&mut stages, &mut order, if reboot { REBOOT } else { &m.stage });
         match m.event {
-            Event::Start => {
+            Event::Start | Event::Reboot => {
                 s.started = Some(m.at);
                 s.ended = None;
                 s.outcome = None;
                 s.attempts += 1;
             }
+            // Skipped because an earlier run did it: that run's figures stay.
+            Event::Skip if s.outcome.is_some() => {}
             Event::Skip => {
                 s.started.get_or_insert(m.at);
                 s.ended = Some(m.at);
                 s.outcome = Some(Event::Skip);
             }
-            // A reboot after a stage does not end it twice.
-            Event::Reboot => {}
             e => {
                 s.ended = Some(m.at);
                 s.outcome = Some(e);
@@ -132,12 +164,7 @@ pub fn summarize(marks: &[Mark]) -> Summary {
         }
     }
     let joined = ["join", "init"].iter().find_map(|n| stages.get(*n).filter(|s| s.outcome == Some(Event::Done)).and_then(|s| s.ended));
-    Summary {
-        script_started: marks.first().map(|m| m.at),
-        stages: order.into_iter().filter_map(|n| stages.remove(&n)).collect(),
-        joined,
-        finished,
-    }
+    Summary { script_started, runs, stages: order.into_iter().filter_map(|n| stages.remove(&n)).collect(), joined, finished }
 }
 
 impl Summary {

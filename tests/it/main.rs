@@ -26,5 +26,7 @@ mod kube;
 mod pki;
 /// Bootstrap rendering: golden files, parsers, linters, injection, size.
 mod render;
+/// The boot timeline from console outputs: fixtures and the real bash markers.
+mod timeline;
 /// `hybrid validate`, the fixture table of invalid files, `hybrid schema`.
 mod validate;

@@ -212,6 +212,7 @@ kubeadm_join() {
 
 main() {
   log "starting ($MODE): Kubernetes $K8S_VERSION, $CNI $CNI_VERSION, API server $API_SERVER"
+  timeline bootstrap start "$MODE"
   stage packages install_packages
   stage kernel setup_kernel
   stage containerd install_containerd

@@ -120,7 +120,8 @@ function Console($Text) {
 }
 
 function Timeline($Stage, $Event, $Detail = '') {
-  $T = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ss.fffZ')
+  # Invariant culture: elsewhere ':' and the digits may not be what the parser reads.
+  $T = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ss.fffZ', [Globalization.CultureInfo]::InvariantCulture)
   Console ("HYBRID-TIMELINE $T $Stage $Event $Detail").TrimEnd()
 }
 
@@ -212,6 +213,9 @@ function Fetch($Url, $Path, $Check) {
   }
   Move-Item -Force "$Path.part" $Path
 }
+
+# Each run of the script (the first, after the reboot, a retry) starts here.
+Timeline bootstrap start $Mode
 
 Stage 'containers-feature' {
   $R = Install-WindowsFeature -Name Containers
