@@ -27,20 +27,23 @@ fn main() {
         let spec = load(&std::fs::read_to_string(file).unwrap()).spec.unwrap();
         for node in render_cluster(&spec, &secrets, &Templates::builtin()).unwrap() {
             let path = critical_path::of_node(&spec, &node).expect("every rendered node has a bootstrap script");
-            let (stock, baked) = (path.totals(false), path.totals(true));
+            let stock = path.totals(false);
             let label = if node.is_control_plane() { "(never baked)" } else { node.os.name() };
+            // A control plane always boots a stock image: no baked figures.
+            let baked = if node.is_control_plane() {
+                format!("{:>9} {:>9} {:>7} {:>6}", "-", "-", "-", "-")
+            } else {
+                let b = path.totals(true);
+                format!("{:>9} {:>9} {:>7} {:>6}", b.downloads, mib(b.bytes), b.reboots, b.image_pulls)
+            };
             println!(
-                "{:<22} {:<14} {:>9} {:>9} {:>7} {:>6}   {:>9} {:>9} {:>7} {:>6}",
+                "{:<22} {:<14} {:>9} {:>9} {:>7} {:>6}   {baked}",
                 format!("{} {}", file.trim_start_matches("clusters/"), node.group),
                 label,
                 stock.downloads,
                 mib(stock.bytes),
                 stock.reboots,
                 stock.image_pulls,
-                baked.downloads,
-                mib(baked.bytes),
-                baked.reboots,
-                baked.image_pulls
             );
         }
     }

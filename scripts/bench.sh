@@ -4,10 +4,13 @@
 #  2. AWS side against moto: apply a 200-node cluster (several pools) from
 #     nothing, then a no-op plan; wall time, API calls by operation, peak RSS.
 #     A 20-node no-op plan shows describe calls do not grow with nodes.
+#  3. critical path: per shipped pool, downloads, bytes, reboots and image
+#     pulls between boot and Ready, on a stock and on a baked image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
 cargo bench --locked -q --bench render
+cargo bench --locked -q --bench critical_path
 cargo build --locked -q --release
 hybrid=target/release/hybrid
 work=$(mktemp -d)

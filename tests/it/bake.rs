@@ -400,3 +400,60 @@ fn reap_terminates_builders_past_their_expiry() {
     assert!(out.contains(&format!("terminated bake builder(s) {id}")), "{out}");
     assert!(live(&builders(&moto.url)).is_empty());
 }
+
+/// scripts/e2e-aws.sh's compare mode against moto (the EC2 side only, as
+/// nothing boots here): the cluster comes up on stock images and goes, the
+/// images are baked, it comes up on them and goes, and one summary holds
+/// both runs. The times to Ready stay null here: only real AWS fills them.
+#[test]
+fn the_release_check_compares_stock_and_baked_boots() {
+    let moto = Moto::start();
+    let _builders = Builders::play(moto.url.clone(), Duration::from_millis(300));
+    let out = std::env::temp_dir().join(format!("hybrid-it-e2e-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let res = crate::e2e::e2e_aws_script(&moto, &out)
+        .env("HYBRID_E2E_AWS", "1")
+        .env("HYBRID_E2E_IMAGES", "compare")
+        .env("HYBRID_E2E_BAKE_ARGS", "--poll-ms 100")
+        .output()
+        .unwrap();
+    let stderr = text(&res.stderr);
+    assert_eq!(res.status.code(), Some(0), "{}\n{stderr}", text(&res.stdout));
+    assert_eq!(stderr.matches("] e2e-aws: destroyed").count(), 2, "{stderr}");
+
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("calico.json")).unwrap()).unwrap();
+    let runs = summary["runs"].as_array().unwrap();
+    assert_eq!(runs.iter().map(|r| r["images"].as_str().unwrap()).collect::<Vec<_>>(), ["stock", "baked"]);
+    for run in runs {
+        let pools = run["slowest_ready_s_by_pool"].as_object().unwrap();
+        assert_eq!(pools.keys().map(String::as_str).collect::<Vec<_>>(), ["control-plane", "linux", "win2022"], "{run}");
+        assert!(out.join(run["status"].as_str().unwrap()).exists(), "{run}");
+    }
+
+    // The second cluster's workers booted from the baked images, the first's did not.
+    let images: Vec<String> = baked(&moto.url).into_iter().filter(|(_, _, s)| s == "available").map(|(id, _, _)| id).collect();
+    assert_eq!(images.len(), 2, "one Linux and one Windows image: {images:?}");
+    let launched: Vec<(String, String)> = rt().block_on(async {
+        let ec2 = aws_clients(&moto.url).await.0;
+        let out = ec2
+            .describe_instances()
+            .filters(Filter::builder().name("tag:hybrid:cluster").values("e2e-calico").build())
+            .send()
+            .await
+            .unwrap();
+        let mut v: Vec<(String, String)> = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| (i.launch_time().unwrap().to_string(), i.image_id().unwrap().to_string()))
+            .collect();
+        v.sort();
+        v
+    });
+    assert_eq!(launched.len(), 6, "two clusters of three: {launched:?}");
+    let from_baked = |run: &[(String, String)]| run.iter().filter(|(_, image)| images.contains(image)).count();
+    assert_eq!(from_baked(&launched[..3]), 0, "the stock run: {launched:?}");
+    assert_eq!(from_baked(&launched[3..]), 2, "the baked run's two workers: {launched:?}");
+    assert_eq!(live(&builders(&moto.url)).len(), 0);
+    std::fs::remove_dir_all(&out).ok();
+}

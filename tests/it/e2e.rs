@@ -752,7 +752,7 @@ fn apply_draws_live_progress_on_a_terminal_and_plain_lines_in_ci() {
 
 /// scripts/e2e-aws.sh with the environment hybrid gets in these tests (moto
 /// as AWS, test credentials), the test binary as `hybrid`.
-fn e2e_aws_script(moto: &Moto, out: &std::path::Path) -> Command {
+pub(crate) fn e2e_aws_script(moto: &Moto, out: &std::path::Path) -> Command {
     let mut c = Command::new(crate::util::root().join("scripts/e2e-aws.sh"));
     c.current_dir(crate::util::root())
         .env_clear()
