@@ -196,6 +196,22 @@ fn readme_layout_matches_the_tree() {
         let name = format!("src/{}", e.unwrap().file_name().to_string_lossy());
         assert!(named.contains(&name), "README layout does not name {name}");
     }
+    // Inside each stage folder, every file (and folder) is named too.
+    for dir in fs::read_dir(root().join("src")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()) {
+        if dir.ends_with("commands") {
+            continue;
+        }
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let mut name = e.file_name().to_string_lossy().to_string();
+            if e.path().is_dir() {
+                name.push('/');
+            }
+            if name != "mod.rs" {
+                assert!(block.contains(&name), "README layout does not mention {name} in {}", dir.display());
+            }
+        }
+    }
     for e in fs::read_dir(root().join("src/commands")).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().to_string();
         if name.ends_with(".rs") && name != "mod.rs" {

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use hybrid::adapters::kube::{KubeApi, KubeClient};
 use hybrid::bootstrap::pki::ClusterSecrets;
-use hybrid::cluster::converge::{Outcome, converge_objects, reconcile_nodes};
+use hybrid::cluster::converge::{Outcome, converge_objects, pending_changes, reconcile_nodes};
 use hybrid::cluster::kubeconfig::AdminKubeconfig;
 use hybrid::cluster::objects::{CalicoApi, desired_objects};
 use serde_json::json;
@@ -37,6 +37,9 @@ pub struct Options {
     /// Serve HTTPS with a certificate for this private address, signed by the
     /// test cluster CA (tests/fixtures/pki), and require admin client certificates.
     pub tls_for: Option<&'static str>,
+    /// The Kubernetes minor whose OpenAPI schemas the emulator checks
+    /// against (default 1.36): a cluster file's own, where it pins another.
+    pub kube_minor: Option<u32>,
 }
 
 impl KubeEmulator {
@@ -53,6 +56,9 @@ impl KubeEmulator {
         }
         if opts.operator {
             cmd.arg("--operator");
+        }
+        if let Some(minor) = opts.kube_minor {
+            cmd.arg("--kube-version").arg(format!("1.{minor}"));
         }
         if let Some(ip) = opts.tls_for {
             let pki = root().join("tests/fixtures/pki");
@@ -141,23 +147,36 @@ fn calico_objects_converge_and_a_second_run_writes_nothing() {
 
 #[test]
 fn calico_v3_api_is_detected_and_written() {
-    let emu = KubeEmulator::start(true);
+    // The path real clusters take once Calico's API server runs, with the
+    // operator writing back: a second converge writes nothing (counted by
+    // the emulator) and plan's rule finds nothing pending.
+    let emu = KubeEmulator::start_with(Options { calico_v3: true, operator: true, ..Options::default() });
     let spec = crate::render::spec("clusters/dev.toml");
     rt().block_on(async {
         let api = emu.client().await;
         let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
         assert_eq!(calico, Some(CalicoApi::V3));
-        converge_objects(&api, &desired_objects(&spec, calico, "10.42.0.10"), &quiet).await.unwrap();
+        let objects = desired_objects(&spec, calico, "10.42.0.10");
+        converge_objects(&api, &objects, &quiet).await.unwrap();
         let ipam = api.get("/apis/projectcalico.org/v3/ipamconfigurations/default").await.unwrap().unwrap();
         assert_eq!((ipam["kind"].clone(), ipam["spec"]["strictAffinity"].clone()), (json!("IPAMConfiguration"), json!(true)));
         assert!(api.get("/apis/crd.projectcalico.org/v1/ipamconfigs/default").await.unwrap().is_none());
+
+        let server_writes = || async { api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap() };
+        let before = server_writes().await;
+        let second = converge_objects(&api, &objects, &quiet).await.unwrap();
+        assert!(second.iter().all(|(_, o)| *o == Outcome::Unchanged), "{second:?}");
+        assert_eq!(server_writes().await, before, "a second converge on the v3 path wrote");
+        let pools = spec.pools.iter().map(|p| (p.name.clone(), p)).collect();
+        let pending = pending_changes(&api, &objects, &pools).await.unwrap();
+        assert!(pending.is_empty(), "plan would report drift forever: {pending:?}");
     });
 }
 
 #[test]
 fn flannel_objects_converge() {
-    let emu = KubeEmulator::start(false);
     let spec = crate::render::spec("clusters/qa.toml");
+    let emu = KubeEmulator::start_with(Options { kube_minor: Some(spec.kubernetes_version.minor), ..Options::default() });
     rt().block_on(async {
         let api = emu.client().await;
         converge_objects(&api, &desired_objects(&spec, None, "10.50.0.10"), &quiet).await.unwrap();
@@ -213,7 +232,7 @@ fn every_object_hybrid_writes_passes_the_strict_server() {
     {
         let spec = crate::render::spec(file);
         assert!(spec.pools.iter().any(|p| p.os.name() == "windows-2019") && spec.pools.iter().any(|p| p.os.name() == "windows-2022"));
-        let emu = KubeEmulator::start(calico_v3);
+        let emu = KubeEmulator::start_with(Options { calico_v3, kube_minor: Some(spec.kubernetes_version.minor), ..Options::default() });
         rt().block_on(async {
             let api = emu.client().await;
             let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
