@@ -318,6 +318,15 @@ fn windows_reboots_the_way_ec2launch_expects() {
     let check = reboot.lines().position(|l| l.contains("Test-Path") && l.contains(v2) && l.contains(&exit));
     let restart = reboot.lines().position(|l| l.contains("Restart-Computer"));
     assert!(check.is_some() && restart.is_some() && check < restart, "EC2Launch v2 must get `{exit}` before any restart:\n{reboot}");
+    // A run the hybrid-retry task started has no EC2Launch to reboot it: it restarts itself.
+    let retry = &script[script.find("function Retry-Later(").unwrap()..];
+    assert!(
+        retry[..retry.find("\n}\n").unwrap()].contains("bootstrap.ps1 -FromRetryTask"),
+        "the retry task must say who started the script"
+    );
+    assert!(reboot.lines().nth(check.unwrap()).unwrap().contains("-not $FromRetryTask"), "{reboot}");
+    let first = script.lines().find(|l| !l.starts_with('#') && !l.trim().is_empty()).unwrap();
+    assert_eq!(first, "param([switch]$FromRetryTask)", "param must be the script's first statement");
     // The feature stage asks for the reboot; the loader passes the exit code on.
     let feature = commands.iter().find(|c| c.name == "Install-WindowsFeature").unwrap();
     assert_eq!(feature.stage.as_deref(), Some("containers-feature"));
@@ -559,7 +568,12 @@ fn linux_install_waits_for_locks_and_orders_calico() {
             let script = part(node, "bootstrap.sh");
             assert!(tools::bash_errors(script).is_empty(), "{:?}", tools::bash_errors(script));
             let commands = tools::bash_commands(script);
-            for apt in commands.iter().filter(|c| c.name == "apt-get" || c.args.first().map(String::as_str) == Some("apt-get")) {
+            // Direct or through `retry N DELAY apt-get …`; there must be some, or the check checks nothing.
+            let apts: Vec<&ScriptCommand> =
+                commands.iter().filter(|c| c.name == "apt-get" || c.args.iter().any(|a| a == "apt-get")).collect();
+            let debian = !node.os.name().starts_with("al");
+            assert_eq!(apts.len() >= 2, debian, "{file}/{} ({}): apt-get calls {apts:?}", node.group, node.os.name());
+            for apt in apts {
                 assert!(apt.args.iter().any(|a| a.starts_with("DPkg::Lock::Timeout=")), "apt waits for the dpkg lock: {apt:?}");
             }
             assert!(!script.contains("pkgs.k8s.io"), "binaries come from the release, checked");

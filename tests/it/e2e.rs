@@ -786,6 +786,23 @@ fn the_aws_release_check_opts_in_caps_cost_records_results_and_always_destroys()
     let out = std::env::temp_dir().join(format!("hybrid-it-e2e-aws-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
 
+    // Usage first: help, too many arguments, an unknown image mode, a file without a ttl.
+    let res = e2e_aws_script(&moto, &out).arg("--help").output().unwrap();
+    assert_eq!(res.status.code(), Some(0));
+    assert!(text(&res.stdout).contains("HYBRID_E2E_IMAGES") && text(&res.stdout).contains("AWS_ENDPOINT_URL"), "{}", text(&res.stdout));
+    let res = e2e_aws_script(&moto, &out).args(["a.toml", "b.toml"]).output().unwrap();
+    assert_eq!(res.status.code(), Some(64), "{}", text(&res.stderr));
+    let res = e2e_aws_script(&moto, &out).env("HYBRID_E2E_AWS", "1").env("HYBRID_E2E_IMAGES", "fast").output().unwrap();
+    assert_eq!(res.status.code(), Some(64), "{}", text(&res.stderr));
+    assert!(text(&res.stderr).contains("auto or compare"), "{}", text(&res.stderr));
+    let no_ttl = std::env::temp_dir().join(format!("hybrid-it-no-ttl-{}.toml", std::process::id()));
+    let example = std::fs::read_to_string(crate::util::root().join("examples/e2e-aws/calico.toml")).unwrap();
+    std::fs::write(&no_ttl, example.lines().filter(|l| !l.starts_with("ttl")).collect::<Vec<_>>().join("\n")).unwrap();
+    let res = e2e_aws_script(&moto, &out).env("HYBRID_E2E_AWS", "1").arg(&no_ttl).output().unwrap();
+    std::fs::remove_file(&no_ttl).ok();
+    assert_eq!(res.status.code(), Some(2), "{}", text(&res.stderr));
+    assert!(text(&res.stderr).contains("has no ttl"), "{}", text(&res.stderr));
+
     let res = e2e_aws_script(&moto, &out).output().unwrap();
     assert_eq!(res.status.code(), Some(2), "no opt-in: {}", text(&res.stderr));
     assert!(text(&res.stderr).contains("set HYBRID_E2E_AWS=1"));

@@ -3,6 +3,9 @@
 # user data). Each stage leaves a marker and is skipped once done - by an earlier run, or at bake
 # time (hybrid bake) - so the reboot the Containers feature needs resumes at the next stage. Every
 # stage writes one line to the serial console (EC2's console output): the boot timeline.
+# -FromRetryTask: started by the hybrid-retry scheduled task, not by EC2Launch,
+# so an exit code asks nobody for a reboot.
+param([switch]$FromRetryTask)
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
@@ -72,7 +75,7 @@ function Timeline($Stage, $Event, $Detail = '') {
 function Reboot($After) {
   Timeline $After reboot
   Stop-Transcript | Out-Null
-  if (Test-Path "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe") { exit 3010 }
+  if (-not $FromRetryTask -and (Test-Path "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe")) { exit 3010 }
   Restart-Computer -Force
   exit 0
 }
@@ -92,7 +95,7 @@ function Retry-Later($Stage, $Why) {
   Set-Content -Path "$Root\attempts" -Value $N
   if ($N -gt 10) { Console "hybrid: stage $Stage failed $N times, giving up: $Why"; return }
   Console "hybrid: stage $Stage failed ($Why); running the bootstrap again in 3 minutes (attempt $N of 10)"
-  $Action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument "-NoProfile -ExecutionPolicy Bypass -File $Root\bootstrap.ps1"
+  $Action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument "-NoProfile -ExecutionPolicy Bypass -File $Root\bootstrap.ps1 -FromRetryTask"
   $Trigger = New-ScheduledTaskTrigger -Once -At (Get-Date).AddMinutes(3)
   Register-ScheduledTask -Force -TaskName 'hybrid-retry' -Action $Action -Trigger $Trigger -User 'SYSTEM' -RunLevel Highest | Out-Null
 }
