@@ -229,17 +229,22 @@ impl Rules<'_> {
     }
 
     /// Every node needs its own slice of the pod network: a /24 with flannel
-    /// (controller-manager's node CIDRs), /26 IPAM blocks with Calico, which
-    /// with strictAffinity Windows nodes cannot share (WINDOWS-NOTES §4.2).
+    /// (controller-manager's node CIDRs), IPAM blocks of `cni.block_size`
+    /// with Calico, which with strictAffinity no two nodes share
+    /// (WINDOWS-NOTES §4.2); a node with more pods than one block holds gets
+    /// several.
     fn pod_capacity(&mut self) {
         let pod = self.spec.network.pod_cidr;
         let nodes = u64::from(self.spec.node_count());
         let (per_node_prefix, slices) = match self.spec.cni.plugin {
             CniPlugin::Flannel => (24u8, nodes),
             CniPlugin::Calico => {
-                let cp = 2; // the control plane keeps the default of 110 pods
-                let workers: u64 = self.spec.pools.iter().map(|p| u64::from(p.count) * u64::from(p.max_pods.div_ceil(64))).sum();
-                (26u8, cp + workers)
+                let block = self.spec.cni.block_size.clamp(*BLOCK_SIZES.start(), *BLOCK_SIZES.end());
+                let per_block = 1u32 << (32 - u32::from(block));
+                // The control plane keeps kubelet's default of 110 pods.
+                let cp = u64::from(110u32.div_ceil(per_block));
+                let workers: u64 = self.spec.pools.iter().map(|p| u64::from(p.count) * u64::from(p.max_pods.div_ceil(per_block))).sum();
+                (block, cp + workers)
             }
         };
         if pod.prefix() > per_node_prefix {
@@ -324,14 +329,17 @@ impl Rules<'_> {
                 }
                 let capacity = spec.cni.windows_pod_capacity();
                 if p.max_pods > capacity {
-                    self.error(
-                        &key("max_pods"),
-                        format!(
-                            "max_pods {} is more than a Windows node can address: Calico gives it one /{} block, {capacity} usable addresses",
-                            p.max_pods, spec.cni.block_size
+                    let (why, hint) = match spec.cni.plugin {
+                        CniPlugin::Calico => (
+                            format!("Calico gives it one /{} block, {capacity} usable addresses", spec.cni.block_size),
+                            format!("set max_pods to at most {capacity}, or a smaller cni.block_size (e.g. 25 for 124 pods)"),
                         ),
-                        format!("set max_pods to at most {capacity}, or a smaller cni.block_size (e.g. 25 for 124 pods)"),
-                    );
+                        CniPlugin::Flannel => (
+                            format!("flannel gives it the node's /24, {capacity} usable addresses"),
+                            format!("set max_pods to at most {capacity}"),
+                        ),
+                    };
+                    self.error(&key("max_pods"), format!("max_pods {} is more than a Windows node can address: {why}", p.max_pods), hint);
                 }
             }
             if let Some(ami) = &p.ami {
