@@ -22,7 +22,8 @@ use crate::render::{spec, test_secrets};
 use crate::tools::{self, ScriptCommand};
 use crate::util::root;
 
-const SPECS: &[&str] = &["clusters/dev.toml", "clusters/qa.toml", "tests/fixtures/render/calico.toml"];
+const SPECS: &[&str] =
+    &["clusters/dev.toml", "clusters/qa.toml", "tests/fixtures/render/calico.toml", "tests/fixtures/render/k136-flannel-2025.toml"];
 
 fn contract(name: &str) -> Value {
     serde_json::from_str(&fs::read_to_string(root().join("tests/fixtures/upstream").join(name)).unwrap()).unwrap()

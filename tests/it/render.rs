@@ -13,7 +13,11 @@ use crate::tools;
 use crate::util::{hybrid, root, text};
 
 /// Golden cases: the file to render and the folder its golden files live in.
-const CASES: &[(&str, &str)] = &[("tests/fixtures/render/calico.toml", "calico"), ("clusters/qa.toml", "flannel")];
+const CASES: &[(&str, &str)] = &[
+    ("tests/fixtures/render/calico.toml", "calico"),
+    ("clusters/qa.toml", "flannel"),
+    ("tests/fixtures/render/k136-flannel-2025.toml", "current"),
+];
 
 pub fn test_secrets() -> ClusterSecrets {
     let dir = root().join("tests/fixtures/pki");
@@ -85,6 +89,8 @@ fn golden_cases_cover_every_node_kind() {
         "flannel/ubuntu-24.04",
         "flannel/windows-2019",
         "flannel/windows-2022",
+        "current/ubuntu-22.04",
+        "current/windows-2025",
     ] {
         assert!(kinds.contains(want), "no golden case renders {want}: {kinds:?}");
     }

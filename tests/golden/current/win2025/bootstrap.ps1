@@ -1,0 +1,379 @@
+# hybrid Windows node bootstrap. The user data is a small
+# loader that unpacks this script to C:\hybrid\bootstrap.ps1 and runs it at every boot (persisted
+# user data). Each stage leaves a marker and is skipped once done - by an earlier run, or at bake
+# time (hybrid bake) - so the reboot the Containers feature needs resumes at the next stage. Every
+# stage writes one line to the serial console (EC2's console output): the boot timeline.
+# -FromRetryTask: started by the hybrid-retry scheduled task, not by EC2Launch,
+# so an exit code asks nobody for a reboot.
+param([switch]$FromRetryTask)
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+[Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
+$Root = 'C:\hybrid'
+New-Item -ItemType Directory -Force -Path $Root, 'C:\k', 'C:\var\log\kubelet' | Out-Null
+Start-Transcript -Append -Path "$Root\bootstrap.log" | Out-Null
+
+# node: join the cluster; bake: only the stages that do not depend on it.
+$Mode = 'node'
+$Cni = 'flannel'
+$PauseImage = 'registry.k8s.io/pause:3.10.2'
+$KubeletArgs = @('--cert-dir=C:\var\lib\kubelet\pki', '--config=C:\var\lib\kubelet\config.yaml', '--bootstrap-kubeconfig=C:\etc\kubernetes\bootstrap-kubelet.conf', '--kubeconfig=C:\etc\kubernetes\kubelet.conf', '--container-runtime-endpoint=npipe:////./pipe/containerd-containerd', '--cgroups-per-qos=false', '--enforce-node-allocatable=', '--resolv-conf=', '--enable-debugging-handlers', '--max-pods=110', '--register-with-taints=os=windows:NoSchedule')
+$JoinConfig = '# kubeadm configuration of a Windows worker. kubelet runs as a service with
+# fixed flags (labels and taints included), so only discovery and the node
+# name matter to kubeadm here.
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: "10.60.0.10:6443"
+    token: "jim6bl.40fhid6j50wimc9f"
+    caCertHashes: ["sha256:89fc0b778f8e139c79c686c7d3fc02109290f3bfd76872a37004c8d6b87ddca1"]
+nodeRegistration:
+  name: "__HYBRID_NODE_NAME__"
+  criSocket: "npipe:////./pipe/containerd-containerd"
+  taints: [{"effect": "NoSchedule", "key": "os", "value": "windows"}]
+'
+$ContainerdConfig = '# containerd 2 configuration for Windows (config version 3). Only what hybrid
+# changes: the pause image of this Kubernetes release and the CNI folders
+# Calico''s and flannel''s Windows installers use.
+version = 3
+
+[plugins.''io.containerd.cri.v1.images''.pinned_images]
+  sandbox = "registry.k8s.io/pause:3.10.2"
+
+[plugins.''io.containerd.cri.v1.runtime''.cni]
+  bin_dirs = [''C:/opt/cni/bin'']
+  conf_dir = ''C:/etc/cni/net.d''
+'
+$Routes = @('169.254.169.254', '169.254.169.123', '169.254.169.250', '169.254.169.251', '169.254.169.253')
+$Images = @('registry.k8s.io/pause:3.10.2')
+$FlannelNetConf = '{
+  "Backend": {
+    "Port": 4789,
+    "Type": "vxlan",
+    "VNI": 4096
+  },
+  "Network": "192.168.0.0/16"
+}'
+$FlannelCniConf = '{
+  "cniVersion": "1.0.0",
+  "name": "flannel.4096",
+  "plugins": [
+    {
+      "capabilities": {
+        "dns": true,
+        "portMappings": true
+      },
+      "delegate": {
+        "Policies": [
+          {
+            "Name": "EndpointPolicy",
+            "Value": {
+              "Settings": {
+                "Exceptions": [
+                  "192.168.0.0/16",
+                  "10.96.0.0/12"
+                ]
+              },
+              "Type": "OutBoundNAT"
+            }
+          },
+          {
+            "Name": "EndpointPolicy",
+            "Value": {
+              "Settings": {
+                "DestinationPrefix": "10.96.0.0/12",
+                "NeedEncap": true
+              },
+              "Type": "SDNRoute"
+            }
+          },
+          {
+            "Name": "EndpointPolicy",
+            "Value": {
+              "Settings": {
+                "ProviderAddress": "__HYBRID_NODE_IP__"
+              },
+              "Type": "ProviderAddress"
+            }
+          }
+        ],
+        "apiVersion": 2,
+        "type": "win-overlay"
+      },
+      "type": "flannel"
+    }
+  ]
+}'
+$FlannelNetwork = 'flannel.4096'
+$PodCidr = '192.168.0.0/16'
+
+function Log($Message) { Write-Host "$(Get-Date -Format o) hybrid: $Message" }
+
+# EC2's console output is the serial port, which EC2Launch also writes:
+# open, write, close, and let a busy port cost a line, never the boot.
+function Console($Text) {
+  Log $Text
+  for ($i = 0; $i -lt 3; $i++) {
+    try {
+      $P = New-Object System.IO.Ports.SerialPort 'COM1', 115200
+      $P.Open(); $P.WriteLine($Text); $P.Close(); return
+    } catch { Start-Sleep -Milliseconds 300 }
+  }
+}
+
+function Timeline($Stage, $Event, $Detail = '') {
+  # Invariant culture: elsewhere ':' and the digits may not be what the parser reads.
+  $T = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ss.fffZ', [Globalization.CultureInfo]::InvariantCulture)
+  Console ("HYBRID-TIMELINE $T $Stage $Event $Detail").TrimEnd()
+}
+
+# EC2Launch v2 (Windows Server 2022+, and 2019 AMIs built with it) reboots
+# and runs the script again when it exits 3010; a Restart-Computer inside
+# the script leaves its run state inconsistent. EC2Launch v1 runs persisted
+# user data at every boot, so there the script restarts the machine itself.
+function Reboot($After) {
+  Timeline $After reboot
+  Stop-Transcript | Out-Null
+  if (-not $FromRetryTask -and (Test-Path "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe")) { exit 3010 }
+  Restart-Computer -Force
+  exit 0
+}
+
+function Imds($Path) {
+  Retry 30 2 {
+    $T = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
+    Invoke-RestMethod -Uri "http://169.254.169.254/latest/meta-data/$Path" -Headers @{ 'X-aws-ec2-metadata-token' = $T }
+  }
+}
+
+# A required stage that failed runs the bootstrap again three minutes later
+# (the loader in the user data saved it as C:\hybrid\bootstrap.ps1), up to
+# ten times, and says so on the console; stages already done are skipped.
+function Retry-Later($Stage, $Why) {
+  $N = 1 + [int](Get-Content "$Root\attempts" -ErrorAction SilentlyContinue)
+  Set-Content -Path "$Root\attempts" -Value $N
+  if ($N -gt 10) { Console "hybrid: stage $Stage failed $N times, giving up: $Why"; return }
+  Console "hybrid: stage $Stage failed ($Why); running the bootstrap again in 3 minutes (attempt $N of 10)"
+  $Action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument "-NoProfile -ExecutionPolicy Bypass -File $Root\bootstrap.ps1 -FromRetryTask"
+  $Trigger = New-ScheduledTaskTrigger -Once -At (Get-Date).AddMinutes(3)
+  Register-ScheduledTask -Force -TaskName 'hybrid-retry' -Action $Action -Trigger $Trigger -User 'SYSTEM' -RunLevel Highest | Out-Null
+}
+
+function Stage($Name, [scriptblock]$Body, [switch]$Optional) {
+  $Marker = Join-Path $Root "$Name.done"
+  if (Test-Path $Marker) { Timeline $Name skip; return }
+  Timeline $Name start
+  try { $Result = & $Body } catch {
+    $Why = "$_" -replace '\s+', ' '
+    Timeline $Name fail $Why
+    if ($Optional) { Log "optional stage $Name failed; continuing"; return }
+    Retry-Later $Name $Why
+    Stop-Transcript | Out-Null
+    exit 1
+  }
+  New-Item -ItemType File -Force -Path $Marker | Out-Null
+  Timeline $Name done
+  if ($Result -contains 'reboot') { Reboot $Name }
+}
+
+function Retry([int]$Attempts, [int]$Delay, [scriptblock]$Body) {
+  for ($i = 1; ; $i++) {
+    try { return & $Body } catch {
+      if ($i -ge $Attempts) { throw }
+      Log "attempt $i failed: $_"
+      Start-Sleep -Seconds $Delay
+    }
+  }
+}
+
+# The checksum a download must have, as hybrid's version table says to
+# check it: sha256:<hex> | sha256-file:<url> | github-asset:<api>#<asset>.
+function Get-ExpectedSum($Check) {
+  if ($Check.StartsWith('sha256:')) { return $Check.Substring(7) }
+  if ($Check.StartsWith('sha256-file:')) {
+    $C = (Invoke-WebRequest -UseBasicParsing -Uri $Check.Substring(12)).Content
+    if ($C -is [byte[]]) { $C = [Text.Encoding]::ASCII.GetString($C) }
+    return ([regex]::Match($C, '[0-9a-fA-F]{64}')).Value.ToLower()
+  }
+  if ($Check.StartsWith('github-asset:')) {
+    $Api, $Asset = $Check.Substring(13) -split '#', 2
+    $R = Invoke-RestMethod -Uri $Api -Headers @{ Accept = 'application/vnd.github+json' }
+    return (($R.assets | Where-Object { $_.name -eq $Asset }).digest -replace '^sha256:', '')
+  }
+  throw "unknown checksum kind: $Check"
+}
+
+# Downloads $Url to $Path only when its SHA-256 matches; a mismatch names
+# the file, the expected and the actual sum.
+function Fetch($Url, $Path, $Check) {
+  Retry 10 10 { Invoke-WebRequest -UseBasicParsing -Uri $Url -OutFile "$Path.part" }
+  $Expected = Retry 5 10 { Get-ExpectedSum $Check }
+  $Actual = (Get-FileHash -Algorithm SHA256 "$Path.part").Hash.ToLower()
+  if (-not $Expected -or $Expected -ne $Actual) {
+    Remove-Item -Force "$Path.part"
+    throw "checksum mismatch for ${Url}: expected $Expected, got $Actual"
+  }
+  Move-Item -Force "$Path.part" $Path
+}
+
+# Each run of the script (the first, after the reboot, a retry) starts here.
+Timeline bootstrap start $Mode
+
+Stage 'containers-feature' {
+  $R = Install-WindowsFeature -Name Containers
+  if ($R.RestartNeeded -eq 'Yes') { 'reboot' }
+}
+
+Stage 'containerd' {
+  # No Hyper-V: EC2 instances other than metal cannot run it, and Kubernetes
+  # uses process isolation only (WINDOWS-NOTES §3.1).
+  $Dir = "$env:ProgramFiles\containerd"
+  Fetch 'https://github.com/containerd/containerd/releases/download/v2.2.1/containerd-2.2.1-windows-amd64.tar.gz' "$Root\containerd.tar.gz" 'sha256-file:https://github.com/containerd/containerd/releases/download/v2.2.1/containerd-2.2.1-windows-amd64.tar.gz.sha256sum'
+  New-Item -ItemType Directory -Force -Path $Dir, 'C:\opt\cni\bin', 'C:\etc\cni\net.d' | Out-Null
+  tar.exe -xzf "$Root\containerd.tar.gz" -C $Dir
+  Set-Content -Path "$Dir\config.toml" -Value $ContainerdConfig -Encoding Ascii
+  [Environment]::SetEnvironmentVariable('Path', "$env:Path;$Dir\bin;C:\k", 'Machine')
+  & "$Dir\bin\containerd.exe" --register-service --log-file 'C:\var\log\containerd.log'
+  Start-Service containerd
+}
+
+Stage 'kubelet' {
+  New-Item -ItemType Directory -Force -Path 'C:\var\lib\kubelet\etc\kubernetes', 'C:\etc\kubernetes\pki', 'C:\etc\kubernetes\manifests' | Out-Null
+  if (-not (Test-Path 'C:\var\lib\kubelet\etc\kubernetes\pki')) {
+    New-Item -ItemType SymbolicLink -Path 'C:\var\lib\kubelet\etc\kubernetes\pki' -Value 'C:\etc\kubernetes\pki' | Out-Null
+  }
+  Fetch 'https://dl.k8s.io/v1.36.5/bin/windows/amd64/kubelet.exe' 'C:\k\kubelet.exe' 'sha256-file:https://dl.k8s.io/v1.36.5/bin/windows/amd64/kubelet.exe.sha256'
+  Fetch 'https://dl.k8s.io/v1.36.5/bin/windows/amd64/kubeadm.exe' 'C:\k\kubeadm.exe' 'sha256-file:https://dl.k8s.io/v1.36.5/bin/windows/amd64/kubeadm.exe.sha256'
+  Fetch 'https://k8stestinfrabinaries.blob.core.windows.net/nssm-mirror/nssm-2.24.zip' "$Root\nssm.zip" 'sha256:727d1e42275c605e0f04aba98095c38a8e1e46def453cdffce42869428aa6743'
+  Expand-Archive -Force -Path "$Root\nssm.zip" -DestinationPath "$Root\nssm"
+  Copy-Item -Force -Path "$Root\nssm\nssm-2.24\win64\nssm.exe" -Destination 'C:\k\nssm.exe'
+  & C:\k\nssm.exe install kubelet 'C:\k\kubelet.exe'
+  & C:\k\nssm.exe set kubelet DependOnService containerd
+  & C:\k\nssm.exe set kubelet AppStdout 'C:\var\log\kubelet\kubelet.log'
+  & C:\k\nssm.exe set kubelet AppStderr 'C:\var\log\kubelet\kubelet.log'
+  & C:\k\nssm.exe set kubelet AppRotateFiles 1
+  & C:\k\nssm.exe set kubelet AppRotateBytes 10485760
+  # kubelet, VXLAN overlay and NodePorts; Windows Firewall blocks inbound by default.
+  New-NetFirewallRule -Name hybrid-kubelet -DisplayName 'kubelet (hybrid)' -Protocol TCP -LocalPort 10250 -Action Allow | Out-Null
+  New-NetFirewallRule -Name hybrid-vxlan -DisplayName 'VXLAN (hybrid)' -Protocol UDP -LocalPort '4789' -Action Allow | Out-Null
+  New-NetFirewallRule -Name hybrid-nodeport-tcp -DisplayName 'NodePorts TCP (hybrid)' -Protocol TCP -LocalPort '30000-32767' -Action Allow | Out-Null
+  New-NetFirewallRule -Name hybrid-nodeport-udp -DisplayName 'NodePorts UDP (hybrid)' -Protocol UDP -LocalPort '30000-32767' -Action Allow | Out-Null
+}
+
+# flanneld and kube-proxy run as host services from their release binaries:
+# the HostProcess images for flannel are no longer built (sig-windows-tools
+# PR #385/#388, 2025), and this is how RKE2's Windows agent runs them.
+Stage 'flannel' {
+  Fetch 'https://github.com/flannel-io/flannel/releases/download/v0.28.5/flannel-v0.28.5-windows-amd64.tar.gz' "$Root\flannel.tar.gz" 'github-asset:https://api.github.com/repos/flannel-io/flannel/releases/tags/v0.28.5#flannel-v0.28.5-windows-amd64.tar.gz'
+  Fetch 'https://github.com/flannel-io/cni-plugin/releases/download/v1.9.1-flannel1/cni-plugin-flannel-windows-amd64-v1.9.1-flannel1.tgz' "$Root\flannel-cni.tgz" 'github-asset:https://api.github.com/repos/flannel-io/cni-plugin/releases/tags/v1.9.1-flannel1#cni-plugin-flannel-windows-amd64-v1.9.1-flannel1.tgz'
+  Fetch 'https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-windows-amd64-v1.8.0.tgz' "$Root\cni-plugins.tgz" 'sha256-file:https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-windows-amd64-v1.8.0.tgz.sha256'
+  Fetch 'https://dl.k8s.io/v1.36.5/bin/windows/amd64/kube-proxy.exe' 'C:\k\kube-proxy.exe' 'sha256-file:https://dl.k8s.io/v1.36.5/bin/windows/amd64/kube-proxy.exe.sha256'
+  New-Item -ItemType Directory -Force -Path "$Root\flannel", "$Root\flannel-cni", 'C:\etc\kube-flannel', 'C:\run\flannel' | Out-Null
+  tar.exe -xzf "$Root\flannel.tar.gz" -C "$Root\flannel"
+  Copy-Item -Force (Get-ChildItem "$Root\flannel" -Recurse -Filter 'flanneld*.exe' | Select-Object -First 1).FullName 'C:\k\flanneld.exe'
+  # The CNI type "flannel" resolves to flannel.exe, whatever the archive calls it.
+  tar.exe -xzf "$Root\flannel-cni.tgz" -C "$Root\flannel-cni"
+  Copy-Item -Force (Get-ChildItem "$Root\flannel-cni" -Recurse -Filter 'flannel*.exe' | Select-Object -First 1).FullName 'C:\opt\cni\bin\flannel.exe'
+  tar.exe -xzf "$Root\cni-plugins.tgz" -C 'C:\opt\cni\bin'
+  Set-Content -Path 'C:\etc\kube-flannel\net-conf.json' -Value $FlannelNetConf -Encoding Ascii
+  & C:\k\nssm.exe install flanneld 'C:\k\flanneld.exe'
+  & C:\k\nssm.exe set flanneld DependOnService kubelet
+  & C:\k\nssm.exe set flanneld AppStdout 'C:\var\log\flanneld.log'
+  & C:\k\nssm.exe set flanneld AppStderr 'C:\var\log\flanneld.log'
+  & C:\k\nssm.exe install kube-proxy 'powershell.exe'
+  & C:\k\nssm.exe set kube-proxy DependOnService flanneld
+  & C:\k\nssm.exe set kube-proxy AppParameters '-NoProfile -ExecutionPolicy Bypass -File C:\k\start-kube-proxy.ps1'
+  & C:\k\nssm.exe set kube-proxy AppStdout 'C:\var\log\kube-proxy.log'
+  & C:\k\nssm.exe set kube-proxy AppStderr 'C:\var\log\kube-proxy.log'
+}
+
+Stage 'routes' {
+  # Creating the HNS vSwitch (Calico or flannel) moves the node's address to
+  # a new adapter and drops EC2's link-local routes (metadata, time sync,
+  # KMS, DNS): a task puts each one back on the default route's adapter,
+  # at startup and every two minutes (EC2Launch v2's routes are not persistent).
+  $Fix = 'foreach ($D in @(' + (($Routes | ForEach-Object { "'$_'" }) -join ',') + ')) { if (-not (Get-NetRoute -DestinationPrefix "$D/32" -ErrorAction SilentlyContinue)) { $G = Get-NetRoute -DestinationPrefix 0.0.0.0/0 | Sort-Object RouteMetric | Select-Object -First 1; New-NetRoute -DestinationPrefix "$D/32" -InterfaceIndex $G.InterfaceIndex -NextHop $G.NextHop -RouteMetric 1 -PolicyStore ActiveStore | Out-Null } }'
+  Set-Content -Path 'C:\k\link-local-routes.ps1' -Value $Fix
+  $Action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument '-NoProfile -ExecutionPolicy Bypass -File C:\k\link-local-routes.ps1'
+  $Triggers = @((New-ScheduledTaskTrigger -AtStartup), (New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Minutes 2)))
+  Register-ScheduledTask -Force -TaskName 'hybrid-link-local-routes' -Action $Action -Trigger $Triggers -User 'SYSTEM' -RunLevel Highest | Out-Null
+}
+
+if ($Mode -eq 'bake') {
+  # Pre-pull what every node pulls on its way to Ready, then leave an image
+  # whose next boot runs its own user data.
+  Stage 'images' { foreach ($I in $Images) { Retry 5 10 { & "$env:ProgramFiles\containerd\bin\ctr.exe" -n k8s.io images pull $I | Out-Null } } }
+  Remove-Item -Force -ErrorAction SilentlyContinue "$Root\*.tar.gz", "$Root\*.tgz", "$Root\nssm.zip", "$Root\attempts"
+  Set-Content -Path "$Root\baked.json" -Value ('{"baked":"' + (Get-Date).ToUniversalTime().ToString('o') + '"}')
+  Timeline bake done
+  Stop-Transcript | Out-Null
+  if (Test-Path "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe") { & "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe" reset --clean }
+  else { & 'C:\ProgramData\Amazon\EC2-Windows\Launch\Scripts\InitializeInstance.ps1' -Schedule }
+  Stop-Computer -Force
+  exit 0
+}
+
+Stage 'join' {
+  $NodeName = [string](Imds 'local-hostname')
+  $NodeIp = [string](Imds 'local-ipv4')
+  # The node name must be the EC2 private DNS name; refuse anything else
+  # before it reaches a config file or a command line.
+  if ($NodeName -notmatch '^[a-z0-9.-]+$' -or $NodeIp -notmatch '^[0-9.]+$') { throw 'unexpected instance metadata' }
+  $Config = $JoinConfig.Replace('__HYBRID_NODE_NAME__', $NodeName)
+  Set-Content -Path 'C:\k\kubeadm-join.yaml' -Value $Config -Encoding Ascii
+  $AllArgs = $KubeletArgs + @("--hostname-override=$NodeName", "--node-ip=$NodeIp")
+  & C:\k\nssm.exe set kubelet AppParameters ($AllArgs -join ' ')
+  # Workers boot alongside the control plane: retry until the API answers.
+  for ($i = 1; ; $i++) {
+    & C:\k\kubeadm.exe join --config 'C:\k\kubeadm-join.yaml'
+    if ($LASTEXITCODE -eq 0) { break }
+    if ($i -ge 120) { throw "kubeadm join failed $i times" }
+    Log "join attempt $i failed; retrying in 30s"
+    & C:\k\kubeadm.exe reset -f | Out-Null
+    Start-Sleep -Seconds 30
+  }
+  Set-Content -Path 'C:\etc\cni\net.d\10-flannel.conflist' -Value ($FlannelCniConf.Replace('__HYBRID_NODE_IP__', $NodeIp)) -Encoding Ascii
+  & C:\k\nssm.exe set flanneld AppParameters "--kube-subnet-mgr --kubeconfig-file=C:\etc\kubernetes\kubelet.conf --iface=$NodeIp --net-config-path=C:\etc\kube-flannel\net-conf.json"
+  & C:\k\nssm.exe set flanneld AppEnvironmentExtra "NODE_NAME=$NodeName"
+  # kube-proxy in overlay mode needs a source VIP from this node's pod
+  # subnet, reserved with host-local under the CNI network's own name (as
+  # the CNI plugin allocates pod addresses), so no pod is given it.
+  $Proxy = @'
+$Net = '__NETWORK__'
+while (-not ($N = Get-HnsNetwork | Where-Object { $_.Name -eq $Net })) { Start-Sleep -Seconds 5 }
+$VipFile = 'C:\k\source-vip.json'
+if (-not (Test-Path $VipFile)) {
+  $env:CNI_COMMAND = 'ADD'; $env:CNI_CONTAINERID = 'kube-proxy-source-vip'; $env:CNI_NETNS = 'none'; $env:CNI_IFNAME = 'none'; $env:CNI_PATH = 'C:\opt\cni\bin'
+  $Conf = '{"cniVersion":"0.2.0","name":"' + $Net + '","ipam":{"type":"host-local","ranges":[[{"subnet":"' + $N.Subnets[0].AddressPrefix + '"}]],"dataDir":"/var/lib/cni/networks"}}'
+  $Conf | & C:\opt\cni\bin\host-local.exe | Set-Content -Path $VipFile
+}
+$Vip = ((Get-Content $VipFile -Raw | ConvertFrom-Json).ip4.ip -split '/')[0]
+& C:\k\kube-proxy.exe --proxy-mode=kernelspace --network-name=$Net --source-vip=$Vip --hostname-override=__NODE__ --cluster-cidr=__PODS__ --kubeconfig=C:\etc\kubernetes\kubelet.conf --v=2
+'@
+  Set-Content -Path 'C:\k\start-kube-proxy.ps1' -Value ($Proxy.Replace('__NETWORK__', $FlannelNetwork).Replace('__NODE__', $NodeName).Replace('__PODS__', $PodCidr))
+  Start-Service flanneld
+  Start-Service kube-proxy
+}
+
+# Diagnostics only (`hybrid logs` reads logs over SSH, port 22 from
+# admin_cidrs): after the join, and never fatal - Features on Demand can be
+# out of reach behind WSUS or a proxy.
+Stage 'openssh' -Optional {
+  Add-WindowsCapability -Online -Name 'OpenSSH.Server~~~~0.0.1.0' | Out-Null
+  Set-Service -Name sshd -StartupType Automatic
+  Start-Service sshd
+  # The instance's key pair, if it has one, may log in as Administrator.
+  try {
+    $T = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
+    $Key = Invoke-RestMethod -Uri 'http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key' -Headers @{ 'X-aws-ec2-metadata-token' = $T }
+    $Auth = 'C:\ProgramData\ssh\administrators_authorized_keys'
+    Set-Content -Path $Auth -Value $Key -Encoding Ascii
+    icacls.exe $Auth /inheritance:r /grant 'Administrators:F' /grant 'SYSTEM:F' | Out-Null
+  } catch { Log 'no key pair: SSH keys left unset' }
+}
+
+Remove-Item -Force -ErrorAction SilentlyContinue "$Root\attempts"
+Unregister-ScheduledTask -TaskName 'hybrid-retry' -Confirm:$false -ErrorAction SilentlyContinue
+Timeline bootstrap done
+Stop-Transcript | Out-Null
