@@ -441,6 +441,16 @@ fn evictions_honour_budgets_by_readiness_and_pods_terminate_gracefully() {
         }
         let pdb = json!({ "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": { "name": "web", "namespace": "default" }, "spec": { "maxUnavailable": 1, "selector": { "matchLabels": { "app": "web" } } } });
         api.create("/apis/policy/v1/namespaces/default/poddisruptionbudgets", &pdb).await.unwrap();
+        // Evictions are decoded strictly, as the API server does: hybrid's own pass (below).
+        for (bad, why) in [
+            (json!({ "apiVersion": "policy/v1beta1", "kind": "Eviction", "metadata": { "name": "web-0" } }), "the removed version"),
+            (json!({ "apiVersion": "policy/v1", "kind": "Eviction", "metadata": { "name": "web-1" } }), "another pod's name"),
+            (json!({ "apiVersion": "policy/v1", "kind": "Eviction", "metadata": { "name": "web-0" }, "gracePeriod": 3 }), "an unknown field"),
+        ] {
+            let err = api.create("/api/v1/namespaces/default/pods/web-0/eviction", &bad).await.unwrap_err();
+            assert_eq!(err.status, Some(400), "{why}: {err}");
+        }
+        assert!(api.get("/api/v1/namespaces/default/pods/web-0").await.unwrap().unwrap()["metadata"]["deletionTimestamp"].is_null());
         // Three pods, one unready: one may be unavailable, and one already is.
         assert!(!api.evict("default", "web-0").await.unwrap(), "evicting a Ready pod would make two unavailable");
         // web-2 becomes Ready: now one Ready pod may go.

@@ -32,7 +32,8 @@ What it enforces, like a real API server:
   its grace period (scaled by --grace-scale) before it goes; a deleted
   namespace is Terminating, refuses new objects (403) and goes once its
   contents are gone;
-- evictions honour PodDisruptionBudgets (minAvailable or maxUnavailable,
+- evictions are strictly decoded policy/v1 Evictions naming their pod, and
+  honour PodDisruptionBudgets (minAvailable or maxUnavailable,
   counting Ready pods; unhealthy pods only while the budget holds);
 - with --tls CA_CERT CA_KEY SERVER_IP: HTTPS with a server certificate for
   SERVER_IP signed by the cluster CA, client certificates required and
@@ -746,6 +747,7 @@ class Emulator:
                 return self.create(res, ns, self.decode(body), request.query)
             raise ApiError(405, "MethodNotAllowed", f"{method} on a collection is not emulated")
         if sub == "eviction" and res.plural == "pods" and method == "POST":
+            self.check_eviction(ns, name, self.decode(body))
             return self.evict(ns, name)
         if sub not in (None, "status"):
             raise ApiError(404, "NotFound", f"no subresource {sub}")
@@ -1050,6 +1052,20 @@ class Emulator:
         ns_key = self.key(self.resources[("", "v1", "namespaces")], None, name)
         self.store.objects.pop(ns_key, None)
         self.store.managed.pop(ns_key, None)
+
+    def check_eviction(self, ns, name, body):
+        """An Eviction as the API server decodes it: policy/v1 Eviction (the
+        policy/v1beta1 one is gone since 1.25) naming the pod of the URL,
+        strictly decoded against the OpenAPI schema."""
+        if not isinstance(body, dict) or (body.get("apiVersion"), body.get("kind")) != ("policy/v1", "Eviction"):
+            raise ApiError(400, "BadRequest", "the body of an eviction must be a policy/v1 Eviction")
+        meta = body.get("metadata") or {}
+        if meta.get("name") != name or meta.get("namespace", ns) != ns:
+            raise ApiError(400, "BadRequest", f"name in URL does not match name in Eviction object ({meta.get('name')} vs {name})")
+        shape = self.openapi.kind("policy", "v1", "Eviction")
+        problems = [f'unknown field "{u}"' for u in unknown_fields(body, shape)] + invalid_values(body, shape)
+        if problems:
+            raise ApiError(400, "BadRequest", "Eviction: " + ", ".join(problems))
 
     def evict(self, ns, name):
         pods_res = self.resources[("", "v1", "pods")]
