@@ -111,6 +111,8 @@ pub struct Plan {
     pub in_use: InUse,
     /// Per pool: the image it boots from and why (baked or stock).
     pub images: std::collections::BTreeMap<String, String>,
+    /// What stays as it is although the file differs, in plain words.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

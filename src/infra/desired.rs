@@ -11,10 +11,13 @@
 //!   minus the labels and taints that `apply` reconciles through the API;
 //! - replacing the control plane loses etcd, i.e. the whole cluster, so its
 //!   hash covers only what a running control plane cannot change: its
-//!   machine, its pinned image, the Kubernetes and CNI versions it was
-//!   initialised with, and the cluster's addresses. Which pools exist,
-//!   hybrid's templates, the latest public image and everything converged
-//!   through the API are not in it.
+//!   machine, its pinned image, the Kubernetes and CNI *minor* versions it
+//!   was initialised with, and the cluster's addresses. Patch releases are
+//!   not in it: kubeadm's join preflight (`KubeletVersion`) compares only
+//!   major and minor, so workers on a newer patch join the running control
+//!   plane, and `plan` notes the difference instead of wiping etcd for it.
+//!   Which pools exist, containerd, hybrid's templates, the latest public
+//!   image and everything converged through the API are not in it either.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -307,21 +310,31 @@ pub fn control_plane_hash(spec: &ClusterSpec, ami: Option<&ResolvedAmi>) -> Stri
         (None, _) => "latest",
     };
     let identity = format!(
-        "cluster={}\nos={:?}\ntype={}\ndisk={}\nami={pinned}\naddress={:?}\nkubernetes={}\ncontainerd={}\ncni={}\nvni={}\nport={}\npods={}\nservices={}\n",
+        "cluster={}\nos={:?}\ntype={}\ndisk={}\nami={pinned}\naddress={:?}\nkubernetes={}.{}\ncni={} {}\nvni={}\nport={}\npods={}\nservices={}\n",
         spec.name,
         cp.os,
         cp.instance_type,
         cp.disk_gb,
         spec.api_server_ip(),
-        spec.kubernetes_version,
-        spec.containerd_version,
-        cni_label(spec),
+        spec.kubernetes_version.major,
+        spec.kubernetes_version.minor,
+        spec.cni.plugin.name(),
+        minor_release(&spec.cni.version),
         spec.cni.vni,
         spec.cni.port,
         spec.network.pod_cidr,
         spec.network.service_cidr,
     );
     Sha256::digest(identity.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `3.32.1` → `3.32`: the part of a release a running control plane is
+/// tied to (a patch is a rolling upgrade, a minor a new cluster here).
+pub fn minor_release(version: &str) -> &str {
+    match version.match_indices('.').nth(1) {
+        Some((i, _)) => &version[..i],
+        None => version,
+    }
 }
 
 pub fn parameter_prefix(cluster: &str) -> String {

@@ -29,8 +29,34 @@ pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result
         }
     }
     instance_changes(desired, actual, &mut changes);
+    let notes = control_plane_notes(desired, actual, &changes);
     let images = desired.image_notes.clone();
-    Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes, in_use, images })
+    Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes, in_use, images, notes })
+}
+
+/// A control plane that stays although the file names a newer patch
+/// release: said in plain words, since nothing in the changes shows it.
+fn control_plane_notes(desired: &DesiredState, actual: &Inventory, changes: &[Change]) -> Vec<String> {
+    let Some(want) = desired.instances.get(CONTROL_PLANE) else { return Vec::new() };
+    if changes.iter().any(|c| c.name == CONTROL_PLANE && matches!(c.resource, Resource::Instance { .. })) {
+        return Vec::new();
+    }
+    let running: Vec<&Instance> = actual.instances.iter().filter(|i| i.slot == CONTROL_PLANE).collect();
+    let Some(keep) = running.first().map(|_| keeper(&running, want)) else { return Vec::new() };
+    let mut differs = Vec::new();
+    if !keep.kubernetes_version.is_empty() && keep.kubernetes_version != want.kubernetes_version {
+        differs.push(format!("Kubernetes {} (the file asks for {})", keep.kubernetes_version, want.kubernetes_version));
+    }
+    if !keep.cni.is_empty() && keep.cni != want.cni {
+        differs.push(format!("{} (the file asks for {})", keep.cni, want.cni));
+    }
+    if differs.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "The control plane keeps {}: a patch release is not a reason to recreate the cluster, and hybrid does not upgrade a running control plane in place (run `kubeadm upgrade apply` on it to move it). Workers join it on the file's versions, which kubeadm allows within a minor release.",
+        differs.join(" and ")
+    )]
 }
 
 /// The instance profile: created when missing, completed (or its policy
@@ -183,7 +209,7 @@ fn control_plane_reason(actual: &Instance, want: &DesiredInstance) -> String {
         why.push("hybrid does not upgrade a running control plane in place".into());
     }
     if why.is_empty() {
-        why.push("its disk, pinned image, address, containerd version or the cluster's pod or service CIDRs changed".into());
+        why.push("its disk, pinned image, address, VXLAN VNI or port, or the cluster's pod or service CIDRs changed".into());
     }
     why.join(", ")
 }
@@ -223,6 +249,7 @@ pub fn plan_destroy(cluster: &str, region: &str, actual: &Inventory) -> Plan {
         changes,
         in_use: InUse::default(),
         images: BTreeMap::new(),
+        notes: Vec::new(),
     }
 }
 
@@ -270,11 +297,42 @@ mod tests {
     }
 
     #[test]
-    fn a_kubernetes_patch_bump_recreates_the_cluster_in_plain_words() {
+    fn a_patch_release_rolls_the_workers_and_keeps_the_control_plane_with_a_note() {
+        let spec = dev();
+        let before = desired_for(&spec, &amis("ami-1", "ami-2"));
+        let running = applied(&before);
+        let mut bumped = spec.clone();
+        bumped.kubernetes_version.patch += 1;
+        bumped.containerd_version = "9.9.9".into();
+        let p = plan(&desired_for(&bumped, &amis("ami-1", "ami-2")), &running, false).unwrap();
+        assert!(!p.recreates_cluster(), "{:?}", actions(&p));
+        assert!(p.changes.iter().all(|c| c.name != CONTROL_PLANE), "{:?}", actions(&p));
+        // Every worker's bootstrap installs the new patch: they roll.
+        let workers: Vec<_> = p.changes.iter().filter(|c| c.action == Action::Replace).collect();
+        assert_eq!(workers.len(), before.instances.len() - 1, "{:?}", actions(&p));
+        assert!(workers.iter().all(|c| p.rolls(c)));
+        let old = spec.kubernetes_version.to_string();
+        let new = bumped.kubernetes_version.to_string();
+        assert!(workers[0].reason.as_deref().unwrap().contains(&format!("Kubernetes {old} → {new}")), "{:?}", workers[0].reason);
+        let text = crate::infra::show::plan_text(&p);
+        assert!(!text.contains("RECREATES"), "{text}");
+        assert!(text.contains(&format!("The control plane keeps Kubernetes {old} (the file asks for {new})")), "{text}");
+
+        // The same patch release once the workers rolled: no change, and the note stays.
+        let mut rolled = applied(&desired_for(&bumped, &amis("ami-1", "ami-2")));
+        rolled.instances.retain(|i| i.slot != CONTROL_PLANE);
+        rolled.instances.extend(running.instances.iter().filter(|i| i.slot == CONTROL_PLANE).cloned());
+        let p = plan(&desired_for(&bumped, &amis("ami-1", "ami-2")), &rolled, false).unwrap();
+        assert!(p.is_empty(), "{:?}", actions(&p));
+        assert!(crate::infra::show::plan_text(&p).contains("No changes.") && p.notes.len() == 1, "{:?}", p.notes);
+    }
+
+    #[test]
+    fn a_new_kubernetes_minor_recreates_the_cluster_in_plain_words() {
         let spec = dev();
         let before = desired_for(&spec, &amis("ami-1", "ami-2"));
         let mut bumped = spec.clone();
-        bumped.kubernetes_version.patch += 1;
+        bumped.kubernetes_version.minor += 1;
         let p = plan(&desired_for(&bumped, &amis("ami-1", "ami-2")), &applied(&before), false).unwrap();
         assert!(p.recreates_cluster());
         assert_eq!(p.changes[0].action, Action::Recreate);
@@ -284,9 +342,17 @@ mod tests {
         assert!(why.contains("does not upgrade a running control plane in place"), "{why}");
         // Every worker joins the new control plane, all at once (nothing to roll).
         assert!(p.changes[1..].iter().all(|c| c.action == Action::Replace && !p.rolls(c)), "{:?}", actions(&p));
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
         let text = crate::infra::show::plan_text(&p);
         assert!(text.contains("Warning: this plan RECREATES THE CLUSTER."), "{text}");
         assert!(text.contains("--recreate-control-plane"), "{text}");
+    }
+
+    #[test]
+    fn minor_release_cuts_after_the_second_number() {
+        assert_eq!(crate::infra::desired::minor_release("3.32.1"), "3.32");
+        assert_eq!(crate::infra::desired::minor_release("0.28"), "0.28");
+        assert_eq!(crate::infra::desired::minor_release("2"), "2");
     }
 
     #[test]

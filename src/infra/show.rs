@@ -10,6 +10,7 @@ pub fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
     if plan.is_empty() {
         out.push_str(&format!("No changes. Cluster {} in {} matches the configuration.\n", plan.cluster, plan.region));
+        push_notes(plan, &mut out);
         return out;
     }
     let verb = if plan.destroy { "destroy" } else { "apply" };
@@ -79,6 +80,7 @@ pub fn plan_text(plan: &Plan) -> String {
             out.push_str(&format!("  pool {pool}: {note}\n"));
         }
     }
+    push_notes(plan, &mut out);
     let s = plan.summary();
     out.push_str(&format!("\nPlan: {} to add, {} to change, {} to destroy.\n", s.add, s.change, s.destroy));
     if let Some(c) = plan.changes.iter().find(|c| c.action == Action::Recreate) {
@@ -91,6 +93,12 @@ pub fn plan_text(plan: &Plan) -> String {
         out.push_str("\nThis plan was made offline, against no existing resources; images are resolved at apply time.\n");
     }
     out
+}
+
+fn push_notes(plan: &Plan, out: &mut String) {
+    for note in &plan.notes {
+        out.push_str(&format!("\nNote: {note}\n"));
+    }
 }
 
 pub fn plan_json(plan: &Plan) -> String {
