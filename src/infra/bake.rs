@@ -107,8 +107,11 @@ async fn bake_one<C: Cloud>(
     }
     // Resume: a builder of this key from a run that was killed.
     let mut builder = builders_of(cloud, &t.key).await.map_err(|e| e.to_string())?.into_iter().next().map(|(id, _)| id);
+    // An image already being made (a run stopped after CreateImage) is
+    // waited for, not made again: its builder may be gone by now.
+    let pending = existing.iter().find(|i| i.key == t.key && i.state == "pending").map(|i| i.id.clone());
     let result = async {
-        if existing.iter().all(|i| i.key != t.key || i.state != "pending") {
+        if pending.is_none() {
             let id = match &builder {
                 Some(id) => {
                     progress.line(&format!("image {what}: resuming with builder {id}"));
@@ -123,14 +126,23 @@ async fn bake_one<C: Cloud>(
             };
             wait_stopped(cloud, &id, &what, opts, progress).await?;
         }
-        let id = builder.clone().unwrap_or_default();
         let mut tags = BTreeMap::new();
         tags.insert(TAG_BAKE_KEY.to_string(), t.key.clone());
         tags.insert(TAG_BAKE_LINE.to_string(), t.line.clone());
         tags.insert(TAG_BAKED_FROM.to_string(), t.base.id.clone());
         tags.insert("Name".to_string(), image_name(t.os, &t.key));
-        let image = cloud.create_image(&id, &image_name(t.os, &t.key), &tags).await.map_err(|e| e.to_string())?;
-        progress.line(&format!("image {what}: {image} being created"));
+        let image = match &pending {
+            Some(image) => {
+                progress.line(&format!("image {what}: {image} is still being created; waiting for it"));
+                image.clone()
+            }
+            None => {
+                let id = builder.clone().unwrap_or_default();
+                let image = cloud.create_image(&id, &image_name(t.os, &t.key), &tags).await.map_err(|e| e.to_string())?;
+                progress.line(&format!("image {what}: {image} being created"));
+                image
+            }
+        };
         wait_available(cloud, &t.key, &what, opts, progress).await?;
         let snapshots: Vec<String> = cloud
             .baked_images()

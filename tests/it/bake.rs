@@ -288,6 +288,35 @@ fn bake_resumes_after_kills_and_never_leaves_a_builder_running() {
     assert!(out.contains("Nothing to bake") && out.contains("terminated leftover builder(s)"), "{out}");
     assert!(live(&builders(&moto.url)).is_empty(), "{:?}", builders(&moto.url));
     assert_eq!(baked(&moto.url).len(), 2);
+
+    // Stopped while its image was still being made, the builder already
+    // ended (as Ctrl-C leaves it): the rerun waits for that image instead
+    // of making one from a builder that is gone.
+    let c4 = Cluster::new("bk4");
+    let file4 = c4.write(2, 0, "m5.2xlarge");
+    std::fs::write(
+        &file4,
+        std::fs::read_to_string(&file4).unwrap().replace("kubernetes_version = \"1.36\"", "kubernetes_version = \"1.37\""),
+    )
+    .unwrap();
+    proxy.reset();
+    proxy.add_rules(&[Rule { op: "CreateImage", nth: 1, fault: "kill-after" }], Some(&pid_file));
+    let killed = crate::crash::spawn_recorded(&proxy.url, &["bake", file4.to_str().unwrap(), "--yes", "--poll-ms", "100"], &pid_file);
+    assert_ne!(killed.status.code(), Some(0));
+    let left: Vec<String> = live(&builders(&moto.url)).into_iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(left.len(), 1, "killed before ending its builder");
+    rt().block_on(async { aws_clients(&moto.url).await.0.terminate_instances().set_instance_ids(Some(left)).send().await.unwrap() });
+    proxy.reset();
+    // Baked images read as pending for the rerun's first two looks at them
+    // (what to bake, and what this key already has); then it is available.
+    proxy.add_repeated(&Rule { op: "DescribeImages", nth: 1, fault: "image-pending" }, "bake-key", 2);
+    let rerun = run(&proxy.url, &["bake", file4.to_str().unwrap(), "--yes", "--poll-ms", "100"]);
+    let out = ok(&rerun, "rerun with the image pending") + &text(&rerun.stderr);
+    let log = proxy.log();
+    assert!(log.iter().filter(|(op, f)| op == "DescribeImages" && f == "image-pending").count() == 2, "{log:?}");
+    assert!(out.contains("is still being created; waiting for it") && out.contains("Bake complete! 1 image(s) baked"), "{out}");
+    assert!(!log.iter().any(|(op, _)| op == "CreateImage" || op == "RunInstances"), "nothing made twice: {log:?}");
+    assert_eq!(baked(&moto.url).len(), 3);
 }
 
 /// `image = "baked"` without one fails the plan clearly; `stock` never uses one.

@@ -176,6 +176,13 @@ impl FaultProxy {
         http(&self.url, "POST", "/_proxy/rules", &serde_json::Value::from(list).to_string());
     }
 
+    /// A rule firing on `times` requests of `op` whose body contains
+    /// `matching`, from the `nth` such request on.
+    pub fn add_repeated(&self, rule: &Rule<'_>, matching: &str, times: u32) {
+        let list = serde_json::json!([{ "op": rule.op, "nth": rule.nth, "match": matching, "times": times, "fault": rule.fault }]);
+        http(&self.url, "POST", "/_proxy/rules", &list.to_string());
+    }
+
     pub fn add_always(&self, rule: &Always<'_>) {
         let list = serde_json::json!([{ "op": rule.op, "match": rule.matching, "always": true, "fault": rule.fault }]);
         http(&self.url, "POST", "/_proxy/rules", &list.to_string());

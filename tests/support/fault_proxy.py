@@ -18,15 +18,19 @@ Two ways to inject faults:
     POST /_proxy/reset  -> forget rules and log
 
 A rule with "match" counts only requests whose body contains that text;
-"always" fires on every such request instead of the Nth.
+"always" fires on every such request instead of the Nth; "times" fires on
+that many requests from the Nth on.
 
-Faults: throttle, internal and no-capacity (InsufficientInstanceCapacity;
-answered here, never forwarded); drop-before
+Faults: throttle, internal, no-capacity (InsufficientInstanceCapacity) and
+denied (UnauthorizedOperation, as an IAM policy without that action gives;
+all answered here, never forwarded); drop-before
 (the connection closes, nothing reaches moto); drop-after (moto does it, the
 answer is lost: the nastiest case); garbage-after (moto does it, the answer
 is cut off mid-body); kill-before / kill-after (SIGKILL to the pid in
 pid_file before or after forwarding, then the connection closes: a crash at
-that exact call).
+that exact call); image-pending (moto does it, and every image in the
+answer reads as still `pending`, as a real CreateImage stays for minutes:
+moto makes images available at once).
 
 usage: fault_proxy.py LISTEN_PORT TARGET_URL SEED RATE [LATENCY]
 LATENCY seconds are added to every request (to make runs slow enough to
@@ -61,6 +65,11 @@ EC2_NO_CAPACITY = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Er
                    b'</Error></Errors><RequestID>fault-proxy</RequestID></Response>')
 
 
+EC2_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>UnauthorizedOperation</Code>'
+              b'<Message>You are not authorized to perform this operation.</Message>'
+              b'</Error></Errors><RequestID>fault-proxy</RequestID></Response>')
+
+
 def operation(headers, body):
     amz_target = headers.get("X-Amz-Target") or ""
     if amz_target:
@@ -77,8 +86,9 @@ def pick(op, body):
         for r in rules:
             if r["op"] == op and not r.get("done") and (r["match"] or "") in body:
                 r["seen"] += 1
-                if firing is None and (r["always"] or r["seen"] == r["nth"]):
-                    r["done"] = not r["always"]
+                last = r["nth"] + r["times"] - 1
+                if firing is None and (r["always"] or r["nth"] <= r["seen"] <= last):
+                    r["done"] = not r["always"] and r["seen"] == last
                     firing = r
         if firing:
             return firing["fault"], firing.get("pid_file")
@@ -114,7 +124,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 for r in new:
                     rules.append({"op": r["op"], "nth": int(r.get("nth", 1)), "fault": r["fault"],
                                   "pid_file": r.get("pid_file"), "match": r.get("match"),
-                                  "always": bool(r.get("always")), "seen": 0})
+                                  "always": bool(r.get("always")), "times": int(r.get("times", 1)), "seen": 0})
             return self.reply(200, b"{}")
         if self.path == "/_proxy/reset":
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -154,6 +164,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.hang_up()
         if fault == "no-capacity":
             return self.reply(500, EC2_NO_CAPACITY, "text/xml")
+        if fault == "denied":
+            return self.reply(403, EC2_DENIED, "text/xml")
         if fault in ("throttle", "internal"):
             if is_json:
                 kind = "ThrottlingException" if fault == "throttle" else "InternalServerError"
@@ -172,6 +184,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.hang_up()
         if fault == "drop-after":
             return self.hang_up()
+        if fault == "image-pending":
+            data = data.replace(b"<imageState>available</imageState>", b"<imageState>pending</imageState>")
         if fault == "garbage-after":
             # A complete HTTP answer whose body is cut in half: the SDK
             # cannot parse it, though the call happened.
