@@ -287,6 +287,13 @@ pub fn kube_proxy_windows_image(spec: &ClusterSpec) -> String {
     format!("docker.io/sigwindowstools/kube-proxy:v{}-calico-hostprocess", spec.kubernetes_version)
 }
 
+/// kube-proxy on Linux nodes: the DaemonSet kubeadm's `kube-proxy` addon
+/// phase creates, with the image tagged as the control plane's version
+/// (kubernetes/kubernetes cmd/kubeadm/app/images: `GetKubernetesImage`).
+pub fn kube_proxy_linux_image(spec: &ClusterSpec) -> String {
+    format!("registry.k8s.io/kube-proxy:v{}", spec.kubernetes_version)
+}
+
 /// Images a node pulls on its way to Ready (what a baked image pre-pulls).
 pub fn node_images(spec: &ClusterSpec, os: NodeOs) -> Vec<String> {
     let mut out = vec![pause_image(spec)];
@@ -300,11 +307,13 @@ pub fn node_images(spec: &ClusterSpec, os: NodeOs) -> Vec<String> {
         }
         (NodeOs::Windows(_), CniPlugin::Flannel) => {}
         (NodeOs::Linux(_), CniPlugin::Calico) => {
+            out.push(kube_proxy_linux_image(spec));
             for image in ["node", "cni", "kube-controllers", "typha", "pod2daemon-flexvol", "csi", "node-driver-registrar"] {
                 out.push(format!("quay.io/calico/{image}:v{}", spec.cni.version));
             }
         }
         (NodeOs::Linux(_), CniPlugin::Flannel) => {
+            out.push(kube_proxy_linux_image(spec));
             let cni_plugin = flannel_line(&spec.cni.version).map_or(FLANNEL[0].cni_plugin, |f| f.cni_plugin);
             out.push(format!("ghcr.io/flannel-io/flannel:v{}", spec.cni.version));
             out.push(format!("ghcr.io/flannel-io/flannel-cni-plugin:{cni_plugin}"));

@@ -19,7 +19,7 @@ NODE_NAME_PLACEHOLDER='__HYBRID_NODE_NAME__'
 NODE_IP_PLACEHOLDER='__HYBRID_NODE_IP__'
 # `bake` runs only the stages that do not depend on the cluster (hybrid bake).
 MODE='node'
-IMAGES=('registry.k8s.io/pause:3.10.1' 'quay.io/calico/node:v3.32.4' 'quay.io/calico/cni:v3.32.4' 'quay.io/calico/kube-controllers:v3.32.4' 'quay.io/calico/typha:v3.32.4' 'quay.io/calico/pod2daemon-flexvol:v3.32.4' 'quay.io/calico/csi:v3.32.4' 'quay.io/calico/node-driver-registrar:v3.32.4')
+IMAGES=('registry.k8s.io/pause:3.10.1' 'registry.k8s.io/kube-proxy:v1.35.8' 'quay.io/calico/node:v3.32.4' 'quay.io/calico/cni:v3.32.4' 'quay.io/calico/kube-controllers:v3.32.4' 'quay.io/calico/typha:v3.32.4' 'quay.io/calico/pod2daemon-flexvol:v3.32.4' 'quay.io/calico/csi:v3.32.4' 'quay.io/calico/node-driver-registrar:v3.32.4')
 STATE=/var/lib/hybrid/stages
 WORK=/var/lib/hybrid/downloads
 

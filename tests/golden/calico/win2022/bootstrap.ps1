@@ -187,7 +187,9 @@ Stage 'kubelet' {
   Fetch 'https://dl.k8s.io/v1.35.8/bin/windows/amd64/kubeadm.exe' 'C:\k\kubeadm.exe' 'sha256-file:https://dl.k8s.io/v1.35.8/bin/windows/amd64/kubeadm.exe.sha256'
   Fetch 'https://k8stestinfrabinaries.blob.core.windows.net/nssm-mirror/nssm-2.24.zip' "$Root\nssm.zip" 'sha256:727d1e42275c605e0f04aba98095c38a8e1e46def453cdffce42869428aa6743'
   Expand-Archive -Force -Path "$Root\nssm.zip" -DestinationPath "$Root\nssm"
-  Copy-Item -Force -Path "$Root\nssm\nssm-2.24\win64\nssm.exe" -Destination 'C:\k\nssm.exe'
+  # The release zip holds one folder named after its version.
+  $NssmDir = 'nssm-' + '2.24'
+  Copy-Item -Force -Path "$Root\nssm\$NssmDir\win64\nssm.exe" -Destination 'C:\k\nssm.exe'
   & C:\k\nssm.exe install kubelet 'C:\k\kubelet.exe'
   & C:\k\nssm.exe set kubelet DependOnService containerd
   & C:\k\nssm.exe set kubelet AppStdout 'C:\var\log\kubelet\kubelet.log'

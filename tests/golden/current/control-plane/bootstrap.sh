@@ -19,7 +19,7 @@ NODE_NAME_PLACEHOLDER='__HYBRID_NODE_NAME__'
 NODE_IP_PLACEHOLDER='__HYBRID_NODE_IP__'
 # `bake` runs only the stages that do not depend on the cluster (hybrid bake).
 MODE='node'
-IMAGES=('registry.k8s.io/pause:3.10.2' 'ghcr.io/flannel-io/flannel:v0.28.5' 'ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel1')
+IMAGES=('registry.k8s.io/pause:3.10.2' 'registry.k8s.io/kube-proxy:v1.36.5' 'ghcr.io/flannel-io/flannel:v0.28.5' 'ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel1')
 STATE=/var/lib/hybrid/stages
 WORK=/var/lib/hybrid/downloads
 
