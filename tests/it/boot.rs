@@ -218,7 +218,12 @@ fn templates_spell_no_version_or_url() {
                 let code = line.split('#').next().unwrap_or("");
                 // Instance metadata and local sockets are addresses, not
                 // downloads; a CNI config's cniVersion is its format's version.
-                let code = code.replace("http://169.254.169.254", "").replace("unix:///", "").replace("npipe:////", "");
+                // The SSM API's media type names its protocol's version.
+                let code = code
+                    .replace("http://169.254.169.254", "")
+                    .replace("unix:///", "")
+                    .replace("npipe:////", "")
+                    .replace("application/x-amz-json-1.1", "");
                 if code.contains("cniVersion") {
                     continue;
                 }
@@ -234,8 +239,22 @@ fn templates_spell_no_version_or_url() {
     assert!(found.is_empty(), "templates get versions and URLs from src/versions only:\n{}", found.join("\n"));
 }
 
-/// The first `N.N.N` (or `vN.N`) that is not part of an IPv4 address or a
-/// CIDR, e.g. `2.2.1` or `v1.36`.
+#[test]
+fn version_like_finds_versions_and_leaves_addresses_alone() {
+    for (line, want) in [
+        ("tar -xf containerd-2.2.1-linux-amd64.tar.gz", Some("2.2.1")),
+        ("image: kube-proxy:v1.36", Some("1.36")),
+        ("$Root\\nssm\\nssm-2.24\\win64", Some("2.24")),
+        ("route add 169.254.169.254 mask 255.255.255.255", None),
+        ("podSubnet: 10.244.0.0/16", None),
+        ("Start-Sleep -Seconds 1.5", None),
+    ] {
+        assert_eq!(version_like(line).as_deref(), want, "{line}");
+    }
+}
+
+/// The first `N.N.N` (or `vN.N`, `-N.N`) that is not part of an IPv4
+/// address or a CIDR, e.g. `2.2.1`, `v1.36` or the `2.24` of `nssm-2.24`.
 fn version_like(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut i = 0;
@@ -248,8 +267,9 @@ fn version_like(s: &str) -> Option<String> {
             }
             let tok = s[start..i].trim_end_matches('.');
             let groups = tok.split('.').count();
-            let v_prefixed = start > 0 && bytes[start - 1] == b'v' && groups >= 2;
-            if groups == 3 || v_prefixed {
+            // `v1.36`, or a release in a file name such as `nssm-2.24`.
+            let named = start > 0 && matches!(bytes[start - 1], b'v' | b'-') && groups >= 2;
+            if groups == 3 || named {
                 return Some(tok.to_string());
             }
         } else {
