@@ -104,6 +104,12 @@ fn rt() -> tokio::runtime::Runtime {
 
 fn quiet(_: &str) {}
 
+/// Writes the emulator has taken, counted by the server itself (not by
+/// hybrid's client), so a write that bypasses hybrid's counter still counts.
+async fn server_writes(api: &KubeClient) -> u64 {
+    api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap()
+}
+
 #[test]
 fn calico_objects_converge_and_a_second_run_writes_nothing() {
     let emu = KubeEmulator::start(false);
@@ -125,10 +131,10 @@ fn calico_objects_converge_and_a_second_run_writes_nothing() {
         let ds = api.get("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy-windows").await.unwrap().unwrap();
         assert_eq!(ds["spec"]["template"]["spec"]["securityContext"]["windowsOptions"]["hostProcess"], true);
 
-        let writes = api.writes();
+        let writes = server_writes(&api).await;
         let second = converge_objects(&api, &objects, &quiet).await.unwrap();
         assert!(second.iter().all(|(_, o)| *o == Outcome::Unchanged), "{second:?}");
-        assert_eq!(api.writes(), writes, "a second converge must not write");
+        assert_eq!(server_writes(&api).await, writes, "a second converge must not write");
 
         // Someone turned strictAffinity off: the next converge puts it back,
         // leaving fields it does not own alone.
@@ -162,11 +168,10 @@ fn calico_v3_api_is_detected_and_written() {
         assert_eq!((ipam["kind"].clone(), ipam["spec"]["strictAffinity"].clone()), (json!("IPAMConfiguration"), json!(true)));
         assert!(api.get("/apis/crd.projectcalico.org/v1/ipamconfigs/default").await.unwrap().is_none());
 
-        let server_writes = || async { api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap() };
-        let before = server_writes().await;
+        let before = server_writes(&api).await;
         let second = converge_objects(&api, &objects, &quiet).await.unwrap();
         assert!(second.iter().all(|(_, o)| *o == Outcome::Unchanged), "{second:?}");
-        assert_eq!(server_writes().await, before, "a second converge on the v3 path wrote");
+        assert_eq!(server_writes(&api).await, before, "a second converge on the v3 path wrote");
         let pools = spec.pools.iter().map(|p| (p.name.clone(), p)).collect();
         let pending = pending_changes(&api, &objects, &pools).await.unwrap();
         assert!(pending.is_empty(), "plan would report drift forever: {pending:?}");
@@ -216,23 +221,31 @@ fn node_labels_and_taints_are_reconciled_and_foreign_taints_kept() {
         assert_eq!(win["metadata"]["labels"]["game.example.com/role"], "tools");
         let keys: Vec<&str> = win["spec"]["taints"].as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
         assert_eq!(keys, ["node.kubernetes.io/not-ready", "os"]);
-        let writes = api.writes();
+        let writes = server_writes(&api).await;
         assert_eq!(reconcile_nodes(&api, pool_of, &quiet).await.unwrap(), 0);
-        assert_eq!(api.writes(), writes);
+        assert_eq!(server_writes(&api).await, writes);
     });
 }
 
 /// Every object hybrid writes, for each CNI and Calico API group, with
 /// Windows Server 2019 and 2022 pools, is accepted by a server that checks
-/// it against the real schemas (unknown fields, types, required fields).
+/// it against the real schemas (unknown fields, types, required fields);
+/// with its defaults and (Calico) the operator's write-backs stored, a
+/// second converge writes nothing and plan's check finds nothing pending.
 #[test]
-fn every_object_hybrid_writes_passes_the_strict_server() {
+fn every_object_hybrid_writes_passes_the_strict_server_and_converges_once() {
     for (file, calico_v3) in
         [("tests/fixtures/render/calico.toml", false), ("tests/fixtures/render/calico.toml", true), ("clusters/qa.toml", false)]
     {
         let spec = crate::render::spec(file);
         assert!(spec.pools.iter().any(|p| p.os.name() == "windows-2019") && spec.pools.iter().any(|p| p.os.name() == "windows-2022"));
-        let emu = KubeEmulator::start_with(Options { calico_v3, kube_minor: Some(spec.kubernetes_version.minor), ..Options::default() });
+        let operator = spec.cni.plugin == hybrid::model::CniPlugin::Calico;
+        let emu = KubeEmulator::start_with(Options {
+            calico_v3,
+            operator,
+            kube_minor: Some(spec.kubernetes_version.minor),
+            ..Options::default()
+        });
         rt().block_on(async {
             let api = emu.client().await;
             let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
@@ -244,6 +257,13 @@ fn every_object_hybrid_writes_passes_the_strict_server() {
                 let hybrid = stored["metadata"]["managedFields"].as_array().unwrap().iter().find(|m| m["manager"] == "hybrid").unwrap();
                 assert_eq!(hybrid["operation"], "Apply", "{}", o.describe());
             }
+            let before = server_writes(&api).await;
+            let again = converge_objects(&api, &objects, &quiet).await.unwrap();
+            assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{file} (v3: {calico_v3}): {again:?}");
+            assert_eq!(server_writes(&api).await, before, "{file} (v3: {calico_v3}): the second converge wrote");
+            let pools = spec.pools.iter().map(|p| (p.name.clone(), p)).collect();
+            let pending = pending_changes(&api, &objects, &pools).await.unwrap();
+            assert!(pending.is_empty(), "{file} (v3: {calico_v3}): plan would report drift forever: {pending:?}");
         });
     }
 }
@@ -320,10 +340,10 @@ fn defaults_inside_lists_are_not_drift() {
         let inst = objects.iter().find(|o| o.body["kind"] == "Installation").unwrap();
         let stored = api.get(&inst.path()).await.unwrap().unwrap();
         assert_eq!(stored["spec"]["calicoNetwork"]["ipPools"][0]["disableBGPExport"], false, "the CRD default is stored");
-        let before: u64 = api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap();
+        let before = server_writes(&api).await;
         let again = converge_objects(&api, &objects, &quiet).await.unwrap();
         assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{again:?}");
-        let after: u64 = api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap();
+        let after = server_writes(&api).await;
         assert_eq!(after, before, "the second converge wrote");
     });
 }
@@ -356,10 +376,10 @@ fn operator_write_backs_are_not_drift_and_conflicts_are_named() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(filled, "the operator emulation did not run");
-        let before: u64 = api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap();
+        let before = server_writes(&api).await;
         let again = converge_objects(&api, &objects, &quiet).await.unwrap();
         assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{again:?}");
-        let after: u64 = api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap();
+        let after = server_writes(&api).await;
         assert_eq!(after, before);
 
         // Someone sets BGP on; hybrid does not fight the shared object.
@@ -528,10 +548,10 @@ fn objects_converge_through_api_faults() {
         hybrid::cluster::converge::converge_cluster_objects(&api, &spec, "10.42.0.10", waits, &quiet).await.unwrap();
         let rc = api.get("/apis/node.k8s.io/v1/runtimeclasses/windows-2022").await.unwrap().unwrap();
         assert_eq!(rc["handler"], "runhcs-wcow-process");
-        let before = api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap();
+        let before = server_writes(&api).await;
         let again = converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10"), &quiet).await.unwrap();
         assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{again:?}");
-        assert_eq!(api.get("/_test/writes").await.unwrap().unwrap()["writes"].as_u64().unwrap(), before);
+        assert_eq!(server_writes(&api).await, before);
         let faults = api.get("/_test/faults").await.unwrap().unwrap();
         assert!(faults["faults"].as_array().unwrap().iter().all(|f| f["count"] == 0), "every injected fault was hit: {faults}");
     });
