@@ -255,11 +255,40 @@ fn apply_killed_after_any_write_converges_in_one_more_run() {
         let killed = spawn_recorded(&proxy.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"], &pid_file);
         assert_ne!(killed.status.code(), Some(0), "{what}: the run was not killed:\n{}", text(&killed.stdout));
         assert!(proxy.log().iter().any(|(o, f)| o == op && f == "kill-after"), "{what}: the kill did not fire");
-        assert_ok(&run(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]), &format!("{what}: the rerun"));
+        // The crash left a half-made cluster, with what the killed call made in it.
+        let partial = census(&moto.url, Some(&name));
+        let made = |kind: &str| !partial[kind].is_empty();
+        assert!(partial.values().any(|v| !v.is_empty()), "{what}: nothing was left to recover from");
+        if let Some(kind) = made_by(op) {
+            assert!(made(kind), "{what}: no {kind} after the call that makes one: {partial:?}");
+        }
+        let lock_left = partial["parameter"].iter().any(|p| p.contains("/lock/"));
+        let rerun = run(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]);
+        assert_ok(&rerun, &format!("{what}: the rerun"));
+        // A lock the dead run held is taken over, not waited out, by a rerun
+        // with work left (one with none takes no lock: it writes nothing).
+        let had_work = !text(&rerun.stdout).contains("No changes.");
+        let took_over = text(&rerun.stderr).contains("taking over the stale lock");
+        assert_eq!(took_over, lock_left && had_work, "{what}:\n{}\n{}", text(&rerun.stdout), text(&rerun.stderr));
         assert_converged(&moto, &name, &file, &["control-plane", "game-0", "game-1"], &what);
         assert_ok(&run(&moto.url, &["destroy", file.to_str().unwrap(), "--yes"]), &format!("{what}: destroy"));
         assert_eq!(census(&moto.url, None), baseline, "{what}: something was left behind");
     }
+}
+
+/// The kind of resource (as the census names it) a create call makes.
+fn made_by(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "CreateVpc" => "vpc",
+        "CreateSubnet" => "subnet",
+        "CreateInternetGateway" => "internet_gateway",
+        "CreateSecurityGroup" => "security_group",
+        "RunInstances" => "instance",
+        "PutParameter" => "parameter",
+        "CreateRole" => "role",
+        "CreateInstanceProfile" => "instance_profile",
+        _ => return None,
+    })
 }
 
 /// Kills destroy right after each of its write calls, then destroys once
