@@ -383,6 +383,70 @@ fn destroy_leaves_nothing_tagged_behind() {
     assert!(again.contains("Nothing to destroy"), "{again}");
 }
 
+/// A resource destroy may not delete is named at the end, after every
+/// other one was deleted, and the command fails; run again, it finishes.
+#[test]
+fn destroy_names_what_it_could_not_delete_and_removes_the_rest() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.url, 1, 0.0);
+    let c = Cluster::new("leftover");
+    let file = c.write(1, 0, "m6i.xlarge");
+    apply(&moto.url, &file);
+    let igw = rt().block_on(async {
+        let ec2 = clients(&moto.url).await.0;
+        let f = Filter::builder().name("tag:hybrid:cluster").values("leftover").build();
+        let out = ec2.describe_internet_gateways().filters(f).send().await.unwrap();
+        out.internet_gateways()[0].internet_gateway_id().unwrap().to_string()
+    });
+    proxy.add_always(&crate::moto::Always { op: "DeleteInternetGateway", matching: "", fault: "denied" });
+    let out = hybrid_at(&proxy.url, &["destroy", file.to_str().unwrap(), "--yes"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("could not delete:\n  internet_gateway {igw}: ")), "{stderr}");
+    assert!(stderr.contains("UnauthorizedOperation") || stderr.contains("not authorized"), "{stderr}");
+    assert!(!stderr.contains("<?xml"), "{stderr}");
+    rt().block_on(async {
+        let (ec2, ssm) = clients(&moto.url).await;
+        let f = || Filter::builder().name("tag:hybrid:cluster").values("leftover").build();
+        assert!(instances(&ec2, "leftover").await.is_empty());
+        assert!(ec2.describe_security_groups().filters(f()).send().await.unwrap().security_groups().is_empty());
+        assert!(ec2.describe_subnets().filters(f()).send().await.unwrap().subnets().is_empty());
+        let left = ec2.describe_internet_gateways().filters(f()).send().await.unwrap();
+        assert_eq!(left.internet_gateways().len(), 1, "only the gateway is left");
+        let params = ssm.get_parameters_by_path().path("/hybrid/leftover/").recursive(true).send().await.unwrap();
+        assert!(params.parameters().iter().all(|p| !p.name().unwrap_or_default().contains("/lock/")), "the lock was released");
+    });
+    let again = ok(&hybrid_at(&moto.url, &["destroy", file.to_str().unwrap(), "--yes"]));
+    assert!(again.contains("Destroy complete!"), "{again}");
+    rt().block_on(async {
+        let ec2 = clients(&moto.url).await.0;
+        let f = Filter::builder().name("tag:hybrid:cluster").values("leftover").build();
+        assert!(ec2.describe_internet_gateways().filters(f).send().await.unwrap().internet_gateways().is_empty());
+    });
+}
+
+/// With AWS emulated and no --api-server, the cluster side is skipped with
+/// one line saying why: the addresses the emulator invented for instances
+/// belong to strangers, so neither apply nor plan nor kubeconfig uses them.
+#[test]
+fn against_an_emulator_the_cluster_side_is_skipped_and_says_why() {
+    let moto = Moto::start();
+    let c = Cluster::new("emulated");
+    let file = c.write(1, 0, "m6i.xlarge");
+    let f = file.to_str().unwrap();
+    let out = ok(&hybrid_at(&moto.url, &["apply", f, "--yes"]));
+    assert!(out.contains("Kubernetes: skipped: AWS is an emulator here"), "{out}");
+    assert!(!out.contains("converged"), "{out}");
+    let plan = hybrid_at(&moto.url, &["plan", f, "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stderr));
+    assert!(text(&plan.stdout).contains("Kubernetes: not looked at: AWS is an emulator here"), "{}", text(&plan.stdout));
+    let out_file = c.dir.join("kubeconfig");
+    let kc = hybrid_at(&moto.url, &["kubeconfig", f, "-o", out_file.to_str().unwrap()]);
+    assert_eq!(kc.status.code(), Some(1), "{}", text(&kc.stdout));
+    assert!(text(&kc.stderr).contains("pass --api-server URL"), "{}", text(&kc.stderr));
+    assert!(!out_file.exists(), "no kubeconfig pointing at an invented address");
+}
+
 /// Throttling, 500s and dropped connections (before and after moto did the
 /// work) on a quarter of all calls: apply is retried by the SDK, duplicates
 /// a dropped response caused are removed by the next apply, and the cluster
