@@ -437,8 +437,9 @@ fn a_disruption_budget_that_blocks_the_drain_stops_before_terminating() {
 
 /// Day-2 edits: a label change replaces nothing (apply writes it through
 /// the API); a new instance type replaces the pool rolling, one node at a
-/// time (drain, terminate, launch, wait Ready, then the next); a Kubernetes
-/// version change is shown as recreating the cluster and refused without
+/// time (drain, terminate, launch, wait Ready, then the next); another patch
+/// release keeps the control plane, with a note; a new Kubernetes minor is
+/// shown as recreating the cluster and refused without
 /// --recreate-control-plane, with nothing changed.
 #[test]
 fn day2_edits_roll_workers_and_never_recreate_the_cluster_by_surprise() {
@@ -495,6 +496,20 @@ fn day2_edits_roll_workers_and_never_recreate_the_cluster_by_surprise() {
     assert_eq!(after.len(), 4, "{after:?}");
     assert_eq!(after.iter().filter(|(slot, _)| slot == "control-plane").count(), 1);
     assert!(after.iter().any(|a| before.iter().any(|b| b == a && a.0 == "control-plane")), "the control plane stays: {after:?}");
+
+    // Another patch release of the same minor: the workers would roll to it;
+    // the control plane (and etcd) stays, and the plan says it keeps its own.
+    let latest = hybrid::versions::KUBERNETES.iter().find(|k| k.minor == 36).unwrap().latest_patch;
+    edit(r#"kubernetes_version = "1.36""#, &format!(r#"kubernetes_version = "1.36.{}""#, latest - 1));
+    let out = finish(hybrid(&moto, &emu, &["plan", file.to_str().unwrap(), "--ec2-only"]).spawn().unwrap());
+    let plan = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{plan}{}", text(&out.stderr));
+    assert!(!plan.lines().any(|l| l.contains(" instance ") && l.contains("control-plane")), "{plan}");
+    assert!(!plan.contains("RECREATES"), "{plan}");
+    assert!(plan.contains("Pool game: 2 node(s) replaced rolling, 1 at a time"), "{plan}");
+    let note = format!("Note: The control plane keeps Kubernetes 1.36.{latest} (the file asks for 1.36.{})", latest - 1);
+    assert!(plan.contains(&note), "{plan}");
+    edit(&format!(r#"kubernetes_version = "1.36.{}""#, latest - 1), r#"kubernetes_version = "1.36""#);
 
     // A Kubernetes version change: recreate, shown and refused.
     edit(r#"kubernetes_version = "1.36""#, r#"kubernetes_version = "1.37""#);
