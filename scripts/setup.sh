@@ -23,14 +23,19 @@ fi
 
 # ...and the Kubernetes OpenAPI schemas the strict API emulator
 # (tests/support/kube_emulator.py) validates built-in kinds against.
+# ...and pyte, a terminal emulator that replays what the live progress
+# display leaves on a screen (tests/support/screen.py).
 MOTO_VERSION=5.2.5
 KUBERNETES_VALIDATE_VERSION=1.37.0
+PYTE_VERSION=0.8.2
 if ! .venv/bin/python -c "
 import sys, importlib.metadata as m
-sys.exit(m.version('moto') != '$MOTO_VERSION' or m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION')" >/dev/null 2>&1; then
-  echo "setup: installing moto $MOTO_VERSION and kubernetes-validate $KUBERNETES_VALIDATE_VERSION into .venv"
+sys.exit(m.version('moto') != '$MOTO_VERSION' or m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION'
+         or m.version('pyte') != '$PYTE_VERSION')" >/dev/null 2>&1; then
+  echo "setup: installing moto $MOTO_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION and pyte $PYTE_VERSION into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check "moto[ec2,ssm,server]==$MOTO_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" aiohttp
+  .venv/bin/pip install -q --disable-pip-version-check "moto[ec2,ssm,server]==$MOTO_VERSION" \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "pyte==$PYTE_VERSION" aiohttp
 fi
-echo "setup: $(.venv/bin/python -c 'import importlib.metadata as m; print("moto", m.version("moto"), "kubernetes-validate", m.version("kubernetes-validate"), "aiohttp", m.version("aiohttp"))')"
+echo "setup: $(.venv/bin/python -c 'import importlib.metadata as m; print(*(f"{p} {m.version(p)}" for p in ("moto", "kubernetes-validate", "pyte", "aiohttp")))')"
 echo "setup: shellcheck $(shellcheck --version | sed -n 's/^version: //p'), $(cloud-init --version 2>&1 | tail -n1)"

@@ -99,7 +99,7 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
     let outcome = async {
         // Plan again under the lock: another run may have changed things.
         let prepared = prepare(cloud, spec, templates).await?;
-        print!("{}", show::plan_text(&prepared.plan));
+        progress.say(show::plan_text(&prepared.plan).trim_end_matches('\n'));
         if prepared.plan.is_empty() {
             return Ok(());
         }
@@ -124,7 +124,7 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
         });
         let emulated = aws_is_emulated(&opts.aws) && opts.cluster.api_server.is_none();
         if removes_nodes && emulated && !opts.cluster.ec2_only {
-            eprintln!("note: {}; nodes are removed without draining", Error::EmulatedAws);
+            progress.warn(&format!("note: {}; nodes are removed without draining", Error::EmulatedAws));
         }
         // (A recreated cluster has nothing to drain: its etcd goes anyway.)
         let kube = if removes_nodes && !opts.cluster.ec2_only && !emulated && !prepared.plan.recreates_cluster() {
@@ -165,13 +165,15 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
         }?;
         let s = prepared.plan.summary();
-        println!("\nApply complete! Resources: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy);
+        progress.say(&format!("\nApply complete! Resources: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy));
         Ok(())
     }
     .await;
     // The lock goes whatever happened; what was created is tagged.
     if let Err(e) = unlock(cloud, &held).await {
-        eprintln!("warning: could not release the cluster lock: {e}; the next run takes it over once it expires, or pass --break-lock");
+        progress.warn(&format!(
+            "warning: could not release the cluster lock: {e}; the next run takes it over once it expires, or pass --break-lock"
+        ));
     }
     outcome
 }
@@ -180,7 +182,7 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
 /// nothing when the cluster already matches.
 async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, progress: &Reporter) -> Result<()> {
     if aws_is_emulated(&opts.aws) && opts.cluster.api_server.is_none() {
-        println!("Kubernetes: skipped: {}.", Error::EmulatedAws);
+        progress.say(&format!("Kubernetes: skipped: {}.", Error::EmulatedAws));
         return Ok(());
     }
     let inventory = cloud.discover(&spec.name).await?;
@@ -202,6 +204,6 @@ async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, prog
         r = work => r?,
         _ = tokio::signal::ctrl_c() => return Err(Error::Interrupted),
     };
-    println!("Cluster {} converged: {ready} node(s) Ready.", spec.name);
+    progress.say(&format!("Cluster {} converged: {ready} node(s) Ready.", spec.name));
     Ok(())
 }

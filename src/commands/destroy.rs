@@ -66,20 +66,20 @@ pub(super) async fn destroy_cluster<C: Cloud>(
     let held = lock(cloud, cluster, lock_args).await?;
     let outcome = async {
         let plan = plan::plan_destroy(cluster, region, &cloud.discover(cluster).await?);
-        print!("{}", show::plan_text(&plan));
+        progress.say(show::plan_text(&plan).trim_end_matches('\n'));
         confirm("Do you really want to destroy all resources of this cluster?", yes)?;
         tokio::select! {
             r = execute::destroy(cloud, &plan, Duration::from_secs(900), progress) => r.map_err(Error::from),
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
         }?;
-        println!("\nDestroy complete! Resources: {} destroyed.", plan.summary().destroy);
+        progress.say(&format!("\nDestroy complete! Resources: {} destroyed.", plan.summary().destroy));
         Ok(())
     }
     .await;
     // Destroyed: no lock epoch of the cluster stays behind.
     let released = if outcome.is_ok() { remove_all(cloud, cluster).await } else { unlock(cloud, &held).await };
     if let Err(e) = released {
-        eprintln!("warning: could not release the cluster lock: {e}");
+        progress.warn(&format!("warning: could not release the cluster lock: {e}"));
     }
     outcome
 }

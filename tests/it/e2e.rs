@@ -722,12 +722,35 @@ fn shell_line(cmd: &Command) -> String {
         .join(" ")
 }
 
+const PTY_COLUMNS: u32 = 160;
+const PTY_ROWS: u32 = 200;
+
+/// What the terminal shows once `transcript` has been drawn: replayed by a
+/// real terminal emulator (pyte, tests/support/screen.py), so a line the
+/// live display drew over, or drew twice, shows as the user would see it.
+fn final_screen(transcript: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new(crate::util::root().join(".venv/bin/python"))
+        .arg(crate::util::root().join("tests/support/screen.py"))
+        .args([PTY_COLUMNS.to_string(), PTY_ROWS.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(transcript).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "screen.py failed");
+    text(&out.stdout)
+}
+
 /// The same command inside a pseudo-terminal (util-linux `script`), so that
 /// hybrid sees a terminal on stdout and stderr; returns everything drawn.
 /// `CI` is passed on only when the command sets it.
 fn in_pty(cmd: Command) -> Output {
     let mut pty = Command::new("script");
-    pty.args(["-q", "-e", "-c", &shell_line(&cmd), "/dev/null"]).env("TERM", "xterm-256color");
+    // A known window size, so that the picture can be replayed (`final_screen`).
+    let line = format!("stty cols {PTY_COLUMNS} rows {PTY_ROWS}; {}", shell_line(&cmd));
+    pty.args(["-q", "-e", "-c", &line, "/dev/null"]).env("TERM", "xterm-256color");
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => pty.env(k, v),
@@ -754,6 +777,18 @@ fn apply_draws_live_progress_on_a_terminal_and_plain_lines_in_ci() {
     for needle in ["game", "launched 2", "joined 2", "Ready 2/2", "win", "Ready 1/1", "Cluster phi converged: 4 node(s) Ready."] {
         assert!(screen.contains(needle), "missing `{needle}` in:\n{screen}");
     }
+    // The picture left behind: each pool's line once, finished, and the
+    // results printed whole, not drawn over by the live lines.
+    let seen = final_screen(&out.stdout);
+    let rows = |pred: &dyn Fn(&str) -> bool| seen.lines().filter(|l| pred(l)).count();
+    for (pool, done) in [("control-plane", "Ready 1/1"), ("game", "Ready 2/2"), ("win", "Ready 1/1")] {
+        assert_eq!(rows(&|l: &str| l.split_whitespace().next() == Some(pool)), 1, "{pool}:\n{seen}");
+        assert_eq!(rows(&|l: &str| l.split_whitespace().next() == Some(pool) && l.contains(done)), 1, "{pool}:\n{seen}");
+    }
+    assert_eq!(rows(&|l: &str| l.starts_with("Apply complete! Resources: 11 added")), 1, "{seen}");
+    assert_eq!(rows(&|l: &str| l == "Cluster phi converged: 4 node(s) Ready."), 1, "{seen}");
+    let at = |needle: &str| seen.find(needle).unwrap_or_else(|| panic!("missing `{needle}` in:\n{seen}"));
+    assert!(at("hybrid will apply") < at("Apply complete!") && at("Apply complete!") < at("Cluster phi converged"), "{seen}");
 
     // With CI set, even on a terminal: the timestamped lines, no escapes.
     let mut cmd = hybrid_aws(&moto, &["destroy", file.to_str().unwrap(), "--yes"]);

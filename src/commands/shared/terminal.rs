@@ -105,6 +105,27 @@ pub enum Reporter {
     Live(Box<Live>),
 }
 
+impl Reporter {
+    /// A line on stdout (a plan, a result) that the live display neither
+    /// draws over nor is pushed out of place by: the bars step aside for it.
+    pub fn say(&self, text: &str) {
+        match self {
+            Reporter::Plain => println!("{text}"),
+            Reporter::Live(live) => live.multi.suspend(|| println!("{text}")),
+        }
+    }
+
+    /// A warning on stderr, above the live display when there is one.
+    pub fn warn(&self, text: &str) {
+        match self {
+            Reporter::Plain => eprintln!("{text}"),
+            Reporter::Live(live) => {
+                let _ = live.multi.println(text);
+            }
+        }
+    }
+}
+
 impl Progress for Reporter {
     fn event(&self, event: &Event<'_>) {
         match self {
