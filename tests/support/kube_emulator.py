@@ -1243,8 +1243,11 @@ def field_match(obj, selector):
 
 
 def server_tls(ca_cert_path, ca_key_path, server_ip):
-    """A server certificate for SERVER_IP (and 127.0.0.1) signed by the
-    cluster CA, and a context that requires CA-signed client certificates."""
+    """A server certificate for SERVER_IP (never 127.0.0.1, the address the
+    tests connect to: only `tls-server-name` makes the name check pass, as
+    with a real control plane reached through its public address) signed by
+    the cluster CA, and a context that requires CA-signed client
+    certificates."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
