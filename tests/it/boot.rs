@@ -68,6 +68,29 @@ fn word(c: &ScriptCommand, i: usize) -> String {
     c.literal(i).unwrap_or_else(|| c.args[i].clone())
 }
 
+/// A Linux image leaves the bake with its bootstrap unit disabled, so a node
+/// booted from it runs only the script its own user data writes (and
+/// enables in runcmd), never the builder's bake-mode copy.
+#[test]
+fn a_linux_bake_disables_its_bootstrap_before_the_image_is_made() {
+    let spec = spec("clusters/dev.toml");
+    let pool = spec.pools.iter().find(|p| !p.os.is_windows()).unwrap();
+    let bake = hybrid::bootstrap::render_bake(&spec, pool, &Templates::builtin()).unwrap();
+    let commands = tools::bash_commands(part(&bake, "bootstrap.sh"));
+    let in_finish: Vec<&ScriptCommand> = commands.iter().filter(|c| c.function.as_deref() == Some("finish_bake")).collect();
+    let at = |name: &str, first_arg: &str| {
+        in_finish
+            .iter()
+            .position(|c| c.name == name && c.args.first().map(String::as_str) == Some(first_arg))
+            .unwrap_or_else(|| panic!("finish_bake has no `{name} {first_arg}`: {in_finish:?}"))
+    };
+    let disable = at("systemctl", "disable");
+    assert_eq!(in_finish[disable].args, ["disable", "hybrid-bootstrap.service"]);
+    assert!(at("cloud-init", "clean") < at("shutdown", "-h") && disable < at("shutdown", "-h"));
+    let runcmd = tools::yaml_to_json(part(&bake, "cloud-config.yaml")).unwrap()[0]["runcmd"].to_string();
+    assert!(runcmd.contains(r#"["systemctl","enable","--now","--no-block","hybrid-bootstrap.service"]"#), "{runcmd}");
+}
+
 #[test]
 fn calico_kube_proxy_daemonset_meets_its_image_contract() {
     let want = contract("kube-proxy-windows-calico.json");

@@ -187,6 +187,9 @@ finish_bake() {
   # their own identity.
   rm -rf "$WORK"
   cloud-init clean --logs --machine-id
+  # A node from this image starts the bootstrap its own user data writes
+  # (runcmd enables it), never this bake-mode copy at boot.
+  systemctl disable hybrid-bootstrap.service
   printf 'baked=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >/etc/hybrid/baked
   timeline bake "done"
   shutdown -h now
