@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 
 /// How long the cluster CA is valid: longer than any dev/QA cluster lives.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// How far the CA's validity starts before its creation: room for a user's
+/// clock that runs ahead of EC2's (kubeadm itself allows five minutes).
+const CA_BACKDATE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -97,7 +100,11 @@ impl ClusterSecrets {
         params.distinguished_name.push(DnType::CommonName, "kubernetes");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
-        params.not_before = now.into();
+        // Backdated, as kubeadm backdates its own CA (constants.go
+        // CertificateBackdate): the CA is made on the user's machine, whose
+        // clock may run ahead of the control plane's, and a CA that is not
+        // valid yet fails every TLS handshake in the cluster.
+        params.not_before = (now - CA_BACKDATE).into();
         params.not_after = (now + CA_VALIDITY).into();
         let mut serial = [0u8; 16];
         rng.fill(&mut serial);

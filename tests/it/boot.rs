@@ -604,6 +604,70 @@ fn flannel_install_replaces_the_stock_net_conf_before_anything_starts() {
     fs::remove_dir_all(&dir).ok();
 }
 
+/// systemd-networkd, restarted by an upgrade, would delete the CNI's routes
+/// unless told they are not its own (the setting amazon-eks-ami's AL2023
+/// image and kOps write): every Linux node gets the drop-in.
+#[test]
+fn networkd_leaves_the_cni_routes_alone_on_every_linux_node() {
+    for file in SPECS {
+        for node in nodes(&spec(file)).iter().filter(|n| !n.os.is_windows()) {
+            let files = write_files(node);
+            let conf = files
+                .iter()
+                .find(|(path, _)| path.starts_with("/etc/systemd/networkd.conf.d/") && path.ends_with(".conf"))
+                .unwrap_or_else(|| panic!("{file}/{}: no networkd drop-in", node.group))
+                .1;
+            let lines: Vec<&str> = conf.lines().map(str::trim).collect();
+            assert_eq!(lines.first(), Some(&"[Network]"), "{conf}");
+            for want in ["ManageForeignRoutes=no", "ManageForeignRoutingPolicyRules=no"] {
+                assert!(lines.contains(&want), "{file}/{}: {want} missing in\n{conf}", node.group);
+            }
+        }
+    }
+}
+
+/// kubeadm init stopped part way (admin.conf written, the cluster not
+/// finished) and systemd runs the stage again: it resets, fetches the CA
+/// again (reset empties the pki folder) and runs init once more, instead of
+/// taking the half-made control plane for a finished one.
+#[test]
+fn an_interrupted_kubeadm_init_is_reset_and_run_again() {
+    let node = nodes(&spec("clusters/dev.toml")).into_iter().find(|n| n.group == "control-plane").unwrap();
+    let script = part(&node, "bootstrap.sh");
+    let dir = std::env::temp_dir().join(format!("hybrid-it-init-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("k8s/manifests")).unwrap();
+    let d = dir.display();
+    // kubeadm, kubectl and fetch_secrets stand in for the real ones; the
+    // first init writes admin.conf and a manifest, then fails (as a
+    // wait-control-plane timeout does); paths move under the scratch folder.
+    let body = format!(
+        "STATE='{d}/state'\n\
+         kubeadm() {{ echo \"kubeadm $1\" >>'{d}/log'; case $1 in\n\
+           init) touch '{d}/k8s/admin.conf' '{d}/k8s/manifests/kube-apiserver.yaml'; if [ -e '{d}/fail' ]; then rm '{d}/fail'; return 1; fi ;;\n\
+           reset) rm -rf '{d}/k8s/admin.conf' '{d}/k8s/manifests'/* ;;\n\
+         esac; }}\n\
+         kubectl() {{ echo kubectl >>'{d}/log'; }}\n\
+         fetch_secrets() {{ echo fetch_secrets >>'{d}/log'; }}\n\
+         sed 's#/etc/kubernetes#{d}/k8s#g' <<<\"$(declare -f kubeadm_init)\" >'{d}/fn.sh'; source '{d}/fn.sh'\n\
+         touch '{d}/fail'\n\
+         set +e\n\
+         (set -e; kubeadm_init); first=$?\n\
+         (set -e; kubeadm_init); second=$?\n\
+         (set -e; kubeadm_init); third=$?\n\
+         echo \"$first $second $third\""
+    );
+    // Each call runs as `stage` runs it: a subshell with -e, its status read after.
+    let (ok, stdout, stderr) = run_functions(script, &body);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "1 0 0", "the first init fails, the next two succeed: {stderr}");
+    let log = fs::read_to_string(dir.join("log")).unwrap();
+    let calls: Vec<&str> = log.lines().collect();
+    // Failed; then reset, the CA again, init, ready; then nothing but ready.
+    assert_eq!(calls, ["kubeadm init", "kubeadm reset", "fetch_secrets", "kubeadm init", "kubectl", "kubectl"], "{stderr}");
+    fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn linux_install_waits_for_locks_and_orders_calico() {
     for file in SPECS {

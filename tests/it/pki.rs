@@ -57,3 +57,30 @@ fn generated_ca_is_a_ca_openssl_accepts() {
         .unwrap();
     assert!(check.status.success(), "the CA expires within nine years");
 }
+
+/// A control plane whose clock is behind the machine that made the CA (a
+/// laptop running fast) must still find the CA valid: openssl verifies it
+/// as of half an hour before it was made.
+#[test]
+fn the_ca_is_valid_on_a_control_plane_whose_clock_is_behind() {
+    let now = SystemTime::now();
+    let s = ClusterSecrets::generate(&mut StdRng::seed_from_u64(11), now).unwrap();
+    let dir = std::env::temp_dir().join(format!("hybrid-it-pki-skew-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("ca.crt"), &s.ca_cert_pem).unwrap();
+    let verify_at = |t: SystemTime| {
+        let epoch = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs().to_string();
+        let out = Command::new("openssl")
+            .args(["verify", "-attime", &epoch, "-CAfile"])
+            .arg(dir.join("ca.crt"))
+            .arg(dir.join("ca.crt"))
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (ok, said) = verify_at(now - Duration::from_secs(1800));
+    assert!(ok, "a clock 30 minutes behind: {said}");
+    // The check can fail: a day before, the CA is not valid yet.
+    let (ok, said) = verify_at(now - Duration::from_secs(24 * 3600));
+    assert!(!ok && said.contains("not yet valid"), "{said}");
+}

@@ -223,10 +223,23 @@ fetch_secrets() {
   sed -i -e "s/${TOKEN_PLACEHOLDER}/${token}/" /etc/hybrid/kubeadm.yaml
 }
 
+# kubeadm writes admin.conf and the static pod manifests early (its
+# kubeconfig and control-plane phases), long before upload-config,
+# bootstrap-token and the addons (kubernetes/kubernetes
+# cmd/kubeadm/app/cmd/init.go, the phase list): only our own marker says
+# init finished. A run that stopped part way is reset and started over,
+# with the CA fetched again, since reset empties /etc/kubernetes/pki.
 kubeadm_init() {
-  if [ ! -f /etc/kubernetes/admin.conf ]; then
+  if [ ! -e "$STATE/kubeadm-init.ok" ]; then
+    if [ -e /etc/kubernetes/admin.conf ] || [ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ]; then
+      log "an earlier kubeadm init did not finish: resetting and starting over"
+      kubeadm reset -f
+      fetch_secrets
+    fi
     log "kubeadm init; API server at $API_SERVER"
     kubeadm init --config /etc/hybrid/kubeadm.yaml --skip-token-print
+    mkdir -p "$STATE"
+    touch "$STATE/kubeadm-init.ok"
   fi
   KUBECONFIG=/etc/kubernetes/admin.conf retry 60 5 kubectl get --raw /readyz >/dev/null
 }
