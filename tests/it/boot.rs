@@ -604,6 +604,48 @@ fn flannel_install_replaces_the_stock_net_conf_before_anything_starts() {
     fs::remove_dir_all(&dir).ok();
 }
 
+/// A Windows node that has joined never runs `kubeadm join` again: the join
+/// loop runs only while kubelet.conf (written once the node's TLS bootstrap
+/// is done) is missing, so a join stage retried for a later step neither
+/// resets the node nor needs a bootstrap token that may be gone.
+#[test]
+fn a_joined_windows_node_never_joins_again() {
+    for file in SPECS {
+        for node in nodes(&spec(file)).iter().filter(|n| n.os.is_windows()) {
+            let script = part(node, "bootstrap.ps1");
+            let loops: Vec<&str> =
+                tools::powershell_nodes(script, "for_statement").into_iter().filter(|l| l.contains("kubeadm.exe join")).collect();
+            assert_eq!(loops.len(), 1, "{file}/{}: {loops:?}", node.group);
+            let header = &loops[0][..loops[0].find('{').unwrap()];
+            assert!(header.contains(r"-not (Test-Path 'C:\etc\kubernetes\kubelet.conf')"), "{file}/{}: {header}", node.group);
+            let joins = tools::powershell_commands(script).into_iter().filter(|c| c.args.first().is_some_and(|a| a == "join")).count();
+            assert_eq!(joins, 1, "{file}/{}: every join is inside the guarded loop", node.group);
+        }
+    }
+}
+
+/// kube-proxy's source VIP (flannel, Windows) is cached only when host-local
+/// gave an address: an error answer written to the cache would start
+/// kube-proxy without a VIP on every later start.
+#[test]
+fn the_source_vip_is_cached_only_when_it_is_an_address() {
+    let node = nodes(&spec("clusters/qa.toml")).into_iter().find(|n| n.os.is_windows()).unwrap();
+    let script = part(&node, "bootstrap.ps1");
+    let start = &script[script.find("$Proxy = @'").unwrap() + "$Proxy = @'".len()..];
+    let start = &start[..start.find("\n'@").unwrap()];
+    assert!(tools::powershell_errors(start).is_empty(), "{:?}", tools::powershell_errors(start));
+    let commands = tools::powershell_commands(start);
+    let write = commands
+        .iter()
+        .position(|c| c.name == "Set-Content" && c.args.windows(2).any(|w| w[0] == "-Path" && w[1] == "$VipFile"))
+        .expect("the VIP is cached");
+    let parse = commands.iter().position(|c| c.name == "ConvertFrom-Json").expect("the answer is parsed");
+    assert!(parse < write, "parsed before it is cached");
+    let guard = start.find("if (-not $Got)").expect("an answer without an address is refused");
+    assert!(start[guard..].find("exit 1").unwrap() < start[guard..].find("Set-Content -Path $VipFile").unwrap());
+    assert!(!start.contains("host-local.exe | Set-Content"), "host-local's answer is never written unchecked");
+}
+
 /// systemd-networkd, restarted by an upgrade, would delete the CNI's routes
 /// unless told they are not its own (the setting amazon-eks-ami's AL2023
 /// image and kOps write): every Linux node gets the drop-in.

@@ -240,7 +240,10 @@ Stage 'join' {
   $AllArgs = $KubeletArgs + @("--hostname-override=$NodeName", "--node-ip=$NodeIp")
   & C:\k\nssm.exe set kubelet AppParameters ($AllArgs -join ' ')
   # Workers boot alongside the control plane: retry until the API answers.
-  for ($i = 1; ; $i++) {
+  # A node that has joined (kubelet.conf is written once its TLS bootstrap
+  # is done) never joins again: a stage retried for a later step would
+  # otherwise reset it, and the bootstrap token may be gone by then.
+  for ($i = 1; -not (Test-Path 'C:\etc\kubernetes\kubelet.conf'); $i++) {
     & C:\k\kubeadm.exe join --config 'C:\k\kubeadm-join.yaml'
     if ($LASTEXITCODE -eq 0) { break }
     if ($i -ge 120) { throw "kubeadm join failed $i times" }

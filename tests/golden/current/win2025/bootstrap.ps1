@@ -327,7 +327,10 @@ Stage 'join' {
   $AllArgs = $KubeletArgs + @("--hostname-override=$NodeName", "--node-ip=$NodeIp")
   & C:\k\nssm.exe set kubelet AppParameters ($AllArgs -join ' ')
   # Workers boot alongside the control plane: retry until the API answers.
-  for ($i = 1; ; $i++) {
+  # A node that has joined (kubelet.conf is written once its TLS bootstrap
+  # is done) never joins again: a stage retried for a later step would
+  # otherwise reset it, and the bootstrap token may be gone by then.
+  for ($i = 1; -not (Test-Path 'C:\etc\kubernetes\kubelet.conf'); $i++) {
     & C:\k\kubeadm.exe join --config 'C:\k\kubeadm-join.yaml'
     if ($LASTEXITCODE -eq 0) { break }
     if ($i -ge 120) { throw "kubeadm join failed $i times" }
@@ -348,7 +351,13 @@ $VipFile = 'C:\k\source-vip.json'
 if (-not (Test-Path $VipFile)) {
   $env:CNI_COMMAND = 'ADD'; $env:CNI_CONTAINERID = 'kube-proxy-source-vip'; $env:CNI_NETNS = 'none'; $env:CNI_IFNAME = 'none'; $env:CNI_PATH = 'C:\opt\cni\bin'
   $Conf = '{"cniVersion":"0.2.0","name":"' + $Net + '","ipam":{"type":"host-local","ranges":[[{"subnet":"' + $N.Subnets[0].AddressPrefix + '"}]],"dataDir":"/var/lib/cni/networks"}}'
-  $Conf | & C:\opt\cni\bin\host-local.exe | Set-Content -Path $VipFile
+  $Out = ($Conf | & C:\opt\cni\bin\host-local.exe) -join "`n"
+  # Kept only when it holds an address: an error answer cached here would
+  # start kube-proxy without a source VIP on every later start.
+  $Got = $null
+  try { $Got = ($Out | ConvertFrom-Json).ip4.ip } catch { }
+  if (-not $Got) { Write-Output "host-local reserved no source VIP: $Out"; exit 1 }
+  Set-Content -Path $VipFile -Value $Out
 }
 $Vip = ((Get-Content $VipFile -Raw | ConvertFrom-Json).ip4.ip -split '/')[0]
 & C:\k\kube-proxy.exe --proxy-mode=kernelspace --network-name=$Net --source-vip=$Vip --hostname-override=__NODE__ --cluster-cidr=__PODS__ --kubeconfig=C:\etc\kubernetes\kubelet.conf --v=2
