@@ -237,10 +237,13 @@ fn flannel_objects(spec: &ClusterSpec, out: &mut Vec<KubeObject>) {
     if !spec.has_windows() {
         return;
     }
-    // Windows flannel nodes run kube-proxy as a host service with the
-    // kubelet's own credentials (there is no pod, so no service account
-    // token). Nodes may already read Services; kube-proxy also needs
-    // EndpointSlices, which the built-in system:node-proxier role grants.
+    // Windows flannel nodes run flanneld and kube-proxy as host services with
+    // the kubelet's own credentials (there is no pod, so no service account
+    // token). The Node authorizer lets a node read only its own Node (since
+    // 1.34) and no EndpointSlices; flanneld watches every Node for its
+    // peers' leases and kube-proxy lists EndpointSlices, both of which the
+    // built-in system:node-proxier role grants (tests/fixtures/upstream/
+    // flannel-windows.json, "rbac", with the sources).
     out.push(object(
         "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
         "rbac.authorization.k8s.io/v1",

@@ -604,6 +604,43 @@ fn flannel_install_replaces_the_stock_net_conf_before_anything_starts() {
     fs::remove_dir_all(&dir).ok();
 }
 
+/// flanneld and kube-proxy on Windows flannel nodes act as the node (the
+/// kubelet's kubeconfig): what they need beyond the Node authorizer's own
+/// grants comes from the ClusterRoleBinding hybrid writes, to the group
+/// their identity is in, of a role whose recorded rules cover it.
+#[test]
+fn windows_flannel_host_services_are_allowed_what_they_read() {
+    let want = contract("flannel-windows.json");
+    let rbac = &want["rbac"];
+    let qa = spec("clusters/qa.toml");
+    let calico = desired_objects(&spec("clusters/dev.toml"), None, "10.42.0.10");
+    for node in nodes(&qa).iter().filter(|n| n.os.is_windows()) {
+        let script = part(node, "bootstrap.ps1");
+        for service in ["--kubeconfig-file=C:\\etc\\kubernetes\\kubelet.conf", "--kubeconfig=C:\\etc\\kubernetes\\kubelet.conf"] {
+            assert!(script.contains(service), "{}: {service}", node.group);
+        }
+    }
+    let objects = desired_objects(&qa, None, "10.50.0.10");
+    let binding = objects
+        .iter()
+        .find(|o| {
+            o.body["kind"] == "ClusterRoleBinding"
+                && o.body["subjects"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["kind"] == "Group" && s["name"] == rbac["identity_group"]))
+        })
+        .expect("a binding for the nodes' group");
+    assert_eq!(binding.body["roleRef"]["name"], "system:node-proxier");
+    let grants: Vec<&str> = rbac["node_proxier_grants"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for (service, needs) in rbac["needs_beyond_the_node_authorizer"].as_object().unwrap() {
+        for need in needs.as_array().unwrap() {
+            assert!(grants.contains(&need.as_str().unwrap()), "{service} needs {need}, which system:node-proxier does not grant");
+        }
+    }
+    // Calico clusters have no such services on Windows, and no such binding.
+    assert!(calico.iter().all(|o| o.body["kind"] != "ClusterRoleBinding"));
+}
+
 /// A Windows node that has joined never runs `kubeadm join` again: the join
 /// loop runs only while kubelet.conf (written once the node's TLS bootstrap
 /// is done) is missing, so a join stage retried for a later step neither
