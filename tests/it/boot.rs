@@ -467,11 +467,31 @@ struct Http {
     url: String,
 }
 
+/// A static file server, except that files named `contents*.json` answer
+/// as GitHub's contents API does for a file over 1 MB (Calico's CRDs are):
+/// only the object media type gets the JSON with the blob id, any other
+/// JSON request a 403 "too_large" (GitHub REST docs, "Get repository
+/// content"; GitHub changelog 2022-05-03).
+const HTTP_SERVER: &str = r#"
+import http.server, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.startswith("/contents") and "application/vnd.github.object+json" not in (self.headers.get("Accept") or ""):
+            body = b'{"message": "This API returns blobs up to 1 MB in size.", "errors": [{"code": "too_large"}]}'
+            self.send_response(403)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
 impl Http {
     fn serve(dir: &Path) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .args(["-c", HTTP_SERVER, &port.to_string()])
             .current_dir(dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

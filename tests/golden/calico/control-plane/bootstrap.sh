@@ -89,7 +89,9 @@ expected_sum() {
         python3 -c 'import json, sys; print(next(a["digest"].split(":", 1)[1] for a in json.load(sys.stdin)["assets"] if a["name"] == sys.argv[1]))' "$asset"
       ;;
     git-blob:*)
-      curl -fsSL --retry 5 -H 'Accept: application/vnd.github+json' "${check#git-blob:}" |
+      # The object media type: the only JSON form the contents API serves for
+      # files over 1 MB (Calico's CRDs are), with the blob id in "sha".
+      curl -fsSL --retry 5 -H 'Accept: application/vnd.github.object+json' "${check#git-blob:}" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["sha"])'
       ;;
     *) return 1 ;;
