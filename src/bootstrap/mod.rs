@@ -27,7 +27,8 @@ pub use error::{BootstrapError, USER_DATA_LIMIT};
 pub use templates::Templates;
 
 use crate::bootstrap::pki::ClusterSecrets;
-use crate::model::{ClusterSpec, NodeOs, Pool};
+use crate::model::net::Ipv4Cidr;
+use crate::model::{ClusterSpec, ControlPlane, Network, NodeOs, Pool, Vpc};
 
 /// What a node (or every node of a pool) boots with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,12 +103,49 @@ pub fn render_pool(
 /// The user data of `hybrid bake`'s builder for `pool`: the same script in
 /// `bake` mode, which runs every stage that does not depend on the cluster
 /// (and pre-pulls the images), then shuts the builder down. It is rendered
-/// with stand-in secrets and without the pool's name, labels and taints, so
-/// a baked image carries nothing secret and serves every pool that needs
-/// the same things; `worker_fingerprints` likewise.
+/// with stand-in secrets for a stand-in cluster (`bake_cluster`), so a baked
+/// image carries nothing secret, and its script (which the bake key hashes)
+/// is the same for every cluster and pool that need the same image.
 pub fn render_bake(spec: &ClusterSpec, pool: &Pool, templates: &Templates) -> Result<NodeBootstrap, BootstrapError> {
-    let generic = Pool { name: "bake".into(), labels: Default::default(), taints: Vec::new(), count: 1, ..pool.clone() };
-    render_pool_as(spec, &generic, &fingerprint_secrets(), templates, "bake")
+    let (cluster, generic) = bake_cluster(spec, pool);
+    render_pool_as(&cluster, &generic, &fingerprint_secrets(), templates, "bake")
+}
+
+/// What an image is baked for: the OS, versions, CNI and pre-pulled images
+/// of `spec` and `pool`, with everything that belongs to one cluster or pool
+/// (names, addresses, tags, max pods, labels, the other pools) replaced by
+/// fixed stand-ins. The stages a bake runs read none of those (a test in
+/// tests/it/bake.rs holds the templates to that); the node's own user data
+/// supplies them at join.
+fn bake_cluster(spec: &ClusterSpec, pool: &Pool) -> (ClusterSpec, Pool) {
+    let cidr = |s: &str| Ipv4Cidr::parse(s).expect("a valid stand-in CIDR");
+    let generic = Pool {
+        name: "bake".into(),
+        instance_type: String::new(),
+        count: 1,
+        ami: None,
+        labels: Default::default(),
+        taints: Vec::new(),
+        max_pods: 110,
+        replace_batch: 1,
+        ..pool.clone()
+    };
+    let cluster = ClusterSpec {
+        name: "bake".into(),
+        ttl: None,
+        ssh_key_name: None,
+        tags: Default::default(),
+        network: Network {
+            vpc: Vpc::Create { cidr: cidr("10.0.0.0/16"), subnet_cidr: cidr("10.0.0.0/24") },
+            pod_cidr: cidr("192.168.0.0/16"),
+            service_cidr: cidr("10.96.0.0/12"),
+            admin_cidrs: Vec::new(),
+        },
+        control_plane: ControlPlane { private_ip: None, ami: None, ..spec.control_plane.clone() },
+        pools: vec![generic.clone()],
+        ..spec.clone()
+    };
+    (cluster, generic)
 }
 
 fn render_pool_as(

@@ -5,9 +5,10 @@
 //! A bake key is a digest of everything that went into an image: the OS,
 //! the base image, and the builder's rendered bake script (which holds
 //! every version, download and checksum from the version table, the images
-//! it pre-pulls, and the stages it runs). Pools that would bake the same
-//! image share it; a new Kubernetes patch, CNI version or base image gives a
-//! new key, so a stale image is never used.
+//! it pre-pulls, and the stages it runs, rendered for a stand-in cluster:
+//! `bootstrap::render_bake`). Pools that would bake the same image share
+//! it, across clusters too; a new Kubernetes patch, CNI version or base
+//! image gives a new key, so a stale image is never used.
 
 use std::collections::{BTreeMap, BTreeSet};
 

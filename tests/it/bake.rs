@@ -16,8 +16,13 @@ use std::time::Duration;
 use aws_sdk_ec2::types::Filter;
 use base64::Engine;
 
+use hybrid::bootstrap::{NodeBootstrap, Templates, render_bake, render_pool};
+use hybrid::model::net::Ipv4Cidr;
+use hybrid::model::{ClusterSpec, Vpc};
+
 use crate::ec2::Cluster;
 use crate::moto::{FaultProxy, Moto, Rule, aws_clients, hybrid_command, is_write};
+use crate::tools;
 use crate::util::text;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -485,4 +490,143 @@ fn the_release_check_compares_stock_and_baked_boots() {
     assert_eq!(from_baked(&launched[3..]), 2, "the baked run's two workers: {launched:?}");
     assert_eq!(live(&builders(&moto.url)).len(), 0);
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// `spec` as another team's cluster of the same versions would have it:
+/// another name, other addresses, more pods per node, other labels and pool
+/// names; nothing an image is made of.
+fn another_cluster(spec: &ClusterSpec) -> ClusterSpec {
+    let cidr = |s: &str| Ipv4Cidr::parse(s).unwrap();
+    let mut b = spec.clone();
+    b.name = "someone-else".into();
+    b.tags.insert("team".into(), "other".into());
+    b.network.vpc = Vpc::Create { cidr: cidr("10.77.0.0/16"), subnet_cidr: cidr("10.77.3.0/24") };
+    b.network.pod_cidr = cidr("172.20.0.0/16");
+    b.network.service_cidr = cidr("10.200.0.0/16");
+    b.control_plane.private_ip = None;
+    for p in &mut b.pools {
+        p.name = format!("{}-x", p.name);
+        p.max_pods -= 1;
+        p.labels.insert("owner".into(), "else".into());
+        p.instance_type = "m7i.2xlarge".into();
+    }
+    b
+}
+
+fn script_of(node: &NodeBootstrap) -> &str {
+    let name = if node.os.is_windows() { "bootstrap.ps1" } else { "bootstrap.sh" };
+    &node.parts.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+/// Variables a rendered script assigns differently in two renders (every
+/// assignment to a name, as the parser sees it: a PowerShell string may
+/// span lines).
+fn differing_globals(a: &str, b: &str, windows: bool) -> Vec<String> {
+    let assignments = |s: &str| -> BTreeMap<String, Vec<String>> {
+        let nodes = if windows { tools::powershell_nodes(s, "assignment_expression") } else { tools::bash_nodes(s, "variable_assignment") };
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for text in nodes {
+            let name = text.split('=').next().unwrap().trim().trim_start_matches('$');
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                out.entry(name.to_string()).or_default().push(text.to_string());
+            }
+        }
+        out
+    };
+    let (ga, gb) = (assignments(a), assignments(b));
+    ga.iter().filter(|(k, v)| gb.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect()
+}
+
+/// A baked image serves every cluster that needs the same OS, versions, CNI
+/// and pre-pulled images: the stages a bake runs read nothing a cluster or
+/// pool owns (checked on each cluster's own node script: those stages are
+/// the same, and use no setting that differs), so two such clusters get one
+/// bake script and one bake key; other versions get another.
+#[test]
+fn clusters_of_the_same_versions_share_a_baked_image() {
+    let templates = Templates::builtin();
+    let secrets = crate::render::test_secrets();
+    for file in ["clusters/dev.toml", "clusters/qa.toml", "tests/fixtures/render/k136-flannel-2025.toml"] {
+        let a = crate::render::spec(file);
+        let b = another_cluster(&a);
+        for (pa, pb) in a.pools.iter().zip(&b.pools) {
+            let what = format!("{file} pool {}", pa.name);
+            let (na, nb) = (render_pool(&a, pa, &secrets, &templates).unwrap(), render_pool(&b, pb, &secrets, &templates).unwrap());
+            let (sa, sb) = (script_of(&na), script_of(&nb));
+            let windows = pa.os.is_windows();
+            let differing = differing_globals(sa, sb, windows);
+            assert!(!differing.is_empty(), "{what}: the two clusters must differ somewhere");
+            if windows {
+                // Every stage before the join (the bake stops there) and the bake's own.
+                let join = sa.find("Stage 'join'").unwrap();
+                let baked: Vec<String> = tools::powershell_commands(&sa[..join])
+                    .into_iter()
+                    .filter(|c| c.name == "Stage")
+                    .map(|c| c.literal(0).unwrap())
+                    .collect();
+                assert!(baked.len() >= 4, "{what}: {baked:?}");
+                let in_baked = |s: &str| -> Vec<(Option<String>, String, Vec<String>)> {
+                    tools::powershell_commands(s)
+                        .into_iter()
+                        .filter(|c| c.stage.as_ref().is_some_and(|st| baked.contains(st)))
+                        .map(|c| (c.stage, c.name, c.args))
+                        .collect()
+                };
+                let (ca, cb) = (in_baked(sa), in_baked(sb));
+                assert_eq!(ca, cb, "{what}: a baked stage differs between clusters");
+                for (stage, name, args) in &ca {
+                    for var in &differing {
+                        let used = args.iter().any(|a| a.contains(&format!("${var}")));
+                        assert!(!used, "{what}: stage {stage:?} ({name}) uses ${var}, which differs per cluster");
+                    }
+                }
+            } else {
+                let main = tools::bash_commands(sa);
+                let finish = main.iter().position(|c| c.name == "finish_bake" && c.function.as_deref() == Some("main")).unwrap();
+                let mut baked: Vec<String> = main[..finish]
+                    .iter()
+                    .filter(|c| c.name == "stage" && c.function.as_deref() == Some("main"))
+                    .map(|c| c.args[1].clone())
+                    .collect();
+                baked.push("finish_bake".into());
+                let (fa, fb) = (tools::bash_functions(sa), tools::bash_functions(sb));
+                for f in &baked {
+                    assert_eq!(fa[f], fb[f], "{what}: {f} differs between clusters");
+                    for var in &differing {
+                        assert!(!fa[f].contains(&format!("${var}")) && !fa[f].contains(&format!("${{{var}")), "{what}: {f} uses ${var}");
+                    }
+                    assert!(!fa[f].contains("kubeadm.yaml"), "{what}: {f} reads the cluster's kubeadm config");
+                }
+                // Files the bake stages install from (containerd's config) are the same too.
+                let files = |n: &NodeBootstrap| -> BTreeMap<String, String> {
+                    let docs = tools::yaml_to_json(&n.parts.iter().find(|(p, _)| p == "cloud-config.yaml").unwrap().1).unwrap();
+                    docs[0]["write_files"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| (f["path"].as_str().unwrap().to_string(), f["content"].as_str().unwrap().to_string()))
+                        .collect()
+                };
+                let (wa, wb) = (files(&na), files(&nb));
+                let differ: Vec<&String> = wa.keys().filter(|k| wa.get(*k) != wb.get(*k)).collect();
+                assert_eq!(differ, ["/etc/hybrid/kubeadm.yaml.in", "/opt/hybrid/bootstrap.sh"], "{what}");
+            }
+            // One image for both.
+            let (ba, bb) = (render_bake(&a, pa, &templates).unwrap(), render_bake(&b, pb, &templates).unwrap());
+            assert!(ba.user_data == bb.user_data, "{what}: two bake scripts for one image");
+        }
+    }
+    // Another patch release, CNI release or pre-pull list is another image.
+    let a = crate::render::spec("clusters/dev.toml");
+    let pool = &a.pools[0];
+    let base = render_bake(&a, pool, &templates).unwrap().user_data;
+    let mut patch = a.clone();
+    patch.kubernetes_version.patch -= 1;
+    let mut cni = a.clone();
+    cni.cni.version = "3.32.3".into();
+    let mut prepull = pool.clone();
+    prepull.prepull.push("docker.io/library/nginx:1.27".into());
+    assert_ne!(render_bake(&patch, pool, &templates).unwrap().user_data, base);
+    assert_ne!(render_bake(&cni, pool, &templates).unwrap().user_data, base);
+    assert_ne!(render_bake(&a, &prepull, &templates).unwrap().user_data, base);
 }

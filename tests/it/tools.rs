@@ -192,6 +192,32 @@ pub fn bash_commands(script: &str) -> Vec<ScriptCommand> {
     out
 }
 
+/// The text of every node of `kind` in a bash script (e.g. `variable_assignment`).
+pub fn bash_nodes<'a>(script: &'a str, kind: &str) -> Vec<&'a str> {
+    let tree = parse_bash(script);
+    let mut out = Vec::new();
+    walk(tree.root_node(), &mut |n| {
+        if n.kind() == kind {
+            out.push(&script[n.byte_range()]);
+        }
+    });
+    out
+}
+
+/// Every function of a bash script: name to its whole definition's text.
+pub fn bash_functions(script: &str) -> std::collections::BTreeMap<String, String> {
+    let tree = parse_bash(script);
+    let mut out = std::collections::BTreeMap::new();
+    walk(tree.root_node(), &mut |n| {
+        if n.kind() == "function_definition"
+            && let Some(name) = n.child_by_field_name("name")
+        {
+            out.insert(script[name.byte_range()].to_string(), script[n.byte_range()].to_string());
+        }
+    });
+    out
+}
+
 /// Whether the bash grammar found errors (with their text).
 pub fn bash_errors(script: &str) -> Vec<String> {
     let tree = parse_bash(script);

@@ -278,7 +278,6 @@ Stage 'flannel' {
   tar.exe -xzf "$Root\flannel-cni.tgz" -C "$Root\flannel-cni"
   Copy-Item -Force (Get-ChildItem "$Root\flannel-cni" -Recurse -Filter 'flannel*.exe' | Select-Object -First 1).FullName 'C:\opt\cni\bin\flannel.exe'
   tar.exe -xzf "$Root\cni-plugins.tgz" -C 'C:\opt\cni\bin'
-  Set-Content -Path 'C:\etc\kube-flannel\net-conf.json' -Value $FlannelNetConf -Encoding Ascii
   & C:\k\nssm.exe install flanneld 'C:\k\flanneld.exe'
   & C:\k\nssm.exe set flanneld DependOnService kubelet
   & C:\k\nssm.exe set flanneld AppStdout 'C:\var\log\flanneld.log'
@@ -338,6 +337,9 @@ Stage 'join' {
     & C:\k\kubeadm.exe reset -f | Out-Null
     Start-Sleep -Seconds 30
   }
+  # The cluster's settings are written here, never in a stage a baked image
+  # has already run: the image serves every cluster of its versions.
+  Set-Content -Path 'C:\etc\kube-flannel\net-conf.json' -Value $FlannelNetConf -Encoding Ascii
   Set-Content -Path 'C:\etc\cni\net.d\10-flannel.conflist' -Value ($FlannelCniConf.Replace('__HYBRID_NODE_IP__', $NodeIp)) -Encoding Ascii
   & C:\k\nssm.exe set flanneld AppParameters "--kube-subnet-mgr --kubeconfig-file=C:\etc\kubernetes\kubelet.conf --iface=$NodeIp --net-config-path=C:\etc\kube-flannel\net-conf.json"
   & C:\k\nssm.exe set flanneld AppEnvironmentExtra "NODE_NAME=$NodeName"
