@@ -20,7 +20,7 @@ cluster() { # name linux1 linux2 win2022 win2019
 [cluster]
 name = "$1"
 region = "us-east-1"
-kubernetes_version = "1.34.1"
+kubernetes_version = "1.35"  # the newest minor that still runs Windows Server 2019
 [network]
 vpc_cidr = "10.60.0.0/16"
 subnet_cidr = "10.60.0.0/22"
