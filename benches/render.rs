@@ -12,7 +12,7 @@ use hybrid::config::load;
 
 fn main() {
     let mut toml = String::from(
-        "[cluster]\nname = \"bench\"\nregion = \"us-east-1\"\nkubernetes_version = \"1.34.1\"\n\
+        "[cluster]\nname = \"bench\"\nregion = \"us-east-1\"\nkubernetes_version = \"1.36\"\n\
          [network]\nvpc_cidr = \"10.0.0.0/16\"\nsubnet_cidr = \"10.0.0.0/20\"\npod_cidr = \"10.128.0.0/9\"\n\
          [control_plane]\ninstance_type = \"m6i.2xlarge\"\n",
     );

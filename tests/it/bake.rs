@@ -598,16 +598,7 @@ fn clusters_of_the_same_versions_share_a_baked_image() {
                     assert!(!fa[f].contains("kubeadm.yaml"), "{what}: {f} reads the cluster's kubeadm config");
                 }
                 // Files the bake stages install from (containerd's config) are the same too.
-                let files = |n: &NodeBootstrap| -> BTreeMap<String, String> {
-                    let docs = tools::yaml_to_json(&n.parts.iter().find(|(p, _)| p == "cloud-config.yaml").unwrap().1).unwrap();
-                    docs[0]["write_files"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|f| (f["path"].as_str().unwrap().to_string(), f["content"].as_str().unwrap().to_string()))
-                        .collect()
-                };
-                let (wa, wb) = (files(&na), files(&nb));
+                let (wa, wb) = (crate::boot::write_files(&na), crate::boot::write_files(&nb));
                 let differ: Vec<&String> = wa.keys().filter(|k| wa.get(*k) != wb.get(*k)).collect();
                 assert_eq!(differ, ["/etc/hybrid/kubeadm.yaml.in", "/opt/hybrid/bootstrap.sh"], "{what}");
             }

@@ -45,7 +45,8 @@ fn kind(node: &NodeBootstrap) -> NodeKind {
     }
 }
 
-fn write_files(node: &NodeBootstrap) -> BTreeMap<String, String> {
+/// Path to content of every file a Linux node's cloud-config writes.
+pub(crate) fn write_files(node: &NodeBootstrap) -> BTreeMap<String, String> {
     let docs = tools::yaml_to_json(part(node, "cloud-config.yaml")).unwrap();
     docs[0]["write_files"]
         .as_array()

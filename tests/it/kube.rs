@@ -13,7 +13,7 @@ use hybrid::adapters::kube::{KubeApi, KubeClient};
 use hybrid::bootstrap::pki::ClusterSecrets;
 use hybrid::cluster::converge::{Outcome, converge_objects, pending_changes, reconcile_nodes};
 use hybrid::cluster::kubeconfig::AdminKubeconfig;
-use hybrid::cluster::objects::{CalicoApi, desired_objects};
+use hybrid::cluster::objects::{CalicoApi, KubeObject, desired_objects};
 use serde_json::json;
 
 use crate::util::root;
@@ -104,6 +104,18 @@ fn rt() -> tokio::runtime::Runtime {
 
 fn quiet(_: &str) {}
 
+/// Once converged, a second converge writes nothing (counted by the server)
+/// and plan's check finds nothing pending.
+async fn assert_nothing_left_to_write(api: &KubeClient, spec: &hybrid::model::ClusterSpec, objects: &[KubeObject], what: &str) {
+    let before = server_writes(api).await;
+    let again = converge_objects(api, objects, &quiet).await.unwrap();
+    assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{what}: {again:?}");
+    assert_eq!(server_writes(api).await, before, "{what}: the second converge wrote");
+    let pools = spec.pools.iter().map(|p| (p.name.clone(), p)).collect();
+    let pending = pending_changes(api, objects, &pools).await.unwrap();
+    assert!(pending.is_empty(), "{what}: plan would report drift forever: {pending:?}");
+}
+
 /// Writes the emulator has taken, counted by the server itself (not by
 /// hybrid's client), so a write that bypasses hybrid's counter still counts.
 async fn server_writes(api: &KubeClient) -> u64 {
@@ -168,13 +180,7 @@ fn calico_v3_api_is_detected_and_written() {
         assert_eq!((ipam["kind"].clone(), ipam["spec"]["strictAffinity"].clone()), (json!("IPAMConfiguration"), json!(true)));
         assert!(api.get("/apis/crd.projectcalico.org/v1/ipamconfigs/default").await.unwrap().is_none());
 
-        let before = server_writes(&api).await;
-        let second = converge_objects(&api, &objects, &quiet).await.unwrap();
-        assert!(second.iter().all(|(_, o)| *o == Outcome::Unchanged), "{second:?}");
-        assert_eq!(server_writes(&api).await, before, "a second converge on the v3 path wrote");
-        let pools = spec.pools.iter().map(|p| (p.name.clone(), p)).collect();
-        let pending = pending_changes(&api, &objects, &pools).await.unwrap();
-        assert!(pending.is_empty(), "plan would report drift forever: {pending:?}");
+        assert_nothing_left_to_write(&api, &spec, &objects, "the v3 path").await;
     });
 }
 
@@ -257,13 +263,7 @@ fn every_object_hybrid_writes_passes_the_strict_server_and_converges_once() {
                 let hybrid = stored["metadata"]["managedFields"].as_array().unwrap().iter().find(|m| m["manager"] == "hybrid").unwrap();
                 assert_eq!(hybrid["operation"], "Apply", "{}", o.describe());
             }
-            let before = server_writes(&api).await;
-            let again = converge_objects(&api, &objects, &quiet).await.unwrap();
-            assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{file} (v3: {calico_v3}): {again:?}");
-            assert_eq!(server_writes(&api).await, before, "{file} (v3: {calico_v3}): the second converge wrote");
-            let pools = spec.pools.iter().map(|p| (p.name.clone(), p)).collect();
-            let pending = pending_changes(&api, &objects, &pools).await.unwrap();
-            assert!(pending.is_empty(), "{file} (v3: {calico_v3}): plan would report drift forever: {pending:?}");
+            assert_nothing_left_to_write(&api, &spec, &objects, &format!("{file} (v3: {calico_v3})")).await;
         });
     }
 }

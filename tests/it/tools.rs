@@ -34,7 +34,10 @@ pub fn powershell_errors(script: &str) -> Vec<String> {
 
 /// The text of every node of `kind`.
 pub fn powershell_nodes<'a>(script: &'a str, kind: &str) -> Vec<&'a str> {
-    let tree = parse_powershell(script);
+    nodes_of_kind(&parse_powershell(script), script, kind)
+}
+
+fn nodes_of_kind<'a>(tree: &Tree, script: &'a str, kind: &str) -> Vec<&'a str> {
     let mut out = Vec::new();
     walk(tree.root_node(), &mut |n| {
         if n.kind() == kind {
@@ -194,14 +197,7 @@ pub fn bash_commands(script: &str) -> Vec<ScriptCommand> {
 
 /// The text of every node of `kind` in a bash script (e.g. `variable_assignment`).
 pub fn bash_nodes<'a>(script: &'a str, kind: &str) -> Vec<&'a str> {
-    let tree = parse_bash(script);
-    let mut out = Vec::new();
-    walk(tree.root_node(), &mut |n| {
-        if n.kind() == kind {
-            out.push(&script[n.byte_range()]);
-        }
-    });
-    out
+    nodes_of_kind(&parse_bash(script), script, kind)
 }
 
 /// Every function of a bash script: name to its whole definition's text.
