@@ -34,15 +34,20 @@ pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result
     Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes, in_use, images, notes })
 }
 
-/// A control plane that stays although the file names a newer patch
+/// A control plane that stays although the file names another patch
 /// release: said in plain words, since nothing in the changes shows it.
 fn control_plane_notes(desired: &DesiredState, actual: &Inventory, changes: &[Change]) -> Vec<String> {
     let Some(want) = desired.instances.get(CONTROL_PLANE) else { return Vec::new() };
     if changes.iter().any(|c| c.name == CONTROL_PLANE && matches!(c.resource, Resource::Instance { .. })) {
         return Vec::new();
     }
-    let running: Vec<&Instance> = actual.instances.iter().filter(|i| i.slot == CONTROL_PLANE).collect();
-    let Some(keep) = running.first().map(|_| keeper(&running, want)) else { return Vec::new() };
+    let mut running: Vec<&Instance> = actual.instances.iter().filter(|i| i.slot == CONTROL_PLANE).collect();
+    if running.is_empty() {
+        return Vec::new();
+    }
+    // The same instance `instance_changes` keeps (it wants them oldest first).
+    running.sort_by(|a, b| (&a.launch_time, &a.id).cmp(&(&b.launch_time, &b.id)));
+    let keep = keeper(&running, want);
     let mut differs = Vec::new();
     if !keep.kubernetes_version.is_empty() && keep.kubernetes_version != want.kubernetes_version {
         differs.push(format!("Kubernetes {} (the file asks for {})", keep.kubernetes_version, want.kubernetes_version));
