@@ -84,6 +84,14 @@ fn ok(out: &std::process::Output, what: &str) -> String {
     text(&out.stdout)
 }
 
+/// Moves a test cluster file (written for 1.36) to another Kubernetes minor:
+/// another image to bake.
+fn on_kubernetes(file: &std::path::Path, minor: &str) {
+    let body = std::fs::read_to_string(file).unwrap();
+    assert!(body.contains("kubernetes_version = \"1.36\""));
+    std::fs::write(file, body.replace("kubernetes_version = \"1.36\"", &format!("kubernetes_version = \"{minor}\""))).unwrap();
+}
+
 /// (image id, bake key, state) of every baked image.
 fn baked(endpoint: &str) -> Vec<(String, String, String)> {
     rt().block_on(async {
@@ -279,11 +287,7 @@ fn bake_resumes_after_kills_and_never_leaves_a_builder_running() {
     // rerun finds the image and ends the builder.
     let c3 = Cluster::new("bk3");
     let file3 = c3.write(2, 0, "m5.xlarge");
-    std::fs::write(
-        &file3,
-        std::fs::read_to_string(&file3).unwrap().replace("kubernetes_version = \"1.36\"", "kubernetes_version = \"1.35\""),
-    )
-    .unwrap();
+    on_kubernetes(&file3, "1.35");
     proxy.reset();
     proxy.add_rules(&[Rule { op: "CreateImage", nth: 1, fault: "kill-after" }], Some(&pid_file));
     let killed = crate::crash::spawn_recorded(&proxy.url, &["bake", file3.to_str().unwrap(), "--yes", "--poll-ms", "100"], &pid_file);
@@ -299,11 +303,7 @@ fn bake_resumes_after_kills_and_never_leaves_a_builder_running() {
     // of making one from a builder that is gone.
     let c4 = Cluster::new("bk4");
     let file4 = c4.write(2, 0, "m5.2xlarge");
-    std::fs::write(
-        &file4,
-        std::fs::read_to_string(&file4).unwrap().replace("kubernetes_version = \"1.36\"", "kubernetes_version = \"1.37\""),
-    )
-    .unwrap();
+    on_kubernetes(&file4, "1.37");
     proxy.reset();
     proxy.add_rules(&[Rule { op: "CreateImage", nth: 1, fault: "kill-after" }], Some(&pid_file));
     let killed = crate::crash::spawn_recorded(&proxy.url, &["bake", file4.to_str().unwrap(), "--yes", "--poll-ms", "100"], &pid_file);
