@@ -20,10 +20,26 @@ pub enum Outcome {
 
 /// What converging `o` needs: absent is a create; present, a dry-run apply
 /// decides. The one rule behind both `converge_objects` and `pending_changes`.
+///
+/// The dry run is compared with the object as it was when the dry run ran:
+/// a controller writing in between (the Tigera operator fills in defaults
+/// right after hybrid's writes) would otherwise look like a change hybrid
+/// has to make. So the object is read before and after the dry run, and the
+/// answer counts only when nothing moved meanwhile (a few tries).
 async fn needed<K: KubeApi>(api: &K, o: &KubeObject) -> KubeResult<Outcome> {
-    let Some(current) = api.get(&o.path()).await? else { return Ok(Outcome::Created) };
-    let would_be = api.apply(&o.path(), &o.body, o.force, true).await?;
-    Ok(if unchanged(&current, &would_be) { Outcome::Unchanged } else { Outcome::Patched })
+    let version = |v: &Value| v["metadata"]["resourceVersion"].clone();
+    let mut outcome = Outcome::Patched;
+    for _ in 0..3 {
+        let Some(before) = api.get(&o.path()).await? else { return Ok(Outcome::Created) };
+        let would_be = api.apply(&o.path(), &o.body, o.force, true).await?;
+        outcome = if unchanged(&before, &would_be) { Outcome::Unchanged } else { Outcome::Patched };
+        match api.get(&o.path()).await? {
+            Some(after) if version(&after) == version(&before) => return Ok(outcome),
+            Some(_) => continue,
+            None => return Ok(Outcome::Created),
+        }
+    }
+    Ok(outcome)
 }
 
 pub async fn converge_objects<K: KubeApi>(api: &K, objects: &[KubeObject], progress: &impl Progress) -> KubeResult<Vec<(String, Outcome)>> {
@@ -432,4 +448,80 @@ pub async fn pending_changes<K: KubeApi>(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::adapters::kube::KubeResult;
+
+    /// An API server with one stored object, where a controller writes a
+    /// default into it right before hybrid's first dry run (between the
+    /// read and the dry run), as the Tigera operator does after a write.
+    struct RacingController {
+        stored: RefCell<Value>,
+        raced: RefCell<bool>,
+    }
+
+    impl KubeApi for RacingController {
+        async fn get(&self, _: &str) -> KubeResult<Option<Value>> {
+            Ok(Some(self.stored.borrow().clone()))
+        }
+        async fn list(&self, _: &str, _: Option<&str>, _: Option<&str>) -> KubeResult<Vec<Value>> {
+            Ok(Vec::new())
+        }
+        async fn create(&self, _: &str, _: &Value) -> KubeResult<Value> {
+            unreachable!("nothing to create")
+        }
+        async fn merge_patch(&self, _: &str, _: &Value) -> KubeResult<Value> {
+            unreachable!("nothing to patch")
+        }
+        async fn apply(&self, _: &str, _: &Value, _: bool, dry_run: bool) -> KubeResult<Value> {
+            assert!(dry_run, "nothing differs: only dry runs");
+            if !self.raced.replace(true) {
+                let mut stored = self.stored.borrow_mut();
+                stored["spec"]["healthPort"] = json!(9099);
+                stored["metadata"]["resourceVersion"] = json!("2");
+            }
+            // hybrid's fields are all there: the dry run is the object as stored.
+            Ok(self.stored.borrow().clone())
+        }
+        async fn delete(&self, _: &str) -> KubeResult<()> {
+            unreachable!()
+        }
+        async fn evict(&self, _: &str, _: &str) -> KubeResult<bool> {
+            unreachable!()
+        }
+        async fn api_groups(&self) -> KubeResult<Vec<String>> {
+            Ok(Vec::new())
+        }
+        fn writes(&self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn a_controller_writing_between_read_and_dry_run_is_not_a_change() {
+        let object = KubeObject {
+            collection: "/apis/crd.projectcalico.org/v1/felixconfigurations".into(),
+            name: "default".into(),
+            body: json!({ "spec": { "vxlanVNI": 4096 } }),
+            force: true,
+        };
+        let api = RacingController {
+            stored: RefCell::new(json!({ "metadata": { "name": "default", "resourceVersion": "1" }, "spec": { "vxlanVNI": 4096 } })),
+            raced: RefCell::new(false),
+        };
+        let outcome = block_on(needed(&api, &object)).unwrap();
+        assert_eq!(outcome, Outcome::Unchanged);
+        assert!(*api.raced.borrow(), "the controller did write in between");
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
 }
