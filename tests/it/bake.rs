@@ -84,6 +84,17 @@ fn ok(out: &std::process::Output, what: &str) -> String {
     text(&out.stdout)
 }
 
+/// Runs `bake FILE` through the proxy and kills it right after CreateImage
+/// (the image made, the builder not yet ended); returns the builders left
+/// running.
+fn bake_killed_after_create_image(proxy: &FaultProxy, moto: &Moto, file: &std::path::Path, pid_file: &std::path::Path) -> Vec<String> {
+    proxy.reset();
+    proxy.add_rules(&[Rule { op: "CreateImage", nth: 1, fault: "kill-after" }], Some(pid_file));
+    let killed = crate::crash::spawn_recorded(&proxy.url, &["bake", file.to_str().unwrap(), "--yes", "--poll-ms", "100"], pid_file);
+    assert_ne!(killed.status.code(), Some(0), "the bake was not killed");
+    live(&builders(&moto.url)).into_iter().map(|(id, _)| id.clone()).collect()
+}
+
 /// Moves a test cluster file (written for 1.36) to another Kubernetes minor:
 /// another image to bake.
 fn on_kubernetes(file: &std::path::Path, minor: &str) {
@@ -288,11 +299,8 @@ fn bake_resumes_after_kills_and_never_leaves_a_builder_running() {
     let c3 = Cluster::new("bk3");
     let file3 = c3.write(2, 0, "m5.xlarge");
     on_kubernetes(&file3, "1.35");
-    proxy.reset();
-    proxy.add_rules(&[Rule { op: "CreateImage", nth: 1, fault: "kill-after" }], Some(&pid_file));
-    let killed = crate::crash::spawn_recorded(&proxy.url, &["bake", file3.to_str().unwrap(), "--yes", "--poll-ms", "100"], &pid_file);
-    assert_ne!(killed.status.code(), Some(0));
-    assert_eq!(live(&builders(&moto.url)).len(), 1, "killed before ending its builder");
+    let left = bake_killed_after_create_image(&proxy, &moto, &file3, &pid_file);
+    assert_eq!(left.len(), 1, "killed before ending its builder");
     let out = ok(&run(&moto.url, &["bake", file3.to_str().unwrap(), "--yes", "--poll-ms", "100"]), "rerun after CreateImage");
     assert!(out.contains("Nothing to bake") && out.contains("terminated leftover builder(s)"), "{out}");
     assert!(live(&builders(&moto.url)).is_empty(), "{:?}", builders(&moto.url));
@@ -304,11 +312,7 @@ fn bake_resumes_after_kills_and_never_leaves_a_builder_running() {
     let c4 = Cluster::new("bk4");
     let file4 = c4.write(2, 0, "m5.2xlarge");
     on_kubernetes(&file4, "1.37");
-    proxy.reset();
-    proxy.add_rules(&[Rule { op: "CreateImage", nth: 1, fault: "kill-after" }], Some(&pid_file));
-    let killed = crate::crash::spawn_recorded(&proxy.url, &["bake", file4.to_str().unwrap(), "--yes", "--poll-ms", "100"], &pid_file);
-    assert_ne!(killed.status.code(), Some(0));
-    let left: Vec<String> = live(&builders(&moto.url)).into_iter().map(|(id, _)| id.clone()).collect();
+    let left = bake_killed_after_create_image(&proxy, &moto, &file4, &pid_file);
     assert_eq!(left.len(), 1, "killed before ending its builder");
     rt().block_on(async { aws_clients(&moto.url).await.0.terminate_instances().set_instance_ids(Some(left)).send().await.unwrap() });
     proxy.reset();

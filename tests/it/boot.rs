@@ -33,6 +33,20 @@ fn nodes(spec: &ClusterSpec) -> Vec<NodeBootstrap> {
     render_cluster(spec, &test_secrets(), &Templates::builtin()).unwrap()
 }
 
+/// The control plane's bootstrap for the cluster file `file`.
+fn control_plane(file: &str) -> NodeBootstrap {
+    nodes(&spec(file)).into_iter().find(|n| n.group == "control-plane").unwrap()
+}
+
+/// A fresh scratch folder of this test run; `tag` keeps tests apart (they
+/// run in parallel and each empties its own).
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hybrid-it-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn part<'a>(node: &'a NodeBootstrap, name: &str) -> &'a str {
     &node.parts.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{} has no {name}", node.group)).1
 }
@@ -532,10 +546,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[test]
 fn fetch_keeps_only_files_whose_checksum_matches() {
-    let node = nodes(&spec("clusters/dev.toml")).into_iter().find(|n| n.group == "control-plane").unwrap();
+    let node = control_plane("clusters/dev.toml");
     let script = part(&node, "bootstrap.sh");
-    let dir = std::env::temp_dir().join(format!("hybrid-it-fetch-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
+    let dir = scratch("fetch");
     fs::create_dir_all(dir.join("www")).unwrap();
     let body = b"containerd, or so it says\n";
     let sum = sha256_hex(body);
@@ -596,11 +609,9 @@ mod git_blob {
 
 #[test]
 fn flannel_install_replaces_the_stock_net_conf_before_anything_starts() {
-    let node = nodes(&spec("clusters/qa.toml")).into_iter().find(|n| n.group == "control-plane").unwrap();
+    let node = control_plane("clusters/qa.toml");
     let script = part(&node, "bootstrap.sh");
-    let dir = std::env::temp_dir().join(format!("hybrid-it-flannel-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("flannel");
     // The stock manifest's shape (kube-flannel.yml): a namespace, the
     // ConfigMap with VNI 1 / port 8472 defaults, and the DaemonSet.
     let stock = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kube-flannel\n---\nkind: ConfigMap\napiVersion: v1\nmetadata:\n  name: kube-flannel-cfg\n  namespace: kube-flannel\ndata:\n  net-conf.json: |\n    {\"Network\": \"10.244.0.0/16\", \"Backend\": {\"Type\": \"vxlan\"}}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: kube-flannel-ds\n";
@@ -732,10 +743,9 @@ fn networkd_leaves_the_cni_routes_alone_on_every_linux_node() {
 /// taking the half-made control plane for a finished one.
 #[test]
 fn an_interrupted_kubeadm_init_is_reset_and_run_again() {
-    let node = nodes(&spec("clusters/dev.toml")).into_iter().find(|n| n.group == "control-plane").unwrap();
+    let node = control_plane("clusters/dev.toml");
     let script = part(&node, "bootstrap.sh");
-    let dir = std::env::temp_dir().join(format!("hybrid-it-init-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
+    let dir = scratch("init");
     fs::create_dir_all(dir.join("k8s/manifests")).unwrap();
     let d = dir.display();
     // kubeadm, kubectl and fetch_secrets stand in for the real ones; the
@@ -853,10 +863,8 @@ fn the_control_plane_reads_its_secrets_from_ssm_with_imdsv2_credentials() {
             .await
             .unwrap();
     });
-    let cp = nodes(&spec("clusters/dev.toml")).into_iter().find(|n| n.group == "control-plane").unwrap();
-    let dir = std::env::temp_dir().join(format!("hybrid-it-fetch-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
+    let cp = control_plane("clusters/dev.toml");
+    let dir = scratch("fetch-secrets");
     let script = dir.join("fetch-secrets.py");
     fs::write(&script, part(&cp, "fetch-secrets.py")).unwrap();
     let compile = Command::new("python3").args(["-m", "py_compile"]).arg(&script).output().unwrap();
