@@ -90,7 +90,8 @@ expected_sum() {
       ;;
     git-blob:*)
       # The object media type: the only JSON form the contents API serves for
-      # files over 1 MB (Calico's CRDs are), with the blob id in "sha".
+      # files over 1 MB (Calico's CRDs are), with the blob id in "sha"
+      # (GitHub REST docs, "Get repository content"; changelog 2022-05-03).
       curl -fsSL --retry 5 -H 'Accept: application/vnd.github.object+json' "${check#git-blob:}" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["sha"])'
       ;;
