@@ -17,8 +17,8 @@
 #   HYBRID_E2E_IMAGES      auto (default: as the file says) | compare: bring the cluster up on stock images,
 #                          destroy it, `hybrid bake` its images, bring it up again on them, and record both
 #                          times to Ready per pool (the baked images stay; `hybrid images --prune` removes them)
-#   HYBRID_E2E_BAKE_ARGS   extra `hybrid bake` flags in compare mode: "--fast-launch 5", or "--subnet S
-#                          --security-group G" where the region has no default VPC for the builders
+#   HYBRID_E2E_BAKE_ARGS   extra `hybrid bake` flags in compare mode, e.g. "--subnet S --security-group G"
+#                          where the region has no default VPC for the builders
 #   HYBRID                 the hybrid binary (default: a release build, built if missing)
 #   HYBRID_E2E_EC2_ONLY=1  the AWS side only (for emulators such as moto: nothing boots there)
 #   AWS_* / --profile      the usual AWS credential chain; AWS_ENDPOINT_URL points at an emulator

@@ -1336,23 +1336,6 @@ impl Cloud for AwsCloud {
         Ok(())
     }
 
-    async fn enable_fast_launch(&self, image_id: &str, count: u32) -> CloudResult<()> {
-        self.count("EnableFastLaunch");
-        self.ec2
-            .enable_fast_launch()
-            .image_id(image_id)
-            .resource_type("snapshot")
-            .snapshot_configuration(ec2t::FastLaunchSnapshotConfigurationRequest::builder().target_resource_count(count as i32).build())
-            .max_parallel_launches(count.max(6) as i32)
-            // A failure is only a warning (the image works without it).
-            .customize()
-            .config_override(no_retries())
-            .send()
-            .await
-            .map_err(|e| err("EnableFastLaunch", e))?;
-        Ok(())
-    }
-
     async fn images_in_use(&self, image_ids: &[String]) -> CloudResult<BTreeSet<String>> {
         if image_ids.is_empty() {
             return Ok(BTreeSet::new());

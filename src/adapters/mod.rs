@@ -174,8 +174,6 @@ pub trait Cloud {
     async fn instance_states(&self, ids: &[String]) -> CloudResult<BTreeMap<String, String>>;
     /// Deregisters the image and deletes its snapshots.
     async fn delete_image(&self, image: &BakedImage) -> CloudResult<()>;
-    /// EC2 Fast Launch for a Windows image: `count` pre-provisioned snapshots.
-    async fn enable_fast_launch(&self, image_id: &str, count: u32) -> CloudResult<()>;
     /// Which of `image_ids` a live instance (any cluster, any tool) runs.
     async fn images_in_use(&self, image_ids: &[String]) -> CloudResult<std::collections::BTreeSet<String>>;
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::error::BootstrapError;
 use crate::bootstrap::pki::ClusterSecrets;
-use crate::model::{ClusterSpec, NodeOs, Pool, Taint, kubelet_may_self_label};
+use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint, kubelet_may_self_label};
 use crate::versions::{self, Download, NodeKind};
 
 /// The API server port kubeadm listens on.
@@ -209,8 +209,8 @@ pub struct Windows {
     /// flannel's CNI config for this node (win-overlay delegate), with the
     /// node IP placeholder for ProviderAddress.
     flannel_cni_conf: String,
-    /// The HNS network flanneld creates and kube-proxy attaches to.
-    flannel_network: String,
+    /// The HNS network the CNI creates and kube-proxy attaches to.
+    kube_proxy_network: String,
     /// kubelet runs as an nssm service with these fixed flags; the node name
     /// and IP are appended at boot. kubeadm's kubeadm-flags.env is not read
     /// on this path, so labels and taints go here too (WINDOWS-NOTES §3.2).
@@ -267,7 +267,10 @@ pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Res
         pod_cidr: spec.network.pod_cidr.to_string(),
         flannel_net_conf: flannel_net_conf(spec),
         flannel_cni_conf: flannel_windows_cni_conf(spec),
-        flannel_network: flannel_network_name(spec),
+        kube_proxy_network: match spec.cni.plugin {
+            CniPlugin::Flannel => flannel_network_name(spec),
+            CniPlugin::Calico => CALICO_WINDOWS_NETWORK.to_string(),
+        },
         kubelet_args,
         taints: taints(&pool.taints),
         node_name_placeholder: NODE_NAME_PLACEHOLDER,
@@ -279,6 +282,11 @@ pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Res
         mode: "node",
     })
 }
+
+/// calico-node names its Windows HNS network `Calico` and the host endpoint
+/// whose address is kube-proxy's source VIP `Calico_ep`
+/// (projectcalico/calico node/pkg/lifecycle/startup/startup_windows.go).
+pub const CALICO_WINDOWS_NETWORK: &str = "Calico";
 
 /// flanneld names its Windows HNS network `flannel.<VNI>`
 /// (flannel-io/flannel pkg/backend/vxlan/vxlan_windows.go).

@@ -5,8 +5,10 @@
 
 use serde_json::Value;
 
-use crate::adapters::kube::{KubeApi, KubeResult};
-use crate::cluster::objects::{KubeObject, node_patch, unchanged};
+use crate::adapters::kube::{FIELD_MANAGER, KubeApi, KubeResult};
+use crate::cluster::objects::{
+    CLUSTER_ROLE_BINDINGS, KubeObject, NODE_PROXIER_LABEL, OBSOLETE, node_patch, node_proxier_binding, unchanged,
+};
 use crate::model::Pool;
 use crate::progress::{Event, NodeStage, Progress};
 
@@ -53,6 +55,40 @@ pub async fn converge_objects<K: KubeApi>(api: &K, objects: &[KubeObject], progr
         out.push((o.describe(), outcome));
     }
     Ok(out)
+}
+
+/// Objects hybrid wrote that `desired` no longer has, as (path, `kind/name`):
+/// those of `objects::OBSOLETE` while hybrid still manages them (an object
+/// of that name someone else made is left alone), and the per-node
+/// bindings of Windows nodes that went away.
+async fn stale<K: KubeApi>(api: &K, desired: &[KubeObject]) -> KubeResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (path, what) in OBSOLETE {
+        let managed =
+            |o: &Value| o["metadata"]["managedFields"].as_array().is_some_and(|f| f.iter().any(|m| m["manager"] == FIELD_MANAGER));
+        if api.get(path).await?.is_some_and(|o| managed(&o)) {
+            out.push((path.to_string(), what.to_string()));
+        }
+    }
+    let wanted: std::collections::BTreeSet<String> = desired.iter().map(KubeObject::path).collect();
+    for b in api.list(CLUSTER_ROLE_BINDINGS, Some(&format!("{NODE_PROXIER_LABEL}=true")), None).await? {
+        let name = b["metadata"]["name"].as_str().unwrap_or_default();
+        let path = format!("{CLUSTER_ROLE_BINDINGS}/{name}");
+        if !wanted.contains(&path) {
+            out.push((path, format!("ClusterRoleBinding/{name}")));
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes what `stale` finds.
+pub async fn remove_stale<K: KubeApi>(api: &K, desired: &[KubeObject], progress: &impl Progress) -> KubeResult<usize> {
+    let doomed = stale(api, desired).await?;
+    for (path, what) in &doomed {
+        api.delete(path).await?;
+        progress.line(&format!("{what} deleted (hybrid no longer writes it)"));
+    }
+    Ok(doomed.len())
 }
 
 /// Gives every node of a pool the pool's labels and taints. `pool_of` maps
@@ -220,6 +256,7 @@ pub async fn converge_cluster_objects<K: KubeApi>(
     api: &K,
     spec: &ClusterSpec,
     api_server_ip: &str,
+    windows_nodes: &[String],
     waits: Waits,
     progress: &impl Progress,
 ) -> Result<(), ConvergeError> {
@@ -229,8 +266,13 @@ pub async fn converge_cluster_objects<K: KubeApi>(
         let calico = CalicoApi::detect(&groups);
         let ready = spec.cni.plugin == CniPlugin::Flannel || (calico.is_some() && groups.iter().any(|g| g == "operator.tigera.io"));
         let attempt = if ready {
-            match converge_objects(api, &desired_objects(spec, calico, api_server_ip), progress).await {
-                Ok(_) => Ok(()),
+            let desired = desired_objects(spec, calico, api_server_ip, windows_nodes);
+            let result = match converge_objects(api, &desired, progress).await {
+                Ok(_) => remove_stale(api, &desired, progress).await.map(drop),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => Ok(()),
                 // Another manager owns a field hybrid sets, with another value.
                 Err(e) if e.status == Some(409) && e.message.contains("conflict") => return Err(ConvergeError::Conflict(e)),
                 // The server refused the object itself: waiting will not help.
@@ -387,6 +429,9 @@ pub struct KubeNodes<'a, K> {
     pub api: &'a K,
     pub waits: Waits,
     pub token: &'a BootstrapToken,
+    /// Pools of Windows nodes: a replacement there gets its node-proxier
+    /// binding before it is waited for, so its host services work at once.
+    pub windows_pools: Vec<String>,
 }
 
 impl<K: KubeApi> crate::infra::execute::Nodes for KubeNodes<'_, K> {
@@ -395,6 +440,9 @@ impl<K: KubeApi> crate::infra::execute::Nodes for KubeNodes<'_, K> {
     }
 
     async fn wait_ready<C: Cloud>(&self, cloud: &C, launched: &[NewNode], progress: &impl Progress) -> Result<(), String> {
+        let windows = launched.iter().filter(|n| self.windows_pools.contains(&n.group) && !n.node_name.is_empty());
+        let bindings: Vec<KubeObject> = windows.map(|n| node_proxier_binding(&n.node_name)).collect();
+        converge_objects(self.api, &bindings, progress).await.map_err(|e| e.to_string())?;
         let expected: Vec<Expected> = launched
             .iter()
             .map(|n| Expected {
@@ -415,6 +463,12 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The Node names of the cluster's Windows instances.
+pub fn windows_nodes(spec: &ClusterSpec, expected: &[Expected]) -> Vec<String> {
+    let pools = pools_by_node(spec, expected);
+    expected.iter().filter(|e| pools.get(&e.node_name).is_some_and(|p| p.os.is_windows())).map(|e| e.node_name.clone()).collect()
+}
+
 /// The pool of each node name, from the instances' slots.
 pub fn pools_by_node<'s>(spec: &'s ClusterSpec, expected: &[Expected]) -> BTreeMap<String, &'s Pool> {
     expected
@@ -425,7 +479,7 @@ pub fn pools_by_node<'s>(spec: &'s ClusterSpec, expected: &[Expected]) -> BTreeM
 }
 
 /// What `converge_objects` and `reconcile_nodes` would do, without writing:
-/// `(symbol, what)` with `+` create and `~` update, for `hybrid plan`.
+/// `(symbol, what)` with `+` create, `~` update and `-` delete, for `hybrid plan`.
 pub async fn pending_changes<K: KubeApi>(
     api: &K,
     objects: &[KubeObject],
@@ -439,6 +493,7 @@ pub async fn pending_changes<K: KubeApi>(
             Outcome::Unchanged => {}
         }
     }
+    out.extend(stale(api, objects).await?.into_iter().map(|(_, what)| ("-", what)));
     for node in api.list("/api/v1/nodes", None, None).await? {
         let name = node["metadata"]["name"].as_str().unwrap_or_default();
         if let Some(pool) = pools.get(name)

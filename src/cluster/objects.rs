@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint, WindowsVersion};
-use crate::versions;
 
 /// Which API serves Calico's resources: the CRDs directly
 /// (`crd.projectcalico.org/v1`, the default install) or Calico's API server
@@ -101,22 +100,66 @@ pub fn unchanged(stored: &Value, would_be: &Value) -> bool {
     comparable(stored) == comparable(would_be)
 }
 
-/// The objects of the chosen CNI, the Windows kube-proxy and one
-/// RuntimeClass per Windows build in use. `calico_api` is needed only with
-/// Calico; `api_server_ip` is the real API address (Windows pods cannot use
-/// the kubernetes Service to reach it).
-pub fn desired_objects(spec: &ClusterSpec, calico_api: Option<CalicoApi>, api_server_ip: &str) -> Vec<KubeObject> {
+/// The objects of the chosen CNI, what the Windows nodes' host services
+/// may read, and one RuntimeClass per Windows build in use. `calico_api` is
+/// needed only with Calico; `api_server_ip` is the real API address
+/// (Windows pods cannot use the kubernetes Service to reach it);
+/// `windows_nodes` are the Node names of the cluster's Windows instances.
+pub fn desired_objects(
+    spec: &ClusterSpec,
+    calico_api: Option<CalicoApi>,
+    api_server_ip: &str,
+    windows_nodes: &[String],
+) -> Vec<KubeObject> {
     let mut out = Vec::new();
     match spec.cni.plugin {
         CniPlugin::Calico => calico_objects(spec, calico_api.unwrap_or(CalicoApi::CrdV1), api_server_ip, &mut out),
         CniPlugin::Flannel => flannel_objects(spec, &mut out),
     }
-    // flannel's Windows nodes run kube-proxy as a host service instead.
-    if spec.has_windows() && spec.cni.plugin == CniPlugin::Calico {
-        out.push(kube_proxy_windows(spec));
-    }
+    out.extend(windows_nodes.iter().map(|n| node_proxier_binding(n)));
     out.extend(runtime_classes(spec));
     out
+}
+
+/// Objects earlier releases of hybrid wrote and this one does not: removed
+/// when hybrid still manages them. The Calico kube-proxy DaemonSet ran the
+/// sigwindowstools sample image (kube-proxy is a host service now,
+/// docs/windows.md); the group binding gave every node what only Windows
+/// host services need (now one binding per Windows node).
+pub const OBSOLETE: &[(&str, &str)] = &[
+    ("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy-windows", "DaemonSet/kube-proxy-windows"),
+    ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/hybrid:windows-kube-proxy", "ClusterRoleBinding/hybrid:windows-kube-proxy"),
+];
+
+/// Marks the per-node bindings of `node_proxier_binding`, so that the one
+/// of a node that went away is found and removed.
+pub const NODE_PROXIER_LABEL: &str = "hybrid.dev/windows-node-proxier";
+
+pub const CLUSTER_ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+
+/// What one Windows node's host services may read beyond what the Node
+/// authorizer grants it. flanneld and kube-proxy run outside pods with the
+/// kubelet's kubeconfig, so they act as that node (user
+/// `system:node:<name>`); the Node authorizer lets a node read only its own
+/// Node (since 1.34) and no EndpointSlices, while flanneld watches every
+/// Node for its peers' leases and kube-proxy lists EndpointSlices: both in
+/// the built-in `system:node-proxier` role (tests/fixtures/upstream/
+/// flannel-windows.json, "rbac", with the sources). Bound to each Windows
+/// node by name, not to the group `system:nodes`: Linux nodes need none of it.
+pub fn node_proxier_binding(node: &str) -> KubeObject {
+    let mut binding = object(
+        CLUSTER_ROLE_BINDINGS,
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        None,
+        &format!("hybrid:node-proxier:{node}"),
+        json!({
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-proxier" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": format!("system:node:{node}") }],
+        }),
+    );
+    binding.body["metadata"]["labels"] = json!({ NODE_PROXIER_LABEL: "true" });
+    binding
 }
 
 /// The operator's `Installation` spec: VXLAN always, BGP off (the only
@@ -171,10 +214,13 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
     ));
     // What people do by hand today: `calicoctl ipam configure
     // --strictaffinity=true` and Felix VXLAN on / IP-in-IP off.
-    // crd.projectcalico.org/v1 IPAMConfig requires autoAllocateBlocks; the
-    // projectcalico.org/v3 IPAMConfiguration served by Calico's API server
-    // has no such field (api/pkg/apis/projectcalico/v3/ipamconfig.go), and
-    // would drop it, so every apply would see drift.
+    // crd.projectcalico.org/v1 IPAMConfig requires autoAllocateBlocks, so
+    // hybrid sets it. projectcalico.org/v3 IPAMConfiguration has it only
+    // from 3.32 (manifests/v3_projectcalico_org.yaml @ v3.32.1: required,
+    // default true, and Calico forces it true), not on the 3.31 API server
+    // (api/pkg/apis/projectcalico/v3/ipamconfig.go there: strictAffinity and
+    // maxBlocksPerHost only), so on v3 hybrid leaves it to its default: one
+    // object that both accept and neither reports as drift.
     let ipam_spec = match api {
         CalicoApi::CrdV1 => json!({ "spec": { "strictAffinity": true, "autoAllocateBlocks": true } }),
         CalicoApi::V3 => json!({ "spec": { "strictAffinity": true } }),
@@ -221,8 +267,7 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
     }
 }
 
-/// flannel's shared net-conf (VNI and port Windows can join), plus the RBAC
-/// Windows nodes' host-service kube-proxy needs (WINDOWS-NOTES §5).
+/// flannel's shared net-conf (VNI and port Windows can join; WINDOWS-NOTES §5).
 fn flannel_objects(spec: &ClusterSpec, out: &mut Vec<KubeObject>) {
     let net_conf =
         json!({ "Network": spec.network.pod_cidr.to_string(), "Backend": { "Type": "vxlan", "VNI": spec.cni.vni, "Port": spec.cni.port } });
@@ -234,74 +279,6 @@ fn flannel_objects(spec: &ClusterSpec, out: &mut Vec<KubeObject>) {
         "kube-flannel-cfg",
         json!({ "data": { "net-conf.json": serde_json::to_string_pretty(&net_conf).expect("JSON serializes") } }),
     ));
-    if !spec.has_windows() {
-        return;
-    }
-    // Windows flannel nodes run flanneld and kube-proxy as host services with
-    // the kubelet's own credentials (there is no pod, so no service account
-    // token). The Node authorizer lets a node read only its own Node (since
-    // 1.34) and no EndpointSlices; flanneld watches every Node for its
-    // peers' leases and kube-proxy lists EndpointSlices, both of which the
-    // built-in system:node-proxier role grants (tests/fixtures/upstream/
-    // flannel-windows.json, "rbac", with the sources).
-    out.push(object(
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        "rbac.authorization.k8s.io/v1",
-        "ClusterRoleBinding",
-        None,
-        "hybrid:windows-kube-proxy",
-        json!({
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-proxier" },
-            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes" }],
-        }),
-    ));
-}
-
-/// The Windows kube-proxy for Calico, in the shape its image expects
-/// (kubernetes-sigs/sig-windows-tools hostprocess/calico/kube-proxy/, recorded
-/// in tests/fixtures/upstream/kube-proxy-windows-calico.json): the image's
-/// entrypoint is a bare PowerShell, so the container passes start.ps1 as its
-/// argument, runs in the image's kube-proxy folder (start.ps1 imports
-/// hns.psm1 from there), names the node in NODENAME, and mounts kubeadm's
-/// kube-proxy ConfigMap where start.ps1 reads kubeconfig.conf. kubeadm's own
-/// kube-proxy runs on Linux only.
-fn kube_proxy_windows(spec: &ClusterSpec) -> KubeObject {
-    let app = "kube-proxy-windows";
-    object(
-        "/apis/apps/v1/namespaces/kube-system/daemonsets",
-        "apps/v1",
-        "DaemonSet",
-        Some("kube-system"),
-        app,
-        json!({ "spec": {
-            "selector": { "matchLabels": { "k8s-app": app } },
-            "updateStrategy": { "type": "RollingUpdate" },
-            "template": {
-                "metadata": { "labels": { "k8s-app": app } },
-                "spec": {
-                    "securityContext": { "windowsOptions": { "hostProcess": true, "runAsUserName": "NT AUTHORITY\\system" } },
-                    "hostNetwork": true,
-                    "serviceAccountName": "kube-proxy",
-                    "nodeSelector": { "kubernetes.io/os": "windows" },
-                    "tolerations": [{ "key": "CriticalAddonsOnly", "operator": "Exists" }, { "operator": "Exists" }],
-                    "priorityClassName": "system-node-critical",
-                    "containers": [{
-                        "name": "kube-proxy",
-                        "image": versions::kube_proxy_windows_image(spec),
-                        "imagePullPolicy": "IfNotPresent",
-                        "args": ["$env:CONTAINER_SANDBOX_MOUNT_POINT/kube-proxy/start.ps1"],
-                        "workingDir": "$env:CONTAINER_SANDBOX_MOUNT_POINT/kube-proxy/",
-                        "env": [
-                            { "name": "NODENAME", "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": "spec.nodeName" } } },
-                            { "name": "POD_IP", "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": "status.podIP" } } },
-                        ],
-                        "volumeMounts": [{ "name": "kube-proxy", "mountPath": "/var/lib/kube-proxy" }],
-                    }],
-                    "volumes": [{ "name": "kube-proxy", "configMap": { "name": "kube-proxy" } }],
-                },
-            },
-        } }),
-    )
 }
 
 /// One RuntimeClass per Windows build in use, e.g. `windows-2022` selecting
@@ -442,6 +419,7 @@ mod tests {
             &spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))),
             Some(CalicoApi::CrdV1),
             "10.42.0.10",
+            &["ip-10-42-0-20.ec2.internal".to_string()],
         );
         assert_eq!(find(&objs, "IPAMConfig", "default")["spec"]["strictAffinity"], true);
         let felix = &find(&objs, "FelixConfiguration", "default")["spec"];
@@ -461,10 +439,12 @@ mod tests {
             rc["scheduling"]["tolerations"],
             json!([{ "key": "os", "operator": "Equal", "value": "windows", "effect": "NoSchedule" }])
         );
-        let proxy = find(&objs, "DaemonSet", "kube-proxy-windows");
+        // kube-proxy is a host service (docs/windows.md): no DaemonSet runs a sample image.
+        assert!(objs.iter().all(|o| o.body["kind"] != "DaemonSet"), "{objs:#?}");
+        let binding = find(&objs, "ClusterRoleBinding", "hybrid:node-proxier:ip-10-42-0-20.ec2.internal");
         assert_eq!(
-            proxy["spec"]["template"]["spec"]["containers"][0]["image"],
-            "docker.io/sigwindowstools/kube-proxy:v1.36.5-calico-hostprocess"
+            binding["subjects"],
+            json!([{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:node:ip-10-42-0-20.ec2.internal" }])
         );
     }
 
@@ -474,10 +454,15 @@ mod tests {
             &spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))),
             Some(CalicoApi::V3),
             "10.42.0.10",
+            &[],
         );
         let ipam = objs.iter().find(|o| o.name == "default" && o.body["kind"] == "IPAMConfiguration").unwrap();
         assert_eq!(ipam.path(), "/apis/projectcalico.org/v3/ipamconfigurations/default");
-        assert_eq!(ipam.body["spec"], json!({ "strictAffinity": true }), "v3 has no autoAllocateBlocks");
+        assert_eq!(
+            ipam.body["spec"],
+            json!({ "strictAffinity": true }),
+            "on v3 autoAllocateBlocks is left to its default (3.32 defaults and forces it true; 3.31's API server lacks it)"
+        );
         assert_eq!(CalicoApi::detect(&["projectcalico.org".into(), "crd.projectcalico.org".into()]), Some(CalicoApi::V3));
         assert_eq!(CalicoApi::detect(&["crd.projectcalico.org".into()]), Some(CalicoApi::CrdV1));
         assert_eq!(CalicoApi::detect(&["apps".into()]), None);
@@ -485,16 +470,26 @@ mod tests {
 
     #[test]
     fn flannel_objects_carry_vni_port_and_the_real_api_endpoint() {
-        let objs = desired_objects(&spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/qa.toml"))), None, "10.50.0.10");
+        let nodes = ["ip-10-50-0-21.ec2.internal".to_string(), "ip-10-50-0-22.ec2.internal".to_string()];
+        let objs =
+            desired_objects(&spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/qa.toml"))), None, "10.50.0.10", &nodes);
         let net: Value =
             serde_json::from_str(find(&objs, "ConfigMap", "kube-flannel-cfg")["data"]["net-conf.json"].as_str().unwrap()).unwrap();
         assert_eq!(net, json!({ "Network": "10.244.0.0/16", "Backend": { "Type": "vxlan", "VNI": 4096, "Port": 4789 } }));
         // Windows flannel nodes run flanneld and kube-proxy as host services:
         // no DaemonSet depends on the HostProcess images no longer built.
         assert!(objs.iter().all(|o| o.body["kind"] != "DaemonSet"), "{objs:#?}");
-        let binding = find(&objs, "ClusterRoleBinding", "hybrid:windows-kube-proxy");
-        assert_eq!(binding["roleRef"]["name"], "system:node-proxier");
-        assert_eq!(binding["subjects"], json!([{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes" }]));
+        // One binding per Windows node, to that node alone: Linux nodes get nothing.
+        let bindings: Vec<&KubeObject> = objs.iter().filter(|o| o.body["kind"] == "ClusterRoleBinding").collect();
+        assert_eq!(bindings.len(), 2);
+        for (b, node) in bindings.iter().zip(&nodes) {
+            assert_eq!(b.body["roleRef"]["name"], "system:node-proxier");
+            assert_eq!(
+                b.body["subjects"],
+                json!([{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": format!("system:node:{node}") }])
+            );
+            assert_eq!(b.body["metadata"]["labels"][NODE_PROXIER_LABEL], "true");
+        }
         let names: Vec<&str> = objs.iter().filter(|o| o.body["kind"] == "RuntimeClass").map(|o| o.name.as_str()).collect();
         assert_eq!(names, ["windows-2019", "windows-2022"]);
     }

@@ -154,7 +154,8 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
         let work = async {
             match &kube {
                 Some(api) => {
-                    let nodes = KubeNodes { api, waits: opts.cluster.waits(), token: &prepared.secrets.token };
+                    let windows_pools = spec.windows_pools().map(|p| p.name.clone()).collect();
+                    let nodes = KubeNodes { api, waits: opts.cluster.waits(), token: &prepared.secrets.token, windows_pools };
                     execute::apply(cloud, &prepared.plan, &ctx, &nodes, progress).await
                 }
                 None => execute::apply(cloud, &prepared.plan, &ctx, &NoNodes, progress).await,
@@ -193,8 +194,8 @@ async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, prog
     let api_ip = spec.api_server_ip().map(|ip| ip.to_string()).unwrap_or_default();
     let work = async {
         converge::wait_for_api(&api, cloud, cp, waits, progress).await?;
-        converge::converge_cluster_objects(&api, spec, &api_ip, waits, progress).await?;
         let expected = converge::expected_nodes(&inventory);
+        converge::converge_cluster_objects(&api, spec, &api_ip, &converge::windows_nodes(spec, &expected), waits, progress).await?;
         converge::wait_for_nodes(&api, cloud, &expected, &secrets.token, waits, progress).await?;
         let pools = converge::pools_by_node(spec, &expected);
         converge::reconcile_nodes(&api, |n| pools.get(n).copied(), progress).await?;

@@ -48,7 +48,9 @@ pub struct Args {
     /// Bake only for this pool (repeatable; default: every pool).
     #[arg(long = "pool", value_name = "NAME")]
     pub pools: Vec<String>,
-    /// Windows images: turn on EC2 Fast Launch with this many pre-provisioned snapshots.
+    /// Refused: EC2 Fast Launch takes only images made with Sysprep and
+    /// shutdown (AWS's Fast Launch prerequisites), and hybrid's images are
+    /// reset for a new instance without Sysprep (docs/windows.md).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub fast_launch: u32,
     /// How long a builder may take before the bake is given up and the builder terminated (e.g. 90m, 2h, 30s).
@@ -84,6 +86,15 @@ fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 }
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
+    if args.fast_launch > 0 {
+        return Err(Error::Failed(
+            "--fast-launch: EC2 Fast Launch takes only images made with Sysprep and shutdown (\"doesn't currently support AMIs \
+             that were created from a running instance\", AWS's Fast Launch prerequisites), and from a non-default VPC or with \
+             IMDSv2 enforced also a launch template; hybrid's images are reset for a new instance without Sysprep \
+             (docs/windows.md), so EC2 would fail to pre-provision them about 30 minutes later. Bake without it"
+                .into(),
+        ));
+    }
     let spec = load_spec(ui, &args.file)?;
     let templates = load_templates(args.templates.as_deref())?;
     for name in &args.pools {
@@ -128,10 +139,7 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
         println!("\nNothing to bake: every pool's image exists.");
         return Ok(());
     }
-    println!(
-        "\nEach image runs one builder instance until its script finishes (Windows: about 20-30 minutes, Linux: about 5){}.",
-        if args.fast_launch > 0 { format!("; Fast Launch keeps {} snapshots (billed)", args.fast_launch) } else { String::new() }
-    );
+    println!("\nEach image runs one builder instance until its script finishes (Windows: about 20-30 minutes, Linux: about 5).");
     confirm("Do you want to bake these images?", args.yes)?;
 
     let reporter = ui.reporter();
@@ -140,7 +148,6 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
         builder_timeout: args.timeout,
         image_timeout: Duration::from_secs(3600),
         poll: Duration::from_millis(args.poll_ms),
-        fast_launch: args.fast_launch,
         // A builder a crash left behind is ended by `hybrid reap` after this.
         builder_expires: rfc3339_from_now(args.timeout + Duration::from_secs(3600)),
         run_id: format!("{}-{}", std::process::id(), rfc3339_from_now(Duration::ZERO)),

@@ -183,6 +183,27 @@ impl Summary {
     }
 }
 
+/// How a bake builder's script ended, by the last `bake done` or `bake
+/// fail` marker it wrote: only `Sealed` means the image is made the way the
+/// script intends (installed, cleaned, reset for a new instance). A builder
+/// that stopped without either (a maintenance event, someone stopping it,
+/// a script that died) must not become an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BakeEnd {
+    Sealed,
+    Failed(String),
+    Unfinished,
+}
+
+pub fn bake_end(console: &str) -> BakeEnd {
+    let last = parse(console).into_iter().rfind(|m| m.stage == "bake" && matches!(m.event, Event::Done | Event::Fail));
+    match last {
+        Some(Mark { event: Event::Done, .. }) => BakeEnd::Sealed,
+        Some(m) => BakeEnd::Failed(m.detail),
+        None => BakeEnd::Unfinished,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +219,17 @@ mod tests {
         let marks = parse(console);
         assert_eq!(marks.len(), 2, "{marks:?}");
         assert_eq!(summarize(&marks).stages[0].seconds(), Some(12));
+    }
+
+    #[test]
+    fn only_the_bake_scripts_own_last_word_seals_an_image() {
+        let done = "HYBRID-TIMELINE 2026-12-01T10:00:00Z images done\nHYBRID-TIMELINE 2026-12-01T10:01:00Z bake done\n";
+        assert_eq!(bake_end(done), BakeEnd::Sealed);
+        let failed = "HYBRID-TIMELINE 2026-12-01T10:01:00Z bake fail EC2Launch reset exit 1\n";
+        assert_eq!(bake_end(failed), BakeEnd::Failed("EC2Launch reset exit 1".into()));
+        // A retried run that failed after an earlier seal attempt: the last word counts.
+        assert_eq!(bake_end(&format!("{done}{failed}")), BakeEnd::Failed("EC2Launch reset exit 1".into()));
+        assert_eq!(bake_end("HYBRID-TIMELINE 2026-12-01T10:00:00Z images done\nreboot: Power down\n"), BakeEnd::Unfinished);
+        assert_eq!(bake_end("HYBRID-TIMELINE 2026-12-01T10:00:00Z bake start\n"), BakeEnd::Unfinished);
     }
 }

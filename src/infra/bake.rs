@@ -1,6 +1,7 @@
 //! Carries out `hybrid bake` through a `Cloud`: for each target, launch a
-//! builder with the bake script, wait until the script has shut it down,
-//! make an image of it, wait until the image is available, tag it, and
+//! builder with the bake script, wait until the script has shut it down
+//! (and said so on the console: any other stop makes no image), make an
+//! image of it, wait until the image is available, tag it, and
 //! terminate the builder. Targets bake in parallel.
 //!
 //! Resumable like apply: every step looks before it acts (an image with the
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use crate::adapters::{Cloud, CloudError, LaunchRequest};
+use crate::day2::timeline::{BakeEnd, bake_end};
 use crate::infra::desired::TAG_EXPIRES;
 use crate::infra::images::{BakeTarget, TAG_BAKE_BUILDER, TAG_BAKE_KEY, TAG_BAKE_LINE, TAG_BAKED_FROM, builder_disk_gb, image_name};
 use crate::progress::{Event, Progress};
@@ -45,8 +47,6 @@ pub struct Options {
     pub builder_timeout: Duration,
     pub image_timeout: Duration,
     pub poll: Duration,
-    /// EC2 Fast Launch snapshots for Windows images (0: off).
-    pub fast_launch: u32,
     /// RFC 3339: builders carry it as `hybrid:expires`, so `reap` ends one a
     /// crash left behind.
     pub builder_expires: String,
@@ -125,6 +125,7 @@ async fn bake_one<C: Cloud>(
                 }
             };
             wait_stopped(cloud, &id, &what, opts, progress).await?;
+            check_sealed(cloud, &id).await?;
         }
         let mut tags = BTreeMap::new();
         tags.insert(TAG_BAKE_KEY.to_string(), t.key.clone());
@@ -153,13 +154,6 @@ async fn bake_one<C: Cloud>(
             .flat_map(|i| i.snapshots)
             .collect();
         cloud.tag(&snapshots, &tags).await.map_err(|e| e.to_string())?;
-        if t.os.is_windows() && opts.fast_launch > 0 {
-            // Fast Launch speeds up launches but the image works without it.
-            match cloud.enable_fast_launch(&image, opts.fast_launch).await {
-                Ok(()) => progress.line(&format!("image {what}: EC2 Fast Launch on, {} pre-provisioned snapshots", opts.fast_launch)),
-                Err(e) => progress.line(&format!("warning: image {image}: could not turn on EC2 Fast Launch: {e}")),
-            }
-        }
         Ok::<String, String>(image)
     }
     .await;
@@ -237,6 +231,25 @@ async fn wait_stopped<C: Cloud>(cloud: &C, id: &str, what: &str, opts: &Options,
         let label = format!("builder {id} ({what}) to install and shut down");
         progress.event(&Event::Waiting { what: &label, elapsed: start.elapsed(), report });
         tokio::time::sleep(opts.poll).await;
+    }
+}
+
+/// Any stop of a builder looks alike from outside (its script's shutdown,
+/// a maintenance event, a person): only the script's own last word on the
+/// console, `bake done`, makes it an image.
+async fn check_sealed<C: Cloud>(cloud: &C, id: &str) -> Result<(), String> {
+    let console = cloud.console_output(id).await.map_err(|e| e.to_string())?;
+    let last_lines = || {
+        let lines: Vec<&str> = console.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(5)..].join("\n  ")
+    };
+    match bake_end(&console) {
+        BakeEnd::Sealed => Ok(()),
+        BakeEnd::Failed(why) => Err(format!("builder {id}: the bake script could not seal the image ({why}); no image was made")),
+        BakeEnd::Unfinished => Err(format!(
+            "builder {id} stopped before its bake script said it was done (a maintenance event, or someone stopping it?); no image was made. Its console ends:\n  {}",
+            last_lines()
+        )),
     }
 }
 

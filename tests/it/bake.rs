@@ -4,8 +4,9 @@
 //! cannot prove: that the bake script really installs everything on a real
 //! Windows or Linux image (moto boots nothing; the scripts are checked by
 //! parsers and linters in render.rs and boot.rs), how long a real bake or a
-//! boot from the image takes (scripts/e2e-aws.sh measures that on AWS), and
-//! EC2 Fast Launch (moto does not implement it: only the request is seen).
+//! boot from the image takes (scripts/e2e-aws.sh measures that on AWS).
+//! The played builders write the console a real bake script would (its
+//! completion marker, through tests/support/moto_server.py).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -29,14 +30,32 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-/// Plays the bake script: stops every running builder `after` it is first seen.
+/// How the played bake script ends.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// It seals the image and says `bake done` on the console, then shuts down.
+    Sealed,
+    /// It says `bake fail <why>` (the seal did not take), then shuts down.
+    SealFailed,
+    /// The builder stops without a word from the script (a maintenance
+    /// event, someone stopping it).
+    StoppedFromOutside,
+}
+
+/// Plays the bake script: stops every running builder `after` it is first
+/// seen, with the console the script would leave (`ending`).
 struct Builders {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Builders {
-    fn play(moto_url: String, after: Duration) -> Self {
+    fn play(moto: &Moto, after: Duration) -> Self {
+        Self::ending(moto, after, Ending::Sealed)
+    }
+
+    fn ending(moto: &Moto, after: Duration, ending: Ending) -> Self {
+        let (moto_url, console) = (moto.url.clone(), moto.console_dir());
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -55,6 +74,15 @@ impl Builders {
                         let id = i.instance_id().unwrap().to_string();
                         let first = *seen.entry(id.clone()).or_insert_with(std::time::Instant::now);
                         if first.elapsed() >= after {
+                            let now = "2026-12-06T10:00:00.000Z";
+                            let mut text = format!("HYBRID-TIMELINE {now} bootstrap start bake\nHYBRID-TIMELINE {now} images done\n");
+                            match ending {
+                                Ending::Sealed => text.push_str(&format!("HYBRID-TIMELINE {now} bake done\n")),
+                                Ending::SealFailed => text
+                                    .push_str(&format!("HYBRID-TIMELINE {now} bake fail EC2Launch reset exited 1 and left state.json\n")),
+                                Ending::StoppedFromOutside => text.push_str("Windows is shutting down\n"),
+                            }
+                            crate::moto::console_at(&console, &id, &text);
                             ec2.stop_instances().instance_ids(id).send().await.unwrap();
                         }
                     }
@@ -189,7 +217,7 @@ fn bake_makes_tagged_images_that_plan_and_apply_use_and_destroy_leaves() {
     let plan = ok(&run(&moto.url, &["plan", f, "--ec2-only"]), "plan before bake");
     assert!(plan.contains("pool win: stock ami-0a20220000000000a because no baked image for key"), "{plan}");
 
-    let _script = Builders::play(moto.url.clone(), Duration::from_millis(300));
+    let _script = Builders::play(&moto, Duration::from_millis(300));
     let out = run(&moto.url, &["bake", f, "--yes", "--poll-ms", "100"]);
     let stdout = ok(&out, "bake");
     assert!(stdout.contains("+ to bake") && stdout.contains("Bake complete! 2 image(s) baked, 0 existed."), "{stdout}");
@@ -287,7 +315,7 @@ fn bake_resumes_after_kills_and_never_leaves_a_builder_running() {
     let left = live(&builders(&moto.url)).len();
     assert_eq!(left, 1, "the killed run left its builder");
     proxy.reset();
-    let _script = Builders::play(moto.url.clone(), Duration::from_millis(200));
+    let _script = Builders::play(&moto, Duration::from_millis(200));
     let out = ok(&run(&proxy.url, &["bake", f, "--yes", "--poll-ms", "100"]), "resumed bake");
     assert!(out.contains("Bake complete! 1 image(s) baked"), "{out}");
     assert!(!proxy.log().iter().any(|(op, _)| op == "RunInstances"), "no second builder");
@@ -332,7 +360,7 @@ fn bake_resumes_after_kills_and_never_leaves_a_builder_running() {
 #[test]
 fn a_pool_that_requires_a_baked_image_fails_clearly_without_one() {
     let moto = Moto::start();
-    let c = Cluster::new("bk4");
+    let c = Cluster::new("bk-requires-baked");
     let file = c.write(2, 1, "m6i.xlarge");
     let body = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, body.replace("name = \"win\"", "name = \"win\"\nimage = \"baked\"")).unwrap();
@@ -342,26 +370,40 @@ fn a_pool_that_requires_a_baked_image_fails_clearly_without_one() {
     assert!(text(&out.stderr).contains("hybrid bake FILE --pool win"), "{}", text(&out.stderr));
 }
 
-/// `--fast-launch` asks EC2 for pre-provisioned snapshots of Windows images;
-/// moto does not implement the call, so the bake ends with a warning and a
-/// usable image. The request on the wire is what this shows.
+/// `--fast-launch` is refused with the reason before anything is made:
+/// EC2 Fast Launch takes only sysprepped images, which hybrid does not make.
 #[test]
-fn fast_launch_is_requested_for_windows_images() {
+fn fast_launch_is_refused_with_the_reason() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto.url, 1, 0.0);
     let c = Cluster::new("bk5");
     let file = c.write(2, 1, "m6i.xlarge");
-    let _script = Builders::play(moto.url.clone(), Duration::from_millis(200));
-    let out = run(&proxy.url, &["bake", file.to_str().unwrap(), "--yes", "--poll-ms", "100", "--pool", "win", "--fast-launch", "5"]);
-    ok(&out, "bake with fast launch");
-    let calls: Vec<String> = proxy.log().into_iter().map(|(op, _)| op).collect();
-    assert_eq!(calls.iter().filter(|op| *op == "EnableFastLaunch").count(), 1, "{calls:?}");
-    assert!(
-        text(&out.stderr).contains("could not turn on EC2 Fast Launch") || text(&out.stdout).contains("Fast Launch on"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert_eq!(baked(&moto.url).len(), 1, "only the selected pool's image");
+    let out = run(&proxy.url, &["bake", file.to_str().unwrap(), "--yes", "--pool", "win", "--fast-launch", "5"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--fast-launch") && stderr.contains("Sysprep"), "{stderr}");
+    assert!(proxy.log().is_empty(), "refused before any AWS call: {:?}", proxy.log());
+}
+
+/// A builder that stops without its script's `bake done` (someone stopped
+/// it, a maintenance event) or after `bake fail` (the seal did not take)
+/// makes no image: the bake fails at once, saying which, and ends the builder.
+#[test]
+fn only_a_builder_whose_script_sealed_it_becomes_an_image() {
+    for (name, ending, says) in [
+        ("bk-stopped", Ending::StoppedFromOutside, "stopped before its bake script said it was done"),
+        ("bk-seal-failed", Ending::SealFailed, "could not seal the image (EC2Launch reset exited 1 and left state.json)"),
+    ] {
+        let moto = Moto::start();
+        let c = Cluster::new(name);
+        let file = c.write(2, 1, "m6i.xlarge");
+        let _script = Builders::ending(&moto, Duration::from_millis(200), ending);
+        let out = run(&moto.url, &["bake", file.to_str().unwrap(), "--yes", "--poll-ms", "100", "--pool", "win", "--timeout", "10m"]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains(says), "{name}: {}", text(&out.stderr));
+        assert!(baked(&moto.url).is_empty(), "{name}: no image");
+        assert!(live(&builders(&moto.url)).is_empty(), "{name}: the builder was terminated: {:?}", builders(&moto.url));
+    }
 }
 
 /// Two images of one kind (the same versions on two base images): prune
@@ -372,7 +414,7 @@ fn prune_removes_unused_older_images_of_a_kind_and_their_snapshots() {
     let c = Cluster::new("bk6");
     let file = c.write(2, 1, "m6i.xlarge");
     let body = std::fs::read_to_string(&file).unwrap();
-    let _script = Builders::play(moto.url.clone(), Duration::from_millis(100));
+    let _script = Builders::play(&moto, Duration::from_millis(100));
     let mut made = Vec::new();
     for base in ["ami-0a20220000000000b", "ami-0a20220000000000a"] {
         std::fs::write(&file, body.replace("name = \"win\"", &format!("name = \"win\"\nami = \"{base}\""))).unwrap();
@@ -446,7 +488,7 @@ fn reap_terminates_builders_past_their_expiry() {
 #[test]
 fn the_release_check_compares_stock_and_baked_boots() {
     let moto = Moto::start();
-    let _builders = Builders::play(moto.url.clone(), Duration::from_millis(300));
+    let _builders = Builders::play(&moto, Duration::from_millis(300));
     let out = std::env::temp_dir().join(format!("hybrid-it-e2e-compare-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let res = crate::e2e::e2e_aws_script(&moto, &out)

@@ -106,38 +106,48 @@ fn a_linux_bake_disables_its_bootstrap_before_the_image_is_made() {
     assert!(runcmd.contains(r#"["systemctl","enable","--now","--no-block","hybrid-bootstrap.service"]"#), "{runcmd}");
 }
 
+/// kube-proxy runs on Calico Windows nodes as a host service from the
+/// release binary, in the shape Calico's own service script ran it (network,
+/// source VIP from Calico's host endpoint, DSR), under a name Calico's
+/// uninstall step leaves alone, with no feature gates; no object runs an image for it.
 #[test]
-fn calico_kube_proxy_daemonset_meets_its_image_contract() {
+fn calico_windows_kube_proxy_is_a_host_service_on_calicos_network() {
     let want = contract("kube-proxy-windows-calico.json");
     let spec = spec("clusters/dev.toml");
-    let objects = desired_objects(&spec, None, "10.42.0.10");
-    let ds = &objects.iter().find(|o| o.body["kind"] == "DaemonSet" && o.name == "kube-proxy-windows").unwrap().body;
-    assert_eq!(ds["metadata"]["namespace"], want["configmap"]["namespace"]);
-    let pod = &ds["spec"]["template"]["spec"];
-    let c = &pod["containers"][0];
-    let image = c["image"].as_str().unwrap();
-    let pattern = want["image_pattern"].as_str().unwrap();
-    // The pattern is anchored: docker.io/sigwindowstools/kube-proxy:vX.Y.Z-calico-hostprocess.
-    let tag = image.strip_prefix("docker.io/sigwindowstools/kube-proxy:v").and_then(|t| t.strip_suffix("-calico-hostprocess"));
-    assert!(pattern.starts_with("^docker\\.io/sigwindowstools/kube-proxy:v"), "{pattern}");
-    assert_eq!(tag, Some(spec.kubernetes_version.to_string().as_str()), "{image}");
-    assert_eq!(c["args"], want["args"], "the image's entrypoint is a bare PowerShell");
-    assert_eq!(c["workingDir"], want["workingDir"], "start.ps1 imports hns.psm1 from its own folder");
-    for (name, field) in want["env_from_field"].as_object().unwrap() {
-        let env = c["env"].as_array().unwrap().iter().find(|e| e["name"] == *name).unwrap_or_else(|| panic!("no env {name}: {c}"));
-        assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], *field);
+    for node in nodes(&spec).iter().filter(|n| n.os.is_windows()) {
+        let script = part(node, "bootstrap.ps1");
+        let commands = tools::powershell_commands(script);
+        let installs: Vec<String> =
+            commands.iter().filter(|c| c.name == "C:\\k\\nssm.exe" && word(c, 0) == "install").map(|c| word(c, 1)).collect();
+        assert!(installs.contains(&"hybrid-kube-proxy".to_string()), "{installs:?}");
+        assert!(
+            !installs.contains(&want["service_name_calico_removes"].as_str().unwrap().to_string()),
+            "calico-node-windows deletes that service"
+        );
+        let network = script.lines().find(|l| l.starts_with("$KubeProxyNetwork = ")).unwrap();
+        assert_eq!(network, format!("$KubeProxyNetwork = '{}'", want["network_name"].as_str().unwrap()));
+        let start = &script[script.find("$Proxy = @'").unwrap() + "$Proxy = @'".len()..];
+        let start = &start[..start.find("\n'@").unwrap()];
+        assert!(tools::powershell_errors(start).is_empty(), "{:?}", tools::powershell_errors(start));
+        for flag in want["flags"].as_array().unwrap() {
+            assert!(start.contains(flag.as_str().unwrap()), "kube-proxy lacks {flag}:\n{start}");
+        }
+        for flag in want["forbidden"].as_array().unwrap() {
+            assert!(!start.contains(flag.as_str().unwrap()), "{flag} must not be passed:\n{start}");
+        }
+        // On an Overlay network the source VIP is the address of Calico's host endpoint.
+        let endpoint = want["source_vip_endpoint"].as_str().unwrap().replace(want["network_name"].as_str().unwrap(), "$($Net)");
+        assert!(start.contains("$N.Type -eq 'Overlay'") && start.contains(&format!("\"{endpoint}\"")), "{start}");
+        assert!(start.contains(&format!("{}$($Ep.IpAddress)", want["overlay_flag"].as_str().unwrap())), "{start}");
+        assert!(!start.contains("host-local"), "Calico's IPAM owns the block: no address is reserved by hand");
+        // The binary is the release's, verified like every download.
+        let fetch = commands.iter().find(|c| c.name == "Fetch" && word(c, 1) == "C:\\k\\kube-proxy.exe").unwrap();
+        assert_eq!(fetch.stage.as_deref(), Some("kube-proxy"));
+        assert!(word(fetch, 0).starts_with("https://dl.k8s.io/v") && word(fetch, 0).ends_with("/bin/windows/amd64/kube-proxy.exe"));
     }
-    for (volume, path) in want["mounts"].as_object().unwrap() {
-        let mount = c["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == *volume).unwrap();
-        assert_eq!(mount["mountPath"], *path, "start.ps1 reads {}", want["configmap"]["key_read"]);
-        let vol = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == *volume).unwrap();
-        assert_eq!(vol["configMap"]["name"], want["configmap"]["name"]);
-    }
-    assert_eq!(pod["serviceAccountName"], want["serviceAccountName"]);
-    assert_eq!(pod["hostNetwork"], want["hostNetwork"]);
-    assert_eq!(pod["securityContext"]["windowsOptions"]["hostProcess"], want["hostProcess"]);
-    assert_eq!(pod["securityContext"]["windowsOptions"]["runAsUserName"], want["runAsUserName"]);
-    assert_eq!(pod["nodeSelector"], want["nodeSelector"]);
+    let objects = desired_objects(&spec, None, "10.42.0.10", &[]);
+    assert!(objects.iter().all(|o| o.body["kind"] != "DaemonSet"), "no DaemonSet runs a sample image");
+    assert!(!versions::node_images(&spec, spec.pools[1].os).iter().any(|i| i.contains("sigwindowstools")));
 }
 
 /// Walks a TOML table along `path`.
@@ -339,7 +349,7 @@ fn windows_stages_run_in_the_order_a_node_needs() {
             if flannel {
                 want.push("flannel");
             }
-            want.extend(["routes", "join", "openssh"]);
+            want.extend(["kube-proxy", "routes", "join", "openssh"]);
             let got = stages(&commands);
             // `images` runs only when baking, inside the bake branch.
             assert_eq!(got.iter().filter(|s| *s != "images").collect::<Vec<_>>(), want, "{file}/{}", node.group);
@@ -407,7 +417,7 @@ fn flannel_windows_nodes_run_host_services_from_release_binaries() {
         let script = part(node, "bootstrap.ps1");
         let commands = tools::powershell_commands(script);
         let nssm = |args: &[&str]| commands.iter().any(|c| c.name == "C:\\k\\nssm.exe" && c.args.iter().zip(args).all(|(a, b)| a == b));
-        assert!(nssm(&["install", "flanneld"]) && nssm(&["install", "kube-proxy"]), "flanneld and kube-proxy are nssm services");
+        assert!(nssm(&["install", "flanneld"]) && nssm(&["install", "hybrid-kube-proxy"]), "flanneld and kube-proxy are nssm services");
         let params = commands
             .iter()
             .find(|c| c.name == "C:\\k\\nssm.exe" && c.args.len() >= 3 && c.args[1] == "flanneld" && c.args[2] == "AppParameters")
@@ -454,7 +464,7 @@ fn flannel_windows_nodes_run_host_services_from_release_binaries() {
         // No image that is no longer built.
         assert!(!script.contains("hostprocess"), "no HostProcess image on flannel nodes");
     }
-    let objects = desired_objects(&spec, None, "10.50.0.10");
+    let objects = desired_objects(&spec, None, "10.50.0.10", &[]);
     assert!(
         objects
             .iter()
@@ -636,41 +646,52 @@ fn flannel_install_replaces_the_stock_net_conf_before_anything_starts() {
     fs::remove_dir_all(&dir).ok();
 }
 
-/// flanneld and kube-proxy on Windows flannel nodes act as the node (the
-/// kubelet's kubeconfig): what they need beyond the Node authorizer's own
-/// grants comes from the ClusterRoleBinding hybrid writes, to the group
-/// their identity is in, of a role whose recorded rules cover it.
+/// Windows host services (flanneld, kube-proxy) run outside pods with the
+/// kubelet's kubeconfig, so they act as their node: what they read beyond
+/// the Node authorizer's own grants comes from a binding of a role whose
+/// recorded rules cover it, to that node's user alone (never to the group
+/// of all nodes), on both CNIs; Linux nodes get none.
 #[test]
-fn windows_flannel_host_services_are_allowed_what_they_read() {
+fn windows_host_services_are_allowed_what_they_read_and_no_more() {
     let want = contract("flannel-windows.json");
     let rbac = &want["rbac"];
-    let qa = spec("clusters/qa.toml");
-    let calico = desired_objects(&spec("clusters/dev.toml"), None, "10.42.0.10");
-    for node in nodes(&qa).iter().filter(|n| n.os.is_windows()) {
-        let script = part(node, "bootstrap.ps1");
-        for service in ["--kubeconfig-file=C:\\etc\\kubernetes\\kubelet.conf", "--kubeconfig=C:\\etc\\kubernetes\\kubelet.conf"] {
-            assert!(script.contains(service), "{}: {service}", node.group);
+    for (file, cni) in [("clusters/qa.toml", "flannel"), ("clusters/dev.toml", "calico")] {
+        let spec = spec(file);
+        for node in nodes(&spec).iter().filter(|n| n.os.is_windows()) {
+            let script = part(node, "bootstrap.ps1");
+            assert!(
+                script.contains("--kubeconfig=C:\\etc\\kubernetes\\kubelet.conf"),
+                "{file}/{}: kube-proxy acts as the node",
+                node.group
+            );
+            if cni == "flannel" {
+                assert!(script.contains("--kubeconfig-file=C:\\etc\\kubernetes\\kubelet.conf"), "{file}/{}", node.group);
+            }
         }
+        let windows = vec!["ip-10-0-0-21.ec2.internal".to_string(), "ip-10-0-0-22.ec2.internal".to_string()];
+        let objects = desired_objects(&spec, None, "10.0.0.10", &windows);
+        let bindings: Vec<&Value> = objects.iter().filter(|o| o.body["kind"] == "ClusterRoleBinding").map(|o| &o.body).collect();
+        assert_eq!(bindings.len(), windows.len(), "{file}: one binding per Windows node");
+        for (binding, node) in bindings.iter().zip(&windows) {
+            let identity = rbac["identity_user"].as_str().unwrap().replace("{node}", node);
+            assert_eq!(
+                binding["subjects"],
+                json!([{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": identity }]),
+                "{file}"
+            );
+            assert_eq!(binding["roleRef"]["name"], "system:node-proxier");
+        }
+        assert!(
+            !objects.iter().any(|o| o.body.to_string().contains(&format!("\"{}\"", rbac["identity_group"].as_str().unwrap()))),
+            "{file}: nothing is granted to every node"
+        );
     }
-    let objects = desired_objects(&qa, None, "10.50.0.10");
-    let binding = objects
-        .iter()
-        .find(|o| {
-            o.body["kind"] == "ClusterRoleBinding"
-                && o.body["subjects"]
-                    .as_array()
-                    .is_some_and(|s| s.iter().any(|s| s["kind"] == "Group" && s["name"] == rbac["identity_group"]))
-        })
-        .expect("a binding for the nodes' group");
-    assert_eq!(binding.body["roleRef"]["name"], "system:node-proxier");
     let grants: Vec<&str> = rbac["node_proxier_grants"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     for (service, needs) in rbac["needs_beyond_the_node_authorizer"].as_object().unwrap() {
         for need in needs.as_array().unwrap() {
             assert!(grants.contains(&need.as_str().unwrap()), "{service} needs {need}, which system:node-proxier does not grant");
         }
     }
-    // Calico clusters have no such services on Windows, and no such binding.
-    assert!(calico.iter().all(|o| o.body["kind"] != "ClusterRoleBinding"));
 }
 
 /// A Windows node that has joined never runs `kubeadm join` again: the join
@@ -921,4 +942,337 @@ fn a_baked_worker_boots_without_downloads_reboots_or_pulls() {
         }
     }
     assert_eq!(seen.len(), 2, "both a Linux and a Windows worker were checked");
+}
+
+// =^..^= the Windows script as the processes that run it =^..^=
+
+/// `C:\Program Files` for `$env:ProgramFiles`, lower case, no trailing `\`:
+/// how two spellings of one folder compare.
+fn folder(path: &str) -> String {
+    path.replace("$env:ProgramFiles", "C:\\Program Files").trim_matches(|c| c == '\'' || c == '"').trim_end_matches('\\').to_lowercase()
+}
+
+/// The value a variable was last given before `at`, as written.
+fn value_before(assignments: &[tools::Assignment], variable: &str, at: usize) -> Option<String> {
+    assignments.iter().rfind(|a| a.left.eq_ignore_ascii_case(variable) && a.start < at).map(|a| a.value.trim().to_string())
+}
+
+/// The items of a `@(...)` list literal of strings.
+fn list_items(value: &str) -> Vec<String> {
+    let inner = value.trim().strip_prefix("@(").and_then(|v| v.strip_suffix(')')).unwrap_or(value);
+    inner.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+/// Where the script puts each program it installs (`kubelet.exe` →
+/// `c:\k`), read off its Fetch and Copy-Item destinations and the archives
+/// it unpacks (by their layout in the contract).
+fn installed_programs(commands: &[ScriptCommand], assignments: &[tools::Assignment], want: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut place = |path: &str| {
+        let path = folder(path);
+        if let Some((dir, exe)) = path.rsplit_once('\\')
+            && exe.ends_with(".exe")
+        {
+            out.insert(exe.to_string(), dir.to_string());
+        }
+    };
+    for c in commands {
+        match c.name.as_str() {
+            "Fetch" if c.args.len() >= 2 => place(&word(c, 1)),
+            "Copy-Item" => {
+                if let Some(dest) = c.args.iter().rev().find(|a| a.ends_with(".exe'") || a.ends_with(".exe\"")) {
+                    place(dest);
+                }
+            }
+            "tar.exe" => {
+                let archive = c.args.iter().find(|a| a.contains(".tar.gz") || a.contains(".tgz")).cloned().unwrap_or_default();
+                let Some(target) = c.args.iter().position(|a| a == "-C").and_then(|i| c.args.get(i + 1)) else { continue };
+                let target =
+                    if target.starts_with('$') { value_before(assignments, target, c.start).unwrap_or_default() } else { target.clone() };
+                for (name, files) in want["archives"].as_object().unwrap() {
+                    if archive.contains(&format!("{name}.tar.gz")) {
+                        for f in files.as_array().unwrap() {
+                            place(&format!("{}\\{}", folder(&target), f.as_str().unwrap()));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Where a command runs in the script's own order: its place, or, inside
+/// a function, the first place the function is called from.
+fn runs_at(commands: &[ScriptCommand], c: &ScriptCommand) -> usize {
+    match &c.function {
+        None => c.start,
+        Some(f) => commands
+            .iter()
+            .filter(|d| &d.name == f && d.function.as_deref() != Some(f))
+            .map(|d| runs_at(commands, d))
+            .min()
+            .unwrap_or(usize::MAX),
+    }
+}
+
+/// The script process's PATH at `at`: the default, plus every folder an
+/// assignment to `$env:Path` added before then. Changing the machine's PATH
+/// does not count: a running process never reads it again.
+fn process_path_at(
+    commands: &[ScriptCommand],
+    assignments: &[tools::Assignment],
+    script: &str,
+    want: &Value,
+    at: usize,
+) -> BTreeSet<String> {
+    let mut path: BTreeSet<String> = want["default_path"].as_array().unwrap().iter().map(|d| folder(d.as_str().unwrap())).collect();
+    for a in assignments.iter().filter(|a| a.left.eq_ignore_ascii_case("$env:Path")) {
+        let (when, dirs) = match &a.function {
+            // In a function: effective where it is called, adding the folders
+            // its loop walks (`foreach ($Dir in $List)`).
+            Some(f) => {
+                let when = commands.iter().filter(|d| &d.name == f && d.function.as_deref() != Some(f)).map(|d| runs_at(commands, d)).min();
+                let body = &script[script.find(&format!("function {f}")).unwrap()..];
+                let list = body
+                    .find("foreach (")
+                    .map(|i| &body[i + "foreach (".len()..])
+                    .and_then(|l| l.split(')').next())
+                    .and_then(|l| l.split(" in ").nth(1));
+                let dirs = match list {
+                    Some(var) if a.value.contains(&format!("${}", "Dir")) || a.value.contains('$') => {
+                        value_before(assignments, var.trim(), a.start).map(|v| list_items(&v)).unwrap_or_default()
+                    }
+                    _ => a.value.split(';').map(str::to_string).collect(),
+                };
+                (when.unwrap_or(usize::MAX), dirs)
+            }
+            None => (a.start, a.value.split(';').map(str::to_string).collect()),
+        };
+        if when < at {
+            path.extend(dirs.iter().map(|d| folder(d)).filter(|d| !d.is_empty() && !d.contains("$env:path")));
+        }
+    }
+    path
+}
+
+/// Every program a stage starts by bare name, and every program those start
+/// by name in turn (kubeadm's join preflight runs `kubelet --version`), is
+/// on the process's own PATH at that point, for every Windows node kind,
+/// stock and baked. The machine's PATH alone does not count.
+#[test]
+fn windows_programs_run_by_name_are_on_the_process_path() {
+    let want = contract("windows-process-path.json");
+    let templates = Templates::builtin();
+    for file in SPECS {
+        let spec = spec(file);
+        for pool in spec.pools.iter().filter(|p| p.os.is_windows()) {
+            let node = hybrid::bootstrap::render_pool(&spec, pool, &test_secrets(), &templates).unwrap();
+            let bake = hybrid::bootstrap::render_bake(&spec, pool, &templates).unwrap();
+            for (mode, boot) in [("node", &node), ("bake", &bake)] {
+                let script = part(boot, "bootstrap.ps1");
+                let commands = tools::powershell_commands(script);
+                let assignments = tools::powershell_assignments(script);
+                let mut programs = installed_programs(&commands, &assignments, &want);
+                for (exe, dir) in want["system_programs"].as_object().unwrap() {
+                    programs.insert(exe.clone(), folder(dir.as_str().unwrap()));
+                }
+                assert!(programs.contains_key("kubelet.exe") && programs.contains_key("ctr.exe"), "{file}/{}: {programs:?}", pool.name);
+                let mut calls: Vec<(String, usize, String)> = Vec::new();
+                for c in &commands {
+                    let name = c.name.to_lowercase();
+                    let exe = if name.ends_with(".exe") { name.clone() } else { format!("{name}.exe") };
+                    if !name.contains('\\') && !name.contains('$') && programs.contains_key(&exe) {
+                        calls.push((exe.clone(), runs_at(&commands, c), format!("`{}`", c.name)));
+                    }
+                    for implicit in want["implicit_calls"].as_array().unwrap() {
+                        if name.ends_with(implicit["caller"].as_str().unwrap())
+                            && c.args.first().map(String::as_str) == implicit["first_argument"].as_str()
+                        {
+                            calls.push((
+                                implicit["calls"].as_str().unwrap().to_string(),
+                                runs_at(&commands, c),
+                                format!("{} ({})", c.name, implicit["why"]),
+                            ));
+                        }
+                    }
+                }
+                assert!(calls.iter().any(|(exe, ..)| exe == "kubelet.exe"), "the join's preflight call of kubelet is checked");
+                for (exe, at, why) in &calls {
+                    let path = process_path_at(&commands, &assignments, script, &want, *at);
+                    let dir = &programs[exe];
+                    assert!(
+                        path.contains(dir),
+                        "{file}/{} ({mode}): {why} needs {exe} from {dir} on the process PATH there, which is {path:?}",
+                        pool.name
+                    );
+                }
+                // The machine's PATH is built from its own value, not from this
+                // process's merged one (which would write the user's PATH into it).
+                let sets: Vec<&str> = script.lines().filter(|l| l.contains("SetEnvironmentVariable('Path'")).collect();
+                assert!(!sets.is_empty(), "the machine PATH is set too, for what starts after a reboot");
+                for line in sets {
+                    assert!(!line.to_lowercase().contains("$env:path"), "machine PATH from the process PATH: {line}");
+                }
+                assert!(script.contains("[Environment]::GetEnvironmentVariable('Path', 'Machine')"));
+                // Services started in the same boot get the PATH the Service
+                // Control Manager had at boot: their scripts name programs by folder.
+                if let Some(i) = script.find("$Proxy = @'") {
+                    let service = &script[i + "$Proxy = @'".len()..];
+                    let service = &service[..service.find("'@").unwrap()];
+                    for c in tools::powershell_commands(service) {
+                        let exe = c.name.to_lowercase();
+                        assert!(
+                            !programs.contains_key(&exe) || want["system_programs"].as_object().unwrap().contains_key(&exe),
+                            "a service runs {} by bare name",
+                            c.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A service hybrid installs with nssm starts on its own at every boot;
+/// on a node from a baked image it would start before the join has written
+/// its parameters (flanneld without --kube-subnet-mgr loops on etcd; an
+/// argument-less kubelet holds port 10250). So the stages a bake runs
+/// install them to start on demand, and the join stage configures each
+/// before switching it to start at boot and (re)starting it: `Start-Service`
+/// leaves a running, unconfigured service as it is.
+#[test]
+fn services_a_bake_installs_start_only_once_the_join_configured_them() {
+    let templates = Templates::builtin();
+    let nssm = |c: &ScriptCommand, args: &[&str]| {
+        c.name == "C:\\k\\nssm.exe" && c.args.len() >= args.len() && c.args.iter().zip(args).all(|(a, b)| a.trim_matches('\'') == *b)
+    };
+    let mut seen = BTreeSet::new();
+    for file in SPECS {
+        let spec = spec(file);
+        for pool in spec.pools.iter().filter(|p| p.os.is_windows()) {
+            let bake = hybrid::bootstrap::render_bake(&spec, pool, &templates).unwrap();
+            let baked = tools::powershell_commands(part(&bake, "bootstrap.ps1"));
+            let installs: Vec<&ScriptCommand> = baked.iter().filter(|c| c.name == "C:\\k\\nssm.exe" && word(c, 0) == "install").collect();
+            assert!(!installs.is_empty());
+            let node = hybrid::bootstrap::render_pool(&spec, pool, &test_secrets(), &templates).unwrap();
+            let booted = tools::powershell_commands(part(&node, "bootstrap.ps1"));
+            for install in installs {
+                let service = word(install, 1);
+                seen.insert(service.clone());
+                assert_ne!(install.stage.as_deref(), Some("join"), "{service} is installed in a stage a bake runs");
+                let demand =
+                    baked.iter().find(|c| nssm(c, &["set", &service, "Start"]) && c.start > install.start && c.stage == install.stage);
+                let demand = demand.unwrap_or_else(|| panic!("{file}/{}: {service} is installed to start at boot", pool.name));
+                assert!(matches!(word(demand, 3).as_str(), "SERVICE_DEMAND_START" | "SERVICE_DISABLED"), "{demand:?}");
+                // At join: parameters, then start at boot, then a (re)start.
+                let in_join = |args: &[&str]| booted.iter().find(|c| c.stage.as_deref() == Some("join") && nssm(c, args)).map(|c| c.start);
+                let params = in_join(&["set", &service, "AppParameters"]).unwrap_or_else(|| panic!("join configures {service}"));
+                let auto = booted
+                    .iter()
+                    .find(|c| c.stage.as_deref() == Some("join") && nssm(c, &["set", &service, "Start", "SERVICE_AUTO_START"]))
+                    .map(|c| c.start)
+                    .unwrap_or_else(|| panic!("{service} starts at boot once configured"));
+                assert!(params < auto, "{service}: configured before it may start");
+                let started = booted.iter().find(|c| {
+                    c.stage.as_deref() == Some("join")
+                        && c.start > auto
+                        && ((c.name == "Restart-Service" && c.args.iter().any(|a| a.trim_matches('\'') == service))
+                            || (service == "kubelet" && c.name.ends_with("kubeadm.exe") && word(c, 0) == "join"))
+                });
+                assert!(started.is_some(), "{file}/{}: {service} is (re)started after it is configured", pool.name);
+                assert!(
+                    !booted.iter().any(|c| c.name == "Start-Service" && c.args.iter().any(|a| a.trim_matches('\'') == service)),
+                    "Start-Service does nothing to a running {service}"
+                );
+            }
+            // kubeadm's preflight needs port 10250 free: a kubelet left running is stopped first.
+            let stop = booted
+                .iter()
+                .find(|c| c.stage.as_deref() == Some("join") && c.name == "Stop-Service" && c.args.iter().any(|a| a == "kubelet"));
+            let join = booted.iter().find(|c| c.name.ends_with("kubeadm.exe") && word(c, 0) == "join").unwrap();
+            assert!(stop.is_some_and(|s| s.start < join.start), "{file}/{}", pool.name);
+        }
+    }
+    assert!(["kubelet", "flanneld", "hybrid-kube-proxy"].iter().all(|s| seen.contains(*s)), "{seen:?}");
+}
+
+/// The route task reads the routes Windows uses (the active store) and
+/// puts right a route on another adapter or gateway, not only a missing one.
+#[test]
+fn the_route_task_repairs_stale_link_local_routes() {
+    let spec = spec("clusters/dev.toml");
+    let win = nodes(&spec).into_iter().find(|n| n.os.is_windows()).unwrap();
+    let script = part(&win, "bootstrap.ps1");
+    let fix = &script[script.find("$Fix = @'").unwrap() + "$Fix = @'".len()..];
+    let fix = &fix[..fix.find("'@").unwrap()];
+    assert!(tools::powershell_errors(fix).is_empty(), "{:?}", tools::powershell_errors(fix));
+    let commands = tools::powershell_commands(fix);
+    let gets: Vec<&ScriptCommand> = commands.iter().filter(|c| c.name == "Get-NetRoute").collect();
+    assert!(gets.len() >= 2);
+    for g in &gets {
+        let store = g.args.iter().position(|a| a == "-PolicyStore").map(|i| g.args[i + 1].as_str());
+        assert!(store.is_some(), "Get-NetRoute without a store reads both and can hide a missing route: {g:?}");
+    }
+    assert!(gets.iter().any(|g| g.args.contains(&"ActiveStore".to_string()) && g.args.iter().any(|a| a.contains("/32"))));
+    assert!(
+        fix.contains("InterfaceIndex -eq $G.InterfaceIndex") && fix.contains("NextHop -eq $G.NextHop"),
+        "a route elsewhere counts as missing"
+    );
+    let remove = commands.iter().position(|c| c.name == "Remove-NetRoute").expect("a stale route is removed");
+    let add = commands.iter().position(|c| c.name == "New-NetRoute").unwrap();
+    assert!(remove < add);
+}
+
+/// A bake ends the documented way and says whether it worked: EC2Launch v2
+/// resets inline (no deprecated --block) and the script checks the run state
+/// is gone; EC2Launch v1 schedules the instance initialization and the
+/// script checks its task and log, after dropping the builder's own
+/// user-data task; `bake done` is written only after the check passed, and
+/// `bake fail` otherwise; the machine shuts down last either way.
+#[test]
+fn a_windows_bake_seals_the_image_and_says_whether_it_worked() {
+    let want = &contract("ec2launch.json")["seal"];
+    let strs = |k: &str| want[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let spec = spec("clusters/dev.toml");
+    let pool = spec.pools.iter().find(|p| p.os.is_windows()).unwrap();
+    let bake = hybrid::bootstrap::render_bake(&spec, pool, &Templates::builtin()).unwrap();
+    let script = part(&bake, "bootstrap.ps1");
+    let commands = tools::powershell_commands(script);
+    let seal: Vec<&ScriptCommand> = commands.iter().filter(|c| c.function.as_deref() == Some("Seal-Image")).collect();
+    // v2: reset inline, then the state files are checked.
+    let reset = seal.iter().find(|c| c.name == "$V2").expect("EC2Launch v2 is reset");
+    assert_eq!(reset.args, strs("v2_reset_args"), "{reset:?}");
+    for deprecated in strs("v2_deprecated_args") {
+        assert!(!reset.args.contains(&deprecated), "{deprecated} is deprecated");
+    }
+    let body = &script[script.find("function Seal-Image").unwrap()..];
+    let body = &body[..body.find("\n}\n").unwrap()];
+    assert!(body.contains("$Rc = $LASTEXITCODE"), "the reset's exit code is checked");
+    for file in strs("v2_state_files") {
+        assert!(body.contains(&format!("'{file}'")), "the reset must have removed {file}");
+    }
+    // v1: the builder's user-data task goes, then the schedule, then its check.
+    let unregister = seal.iter().position(|c| {
+        c.name == "Unregister-ScheduledTask" && c.args.iter().any(|a| a.contains(want["v1_userdata_task"].as_str().unwrap()))
+    });
+    let schedule = seal.iter().position(|c| c.name.ends_with("InitializeInstance.ps1\"") && c.args == strs("v1_schedule_args"));
+    let check =
+        seal.iter().position(|c| c.name == "Get-ScheduledTask" && c.args.iter().any(|a| a.contains(want["v1_task"].as_str().unwrap())));
+    assert!(unregister.is_some() && schedule.is_some() && check.is_some(), "{seal:?}");
+    assert!(unregister < schedule && schedule < check);
+    assert!(body.contains(want["v1_log_line"].as_str().unwrap()), "the schedule is confirmed by its log line");
+    // The bake branch: the marker follows the seal's outcome, then the shutdown.
+    let branch = &script[script.find("if ($Mode -eq 'bake') {").unwrap()..];
+    let branch = &branch[..branch.find("\n}\n").unwrap()];
+    let sealed = branch.find("$Why = Seal-Image").expect("the bake seals its image");
+    let marker = want["completion_marker"].as_str().unwrap();
+    let done = branch.find(&format!("Timeline {marker}")).expect("the completion marker");
+    let fail = branch.find("Timeline bake fail $Why").expect("a failed seal says so");
+    let stop = branch.find("Stop-Computer").unwrap();
+    assert!(sealed < done && sealed < fail && done < stop && fail < stop, "{branch}");
+    assert!(branch[sealed..done].contains("if ($Why)"), "done only when the seal worked: {branch}");
+    // EC2Launch v1's -Schedule and v2's reset appear nowhere else.
+    assert_eq!(commands.iter().filter(|c| c.name == "$V2" || c.name.ends_with("InitializeInstance.ps1\"")).count(), 2);
 }

@@ -203,7 +203,7 @@ fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
         "IPAMConfig/default created",
         "FelixConfiguration/default created",
         "RuntimeClass/windows-2022 created",
-        "DaemonSet/kube-proxy-windows created",
+        "ClusterRoleBinding/hybrid:node-proxier:",
         "node win-0 (",
         "Ready (",
     ] {

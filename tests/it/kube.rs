@@ -130,7 +130,7 @@ fn calico_objects_converge_and_a_second_run_writes_nothing() {
         let api = emu.client().await;
         let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
         assert_eq!(calico, Some(CalicoApi::CrdV1));
-        let objects = desired_objects(&spec, calico, "10.42.0.10");
+        let objects = desired_objects(&spec, calico, "10.42.0.10", &["ip-10-42-0-20.ec2.internal".to_string()]);
         let first = converge_objects(&api, &objects, &quiet).await.unwrap();
         assert!(first.iter().all(|(_, o)| *o == Outcome::Created), "{first:?}");
 
@@ -140,8 +140,12 @@ fn calico_objects_converge_and_a_second_run_writes_nothing() {
         assert_eq!(felix["spec"], json!({ "vxlanEnabled": true, "ipipEnabled": false, "vxlanVNI": 4096, "vxlanPort": 4789 }));
         let rc = api.get("/apis/node.k8s.io/v1/runtimeclasses/windows-2022").await.unwrap().unwrap();
         assert_eq!(rc["scheduling"]["nodeSelector"]["node.kubernetes.io/windows-build"], "10.0.20348");
-        let ds = api.get("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy-windows").await.unwrap().unwrap();
-        assert_eq!(ds["spec"]["template"]["spec"]["securityContext"]["windowsOptions"]["hostProcess"], true);
+        let binding = api
+            .get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/hybrid:node-proxier:ip-10-42-0-20.ec2.internal")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(binding["subjects"][0]["name"], "system:node:ip-10-42-0-20.ec2.internal");
 
         let writes = server_writes(&api).await;
         let second = converge_objects(&api, &objects, &quiet).await.unwrap();
@@ -174,7 +178,7 @@ fn calico_v3_api_is_detected_and_written() {
         let api = emu.client().await;
         let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
         assert_eq!(calico, Some(CalicoApi::V3));
-        let objects = desired_objects(&spec, calico, "10.42.0.10");
+        let objects = desired_objects(&spec, calico, "10.42.0.10", &[]);
         converge_objects(&api, &objects, &quiet).await.unwrap();
         let ipam = api.get("/apis/projectcalico.org/v3/ipamconfigurations/default").await.unwrap().unwrap();
         assert_eq!((ipam["kind"].clone(), ipam["spec"]["strictAffinity"].clone()), (json!("IPAMConfiguration"), json!(true)));
@@ -190,13 +194,18 @@ fn flannel_objects_converge() {
     let emu = KubeEmulator::start_with(Options { kube_minor: Some(spec.kubernetes_version.minor), ..Options::default() });
     rt().block_on(async {
         let api = emu.client().await;
-        converge_objects(&api, &desired_objects(&spec, None, "10.50.0.10"), &quiet).await.unwrap();
+        let windows = ["ip-10-50-0-21.ec2.internal".to_string()];
+        converge_objects(&api, &desired_objects(&spec, None, "10.50.0.10", &windows), &quiet).await.unwrap();
         let cm = api.get("/api/v1/namespaces/kube-flannel/configmaps/kube-flannel-cfg").await.unwrap().unwrap();
         let net: serde_json::Value = serde_json::from_str(cm["data"]["net-conf.json"].as_str().unwrap()).unwrap();
         assert_eq!(net["Backend"], json!({ "Type": "vxlan", "VNI": 4096, "Port": 4789 }));
-        // Windows flannel nodes run host services; only their kube-proxy's RBAC is an object.
+        // Windows flannel nodes run host services; only their RBAC is an object, one per node.
         assert!(api.get("/apis/apps/v1/namespaces/kube-flannel/daemonsets/kube-flannel-ds-windows-amd64").await.unwrap().is_none());
-        let binding = api.get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/hybrid:windows-kube-proxy").await.unwrap().unwrap();
+        let binding = api
+            .get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/hybrid:node-proxier:ip-10-50-0-21.ec2.internal")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(binding["roleRef"]["name"], "system:node-proxier");
         let rcs = api.list("/apis/node.k8s.io/v1/runtimeclasses", None, None).await.unwrap();
         assert_eq!(rcs.len(), 2);
@@ -255,7 +264,7 @@ fn every_object_hybrid_writes_passes_the_strict_server_and_converges_once() {
         rt().block_on(async {
             let api = emu.client().await;
             let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
-            let objects = desired_objects(&spec, calico, "10.20.0.10");
+            let objects = desired_objects(&spec, calico, "10.20.0.10", &[]);
             let outcomes = converge_objects(&api, &objects, &quiet).await.unwrap_or_else(|e| panic!("{file} (v3: {calico_v3}): {e}"));
             assert!(outcomes.iter().all(|(_, o)| *o == Outcome::Created), "{outcomes:?}");
             for o in &objects {
@@ -276,8 +285,8 @@ fn the_strict_server_refuses_wrong_objects() {
     let spec = crate::render::spec("clusters/dev.toml");
     rt().block_on(async {
         let api = emu.client().await;
-        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10");
-        let ds = objects.iter().find(|o| o.body["kind"] == "DaemonSet").unwrap();
+        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[]);
+        let ds = sample_daemonset();
         let mut unknown = ds.body.clone();
         unknown["spec"]["template"]["spec"]["containers"][0]["volumeMount"] = json!([]);
         let e = api.apply(&ds.path(), &unknown, true, false).await.unwrap_err();
@@ -298,8 +307,10 @@ fn the_strict_server_refuses_wrong_objects() {
         // What the Calico 3.30 API server does not serve (v3 has no autoAllocateBlocks).
         let v3 = KubeEmulator::start(true);
         let api3 = v3.client().await;
-        let mut old_style =
-            desired_objects(&spec, Some(CalicoApi::V3), "10.42.0.10").into_iter().find(|o| o.body["kind"] == "IPAMConfiguration").unwrap();
+        let mut old_style = desired_objects(&spec, Some(CalicoApi::V3), "10.42.0.10", &[])
+            .into_iter()
+            .find(|o| o.body["kind"] == "IPAMConfiguration")
+            .unwrap();
         old_style.body["spec"]["autoAllocateBlocks"] = json!(true);
         let e = api3.apply(&old_style.path(), &old_style.body, true, false).await.unwrap_err();
         assert!(e.message.contains("spec.autoAllocateBlocks: field not declared in schema"), "{e}");
@@ -317,6 +328,38 @@ fn the_strict_server_refuses_wrong_objects() {
     });
 }
 
+/// A DaemonSet with what API servers default inside lists (a container's
+/// termination message and resources, a field reference's API version, a
+/// ConfigMap volume's mode): the shape of the Windows kube-proxy DaemonSet
+/// hybrid wrote before kube-proxy became a host service, kept as the
+/// strict emulator's sample of a built-in kind with containers.
+fn sample_daemonset() -> KubeObject {
+    KubeObject {
+        collection: "/apis/apps/v1/namespaces/kube-system/daemonsets".into(),
+        name: "sample".into(),
+        body: json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": { "name": "sample", "namespace": "kube-system" },
+            "spec": {
+                "selector": { "matchLabels": { "app": "sample" } },
+                "template": {
+                    "metadata": { "labels": { "app": "sample" } },
+                    "spec": {
+                        "containers": [{
+                            "name": "sample",
+                            "image": "registry.k8s.io/pause:3.10.2",
+                            "env": [{ "name": "NODENAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } }],
+                            "volumeMounts": [{ "name": "config", "mountPath": "/var/lib/sample" }],
+                        }],
+                        "volumes": [{ "name": "config", "configMap": { "name": "sample" } }],
+                    },
+                },
+            },
+        }),
+        force: true,
+    }
+}
+
 /// A real API server stores defaults inside the lists hybrid writes, so the
 /// old rule (the stored object must contain the desired one, lists exactly)
 /// saw drift forever; the dry-run apply sees none.
@@ -326,7 +369,8 @@ fn defaults_inside_lists_are_not_drift() {
     let spec = crate::render::spec("clusters/dev.toml");
     rt().block_on(async {
         let api = emu.client().await;
-        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10");
+        let mut objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[]);
+        objects.push(sample_daemonset());
         converge_objects(&api, &objects, &quiet).await.unwrap();
         let ds = objects.iter().find(|o| o.body["kind"] == "DaemonSet").unwrap();
         let stored = api.get(&ds.path()).await.unwrap().unwrap();
@@ -358,7 +402,7 @@ fn operator_write_backs_are_not_drift_and_conflicts_are_named() {
     let spec = crate::render::spec("clusters/dev.toml");
     rt().block_on(async {
         let api = emu.client().await;
-        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10");
+        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[]);
         converge_objects(&api, &objects, &quiet).await.unwrap();
         // Give the "operator" its turn.
         let inst_path = "/apis/operator.tigera.io/v1/installations/default";
@@ -419,7 +463,7 @@ fn the_api_is_reached_over_tls_with_the_minted_admin_certificate() {
         let api = tls_client(&emu.url, Some("10.20.0.10"), &ca, &ca).await.unwrap();
         assert!(api.get("/version").await.unwrap().is_some());
         let spec = crate::render::spec("tests/fixtures/render/calico.toml");
-        converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.20.0.10"), &quiet).await.unwrap();
+        converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.20.0.10", &[]), &quiet).await.unwrap();
 
         // A client certificate from another CA is refused by the server.
         let api = tls_client(&emu.url, Some("10.20.0.10"), &ca, &stranger).await.unwrap();
@@ -545,11 +589,11 @@ fn objects_converge_through_api_faults() {
             poll: std::time::Duration::from_millis(100),
             ..Default::default()
         };
-        hybrid::cluster::converge::converge_cluster_objects(&api, &spec, "10.42.0.10", waits, &quiet).await.unwrap();
+        hybrid::cluster::converge::converge_cluster_objects(&api, &spec, "10.42.0.10", &[], waits, &quiet).await.unwrap();
         let rc = api.get("/apis/node.k8s.io/v1/runtimeclasses/windows-2022").await.unwrap().unwrap();
         assert_eq!(rc["handler"], "runhcs-wcow-process");
         let before = server_writes(&api).await;
-        let again = converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10"), &quiet).await.unwrap();
+        let again = converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[]), &quiet).await.unwrap();
         assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{again:?}");
         assert_eq!(server_writes(&api).await, before);
         let faults = api.get("/_test/faults").await.unwrap().unwrap();

@@ -75,15 +75,21 @@ fn wait_http(port: u16, path: &str) {
 pub struct Moto {
     child: Child,
     pub url: String,
+    /// Where instances' console output is played (tests/support/moto_server.py).
+    console_dir: std::path::PathBuf,
 }
 
 impl Moto {
     pub fn start() -> Self {
-        let bin = root().join(".venv/bin/moto_server");
-        assert!(bin.exists(), "{} is missing: run scripts/setup.sh", bin.display());
+        let python = root().join(".venv/bin/python");
+        assert!(python.exists(), "{} is missing: run scripts/setup.sh", python.display());
         let port = free_port();
-        let child = Command::new(bin)
+        let console_dir = std::env::temp_dir().join(format!("hybrid-it-moto-console-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&console_dir).unwrap();
+        let child = Command::new(python)
+            .arg(root().join("tests/support/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("HYBRID_MOTO_CONSOLE_DIR", &console_dir)
             .env("MOTO_AMIS_PATH", root().join("tests/fixtures/moto/amis.json"))
             // Reject unknown instance types the way EC2 does.
             .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
@@ -92,7 +98,12 @@ impl Moto {
             .spawn()
             .expect("moto_server starts");
         wait_http(port, "/moto-api/");
-        Moto { child, url: format!("http://127.0.0.1:{port}") }
+        Moto { child, url: format!("http://127.0.0.1:{port}"), console_dir }
+    }
+
+    /// Where `console` writes, for a helper thread that plays instances.
+    pub fn console_dir(&self) -> std::path::PathBuf {
+        self.console_dir.clone()
     }
 
     /// Empties every backend (moto's `POST /moto-api/reset`).
@@ -106,10 +117,16 @@ impl Moto {
     }
 }
 
+/// Writes instance `id`'s console output into a moto console folder.
+pub fn console_at(dir: &std::path::Path, id: &str, text: &str) {
+    std::fs::write(dir.join(id), text).unwrap();
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.console_dir);
     }
 }
 

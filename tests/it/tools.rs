@@ -113,6 +113,8 @@ pub struct ScriptCommand {
     pub args: Vec<String>,
     pub function: Option<String>,
     pub stage: Option<String>,
+    /// Byte offset in the script: source order.
+    pub start: usize,
 }
 
 impl ScriptCommand {
@@ -159,7 +161,43 @@ pub fn powershell_commands(script: &str) -> Vec<ScriptCommand> {
             }
             up = p.parent();
         }
-        out.push(ScriptCommand { name: script[name.byte_range()].to_string(), args, function, stage });
+        out.push(ScriptCommand { name: script[name.byte_range()].to_string(), args, function, stage, start: n.start_byte() });
+    });
+    out
+}
+
+/// One `left = value` of a PowerShell script, with the function it sits in.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub left: String,
+    pub value: String,
+    pub function: Option<String>,
+    pub start: usize,
+}
+
+/// Every assignment in a PowerShell script, in source order.
+pub fn powershell_assignments(script: &str) -> Vec<Assignment> {
+    let tree = parse_powershell(script);
+    let mut out = Vec::new();
+    walk(tree.root_node(), &mut |n| {
+        if n.kind() != "assignment_expression" {
+            return;
+        }
+        let mut c = n.walk();
+        let Some(left) = n.children(&mut c).find(|k| k.kind() == "left_assignment_expression") else { return };
+        let mut c = n.walk();
+        let value: Vec<String> = n.children_by_field_name("value", &mut c).map(|v| script[v.byte_range()].to_string()).collect();
+        let mut function = None;
+        let mut up = n.parent();
+        while let Some(p) = up {
+            if p.kind() == "function_statement" {
+                let mut c = p.walk();
+                function = p.children(&mut c).find(|k| k.kind() == "function_name").map(|k| script[k.byte_range()].to_string());
+                break;
+            }
+            up = p.parent();
+        }
+        out.push(Assignment { left: script[left.byte_range()].to_string(), value: value.join(" "), function, start: n.start_byte() });
     });
     out
 }
@@ -190,7 +228,7 @@ pub fn bash_commands(script: &str) -> Vec<ScriptCommand> {
             }
             up = p.parent();
         }
-        out.push(ScriptCommand { name: script[name.byte_range()].to_string(), args, function, stage: None });
+        out.push(ScriptCommand { name: script[name.byte_range()].to_string(), args, function, stage: None, start: n.start_byte() });
     });
     out
 }
