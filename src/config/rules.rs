@@ -76,8 +76,13 @@ impl Rules<'_> {
         match versions::check_kubernetes(s.kubernetes_version) {
             Err(m) => self.error("cluster.kubernetes_version", m.message, m.hint),
             Ok(minor) => {
+                if let Some(m) = versions::check_patch(s.kubernetes_version, minor) {
+                    self.warning("cluster.kubernetes_version", m.message, m.hint);
+                }
                 if let Err(m) = versions::check_containerd(minor, &s.containerd_version) {
                     self.error("cluster.containerd_version", m.message, m.hint);
+                } else if let Some(m) = versions::containerd_end_of_life(&s.containerd_version) {
+                    self.warning("cluster.containerd_version", m.message, m.hint);
                 }
             }
         }

@@ -12,7 +12,7 @@ pub mod report;
 mod table;
 mod types;
 
-pub use table::{CALICO, CNI_PLUGINS, CRICTL, END_OF_LIFE, FLANNEL, KUBERNETES, NSSM, RUNC};
+pub use table::{CALICO, CNI_PLUGINS, CONTAINERD, CONTAINERD_END_OF_LIFE, CRICTL, END_OF_LIFE, FLANNEL, KUBERNETES, NOT_YET, NSSM, RUNC};
 pub use types::{CalicoLine, FlannelLine, KubeMinor, Semver};
 
 use crate::model::{ClusterSpec, CniPlugin, KubeVersion, NodeOs, WindowsVersion};
@@ -256,11 +256,12 @@ pub fn downloads(spec: &ClusterSpec, kind: NodeKind) -> Vec<Download> {
             ];
             if spec.cni.plugin == CniPlugin::Flannel {
                 let cni_plugin = flannel_line(&spec.cni.version).map_or(FLANNEL[0].cni_plugin, |f| f.cni_plugin);
-                out.push(kube_binary(k, Platform::Windows, "kube-proxy"));
                 out.push(flanneld_windows(&spec.cni.version));
                 out.push(flannel_cni_windows(cni_plugin));
                 out.push(cni_plugins(Platform::Windows));
             }
+            // kube-proxy is a host service on both CNIs (docs/windows.md).
+            out.push(kube_binary(k, Platform::Windows, "kube-proxy"));
             out
         }
     }
@@ -280,13 +281,6 @@ pub fn pause_image(spec: &ClusterSpec) -> String {
     format!("registry.k8s.io/pause:{}", Resolved::of(spec).minor.pause)
 }
 
-/// The Windows kube-proxy HostProcess image (Calico only): built by
-/// kubernetes-sigs/sig-windows-tools `.github/workflows/sync-kube-proxy-images.yaml`
-/// @ 38b2820 for every kube-proxy tag ≥ 1.33, daily.
-pub fn kube_proxy_windows_image(spec: &ClusterSpec) -> String {
-    format!("docker.io/sigwindowstools/kube-proxy:v{}-calico-hostprocess", spec.kubernetes_version)
-}
-
 /// kube-proxy on Linux nodes: the DaemonSet kubeadm's `kube-proxy` addon
 /// phase creates, with the image tagged as the control plane's version
 /// (kubernetes/kubernetes cmd/kubeadm/app/images: `GetKubernetesImage`).
@@ -303,7 +297,6 @@ pub fn node_images(spec: &ClusterSpec, os: NodeOs) -> Vec<String> {
             // pkg/components: CalicoRegistry).
             out.push(format!("quay.io/calico/node-windows:v{}", spec.cni.version));
             out.push(format!("quay.io/calico/cni-windows:v{}", spec.cni.version));
-            out.push(kube_proxy_windows_image(spec));
         }
         (NodeOs::Windows(_), CniPlugin::Flannel) => {}
         (NodeOs::Linux(_), CniPlugin::Calico) => {
@@ -355,6 +348,12 @@ pub fn check_kubernetes(v: KubeVersion) -> Result<&'static KubeMinor, Mismatch> 
             ),
         });
     }
+    if let Some((_, why)) = NOT_YET.iter().find(|(m, _)| *m == v.minor) {
+        return Err(Mismatch {
+            message: format!("{why}; hybrid's table ends at 1.{} (no containerd, CNI or pause row for 1.{} yet)", newest.minor, v.minor),
+            hint: format!("use \"1.{}\" until hybrid adds 1.{}", newest.minor, v.minor),
+        });
+    }
     if v.minor > newest.minor {
         return Err(Mismatch {
             message: format!("Kubernetes 1.{} is newer than hybrid's table ({})", v.minor, supported_range()),
@@ -364,6 +363,32 @@ pub fn check_kubernetes(v: KubeVersion) -> Result<&'static KubeMinor, Mismatch> 
     Err(Mismatch {
         message: format!("Kubernetes 1.{} is out of support; supported minors are {}", v.minor, supported_range()),
         hint: format!("use \"1.{}\"", default_minor().minor),
+    })
+}
+
+/// A patch newer than the newest hybrid knows of its minor: it may exist
+/// (hybrid's table lags), or be a typo that fails twenty minutes into a
+/// node's boot. A warning; `versions --check` finds out for sure.
+pub fn check_patch(v: KubeVersion, minor: &KubeMinor) -> Option<Mismatch> {
+    (v.patch > minor.latest_patch).then(|| Mismatch {
+        message: format!(
+            "Kubernetes {v} is newer than the newest 1.{} patch hybrid knows (1.{}.{}); if it does not exist, every node fails at boot",
+            minor.minor, minor.minor, minor.latest_patch
+        ),
+        hint: format!(
+            "check it with `hybrid versions FILE --check` (plan and apply do before launching), or write \"1.{}\" for 1.{}.{}",
+            minor.minor, minor.minor, minor.latest_patch
+        ),
+    })
+}
+
+/// A containerd line past its end of life gets no security fixes.
+pub fn containerd_end_of_life(containerd: &str) -> Option<Mismatch> {
+    let v = Semver::parse(containerd)?;
+    let (_, eol) = CONTAINERD_END_OF_LIFE.iter().find(|(line, _)| *line == (v.0, v.1))?;
+    Some(Mismatch {
+        message: format!("containerd {}.{} reached end of life on {eol} and gets no security fixes", v.0, v.1),
+        hint: format!("use \"{CONTAINERD}\" (the 2.3 LTS line), or remove containerd_version for the default"),
     })
 }
 
@@ -501,8 +526,8 @@ mod tests {
 
     #[test]
     fn recorded_checksums_win_over_published_files() {
-        let v = KubeVersion { major: 1, minor: 35, patch: 1 };
-        assert!(matches!(kube_binary(v, Platform::Linux, "kubelet").check, Check::Sha256(h) if h.starts_with("e7343310")));
+        let v = KubeVersion { major: 1, minor: 35, patch: 8 };
+        assert!(matches!(kube_binary(v, Platform::Linux, "kubelet").check, Check::Sha256(h) if h.starts_with("6971b9f9")));
         let v = KubeVersion { major: 1, minor: 36, patch: 5 };
         let k = kube_binary(v, Platform::Windows, "kubelet");
         assert_eq!(k.url, "https://dl.k8s.io/v1.36.5/bin/windows/amd64/kubelet.exe");
@@ -517,6 +542,19 @@ mod tests {
         assert!(eol.hint.contains("1.35") && eol.hint.contains("1.36"), "{eol:?}");
         let future = check_kubernetes(KubeVersion { major: 1, minor: 39, patch: 0 }).unwrap_err();
         assert!(future.message.contains("newer than"), "{future:?}");
+        let announced = check_kubernetes(KubeVersion { major: 1, minor: 38, patch: 0 }).unwrap_err();
+        assert!(announced.message.contains("not released yet") && announced.hint.contains("1.37"), "{announced:?}");
+    }
+
+    #[test]
+    fn an_unknown_patch_and_an_ended_containerd_line_are_warnings() {
+        let k36 = kube_minor(36).unwrap();
+        assert!(check_patch(KubeVersion { major: 1, minor: 36, patch: k36.latest_patch }, k36).is_none());
+        let w = check_patch(KubeVersion { major: 1, minor: 36, patch: 99 }, k36).unwrap();
+        assert!(w.message.contains("1.36.99") && w.hint.contains("--check"), "{w:?}");
+        assert!(containerd_end_of_life(CONTAINERD).is_none(), "the default containerd is supported");
+        let eol = containerd_end_of_life("2.2.1").unwrap();
+        assert!(eol.message.contains("2026-11-06"), "{eol:?}");
     }
 
     #[test]

@@ -13,67 +13,90 @@ use crate::model::WindowsVersion::{Ws2019, Ws2022, Ws2025};
 pub const KUBERNETES: &[KubeMinor] = &[
     KubeMinor {
         minor: 35,
-        // [?] 1.35.8: rke2 v1.35.8-rke2r1 and Giant Swarm release notes; 1.35.0
-        // and 1.35.1 are the patches with checksums in kubespray's table.
-        latest_patch: 8,
+        // kubernetes.io/releases/1.35 (stored copy): 1.35.9 released
+        // 2026-09-15, the newest seen; a newer monthly patch may exist
+        // (`hybrid versions FILE --check` finds out before a node boots).
+        latest_patch: 9,
         end_of_life: "2027-02-28",
-        // containerd RELEASES.md "Kubernetes support": 1.35 → 2.2.0+, 2.1.5+,
-        // 1.7.28+ ([?] read in a translation of release/2.3's table).
+        // containerd RELEASES.md "Kubernetes support" @ main 301026e5
+        // (identical on release/2.3 7ee98955): 1.35 → 2.2.0+, 2.1.5+, 1.7.28+.
         containerd_min: Semver(2, 1, 5),
-        containerd: "2.2.1",
-        // kubespray roles/kubespray_defaults/vars/main/main.yml @ 0bfd434
+        containerd: CONTAINERD,
+        // kubespray roles/kubespray_defaults/vars/main/main.yml @ 46dbdd39
         // (pod_infra_supported_versions): 1.35 → 3.10.1.
         pause: "3.10.1",
-        // tigera/docs version-3.32 system requirements @ 69ef9b0: 1.34–1.36.
+        // tigera/docs version-3.32 system requirements @ f2a27624: 1.34–1.36.
         calico: "3.32.4",
-        flannel: "0.28.5",
+        flannel: "0.28.9",
         // kubernetes/website PR #53724 (merged 2025-12-19, the 1.35 docs)
         // added Windows Server 2025; 2019 was still listed until PR #55103.
         windows: &[Ws2019, Ws2022, Ws2025],
     },
     KubeMinor {
         minor: 36,
-        // [?] 1.36.5: Giant Swarm v36.0.0 links CHANGELOG-1.36.md#v1.36.5;
-        // kubernetes CHANGELOG-1.36.md @ 008b365 (stored) reaches v1.36.0.
+        // [?] 1.36.5: kubernetes.io/releases/1.36 (stored copy) shows 1.36.4
+        // (2026-08-11) with 1.36.5 due 2026-09-15, the day 1.35.9 and 1.37.1
+        // shipped.
         latest_patch: 5,
         end_of_life: "2027-06-28",
-        // containerd RELEASES.md: 1.36 → 2.3.0+, 2.2.0+ only ([?] as above).
+        // containerd RELEASES.md @ 301026e5: 1.36 → 2.3.0+, 2.2.0+.
         containerd_min: Semver(2, 2, 0),
-        containerd: "2.2.1",
-        // [?] kubeadm 1.36 constants: pause 3.10.2 (kubeclipper PR #947);
-        // 3.10.2 is also the first with Windows Server 2025 layers
-        // (rancher/rancher#50915).
+        containerd: CONTAINERD,
+        // [?] kubespray pod_infra_supported_versions @ 46dbdd39 (commit
+        // 28bdeb85 "Support Kubernetes v1.36.0"): 3.10.2, also the first
+        // pause with Windows Server 2025 layers (kubernetes/kubernetes#136960).
         pause: "3.10.2",
         calico: "3.32.4",
-        flannel: "0.28.5",
+        flannel: "0.28.9",
         // kubernetes/website content/en/docs/concepts/windows/intro.md (main,
         // after PR #55103, 2026-03): Windows Server 2022 or 2025 only.
         windows: &[Ws2022, Ws2025],
     },
     KubeMinor {
         minor: 37,
-        // [?] 1.37.1: install guides using dl.k8s.io/release/v1.37.1.
+        // kubernetes.io/releases/1.37 (stored copy): 1.37.0 on 2026-08-26,
+        // 1.37.1 on 2026-09-15.
         latest_patch: 1,
         end_of_life: "2027-10-28",
-        // No 1.37 row found in containerd RELEASES.md; 2.2 is the line listed
-        // for 1.36 and still supported.
-        containerd_min: Semver(2, 2, 0),
-        containerd: "2.2.1",
-        // [?] "kubeadm v1.37.1 pins … pause 3.10.2" (upgrade notes).
+        // containerd RELEASES.md @ 301026e5 has no 1.37 row yet; 2.3 (LTS to
+        // 2028-04-30) is the oldest line still supported (2.2 ended
+        // 2026-11-06).
+        containerd_min: Semver(2, 3, 0),
+        containerd: CONTAINERD,
+        // [?] rke2 v1.37.0-rke2r1 and kubeclipper PR #947: pause 3.10.2.
         pause: "3.10.2",
-        // [?] Calico 3.33 is tested with 1.35–1.37 (kupre v0.5.0 notes from
-        // Tigera's versioned docs); 3.32 is not tested with 1.37.
+        // tigera/docs calico_versioned_docs/version-3.33 system requirements:
+        // Calico 3.33 is tested with 1.35–1.37; 3.32 is not tested with 1.37.
         calico: "3.33.1",
-        flannel: "0.28.5",
+        flannel: "0.28.9",
         windows: &[Ws2022, Ws2025],
     },
 ];
 
+/// Minors announced but not released: `(minor, why not yet)`.
+/// kubernetes/sig-release releases/release-1.38/README.md: v1.38.0 is planned
+/// for 2026-12-16; no containerd, Calico or kubeadm pause row exists for it yet.
+pub const NOT_YET: &[(u32, &str)] = &[(38, "Kubernetes 1.38 is not released yet (planned for 2026-12-16)")];
+
 /// The default: the newest minor that every component supports on Windows
-/// by a primary source — Calico 3.32's docs test 1.34–1.36 and the
-/// sigwindowstools kube-proxy image is built for every patch. 1.37 has
-/// only secondary sources for Calico 3.33 and waits for a primary one.
+/// by a primary source — Calico 3.32's docs test 1.34–1.36. 1.37 would do
+/// too (Calico 3.33's docs list it) but has no Windows Server 2019; moving
+/// the default is a release decision, not a pin update.
 pub const DEFAULT_MINOR: u32 = 36;
+
+/// containerd on every node, Linux and Windows. containerd RELEASES.md @
+/// 301026e5: 2.2 reached end of life on 2026-11-06 (without 2.2.4's fix of
+/// CVE-2026-46680 and 2.2.5's of CVE-2026-50195 a 2.2.1 pin was also
+/// unpatched); 2.3 is the LTS line to 2028-04-30. [?] 2.3.6 (2026-09-24,
+/// fixes CVE-2026-53493; 2.3.5 fixed CVE-2026-53495) from copies of its
+/// release page; 2.3.4 is the newest read in the repository itself. It is
+/// verified at boot against the release's own .sha256sum.
+pub const CONTAINERD: &str = "2.3.6";
+
+/// containerd lines past their end of life (RELEASES.md @ 301026e5): a
+/// `containerd_version` on one of them is a warning.
+pub const CONTAINERD_END_OF_LIFE: &[((u32, u32), &str)] =
+    &[((1, 7), "2026-09-01"), ((2, 0), "2025-11-07"), ((2, 1), "2026-07-03"), ((2, 2), "2026-11-06")];
 
 /// Minors past their end of life: `(minor, end of life)`.
 pub const END_OF_LIFE: &[(u32, &str)] = &[(31, "2025-10-28"), (32, "2026-02-28"), (33, "2026-06-28"), (34, "2026-10-27")];
@@ -96,6 +119,7 @@ pub const CALICO: &[CalicoLine] = &[
     },
     CalicoLine {
         line: (3, 32),
+        // GitHub release v3.32.4 (2026-11-11).
         latest: "3.32.4",
         kube_minors: (34, 36),
         // Renamed from operator-crds.yaml in March 2026 (tigera/docs PR #2558);
@@ -105,8 +129,9 @@ pub const CALICO: &[CalicoLine] = &[
     },
     CalicoLine {
         line: (3, 33),
+        // GitHub release v3.33.1 (2026-11-16, marked Latest).
         latest: "3.33.1",
-        // [?] see KUBERNETES[1.37].
+        // tigera/docs version-3.33 system requirements.
         kube_minors: (35, 37),
         crds_manifest: "v1_crd_projectcalico_org.yaml",
         windows: &[Ws2019, Ws2022],
@@ -118,17 +143,25 @@ pub const CALICO: &[CalicoLine] = &[
 /// `pkg/backend/vxlan/vxlan_windows.go` (HNS overlay on Server 2019+).
 pub const FLANNEL: &[FlannelLine] = &[FlannelLine {
     line: (0, 28),
-    // [?] v0.28.5 with cni-plugin v1.9.1-flannel1 (image pins seen together).
-    latest: "0.28.5",
-    cni_plugin: "v1.9.1-flannel1",
+    // flannel-io/flannel tag v0.28.9 (5cd0d526, 2026-08-07; x/net and x/text
+    // CVE fixes); its Documentation/kube-flannel.yml pairs it with
+    // flannel-cni-plugin v1.9.1-flannel3.
+    latest: "0.28.9",
+    cni_plugin: "v1.9.1-flannel3",
     windows: &[Ws2019, Ws2022, Ws2025],
 }];
 
 /// Node-level tools that do not follow the Kubernetes minor.
-pub const RUNC: &str = "1.3.4";
-pub const CNI_PLUGINS: &str = "1.8.0";
-/// crictl speaks CRI v1, which every supported kubelet uses.
-pub const CRICTL: &str = "1.35.0";
+/// runc RELEASES.md @ main 76d9cf5d: since 1.5.0 (2026-06-19) the 1.3 line
+/// gets only high-severity fixes; 1.4.3 (2026-06-13) has CVE-2026-41579's
+/// and the stuck-exec fix and is what containerd 2.3 tests with
+/// (containerd script/setup/runc-version @ v2.3.4).
+pub const RUNC: &str = "1.4.3";
+/// containernetworking/plugins tag v1.9.1 (adc3e6b5, 2026-02-19).
+pub const CNI_PLUGINS: &str = "1.9.1";
+/// crictl speaks CRI v1, which every supported kubelet uses; cri-tools tag
+/// v1.36.0 (88d8ad9d, 2026-04-24).
+pub const CRICTL: &str = "1.36.0";
 pub const NSSM: &str = "2.24";
 
 /// SHA-256 of exact files, by URL. Sources: kubernetes-sigs/kubespray
@@ -137,31 +170,28 @@ pub const NSSM: &str = "2.24";
 /// checksum its release publishes (see `Download::check`), which is fetched
 /// over HTTPS at boot: add its row when you can.
 pub const SHA256: &[(&str, &str)] = &[
-    ("https://dl.k8s.io/v1.35.1/bin/linux/amd64/kubelet", "e7343310e03ff0d424df4397bdfa4468947d6d1f0f93dac586c1e8d6e4086d5d"),
-    ("https://dl.k8s.io/v1.35.1/bin/linux/amd64/kubeadm", "8a7ff344eef1bfba88f9a74b3fdc9ea4448c94f1b3cefb8c0aeeaf1f96e05053"),
-    ("https://dl.k8s.io/v1.35.1/bin/linux/amd64/kubectl", "36e2f4ac66259232341dd7866952d64a958846470f6a9a6a813b9117bd965207"),
-    ("https://dl.k8s.io/v1.35.0/bin/linux/amd64/kubelet", "2f4ed7778681649b81244426c29c5d98df60ccabf83d561d69e61c1cbb943ddf"),
-    ("https://dl.k8s.io/v1.35.0/bin/linux/amd64/kubeadm", "729e7fb34e4f1bfcf2bdaf2a14891ed64bd18c47aaab42f8cc5030875276cfed"),
-    ("https://dl.k8s.io/v1.35.0/bin/linux/amd64/kubectl", "a2e984a18a0c063279d692533031c1eff93a262afcc0afdc517375432d060989"),
     (
-        "https://github.com/containerd/containerd/releases/download/v2.2.1/containerd-2.2.1-linux-amd64.tar.gz",
-        "f5d8e90ecb6c1c7e33ecddf8cc268a93b9e5b54e0e850320d765511d76624f41",
+        "https://github.com/opencontainers/runc/releases/download/v1.4.3/runc.amd64",
+        "f6ae8efc0fa40079e1475e97cbe9d1bd3f106a28d6af78a11d9f1bd565515e60",
     ),
     (
-        "https://github.com/containerd/containerd/releases/download/v2.2.0/containerd-2.2.0-linux-amd64.tar.gz",
-        "b9626a94ab93b00bcbcbf13d98deef972c6fb064690e57940632df54ad39ee71",
+        "https://github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz",
+        "b98f74a0f8522f0a83867178729c1aa70f2158f90c45a2ca8fa791db1c76b303",
     ),
     (
-        "https://github.com/opencontainers/runc/releases/download/v1.3.4/runc.amd64",
-        "5966ca40b6187b30e33bfc299c5f1fe72e8c1aa01cf3fefdadf391668f47f103",
+        "https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz",
+        "83855e114566a8a8c44c548d515670f51de3a5e1da8b2effb59870e2f10c25a3",
     ),
+    // kubespray @ 46dbdd39 for the patches a file can still pin.
+    ("https://dl.k8s.io/v1.35.8/bin/linux/amd64/kubelet", "6971b9f95e54dbed67a2271abe6e78f8cc2894494649f3cf39e4b25a82dca923"),
+    ("https://dl.k8s.io/v1.35.8/bin/linux/amd64/kubeadm", "1bbc64a2be5b300880ae9330c6bba592ec2a2b8ecb79c527b0c7cc0f44070e5e"),
+    ("https://dl.k8s.io/v1.35.8/bin/linux/amd64/kubectl", "874d5e72dbb819f43cff16bcd1e4f8bac5b7f2361fe1e55049b0a6c676fb0cbf"),
+    ("https://dl.k8s.io/v1.36.4/bin/linux/amd64/kubelet", "cf2562db46c48ab84cc3791540778ee7fb1a0a008529adbb434723dd02ed8b4b"),
+    ("https://dl.k8s.io/v1.36.4/bin/linux/amd64/kubeadm", "10d054585907f2c8bb823c84f6a66b3bd2a474c3d795475f04e9a44f78650fe6"),
+    ("https://dl.k8s.io/v1.36.4/bin/linux/amd64/kubectl", "8b8f088da2dab964f853b38464033b1be15ede2839eca751482357c45abdd05a"),
     (
-        "https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz",
-        "ab3bda535f9d90766cccc90d3dddb5482003dd744d7f22bcf98186bf8eea8be6",
-    ),
-    (
-        "https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.35.0/crictl-v1.35.0-linux-amd64.tar.gz",
-        "2e141e5b22cb189c40365a11807d69b76b9b3caced89fac2f4ec879408ce2177",
+        "https://github.com/containerd/containerd/releases/download/v2.3.4/containerd-2.3.4-linux-amd64.tar.gz",
+        "9d68969855fbf676cdb8ed758e420fb048d61f984f61de3e53eddfebe484d168",
     ),
     // [?] nssm.cc's nssm-2.24.zip as pinned by two unrelated public build
     // scripts; the Kubernetes test-infra mirror serves the same release.

@@ -11,7 +11,7 @@
 set -euo pipefail
 
 ROLE='control-plane'
-K8S_VERSION='1.35.8'
+K8S_VERSION='1.35.9'
 API_SERVER='10.20.0.10:6443'
 CNI='calico'
 CNI_VERSION='3.32.4'
@@ -19,7 +19,7 @@ NODE_NAME_PLACEHOLDER='__HYBRID_NODE_NAME__'
 NODE_IP_PLACEHOLDER='__HYBRID_NODE_IP__'
 # `bake` runs only the stages that do not depend on the cluster (hybrid bake).
 MODE='node'
-IMAGES=('registry.k8s.io/pause:3.10.1' 'registry.k8s.io/kube-proxy:v1.35.8' 'quay.io/calico/node:v3.32.4' 'quay.io/calico/cni:v3.32.4' 'quay.io/calico/kube-controllers:v3.32.4' 'quay.io/calico/typha:v3.32.4' 'quay.io/calico/pod2daemon-flexvol:v3.32.4' 'quay.io/calico/csi:v3.32.4' 'quay.io/calico/node-driver-registrar:v3.32.4')
+IMAGES=('registry.k8s.io/pause:3.10.1' 'registry.k8s.io/kube-proxy:v1.35.9' 'quay.io/calico/node:v3.32.4' 'quay.io/calico/cni:v3.32.4' 'quay.io/calico/kube-controllers:v3.32.4' 'quay.io/calico/typha:v3.32.4' 'quay.io/calico/pod2daemon-flexvol:v3.32.4' 'quay.io/calico/csi:v3.32.4' 'quay.io/calico/node-driver-registrar:v3.32.4')
 STATE=/var/lib/hybrid/stages
 WORK=/var/lib/hybrid/downloads
 
@@ -148,11 +148,11 @@ setup_kernel() {
 }
 
 install_containerd() {
-  fetch 'https://github.com/containerd/containerd/releases/download/v2.2.1/containerd-2.2.1-linux-amd64.tar.gz' "$WORK/containerd.tar.gz" 'sha256:f5d8e90ecb6c1c7e33ecddf8cc268a93b9e5b54e0e850320d765511d76624f41'
+  fetch 'https://github.com/containerd/containerd/releases/download/v2.3.6/containerd-2.3.6-linux-amd64.tar.gz' "$WORK/containerd.tar.gz" 'sha256-file:https://github.com/containerd/containerd/releases/download/v2.3.6/containerd-2.3.6-linux-amd64.tar.gz.sha256sum'
   tar -C /usr/local -xzf "$WORK/containerd.tar.gz"
-  fetch 'https://github.com/opencontainers/runc/releases/download/v1.3.4/runc.amd64' "$WORK/runc" 'sha256:5966ca40b6187b30e33bfc299c5f1fe72e8c1aa01cf3fefdadf391668f47f103'
+  fetch 'https://github.com/opencontainers/runc/releases/download/v1.4.3/runc.amd64' "$WORK/runc" 'sha256:f6ae8efc0fa40079e1475e97cbe9d1bd3f106a28d6af78a11d9f1bd565515e60'
   install -m 0755 "$WORK/runc" /usr/local/sbin/runc
-  fetch 'https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz' "$WORK/cni-plugins.tgz" 'sha256:ab3bda535f9d90766cccc90d3dddb5482003dd744d7f22bcf98186bf8eea8be6'
+  fetch 'https://github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz' "$WORK/cni-plugins.tgz" 'sha256:b98f74a0f8522f0a83867178729c1aa70f2158f90c45a2ca8fa791db1c76b303'
   mkdir -p /opt/cni/bin /etc/cni/net.d /etc/containerd
   tar -C /opt/cni/bin -xzf "$WORK/cni-plugins.tgz"
   install -m 0644 /etc/hybrid/containerd.toml /etc/containerd/config.toml
@@ -162,12 +162,12 @@ install_containerd() {
 }
 
 install_kubernetes() {
-  fetch 'https://dl.k8s.io/v1.35.8/bin/linux/amd64/kubelet' "$WORK/kubelet" 'sha256-file:https://dl.k8s.io/v1.35.8/bin/linux/amd64/kubelet.sha256'
-  fetch 'https://dl.k8s.io/v1.35.8/bin/linux/amd64/kubeadm' "$WORK/kubeadm" 'sha256-file:https://dl.k8s.io/v1.35.8/bin/linux/amd64/kubeadm.sha256'
-  fetch 'https://dl.k8s.io/v1.35.8/bin/linux/amd64/kubectl' "$WORK/kubectl" 'sha256-file:https://dl.k8s.io/v1.35.8/bin/linux/amd64/kubectl.sha256'
+  fetch 'https://dl.k8s.io/v1.35.9/bin/linux/amd64/kubelet' "$WORK/kubelet" 'sha256-file:https://dl.k8s.io/v1.35.9/bin/linux/amd64/kubelet.sha256'
+  fetch 'https://dl.k8s.io/v1.35.9/bin/linux/amd64/kubeadm' "$WORK/kubeadm" 'sha256-file:https://dl.k8s.io/v1.35.9/bin/linux/amd64/kubeadm.sha256'
+  fetch 'https://dl.k8s.io/v1.35.9/bin/linux/amd64/kubectl' "$WORK/kubectl" 'sha256-file:https://dl.k8s.io/v1.35.9/bin/linux/amd64/kubectl.sha256'
   install -m 0755 "$WORK/kubectl" /usr/local/bin/kubectl
   install -m 0755 "$WORK/kubelet" "$WORK/kubeadm" /usr/local/bin/
-  fetch 'https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.35.0/crictl-v1.35.0-linux-amd64.tar.gz' "$WORK/crictl.tar.gz" 'sha256:2e141e5b22cb189c40365a11807d69b76b9b3caced89fac2f4ec879408ce2177'
+  fetch 'https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz' "$WORK/crictl.tar.gz" 'sha256:83855e114566a8a8c44c548d515670f51de3a5e1da8b2effb59870e2f10c25a3'
   tar -C /usr/local/bin -xzf "$WORK/crictl.tar.gz" crictl
   printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\n' >/etc/crictl.yaml
   install -m 0644 /etc/hybrid/kubelet.service /etc/systemd/system/kubelet.service

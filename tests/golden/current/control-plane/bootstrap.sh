@@ -14,12 +14,12 @@ ROLE='control-plane'
 K8S_VERSION='1.36.5'
 API_SERVER='10.60.0.10:6443'
 CNI='flannel'
-CNI_VERSION='0.28.5'
+CNI_VERSION='0.28.9'
 NODE_NAME_PLACEHOLDER='__HYBRID_NODE_NAME__'
 NODE_IP_PLACEHOLDER='__HYBRID_NODE_IP__'
 # `bake` runs only the stages that do not depend on the cluster (hybrid bake).
 MODE='node'
-IMAGES=('registry.k8s.io/pause:3.10.2' 'registry.k8s.io/kube-proxy:v1.36.5' 'ghcr.io/flannel-io/flannel:v0.28.5' 'ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel1')
+IMAGES=('registry.k8s.io/pause:3.10.2' 'registry.k8s.io/kube-proxy:v1.36.5' 'ghcr.io/flannel-io/flannel:v0.28.9' 'ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3')
 STATE=/var/lib/hybrid/stages
 WORK=/var/lib/hybrid/downloads
 
@@ -148,11 +148,11 @@ setup_kernel() {
 }
 
 install_containerd() {
-  fetch 'https://github.com/containerd/containerd/releases/download/v2.2.1/containerd-2.2.1-linux-amd64.tar.gz' "$WORK/containerd.tar.gz" 'sha256:f5d8e90ecb6c1c7e33ecddf8cc268a93b9e5b54e0e850320d765511d76624f41'
+  fetch 'https://github.com/containerd/containerd/releases/download/v2.3.6/containerd-2.3.6-linux-amd64.tar.gz' "$WORK/containerd.tar.gz" 'sha256-file:https://github.com/containerd/containerd/releases/download/v2.3.6/containerd-2.3.6-linux-amd64.tar.gz.sha256sum'
   tar -C /usr/local -xzf "$WORK/containerd.tar.gz"
-  fetch 'https://github.com/opencontainers/runc/releases/download/v1.3.4/runc.amd64' "$WORK/runc" 'sha256:5966ca40b6187b30e33bfc299c5f1fe72e8c1aa01cf3fefdadf391668f47f103'
+  fetch 'https://github.com/opencontainers/runc/releases/download/v1.4.3/runc.amd64' "$WORK/runc" 'sha256:f6ae8efc0fa40079e1475e97cbe9d1bd3f106a28d6af78a11d9f1bd565515e60'
   install -m 0755 "$WORK/runc" /usr/local/sbin/runc
-  fetch 'https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz' "$WORK/cni-plugins.tgz" 'sha256:ab3bda535f9d90766cccc90d3dddb5482003dd744d7f22bcf98186bf8eea8be6'
+  fetch 'https://github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz' "$WORK/cni-plugins.tgz" 'sha256:b98f74a0f8522f0a83867178729c1aa70f2158f90c45a2ca8fa791db1c76b303'
   mkdir -p /opt/cni/bin /etc/cni/net.d /etc/containerd
   tar -C /opt/cni/bin -xzf "$WORK/cni-plugins.tgz"
   install -m 0644 /etc/hybrid/containerd.toml /etc/containerd/config.toml
@@ -167,7 +167,7 @@ install_kubernetes() {
   fetch 'https://dl.k8s.io/v1.36.5/bin/linux/amd64/kubectl' "$WORK/kubectl" 'sha256-file:https://dl.k8s.io/v1.36.5/bin/linux/amd64/kubectl.sha256'
   install -m 0755 "$WORK/kubectl" /usr/local/bin/kubectl
   install -m 0755 "$WORK/kubelet" "$WORK/kubeadm" /usr/local/bin/
-  fetch 'https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.35.0/crictl-v1.35.0-linux-amd64.tar.gz' "$WORK/crictl.tar.gz" 'sha256:2e141e5b22cb189c40365a11807d69b76b9b3caced89fac2f4ec879408ce2177'
+  fetch 'https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz' "$WORK/crictl.tar.gz" 'sha256:83855e114566a8a8c44c548d515670f51de3a5e1da8b2effb59870e2f10c25a3'
   tar -C /usr/local/bin -xzf "$WORK/crictl.tar.gz" crictl
   printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\n' >/etc/crictl.yaml
   install -m 0644 /etc/hybrid/kubelet.service /etc/systemd/system/kubelet.service
@@ -251,7 +251,7 @@ kubeadm_init() {
 # first apply, so flanneld never starts with settings Windows cannot join.
 install_cni() {
   export KUBECONFIG=/etc/kubernetes/admin.conf
-  fetch 'https://github.com/flannel-io/flannel/releases/download/v0.28.5/kube-flannel.yml' /etc/hybrid/kube-flannel.yml 'github-asset:https://api.github.com/repos/flannel-io/flannel/releases/tags/v0.28.5#kube-flannel.yml'
+  fetch 'https://github.com/flannel-io/flannel/releases/download/v0.28.9/kube-flannel.yml' /etc/hybrid/kube-flannel.yml 'github-asset:https://api.github.com/repos/flannel-io/flannel/releases/tags/v0.28.9#kube-flannel.yml'
   python3 - /etc/hybrid/kube-flannel.yml /etc/hybrid/cni.yaml >/etc/hybrid/flannel-install.yaml <<'PY'
 import sys
 docs = open(sys.argv[1]).read().split("\n---")

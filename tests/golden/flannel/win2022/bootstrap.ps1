@@ -47,6 +47,9 @@ version = 3
 '
 $Routes = @('169.254.169.254', '169.254.169.123', '169.254.169.250', '169.254.169.251', '169.254.169.253')
 $Images = @('registry.k8s.io/pause:3.10.1')
+$PodCidr = '10.244.0.0/16'
+# The HNS network the CNI makes, which kube-proxy attaches to.
+$KubeProxyNetwork = 'flannel.4096'
 $FlannelNetConf = '{
   "Backend": {
     "Port": 4789,
@@ -105,10 +108,26 @@ $FlannelCniConf = '{
     }
   ]
 }'
-$FlannelNetwork = 'flannel.4096'
-$PodCidr = '10.244.0.0/16'
 
 function Log($Message) { Write-Host "$(Get-Date -Format o) hybrid: $Message" }
+
+# The folders of the programs this script installs. The machine's PATH
+# (the registry) reaches only processes started after it changes; this
+# process, and kubeadm, which it starts and whose join preflight runs
+# `kubelet --version` through PATH, keep the PATH they started with. So
+# every run puts them on both: its own PATH for itself and its children,
+# the machine's (built from the machine's own value, never from this
+# process's merged one) for what starts after a reboot. A run from a baked
+# image or after the reboot needs its own PATH set just the same.
+$NodePaths = @("$env:ProgramFiles\containerd\bin", 'C:\k')
+function Add-NodePaths {
+  $Machine = [Environment]::GetEnvironmentVariable('Path', 'Machine')
+  foreach ($Dir in $NodePaths) {
+    if (($env:Path -split ';') -notcontains $Dir) { $env:Path = $env:Path.TrimEnd(';') + ';' + $Dir }
+    if (($Machine -split ';') -notcontains $Dir) { $Machine = $Machine.TrimEnd(';') + ';' + $Dir }
+  }
+  [Environment]::SetEnvironmentVariable('Path', $Machine, 'Machine')
+}
 
 # EC2's console output is the serial port, which EC2Launch also writes:
 # open, write, close, and let a busy port cost a line, never the boot.
@@ -217,8 +236,14 @@ function Fetch($Url, $Path, $Check) {
   Move-Item -Force "$Path.part" $Path
 }
 
+# One run at a time: the retry task, a reboot's run and (EC2Launch v1) a
+# second user-data task must not run stages side by side.
+$Single = New-Object Threading.Mutex($false, 'Global\hybrid-bootstrap')
+if (-not $Single.WaitOne(0)) { Log 'another run of the bootstrap is under way'; Stop-Transcript | Out-Null; exit 0 }
+
 # Each run of the script (the first, after the reboot, a retry) starts here.
 Timeline bootstrap start $Mode
+Add-NodePaths
 
 Stage 'containers-feature' {
   $R = Install-WindowsFeature -Name Containers
@@ -229,11 +254,10 @@ Stage 'containerd' {
   # No Hyper-V: EC2 instances other than metal cannot run it, and Kubernetes
   # uses process isolation only (WINDOWS-NOTES §3.1).
   $Dir = "$env:ProgramFiles\containerd"
-  Fetch 'https://github.com/containerd/containerd/releases/download/v2.2.1/containerd-2.2.1-windows-amd64.tar.gz' "$Root\containerd.tar.gz" 'sha256-file:https://github.com/containerd/containerd/releases/download/v2.2.1/containerd-2.2.1-windows-amd64.tar.gz.sha256sum'
+  Fetch 'https://github.com/containerd/containerd/releases/download/v2.3.6/containerd-2.3.6-windows-amd64.tar.gz' "$Root\containerd.tar.gz" 'sha256-file:https://github.com/containerd/containerd/releases/download/v2.3.6/containerd-2.3.6-windows-amd64.tar.gz.sha256sum'
   New-Item -ItemType Directory -Force -Path $Dir, 'C:\opt\cni\bin', 'C:\etc\cni\net.d' | Out-Null
   tar.exe -xzf "$Root\containerd.tar.gz" -C $Dir
   Set-Content -Path "$Dir\config.toml" -Value $ContainerdConfig -Encoding Ascii
-  [Environment]::SetEnvironmentVariable('Path', "$env:Path;$Dir\bin;C:\k", 'Machine')
   & "$Dir\bin\containerd.exe" --register-service --log-file 'C:\var\log\containerd.log'
   Start-Service containerd
 }
@@ -243,14 +267,19 @@ Stage 'kubelet' {
   if (-not (Test-Path 'C:\var\lib\kubelet\etc\kubernetes\pki')) {
     New-Item -ItemType SymbolicLink -Path 'C:\var\lib\kubelet\etc\kubernetes\pki' -Value 'C:\etc\kubernetes\pki' | Out-Null
   }
-  Fetch 'https://dl.k8s.io/v1.35.8/bin/windows/amd64/kubelet.exe' 'C:\k\kubelet.exe' 'sha256-file:https://dl.k8s.io/v1.35.8/bin/windows/amd64/kubelet.exe.sha256'
-  Fetch 'https://dl.k8s.io/v1.35.8/bin/windows/amd64/kubeadm.exe' 'C:\k\kubeadm.exe' 'sha256-file:https://dl.k8s.io/v1.35.8/bin/windows/amd64/kubeadm.exe.sha256'
+  Fetch 'https://dl.k8s.io/v1.35.9/bin/windows/amd64/kubelet.exe' 'C:\k\kubelet.exe' 'sha256-file:https://dl.k8s.io/v1.35.9/bin/windows/amd64/kubelet.exe.sha256'
+  Fetch 'https://dl.k8s.io/v1.35.9/bin/windows/amd64/kubeadm.exe' 'C:\k\kubeadm.exe' 'sha256-file:https://dl.k8s.io/v1.35.9/bin/windows/amd64/kubeadm.exe.sha256'
   Fetch 'https://k8stestinfrabinaries.blob.core.windows.net/nssm-mirror/nssm-2.24.zip' "$Root\nssm.zip" 'sha256:727d1e42275c605e0f04aba98095c38a8e1e46def453cdffce42869428aa6743'
   Expand-Archive -Force -Path "$Root\nssm.zip" -DestinationPath "$Root\nssm"
   # The release zip holds one folder named after its version.
   $NssmDir = 'nssm-' + '2.24'
   Copy-Item -Force -Path "$Root\nssm\$NssmDir\win64\nssm.exe" -Destination 'C:\k\nssm.exe'
+  # nssm installs a service that starts at every boot. This one has no
+  # parameters until the join stage writes them, and on a node from a baked
+  # image it would start before the join with none (holding port 10250), so
+  # it starts only when asked until then.
   & C:\k\nssm.exe install kubelet 'C:\k\kubelet.exe'
+  & C:\k\nssm.exe set kubelet Start SERVICE_DEMAND_START
   & C:\k\nssm.exe set kubelet DependOnService containerd
   & C:\k\nssm.exe set kubelet AppStdout 'C:\var\log\kubelet\kubelet.log'
   & C:\k\nssm.exe set kubelet AppStderr 'C:\var\log\kubelet\kubelet.log'
@@ -263,14 +292,13 @@ Stage 'kubelet' {
   New-NetFirewallRule -Name hybrid-nodeport-udp -DisplayName 'NodePorts UDP (hybrid)' -Protocol UDP -LocalPort '30000-32767' -Action Allow | Out-Null
 }
 
-# flanneld and kube-proxy run as host services from their release binaries:
-# the HostProcess images for flannel are no longer built (sig-windows-tools
-# PR #385/#388, 2025), and this is how RKE2's Windows agent runs them.
+# flanneld runs as a host service from its release binary: the HostProcess
+# images for flannel are no longer built (sig-windows-tools PR #385/#388,
+# 2025), and this is how RKE2's Windows agent runs it.
 Stage 'flannel' {
-  Fetch 'https://github.com/flannel-io/flannel/releases/download/v0.28.5/flannel-v0.28.5-windows-amd64.tar.gz' "$Root\flannel.tar.gz" 'github-asset:https://api.github.com/repos/flannel-io/flannel/releases/tags/v0.28.5#flannel-v0.28.5-windows-amd64.tar.gz'
-  Fetch 'https://github.com/flannel-io/cni-plugin/releases/download/v1.9.1-flannel1/cni-plugin-flannel-windows-amd64-v1.9.1-flannel1.tgz' "$Root\flannel-cni.tgz" 'github-asset:https://api.github.com/repos/flannel-io/cni-plugin/releases/tags/v1.9.1-flannel1#cni-plugin-flannel-windows-amd64-v1.9.1-flannel1.tgz'
-  Fetch 'https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-windows-amd64-v1.8.0.tgz' "$Root\cni-plugins.tgz" 'sha256-file:https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-windows-amd64-v1.8.0.tgz.sha256'
-  Fetch 'https://dl.k8s.io/v1.35.8/bin/windows/amd64/kube-proxy.exe' 'C:\k\kube-proxy.exe' 'sha256-file:https://dl.k8s.io/v1.35.8/bin/windows/amd64/kube-proxy.exe.sha256'
+  Fetch 'https://github.com/flannel-io/flannel/releases/download/v0.28.9/flannel-v0.28.9-windows-amd64.tar.gz' "$Root\flannel.tar.gz" 'github-asset:https://api.github.com/repos/flannel-io/flannel/releases/tags/v0.28.9#flannel-v0.28.9-windows-amd64.tar.gz'
+  Fetch 'https://github.com/flannel-io/cni-plugin/releases/download/v1.9.1-flannel3/cni-plugin-flannel-windows-amd64-v1.9.1-flannel3.tgz' "$Root\flannel-cni.tgz" 'github-asset:https://api.github.com/repos/flannel-io/cni-plugin/releases/tags/v1.9.1-flannel3#cni-plugin-flannel-windows-amd64-v1.9.1-flannel3.tgz'
+  Fetch 'https://github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-windows-amd64-v1.9.1.tgz' "$Root\cni-plugins.tgz" 'sha256-file:https://github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-windows-amd64-v1.9.1.tgz.sha256'
   New-Item -ItemType Directory -Force -Path "$Root\flannel", "$Root\flannel-cni", 'C:\etc\kube-flannel', 'C:\run\flannel' | Out-Null
   tar.exe -xzf "$Root\flannel.tar.gz" -C "$Root\flannel"
   Copy-Item -Force (Get-ChildItem "$Root\flannel" -Recurse -Filter 'flanneld*.exe' | Select-Object -First 1).FullName 'C:\k\flanneld.exe'
@@ -278,27 +306,85 @@ Stage 'flannel' {
   tar.exe -xzf "$Root\flannel-cni.tgz" -C "$Root\flannel-cni"
   Copy-Item -Force (Get-ChildItem "$Root\flannel-cni" -Recurse -Filter 'flannel*.exe' | Select-Object -First 1).FullName 'C:\opt\cni\bin\flannel.exe'
   tar.exe -xzf "$Root\cni-plugins.tgz" -C 'C:\opt\cni\bin'
+  # It starts only when asked until the join stage has configured it:
+  # flanneld without --kube-subnet-mgr would loop on etcd forever. No
+  # service dependency on kubelet (flanneld reads kubelet.conf, a file): a
+  # running dependent would keep kubeadm from restarting kubelet.
   & C:\k\nssm.exe install flanneld 'C:\k\flanneld.exe'
-  & C:\k\nssm.exe set flanneld DependOnService kubelet
+  & C:\k\nssm.exe set flanneld Start SERVICE_DEMAND_START
   & C:\k\nssm.exe set flanneld AppStdout 'C:\var\log\flanneld.log'
   & C:\k\nssm.exe set flanneld AppStderr 'C:\var\log\flanneld.log'
-  & C:\k\nssm.exe install kube-proxy 'powershell.exe'
-  & C:\k\nssm.exe set kube-proxy DependOnService flanneld
-  & C:\k\nssm.exe set kube-proxy AppParameters '-NoProfile -ExecutionPolicy Bypass -File C:\k\start-kube-proxy.ps1'
-  & C:\k\nssm.exe set kube-proxy AppStdout 'C:\var\log\kube-proxy.log'
-  & C:\k\nssm.exe set kube-proxy AppStderr 'C:\var\log\kube-proxy.log'
+}
+
+# kube-proxy runs as a host service from the Kubernetes release's
+# kube-proxy.exe on both CNIs, so a new Kubernetes minor never waits for
+# someone else's image (docs/windows.md). The service is not called
+# kube-proxy: calico-node-windows' uninstall init container stops and
+# deletes a service of that name (projectcalico/calico
+# node/windows-packaging/CalicoWindows/uninstall-calico-hpc.ps1). It starts
+# only once the join stage has written its start script.
+Stage 'kube-proxy' {
+  Fetch 'https://dl.k8s.io/v1.35.9/bin/windows/amd64/kube-proxy.exe' 'C:\k\kube-proxy.exe' 'sha256-file:https://dl.k8s.io/v1.35.9/bin/windows/amd64/kube-proxy.exe.sha256'
+  & C:\k\nssm.exe install hybrid-kube-proxy 'powershell.exe'
+  & C:\k\nssm.exe set hybrid-kube-proxy Start SERVICE_DEMAND_START
+  & C:\k\nssm.exe set hybrid-kube-proxy AppStdout 'C:\var\log\kube-proxy.log'
+  & C:\k\nssm.exe set hybrid-kube-proxy AppStderr 'C:\var\log\kube-proxy.log'
 }
 
 Stage 'routes' {
   # Creating the HNS vSwitch (Calico or flannel) moves the node's address to
   # a new adapter and drops EC2's link-local routes (metadata, time sync,
-  # KMS, DNS): a task puts each one back on the default route's adapter,
-  # at startup and every two minutes (EC2Launch v2's routes are not persistent).
-  $Fix = 'foreach ($D in @(' + (($Routes | ForEach-Object { "'$_'" }) -join ',') + ')) { if (-not (Get-NetRoute -DestinationPrefix "$D/32" -ErrorAction SilentlyContinue)) { $G = Get-NetRoute -DestinationPrefix 0.0.0.0/0 | Sort-Object RouteMetric | Select-Object -First 1; New-NetRoute -DestinationPrefix "$D/32" -InterfaceIndex $G.InterfaceIndex -NextHop $G.NextHop -RouteMetric 1 -PolicyStore ActiveStore | Out-Null } }'
-  Set-Content -Path 'C:\k\link-local-routes.ps1' -Value $Fix
+  # KMS, DNS), and an image can carry routes to an adapter or gateway that
+  # is not this node's (EC2Launch v1 writes them persistent). A task puts
+  # each one on the default route's adapter and gateway, at startup and
+  # every two minutes. It reads the active store, the routes Windows uses:
+  # a persistent route left on an old adapter would hide a missing one.
+  $Fix = @'
+$Want = @(__ROUTES__)
+$G = Get-NetRoute -PolicyStore ActiveStore -DestinationPrefix 0.0.0.0/0 -ErrorAction SilentlyContinue | Sort-Object RouteMetric | Select-Object -First 1
+if (-not $G) { exit 0 }
+foreach ($D in $Want) {
+  $Have = @(Get-NetRoute -PolicyStore ActiveStore -DestinationPrefix "$D/32" -ErrorAction SilentlyContinue)
+  if ($Have | Where-Object { $_.InterfaceIndex -eq $G.InterfaceIndex -and $_.NextHop -eq $G.NextHop }) { continue }
+  # Missing, or stale: remove what points elsewhere (both stores), then add it on the right adapter.
+  $Have | Remove-NetRoute -Confirm:$false -ErrorAction SilentlyContinue
+  Get-NetRoute -PolicyStore PersistentStore -DestinationPrefix "$D/32" -ErrorAction SilentlyContinue | Remove-NetRoute -Confirm:$false -ErrorAction SilentlyContinue
+  New-NetRoute -DestinationPrefix "$D/32" -InterfaceIndex $G.InterfaceIndex -NextHop $G.NextHop -RouteMetric 1 -PolicyStore ActiveStore | Out-Null
+}
+'@
+  Set-Content -Path 'C:\k\link-local-routes.ps1' -Value $Fix.Replace('__ROUTES__', (($Routes | ForEach-Object { "'$_'" }) -join ','))
   $Action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument '-NoProfile -ExecutionPolicy Bypass -File C:\k\link-local-routes.ps1'
   $Triggers = @((New-ScheduledTaskTrigger -AtStartup), (New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Minutes 2)))
   Register-ScheduledTask -Force -TaskName 'hybrid-link-local-routes' -Action $Action -Trigger $Triggers -User 'SYSTEM' -RunLevel Highest | Out-Null
+}
+
+# Leaves the builder so that an instance from its image boots as a new one:
+# its root volume extended, a new Administrator password, its own user data.
+# EC2Launch v2: `reset`, inline from this user-data script (AWS's EC2Launch
+# v2 settings: an inline reset takes effect at once and the agent stops
+# after this task; --block, the older advice, is deprecated since 2.0.1521),
+# checked by the run state it must have deleted. EC2Launch v1 (Windows
+# Server 2019 AMIs built with it): InitializeInstance.ps1 -Schedule, checked
+# by its scheduled task and log; the builder's own persisted-user-data task
+# goes first, or a node would run it beside its own. Returns what went
+# wrong, or nothing.
+function Seal-Image {
+  $V2 = "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe"
+  if (Test-Path $V2) {
+    & $V2 reset --clean | Out-Null
+    $Rc = $LASTEXITCODE
+    $State = "$env:ProgramData\Amazon\EC2Launch\state"
+    $Left = @('.run-once', 'state.json', 'previous-state.json') | Where-Object { Test-Path (Join-Path $State $_) }
+    if ($Rc -ne 0 -or $Left) { return "EC2Launch reset exited $Rc and left $($Left -join ', ')" }
+    return $null
+  }
+  $V1 = 'C:\ProgramData\Amazon\EC2-Windows\Launch'
+  Unregister-ScheduledTask -TaskName 'Amazon Ec2 Launch - Userdata Execution' -Confirm:$false -ErrorAction SilentlyContinue
+  & "$V1\Scripts\InitializeInstance.ps1" -Schedule
+  $Task = Get-ScheduledTask -TaskName 'Amazon Ec2 Launch - Instance Initialization' -ErrorAction SilentlyContinue
+  $Logged = Select-String -SimpleMatch -Quiet -Pattern 'Instance initialization is scheduled successfully' -Path "$V1\Log\Ec2Launch.log" -ErrorAction SilentlyContinue
+  if (-not $Task -or $Task.State -eq 'Disabled' -or -not $Logged) { return 'EC2Launch v1 did not schedule the instance initialization' }
+  return $null
 }
 
 if ($Mode -eq 'bake') {
@@ -307,10 +393,11 @@ if ($Mode -eq 'bake') {
   Stage 'images' { foreach ($I in $Images) { Retry 5 10 { & "$env:ProgramFiles\containerd\bin\ctr.exe" -n k8s.io images pull $I | Out-Null } } }
   Remove-Item -Force -ErrorAction SilentlyContinue "$Root\*.tar.gz", "$Root\*.tgz", "$Root\nssm.zip", "$Root\attempts"
   Set-Content -Path "$Root\baked.json" -Value ('{"baked":"' + (Get-Date).ToUniversalTime().ToString('o') + '"}')
-  Timeline bake done
   Stop-Transcript | Out-Null
-  if (Test-Path "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe") { & "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe" reset --clean }
-  else { & 'C:\ProgramData\Amazon\EC2-Windows\Launch\Scripts\InitializeInstance.ps1' -Schedule }
+  # hybrid makes an image only after `bake done` on the console: a builder
+  # stopped any other way (a failed seal, a maintenance event) makes none.
+  $Why = Seal-Image
+  if ($Why) { Timeline bake fail $Why } else { Timeline bake done }
   Stop-Computer -Force
   exit 0
 }
@@ -325,10 +412,14 @@ Stage 'join' {
   Set-Content -Path 'C:\k\kubeadm-join.yaml' -Value $Config -Encoding Ascii
   $AllArgs = $KubeletArgs + @("--hostname-override=$NodeName", "--node-ip=$NodeIp")
   & C:\k\nssm.exe set kubelet AppParameters ($AllArgs -join ' ')
+  # Configured: from now on kubelet starts at boot. kubeadm join starts it.
+  & C:\k\nssm.exe set kubelet Start SERVICE_AUTO_START
   # Workers boot alongside the control plane: retry until the API answers.
   # A node that has joined (kubelet.conf is written once its TLS bootstrap
   # is done) never joins again: a stage retried for a later step would
   # otherwise reset it, and the bootstrap token may be gone by then.
+  # A kubelet that is running unconfigured would fail the join's preflight (port 10250).
+  if (-not (Test-Path 'C:\etc\kubernetes\kubelet.conf')) { Stop-Service kubelet -ErrorAction SilentlyContinue }
   for ($i = 1; -not (Test-Path 'C:\etc\kubernetes\kubelet.conf'); $i++) {
     & C:\k\kubeadm.exe join --config 'C:\k\kubeadm-join.yaml'
     if ($LASTEXITCODE -eq 0) { break }
@@ -343,6 +434,10 @@ Stage 'join' {
   Set-Content -Path 'C:\etc\cni\net.d\10-flannel.conflist' -Value ($FlannelCniConf.Replace('__HYBRID_NODE_IP__', $NodeIp)) -Encoding Ascii
   & C:\k\nssm.exe set flanneld AppParameters "--kube-subnet-mgr --kubeconfig-file=C:\etc\kubernetes\kubelet.conf --iface=$NodeIp --net-config-path=C:\etc\kube-flannel\net-conf.json"
   & C:\k\nssm.exe set flanneld AppEnvironmentExtra "NODE_NAME=$NodeName"
+  # Configured: from now on it starts at boot. Restart, not Start: a
+  # running service (started unconfigured) would ignore a Start.
+  & C:\k\nssm.exe set flanneld Start SERVICE_AUTO_START
+  Restart-Service -Force flanneld
   # kube-proxy in overlay mode needs a source VIP from this node's pod
   # subnet, reserved with host-local under the CNI network's own name (as
   # the CNI plugin allocates pod addresses), so no pod is given it.
@@ -364,9 +459,10 @@ if (-not (Test-Path $VipFile)) {
 $Vip = ((Get-Content $VipFile -Raw | ConvertFrom-Json).ip4.ip -split '/')[0]
 & C:\k\kube-proxy.exe --proxy-mode=kernelspace --network-name=$Net --source-vip=$Vip --hostname-override=__NODE__ --cluster-cidr=__PODS__ --kubeconfig=C:\etc\kubernetes\kubelet.conf --v=2
 '@
-  Set-Content -Path 'C:\k\start-kube-proxy.ps1' -Value ($Proxy.Replace('__NETWORK__', $FlannelNetwork).Replace('__NODE__', $NodeName).Replace('__PODS__', $PodCidr))
-  Start-Service flanneld
-  Start-Service kube-proxy
+  Set-Content -Path 'C:\k\start-kube-proxy.ps1' -Value ($Proxy.Replace('__NETWORK__', $KubeProxyNetwork).Replace('__NODE__', $NodeName).Replace('__PODS__', $PodCidr))
+  & C:\k\nssm.exe set hybrid-kube-proxy AppParameters '-NoProfile -ExecutionPolicy Bypass -File C:\k\start-kube-proxy.ps1'
+  & C:\k\nssm.exe set hybrid-kube-proxy Start SERVICE_AUTO_START
+  Restart-Service -Force hybrid-kube-proxy
 }
 
 # Diagnostics only (`hybrid logs` reads logs over SSH, port 22 from
