@@ -1,12 +1,13 @@
 //! The I/O edge. `Cloud` is the small, domain-level interface the executor
 //! needs from AWS (EC2 + SSM); `aws::AwsCloud` implements it with the AWS
-//! SDK. Keeping the trait narrow lets the executor run against an in-memory
+//! SDK. `web` checks that pinned downloads and images exist. Keeping the trait narrow lets the executor run against an in-memory
 //! fake in unit tests; the real adapter is tested against moto.
 
 pub mod aws;
 pub mod clock;
 pub mod kube;
 pub mod ssh;
+pub mod web;
 
 use std::collections::BTreeMap;
 

@@ -9,6 +9,7 @@ use super::shared::args::{AwsArgs, ClusterArgs, LockArgs};
 use super::shared::connect::{aws_is_emulated, cloud, kube_client, stored_secrets};
 use super::shared::files::load_spec;
 use super::shared::lock::{lock, unlock};
+use super::shared::pins;
 use super::shared::prepare::{expiry, load_templates, prepare};
 use super::shared::terminal::{Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
@@ -26,7 +27,8 @@ use crate::progress::{Event, Progress};
 #[command(
     about = "Create or change what the file describes in AWS",
     long_about = "\
-Plan (as `hybrid plan`), show the plan, ask for confirmation (or --yes), then make it so: network \
+Plan (as `hybrid plan`, which checks that every pinned download and image exists before anything \
+is launched; --offline skips that), show the plan, ask for confirmation (or --yes), then make it so: network \
 (VPC, subnet, internet gateway, route, security group with only the needed ports), the cluster \
 secrets in SSM (SecureString), and instances with IMDSv2 required, encrypted root volumes, tags \
 and the rendered user data. Pools launch in parallel.
@@ -62,6 +64,10 @@ pub struct Args {
     /// Folder with template overrides (as for render).
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Do not check that pinned downloads and images exist before launching
+    /// (the check needs the internet); nodes still verify every download at boot.
+    #[arg(long)]
+    pub offline: bool,
     /// Allow a plan that replaces the control plane (`-/+!`). That loses
     /// etcd, so the cluster is recreated: every workload and object in it is
     /// gone and every worker is replaced. Without this flag such a plan is
@@ -94,6 +100,11 @@ async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates
     if first.plan.is_empty() {
         print!("{}", show::plan_text(&first.plan));
         return Ok(());
+    }
+    // Before the lock and the question: a pin that does not exist fails
+    // here, not twenty minutes into a node's boot.
+    if first.plan.launches() {
+        progress.warn(&pins::gate(spec, opts.offline, aws_is_emulated(&opts.aws)).await?);
     }
     let held = lock(cloud, &spec.name, &opts.lock).await?;
     let outcome = async {

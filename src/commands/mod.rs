@@ -88,7 +88,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Validate(args) => zero(validate::run(&ui, &args).map(drop)),
         Command::Render(args) => zero(render::run(&ui, &args)),
         Command::Schema(args) => zero(schema::run(&args)),
-        Command::Versions(args) => zero(versions::run(&ui, &args)),
+        Command::Versions(args) => zero(runtime().block_on(versions::run(&ui, &args))),
         Command::Completions(args) => zero(completions::run(&args, <Cli as clap::CommandFactory>::command())),
         Command::Plan(args) => runtime().block_on(plan::run(&ui, &args)),
         Command::Apply(args) => zero(runtime().block_on(apply::run(&ui, &args))),

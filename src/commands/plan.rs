@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use super::shared::args::{AwsArgs, ClusterArgs};
-use super::shared::connect::{cloud, kube_client};
+use super::shared::connect::{aws_is_emulated, cloud, kube_client};
 use super::shared::files::load_spec;
+use super::shared::pins;
 use super::shared::prepare::{load_templates, prepare, prepare_offline};
 use super::shared::terminal::{Ui, print_api_stats};
 use crate::adapters::Cloud;
@@ -32,8 +33,12 @@ what it was built from changes (its machine, a pinned image, the Kubernetes or C
 cluster's addresses); that loses etcd, so the plan marks it -/+! with a warning that the cluster \
 is recreated, and apply refuses it without --recreate-control-plane.
 
+When the plan launches instances, every pinned download and image is checked first (as \
+`hybrid versions FILE --check` does): a pin that does not exist is an error here, not a node that \
+fails twenty minutes into its boot.
+
 With --offline no AWS credentials are needed: the plan is made against nothing, so a newcomer \
-sees at once what a first apply would create.",
+sees at once what a first apply would create; the pins are not checked.",
     after_help = "\
 Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes present (only \
 with --detailed-exitcode), 64 usage error."
@@ -69,10 +74,16 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
     let spec = load_spec(ui, &opts.file)?;
     let templates = load_templates(opts.templates.as_deref())?;
     let (plan, kube) = if opts.offline {
+        eprintln!("{}", pins::gate(&spec, true, false).await?);
         (prepare_offline(&spec, &templates)?, KubeView::NotAsked)
     } else {
         let cloud = cloud(&spec, &opts.aws).await;
         let prepared = prepare(&cloud, &spec, &templates).await;
+        if let Ok(p) = &prepared
+            && p.plan.launches()
+        {
+            eprintln!("{}", pins::gate(&spec, false, aws_is_emulated(&opts.aws)).await?);
+        }
         let kube = match &prepared {
             Ok(p) if !opts.cluster.ec2_only => kube_view(&cloud, &spec, &p.inventory, &opts.aws, &opts.cluster).await,
             _ => KubeView::NotAsked,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::shared::files::load_spec;
+use super::shared::pins::{self, Outcome};
 use super::shared::terminal::Ui;
 use crate::error::Result;
 use crate::versions;
@@ -17,16 +18,46 @@ download is verified before use: a SHA-256 recorded in hybrid, the release's che
 GitHub's digest of the release asset) and the images it pulls.
 
 Supported Kubernetes minors: 1.35, 1.36 (the default) and 1.37. An invalid file is reported as \
-by `hybrid validate`.",
-    after_help = "Exits 0 for a valid file, 1 otherwise."
+by `hybrid validate`.
+
+With --check, ask the internet whether each of those exists now: every file at its URL \
+(following redirects as a node does) and the source of its checksum, every image in its registry \
+(the anonymous token flow) with a variant for each platform that pulls it: linux/amd64, and \
+windows/amd64 of each pool's Windows build (a pool's prepull list included). plan and apply run \
+the same check before launching anything. A set of pins that passed is remembered for a week; \
+requests honour HTTPS_PROXY and NO_PROXY and give up after a minute in all.",
+    after_help = "Exits 0 for a valid file (with --check: and every pin exists), 1 otherwise."
 )]
 pub struct Args {
     /// The desired-state file, e.g. clusters/dev.toml.
     pub file: PathBuf,
+    /// Check that every pinned download and image exists for its platforms.
+    #[arg(long)]
+    pub check: bool,
 }
 
-pub fn run(ui: &Ui, args: &Args) -> Result<()> {
+pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let spec = load_spec(ui, &args.file)?;
     print!("{}", versions::report::to_text(&spec));
+    if !args.check {
+        return Ok(());
+    }
+    let report = pins::check(&spec).await?;
+    println!(
+        "\nChecking {} pinned download(s) and image(s){}:",
+        report.results.len(),
+        if report.cached { " (remembered: they passed within a week)" } else { "" }
+    );
+    for (what, subject, outcome) in &report.results {
+        match outcome {
+            Outcome::Ok => println!("  ok       {what:<5} {subject}"),
+            Outcome::Missing(why) => println!("  MISSING  {what:<5} {subject}\n           {why}"),
+            Outcome::Unreachable(why) => println!("  UNKNOWN  {what:<5} {subject}\n           {why}"),
+        }
+    }
+    if report.failures().next().is_some() {
+        return Err(report.error());
+    }
+    println!("\nEvery pin exists ({} request(s)).", report.requests);
     Ok(())
 }

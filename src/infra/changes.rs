@@ -138,6 +138,13 @@ impl Plan {
         change.action == Action::Replace && !self.recreates_cluster()
     }
 
+    /// Instances would be launched: every pinned download and image must exist first.
+    pub fn launches(&self) -> bool {
+        self.changes.iter().any(|c| {
+            matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Create | Action::Replace | Action::Recreate)
+        })
+    }
+
     pub fn summary(&self) -> Summary {
         let mut s = Summary { add: 0, change: 0, destroy: 0 };
         for c in &self.changes {

@@ -8,6 +8,7 @@
 //! Templates never spell a version or URL themselves: they get every one
 //! from here through the bootstrap context (a test enforces it).
 
+pub mod pins;
 pub mod report;
 mod table;
 mod types;

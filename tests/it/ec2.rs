@@ -30,6 +30,11 @@ impl Cluster {
         Cluster { dir, name: name.to_string() }
     }
 
+    /// The scratch folder (for files a test writes beside the cluster file).
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Writes the file: a Linux pool and a Windows 2022 pool.
     pub(crate) fn write(&self, linux: u32, windows: u32, windows_type: &str) -> PathBuf {
         let path = self.dir.join("cluster.toml");

@@ -22,6 +22,8 @@ mod ec2;
 mod fuzz;
 /// The Kubernetes side against the strict API emulator: schemas, defaults, server-side apply.
 mod kube;
+/// Pinned downloads and images checked before launch, against a loopback internet with a real registry.
+mod pins;
 /// The cluster CA and its hash, checked against openssl.
 mod pki;
 /// Bootstrap rendering: golden files, parsers, linters, injection, size.
