@@ -118,7 +118,7 @@ fn calico_windows_kube_proxy_is_a_host_service_on_calicos_network() {
         let script = part(node, "bootstrap.ps1");
         let commands = tools::powershell_commands(script);
         let installs: Vec<String> =
-            commands.iter().filter(|c| c.name == "C:\\k\\nssm.exe" && word(c, 0) == "install").map(|c| word(c, 1)).collect();
+            commands.iter().filter(|c| c.name == "Install-Service" && c.function.is_none()).map(|c| word(c, 0)).collect();
         assert!(installs.contains(&"hybrid-kube-proxy".to_string()), "{installs:?}");
         assert!(
             !installs.contains(&want["service_name_calico_removes"].as_str().unwrap().to_string()),
@@ -359,10 +359,11 @@ fn windows_stages_run_in_the_order_a_node_needs() {
             let join =
                 commands.iter().find(|c| c.name == "C:\\k\\kubeadm.exe" && c.args.first().map(String::as_str) == Some("join")).unwrap();
             assert_eq!(join.stage.as_deref(), Some("join"));
-            assert_eq!(join.args, ["join", "--config", "'C:\\k\\kubeadm-join.yaml'"]);
+            assert_eq!(join.args[..3], ["join", "--config", "'C:\\k\\kubeadm-join.yaml'"]);
             // A required stage that fails arranges another run.
-            let retry = commands.iter().find(|c| c.name == "Register-ScheduledTask" && c.function.as_deref() == Some("Retry-Later"));
+            let retry = commands.iter().find(|c| c.name == "Register-Retry" && c.function.as_deref() == Some("Retry-Later"));
             assert!(retry.is_some(), "a failed stage must schedule another attempt");
+            assert!(commands.iter().any(|c| c.name == "Register-ScheduledTask" && c.function.as_deref() == Some("Register-Retry")));
             let stage_fn = commands.iter().filter(|c| c.function.as_deref() == Some("Stage")).map(|c| c.name.as_str()).collect::<Vec<_>>();
             assert!(stage_fn.contains(&"Retry-Later") && stage_fn.contains(&"Timeline"), "{stage_fn:?}");
         }
@@ -384,15 +385,24 @@ fn windows_reboots_the_way_ec2launch_expects() {
     let reboot = &reboot[..reboot.find("\n}\n").unwrap()];
     let v2 = want["v2_marker"].as_str().unwrap();
     let exit = format!("exit {}", want["v2_reboot_exit_code"].as_str().unwrap());
-    let check = reboot.lines().position(|l| l.contains("Test-Path") && l.contains(v2) && l.contains(&exit));
+    let check = reboot.lines().position(|l| l.contains("Test-Path") && l.contains(v2));
+    let exits = reboot.lines().position(|l| l.trim() == exit || l.contains(&format!("{{ {exit} }}")));
     let restart = reboot.lines().position(|l| l.contains("Restart-Computer"));
-    assert!(check.is_some() && restart.is_some() && check < restart, "EC2Launch v2 must get `{exit}` before any restart:\n{reboot}");
+    assert!(
+        check.is_some() && exits.is_some() && restart.is_some() && check <= exits && exits < restart,
+        "EC2Launch v2 must get `{exit}` before any restart:\n{reboot}"
+    );
     // A run the hybrid-retry task started has no EC2Launch to reboot it: it restarts itself.
-    let retry = &script[script.find("function Retry-Later(").unwrap()..];
+    let retry = &script[script.find("function Register-Retry").unwrap()..];
     assert!(
         retry[..retry.find("\n}\n").unwrap()].contains("bootstrap.ps1 -FromRetryTask"),
         "the retry task must say who started the script"
     );
+    // An agent that ignores 3010 (a detached script) leaves the reboot to the retry task.
+    let asked = reboot.lines().position(|l| l.trim() == "Register-Retry");
+    assert!(asked.is_some() && asked < exits, "{reboot}");
+    let pending = script.lines().find(|l| l.contains("InstallState -eq 'InstallPending'")).expect("a pending reboot is noticed");
+    assert!(pending.contains("Reboot 'containers-feature'"), "{pending}");
     assert!(reboot.lines().nth(check.unwrap()).unwrap().contains("-not $FromRetryTask"), "{reboot}");
     let first = script.lines().find(|l| !l.starts_with('#') && !l.trim().is_empty()).unwrap();
     assert_eq!(first, "param([switch]$FromRetryTask)", "param must be the script's first statement");
@@ -416,20 +426,18 @@ fn flannel_windows_nodes_run_host_services_from_release_binaries() {
     for node in nodes(&spec).iter().filter(|n| n.os.is_windows()) {
         let script = part(node, "bootstrap.ps1");
         let commands = tools::powershell_commands(script);
-        let nssm = |args: &[&str]| commands.iter().any(|c| c.name == "C:\\k\\nssm.exe" && c.args.iter().zip(args).all(|(a, b)| a == b));
-        assert!(nssm(&["install", "flanneld"]) && nssm(&["install", "hybrid-kube-proxy"]), "flanneld and kube-proxy are nssm services");
+        let installed = |name: &str| commands.iter().any(|c| c.name == "Install-Service" && word(c, 0) == name);
+        assert!(installed("flanneld") && installed("hybrid-kube-proxy"), "flanneld and kube-proxy are nssm services");
         let params = commands
             .iter()
-            .find(|c| c.name == "C:\\k\\nssm.exe" && c.args.len() >= 3 && c.args[1] == "flanneld" && c.args[2] == "AppParameters")
+            .find(|c| c.name == "Nssm" && c.args.len() >= 3 && c.args[1] == "flanneld" && c.args[2] == "AppParameters")
             .unwrap();
         for flag in want["flanneld_flags"].as_array().unwrap() {
             assert!(params.args[3].contains(flag.as_str().unwrap()), "{params:?}");
         }
         for env in want["flanneld_env"].as_array().unwrap() {
             assert!(
-                commands
-                    .iter()
-                    .any(|c| c.name == "C:\\k\\nssm.exe" && c.args.iter().any(|a| a.contains(&format!("{}=", env.as_str().unwrap())))),
+                commands.iter().any(|c| c.name == "Nssm" && c.args.iter().any(|a| a.contains(&format!("{}=", env.as_str().unwrap())))),
                 "flanneld needs {env}"
             );
         }
@@ -1146,7 +1154,7 @@ fn windows_programs_run_by_name_are_on_the_process_path() {
 fn services_a_bake_installs_start_only_once_the_join_configured_them() {
     let templates = Templates::builtin();
     let nssm = |c: &ScriptCommand, args: &[&str]| {
-        c.name == "C:\\k\\nssm.exe" && c.args.len() >= args.len() && c.args.iter().zip(args).all(|(a, b)| a.trim_matches('\'') == *b)
+        c.name == "Nssm" && c.args.len() >= args.len() && c.args.iter().zip(args).all(|(a, b)| a.trim_matches('\'') == *b)
     };
     let mut seen = BTreeSet::new();
     for file in SPECS {
@@ -1154,18 +1162,23 @@ fn services_a_bake_installs_start_only_once_the_join_configured_them() {
         for pool in spec.pools.iter().filter(|p| p.os.is_windows()) {
             let bake = hybrid::bootstrap::render_bake(&spec, pool, &templates).unwrap();
             let baked = tools::powershell_commands(part(&bake, "bootstrap.ps1"));
-            let installs: Vec<&ScriptCommand> = baked.iter().filter(|c| c.name == "C:\\k\\nssm.exe" && word(c, 0) == "install").collect();
+            let installs: Vec<&ScriptCommand> = baked.iter().filter(|c| c.name == "Install-Service" && c.function.is_none()).collect();
             assert!(!installs.is_empty());
+            // Install-Service installs once and sets the start type on demand, right after.
+            let helper: Vec<&ScriptCommand> = baked.iter().filter(|c| c.function.as_deref() == Some("Install-Service")).collect();
+            let install =
+                helper.iter().position(|c| c.name == "Nssm" && word(c, 0) == "install" && c.args[1] == "$Name").expect("nssm install");
+            let demand = helper.iter().position(|c| nssm(c, &["set", "$Name", "Start"])).expect("a start type");
+            assert!(
+                install < demand && matches!(word(helper[demand], 3).as_str(), "SERVICE_DEMAND_START" | "SERVICE_DISABLED"),
+                "{helper:?}"
+            );
             let node = hybrid::bootstrap::render_pool(&spec, pool, &test_secrets(), &templates).unwrap();
             let booted = tools::powershell_commands(part(&node, "bootstrap.ps1"));
             for install in installs {
-                let service = word(install, 1);
+                let service = word(install, 0);
                 seen.insert(service.clone());
                 assert_ne!(install.stage.as_deref(), Some("join"), "{service} is installed in a stage a bake runs");
-                let demand =
-                    baked.iter().find(|c| nssm(c, &["set", &service, "Start"]) && c.start > install.start && c.stage == install.stage);
-                let demand = demand.unwrap_or_else(|| panic!("{file}/{}: {service} is installed to start at boot", pool.name));
-                assert!(matches!(word(demand, 3).as_str(), "SERVICE_DEMAND_START" | "SERVICE_DISABLED"), "{demand:?}");
                 // At join: parameters, then start at boot, then a (re)start.
                 let in_join = |args: &[&str]| booted.iter().find(|c| c.stage.as_deref() == Some("join") && nssm(c, args)).map(|c| c.start);
                 let params = in_join(&["set", &service, "AppParameters"]).unwrap_or_else(|| panic!("join configures {service}"));
@@ -1275,4 +1288,37 @@ fn a_windows_bake_seals_the_image_and_says_whether_it_worked() {
     assert!(branch[sealed..done].contains("if ($Why)"), "done only when the seal worked: {branch}");
     // EC2Launch v1's -Schedule and v2's reset appear nowhere else.
     assert_eq!(commands.iter().filter(|c| c.name == "$V2" || c.name.ends_with("InitializeInstance.ps1\"")).count(), 2);
+}
+
+/// Windows PowerShell 5.1 never fails on a program's exit code, so every
+/// program the stages depend on (tar, containerd's registration, ctr's
+/// pulls, nssm) is followed by a check that turns its exit code into the
+/// stage's failure (a bake must not seal an image whose pulls failed).
+#[test]
+fn windows_stages_fail_when_a_program_they_run_fails() {
+    for file in SPECS {
+        let spec = spec(file);
+        for pool in spec.pools.iter().filter(|p| p.os.is_windows()) {
+            let bake = hybrid::bootstrap::render_bake(&spec, pool, &Templates::builtin()).unwrap();
+            let commands = tools::powershell_commands(part(&bake, "bootstrap.ps1"));
+            let mut checked = 0;
+            for (i, c) in commands.iter().enumerate() {
+                let name = c.name.to_lowercase();
+                let native = name == "tar.exe"
+                    || name.ends_with("\\ctr.exe\"")
+                    || name.ends_with("\\containerd.exe\"")
+                    || name.ends_with("nssm.exe");
+                if !native {
+                    continue;
+                }
+                // (Its output may be piped away first.)
+                let next = commands[i + 1..].iter().map(|n| n.name.as_str()).find(|n| *n != "Out-Null");
+                assert_eq!(next, Some("Assert-Exit"), "{file}/{}: `{} {}` is not checked", pool.name, c.name, c.args.join(" "));
+                checked += 1;
+            }
+            assert!(checked >= 4, "{file}/{}: {checked}", pool.name);
+            // nssm is run only through the checking helper.
+            assert!(commands.iter().filter(|c| c.name.ends_with("nssm.exe")).all(|c| c.function.as_deref() == Some("Nssm")));
+        }
+    }
 }

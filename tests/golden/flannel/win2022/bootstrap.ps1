@@ -11,6 +11,10 @@ $ProgressPreference = 'SilentlyContinue'
 [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
 $Root = 'C:\hybrid'
 New-Item -ItemType Directory -Force -Path $Root, 'C:\k', 'C:\var\log\kubelet' | Out-Null
+# One run at a time: the retry task, a reboot's run and (EC2Launch v1) a
+# second user-data task must not run stages side by side.
+$Single = New-Object Threading.Mutex($false, 'Global\hybrid-bootstrap')
+if (-not $Single.WaitOne(0)) { Write-Host 'hybrid: another run of the bootstrap is under way'; exit 0 }
 Start-Transcript -Append -Path "$Root\bootstrap.log" | Out-Null
 
 # node: join the cluster; bake: only the stages that do not depend on it.
@@ -151,10 +155,17 @@ function Timeline($Stage, $Event, $Detail = '') {
 # and runs the script again when it exits 3010; a Restart-Computer inside
 # the script leaves its run state inconsistent. EC2Launch v1 runs persisted
 # user data at every boot, so there the script restarts the machine itself.
+# An agent that runs the script detached (EC2Launch v2 before 2.0.1521, or
+# user data marked detach) ignores 3010: the retry task, three minutes on,
+# then finds the reboot still pending and restarts the machine itself.
 function Reboot($After) {
   Timeline $After reboot
+  if (-not $FromRetryTask -and (Test-Path "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe")) {
+    Register-Retry
+    Stop-Transcript | Out-Null
+    exit 3010
+  }
   Stop-Transcript | Out-Null
-  if (-not $FromRetryTask -and (Test-Path "$env:ProgramFiles\Amazon\EC2Launch\EC2Launch.exe")) { exit 3010 }
   Restart-Computer -Force
   exit 0
 }
@@ -174,7 +185,11 @@ function Retry-Later($Stage, $Why) {
   Set-Content -Path "$Root\attempts" -Value $N
   if ($N -gt 10) { Console "hybrid: stage $Stage failed $N times, giving up: $Why"; return }
   Console "hybrid: stage $Stage failed ($Why); running the bootstrap again in 3 minutes (attempt $N of 10)"
-  $Action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument "-NoProfile -ExecutionPolicy Bypass -File $Root\bootstrap.ps1 -FromRetryTask"
+  Register-Retry
+}
+
+function Register-Retry {
+  $Action = New-ScheduledTaskAction -Execute "$PSHOME\powershell.exe" -Argument "-NoProfile -ExecutionPolicy Bypass -File $Root\bootstrap.ps1 -FromRetryTask"
   $Trigger = New-ScheduledTaskTrigger -Once -At (Get-Date).AddMinutes(3)
   Register-ScheduledTask -Force -TaskName 'hybrid-retry' -Action $Action -Trigger $Trigger -User 'SYSTEM' -RunLevel Highest | Out-Null
 }
@@ -204,6 +219,32 @@ function Retry([int]$Attempts, [int]$Delay, [scriptblock]$Body) {
       Start-Sleep -Seconds $Delay
     }
   }
+}
+
+# Windows PowerShell 5.1 never turns a program's exit code into an error
+# ($PSNativeCommandUseErrorActionPreference is PowerShell 7.3+), so a failed
+# nssm, tar or ctr would pass unnoticed: these make it fail the stage.
+function Assert-Exit($What) { if ($LASTEXITCODE -ne 0) { throw "$What exited with $LASTEXITCODE" } }
+function Nssm { & C:\k\nssm.exe @args; Assert-Exit "nssm $($args -join ' ')" }
+
+# An inbound firewall rule, once: a stage run again must not fail on it.
+function Allow($Name, $Display, $Protocol, $Port) {
+  if (-not (Get-NetFirewallRule -Name $Name -ErrorAction SilentlyContinue)) {
+    New-NetFirewallRule -Name $Name -DisplayName $Display -Protocol $Protocol -LocalPort $Port -Action Allow | Out-Null
+  }
+}
+
+# A service nssm runs, installed once (a stage run again finds it) to start
+# only when asked: its parameters come at join, and a node from a baked
+# image must not start it at boot without them. Logs rotate while it runs.
+function Install-Service($Name, $Program, $Log) {
+  if (-not (Get-Service $Name -ErrorAction SilentlyContinue)) { Nssm install $Name $Program }
+  Nssm set $Name Start SERVICE_DEMAND_START
+  Nssm set $Name AppStdout $Log
+  Nssm set $Name AppStderr $Log
+  Nssm set $Name AppRotateFiles 1
+  Nssm set $Name AppRotateOnline 1
+  Nssm set $Name AppRotateBytes 10485760
 }
 
 # The checksum a download must have, as hybrid's version table says to
@@ -236,14 +277,12 @@ function Fetch($Url, $Path, $Check) {
   Move-Item -Force "$Path.part" $Path
 }
 
-# One run at a time: the retry task, a reboot's run and (EC2Launch v1) a
-# second user-data task must not run stages side by side.
-$Single = New-Object Threading.Mutex($false, 'Global\hybrid-bootstrap')
-if (-not $Single.WaitOne(0)) { Log 'another run of the bootstrap is under way'; Stop-Transcript | Out-Null; exit 0 }
-
 # Each run of the script (the first, after the reboot, a retry) starts here.
 Timeline bootstrap start $Mode
 Add-NodePaths
+# The Containers feature's stage is done once it asked for its reboot; a
+# run that finds the reboot still pending (its request ignored) reboots now.
+if ((Test-Path "$Root\containers-feature.done") -and (Get-WindowsFeature -Name Containers).InstallState -eq 'InstallPending') { Reboot 'containers-feature' }
 
 Stage 'containers-feature' {
   $R = Install-WindowsFeature -Name Containers
@@ -257,8 +296,12 @@ Stage 'containerd' {
   Fetch 'https://github.com/containerd/containerd/releases/download/v2.3.6/containerd-2.3.6-windows-amd64.tar.gz' "$Root\containerd.tar.gz" 'sha256-file:https://github.com/containerd/containerd/releases/download/v2.3.6/containerd-2.3.6-windows-amd64.tar.gz.sha256sum'
   New-Item -ItemType Directory -Force -Path $Dir, 'C:\opt\cni\bin', 'C:\etc\cni\net.d' | Out-Null
   tar.exe -xzf "$Root\containerd.tar.gz" -C $Dir
+  Assert-Exit 'tar (containerd)'
   Set-Content -Path "$Dir\config.toml" -Value $ContainerdConfig -Encoding Ascii
-  & "$Dir\bin\containerd.exe" --register-service --log-file 'C:\var\log\containerd.log'
+  if (-not (Get-Service containerd -ErrorAction SilentlyContinue)) {
+    & "$Dir\bin\containerd.exe" --register-service --log-file 'C:\var\log\containerd.log'
+    Assert-Exit 'containerd --register-service'
+  }
   Start-Service containerd
 }
 
@@ -274,22 +317,15 @@ Stage 'kubelet' {
   # The release zip holds one folder named after its version.
   $NssmDir = 'nssm-' + '2.24'
   Copy-Item -Force -Path "$Root\nssm\$NssmDir\win64\nssm.exe" -Destination 'C:\k\nssm.exe'
-  # nssm installs a service that starts at every boot. This one has no
-  # parameters until the join stage writes them, and on a node from a baked
-  # image it would start before the join with none (holding port 10250), so
-  # it starts only when asked until then.
-  & C:\k\nssm.exe install kubelet 'C:\k\kubelet.exe'
-  & C:\k\nssm.exe set kubelet Start SERVICE_DEMAND_START
-  & C:\k\nssm.exe set kubelet DependOnService containerd
-  & C:\k\nssm.exe set kubelet AppStdout 'C:\var\log\kubelet\kubelet.log'
-  & C:\k\nssm.exe set kubelet AppStderr 'C:\var\log\kubelet\kubelet.log'
-  & C:\k\nssm.exe set kubelet AppRotateFiles 1
-  & C:\k\nssm.exe set kubelet AppRotateBytes 10485760
+  # Without parameters until the join stage writes them: on a node from a
+  # baked image it would otherwise start at boot with none (holding port 10250).
+  Install-Service kubelet 'C:\k\kubelet.exe' 'C:\var\log\kubelet\kubelet.log'
+  Nssm set kubelet DependOnService containerd
   # kubelet, VXLAN overlay and NodePorts; Windows Firewall blocks inbound by default.
-  New-NetFirewallRule -Name hybrid-kubelet -DisplayName 'kubelet (hybrid)' -Protocol TCP -LocalPort 10250 -Action Allow | Out-Null
-  New-NetFirewallRule -Name hybrid-vxlan -DisplayName 'VXLAN (hybrid)' -Protocol UDP -LocalPort '4789' -Action Allow | Out-Null
-  New-NetFirewallRule -Name hybrid-nodeport-tcp -DisplayName 'NodePorts TCP (hybrid)' -Protocol TCP -LocalPort '30000-32767' -Action Allow | Out-Null
-  New-NetFirewallRule -Name hybrid-nodeport-udp -DisplayName 'NodePorts UDP (hybrid)' -Protocol UDP -LocalPort '30000-32767' -Action Allow | Out-Null
+  Allow hybrid-kubelet 'kubelet (hybrid)' TCP 10250
+  Allow hybrid-vxlan 'VXLAN (hybrid)' UDP '4789'
+  Allow hybrid-nodeport-tcp 'NodePorts TCP (hybrid)' TCP '30000-32767'
+  Allow hybrid-nodeport-udp 'NodePorts UDP (hybrid)' UDP '30000-32767'
 }
 
 # flanneld runs as a host service from its release binary: the HostProcess
@@ -301,19 +337,19 @@ Stage 'flannel' {
   Fetch 'https://github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-windows-amd64-v1.9.1.tgz' "$Root\cni-plugins.tgz" 'sha256-file:https://github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-windows-amd64-v1.9.1.tgz.sha256'
   New-Item -ItemType Directory -Force -Path "$Root\flannel", "$Root\flannel-cni", 'C:\etc\kube-flannel', 'C:\run\flannel' | Out-Null
   tar.exe -xzf "$Root\flannel.tar.gz" -C "$Root\flannel"
+  Assert-Exit 'tar (flannel)'
   Copy-Item -Force (Get-ChildItem "$Root\flannel" -Recurse -Filter 'flanneld*.exe' | Select-Object -First 1).FullName 'C:\k\flanneld.exe'
   # The CNI type "flannel" resolves to flannel.exe, whatever the archive calls it.
   tar.exe -xzf "$Root\flannel-cni.tgz" -C "$Root\flannel-cni"
+  Assert-Exit 'tar (flannel CNI)'
   Copy-Item -Force (Get-ChildItem "$Root\flannel-cni" -Recurse -Filter 'flannel*.exe' | Select-Object -First 1).FullName 'C:\opt\cni\bin\flannel.exe'
   tar.exe -xzf "$Root\cni-plugins.tgz" -C 'C:\opt\cni\bin'
-  # It starts only when asked until the join stage has configured it:
-  # flanneld without --kube-subnet-mgr would loop on etcd forever. No
-  # service dependency on kubelet (flanneld reads kubelet.conf, a file): a
-  # running dependent would keep kubeadm from restarting kubelet.
-  & C:\k\nssm.exe install flanneld 'C:\k\flanneld.exe'
-  & C:\k\nssm.exe set flanneld Start SERVICE_DEMAND_START
-  & C:\k\nssm.exe set flanneld AppStdout 'C:\var\log\flanneld.log'
-  & C:\k\nssm.exe set flanneld AppStderr 'C:\var\log\flanneld.log'
+  Assert-Exit 'tar (CNI plugins)'
+  # Until the join stage has configured it: flanneld without
+  # --kube-subnet-mgr would loop on etcd forever. No service dependency on
+  # kubelet (flanneld reads kubelet.conf, a file): a running dependent would
+  # keep kubeadm from restarting kubelet.
+  Install-Service flanneld 'C:\k\flanneld.exe' 'C:\var\log\flanneld.log'
 }
 
 # kube-proxy runs as a host service from the Kubernetes release's
@@ -325,10 +361,7 @@ Stage 'flannel' {
 # only once the join stage has written its start script.
 Stage 'kube-proxy' {
   Fetch 'https://dl.k8s.io/v1.35.9/bin/windows/amd64/kube-proxy.exe' 'C:\k\kube-proxy.exe' 'sha256-file:https://dl.k8s.io/v1.35.9/bin/windows/amd64/kube-proxy.exe.sha256'
-  & C:\k\nssm.exe install hybrid-kube-proxy 'powershell.exe'
-  & C:\k\nssm.exe set hybrid-kube-proxy Start SERVICE_DEMAND_START
-  & C:\k\nssm.exe set hybrid-kube-proxy AppStdout 'C:\var\log\kube-proxy.log'
-  & C:\k\nssm.exe set hybrid-kube-proxy AppStderr 'C:\var\log\kube-proxy.log'
+  Install-Service hybrid-kube-proxy "$PSHOME\powershell.exe" 'C:\var\log\kube-proxy.log'
 }
 
 Stage 'routes' {
@@ -345,7 +378,8 @@ $G = Get-NetRoute -PolicyStore ActiveStore -DestinationPrefix 0.0.0.0/0 -ErrorAc
 if (-not $G) { exit 0 }
 foreach ($D in $Want) {
   $Have = @(Get-NetRoute -PolicyStore ActiveStore -DestinationPrefix "$D/32" -ErrorAction SilentlyContinue)
-  if ($Have | Where-Object { $_.InterfaceIndex -eq $G.InterfaceIndex -and $_.NextHop -eq $G.NextHop }) { continue }
+  # On the default route's adapter, through its gateway or on-link (EC2Launch v2 adds them on-link).
+  if ($Have | Where-Object { $_.InterfaceIndex -eq $G.InterfaceIndex -and ($_.NextHop -eq $G.NextHop -or $_.NextHop -eq '0.0.0.0') }) { continue }
   # Missing, or stale: remove what points elsewhere (both stores), then add it on the right adapter.
   $Have | Remove-NetRoute -Confirm:$false -ErrorAction SilentlyContinue
   Get-NetRoute -PolicyStore PersistentStore -DestinationPrefix "$D/32" -ErrorAction SilentlyContinue | Remove-NetRoute -Confirm:$false -ErrorAction SilentlyContinue
@@ -380,9 +414,11 @@ function Seal-Image {
   }
   $V1 = 'C:\ProgramData\Amazon\EC2-Windows\Launch'
   Unregister-ScheduledTask -TaskName 'Amazon Ec2 Launch - Userdata Execution' -Confirm:$false -ErrorAction SilentlyContinue
+  # Only what this run logs counts: the AMI's own build logged the line too.
+  $Before = @(Get-Content "$V1\Log\Ec2Launch.log" -ErrorAction SilentlyContinue).Count
   & "$V1\Scripts\InitializeInstance.ps1" -Schedule
   $Task = Get-ScheduledTask -TaskName 'Amazon Ec2 Launch - Instance Initialization' -ErrorAction SilentlyContinue
-  $Logged = Select-String -SimpleMatch -Quiet -Pattern 'Instance initialization is scheduled successfully' -Path "$V1\Log\Ec2Launch.log" -ErrorAction SilentlyContinue
+  $Logged = @(Get-Content "$V1\Log\Ec2Launch.log" -ErrorAction SilentlyContinue | Select-Object -Skip $Before) -match 'Instance initialization is scheduled successfully'
   if (-not $Task -or $Task.State -eq 'Disabled' -or -not $Logged) { return 'EC2Launch v1 did not schedule the instance initialization' }
   return $null
 }
@@ -390,7 +426,7 @@ function Seal-Image {
 if ($Mode -eq 'bake') {
   # Pre-pull what every node pulls on its way to Ready, then leave an image
   # whose next boot runs its own user data.
-  Stage 'images' { foreach ($I in $Images) { Retry 5 10 { & "$env:ProgramFiles\containerd\bin\ctr.exe" -n k8s.io images pull $I | Out-Null } } }
+  Stage 'images' { foreach ($I in $Images) { Retry 5 10 { & "$env:ProgramFiles\containerd\bin\ctr.exe" -n k8s.io images pull $I | Out-Null; Assert-Exit "ctr pull $I" } } }
   Remove-Item -Force -ErrorAction SilentlyContinue "$Root\*.tar.gz", "$Root\*.tgz", "$Root\nssm.zip", "$Root\attempts"
   Set-Content -Path "$Root\baked.json" -Value ('{"baked":"' + (Get-Date).ToUniversalTime().ToString('o') + '"}')
   Stop-Transcript | Out-Null
@@ -411,9 +447,9 @@ Stage 'join' {
   $Config = $JoinConfig.Replace('__HYBRID_NODE_NAME__', $NodeName)
   Set-Content -Path 'C:\k\kubeadm-join.yaml' -Value $Config -Encoding Ascii
   $AllArgs = $KubeletArgs + @("--hostname-override=$NodeName", "--node-ip=$NodeIp")
-  & C:\k\nssm.exe set kubelet AppParameters ($AllArgs -join ' ')
+  Nssm set kubelet AppParameters ($AllArgs -join ' ')
   # Configured: from now on kubelet starts at boot. kubeadm join starts it.
-  & C:\k\nssm.exe set kubelet Start SERVICE_AUTO_START
+  Nssm set kubelet Start SERVICE_AUTO_START
   # Workers boot alongside the control plane: retry until the API answers.
   # A node that has joined (kubelet.conf is written once its TLS bootstrap
   # is done) never joins again: a stage retried for a later step would
@@ -421,22 +457,26 @@ Stage 'join' {
   # A kubelet that is running unconfigured would fail the join's preflight (port 10250).
   if (-not (Test-Path 'C:\etc\kubernetes\kubelet.conf')) { Stop-Service kubelet -ErrorAction SilentlyContinue }
   for ($i = 1; -not (Test-Path 'C:\etc\kubernetes\kubelet.conf'); $i++) {
-    & C:\k\kubeadm.exe join --config 'C:\k\kubeadm-join.yaml'
-    if ($LASTEXITCODE -eq 0) { break }
+    # kubeadm's own words go to the log (its errors name the failed check).
+    & { $ErrorActionPreference = 'Continue'; & C:\k\kubeadm.exe join --config 'C:\k\kubeadm-join.yaml' 2>&1 | ForEach-Object { Log "kubeadm: $_" } }
+    # A join that failed after the TLS bootstrap has made its node: never reset it.
+    if ($LASTEXITCODE -eq 0 -or (Test-Path 'C:\etc\kubernetes\kubelet.conf')) { break }
     if ($i -ge 120) { throw "kubeadm join failed $i times" }
     Log "join attempt $i failed; retrying in 30s"
     & C:\k\kubeadm.exe reset -f | Out-Null
     Start-Sleep -Seconds 30
   }
+  # The join token is spent: it does not stay on disk.
+  Remove-Item -Force -ErrorAction SilentlyContinue 'C:\k\kubeadm-join.yaml'
   # The cluster's settings are written here, never in a stage a baked image
   # has already run: the image serves every cluster of its versions.
   Set-Content -Path 'C:\etc\kube-flannel\net-conf.json' -Value $FlannelNetConf -Encoding Ascii
   Set-Content -Path 'C:\etc\cni\net.d\10-flannel.conflist' -Value ($FlannelCniConf.Replace('__HYBRID_NODE_IP__', $NodeIp)) -Encoding Ascii
-  & C:\k\nssm.exe set flanneld AppParameters "--kube-subnet-mgr --kubeconfig-file=C:\etc\kubernetes\kubelet.conf --iface=$NodeIp --net-config-path=C:\etc\kube-flannel\net-conf.json"
-  & C:\k\nssm.exe set flanneld AppEnvironmentExtra "NODE_NAME=$NodeName"
+  Nssm set flanneld AppParameters "--kube-subnet-mgr --kubeconfig-file=C:\etc\kubernetes\kubelet.conf --iface=$NodeIp --net-config-path=C:\etc\kube-flannel\net-conf.json"
+  Nssm set flanneld AppEnvironmentExtra "NODE_NAME=$NodeName"
   # Configured: from now on it starts at boot. Restart, not Start: a
   # running service (started unconfigured) would ignore a Start.
-  & C:\k\nssm.exe set flanneld Start SERVICE_AUTO_START
+  Nssm set flanneld Start SERVICE_AUTO_START
   Restart-Service -Force flanneld
   # kube-proxy in overlay mode needs a source VIP from this node's pod
   # subnet, reserved with host-local under the CNI network's own name (as
@@ -460,8 +500,8 @@ $Vip = ((Get-Content $VipFile -Raw | ConvertFrom-Json).ip4.ip -split '/')[0]
 & C:\k\kube-proxy.exe --proxy-mode=kernelspace --network-name=$Net --source-vip=$Vip --hostname-override=__NODE__ --cluster-cidr=__PODS__ --kubeconfig=C:\etc\kubernetes\kubelet.conf --v=2
 '@
   Set-Content -Path 'C:\k\start-kube-proxy.ps1' -Value ($Proxy.Replace('__NETWORK__', $KubeProxyNetwork).Replace('__NODE__', $NodeName).Replace('__PODS__', $PodCidr))
-  & C:\k\nssm.exe set hybrid-kube-proxy AppParameters '-NoProfile -ExecutionPolicy Bypass -File C:\k\start-kube-proxy.ps1'
-  & C:\k\nssm.exe set hybrid-kube-proxy Start SERVICE_AUTO_START
+  Nssm set hybrid-kube-proxy AppParameters '-NoProfile -ExecutionPolicy Bypass -File C:\k\start-kube-proxy.ps1'
+  Nssm set hybrid-kube-proxy Start SERVICE_AUTO_START
   Restart-Service -Force hybrid-kube-proxy
 }
 
@@ -474,8 +514,8 @@ Stage 'openssh' -Optional {
   Start-Service sshd
   # The instance's key pair, if it has one, may log in as Administrator.
   try {
-    $T = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
-    $Key = Invoke-RestMethod -Uri 'http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key' -Headers @{ 'X-aws-ec2-metadata-token' = $T }
+    # Retried (Imds): the CNI's network may have just dropped the metadata route.
+    $Key = Imds 'public-keys/0/openssh-key'
     $Auth = 'C:\ProgramData\ssh\administrators_authorized_keys'
     Set-Content -Path $Auth -Value $Key -Encoding Ascii
     icacls.exe $Auth /inheritance:r /grant 'Administrators:F' /grant 'SYSTEM:F' | Out-Null
