@@ -33,10 +33,8 @@ pub enum Error {
     Exec(#[from] crate::infra::execute::ExecError),
     #[error(transparent)]
     Plan(#[from] crate::infra::plan::PlanError),
-    #[error(
-        "cluster {cluster} is locked by {owner} since {created} (until {expires}); wait with --lock-timeout SECONDS, or if that run crashed, pass --break-lock"
-    )]
-    Locked { cluster: String, owner: String, created: String, expires: String },
+    #[error(transparent)]
+    Lock(#[from] crate::infra::lock::LockError),
     #[error(
         "cluster {0}: the control plane has no public IP address to reach the API server at; pass --api-server URL (e.g. a tunnel), or --ec2-only"
     )]

@@ -20,4 +20,5 @@ pub mod error;
 pub mod infra;
 pub mod model;
 pub mod progress;
+pub mod retry;
 pub mod versions;

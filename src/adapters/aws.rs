@@ -17,7 +17,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 
-use super::{Cloud, CloudError, CloudResult, FoundCluster, LaunchRequest, Launched, LockInfo};
+use super::{Cloud, CloudError, CloudResult, FoundCluster, LaunchRequest, Launched, LockInfo, NO_ANSWER};
 use crate::infra::changes::Attribute;
 use crate::infra::desired::{
     AmiLookup, InstanceProfile, PROFILE_POLICY_NAME, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES,
@@ -28,6 +28,22 @@ use crate::infra::images::{BakedImage, Builder, TAG_BAKE_BUILDER, TAG_BAKE_KEY, 
 use crate::infra::inventory::{FoundProfile, Gateway, Instance, Inventory, RouteTable, SecurityGroup, Subnet, Vpc};
 use crate::model::AmiRef;
 use crate::model::net::Ipv4Cidr;
+
+/// Every item of a paginated call: `$request` (a fluent builder) sent page
+/// by page, each page counted as a call, the items read with `$items`.
+/// Every Describe pages: AWS (and moto, at 100 reservations) ends a page
+/// whenever it likes, and a check that read one page would miss the rest.
+macro_rules! paged {
+    ($self:ident, $op:literal, $request:expr, $items:ident) => {{
+        let mut pages = $request.into_paginator().send();
+        let mut all = Vec::new();
+        while let Some(page) = pages.next().await {
+            $self.count($op);
+            all.extend(page.map_err(|e| err($op, e))?.$items().iter().cloned());
+        }
+        all
+    }};
+}
 
 pub struct AwsCloud {
     ec2: aws_sdk_ec2::Client,
@@ -67,10 +83,6 @@ pub async fn connect(region: &str, endpoint: Option<&str>) -> AwsCloud {
         calls: Mutex::new(BTreeMap::new()),
     }
 }
-
-/// The code of a call whose answer never arrived (or arrived unreadable):
-/// it may or may not have happened.
-pub const NO_ANSWER: &str = "NoAnswer";
 
 /// EC2 and SSM share the SDK's error type, so one mapping serves both.
 /// Messages stay short and never carry a raw response body: what a user
@@ -129,25 +141,6 @@ fn one_line(text: &str) -> String {
     }
 }
 
-/// Worth another attempt: throttling, a server-side failure, no answer,
-/// or an instance profile IAM has made but EC2 does not see yet (IAM is
-/// eventually consistent: a new profile can be refused for some seconds).
-fn transient(e: &CloudError) -> bool {
-    (e.code == "InvalidParameterValue" && e.message.contains("iamInstanceProfile"))
-        || matches!(
-            e.code.as_str(),
-            NO_ANSWER
-                | "RequestLimitExceeded"
-                | "Throttling"
-                | "ThrottlingException"
-                | "InternalError"
-                | "InternalFailure"
-                | "ServiceUnavailable"
-                | "Unavailable"
-                | "UnreadableAnswer"
-        )
-}
-
 /// SDK retries off for one call: `create_once` retries it itself, looking
 /// for what an earlier attempt made before sending again.
 fn no_retries() -> aws_sdk_ec2::config::Builder {
@@ -194,6 +187,11 @@ fn tag_specs(kinds: &[ec2t::ResourceType], tags: &BTreeMap<String, String>) -> V
             b.build()
         })
         .collect()
+}
+
+/// Instances that are there, or will be again: every state but going and gone.
+fn live_states() -> ec2t::Filter {
+    ec2t::Filter::builder().name("instance-state-name").values("pending").values("running").values("stopping").values("stopped").build()
 }
 
 fn cluster_filter(cluster: &str) -> ec2t::Filter {
@@ -272,7 +270,7 @@ impl AwsCloud {
             self.count(operation);
             match send().await {
                 Ok(made) => return Ok(made),
-                Err(e) if transient(&e) && attempt < ATTEMPTS => {
+                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                     if let Some(made) = find().await? {
@@ -296,7 +294,6 @@ impl AwsCloud {
     }
 
     async fn newest_image(&self, owner: Option<&str>, name_pattern: &str) -> CloudResult<Option<ResolvedAmi>> {
-        self.count("DescribeImages");
         let mut req = self
             .ec2
             .describe_images()
@@ -305,9 +302,8 @@ impl AwsCloud {
         if let Some(o) = owner {
             req = req.owners(o);
         }
-        let out = req.send().await.map_err(|e| err("DescribeImages", e))?;
-        let newest = out
-            .images()
+        let images: Vec<ec2t::Image> = paged!(self, "DescribeImages", req, images);
+        let newest = images
             .iter()
             .filter(|i| i.architecture().is_none_or(|a| a.as_str() == "x86_64"))
             .max_by(|a, b| a.creation_date().cmp(&b.creation_date()));
@@ -375,9 +371,8 @@ impl Cloud for AwsCloud {
         let mut inv = Inventory::default();
         let mut expiry_tags: Vec<String> = Vec::new();
 
-        self.count("DescribeVpcs");
-        let vpcs = self.ec2.describe_vpcs().filters(cluster_filter(cluster)).send().await.map_err(|e| err("DescribeVpcs", e))?;
-        for v in vpcs.vpcs() {
+        let vpcs: Vec<ec2t::Vpc> = paged!(self, "DescribeVpcs", self.ec2.describe_vpcs().filters(cluster_filter(cluster)), vpcs);
+        for v in &vpcs {
             let id = v.vpc_id().unwrap_or_default().to_string();
             expiry_tags.push(tag_value(v.tags(), TAG_EXPIRES));
             inv.vpcs.push(Vpc {
@@ -388,10 +383,9 @@ impl Cloud for AwsCloud {
             });
         }
 
-        self.count("DescribeSubnets");
-        let subnets = self.ec2.describe_subnets().filters(cluster_filter(cluster)).send().await.map_err(|e| err("DescribeSubnets", e))?;
+        let subnets: Vec<ec2t::Subnet> =
+            paged!(self, "DescribeSubnets", self.ec2.describe_subnets().filters(cluster_filter(cluster)), subnets);
         inv.subnets = subnets
-            .subnets()
             .iter()
             .map(|s| Subnet {
                 id: s.subnet_id().unwrap_or_default().into(),
@@ -401,16 +395,13 @@ impl Cloud for AwsCloud {
             })
             .collect();
 
-        self.count("DescribeInternetGateways");
-        let igws = self
-            .ec2
-            .describe_internet_gateways()
-            .filters(cluster_filter(cluster))
-            .send()
-            .await
-            .map_err(|e| err("DescribeInternetGateways", e))?;
+        let igws: Vec<ec2t::InternetGateway> = paged!(
+            self,
+            "DescribeInternetGateways",
+            self.ec2.describe_internet_gateways().filters(cluster_filter(cluster)),
+            internet_gateways
+        );
         inv.internet_gateways = igws
-            .internet_gateways()
             .iter()
             .map(|g| Gateway {
                 id: g.internet_gateway_id().unwrap_or_default().into(),
@@ -419,17 +410,18 @@ impl Cloud for AwsCloud {
             .collect();
 
         if !inv.vpcs.is_empty() {
-            self.count("DescribeRouteTables");
-            let tables = self
-                .ec2
-                .describe_route_tables()
-                .filters(ec2t::Filter::builder().name("vpc-id").set_values(Some(inv.vpcs.iter().map(|v| v.id.clone()).collect())).build())
-                .filters(ec2t::Filter::builder().name("association.main").values("true").build())
-                .send()
-                .await
-                .map_err(|e| err("DescribeRouteTables", e))?;
+            let tables: Vec<ec2t::RouteTable> = paged!(
+                self,
+                "DescribeRouteTables",
+                self.ec2
+                    .describe_route_tables()
+                    .filters(
+                        ec2t::Filter::builder().name("vpc-id").set_values(Some(inv.vpcs.iter().map(|v| v.id.clone()).collect())).build()
+                    )
+                    .filters(ec2t::Filter::builder().name("association.main").values("true").build()),
+                route_tables
+            );
             inv.route_tables = tables
-                .route_tables()
                 .iter()
                 .map(|t| RouteTable {
                     id: t.route_table_id().unwrap_or_default().into(),
@@ -444,15 +436,9 @@ impl Cloud for AwsCloud {
                 .collect();
         }
 
-        self.count("DescribeSecurityGroups");
-        let groups = self
-            .ec2
-            .describe_security_groups()
-            .filters(cluster_filter(cluster))
-            .send()
-            .await
-            .map_err(|e| err("DescribeSecurityGroups", e))?;
-        for g in groups.security_groups() {
+        let groups: Vec<ec2t::SecurityGroup> =
+            paged!(self, "DescribeSecurityGroups", self.ec2.describe_security_groups().filters(cluster_filter(cluster)), security_groups);
+        for g in &groups {
             let id = g.group_id().unwrap_or_default().to_string();
             expiry_tags.push(tag_value(g.tags(), TAG_EXPIRES));
             inv.security_groups.push(SecurityGroup {
@@ -462,20 +448,8 @@ impl Cloud for AwsCloud {
             });
         }
 
-        let states = ["pending", "running", "stopping", "stopped"];
-        let mut pages = self
-            .ec2
-            .describe_instances()
-            .filters(cluster_filter(cluster))
-            .filters(
-                ec2t::Filter::builder()
-                    .name("instance-state-name")
-                    .set_values(Some(states.iter().map(|s| s.to_string()).collect()))
-                    .build(),
-            )
-            .max_results(1000)
-            .into_paginator()
-            .send();
+        let mut pages =
+            self.ec2.describe_instances().filters(cluster_filter(cluster)).filters(live_states()).max_results(1000).into_paginator().send();
         while let Some(page) = pages.next().await {
             self.count("DescribeInstances");
             let page = page.map_err(|e| err("DescribeInstances", e))?;
@@ -570,9 +544,8 @@ impl Cloud for AwsCloud {
                     Ok(out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string())
                 },
                 || async {
-                    self.count("DescribeVpcs");
-                    let out = self.ec2.describe_vpcs().filters(token_filter(tags)).send().await.map_err(|e| err("DescribeVpcs", e))?;
-                    Ok(out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string))
+                    let vpcs: Vec<ec2t::Vpc> = paged!(self, "DescribeVpcs", self.ec2.describe_vpcs().filters(token_filter(tags)), vpcs);
+                    Ok(vpcs.first().and_then(|v| v.vpc_id()).map(str::to_string))
                 },
             )
             .await?;
@@ -596,17 +569,16 @@ impl Cloud for AwsCloud {
             // A retry after a lost answer: the first attempt made it. Ours
             // if it carries the cluster's tag; anyone else's is a conflict.
             Err(e) if e.code() == Some("InvalidSubnet.Conflict") => {
-                self.count("DescribeSubnets");
-                let found = self
-                    .ec2
-                    .describe_subnets()
-                    .filters(ec2t::Filter::builder().name("vpc-id").values(vpc_id).build())
-                    .filters(ec2t::Filter::builder().name("cidr-block").values(cidr.to_string()).build())
-                    .send()
-                    .await
-                    .map_err(|e| err("DescribeSubnets", e))?;
+                let found: Vec<ec2t::Subnet> = paged!(
+                    self,
+                    "DescribeSubnets",
+                    self.ec2
+                        .describe_subnets()
+                        .filters(ec2t::Filter::builder().name("vpc-id").values(vpc_id).build())
+                        .filters(ec2t::Filter::builder().name("cidr-block").values(cidr.to_string()).build()),
+                    subnets
+                );
                 let ours = found
-                    .subnets()
                     .iter()
                     .find(|s| tags.get(TAG_CLUSTER).is_some_and(|c| tag_value(s.tags(), TAG_CLUSTER) == *c))
                     .and_then(|s| s.subnet_id());
@@ -639,15 +611,13 @@ impl Cloud for AwsCloud {
                     Ok(out.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap_or_default().to_string())
                 },
                 || async {
-                    self.count("DescribeInternetGateways");
-                    let out = self
-                        .ec2
-                        .describe_internet_gateways()
-                        .filters(token_filter(tags))
-                        .send()
-                        .await
-                        .map_err(|e| err("DescribeInternetGateways", e))?;
-                    Ok(out.internet_gateways().first().and_then(|g| g.internet_gateway_id()).map(str::to_string))
+                    let found: Vec<ec2t::InternetGateway> = paged!(
+                        self,
+                        "DescribeInternetGateways",
+                        self.ec2.describe_internet_gateways().filters(token_filter(tags)),
+                        internet_gateways
+                    );
+                    Ok(found.first().and_then(|g| g.internet_gateway_id()).map(str::to_string))
                 },
             )
             .await?;
@@ -689,17 +659,16 @@ impl Cloud for AwsCloud {
     }
 
     async fn create_default_route(&self, vpc_id: &str, igw_id: &str) -> CloudResult<()> {
-        self.count("DescribeRouteTables");
-        let tables = self
-            .ec2
-            .describe_route_tables()
-            .filters(ec2t::Filter::builder().name("vpc-id").values(vpc_id).build())
-            .filters(ec2t::Filter::builder().name("association.main").values("true").build())
-            .send()
-            .await
-            .map_err(|e| err("DescribeRouteTables", e))?;
+        let tables: Vec<ec2t::RouteTable> = paged!(
+            self,
+            "DescribeRouteTables",
+            self.ec2
+                .describe_route_tables()
+                .filters(ec2t::Filter::builder().name("vpc-id").values(vpc_id).build())
+                .filters(ec2t::Filter::builder().name("association.main").values("true").build()),
+            route_tables
+        );
         let table = tables
-            .route_tables()
             .first()
             .and_then(|t| t.route_table_id())
             .ok_or_else(|| CloudError::new("DescribeRouteTables", "NoMainRouteTable", format!("{vpc_id} has no main route table")))?;
@@ -738,17 +707,16 @@ impl Cloud for AwsCloud {
             // A retry after a lost answer: names are unique per VPC, so the
             // group of this name in this VPC is the one the first attempt made.
             Err(e) if e.code() == Some("InvalidGroup.Duplicate") => {
-                self.count("DescribeSecurityGroups");
-                let found = self
-                    .ec2
-                    .describe_security_groups()
-                    .filters(ec2t::Filter::builder().name("vpc-id").values(vpc_id).build())
-                    .filters(ec2t::Filter::builder().name("group-name").values(name).build())
-                    .send()
-                    .await
-                    .map_err(|e| err("DescribeSecurityGroups", e))?;
+                let found: Vec<ec2t::SecurityGroup> = paged!(
+                    self,
+                    "DescribeSecurityGroups",
+                    self.ec2
+                        .describe_security_groups()
+                        .filters(ec2t::Filter::builder().name("vpc-id").values(vpc_id).build())
+                        .filters(ec2t::Filter::builder().name("group-name").values(name).build()),
+                    security_groups
+                );
                 let ours = found
-                    .security_groups()
                     .iter()
                     .find(|g| tags.get(TAG_CLUSTER).is_some_and(|c| tag_value(g.tags(), TAG_CLUSTER) == *c))
                     .and_then(|g| g.group_id());
@@ -922,15 +890,9 @@ impl Cloud for AwsCloud {
                     Ok(first.and_then(|i| i.instance_id()).unwrap_or_default().to_string())
                 },
                 || async {
-                    self.count("DescribeInstances");
-                    let out = self
-                        .ec2
-                        .describe_instances()
-                        .filters(token_filter(&r.tags))
-                        .send()
-                        .await
-                        .map_err(|e| err("DescribeInstances", e))?;
-                    let found = out.reservations().iter().flat_map(|r| r.instances()).next();
+                    let reservations: Vec<ec2t::Reservation> =
+                        paged!(self, "DescribeInstances", self.ec2.describe_instances().filters(token_filter(&r.tags)), reservations);
+                    let found = reservations.iter().flat_map(|r| r.instances()).next();
                     *launched.lock().expect("launch lock") = found.and_then(|i| i.private_dns_name()).map(str::to_string);
                     Ok(found.and_then(|i| i.instance_id()).map(str::to_string))
                 },
@@ -952,24 +914,17 @@ impl Cloud for AwsCloud {
         )
     }
 
-    async fn not_terminated(&self, ids: &[String]) -> CloudResult<Vec<String>> {
+    async fn start_instances(&self, ids: &[String]) -> CloudResult<()> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        self.count("DescribeInstances");
-        let out = self.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await;
-        let out = match out {
-            Ok(o) => o,
-            Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => return Ok(Vec::new()),
-            Err(e) => return Err(err("DescribeInstances", e)),
-        };
-        Ok(out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .filter(|i| i.state().and_then(|s| s.name()) != Some(&ec2t::InstanceStateName::Terminated))
-            .filter_map(|i| i.instance_id().map(str::to_string))
-            .collect())
+        self.count("StartInstances");
+        self.ec2.start_instances().set_instance_ids(Some(ids.to_vec())).send().await.map_err(|e| err("StartInstances", e))?;
+        Ok(())
+    }
+
+    async fn not_terminated(&self, ids: &[String]) -> CloudResult<Vec<String>> {
+        Ok(self.instance_states(ids).await?.into_iter().filter(|(_, state)| state != "terminated").map(|(id, _)| id).collect())
     }
 
     async fn delete_security_group(&self, id: &str) -> CloudResult<()> {
@@ -1051,10 +1006,19 @@ impl Cloud for AwsCloud {
             for p in page.map_err(|e| err("GetParametersByPath", e))?.parameters() {
                 let Some(epoch) = p.name().and_then(|n| n.strip_prefix(&prefix)).and_then(|n| n.parse::<u64>().ok()) else { continue };
                 let v: serde_json::Value = serde_json::from_str(p.value().unwrap_or_default()).unwrap_or_default();
-                let field = |k: &str| v[k].as_str().unwrap_or("unknown").to_string();
+                let field = |k: &str| v[k].as_str().map(str::to_string);
+                let written = p
+                    .last_modified_date()
+                    .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+                    .unwrap_or_else(|| "unknown".into());
                 out.push((
                     epoch,
-                    LockInfo { owner: field("owner"), run_id: field("run_id"), created: field("created"), expires: field("expires") },
+                    LockInfo {
+                        owner: field("owner").unwrap_or_else(|| "unknown".into()),
+                        run_id: field("run_id").unwrap_or_else(|| "unknown".into()),
+                        created: field("created").unwrap_or(written),
+                        expires: field("expires").unwrap_or_default(),
+                    },
                 ));
             }
         }
@@ -1076,6 +1040,22 @@ impl Cloud for AwsCloud {
 
     async fn delete_lock(&self, cluster: &str, epoch: u64) -> CloudResult<()> {
         self.delete_parameter(&lock_parameter_name(cluster, epoch)).await
+    }
+
+    async fn renew_lock(&self, cluster: &str, epoch: u64, lock: &LockInfo) -> CloudResult<()> {
+        let value =
+            serde_json::json!({ "owner": lock.owner, "run_id": lock.run_id, "created": lock.created, "expires": lock.expires }).to_string();
+        self.count("PutParameter");
+        self.ssm
+            .put_parameter()
+            .name(lock_parameter_name(cluster, epoch))
+            .value(value)
+            .r#type(ssmt::ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(|e| err("PutParameter", e))?;
+        Ok(())
     }
 
     async fn clusters(&self) -> CloudResult<Vec<FoundCluster>> {
@@ -1172,17 +1152,13 @@ impl Cloud for AwsCloud {
     }
 
     async fn baked_images(&self) -> CloudResult<Vec<BakedImage>> {
-        self.count("DescribeImages");
-        let out = self
-            .ec2
-            .describe_images()
-            .owners("self")
-            .filters(ec2t::Filter::builder().name("tag-key").values(TAG_BAKE_KEY).build())
-            .send()
-            .await
-            .map_err(|e| err("DescribeImages", e))?;
-        Ok(out
-            .images()
+        let images: Vec<ec2t::Image> = paged!(
+            self,
+            "DescribeImages",
+            self.ec2.describe_images().owners("self").filters(ec2t::Filter::builder().name("tag-key").values(TAG_BAKE_KEY).build()),
+            images
+        );
+        Ok(images
             .iter()
             .map(|i| {
                 let volumes: Vec<&ec2t::EbsBlockDevice> = i.block_device_mappings().iter().filter_map(|m| m.ebs()).collect();
@@ -1202,25 +1178,16 @@ impl Cloud for AwsCloud {
     }
 
     async fn bake_builders(&self) -> CloudResult<Vec<Builder>> {
-        self.count("DescribeInstances");
-        let out = self
-            .ec2
-            .describe_instances()
-            .filters(ec2t::Filter::builder().name("tag-key").values(TAG_BAKE_BUILDER).build())
-            .filters(
-                ec2t::Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| err("DescribeInstances", e))?;
-        Ok(out
-            .reservations()
+        let reservations: Vec<ec2t::Reservation> = paged!(
+            self,
+            "DescribeInstances",
+            self.ec2
+                .describe_instances()
+                .filters(ec2t::Filter::builder().name("tag-key").values(TAG_BAKE_BUILDER).build())
+                .filters(live_states()),
+            reservations
+        );
+        Ok(reservations
             .iter()
             .flat_map(|r| r.instances())
             .map(|i| Builder {
@@ -1233,37 +1200,35 @@ impl Cloud for AwsCloud {
     }
 
     async fn default_network(&self) -> CloudResult<Option<(String, String)>> {
-        self.count("DescribeVpcs");
-        let vpcs = self
-            .ec2
-            .describe_vpcs()
-            .filters(ec2t::Filter::builder().name("is-default").values("true").build())
-            .send()
-            .await
-            .map_err(|e| err("DescribeVpcs", e))?;
-        let Some(vpc) = vpcs.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string) else { return Ok(None) };
-        self.count("DescribeSubnets");
-        let subnets = self
-            .ec2
-            .describe_subnets()
-            .filters(ec2t::Filter::builder().name("vpc-id").values(&vpc).build())
-            .filters(ec2t::Filter::builder().name("default-for-az").values("true").build())
-            .send()
-            .await
-            .map_err(|e| err("DescribeSubnets", e))?;
-        let mut ids: Vec<&str> = subnets.subnets().iter().filter_map(|s| s.subnet_id()).collect();
+        let vpcs: Vec<ec2t::Vpc> = paged!(
+            self,
+            "DescribeVpcs",
+            self.ec2.describe_vpcs().filters(ec2t::Filter::builder().name("is-default").values("true").build()),
+            vpcs
+        );
+        let Some(vpc) = vpcs.first().and_then(|v| v.vpc_id()).map(str::to_string) else { return Ok(None) };
+        let subnets: Vec<ec2t::Subnet> = paged!(
+            self,
+            "DescribeSubnets",
+            self.ec2
+                .describe_subnets()
+                .filters(ec2t::Filter::builder().name("vpc-id").values(&vpc).build())
+                .filters(ec2t::Filter::builder().name("default-for-az").values("true").build()),
+            subnets
+        );
+        let mut ids: Vec<&str> = subnets.iter().filter_map(|s| s.subnet_id()).collect();
         ids.sort();
         let Some(subnet) = ids.first().map(|s| s.to_string()) else { return Ok(None) };
-        self.count("DescribeSecurityGroups");
-        let groups = self
-            .ec2
-            .describe_security_groups()
-            .filters(ec2t::Filter::builder().name("vpc-id").values(&vpc).build())
-            .filters(ec2t::Filter::builder().name("group-name").values("default").build())
-            .send()
-            .await
-            .map_err(|e| err("DescribeSecurityGroups", e))?;
-        Ok(groups.security_groups().first().and_then(|g| g.group_id()).map(|sg| (subnet, sg.to_string())))
+        let groups: Vec<ec2t::SecurityGroup> = paged!(
+            self,
+            "DescribeSecurityGroups",
+            self.ec2
+                .describe_security_groups()
+                .filters(ec2t::Filter::builder().name("vpc-id").values(&vpc).build())
+                .filters(ec2t::Filter::builder().name("group-name").values("default").build()),
+            security_groups
+        );
+        Ok(groups.first().and_then(|g| g.group_id()).map(|sg| (subnet, sg.to_string())))
     }
 
     async fn create_image(&self, instance_id: &str, name: &str, tags: &BTreeMap<String, String>) -> CloudResult<String> {
@@ -1283,19 +1248,26 @@ impl Cloud for AwsCloud {
             Ok(out) => Ok(out.image_id().unwrap_or_default().to_string()),
             // A retry, or a rerun after a kill: the name is unique per key.
             Err(e) if e.code() == Some("InvalidAMIName.Duplicate") => {
-                self.count("DescribeImages");
-                let found = self
-                    .ec2
-                    .describe_images()
-                    .owners("self")
-                    .filters(ec2t::Filter::builder().name("name").values(name).build())
-                    .send()
-                    .await
-                    .map_err(|e| err("DescribeImages", e))?;
-                found.images().first().and_then(|i| i.image_id()).map(str::to_string).ok_or_else(|| err("CreateImage", e))
+                let found: Vec<ec2t::Image> = paged!(
+                    self,
+                    "DescribeImages",
+                    self.ec2.describe_images().owners("self").filters(ec2t::Filter::builder().name("name").values(name).build()),
+                    images
+                );
+                found.first().and_then(|i| i.image_id()).map(str::to_string).ok_or_else(|| err("CreateImage", e))
             }
             Err(e) => Err(err("CreateImage", e)),
         }
+    }
+
+    async fn snapshots_without_tag(&self, snapshots: &[String], key: &str) -> CloudResult<Vec<String>> {
+        if snapshots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let id_filter = ec2t::Filter::builder().name("snapshot-id").set_values(Some(snapshots.to_vec())).build();
+        let found: Vec<ec2t::Snapshot> =
+            paged!(self, "DescribeSnapshots", self.ec2.describe_snapshots().owner_ids("self").filters(id_filter), snapshots);
+        Ok(found.iter().filter(|s| tag_value(s.tags(), key).is_empty()).filter_map(|s| s.snapshot_id().map(str::to_string)).collect())
     }
 
     async fn tag(&self, ids: &[String], tags: &BTreeMap<String, String>) -> CloudResult<()> {
@@ -1312,14 +1284,12 @@ impl Cloud for AwsCloud {
         if ids.is_empty() {
             return Ok(BTreeMap::new());
         }
-        self.count("DescribeInstances");
-        let out = match self.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await {
-            Ok(o) => o,
-            Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => return Ok(BTreeMap::new()),
-            Err(e) => return Err(err("DescribeInstances", e)),
-        };
-        Ok(out
-            .reservations()
+        // By id a Describe fails as a whole when one id is unknown (long
+        // gone); by filter it answers what it has, page by page.
+        let id_filter = ec2t::Filter::builder().name("instance-id").set_values(Some(ids.to_vec())).build();
+        let reservations: Vec<ec2t::Reservation> =
+            paged!(self, "DescribeInstances", self.ec2.describe_instances().filters(id_filter), reservations);
+        Ok(reservations
             .iter()
             .flat_map(|r| r.instances())
             .filter_map(|i| Some((i.instance_id()?.to_string(), i.state()?.name()?.as_str().to_string())))
@@ -1340,24 +1310,16 @@ impl Cloud for AwsCloud {
         if image_ids.is_empty() {
             return Ok(BTreeSet::new());
         }
-        self.count("DescribeInstances");
-        let out = self
-            .ec2
-            .describe_instances()
-            .filters(ec2t::Filter::builder().name("image-id").set_values(Some(image_ids.to_vec())).build())
-            .filters(
-                ec2t::Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| err("DescribeInstances", e))?;
-        Ok(out.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.image_id()).map(str::to_string).collect())
+        let reservations: Vec<ec2t::Reservation> = paged!(
+            self,
+            "DescribeInstances",
+            self.ec2
+                .describe_instances()
+                .filters(ec2t::Filter::builder().name("image-id").set_values(Some(image_ids.to_vec())).build())
+                .filters(live_states()),
+            reservations
+        );
+        Ok(reservations.iter().flat_map(|r| r.instances()).filter_map(|i| i.image_id()).map(str::to_string).collect())
     }
 
     async fn console_output(&self, id: &str) -> CloudResult<String> {

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod clock;
+pub mod host;
 pub mod kube;
 pub mod ssh;
 pub mod web;
@@ -18,6 +19,10 @@ use crate::infra::inventory::Inventory;
 use crate::model::AmiRef;
 use crate::model::net::Ipv4Cidr;
 
+/// The code of a call whose answer never arrived (or arrived unreadable):
+/// it may or may not have happened.
+pub const NO_ANSWER: &str = "NoAnswer";
+
 /// An AWS call that failed after the SDK's retries.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("{operation} failed: {code}: {message}")]
@@ -30,6 +35,27 @@ pub struct CloudError {
 impl CloudError {
     pub fn new(operation: &'static str, code: impl Into<String>, message: impl Into<String>) -> Self {
         Self { operation, code: code.into(), message: message.into() }
+    }
+
+    /// Worth another attempt: throttling, a server-side failure, no answer,
+    /// or an instance profile IAM has made but EC2 does not see yet (IAM is
+    /// eventually consistent: a new profile can be refused for some
+    /// seconds). Anything else (AccessDenied, a bad parameter) stays as it is.
+    pub fn is_transient(&self) -> bool {
+        (self.code == "InvalidParameterValue" && self.message.contains("iamInstanceProfile"))
+            || matches!(
+                self.code.as_str(),
+                NO_ANSWER
+                    | "RequestLimitExceeded"
+                    | "Throttling"
+                    | "ThrottlingException"
+                    | "InternalError"
+                    | "InternalFailure"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+                    | "Unavailable"
+                    | "UnreadableAnswer"
+            )
     }
 }
 
@@ -64,7 +90,9 @@ pub struct Launched {
     pub private_dns: Option<String>,
 }
 
-/// One epoch of the cluster lock, as stored.
+/// One epoch of the cluster lock, as stored. A value that is not what
+/// hybrid writes (cut short, written by hand) reads as owner and run id
+/// `unknown`, created when the parameter was last written, no expiry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockInfo {
     pub owner: String,
@@ -131,6 +159,8 @@ pub trait Cloud {
     async fn offered_instance_types(&self, types: &[String]) -> CloudResult<std::collections::BTreeSet<String>>;
     async fn run_instance(&self, request: &LaunchRequest) -> CloudResult<Launched>;
     async fn terminate_instances(&self, ids: &[String]) -> CloudResult<()>;
+    /// Starts stopped instances.
+    async fn start_instances(&self, ids: &[String]) -> CloudResult<()>;
     /// Which of `ids` are not yet `terminated`.
     async fn not_terminated(&self, ids: &[String]) -> CloudResult<Vec<String>>;
 
@@ -153,6 +183,8 @@ pub trait Cloud {
     /// `Ok(false)` when it exists already.
     async fn create_lock(&self, cluster: &str, epoch: u64, lock: &LockInfo) -> CloudResult<bool>;
     async fn delete_lock(&self, cluster: &str, epoch: u64) -> CloudResult<()>;
+    /// Rewrites lock epoch `epoch` (its new expiry), which must exist.
+    async fn renew_lock(&self, cluster: &str, epoch: u64, lock: &LockInfo) -> CloudResult<()>;
 
     /// Every cluster with anything left in the region: from the tags of
     /// its network resources (any one of them) and its SSM parameters.
@@ -169,6 +201,9 @@ pub trait Cloud {
     /// Creates an image of a (stopped) instance, tagged; a second call with
     /// the same name finds the first image.
     async fn create_image(&self, instance_id: &str, name: &str, tags: &BTreeMap<String, String>) -> CloudResult<String>;
+    /// Which of `snapshots` lack the tag `key` (a bake killed between
+    /// CreateImage and tagging left them so).
+    async fn snapshots_without_tag(&self, snapshots: &[String], key: &str) -> CloudResult<Vec<String>>;
     /// Adds tags to existing EC2 resources (a baked image's snapshots).
     async fn tag(&self, ids: &[String], tags: &BTreeMap<String, String>) -> CloudResult<()>;
     /// States by instance id (`running`, `stopped`, …; absent when gone).

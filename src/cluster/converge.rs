@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::adapters::kube::{FIELD_MANAGER, KubeApi, KubeResult};
 use crate::cluster::objects::{
-    CLUSTER_ROLE_BINDINGS, KubeObject, NODE_PROXIER_LABEL, OBSOLETE, node_patch, node_proxier_binding, unchanged,
+    CLUSTER_ROLE_BINDINGS, CORDONED_ANNOTATION, KubeObject, NODE_PROXIER_LABEL, OBSOLETE, node_patch, node_proxier_binding, unchanged,
 };
 use crate::model::Pool;
 use crate::progress::{Event, NodeStage, Progress};
@@ -104,11 +104,20 @@ pub async fn reconcile_nodes<'p, K: KubeApi>(
         let Some(pool) = pool_of(&name) else { continue };
         if let Some(patch) = node_patch(&node, pool) {
             api.merge_patch(&format!("/api/v1/nodes/{name}"), &patch).await?;
-            progress.line(&format!("node {name}: labels and taints of pool {} applied", pool.name));
+            progress.line(&format!("node {name}: {} applied", node_change(&patch, pool)));
             changed += 1;
         }
     }
     Ok(changed)
+}
+
+/// What a node patch does, for progress lines and plans.
+fn node_change(patch: &Value, pool: &Pool) -> String {
+    if patch["spec"]["unschedulable"] == false {
+        format!("uncordon: hybrid cordoned it for a removal that did not happen; labels and taints of pool {}", pool.name)
+    } else {
+        format!("labels and taints of pool {}", pool.name)
+    }
 }
 
 /// Ready condition of a Node object: `(ready, last message)`.
@@ -154,6 +163,11 @@ pub enum ConvergeError {
     Refused(KubeError),
     #[error("{count} node(s) not Ready after {seconds}s:\n{report}")]
     NodesNotReady { count: usize, seconds: u64, report: String },
+    #[error(
+        "{}\nthe cluster is being destroyed, or AWS ended the instances (a spot interruption, a failed host); run apply again to replace them",
+        .0.iter().map(|(node, id, state)| format!("node {node}: its instance {id} is {state}")).collect::<Vec<_>>().join("\n")
+    )]
+    InstancesGone(Vec<(String, String, String)>),
     #[error("could not drain node {node} within {seconds}s: {detail}")]
     DrainTimeout { node: String, seconds: u64, detail: String },
 }
@@ -310,6 +324,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
     for e in expected {
         progress.event(&Event::NodeExpected { pool: &e.group, slot: &e.slot, node: &e.node_name, running: e.running });
     }
+    let mut last_instance_look = Instant::now();
     loop {
         let nodes: BTreeMap<String, Value> = api
             .list("/api/v1/nodes", None, None)
@@ -347,6 +362,25 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
             }
             return Ok(());
         }
+        // A node whose instance is gone never registers: say so now, not
+        // at the timeout (a destroy, a spot interruption). Looked at every
+        // sixth poll (half a minute), and once more before giving up.
+        if last_instance_look.elapsed() >= waits.poll * 6 || start.elapsed() >= waits.nodes {
+            last_instance_look = Instant::now();
+            let ids: Vec<String> = pending.iter().map(|(e, _)| e.instance_id.clone()).collect();
+            let states = cloud.instance_states(&ids).await?;
+            let gone: Vec<(String, String, String)> = pending
+                .iter()
+                .filter_map(|(e, _)| {
+                    let state = states.get(&e.instance_id).map(String::as_str).unwrap_or("gone");
+                    matches!(state, "shutting-down" | "terminated" | "gone")
+                        .then(|| (e.node_name.clone(), e.instance_id.clone(), state.to_string()))
+                })
+                .collect();
+            if !gone.is_empty() {
+                return Err(ConvergeError::InstancesGone(gone));
+            }
+        }
         if start.elapsed() >= waits.nodes {
             let mut report = String::new();
             for (e, state) in &pending {
@@ -375,7 +409,8 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, waits: Waits, progress:
     if api.get(&path).await?.is_none() {
         return Ok(());
     }
-    api.merge_patch(&path, &serde_json::json!({ "spec": { "unschedulable": true } })).await?;
+    let cordon = serde_json::json!({ "metadata": { "annotations": { CORDONED_ANNOTATION: "true" } }, "spec": { "unschedulable": true } });
+    api.merge_patch(&path, &cordon).await?;
     progress.line(&format!("node {node}: cordoned"));
     let start = Instant::now();
     loop {
@@ -497,9 +532,9 @@ pub async fn pending_changes<K: KubeApi>(
     for node in api.list("/api/v1/nodes", None, None).await? {
         let name = node["metadata"]["name"].as_str().unwrap_or_default();
         if let Some(pool) = pools.get(name)
-            && node_patch(&node, pool).is_some()
+            && let Some(patch) = node_patch(&node, pool)
         {
-            out.push(("~", format!("Node/{name} (labels and taints of pool {})", pool.name)));
+            out.push(("~", format!("Node/{name} ({})", node_change(&patch, pool))));
         }
     }
     Ok(out)

@@ -326,7 +326,13 @@ pub fn runtime_classes(spec: &ClusterSpec) -> Vec<KubeObject> {
 /// removed from the file are removed from the node and nothing else is.
 pub const MANAGED_ANNOTATION: &str = "hybrid.dev/managed-keys";
 
-/// The merge patch that gives `node` its pool's labels and taints, or `None`
+/// Set on a node hybrid cordons to remove it: a node still carrying it
+/// while it is wanted again (a drain a PodDisruptionBudget held, the file
+/// then reverted) is uncordoned by the next apply, and plan shows that.
+pub const CORDONED_ANNOTATION: &str = "hybrid.dev/cordoned-for-removal";
+
+/// The merge patch that gives `node` its pool's labels and taints (and
+/// takes back hybrid's cordon of a removal that did not happen), or `None`
 /// when it has them already. Taints other controllers set are kept.
 pub fn node_patch(node: &Value, pool: &Pool) -> Option<Value> {
     let previous: Value =
@@ -364,15 +370,20 @@ pub fn node_patch(node: &Value, pool: &Pool) -> Option<Value> {
 
     let managed = json!({ "labels": pool.labels.keys().collect::<Vec<_>>(), "taints": ours.iter().collect::<Vec<_>>() }).to_string();
     let managed_same = node["metadata"]["annotations"][MANAGED_ANNOTATION].as_str() == Some(managed.as_str());
-    if labels.is_empty() && same_taints && managed_same {
+    let cordoned_by_us = !node["metadata"]["annotations"][CORDONED_ANNOTATION].is_null();
+    if labels.is_empty() && same_taints && managed_same && !cordoned_by_us {
         return None;
     }
     let mut patch = json!({ "metadata": { "annotations": { MANAGED_ANNOTATION: managed } } });
+    if cordoned_by_us {
+        patch["metadata"]["annotations"][CORDONED_ANNOTATION] = Value::Null;
+        patch["spec"] = json!({ "unschedulable": false });
+    }
     if !labels.is_empty() {
         patch["metadata"]["labels"] = Value::Object(labels);
     }
     if !same_taints {
-        patch["spec"] = json!({ "taints": taints });
+        patch["spec"]["taints"] = json!(taints);
     }
     Some(patch)
 }

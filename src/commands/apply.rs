@@ -1,24 +1,26 @@
-//! `hybrid apply FILE`: the AWS side (plan, confirm, execute under the
-//! cluster lock), then the Kubernetes side (objects, token, Ready nodes,
-//! labels and taints) unless `--ec2-only`.
+//! `hybrid apply FILE`: the AWS side (plan, confirm, execute), then the
+//! Kubernetes side (objects, token, Ready nodes, labels and taints) unless
+//! `--ec2-only`, the whole of it under the cluster lock (renewed while it
+//! works) whenever the AWS side has anything to do. Ctrl-C anywhere after
+//! the lock is taken stops the work, gives the lock back and exits 130.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::shared::args::{AwsArgs, ClusterArgs, LockArgs};
+use super::shared::args::{AwsArgs, ClusterArgs, LockArgs, lock_owner};
 use super::shared::connect::{aws_is_emulated, cloud, kube_client, stored_secrets};
 use super::shared::files::load_spec;
-use super::shared::lock::{lock, unlock};
 use super::shared::pins;
-use super::shared::prepare::{expiry, load_templates, prepare};
-use super::shared::terminal::{Reporter, Ui, confirm, print_api_stats};
+use super::shared::prepare::{Prepared, expiry, load_templates, prepare};
+use super::shared::terminal::{Interrupt, Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
 use crate::bootstrap::Templates;
 use crate::cluster::converge::{self, KubeNodes};
 use crate::error::{Error, Result};
 use crate::infra::desired::CONTROL_PLANE;
 use crate::infra::execute::{self, Context, NoNodes};
-use crate::infra::plan::{Action, Resource};
+use crate::infra::lock::{self, Held};
+use crate::infra::plan::{Action, Resource, Summary};
 use crate::infra::show;
 use crate::model::ClusterSpec;
 use crate::progress::{Event, Progress};
@@ -44,8 +46,10 @@ On a terminal, progress is drawn live: one line per pool with launched / running
 counts, elapsed time and the slowest node (--progress plain for timestamped lines).
 
 Nothing is written when there are no changes. A second apply on the same cluster waits for or \
-fails on the cluster lock (an SSM parameter). An apply interrupted at any point can be run again \
-to converge: every resource is tagged when it is created.
+fails on the cluster lock (an SSM parameter the run renews while it works, so a long rolling \
+replacement or a question left open keeps it, and a run that died loses it within ten minutes). \
+An apply interrupted at any point (Ctrl-C exits 130 and gives the lock back) can be run again to \
+converge: every resource is tagged when it is created.
 
 This exercises the AWS side; nodes boot and join the cluster on real EC2 only.",
     after_help = "Exit codes: 0 success, 1 error (nothing is left untagged; run apply again), 64 usage error, 130 interrupted."
@@ -79,123 +83,172 @@ pub struct Args {
 pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
     let spec = load_spec(ui, &opts.file)?;
     let templates = load_templates(opts.templates.as_deref())?;
+    let interrupt = Interrupt::listen();
     let cloud = cloud(&spec, &opts.aws).await;
     let reporter = ui.reporter();
-    let mut result = aws_side(&cloud, &spec, &templates, opts, &reporter).await;
-    if result.is_ok() && !opts.cluster.ec2_only {
-        result = cluster_side(&cloud, &spec, opts, &reporter).await;
-    }
+    let result = apply(&cloud, &spec, &templates, opts, &reporter, &interrupt).await;
     reporter.event(&Event::Finished);
+    if let Ok(ending) = &result {
+        reporter.say(ending);
+    }
     drop(reporter);
     if ui.api_stats {
         print_api_stats(&cloud);
     }
-    result
+    result.map(drop)
 }
 
-async fn aws_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates, opts: &Args, progress: &Reporter) -> Result<()> {
-    // A first look without the lock: when nothing changes, nothing is
-    // written, not even the lock.
+/// Both sides; returns the one line that says the apply is complete.
+async fn apply<C: Cloud>(
+    cloud: &C,
+    spec: &ClusterSpec,
+    templates: &Templates,
+    opts: &Args,
+    progress: &Reporter,
+    interrupt: &Interrupt,
+) -> Result<String> {
+    // A first look without the lock: when nothing changes in AWS, nothing
+    // is written there, not even the lock (the cluster side still runs).
     let first = prepare(cloud, spec, templates).await?;
     if first.plan.is_empty() {
-        print!("{}", show::plan_text(&first.plan));
-        return Ok(());
+        progress.say(show::plan_text(&first.plan).trim_end_matches('\n'));
+        let cluster = tokio::select! {
+            r = cluster_side(cloud, spec, opts, progress) => r?,
+            _ = interrupt.wait() => return Err(Error::Interrupted),
+        };
+        return Ok(ending(&first.plan.summary(), &cluster));
     }
     // Before the lock and the question: a pin that does not exist fails
     // here, not twenty minutes into a node's boot.
     if first.plan.launches() {
         progress.warn(&pins::gate(spec, opts.offline, aws_is_emulated(&opts.aws)).await?);
     }
-    let held = lock(cloud, &spec.name, &opts.lock).await?;
-    let outcome = async {
-        // Plan again under the lock: another run may have changed things.
-        let prepared = prepare(cloud, spec, templates).await?;
-        progress.say(show::plan_text(&prepared.plan).trim_end_matches('\n'));
-        if prepared.plan.is_empty() {
-            return Ok(());
-        }
-        if prepared.plan.recreates_cluster() && !opts.recreate_control_plane {
-            return Err(Error::Failed(
-                "this plan replaces the control plane, which recreates the cluster and loses everything in it; nothing was changed. \
-                 Change the file back, or run apply again with --recreate-control-plane"
-                    .into(),
-            ));
-        }
-        confirm(
-            if prepared.plan.recreates_cluster() {
-                "This RECREATES THE CLUSTER: everything in it is lost. Do you want to perform these actions?"
-            } else {
-                "Do you want to perform these actions?"
-            },
-            opts.yes,
-        )?;
-        // Nodes that go away are drained first, which needs the API.
-        let removes_nodes = prepared.plan.changes.iter().any(|c| {
-            matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace | Action::Recreate)
-        });
-        let emulated = aws_is_emulated(&opts.aws) && opts.cluster.api_server.is_none();
-        if removes_nodes && emulated && !opts.cluster.ec2_only {
-            progress.warn(&format!("note: {}; nodes are removed without draining", Error::EmulatedAws));
-        }
-        // (A recreated cluster has nothing to drain: its etcd goes anyway.)
-        let kube = if removes_nodes && !opts.cluster.ec2_only && !emulated && !prepared.plan.recreates_cluster() {
-            // The stored secrets, or a clear error when they are missing.
-            stored_secrets(cloud, &spec.name).await?;
-            let api = kube_client(spec, &prepared.inventory, &prepared.secrets, &opts.aws, opts.cluster.api_server.as_deref()).await?;
-            let cp = prepared.inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).map(|i| i.id.as_str());
-            converge::wait_for_api(&api, cloud, cp, opts.cluster.waits(), progress).await?;
-            Some(api)
-        } else {
-            None
-        };
-        let ctx = Context {
-            desired: &prepared.desired,
-            inventory: &prepared.inventory,
-            secrets: &prepared.secrets,
-            bootstraps: &prepared.bootstraps,
-            key_name: spec.ssh_key_name.as_deref(),
-            expires: expiry(spec, &prepared.inventory),
-            run_id: format!(
-                "{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-            ),
-            terminate_timeout: Duration::from_secs(900),
-        };
-        let work = async {
-            match &kube {
-                Some(api) => {
-                    let windows_pools = spec.windows_pools().map(|p| p.name.clone()).collect();
-                    let nodes = KubeNodes { api, waits: opts.cluster.waits(), token: &prepared.secrets.token, windows_pools };
-                    execute::apply(cloud, &prepared.plan, &ctx, &nodes, progress).await
-                }
-                None => execute::apply(cloud, &prepared.plan, &ctx, &NoNodes, progress).await,
-            }
-        };
-        tokio::select! {
-            r = work => r.map_err(Error::from),
-            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
-        }?;
-        let s = prepared.plan.summary();
-        progress.say(&format!("\nApply complete! Resources: {} added, {} changed, {} destroyed.", s.add, s.change, s.destroy));
-        Ok(())
-    }
-    .await;
+    let (me, wait) = (lock_owner(), opts.lock.wait());
+    let held = tokio::select! {
+        r = lock::take(cloud, &spec.name, &me, &wait, progress) => r?,
+        _ = interrupt.wait() => return Err(Error::Interrupted),
+    };
+    let work = async {
+        let summary = aws_side(cloud, spec, templates, opts, &held, progress).await?;
+        let cluster = cluster_side(cloud, spec, opts, progress).await?;
+        Ok::<String, Error>(ending(&summary, &cluster))
+    };
+    let outcome = tokio::select! {
+        r = lock::while_held(cloud, &held, work) => r.map_err(Error::from).and_then(|r| r),
+        _ = interrupt.wait() => Err(Error::Interrupted),
+    };
     // The lock goes whatever happened; what was created is tagged.
-    if let Err(e) = unlock(cloud, &held).await {
+    if let Err(e) = lock::release(cloud, &held, progress).await {
         progress.warn(&format!(
-            "warning: could not release the cluster lock: {e}; the next run takes it over once it expires, or pass --break-lock"
+            "warning: could not release the cluster lock: {e}; the next run takes it over once it expires (10 minutes), or pass --break-lock"
         ));
     }
     outcome
 }
 
+/// "Apply complete!", said once, at the very end.
+fn ending(summary: &Summary, cluster: &str) -> String {
+    format!("\nApply complete! Resources: {} added, {} changed, {} destroyed. {cluster}", summary.add, summary.change, summary.destroy)
+}
+
+async fn aws_side<C: Cloud>(
+    cloud: &C,
+    spec: &ClusterSpec,
+    templates: &Templates,
+    opts: &Args,
+    held: &Held,
+    progress: &Reporter,
+) -> Result<Summary> {
+    // Plan again under the lock: another run may have changed things.
+    let prepared = prepare(cloud, spec, templates).await?;
+    progress.say(show::plan_text(&prepared.plan).trim_end_matches('\n'));
+    if prepared.plan.is_empty() {
+        return Ok(prepared.plan.summary());
+    }
+    if prepared.plan.recreates_cluster() && !opts.recreate_control_plane {
+        return Err(Error::Failed(
+            "this plan replaces the control plane, which recreates the cluster and loses everything in it; nothing was changed. \
+             Change the file back, or run apply again with --recreate-control-plane"
+                .into(),
+        ));
+    }
+    confirm(
+        if prepared.plan.recreates_cluster() {
+            "This RECREATES THE CLUSTER: everything in it is lost. Do you want to perform these actions?"
+        } else {
+            "Do you want to perform these actions?"
+        },
+        opts.yes,
+    )
+    .await?;
+    // The question may have stayed open for a long time: still ours?
+    lock::ensure_held(cloud, held).await?;
+    execute_plan(cloud, spec, opts, &prepared, held, progress).await?;
+    Ok(prepared.plan.summary())
+}
+
+async fn execute_plan<C: Cloud>(
+    cloud: &C,
+    spec: &ClusterSpec,
+    opts: &Args,
+    prepared: &Prepared,
+    held: &Held,
+    progress: &Reporter,
+) -> Result<()> {
+    // Nodes that go away are drained first, which needs the API.
+    let removes_nodes = prepared.plan.changes.iter().any(|c| {
+        matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace | Action::Recreate)
+    });
+    let emulated = aws_is_emulated(&opts.aws) && opts.cluster.api_server.is_none();
+    if removes_nodes && emulated && !opts.cluster.ec2_only {
+        progress.warn(&format!("note: {}; nodes are removed without draining", Error::EmulatedAws));
+    }
+    // (A recreated cluster has nothing to drain: its etcd goes anyway.)
+    let kube = if removes_nodes && !opts.cluster.ec2_only && !emulated && !prepared.plan.recreates_cluster() {
+        // The stored secrets, or a clear error when they are missing.
+        stored_secrets(cloud, &spec.name).await?;
+        let api = kube_client(spec, &prepared.inventory, &prepared.secrets, &opts.aws, opts.cluster.api_server.as_deref()).await?;
+        let cp = prepared.inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).map(|i| i.id.as_str());
+        converge::wait_for_api(&api, cloud, cp, opts.cluster.waits(), progress).await?;
+        Some(api)
+    } else {
+        None
+    };
+    let ctx = Context {
+        desired: &prepared.desired,
+        inventory: &prepared.inventory,
+        secrets: &prepared.secrets,
+        bootstraps: &prepared.bootstraps,
+        key_name: spec.ssh_key_name.as_deref(),
+        expires: expiry(spec, &prepared.inventory),
+        run_id: format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        ),
+        terminate_timeout: Duration::from_secs(900),
+        lock: Some(held),
+    };
+    match &kube {
+        Some(api) => {
+            let windows_pools = spec.windows_pools().map(|p| p.name.clone()).collect();
+            let nodes = KubeNodes { api, waits: opts.cluster.waits(), token: &prepared.secrets.token, windows_pools };
+            execute::apply(cloud, &prepared.plan, &ctx, &nodes, progress).await?
+        }
+        None => execute::apply(cloud, &prepared.plan, &ctx, &NoNodes, progress).await?,
+    }
+    Ok(())
+}
+
 /// The Kubernetes side: idempotent, so it runs on every apply and writes
-/// nothing when the cluster already matches.
-async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, progress: &Reporter) -> Result<()> {
+/// nothing when the cluster already matches. Returns what it found.
+async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, progress: &Reporter) -> Result<String> {
+    if opts.cluster.ec2_only {
+        return Ok("The cluster side was not looked at (--ec2-only).".into());
+    }
     if aws_is_emulated(&opts.aws) && opts.cluster.api_server.is_none() {
         progress.say(&format!("Kubernetes: skipped: {}.", Error::EmulatedAws));
-        return Ok(());
+        return Ok("The cluster side was skipped (AWS is an emulator).".into());
     }
     let inventory = cloud.discover(&spec.name).await?;
     let secrets = stored_secrets(cloud, &spec.name).await?;
@@ -203,19 +256,12 @@ async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, prog
     let waits = opts.cluster.waits();
     let cp = inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).map(|i| i.id.as_str());
     let api_ip = spec.api_server_ip().map(|ip| ip.to_string()).unwrap_or_default();
-    let work = async {
-        converge::wait_for_api(&api, cloud, cp, waits, progress).await?;
-        let expected = converge::expected_nodes(&inventory);
-        converge::converge_cluster_objects(&api, spec, &api_ip, &converge::windows_nodes(spec, &expected), waits, progress).await?;
-        converge::wait_for_nodes(&api, cloud, &expected, &secrets.token, waits, progress).await?;
-        let pools = converge::pools_by_node(spec, &expected);
-        converge::reconcile_nodes(&api, |n| pools.get(n).copied(), progress).await?;
-        Ok::<usize, converge::ConvergeError>(expected.len())
-    };
-    let ready = tokio::select! {
-        r = work => r?,
-        _ = tokio::signal::ctrl_c() => return Err(Error::Interrupted),
-    };
-    progress.say(&format!("Cluster {} converged: {ready} node(s) Ready.", spec.name));
-    Ok(())
+    converge::wait_for_api(&api, cloud, cp, waits, progress).await?;
+    let expected = converge::expected_nodes(&inventory);
+    converge::converge_cluster_objects(&api, spec, &api_ip, &converge::windows_nodes(spec, &expected), waits, progress).await?;
+    converge::wait_for_nodes(&api, cloud, &expected, &secrets.token, waits, progress).await?;
+    let pools = converge::pools_by_node(spec, &expected);
+    converge::reconcile_nodes(&api, |n| pools.get(n).copied(), progress).await?;
+    progress.say(&format!("Cluster {} converged: {} node(s) Ready.", spec.name, expected.len()));
+    Ok(format!("Cluster {}: {} node(s) Ready.", spec.name, expected.len()))
 }

@@ -122,6 +122,12 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     }
     let existing = cloud.baked_images().await?;
     let is_baked = |key: &str| existing.iter().any(|i| i.key == key && i.state == "available");
+    let reporter = ui.reporter();
+    for t in targets.values() {
+        if let Some(image) = existing.iter().find(|i| i.key == t.key && i.state == "available") {
+            bake::tag_snapshots(&cloud, t, image, &reporter).await?;
+        }
+    }
     println!("Images for {} in {}:", spec.name, spec.region);
     for t in targets.values() {
         let state = if is_baked(&t.key) { "exists" } else { "+ to bake" };
@@ -140,9 +146,8 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
         return Ok(());
     }
     println!("\nEach image runs one builder instance until its script finishes (Windows: about 20-30 minutes, Linux: about 5).");
-    confirm("Do you want to bake these images?", args.yes)?;
+    confirm("Do you want to bake these images?", args.yes).await?;
 
-    let reporter = ui.reporter();
     let opts = Options {
         network: args.subnet.clone().zip(args.security_group.clone()),
         builder_timeout: args.timeout,

@@ -1,15 +1,20 @@
-//! `hybrid destroy FILE`: everything tagged for the cluster goes.
+//! `hybrid destroy FILE` (or `--name NAME --region REGION`): everything
+//! tagged for the cluster goes. A destroy needs only the cluster's name and
+//! region, so a file that no longer validates (a Kubernetes minor past its
+//! end of life) still destroys its cluster, and a cluster whose file is
+//! gone is destroyed by name.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::shared::args::{AwsArgs, LockArgs};
-use super::shared::connect::cloud;
-use super::shared::files::load_spec;
-use super::shared::lock::{lock, remove_all, unlock};
-use super::shared::terminal::{Reporter, Ui, confirm, print_api_stats};
+use super::shared::args::{AwsArgs, LockArgs, lock_owner};
+use super::shared::files::read_text;
+use super::shared::terminal::{Interrupt, Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
+use crate::adapters::aws::connect;
+use crate::config::problems::Renderer;
 use crate::error::{Error, Result};
+use crate::infra::lock;
 use crate::infra::{execute, plan, show};
 
 #[derive(Debug, clap::Args)]
@@ -18,10 +23,24 @@ use crate::infra::{execute, plan, show};
     long_about = "\
 Show what will go, ask (or --yes), then terminate the instances, wait for them, and delete the \
 security group, internet gateway, subnet and VPC (only those hybrid created: they carry the \
-cluster's tag), the SSM parameters and the lock. Afterwards nothing tagged for the cluster remains."
+cluster's tag), the SSM parameters and the lock. Afterwards nothing tagged for the cluster remains.
+
+Only the cluster's name and region are needed: a file that no longer validates still destroys its \
+cluster (its problems are shown as warnings), and --name with --region destroys a cluster without \
+its file (`hybrid list` shows every cluster in the account). Ctrl-C stops cleanly (exit 130) and \
+gives the lock back; run destroy again to finish.",
+    after_help = "Exit codes: 0 success, 1 error (run destroy again: everything left is still tagged), 64 usage error, 130 interrupted."
 )]
 pub struct Args {
-    pub file: PathBuf,
+    /// The cluster's file (or --name and --region).
+    #[arg(required_unless_present = "name", conflicts_with = "name")]
+    pub file: Option<PathBuf>,
+    /// The cluster's name, to destroy it without its file.
+    #[arg(long, value_name = "NAME", requires = "region")]
+    pub name: Option<String>,
+    /// The cluster's region (with --name).
+    #[arg(long, value_name = "REGION", requires = "name")]
+    pub region: Option<String>,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
@@ -31,10 +50,36 @@ pub struct Args {
     pub yes: bool,
 }
 
+/// The cluster's name and region from the flags or the file, however
+/// invalid the rest of the file is.
+fn identity(ui: &Ui, args: &Args) -> Result<(String, String)> {
+    if let (Some(name), Some(region)) = (&args.name, &args.region) {
+        return Ok((name.clone(), region.clone()));
+    }
+    let path = args.file.as_ref().expect("clap requires a file or --name");
+    let source = read_text(path)?;
+    let loaded = crate::config::load(&source);
+    if let Some(spec) = loaded.spec {
+        return Ok((spec.name, spec.region));
+    }
+    let (name, region) = crate::config::identity(&source)
+        .ok_or_else(|| Error::Failed(format!("{}: no readable [cluster] name and region; pass --name and --region", path.display())))?;
+    let renderer = Renderer::new(ui.color);
+    for d in &loaded.diagnostics {
+        eprintln!("{}", renderer.render(&path.display().to_string(), &source, d));
+    }
+    eprintln!(
+        "note: {} does not validate any more (above); destroy needs only its cluster's name ({name}) and region ({region}), so it goes on",
+        path.display()
+    );
+    Ok((name, region))
+}
+
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
-    let spec = load_spec(ui, &args.file)?;
-    let cloud = cloud(&spec, &args.aws).await;
-    let result = destroy_cluster(&cloud, &spec.name, &spec.region, &args.lock, args.yes, &ui.reporter()).await;
+    let (name, region) = identity(ui, args)?;
+    let interrupt = Interrupt::listen();
+    let cloud = connect(&region, args.aws.endpoint_url.as_deref()).await;
+    let result = destroy_cluster(&cloud, &name, &region, &args.lock, args.yes, &ui.reporter(), &interrupt).await;
     if ui.api_stats {
         print_api_stats(&cloud);
     }
@@ -49,35 +94,41 @@ pub(super) async fn destroy_cluster<C: Cloud>(
     lock_args: &LockArgs,
     yes: bool,
     progress: &Reporter,
+    interrupt: &Interrupt,
 ) -> Result<()> {
     let found = cloud.discover(cluster).await?;
     if found.is_empty() {
         // A destroy killed after its last delete leaves only its lock: take
         // it over (it is stale) and remove it, so nothing stays behind.
         if !cloud.locks(cluster).await?.is_empty() {
-            lock(cloud, cluster, lock_args).await?;
-            remove_all(cloud, cluster).await?;
+            lock::take(cloud, cluster, &lock_owner(), &lock_args.wait(), progress).await?;
+            lock::remove_all(cloud, cluster).await?;
             println!("Nothing to destroy: no resources are tagged for cluster {cluster} in {region}; its leftover lock was removed.");
         } else {
             println!("Nothing to destroy: no resources are tagged for cluster {cluster} in {region}.");
         }
         return Ok(());
     }
-    let held = lock(cloud, cluster, lock_args).await?;
-    let outcome = async {
+    let (me, wait) = (lock_owner(), lock_args.wait());
+    let held = tokio::select! {
+        r = lock::take(cloud, cluster, &me, &wait, progress) => r?,
+        _ = interrupt.wait() => return Err(Error::Interrupted),
+    };
+    let work = async {
         let plan = plan::plan_destroy(cluster, region, &cloud.discover(cluster).await?);
         progress.say(show::plan_text(&plan).trim_end_matches('\n'));
-        confirm("Do you really want to destroy all resources of this cluster?", yes)?;
-        tokio::select! {
-            r = execute::destroy(cloud, &plan, Duration::from_secs(900), progress) => r.map_err(Error::from),
-            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
-        }?;
+        confirm("Do you really want to destroy all resources of this cluster?", yes).await?;
+        lock::ensure_held(cloud, &held).await?;
+        execute::destroy(cloud, &plan, Duration::from_secs(900), progress).await?;
         progress.say(&format!("\nDestroy complete! Resources: {} destroyed.", plan.summary().destroy));
-        Ok(())
-    }
-    .await;
+        Ok::<(), Error>(())
+    };
+    let outcome = tokio::select! {
+        r = lock::while_held(cloud, &held, work) => r.map_err(Error::from).and_then(|r| r),
+        _ = interrupt.wait() => Err(Error::Interrupted),
+    };
     // Destroyed: no lock epoch of the cluster stays behind.
-    let released = if outcome.is_ok() { remove_all(cloud, cluster).await } else { unlock(cloud, &held).await };
+    let released = if outcome.is_ok() { lock::remove_all(cloud, cluster).await } else { lock::release(cloud, &held, progress).await };
     if let Err(e) = released {
         progress.warn(&format!("warning: could not release the cluster lock: {e}"));
     }

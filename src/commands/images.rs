@@ -88,7 +88,7 @@ pub async fn run(args: &Args) -> Result<()> {
         doomed.len(),
         doomed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(", ")
     );
-    confirm("Remove these images?", args.yes)?;
+    confirm("Remove these images?", args.yes).await?;
     for i in doomed {
         cloud.delete_image(i).await?;
         println!("removed {} ({} snapshot(s))", i.id, i.snapshots.len());

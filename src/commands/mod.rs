@@ -88,23 +88,28 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Validate(args) => zero(validate::run(&ui, &args).map(drop)),
         Command::Render(args) => zero(render::run(&ui, &args)),
         Command::Schema(args) => zero(schema::run(&args)),
-        Command::Versions(args) => zero(runtime().block_on(versions::run(&ui, &args))),
+        Command::Versions(args) => zero(block_on(versions::run(&ui, &args))),
         Command::Completions(args) => zero(completions::run(&args, <Cli as clap::CommandFactory>::command())),
-        Command::Plan(args) => runtime().block_on(plan::run(&ui, &args)),
-        Command::Apply(args) => zero(runtime().block_on(apply::run(&ui, &args))),
-        Command::Destroy(args) => zero(runtime().block_on(destroy::run(&ui, &args))),
-        Command::Bake(args) => zero(runtime().block_on(bake::run(&ui, &args))),
-        Command::Images(args) => zero(runtime().block_on(images::run(&args))),
-        Command::Verify(args) => zero(runtime().block_on(verify::run(&ui, &args))),
-        Command::Logs(args) => zero(runtime().block_on(logs::run(&ui, &args))),
-        Command::Status(args) => zero(runtime().block_on(status::run(&ui, &args))),
-        Command::Reap(args) => zero(runtime().block_on(reap::run(&args))),
-        Command::Kubeconfig(args) => zero(runtime().block_on(kubeconfig::run(&ui, &args))),
+        Command::Plan(args) => block_on(plan::run(&ui, &args)),
+        Command::Apply(args) => zero(block_on(apply::run(&ui, &args))),
+        Command::Destroy(args) => zero(block_on(destroy::run(&ui, &args))),
+        Command::Bake(args) => zero(block_on(bake::run(&ui, &args))),
+        Command::Images(args) => zero(block_on(images::run(&args))),
+        Command::Verify(args) => zero(block_on(verify::run(&ui, &args))),
+        Command::Logs(args) => zero(block_on(logs::run(&ui, &args))),
+        Command::Status(args) => zero(block_on(status::run(&ui, &args))),
+        Command::Reap(args) => zero(block_on(reap::run(&args))),
+        Command::Kubeconfig(args) => zero(block_on(kubeconfig::run(&ui, &args))),
     }
 }
 
-/// One thread is enough: the work is waiting on AWS, and pools run
-/// concurrently as futures on it.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts")
+/// Runs a command's future. One thread is enough: the work is waiting on
+/// AWS, and pools run concurrently as futures on it. The runtime is left
+/// without waiting for a question still reading standard input (a Ctrl-C
+/// at a prompt ends the run; the read has nothing left to answer).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+    let out = rt.block_on(f);
+    rt.shutdown_background();
+    out
 }

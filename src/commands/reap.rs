@@ -5,11 +5,11 @@ use time::format_description::well_known::Rfc3339;
 
 use super::destroy;
 use super::shared::args::{AwsArgs, LockArgs};
-use super::shared::lock::{is_stale, remove_all};
-use super::shared::terminal::Reporter;
+use super::shared::terminal::{Interrupt, Reporter};
 use crate::adapters::Cloud;
 use crate::adapters::aws::connect;
 use crate::error::{Error, Result};
+use crate::infra::lock;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -37,6 +37,7 @@ pub struct Args {
 }
 
 pub async fn run(args: &Args) -> Result<()> {
+    let interrupt = Interrupt::listen();
     let (aws, regions, dry_run, yes) = (&args.aws, args.regions.as_slice(), args.dry_run, args.yes);
     if !dry_run && !yes {
         return Err(Error::NotConfirmed("reap destroys clusters unattended: pass --yes, or --dry-run to only list them".into()));
@@ -60,7 +61,7 @@ pub async fn run(args: &Args) -> Result<()> {
                 // killed after its last delete) is not a cluster, though.
                 if found.only_lock && !dry_run && locks_are_stale(&cloud, &cluster).await? {
                     println!("unlock   {cluster:<24} {region:<14} only a stale lock was left");
-                    remove_all(&cloud, &cluster).await?;
+                    lock::remove_all(&cloud, &cluster).await?;
                 }
                 continue;
             };
@@ -77,8 +78,8 @@ pub async fn run(args: &Args) -> Result<()> {
                 continue;
             }
             println!("destroy  {cluster:<24} {region:<14} expired {expires}");
-            let lock = LockArgs { lock_timeout: 0, break_lock: false };
-            if let Err(e) = destroy::destroy_cluster(&cloud, &cluster, region, &lock, true, &Reporter::Plain).await {
+            let lock = LockArgs { lock_timeout: std::time::Duration::ZERO, break_lock: false, lock_ttl: crate::infra::lock::TTL };
+            if let Err(e) = destroy::destroy_cluster(&cloud, &cluster, region, &lock, true, &Reporter::Plain, &interrupt).await {
                 eprintln!("error: destroying {cluster} in {region}: {e}");
                 failures.push(cluster);
             }
@@ -109,5 +110,6 @@ pub async fn run(args: &Args) -> Result<()> {
 
 /// Every lock epoch of `cluster` has expired.
 async fn locks_are_stale<C: Cloud>(cloud: &C, cluster: &str) -> Result<bool> {
-    Ok(cloud.locks(cluster).await?.iter().all(|(_, l)| is_stale(l)))
+    let now = crate::adapters::clock::now();
+    Ok(cloud.locks(cluster).await?.iter().all(|(_, l)| lock::is_stale(l, now)))
 }

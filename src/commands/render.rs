@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::shared::files::{load_spec, write_private};
+use super::shared::files::{Existing, load_spec, write_private};
 use super::shared::prepare::load_templates;
 use super::shared::terminal::Ui;
 use crate::bootstrap::pki::ClusterSecrets;
@@ -88,9 +88,9 @@ fn load_or_create_secrets(dir: &Path) -> Result<ClusterSecrets> {
     }
     let secrets = new_secrets()?;
     write_dir(dir)?;
-    write_private(&crt, secrets.ca_cert_pem.as_bytes())?;
-    write_private(&key, secrets.expose_ca_key_pem().as_bytes())?;
-    write_private(&token, format!("{}\n", secrets.token.expose()).as_bytes())?;
+    write_private(&crt, secrets.ca_cert_pem.as_bytes(), Existing::ReplaceFileOrLink)?;
+    write_private(&key, secrets.expose_ca_key_pem().as_bytes(), Existing::ReplaceFileOrLink)?;
+    write_private(&token, format!("{}\n", secrets.token.expose()).as_bytes(), Existing::ReplaceFileOrLink)?;
     eprintln!("note: created new cluster secrets in {}", dir.display());
     Ok(secrets)
 }
@@ -98,9 +98,9 @@ fn load_or_create_secrets(dir: &Path) -> Result<ClusterSecrets> {
 fn write_node(dir: &Path, node: &NodeBootstrap) -> Result<()> {
     write_dir(dir)?;
     // Private: user data holds the bootstrap token (and the CA key on the control plane).
-    write_private(&dir.join("user-data"), &node.user_data)?;
+    write_private(&dir.join("user-data"), &node.user_data, Existing::ReplaceFileOrLink)?;
     for (name, content) in &node.parts {
-        write_private(&dir.join(name), content.as_bytes())?;
+        write_private(&dir.join(name), content.as_bytes(), Existing::ReplaceFileOrLink)?;
     }
     Ok(())
 }

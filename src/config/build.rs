@@ -50,12 +50,8 @@ pub fn build(sections: &BTreeMap<&'static str, Vec<SectionValues<'_>>>, cx: &mut
         containerd_version = c.str("containerd_version", cx.diags, cx.spans);
         if let Some(t) = c.str("ttl", cx.diags, cx.spans) {
             match parse_ttl(&t) {
-                Some(t) => ttl = Some(t),
-                None => cx.err(
-                    &c.key_path("ttl"),
-                    format!("`{t}` is not a duration"),
-                    Some("write a number with a unit d, h or m, e.g. \"8h\", \"2d\" or \"1h30m\"".into()),
-                ),
+                Ok(t) => ttl = Some(t),
+                Err(why) => cx.err(&c.key_path("ttl"), why, Some("e.g. \"8h\", \"2d\" or \"1h30m\" (whole minutes)".into())),
             }
         }
         ssh_key_name = c.str("ssh_key_name", cx.diags, cx.spans);
@@ -265,31 +261,14 @@ pub fn parse_kube_version(s: &str) -> Option<KubeVersion> {
 /// kubelet's own `maxPods` default.
 pub const KUBELET_MAX_PODS: u32 = 110;
 
-/// `90m`, `8h`, `2d`, `1h30m`: one or more number-unit pairs, units d/h/m in
-/// that order.
-pub fn parse_ttl(s: &str) -> Option<Ttl> {
-    let mut minutes: u64 = 0;
-    let mut digits = String::new();
-    let mut last_unit = 0; // enforces d before h before m, each at most once
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let (rank, factor) = match c {
-            'd' => (1, 1440),
-            'h' => (2, 60),
-            'm' => (3, 1),
-            _ => return None,
-        };
-        if digits.is_empty() || digits.len() > 6 || rank <= last_unit {
-            return None;
-        }
-        minutes += digits.parse::<u64>().ok()? * factor;
-        digits.clear();
-        last_unit = rank;
+/// `90m`, `8h`, `2d`, `1h30m`: the one duration syntax
+/// (`model::duration`), in whole minutes.
+pub fn parse_ttl(s: &str) -> Result<Ttl, String> {
+    let d = crate::model::duration::parse(s, None)?;
+    if d.as_secs() % 60 != 0 {
+        return Err(format!("`{s}` is not a whole number of minutes"));
     }
-    (digits.is_empty() && last_unit > 0).then_some(Ttl { minutes })
+    Ok(Ttl { minutes: d.as_secs() / 60 })
 }
 
 #[cfg(test)]
@@ -309,11 +288,12 @@ mod tests {
 
     #[test]
     fn ttls() {
-        assert_eq!(parse_ttl("8h"), Some(Ttl { minutes: 480 }));
-        assert_eq!(parse_ttl("1h30m"), Some(Ttl { minutes: 90 }));
-        assert_eq!(parse_ttl("2d"), Some(Ttl { minutes: 2880 }));
-        for bad in ["", "8", "h", "8x", "30m1h", "1h1h", "-1h", "8 h", "1234567h"] {
-            assert_eq!(parse_ttl(bad), None, "{bad}");
+        assert_eq!(parse_ttl("8h"), Ok(Ttl { minutes: 480 }));
+        assert_eq!(parse_ttl("1h30m"), Ok(Ttl { minutes: 90 }));
+        assert_eq!(parse_ttl("2d"), Ok(Ttl { minutes: 2880 }));
+        assert_eq!(parse_ttl("600s"), Ok(Ttl { minutes: 10 }));
+        for bad in ["", "8", "h", "8x", "30m1h", "1h1h", "-1h", "8 h", "12345678h", "90s"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
         }
         assert_eq!(Ttl { minutes: 1530 }.to_string(), "1d1h30m");
     }

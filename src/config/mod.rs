@@ -53,6 +53,17 @@ impl Loaded {
     }
 }
 
+/// Just the cluster's name and region, from a file that may not validate
+/// any more (a Kubernetes minor past its end of life, say): all `destroy`
+/// needs. `None` when the file has no readable `[cluster]` name and region.
+pub fn identity(source: &str) -> Option<(String, String)> {
+    let doc: toml::Table = source.parse().ok()?;
+    let cluster = doc.get("cluster")?.as_table()?;
+    let name = cluster.get("name")?.as_str()?.to_string();
+    let region = cluster.get("region")?.as_str()?.to_string();
+    (!name.is_empty() && !region.is_empty()).then_some((name, region))
+}
+
 pub fn load(source: &str) -> Loaded {
     let mut diags = Diagnostics::default();
     let mut spans = read::Spans::default();

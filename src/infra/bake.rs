@@ -17,7 +17,9 @@ use futures_util::future::join_all;
 use crate::adapters::{Cloud, CloudError, LaunchRequest};
 use crate::day2::timeline::{BakeEnd, bake_end};
 use crate::infra::desired::TAG_EXPIRES;
-use crate::infra::images::{BakeTarget, TAG_BAKE_BUILDER, TAG_BAKE_KEY, TAG_BAKE_LINE, TAG_BAKED_FROM, builder_disk_gb, image_name};
+use crate::infra::images::{
+    BakeTarget, BakedImage, TAG_BAKE_BUILDER, TAG_BAKE_KEY, TAG_BAKE_LINE, TAG_BAKED_FROM, builder_disk_gb, image_name,
+};
 use crate::progress::{Event, Progress};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,7 @@ async fn bake_one<C: Cloud>(
     let existing = cloud.baked_images().await.map_err(|e| e.to_string())?;
     if let Some(i) = existing.iter().find(|i| i.key == t.key && i.state == "available") {
         progress.line(&format!("image {what}: {} exists already", i.id));
+        tag_snapshots(cloud, t, i, progress).await.map_err(|e| e.to_string())?;
         // A run killed after CreateImage leaves its builder: end it now.
         let left: Vec<String> = builders_of(cloud, &t.key).await.map_err(|e| e.to_string())?.into_iter().map(|(id, _)| id).collect();
         if !left.is_empty() {
@@ -127,11 +130,7 @@ async fn bake_one<C: Cloud>(
             wait_stopped(cloud, &id, &what, opts, progress).await?;
             check_sealed(cloud, &id).await?;
         }
-        let mut tags = BTreeMap::new();
-        tags.insert(TAG_BAKE_KEY.to_string(), t.key.clone());
-        tags.insert(TAG_BAKE_LINE.to_string(), t.line.clone());
-        tags.insert(TAG_BAKED_FROM.to_string(), t.base.id.clone());
-        tags.insert("Name".to_string(), image_name(t.os, &t.key));
+        let tags = image_tags(t);
         let image = match &pending {
             Some(image) => {
                 progress.line(&format!("image {what}: {image} is still being created; waiting for it"));
@@ -176,6 +175,28 @@ async fn bake_one<C: Cloud>(
         return Err(e.clone());
     }
     result.map(Outcome::Baked)
+}
+
+/// Tags the snapshots of an existing image of `t` that lack its key: a run
+/// killed between CreateImage and tagging left them so, and nothing (no
+/// prune, no reap) would ever find them.
+pub async fn tag_snapshots<C: Cloud>(cloud: &C, t: &BakeTarget, image: &BakedImage, progress: &impl Progress) -> Result<(), CloudError> {
+    let untagged = cloud.snapshots_without_tag(&image.snapshots, TAG_BAKE_KEY).await?;
+    if !untagged.is_empty() {
+        cloud.tag(&untagged, &image_tags(t)).await?;
+        progress.line(&format!("image {}: snapshot(s) {} tagged", t.key, untagged.join(", ")));
+    }
+    Ok(())
+}
+
+/// What a baked image and its snapshots are tagged with.
+fn image_tags(t: &BakeTarget) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
+    tags.insert(TAG_BAKE_KEY.to_string(), t.key.clone());
+    tags.insert(TAG_BAKE_LINE.to_string(), t.line.clone());
+    tags.insert(TAG_BAKED_FROM.to_string(), t.base.id.clone());
+    tags.insert("Name".to_string(), image_name(t.os, &t.key));
+    tags
 }
 
 async fn launch_builder<C: Cloud>(cloud: &C, t: &BakeTarget, network: &(String, String), opts: &Options) -> Result<String, String> {
@@ -253,8 +274,13 @@ async fn check_sealed<C: Cloud>(cloud: &C, id: &str) -> Result<(), String> {
     }
 }
 
+/// How long a just-made image may be missing from DescribeImages (EC2 is
+/// eventually consistent) before it counts as gone.
+const IMAGE_SHOWS_UP_WITHIN: Duration = Duration::from_secs(120);
+
 async fn wait_available<C: Cloud>(cloud: &C, key: &str, what: &str, opts: &Options, progress: &impl Progress) -> Result<(), String> {
     let start = Instant::now();
+    let mut seen = false;
     loop {
         let images = cloud.baked_images().await.map_err(|e| e.to_string())?;
         match images.iter().find(|i| i.key == key).map(|i| i.state.as_str()) {
@@ -262,7 +288,15 @@ async fn wait_available<C: Cloud>(cloud: &C, key: &str, what: &str, opts: &Optio
                 progress.line(&format!("image {what}: available ({}s)", start.elapsed().as_secs()));
                 return Ok(());
             }
-            Some("pending") | None => {}
+            Some("pending") => seen = true,
+            // Deregistered while it was being made (a prune elsewhere, a
+            // person): waiting longer cannot bring it back.
+            None if seen || start.elapsed() >= IMAGE_SHOWS_UP_WITHIN => {
+                return Err(format!(
+                    "the image of {what} disappeared while it was being made (deregistered by someone else?); run bake again to make another"
+                ));
+            }
+            None => {}
             Some(other) => return Err(format!("the image of {what} is {other}")),
         }
         if start.elapsed() >= opts.image_timeout {

@@ -19,6 +19,7 @@ use crate::infra::desired::{
     TAG_SPEC_HASH, secrets_parameter_name,
 };
 use crate::infra::inventory::Inventory;
+use crate::infra::lock::{Held, LockError, ensure_held};
 use crate::infra::plan::{Action, Change, Plan, Resource};
 use crate::progress::{Event, Progress};
 
@@ -32,6 +33,8 @@ pub enum ExecError {
     Timeout { what: &'static str, seconds: u64, detail: String },
     #[error("no {0} to use: it was neither found nor planned; run `hybrid plan` to see why")]
     Missing(&'static str),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("{0}\nnothing was terminated; fix the cause, or pass --ec2-only to remove the instances without draining")]
     Drain(String),
     #[error(
@@ -56,6 +59,9 @@ pub struct Context<'a> {
     pub run_id: String,
     /// How long to wait for instances to terminate.
     pub terminate_timeout: Duration,
+    /// The cluster lock this run holds: checked before each rolling batch,
+    /// so a run whose lock was taken over stops before draining another node.
+    pub lock: Option<&'a Held>,
 }
 
 /// The Kubernetes side of removing and replacing nodes: the seam through
@@ -206,6 +212,18 @@ pub async fn apply<C: Cloud>(
         }
     }
 
+    // Stopped instances start again.
+    let stopped: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.resource, Resource::Instance { .. }) && c.action == Action::Update)
+        .filter_map(|c| c.id.clone())
+        .collect();
+    if !stopped.is_empty() {
+        cloud.start_instances(&stopped).await?;
+        progress.line(&format!("started {} stopped instance(s): {}", stopped.len(), stopped.join(", ")));
+    }
+
     // Removals first: a recreated control plane must free its fixed address
     // before its successor can take it. Rolling replacements come last.
     let instance_changes: Vec<&Change> = plan.changes.iter().filter(|c| matches!(c.resource, Resource::Instance { .. })).collect();
@@ -262,6 +280,9 @@ pub async fn apply<C: Cloud>(
         });
         let batches: Vec<&[&Change]> = changes.chunks(batch_size.unwrap_or(1)).collect();
         for (n, batch) in batches.iter().enumerate() {
+            if let Some(held) = ctx.lock {
+                ensure_held(cloud, held).await?;
+            }
             progress.line(&format!("pool {pool}: replacing batch {}/{} ({})", n + 1, batches.len(), slots_of(batch)));
             remove_instances(cloud, ctx, batch, nodes, progress).await?;
             let mut launched = Vec::new();

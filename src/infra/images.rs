@@ -164,7 +164,12 @@ pub fn prunable<'a>(images: &'a [BakedImage], in_use: &BTreeSet<String>) -> Vec<
             *e = i;
         }
     }
-    images.iter().filter(|i| !in_use.contains(&i.id) && newest.get(i.line.as_str()).is_none_or(|n| n.id != i.id)).collect()
+    // A pending image is a bake still at work (CreateImage takes minutes):
+    // never pruned, whatever its age.
+    images
+        .iter()
+        .filter(|i| i.state != "pending" && !in_use.contains(&i.id) && newest.get(i.line.as_str()).is_none_or(|n| n.id != i.id))
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,11 +3,13 @@
 //! (Terraform-style `changes` with reasons; its network part, which of
 //! several resources found stay and which go, is `network`), which `show`
 //! turns into text or JSON and `execute` carries out through the
-//! `adapters::Cloud` trait.
+//! `adapters::Cloud` trait, under the cluster `lock` that keeps two runs
+//! of one cluster apart.
 //!
-//! Everything here but `execute` is pure. `execute` does no I/O of its own
-//! either: every effect goes through the trait (and its waits through
-//! `tokio::time`), so it runs against an in-memory fake as well as AWS.
+//! Everything here but `execute`, `bake` and `lock` is pure. Those do no
+//! I/O of their own either: every effect goes through the trait (and their
+//! waits through `tokio::time`), so they run against an in-memory fake as
+//! well as AWS.
 
 pub mod bake;
 pub mod changes;
@@ -15,6 +17,7 @@ pub mod desired;
 pub mod execute;
 pub mod images;
 pub mod inventory;
+pub mod lock;
 pub mod network;
 pub mod plan;
 pub mod show;

@@ -118,6 +118,11 @@ fn instance_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Ve
             }
             (Some(_), false) => Some((Action::Replace, "it must join the recreated control plane".to_string())),
             (None, false) if stale => Some((Action::Replace, worker_reason(keep, want))),
+            // A stopped instance is there but is no node: started again
+            // (its disk, and the node's identity, are as they were).
+            (None, _) if matches!(keep.state.as_str(), "stopped" | "stopping") => {
+                Some((Action::Update, format!("{} is {}: start it", keep.id, keep.state)))
+            }
             (None, _) => None,
         };
         if let Some((action, reason)) = change {

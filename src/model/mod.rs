@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
+pub mod duration;
 pub mod net;
 
 use net::Ipv4Cidr;
@@ -81,7 +82,8 @@ impl fmt::Display for KubeVersion {
     }
 }
 
-/// A time-to-live in whole minutes (`90m`, `8h`, `2d`, `1h30m`).
+/// A time-to-live in whole minutes (`90m`, `8h`, `2d`, `1h30m`: the one
+/// duration syntax, `duration::parse`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ttl {
     pub minutes: u64,

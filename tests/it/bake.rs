@@ -22,7 +22,7 @@ use hybrid::model::net::Ipv4Cidr;
 use hybrid::model::{ClusterSpec, Vpc};
 
 use crate::ec2::Cluster;
-use crate::moto::{FaultProxy, Moto, Rule, aws_clients, hybrid_command, is_write};
+use crate::moto::{Always, FaultProxy, Moto, Rule, aws_clients, hybrid_command, is_write};
 use crate::tools;
 use crate::util::text;
 
@@ -327,10 +327,15 @@ fn bake_resumes_after_kills_and_never_leaves_a_builder_running() {
     let c3 = Cluster::new("bk3");
     let file3 = c3.write(2, 0, "m5.xlarge");
     on_kubernetes(&file3, "1.35");
+    let images_before: Vec<String> = baked(&moto.url).into_iter().map(|(id, _, _)| id).collect();
     let left = bake_killed_after_create_image(&proxy, &moto, &file3, &pid_file);
     assert_eq!(left.len(), 1, "killed before ending its builder");
+    // Killed before its snapshots were tagged: nothing could find them.
+    let image3 = baked(&moto.url).into_iter().map(|(id, _, _)| id).find(|id| !images_before.contains(id)).unwrap();
+    assert!(!untagged_snapshots(&moto.url, &image3).is_empty(), "the kill left the snapshots untagged");
     let out = ok(&run(&moto.url, &["bake", file3.to_str().unwrap(), "--yes", "--poll-ms", "100"]), "rerun after CreateImage");
     assert!(out.contains("Nothing to bake") && out.contains("terminated leftover builder(s)"), "{out}");
+    assert!(untagged_snapshots(&moto.url, &image3).is_empty(), "the rerun tagged them: {out}");
     assert!(live(&builders(&moto.url)).is_empty(), "{:?}", builders(&moto.url));
     assert_eq!(baked(&moto.url).len(), 2);
 
@@ -444,6 +449,96 @@ fn prune_removes_unused_older_images_of_a_kind_and_their_snapshots() {
         let snaps = ec2.describe_snapshots().set_snapshot_ids(Some(older_snapshots.clone())).send().await;
         assert!(snaps.is_err() || snaps.unwrap().snapshots().is_empty(), "the older image's snapshots are deleted");
     });
+}
+
+/// The snapshots of `image` without the bake key tag.
+fn untagged_snapshots(endpoint: &str, image: &str) -> Vec<String> {
+    rt().block_on(async {
+        let ec2 = aws_clients(endpoint).await.0;
+        let out = ec2.describe_images().image_ids(image).send().await.unwrap();
+        let ids: Vec<String> =
+            out.images()[0].block_device_mappings().iter().filter_map(|m| m.ebs()?.snapshot_id().map(str::to_string)).collect();
+        let snaps = ec2.describe_snapshots().set_snapshot_ids(Some(ids)).send().await.unwrap();
+        snaps
+            .snapshots()
+            .iter()
+            .filter(|s| !s.tags().iter().any(|t| t.key() == Some("hybrid:bake-key")))
+            .map(|s| s.snapshot_id().unwrap().to_string())
+            .collect()
+    })
+}
+
+/// Prune reads every page of instances: an older image that only an
+/// instance past the first page (moto pages at 100 reservations) runs is
+/// in use, and stays; an image still being made (pending) is never pruned;
+/// and a bake whose pending image is deregistered fails at once.
+#[test]
+fn prune_spares_images_in_use_past_the_first_page_and_pending_ones() {
+    let moto = Moto::start();
+    let c = Cluster::new("bk-prune-pages");
+    let file = c.write(2, 1, "m6i.xlarge");
+    let body = std::fs::read_to_string(&file).unwrap();
+    let _script = Builders::play(&moto, Duration::from_millis(100));
+    let mut made = Vec::new();
+    for base in ["ami-0a20220000000000b", "ami-0a20220000000000a"] {
+        std::fs::write(&file, body.replace("name = \"win\"", &format!("name = \"win\"\nami = \"{base}\""))).unwrap();
+        ok(&run(&moto.url, &["bake", file.to_str().unwrap(), "--yes", "--poll-ms", "100", "--pool", "win"]), "bake");
+        made.push(baked(&moto.url).into_iter().map(|(id, _, _)| id).find(|id| !made.contains(id)).unwrap());
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let (older, newer) = (made[0].clone(), made[1].clone());
+    // 100 reservations run the newer image, then one the older: page two.
+    rt().block_on(async {
+        let ec2 = aws_clients(&moto.url).await.0;
+        for n in 0..101 {
+            let image = if n < 100 { &newer } else { &older };
+            ec2.run_instances()
+                .image_id(image)
+                .min_count(1)
+                .max_count(1)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    // Every image reads as pending: none is pruned.
+    let proxy = FaultProxy::start(&moto.url, 1, 0.0);
+    proxy.add_always(&Always { op: "DescribeImages", matching: "", fault: "image-pending" });
+    let out = ok(&run(&proxy.url, &["images", "--region", "us-east-1", "--prune", "--yes"]), "prune while pending");
+    assert!(out.contains("Nothing to prune"), "{out}");
+    assert_eq!(baked(&moto.url).len(), 2);
+    proxy.reset();
+    let out = ok(&run(&moto.url, &["images", "--region", "us-east-1", "--prune", "--yes"]), "prune");
+    assert!(out.contains("Nothing to prune"), "the older image runs on page two: {out}");
+    assert_eq!(baked(&moto.url).len(), 2);
+
+    // A bake waiting for its pending image, which someone deregisters: it
+    // fails at once instead of waiting out the image timeout.
+    let c2 = Cluster::new("bk-prune-gone");
+    let file2 = c2.write(2, 0, "m5.large");
+    proxy.add_always(&Always { op: "DescribeImages", matching: "", fault: "image-pending" });
+    let watcher = {
+        let url = moto.url.clone();
+        std::thread::spawn(move || {
+            let before: Vec<String> = baked(&url).into_iter().map(|(id, _, _)| id).collect();
+            for _ in 0..600 {
+                if let Some(id) = baked(&url).into_iter().map(|(id, _, _)| id).find(|id| !before.contains(id)) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    rt().block_on(async { aws_clients(&url).await.0.deregister_image().image_id(id).send().await.unwrap() });
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let start = std::time::Instant::now();
+    let out = run(&proxy.url, &["bake", file2.to_str().unwrap(), "--yes", "--poll-ms", "100"]);
+    watcher.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("disappeared while it was being made"), "{}", text(&out.stderr));
+    assert!(start.elapsed() < Duration::from_secs(60), "at once, not at the image timeout: {:?}", start.elapsed());
+    assert!(live(&builders(&moto.url)).is_empty());
 }
 
 /// `reap` ends a builder whose bake run is long over (a crash left it).

@@ -319,6 +319,48 @@ fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
 /// names exactly those two, with the kubelet's last condition and the
 /// console output, and the join token they would need stays in place with
 /// the content kubeadm join expects.
+/// A node whose instance is gone (a destroy in between, a spot
+/// interruption) is named with its instance's state within a few polls,
+/// not waited for until the node timeout; and a run that fails on the
+/// cluster side never says "Apply complete!".
+#[test]
+fn a_node_whose_instance_is_gone_is_named_at_once_and_a_failed_apply_is_not_complete() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start(false);
+    let file = write_cluster("gone", 1);
+    // win-0 never registers; its instance is ended while apply waits for it.
+    let _kubelets = Kubelets::start(moto.url.clone(), emu.url.clone(), "gone", &["win-0"]);
+    let child = hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "10m"]).spawn().unwrap();
+    let start = std::time::Instant::now();
+    let win = loop {
+        if let Some(id) = rt().block_on(async {
+            let ec2 = crate::moto::aws_clients(&moto.url).await.0;
+            let out = ec2
+                .describe_instances()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("tag:hybrid:slot").values("win-0").build())
+                .send()
+                .await
+                .unwrap();
+            out.reservations().iter().flat_map(|r| r.instances()).find_map(|i| i.instance_id().map(str::to_string))
+        }) {
+            break id;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "win-0 was never launched");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    rt().block_on(async { crate::moto::aws_clients(&moto.url).await.0.terminate_instances().instance_ids(&win).send().await.unwrap() });
+    let out = finish(child);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("its instance {win} is terminated")) || stderr.contains(&format!("its instance {win} is shutting-down")),
+        "{stderr}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(120), "named at once, not at the 10-minute timeout: {:?}", start.elapsed());
+    assert!(!stdout.contains("Apply complete!") && !stderr.contains("Apply complete!"), "a failed run is not complete:\n{stdout}");
+}
+
 #[test]
 fn nodes_that_never_become_ready_are_named_with_their_console_output() {
     let moto = Moto::start();
@@ -433,6 +475,27 @@ fn a_disruption_budget_that_blocks_the_drain_stops_before_terminating() {
     let running: Vec<String> = crate::ec2::instance_slots(&moto.url, "upsilon").into_iter().map(|(slot, _)| slot).collect();
     assert!(running.contains(&"game-1".to_string()) && running.contains(&"game-0".to_string()), "{running:?}");
     assert_eq!(slot_node(&moto, "game-1"), game1_node, "the blocked node's instance is the same one, running");
+
+    // The file reverted: the node hybrid cordoned for a removal that did
+    // not happen is not left cordoned. plan shows it, apply uncordons it.
+    let file = write_cluster("upsilon", 2);
+    let unschedulable = || {
+        rt().block_on(async {
+            emu.client().await.get(&format!("/api/v1/nodes/{game1_node}")).await.unwrap().unwrap()["spec"]["unschedulable"].clone()
+        })
+    };
+    assert_eq!(unschedulable(), json!(true), "the blocked drain left it cordoned");
+    let plan = finish(hybrid(&moto, &emu, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]).spawn().unwrap());
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan.stdout));
+    assert!(
+        text(&plan.stdout).contains(&format!("Node/{game1_node} (uncordon: hybrid cordoned it for a removal that did not happen")),
+        "{}",
+        text(&plan.stdout)
+    );
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("uncordoned") || text(&out.stderr).contains("uncordon"), "{}", text(&out.stderr));
+    assert!(unschedulable().is_null() || unschedulable() == json!(false), "{}", unschedulable());
 }
 
 /// Day-2 edits: a label change replaces nothing (apply writes it through
@@ -788,7 +851,9 @@ fn apply_draws_live_progress_on_a_terminal_and_plain_lines_in_ci() {
     assert_eq!(rows(&|l: &str| l.starts_with("Apply complete! Resources: 11 added")), 1, "{seen}");
     assert_eq!(rows(&|l: &str| l == "Cluster phi converged: 4 node(s) Ready."), 1, "{seen}");
     let at = |needle: &str| seen.find(needle).unwrap_or_else(|| panic!("missing `{needle}` in:\n{seen}"));
-    assert!(at("hybrid will apply") < at("Apply complete!") && at("Apply complete!") < at("Cluster phi converged"), "{seen}");
+    // "Apply complete!" once, at the very end: after the cluster side too.
+    assert!(at("hybrid will apply") < at("Cluster phi converged") && at("Cluster phi converged") < at("Apply complete!"), "{seen}");
+    assert!(seen.contains("Apply complete! Resources: 11 added, 0 changed, 0 destroyed. Cluster phi: 4 node(s) Ready."), "{seen}");
 
     // With CI set, even on a terminal: the timestamped lines, no escapes.
     let mut cmd = hybrid_aws(&moto, &["destroy", file.to_str().unwrap(), "--yes"]);

@@ -28,6 +28,8 @@ mod pins;
 mod pki;
 /// Bootstrap rendering: golden files, parsers, linters, injection, size.
 mod render;
+/// Runs that never hurt each other or the user's files: the lock's life, Ctrl-C, files, honest endings.
+mod runs;
 /// The boot timeline from console outputs: fixtures and the real bash markers.
 mod timeline;
 /// `hybrid validate`, the fixture table of invalid files, `hybrid schema`.

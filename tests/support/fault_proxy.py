@@ -22,8 +22,8 @@ A rule with "match" counts only requests whose body contains that text;
 that many requests from the Nth on.
 
 Faults: throttle, internal, no-capacity (InsufficientInstanceCapacity) and
-denied (UnauthorizedOperation, as an IAM policy without that action gives;
-all answered here, never forwarded); drop-before
+denied (UnauthorizedOperation for EC2, AccessDeniedException for SSM, as an
+IAM policy without that action gives; all answered here, never forwarded); drop-before
 (the connection closes, nothing reaches moto); drop-after (moto does it, the
 answer is lost: the nastiest case); garbage-after (moto does it, the answer
 is cut off mid-body); kill-before / kill-after (SIGKILL to the pid in
@@ -165,6 +165,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault == "no-capacity":
             return self.reply(500, EC2_NO_CAPACITY, "text/xml")
         if fault == "denied":
+            if is_json:
+                payload = ('{"__type":"AccessDeniedException","message":"User: arn:aws:iam::123456789012:user/tester '
+                           'is not authorized to perform: ssm:%s"}' % op).encode()
+                return self.reply(400, payload, "application/x-amz-json-1.1")
             return self.reply(403, EC2_DENIED, "text/xml")
         if fault in ("throttle", "internal"):
             if is_json:

@@ -11,12 +11,27 @@ pub struct AwsArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LockArgs {
-    /// Wait this many seconds for another apply or destroy to release the cluster lock.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
-    pub lock_timeout: u64,
+    /// Wait this long for another apply or destroy to release the cluster lock (e.g. 90s, 10m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::model::duration::flag_seconds)]
+    pub lock_timeout: std::time::Duration,
     /// Remove a stale lock left by a crashed run (check that nobody else is applying!).
     #[arg(long)]
     pub break_lock: bool,
+    /// How long the lock is honoured without renewal (tests shorten it).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::model::duration::flag_seconds, hide = true)]
+    pub lock_ttl: std::time::Duration,
+}
+
+impl LockArgs {
+    pub fn wait(&self) -> crate::infra::lock::Wait {
+        crate::infra::lock::Wait { timeout: self.lock_timeout, break_lock: self.break_lock, ttl: self.lock_ttl }
+    }
+}
+
+/// This run, as the cluster lock names it.
+pub fn lock_owner() -> crate::infra::lock::Me<'static> {
+    use crate::adapters::host;
+    crate::infra::lock::Me { owner: host::owner(), run_id: host::run_id(), alive_here: &host::owner_alive_here }
 }
 
 /// How the Kubernetes side of plan and apply is reached.
@@ -28,15 +43,15 @@ pub struct ClusterArgs {
     /// Only the AWS side: do not wait for or converge the Kubernetes cluster (and do not drain).
     #[arg(long)]
     pub ec2_only: bool,
-    /// Seconds to wait for the API server (and the CNI's APIs) to answer.
-    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
-    pub api_timeout: u64,
-    /// Seconds to wait for every node to be Ready.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
-    pub node_timeout: u64,
-    /// Seconds to wait for a node's pods to be evicted (PodDisruptionBudgets may hold them).
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
-    pub drain_timeout: u64,
+    /// How long to wait for the API server (and the CNI's APIs) to answer (e.g. 15m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::model::duration::flag_seconds)]
+    pub api_timeout: std::time::Duration,
+    /// How long to wait for every node to be Ready (e.g. 30m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = crate::model::duration::flag_seconds)]
+    pub node_timeout: std::time::Duration,
+    /// How long to wait for a node's pods to be evicted (PodDisruptionBudgets may hold them; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::model::duration::flag_seconds)]
+    pub drain_timeout: std::time::Duration,
     /// How often to look while waiting (tests shorten it).
     #[arg(long, value_name = "MS", default_value_t = 5000, hide = true)]
     pub poll_ms: u64,
@@ -46,9 +61,9 @@ impl ClusterArgs {
     pub fn waits(&self) -> crate::cluster::converge::Waits {
         use std::time::Duration;
         crate::cluster::converge::Waits {
-            api: Duration::from_secs(self.api_timeout),
-            nodes: Duration::from_secs(self.node_timeout),
-            drain: Duration::from_secs(self.drain_timeout),
+            api: self.api_timeout,
+            nodes: self.node_timeout,
+            drain: self.drain_timeout,
             poll: Duration::from_millis(self.poll_ms),
         }
     }

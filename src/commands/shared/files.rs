@@ -49,40 +49,67 @@ pub fn load_spec(ui: &Ui, path: &Path) -> Result<ClusterSpec> {
     loaded.spec.ok_or(Error::Invalid { file, errors, warnings })
 }
 
-/// Writes a file only its owner can read: created with mode 0600 (never
-/// briefly world-readable), and tightened if it existed before. For user
-/// data, keys, tokens and kubeconfigs. A symbolic link at `path` is
-/// replaced, never written through (it could point anywhere).
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// What `write_private` does when its path already holds something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace a file or a link (the link itself, never its target):
+    /// render's own output folder.
+    ReplaceFileOrLink,
+    /// Replace a regular file only (`--force` on a path the user names).
+    ReplaceFile,
+    /// Refuse, naming the flag that replaces it (`--force`).
+    Refuse,
+}
+
+/// Writes a file only its owner can read (mode 0600 from its creation, so
+/// never briefly readable by others): into a new temporary file beside
+/// `path`, then renamed over it, so a reader never sees half a file and
+/// nothing is ever written through a link. A device (`/dev/stdout`,
+/// `/dev/null`) or a folder is never replaced, and a link only where
+/// `existing` says, so no run can replace a system file or make it
+/// unusable. For user data, keys, tokens and kubeconfigs.
+pub fn write_private(path: &Path, bytes: &[u8], existing: Existing) -> Result<()> {
     use std::io::Write;
     let err = |source| Error::Write { path: path.to_path_buf(), source };
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        std::fs::remove_file(path).map_err(err)?;
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        let kind = m.file_type();
+        let allowed = match existing {
+            Existing::ReplaceFileOrLink => kind.is_file() || kind.is_symlink(),
+            Existing::ReplaceFile => kind.is_file(),
+            Existing::Refuse => {
+                if kind.is_file() {
+                    return Err(Error::Failed(format!(
+                        "{} exists; pass --force to replace it (or --merge to add to a kubeconfig)",
+                        path.display()
+                    )));
+                }
+                false
+            }
+        };
+        if !allowed {
+            return Err(Error::Failed(format!(
+                "{}: not a regular file (a link, a device or a folder); hybrid writes only regular files (use `-o -` for standard output)",
+                path.display()
+            )));
+        }
     }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.hybrid-{}-{:08x}", std::process::id(), rand::random::<u32>()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        // Refuse to follow a link that appears between the check and the open.
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc_o_nofollow());
-    }
+    // create_new: never an existing file or link (O_CREAT | O_EXCL).
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(path).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    let written = options.open(&temp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&temp, path)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(err(e));
     }
-    f.write_all(bytes).map_err(err)
-}
-
-/// O_NOFOLLOW without a libc dependency (the same value on every Linux).
-#[cfg(unix)]
-fn libc_o_nofollow() -> i32 {
-    if cfg!(target_os = "linux") { 0o400000 } else { 0x0100 }
+    Ok(())
 }

@@ -65,8 +65,10 @@ impl Ui {
     }
 }
 
-/// Asks "yes" on a terminal; refuses without `--yes` otherwise.
-pub fn confirm(question: &str, yes: bool) -> Result<()> {
+/// Asks "yes" on a terminal; refuses without `--yes` otherwise. The
+/// question waits on its own thread, so a Ctrl-C (`Interrupt`) can end a
+/// run left at the prompt and still give its lock back.
+pub async fn confirm(question: &str, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
@@ -75,9 +77,49 @@ pub fn confirm(question: &str, yes: bool) -> Result<()> {
     }
     eprint!("\n{question}\n  Only 'yes' will be accepted: ");
     std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).ok();
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).ok();
+        answer
+    })
+    .await
+    .unwrap_or_default();
     if answer.trim() == "yes" { Ok(()) } else { Err(Error::NotConfirmed("cancelled".into())) }
+}
+
+/// Ctrl-C, listened for from the moment this is made: a run that holds
+/// the cluster lock must not die of the signal with the lock held, so the
+/// command stops its work when `wait` returns, gives the lock back and
+/// exits 130. Cloneable: every part of a run can wait on it.
+#[derive(Clone)]
+pub struct Interrupt(tokio::sync::watch::Receiver<bool>);
+
+impl Interrupt {
+    /// Takes SIGINT over now (not at the first poll of a future).
+    pub fn listen() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        #[cfg(unix)]
+        {
+            if let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+                tokio::spawn(async move {
+                    sig.recv().await;
+                    let _ = tx.send(true);
+                });
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// Returns once Ctrl-C was pressed.
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|pressed| *pressed).await;
+    }
 }
 
 pub fn print_api_stats<C: Cloud>(cloud: &C) {

@@ -1,0 +1,122 @@
+//! The one way hybrid tries again: exponential backoff with full jitter
+//! ("Exponential Backoff And Jitter", AWS Architecture Blog: a random wait
+//! up to the doubled cap, so callers that failed together do not retry
+//! together), bounded by a deadline or a number of attempts. Whether an
+//! error deserves another try is the caller's decision (`CloudError::
+//! is_transient` for AWS); this module only waits.
+
+use std::time::{Duration, Instant};
+
+/// How the waits between tries grow: from `first`, doubling, at most `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    pub const fn new(first: Duration, max: Duration) -> Self {
+        Self { first, max }
+    }
+
+    /// The wait before retry `n` (1 for the first retry) for a uniform
+    /// `jitter` in [0, 1): anywhere from nothing up to the capped doubling.
+    pub fn delay(&self, n: u32, jitter: f64) -> Duration {
+        let cap = self.first.saturating_mul(1u32 << n.saturating_sub(1).min(20)).min(self.max);
+        cap.mul_f64(jitter.clamp(0.0, 1.0)).max(self.first.min(cap) / 4)
+    }
+}
+
+/// One sequence of tries under a policy.
+#[derive(Debug)]
+pub struct Retry {
+    backoff: Backoff,
+    deadline: Option<Duration>,
+    attempts: Option<u32>,
+    start: Instant,
+    retries: u32,
+}
+
+impl Retry {
+    pub fn new(backoff: Backoff) -> Self {
+        Self { backoff, deadline: None, attempts: None, start: Instant::now(), retries: 0 }
+    }
+
+    /// Give up once this much time has passed since the first try.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Give up after this many tries in all.
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = Some(attempts);
+        self
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Retries made so far.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// The wait before the next try, or `None` when the policy is spent
+    /// (out of attempts, or the wait would end past the deadline).
+    pub fn next_delay(&mut self) -> Option<Duration> {
+        if self.attempts.is_some_and(|a| self.retries + 1 >= a) {
+            return None;
+        }
+        let delay = self.backoff.delay(self.retries + 1, rand::random::<f64>());
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_sub(self.start.elapsed());
+            if left.is_zero() {
+                return None;
+            }
+            self.retries += 1;
+            return Some(delay.min(left));
+        }
+        self.retries += 1;
+        Some(delay)
+    }
+
+    /// Sleeps before the next try; false when the policy is spent.
+    pub async fn wait(&mut self) -> bool {
+        match self.next_delay() {
+            Some(d) => {
+                tokio::time::sleep(d).await;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_up_to_the_cap_and_jitter_spreads_them() {
+        let b = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        assert_eq!(b.delay(1, 0.999_999), Duration::from_millis(200).mul_f64(0.999_999));
+        assert_eq!(b.delay(3, 0.999_999), Duration::from_millis(800).mul_f64(0.999_999));
+        assert!(b.delay(30, 0.999_999) <= Duration::from_secs(5), "capped");
+        // Full jitter, with a floor so a retry never spins.
+        assert_eq!(b.delay(3, 0.0), Duration::from_millis(50));
+        assert!(b.delay(3, 0.5) < b.delay(3, 0.9));
+    }
+
+    #[test]
+    fn attempts_and_deadlines_end_a_retry() {
+        let mut r = Retry::new(Backoff::new(Duration::from_millis(1), Duration::from_millis(2))).attempts(3);
+        assert!(r.next_delay().is_some() && r.next_delay().is_some());
+        assert_eq!(r.next_delay(), None, "three tries: two retries");
+        let mut r = Retry::new(Backoff::new(Duration::from_secs(1), Duration::from_secs(1))).deadline(Duration::ZERO);
+        assert_eq!(r.next_delay(), None);
+        let mut r = Retry::new(Backoff::new(Duration::from_secs(10), Duration::from_secs(10))).deadline(Duration::from_secs(3));
+        assert!(r.next_delay().unwrap() <= Duration::from_secs(3), "never waits past the deadline");
+    }
+}
