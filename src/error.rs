@@ -53,6 +53,9 @@ pub enum Error {
     Converge(#[from] crate::cluster::converge::ConvergeError),
     #[error("{0}")]
     Failed(String),
+    /// The command line is missing something no file or setting supplies.
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
     Verify(#[from] crate::day2::verify::VerifyError),
     #[error("not confirmed: {0}")]
@@ -68,6 +71,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Interrupted => EXIT_INTERRUPTED,
+            Error::Usage(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }

@@ -11,13 +11,14 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_ec2::types as ec2t;
 use aws_sdk_ssm::types as ssmt;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 
-use super::{Cloud, CloudError, CloudResult, FoundCluster, LaunchRequest, Launched, LockInfo, NO_ANSWER};
+use super::{Cloud, CloudError, CloudResult, FoundCluster, LaunchRequest, Launched, LockInfo, NO_ANSWER, NO_CREDENTIALS};
 use crate::infra::changes::Attribute;
 use crate::infra::desired::{
     AmiLookup, InstanceProfile, PROFILE_POLICY_NAME, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES,
@@ -50,16 +51,154 @@ pub struct AwsCloud {
     ssm: aws_sdk_ssm::Client,
     /// Global; names carry the region (`desired::instance_profile`).
     iam: aws_sdk_iam::Client,
+    sts: aws_sdk_sts::Client,
     region: String,
     calls: Mutex<BTreeMap<&'static str, u64>>,
 }
 
-/// Connects with the standard credential chain (env, profiles, SSO, IMDS)
-/// in `region`; `endpoint` (or `AWS_ENDPOINT_URL`) points at another
-/// EC2/SSM endpoint such as moto.
-pub async fn connect(region: &str, endpoint: Option<&str>) -> AwsCloud {
+/// Where and as whom hybrid reaches AWS.
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    pub region: String,
+    /// A named profile of ~/.aws/config (`--profile`, else AWS_PROFILE).
+    pub profile: Option<String>,
+    /// Another endpoint for every service (`--endpoint-url`, e.g. moto);
+    /// AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> work as in the AWS CLI.
+    pub endpoint: Option<String>,
+}
+
+/// A credential source that says its own name when it fails: the SDK's
+/// chain stops at the first source that is configured but fails (an SSO
+/// token that expired, a credential_process that exits non-zero) and its
+/// error names no source.
+#[derive(Debug)]
+struct Named<P> {
+    name: String,
+    /// For an SSO profile whose login has run out: the command that logs in again.
+    sso_login: Option<String>,
+    inner: P,
+}
+
+#[derive(Debug)]
+struct SourceFailed {
+    source_name: String,
+    hint: Option<String>,
+    inner: aws_credential_types::provider::error::CredentialsError,
+}
+
+impl std::fmt::Display for SourceFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "credential source {} failed", self.source_name)?;
+        match &self.hint {
+            Some(hint) => write!(f, " ({hint})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for SourceFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.inner)
+    }
+}
+
+impl<P: ProvideCredentials> ProvideCredentials for Named<P> {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        use aws_credential_types::provider::error::CredentialsError;
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            match self.inner.provide_credentials().await {
+                Err(e @ CredentialsError::CredentialsNotLoaded(_)) => Err(e),
+                Err(e) => {
+                    // The SDK's SSO errors: no cached token, an expired one, one the portal refused.
+                    let text = DisplayErrorContext(&e).to_string();
+                    let sso = ["SSO token", "UnauthorizedException"].iter().any(|s| text.contains(s));
+                    let hint = self.sso_login.as_ref().filter(|_| sso).map(|cmd| format!("run `{cmd}` to log in again"));
+                    Err(CredentialsError::provider_error(SourceFailed { source_name: self.name.clone(), hint, inner: e }))
+                }
+                ok => ok,
+            }
+        })
+    }
+}
+
+/// The AWS CLI's credential chain, in its order (environment, the profile
+/// with its SSO, credential_process, role and web identity settings, web
+/// identity from the environment, container, instance metadata), each
+/// source named in its failure.
+fn credential_chain(region: &str, profile: Option<&str>) -> aws_config::meta::credentials::CredentialsProviderChain {
+    use aws_config::meta::credentials::CredentialsProviderChain;
+    use aws_config::provider_config::ProviderConfig;
+    let pc = ProviderConfig::without_region().with_region(Some(aws_config::Region::new(region.to_string())));
+    let mut profile_provider = aws_config::profile::ProfileFileCredentialsProvider::builder().configure(&pc);
+    if let Some(p) = profile {
+        profile_provider = profile_provider.profile_name(p);
+    }
+    let profile_name = profile.map(str::to_string).or_else(|| std::env::var("AWS_PROFILE").ok()).unwrap_or_else(|| "default".into());
+    let profile_label =
+        format!("profile {profile_name:?} of {}", std::env::var("AWS_CONFIG_FILE").unwrap_or_else(|_| "~/.aws/config".into()));
+    let sso_login =
+        Some(if profile_name == "default" { "aws sso login".to_string() } else { format!("aws sso login --profile {profile_name}") });
+    CredentialsProviderChain::first_try(
+        "environment",
+        Named {
+            name: "environment variables (AWS_ACCESS_KEY_ID)".into(),
+            sso_login: None,
+            inner: aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        },
+    )
+    .or_else("profile", Named { name: profile_label, sso_login, inner: profile_provider.build() })
+    .or_else(
+        "web-identity",
+        Named {
+            name: "web identity token (AWS_WEB_IDENTITY_TOKEN_FILE)".into(),
+            sso_login: None,
+            inner: aws_config::web_identity_token::WebIdentityTokenCredentialsProvider::builder().configure(&pc).build(),
+        },
+    )
+    .or_else(
+        "container",
+        Named {
+            name: "container credentials".into(),
+            sso_login: None,
+            inner: aws_config::ecs::EcsCredentialsProvider::builder().configure(&pc).build(),
+        },
+    )
+    .or_else(
+        "imds",
+        Named {
+            name: "EC2 instance metadata".into(),
+            sso_login: None,
+            inner: aws_config::imds::credentials::ImdsCredentialsProvider::builder().configure(&pc).build(),
+        },
+    )
+}
+
+/// The region to use when no cluster file names one: `--region`, else the
+/// AWS CLI's chain (AWS_REGION, AWS_DEFAULT_REGION, the profile's region,
+/// instance metadata).
+pub async fn default_region(profile: Option<&str>) -> Option<String> {
+    let mut chain = aws_config::default_provider::region::DefaultRegionChain::builder();
+    if let Some(p) = profile {
+        chain = chain.profile_name(p);
+    }
+    chain.build().region().await.map(|r| r.to_string())
+}
+
+/// Connects as the AWS CLI would with the same settings: the credential
+/// chain above, `HTTPS_PROXY`/`NO_PROXY` (the SDK's own client honours
+/// them), and `target.endpoint` (or `AWS_ENDPOINT_URL`) for another
+/// endpoint such as moto.
+pub async fn connect(target: &Target) -> AwsCloud {
+    let region = target.region.as_str();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(credential_chain(region, target.profile.as_deref()))
+        // An interactive credential_process (an MFA prompt, a password
+        // manager) gets a minute, not the default five seconds.
+        .identity_cache(aws_config::identity::IdentityCache::lazy().load_timeout(Duration::from_secs(60)).build())
         // Throttling (RequestLimitExceeded), 5xx and dropped connections are
         // retried with exponential backoff and jitter.
         .retry_config(
@@ -71,13 +210,17 @@ pub async fn connect(region: &str, endpoint: Option<&str>) -> AwsCloud {
         .timeout_config(
             TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(30)).build(),
         );
-    if let Some(url) = endpoint {
+    if let Some(p) = &target.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(url) = &target.endpoint {
         loader = loader.endpoint_url(url);
     }
     let conf = loader.load().await;
     AwsCloud {
         ec2: aws_sdk_ec2::Client::new(&conf),
         ssm: aws_sdk_ssm::Client::new(&conf),
+        sts: aws_sdk_sts::Client::new(&conf),
         iam: aws_sdk_iam::Client::new(&conf),
         region: region.to_string(),
         calls: Mutex::new(BTreeMap::new()),
@@ -94,6 +237,15 @@ fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
     use aws_sdk_ec2::error::SdkError;
     if let Some(code) = e.code() {
         return CloudError::new(operation, code, one_line(e.message().unwrap_or("")));
+    }
+    // No credentials: nothing was sent, and the reason is the source's.
+    if let SdkError::DispatchFailure(d) = &e
+        && let Some(creds) = d
+            .as_connector_error()
+            .and_then(|c| std::error::Error::source(c))
+            .and_then(|s| s.downcast_ref::<aws_credential_types::provider::error::CredentialsError>())
+    {
+        return CloudError::new(operation, NO_CREDENTIALS, DisplayErrorContext(creds).to_string());
     }
     let (code, message) = match &e {
         SdkError::ConstructionFailure(_) => ("RequestInvalid", "the request could not be built".to_string()),
@@ -1328,6 +1480,12 @@ impl Cloud for AwsCloud {
         let raw = out.output().unwrap_or_default();
         let bytes = base64::engine::general_purpose::STANDARD.decode(raw.trim()).unwrap_or_else(|_| raw.as_bytes().to_vec());
         Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn caller_arn(&self) -> CloudResult<String> {
+        self.count("GetCallerIdentity");
+        let out = self.sts.get_caller_identity().send().await.map_err(|e| err("GetCallerIdentity", e))?;
+        Ok(out.arn().unwrap_or_default().to_string())
     }
 
     fn call_counts(&self) -> BTreeMap<&'static str, u64> {

@@ -53,6 +53,24 @@ pub trait KubeApi {
     fn writes(&self) -> u64;
 }
 
+/// Whether `host` is exempt from the proxy by a `NO_PROXY` list, as curl
+/// and Go read it: `*`, a host, a domain suffix (`.example.com` or
+/// `example.com`), an IPv4 address or an IPv4 CIDR.
+pub fn bypasses_proxy(no_proxy: &str, host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    no_proxy.split(',').map(|e| e.trim().to_ascii_lowercase()).filter(|e| !e.is_empty()).any(|entry| {
+        if entry == "*" || entry == host {
+            return true;
+        }
+        if let (Ok(ip), Ok(cidr)) = (crate::model::net::Ipv4Cidr::parse(&format!("{host}/32")), crate::model::net::Ipv4Cidr::parse(&entry))
+        {
+            return cidr.contains(ip);
+        }
+        let suffix = entry.trim_start_matches('.');
+        host.ends_with(&format!(".{suffix}"))
+    })
+}
+
 pub struct KubeClient {
     /// Retries 429, 503 and 504 with backoff (kube's default).
     client: kube::Client,
@@ -66,9 +84,16 @@ impl KubeClient {
     /// A client from kubeconfig text (as `kubeconfig::AdminKubeconfig` makes).
     pub async fn from_kubeconfig_yaml(yaml: &str) -> Result<Self, String> {
         let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).map_err(|e| e.to_string())?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| e.to_string())?;
+        // kube takes HTTPS_PROXY from the environment, but (5.0.0) matches
+        // NO_PROXY against the proxy's address instead of the server's:
+        // the server's own is what decides, as for every other client.
+        let no_proxy = std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).unwrap_or_default();
+        if config.proxy_url.is_some() && config.cluster_url.host().is_some_and(|h| bypasses_proxy(&no_proxy, h)) {
+            config.proxy_url = None;
+        }
         let client = kube::Client::try_from(config.clone()).map_err(|e| e.to_string())?;
         let mut once = config;
         once.default_retry = false;
@@ -233,6 +258,19 @@ impl KubeApi for KubeClient {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn no_proxy_is_read_as_curl_and_go_read_it() {
+        use super::bypasses_proxy;
+        assert!(bypasses_proxy("127.0.0.1", "127.0.0.1"));
+        assert!(bypasses_proxy("localhost, 10.0.0.0/8", "10.42.0.10"));
+        assert!(bypasses_proxy(".internal", "ip-10-0-0-1.ec2.internal"));
+        assert!(bypasses_proxy("example.com", "api.example.com"));
+        assert!(bypasses_proxy("*", "anything"));
+        assert!(!bypasses_proxy("10.255.255.1", "127.0.0.1"), "the proxy's address is not the server's");
+        assert!(!bypasses_proxy("", "127.0.0.1"));
+        assert!(!bypasses_proxy("xample.com", "example.com"));
+    }
+
     use super::*;
 
     #[test]

@@ -22,6 +22,9 @@ use crate::model::net::Ipv4Cidr;
 /// The code of a call whose answer never arrived (or arrived unreadable):
 /// it may or may not have happened.
 pub const NO_ANSWER: &str = "NoAnswer";
+/// The code of a call that was never sent: no credential source gave
+/// credentials (the message names the source that failed and why).
+pub const NO_CREDENTIALS: &str = "NoCredentials";
 
 /// An AWS call that failed after the SDK's retries.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -215,6 +218,10 @@ pub trait Cloud {
 
     /// The instance's serial console output (decoded), for boot diagnostics.
     async fn console_output(&self, id: &str) -> CloudResult<String>;
+
+    /// Who is calling: the ARN STS's GetCallerIdentity answers (an IAM
+    /// user, or `assumed-role/<role>/<session>` for a role or SSO).
+    async fn caller_arn(&self) -> CloudResult<String>;
 
     /// Calls made so far, by operation (for `--api-stats` and benchmarks).
     fn call_counts(&self) -> BTreeMap<&'static str, u64>;

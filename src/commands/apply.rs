@@ -84,7 +84,7 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
     let spec = load_spec(ui, &opts.file)?;
     let templates = load_templates(opts.templates.as_deref())?;
     let interrupt = Interrupt::listen();
-    let cloud = cloud(&spec, &opts.aws).await;
+    let cloud = cloud(&spec, &opts.aws).await?;
     let reporter = ui.reporter();
     let result = apply(&cloud, &spec, &templates, opts, &reporter, &interrupt).await;
     reporter.event(&Event::Finished);
@@ -228,6 +228,7 @@ async fn execute_plan<C: Cloud>(
         ),
         terminate_timeout: Duration::from_secs(900),
         lock: Some(held),
+        owner: Some(cloud.caller_arn().await?),
     };
     match &kube {
         Some(api) => {

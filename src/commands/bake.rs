@@ -103,7 +103,7 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
             return Err(Error::Failed(format!("--pool {name}: no such pool in {} (pools: {})", args.file.display(), names.join(", "))));
         }
     }
-    let cloud = cloud(&spec, &args.aws).await;
+    let cloud = cloud(&spec, &args.aws).await?;
     // One target per distinct key; pools that need the same image share it.
     let mut targets: BTreeMap<String, BakeTarget> = BTreeMap::new();
     // By default the pools that have nodes; --pool also bakes for an empty one.

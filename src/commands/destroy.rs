@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::shared::args::{AwsArgs, LockArgs, lock_owner};
+use super::shared::connect::{cloud_in, regions};
 use super::shared::files::read_text;
 use super::shared::terminal::{Interrupt, Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
-use crate::adapters::aws::connect;
 use crate::config::problems::Renderer;
 use crate::error::{Error, Result};
 use crate::infra::lock;
@@ -35,12 +35,9 @@ pub struct Args {
     /// The cluster's file (or --name and --region).
     #[arg(required_unless_present = "name", conflicts_with = "name")]
     pub file: Option<PathBuf>,
-    /// The cluster's name, to destroy it without its file.
-    #[arg(long, value_name = "NAME", requires = "region")]
+    /// The cluster's name, to destroy it without its file (with the global --region).
+    #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// The cluster's region (with --name).
-    #[arg(long, value_name = "REGION", requires = "name")]
-    pub region: Option<String>,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
@@ -52,8 +49,12 @@ pub struct Args {
 
 /// The cluster's name and region from the flags or the file, however
 /// invalid the rest of the file is.
-fn identity(ui: &Ui, args: &Args) -> Result<(String, String)> {
-    if let (Some(name), Some(region)) = (&args.name, &args.region) {
+async fn identity(ui: &Ui, args: &Args) -> Result<(String, String)> {
+    if let Some(name) = &args.name {
+        let regions = regions().await?;
+        let [region] = regions.as_slice() else {
+            return Err(Error::Usage(format!("--name {name}: give one --region, not {}", regions.len())));
+        };
         return Ok((name.clone(), region.clone()));
     }
     let path = args.file.as_ref().expect("clap requires a file or --name");
@@ -76,9 +77,9 @@ fn identity(ui: &Ui, args: &Args) -> Result<(String, String)> {
 }
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
-    let (name, region) = identity(ui, args)?;
+    let (name, region) = identity(ui, args).await?;
     let interrupt = Interrupt::listen();
-    let cloud = connect(&region, args.aws.endpoint_url.as_deref()).await;
+    let cloud = cloud_in(&region, &args.aws).await;
     let result = destroy_cluster(&cloud, &name, &region, &args.lock, args.yes, &ui.reporter(), &interrupt).await;
     if ui.api_stats {
         print_api_stats(&cloud);

@@ -5,9 +5,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::shared::args::AwsArgs;
+use super::shared::connect::{cloud_in, regions};
 use super::shared::terminal::confirm;
 use crate::adapters::Cloud;
-use crate::adapters::aws::connect;
 use crate::error::{Error, Result};
 use crate::infra::images::prunable;
 
@@ -23,9 +23,6 @@ and deletes its snapshots. Nothing else ever removes baked images: `destroy` lea
 pub struct Args {
     #[command(flatten)]
     pub aws: AwsArgs,
-    /// Region to look in (default: AWS_REGION).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
     /// Remove unused images (and their snapshots).
     #[arg(long)]
     pub prune: bool,
@@ -45,13 +42,11 @@ fn age(created: &str, now: OffsetDateTime) -> String {
 }
 
 pub async fn run(args: &Args) -> Result<()> {
-    let region = match &args.region {
-        Some(r) => r.clone(),
-        None => std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .map_err(|_| Error::Failed("no region: pass --region REGION or set AWS_REGION".into()))?,
+    let regions = regions().await?;
+    let [region] = regions.as_slice() else {
+        return Err(Error::Failed(format!("images works in one region at a time, not {}", regions.join(", "))));
     };
-    let cloud = connect(&region, args.aws.endpoint_url.as_deref()).await;
+    let cloud = cloud_in(region, &args.aws).await;
     let images = cloud.baked_images().await?;
     if images.is_empty() {
         println!("No baked images in {region}: `hybrid bake FILE` makes them.");

@@ -39,7 +39,7 @@ pub struct Args {
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let (output, api_server) = (args.output.as_deref(), args.api_server.as_deref());
     let spec = load_spec(ui, &args.file)?;
-    let cloud = cloud(&spec, &args.aws).await;
+    let cloud = cloud(&spec, &args.aws).await?;
     let secrets = stored_secrets(&cloud, &spec.name).await?;
     let inventory = cloud.discover(&spec.name).await?;
     let server = api_server_url(&spec, &inventory, &args.aws, api_server)?;

@@ -50,7 +50,7 @@ pub struct Args {
 pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
     let node = opts.node.as_str();
     let spec = load_spec(ui, &opts.file)?;
-    let cloud = cloud(&spec, &opts.aws).await;
+    let cloud = cloud(&spec, &opts.aws).await?;
     let inventory = cloud.discover(&spec.name).await?;
     let instance =
         inventory.instances.iter().find(|i| i.slot == node || i.id == node || i.private_dns.as_deref() == Some(node)).ok_or_else(|| {

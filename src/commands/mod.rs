@@ -55,6 +55,14 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub api_stats: bool,
 
+    /// The AWS profile to use (~/.aws/config: SSO, credential_process, roles), as the AWS CLI's --profile (default: AWS_PROFILE).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// The AWS region for commands without a cluster file (reap and list take several); a file's own region always wins.
+    #[arg(long = "region", global = true, value_name = "REGION")]
+    pub regions: Vec<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,6 +91,7 @@ pub enum Command {
 /// --detailed-exitcode can make that 2).
 pub fn run(cli: Cli) -> Result<i32> {
     let ui = Ui::new(cli.color, cli.api_stats, cli.progress);
+    shared::connect::set_global(shared::connect::Global { profile: cli.profile.clone(), regions: cli.regions.clone() });
     let zero = |r: Result<()>| r.map(|()| 0);
     match cli.command {
         Command::Validate(args) => zero(validate::run(&ui, &args).map(drop)),

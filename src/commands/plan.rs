@@ -77,7 +77,7 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
         eprintln!("{}", pins::gate(&spec, true, false).await?);
         (prepare_offline(&spec, &templates)?, KubeView::NotAsked)
     } else {
-        let cloud = cloud(&spec, &opts.aws).await;
+        let cloud = cloud(&spec, &opts.aws).await?;
         let prepared = prepare(&cloud, &spec, &templates).await;
         if let Ok(p) = &prepared
             && p.plan.launches()

@@ -5,9 +5,9 @@ use time::format_description::well_known::Rfc3339;
 
 use super::destroy;
 use super::shared::args::{AwsArgs, LockArgs};
+use super::shared::connect::{cloud_in, regions};
 use super::shared::terminal::{Interrupt, Reporter};
 use crate::adapters::Cloud;
-use crate::adapters::aws::connect;
 use crate::error::{Error, Result};
 use crate::infra::lock;
 
@@ -25,9 +25,6 @@ unattended."
 pub struct Args {
     #[command(flatten)]
     pub aws: AwsArgs,
-    /// Region to look in (repeatable; default: AWS_REGION).
-    #[arg(long = "region", value_name = "REGION")]
-    pub regions: Vec<String>,
     /// List what would be destroyed, change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -38,22 +35,15 @@ pub struct Args {
 
 pub async fn run(args: &Args) -> Result<()> {
     let interrupt = Interrupt::listen();
-    let (aws, regions, dry_run, yes) = (&args.aws, args.regions.as_slice(), args.dry_run, args.yes);
+    let (aws, dry_run, yes) = (&args.aws, args.dry_run, args.yes);
     if !dry_run && !yes {
         return Err(Error::NotConfirmed("reap destroys clusters unattended: pass --yes, or --dry-run to only list them".into()));
     }
-    let regions: Vec<String> = if regions.is_empty() {
-        let env = std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .map_err(|_| Error::Failed("no region: pass --region REGION (repeatable) or set AWS_REGION".into()))?;
-        vec![env]
-    } else {
-        regions.to_vec()
-    };
+    let regions = regions().await?;
     let now = OffsetDateTime::now_utc();
     let mut failures = Vec::new();
     for region in &regions {
-        let cloud = connect(region, aws.endpoint_url.as_deref()).await;
+        let cloud = cloud_in(region, aws).await;
         for found in cloud.clusters().await? {
             let cluster = found.name.clone();
             let Some(expires) = found.expires.clone() else {
@@ -87,7 +77,7 @@ pub async fn run(args: &Args) -> Result<()> {
     }
     // Bake builders a crashed `hybrid bake` left behind.
     for region in &regions {
-        let cloud = connect(region, aws.endpoint_url.as_deref()).await;
+        let cloud = cloud_in(region, aws).await;
         let expired: Vec<String> = cloud
             .bake_builders()
             .await?

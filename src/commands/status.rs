@@ -39,7 +39,7 @@ pub struct Args {
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let api_server = args.api_server.as_deref();
     let spec = load_spec(ui, &args.file)?;
-    let cloud = cloud(&spec, &args.aws).await;
+    let cloud = cloud(&spec, &args.aws).await?;
     let inventory = cloud.discover(&spec.name).await?;
     let nodes = if inventory.instances.is_empty() {
         Err("no instances".to_string())

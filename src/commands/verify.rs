@@ -45,7 +45,7 @@ pub struct Args {
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let spec = load_spec(ui, &args.file)?;
     let steps = verify::plan(&spec)?;
-    let cloud = cloud(&spec, &args.aws).await;
+    let cloud = cloud(&spec, &args.aws).await?;
     let inventory = cloud.discover(&spec.name).await?;
     let secrets = stored_secrets(&cloud, &spec.name).await?;
     let api = kube_client(&spec, &inventory, &secrets, &args.aws, args.api_server.as_deref()).await?;

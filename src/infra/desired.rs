@@ -40,6 +40,8 @@ pub const TAG_CNI: &str = "hybrid:cni";
 /// A token unique to one create call of one run: after a lost answer,
 /// the adapter finds what the call made by it instead of making another.
 pub const TAG_CREATE_TOKEN: &str = "hybrid:create-token";
+/// Who made a resource: the caller's ARN (STS GetCallerIdentity).
+pub const TAG_OWNER: &str = "hybrid:owner";
 /// RFC 3339 time after which `hybrid reap` may destroy the cluster.
 pub const TAG_EXPIRES: &str = "hybrid:expires";
 /// The slot of the control plane; worker slots are `<pool>-<index>`.

@@ -15,8 +15,8 @@ use crate::adapters::{Cloud, CloudError, LaunchRequest};
 use crate::bootstrap::NodeBootstrap;
 use crate::bootstrap::pki::ClusterSecrets;
 use crate::infra::desired::{
-    CONTROL_PLANE, DesiredInstance, DesiredState, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL, TAG_SLOT,
-    TAG_SPEC_HASH, secrets_parameter_name,
+    CONTROL_PLANE, DesiredInstance, DesiredState, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_OWNER, TAG_POOL,
+    TAG_SLOT, TAG_SPEC_HASH, secrets_parameter_name,
 };
 use crate::infra::inventory::Inventory;
 use crate::infra::lock::{Held, LockError, ensure_held};
@@ -55,6 +55,8 @@ pub struct Context<'a> {
     pub key_name: Option<&'a str>,
     /// RFC 3339 expiry for the `hybrid:expires` tag.
     pub expires: Option<String>,
+    /// The caller's ARN for the `hybrid:owner` tag of what this run creates.
+    pub owner: Option<String>,
     /// Distinguishes this run's idempotency tokens from earlier runs'.
     pub run_id: String,
     /// How long to wait for instances to terminate.
@@ -105,6 +107,9 @@ fn base_tags(ctx: &Context<'_>) -> BTreeMap<String, String> {
     tags.insert(TAG_CLUSTER.into(), ctx.desired.cluster.clone());
     if let Some(e) = &ctx.expires {
         tags.insert(TAG_EXPIRES.into(), e.clone());
+    }
+    if let Some(o) = ctx.owner.as_ref().filter(|o| !o.is_empty()) {
+        tags.insert(TAG_OWNER.into(), o.clone());
     }
     tags
 }

@@ -19,7 +19,7 @@ use crate::kube::KubeEmulator;
 use crate::moto::Moto;
 use crate::util::text;
 
-fn write_cluster(name: &str, linux: u32) -> std::path::PathBuf {
+pub(crate) fn write_cluster(name: &str, linux: u32) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("hybrid-it-e2e-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("cluster.toml");
@@ -56,7 +56,7 @@ labels = {{ "game.example.com/role" = "tools" }}
 /// Stores the test cluster CA (tests/fixtures/pki) as the cluster's secrets
 /// before its first apply, so a TLS emulator can present a server
 /// certificate that CA signed and check the admin certificates hybrid mints.
-fn seed_secrets(moto: &Moto, cluster: &str) {
+pub(crate) fn seed_secrets(moto: &Moto, cluster: &str) {
     rt().block_on(async {
         let ssm = crate::moto::aws_clients(&moto.url).await.1;
         ssm.put_parameter()
@@ -173,7 +173,7 @@ impl Drop for Kubelets {
     }
 }
 
-fn finish(child: Child) -> Output {
+pub(crate) fn finish(child: Child) -> Output {
     child.wait_with_output().unwrap()
 }
 

@@ -20,6 +20,8 @@ mod e2e;
 mod ec2;
 /// Random and garbage input never panics the loader.
 mod fuzz;
+/// AWS credentials as the AWS CLI finds them, proxies, and identities in the cluster.
+mod identity;
 /// The Kubernetes side against the strict API emulator: schemas, defaults, server-side apply.
 mod kube;
 /// Pinned downloads and images checked before launch, against a loopback internet with a real registry.

@@ -1,12 +1,15 @@
 //! Reaching AWS and the Kubernetes API for a cluster: the AWS adapter for
-//! the file's region, the stored secrets, and a Kubernetes client whose
-//! admin certificate is minted from the cluster CA on the spot.
+//! the file's region (or the region chain's, for commands without a
+//! file), as the global `--profile` and `--region` say, the stored
+//! secrets, and a Kubernetes client whose admin certificate is minted from
+//! the cluster CA on the spot.
 
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use super::args::AwsArgs;
 use crate::adapters::Cloud;
-use crate::adapters::aws::{AwsCloud, connect};
+use crate::adapters::aws::{AwsCloud, Target, connect, default_region};
 use crate::adapters::kube::KubeClient;
 use crate::bootstrap::pki::ClusterSecrets;
 use crate::cluster::kubeconfig::AdminKubeconfig;
@@ -15,8 +18,58 @@ use crate::infra::desired::{CONTROL_PLANE, secrets_parameter_name};
 use crate::infra::inventory::Inventory;
 use crate::model::ClusterSpec;
 
-pub async fn cloud(spec: &ClusterSpec, aws: &AwsArgs) -> AwsCloud {
-    connect(&spec.region, aws.endpoint_url.as_deref()).await
+/// The global `--profile` and `--region` (repeatable) of this run.
+#[derive(Clone, Debug, Default)]
+pub struct Global {
+    pub profile: Option<String>,
+    pub regions: Vec<String>,
+}
+
+static GLOBAL: OnceLock<Global> = OnceLock::new();
+
+/// Set once, before any command runs.
+pub fn set_global(global: Global) {
+    let _ = GLOBAL.set(global);
+}
+
+fn global() -> Global {
+    GLOBAL.get().cloned().unwrap_or_default()
+}
+
+fn target(region: &str, aws: &AwsArgs) -> Target {
+    Target { region: region.to_string(), profile: global().profile, endpoint: aws.endpoint_url.clone() }
+}
+
+/// AWS for a cluster file: its region (a `--region` that disagrees is an error).
+pub async fn cloud(spec: &ClusterSpec, aws: &AwsArgs) -> Result<AwsCloud> {
+    let regions = global().regions;
+    if !regions.is_empty() && regions != [spec.region.clone()] {
+        return Err(Error::Failed(format!(
+            "--region {} disagrees with the file's region {}; the file decides where its cluster is",
+            regions.join(", "),
+            spec.region
+        )));
+    }
+    Ok(connect(&target(&spec.region, aws)).await)
+}
+
+/// The regions a command without a file works in: `--region` (repeatable),
+/// else the AWS CLI's region chain (AWS_REGION, AWS_DEFAULT_REGION, the
+/// profile's region).
+pub async fn regions() -> Result<Vec<String>> {
+    let g = global();
+    if !g.regions.is_empty() {
+        return Ok(g.regions);
+    }
+    match default_region(g.profile.as_deref()).await {
+        Some(r) => Ok(vec![r]),
+        None => Err(Error::Usage("no region: pass --region REGION, set AWS_REGION, or give the profile a region".into())),
+    }
+}
+
+/// AWS in one region of `regions`.
+pub async fn cloud_in(region: &str, aws: &AwsArgs) -> AwsCloud {
+    connect(&target(region, aws)).await
 }
 
 /// True when AWS calls go to an emulator rather than AWS.
