@@ -1681,7 +1681,7 @@ class Emulator:
             return False, f"no relationship found between node '{node}' and this object"
         if group == "coordination.k8s.io" and res == "leases":
             if verb not in ("get", "create", "update", "patch", "delete"):
-                return False, f"can only get, create, update, patch, or delete a node lease"
+                return False, "can only get, create, update, patch, or delete a node lease"
             if info["namespace"] != "kube-node-lease":
                 return False, "can only access leases in the kube-node-lease namespace"
             if verb != "create" and name != node:
