@@ -21,9 +21,9 @@ use base64::Engine;
 use super::{Cloud, CloudError, CloudResult, FoundCluster, LaunchRequest, Launched, LockInfo, NO_ANSWER, NO_CREDENTIALS};
 use crate::infra::changes::Attribute;
 use crate::infra::desired::{
-    AmiLookup, InstanceProfile, PROFILE_POLICY_NAME, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES,
-    TAG_KUBERNETES, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, ec2_trust_policy, iam_path_prefix, instance_profile, lock_parameter_name,
-    lock_parameter_prefix, parameter_prefix,
+    AmiLookup, InstanceProfile, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL,
+    TAG_SLOT, TAG_SPEC_HASH, ec2_trust_policy, iam_path_prefix, instance_profiles, lock_parameter_name, lock_parameter_prefix,
+    parameter_prefix,
 };
 use crate::infra::images::{BakedImage, Builder, TAG_BAKE_BUILDER, TAG_BAKE_KEY, TAG_BAKE_LINE};
 use crate::infra::inventory::{FoundProfile, Gateway, Instance, Inventory, RouteTable, SecurityGroup, Subnet, Vpc};
@@ -174,6 +174,42 @@ fn credential_chain(region: &str, profile: Option<&str>) -> aws_config::meta::cr
             inner: aws_config::imds::credentials::ImdsCredentialsProvider::builder().configure(&pc).build(),
         },
     )
+}
+
+/// A presigned `GET https://sts.<region>.<domain>/?Action=GetCallerIdentity`
+/// for `cluster_id`, signed at `now` with the credentials `target` resolves:
+/// what aws-iam-authenticator's client sends as a token
+/// (pkg/token/token.go `GetWithSTS`: SigV4 in the query, `x-k8s-aws-id`
+/// signed, `X-Amz-Expires=60`). The URL always names AWS's own STS host —
+/// the server refuses any other — even when hybrid talks to an emulator.
+pub async fn presign_caller_identity(target: &Target, cluster_id: &str, now: std::time::SystemTime) -> CloudResult<String> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+    let creds = credential_chain(&target.region, target.profile.as_deref())
+        .provide_credentials()
+        .await
+        .map_err(|e| CloudError::new("GetCallerIdentity", NO_CREDENTIALS, DisplayErrorContext(&e).to_string()))?;
+    let url = format!("https://{}/?Action=GetCallerIdentity&Version=2011-06-15", crate::model::access::sts_host(&target.region));
+    let identity = creds.into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(Duration::from_secs(60));
+    let failed =
+        |e: &dyn std::fmt::Display| CloudError::new("GetCallerIdentity", "RequestInvalid", format!("cannot sign the token request: {e}"));
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&target.region)
+        .name("sts")
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(|e| failed(&e))?
+        .into();
+    let headers = [("x-k8s-aws-id", cluster_id)];
+    let request = SignableRequest::new("GET", &url, headers.iter().copied(), SignableBody::Bytes(&[])).map_err(|e| failed(&e))?;
+    let (instructions, _) = sign(request, &params).map_err(|e| failed(&e))?.into_parts();
+    let mut signed = http::Request::builder().uri(&url).body(()).map_err(|e| failed(&e))?;
+    instructions.apply_to_request_http1x(&mut signed);
+    Ok(signed.uri().to_string())
 }
 
 /// The region to use when no cluster file names one: `--region`, else the
@@ -463,7 +499,7 @@ impl AwsCloud {
     }
 
     /// Role, inline policy and profile of `name`, as far as they exist.
-    async fn find_instance_profile(&self, name: &str) -> CloudResult<Option<FoundProfile>> {
+    async fn find_instance_profile(&self, name: &str, policy_name: &str) -> CloudResult<Option<FoundProfile>> {
         let missing = |code: Option<&str>| code == Some("NoSuchEntity");
         self.count("GetRole");
         let role = match self.iam.get_role().role_name(name).send().await {
@@ -473,7 +509,7 @@ impl AwsCloud {
         };
         let policy = if role {
             self.count("GetRolePolicy");
-            match self.iam.get_role_policy().role_name(name).policy_name(PROFILE_POLICY_NAME).send().await {
+            match self.iam.get_role_policy().role_name(name).policy_name(policy_name).send().await {
                 // IAM answers the document URL-encoded.
                 Ok(out) => Some(percent_decode(out.policy_document())),
                 Err(e) if missing(e.code()) => None,
@@ -633,7 +669,9 @@ impl Cloud for AwsCloud {
             }
         }
 
-        inv.instance_profile = self.find_instance_profile(&instance_profile(cluster, &self.region).name).await?;
+        for profile in instance_profiles(cluster, &self.region) {
+            inv.instance_profiles.extend(self.find_instance_profile(&profile.name, &profile.policy_name).await?);
+        }
 
         let prefix = parameter_prefix(cluster);
         let lock = lock_parameter_prefix(cluster);
@@ -893,7 +931,7 @@ impl Cloud for AwsCloud {
             .role_name(name)
             .path(&profile.path)
             .assume_role_policy_document(ec2_trust_policy())
-            .description("hybrid control plane: may read only its cluster's secrets in SSM")
+            .description(format!("hybrid nodes: {}", profile.allows))
             .set_tags(Some(iam_tags()))
             .send()
             .await;
@@ -903,7 +941,7 @@ impl Cloud for AwsCloud {
         self.iam
             .put_role_policy()
             .role_name(name)
-            .policy_name(PROFILE_POLICY_NAME)
+            .policy_name(&profile.policy_name)
             .policy_document(&profile.policy)
             .send()
             .await
@@ -925,8 +963,14 @@ impl Cloud for AwsCloud {
     async fn delete_instance_profile(&self, name: &str) -> CloudResult<()> {
         // Remove only the roles the profile holds (a rerun after a kill may
         // find it empty already).
-        let found = self.find_instance_profile(name).await?;
-        if found.as_ref().is_some_and(|f| f.profile_has_role) {
+        let missing = |code: Option<&str>| code == Some("NoSuchEntity");
+        self.count("GetInstanceProfile");
+        let has_role = match self.iam.get_instance_profile().instance_profile_name(name).send().await {
+            Ok(out) => out.instance_profile().is_some_and(|p| p.roles().iter().any(|r| r.role_name() == name)),
+            Err(e) if missing(e.code()) => false,
+            Err(e) => return Err(err("GetInstanceProfile", e)),
+        };
+        if has_role {
             self.count("RemoveRoleFromInstanceProfile");
             done_unless(
                 "RemoveRoleFromInstanceProfile",
@@ -936,12 +980,22 @@ impl Cloud for AwsCloud {
         }
         self.count("DeleteInstanceProfile");
         done_unless("DeleteInstanceProfile", self.iam.delete_instance_profile().instance_profile_name(name).send().await, "NoSuchEntity")?;
-        self.count("DeleteRolePolicy");
-        done_unless(
-            "DeleteRolePolicy",
-            self.iam.delete_role_policy().role_name(name).policy_name(PROFILE_POLICY_NAME).send().await,
-            "NoSuchEntity",
-        )?;
+        // Every inline policy the role has (a role from an older hybrid may
+        // carry another name than today's).
+        self.count("ListRolePolicies");
+        let policies = match self.iam.list_role_policies().role_name(name).send().await {
+            Ok(out) => out.policy_names().to_vec(),
+            Err(e) if missing(e.code()) => Vec::new(),
+            Err(e) => return Err(err("ListRolePolicies", e)),
+        };
+        for policy in policies {
+            self.count("DeleteRolePolicy");
+            done_unless(
+                "DeleteRolePolicy",
+                self.iam.delete_role_policy().role_name(name).policy_name(&policy).send().await,
+                "NoSuchEntity",
+            )?;
+        }
         self.count("DeleteRole");
         done_unless("DeleteRole", self.iam.delete_role().role_name(name).send().await, "NoSuchEntity")
     }
@@ -1123,7 +1177,7 @@ impl Cloud for AwsCloud {
         self.ssm_get(name).await
     }
 
-    async fn create_parameter(&self, name: &str, value: &str, tags: &BTreeMap<String, String>) -> CloudResult<bool> {
+    async fn create_parameter(&self, name: &str, value: &str, secure: bool, tags: &BTreeMap<String, String>) -> CloudResult<bool> {
         self.count("PutParameter");
         let tags: Vec<ssmt::Tag> =
             tags.iter().map(|(k, v)| ssmt::Tag::builder().key(k).value(v).build().expect("key and value are set")).collect();
@@ -1132,7 +1186,7 @@ impl Cloud for AwsCloud {
             .put_parameter()
             .name(name)
             .value(value)
-            .r#type(ssmt::ParameterType::SecureString)
+            .r#type(if secure { ssmt::ParameterType::SecureString } else { ssmt::ParameterType::String })
             .overwrite(false)
             .set_tags(Some(tags))
             .send()
@@ -1142,6 +1196,17 @@ impl Cloud for AwsCloud {
             Err(e) if e.code() == Some("ParameterAlreadyExists") => Ok(false),
             Err(e) => Err(err("PutParameter", e)),
         }
+    }
+
+    async fn put_parameter(&self, name: &str, value: &str, tags: &BTreeMap<String, String>) -> CloudResult<()> {
+        // SSM takes tags only when it creates (PutParameter refuses Tags
+        // with Overwrite), so: create, else overwrite.
+        if self.create_parameter(name, value, true, tags).await? {
+            return Ok(());
+        }
+        self.count("PutParameter");
+        let res = self.ssm.put_parameter().name(name).value(value).r#type(ssmt::ParameterType::SecureString).overwrite(true).send().await;
+        res.map(drop).map_err(|e| err("PutParameter", e))
     }
 
     async fn delete_parameter(&self, name: &str) -> CloudResult<()> {

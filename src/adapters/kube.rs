@@ -81,7 +81,7 @@ pub struct KubeClient {
 }
 
 impl KubeClient {
-    /// A client from kubeconfig text (as `kubeconfig::AdminKubeconfig` makes).
+    /// A client from kubeconfig text (as `cluster::kubeconfig` makes).
     pub async fn from_kubeconfig_yaml(yaml: &str) -> Result<Self, String> {
         let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).map_err(|e| e.to_string())?;
         let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())

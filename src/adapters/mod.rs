@@ -174,8 +174,12 @@ pub trait Cloud {
 
     /// A parameter's decrypted value, if it exists.
     async fn get_parameter(&self, name: &str) -> CloudResult<Option<String>>;
-    /// Creates a SecureString; `Ok(false)` when it already exists (never overwrites).
-    async fn create_parameter(&self, name: &str, value: &str, tags: &BTreeMap<String, String>) -> CloudResult<bool>;
+    /// Creates a SecureString (or, not `secure`, a String); `Ok(false)`
+    /// when it already exists (never overwrites).
+    async fn create_parameter(&self, name: &str, value: &str, secure: bool, tags: &BTreeMap<String, String>) -> CloudResult<bool>;
+    /// Writes a SecureString, replacing its value when it exists (its tags
+    /// are those of its creation).
+    async fn put_parameter(&self, name: &str, value: &str, tags: &BTreeMap<String, String>) -> CloudResult<()>;
     async fn delete_parameter(&self, name: &str) -> CloudResult<()>;
 
     /// Every epoch of the cluster's lock, oldest first. The newest one is

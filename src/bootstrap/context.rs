@@ -98,12 +98,26 @@ pub struct Linux {
     vxlan_port: u16,
     has_windows: bool,
     flannel_net_conf: String,
-    /// The placeholder on the control plane, which reads the secrets from SSM.
-    token: String,
+    /// A placeholder on every node: the control plane reads its init token
+    /// with the secrets from SSM, a worker its join token, at boot.
+    token: &'static str,
     token_placeholder: &'static str,
     ca_cert_hash: String,
-    /// The SSM parameter with the cluster secrets, and its region.
+    /// The SSM parameter with the cluster secrets (the control plane's),
+    /// the one with the join token (the workers'), and their region.
     secrets_parameter: String,
+    join_token_parameter: String,
+    /// aws-iam-authenticator's `-i` (the signed x-k8s-aws-id), the
+    /// partition of its STS, the Kubernetes user its server reads aws-auth
+    /// as, and where the API server finds its webhook kubeconfig.
+    authenticator_cluster_id: String,
+    /// Its server's command line (quoted for systemd by the template).
+    authenticator_args: Vec<String>,
+    authenticator_state: &'static str,
+    api_server_url: String,
+    authenticator_user: &'static str,
+    authenticator_webhook: &'static str,
+    authenticator_webhook_dir: &'static str,
     region: String,
     ssm_endpoint: String,
     node_labels: String,
@@ -133,6 +147,25 @@ fn with_prepull(mut images: Vec<String>, pool: Option<&Pool>) -> Vec<String> {
     images
 }
 
+/// aws-iam-authenticator's state: its serving certificate (from `init`)
+/// and its own kubeconfig, readable by root only.
+const AUTHENTICATOR_STATE: &str = "/var/aws-iam-authenticator";
+
+/// The token webhook's server: this cluster's id and partition, the
+/// aws-auth ConfigMap as its mapping (watched through its own kubeconfig),
+/// the files `init` made. Flags: tests/fixtures/upstream/aws-iam-authenticator.json.
+fn authenticator_args(spec: &ClusterSpec) -> Vec<String> {
+    vec![
+        "server".into(),
+        format!("--cluster-id={}", crate::model::access::cluster_id(&spec.name, &spec.region)),
+        format!("--partition={}", crate::infra::desired::partition(&spec.region)),
+        "--backend-mode=EKSConfigMap".into(),
+        format!("--kubeconfig={AUTHENTICATOR_STATE}/server.kubeconfig"),
+        "--kubeconfig-pregenerated=true".into(),
+        format!("--state-dir={AUTHENTICATOR_STATE}"),
+    ]
+}
+
 /// `pool` is `None` for the control plane.
 pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) -> Result<Linux, BootstrapError> {
     let ip = spec.api_server_ip().ok_or(BootstrapError::NoApiServerIp)?;
@@ -160,10 +193,18 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         vxlan_port: spec.cni.port,
         has_windows: spec.has_windows(),
         flannel_net_conf: flannel_net_conf(spec),
-        token: if pool.is_none() { TOKEN_PLACEHOLDER.to_string() } else { secrets.token.expose() },
+        token: TOKEN_PLACEHOLDER,
         token_placeholder: TOKEN_PLACEHOLDER,
         ca_cert_hash: secrets.ca_cert_hash().to_string(),
         secrets_parameter: crate::infra::desired::secrets_parameter_name(&spec.name),
+        join_token_parameter: crate::infra::desired::join_token_parameter_name(&spec.name),
+        authenticator_cluster_id: crate::model::access::cluster_id(&spec.name, &spec.region),
+        authenticator_args: authenticator_args(spec),
+        authenticator_state: AUTHENTICATOR_STATE,
+        api_server_url: format!("https://{ip}:{API_SERVER_PORT}"),
+        authenticator_user: crate::cluster::objects::AUTHENTICATOR_USER,
+        authenticator_webhook: "/etc/kubernetes/aws-iam-authenticator/webhook.kubeconfig",
+        authenticator_webhook_dir: "/etc/kubernetes/aws-iam-authenticator",
         region: spec.region.clone(),
         ssm_endpoint: versions::ssm_endpoint(&spec.region),
         node_labels: pool.map(node_labels).unwrap_or_default(),
@@ -187,8 +228,8 @@ pub struct CloudConfig<'a> {
     pub containerd_config: &'a str,
     pub cni_manifest: Option<&'a str>,
     pub bootstrap_script: &'a str,
-    /// The control plane's secret fetcher; `None` on workers.
-    pub fetch_secrets: Option<&'a str>,
+    /// The fetcher of the secrets (control plane) or the join token (workers).
+    pub fetch_secrets: &'a str,
 }
 
 #[derive(Serialize)]
@@ -199,7 +240,12 @@ pub struct Windows {
     windows_build: &'static str,
     kubernetes_version: String,
     api_server_endpoint: String,
-    token: String,
+    /// A placeholder: the join token is read from SSM at each join attempt.
+    token: &'static str,
+    token_placeholder: &'static str,
+    join_token_parameter: String,
+    region: String,
+    ssm_endpoint: String,
     ca_cert_hash: String,
     cni: &'static str,
     vni: u32,
@@ -259,7 +305,11 @@ pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Res
         windows_build: version.build(),
         kubernetes_version: spec.kubernetes_version.to_string(),
         api_server_endpoint: format!("{ip}:{API_SERVER_PORT}"),
-        token: secrets.token.expose(),
+        token: TOKEN_PLACEHOLDER,
+        token_placeholder: TOKEN_PLACEHOLDER,
+        join_token_parameter: crate::infra::desired::join_token_parameter_name(&spec.name),
+        region: spec.region.clone(),
+        ssm_endpoint: versions::ssm_endpoint(&spec.region),
         ca_cert_hash: secrets.ca_cert_hash().to_string(),
         cni: spec.cni.plugin.name(),
         vni: spec.cni.vni,

@@ -10,12 +10,13 @@
 //! | `yaml` | YAML/JSON scalar or flow value | `{{ "a: b" \| yaml }}` → `"a: b"` |
 //! | `yaml_block(indent=N)` | YAML block scalar for a whole file | `content: {{ text \| yaml_block(indent=4) }}` |
 //! | `toml` | TOML basic string | `{{ "a\"b" \| toml }}` → `"a\"b"` |
+//! | `systemd` | one word of a unit's command line | `{{ "50%" \| systemd }}` → `"50%%"` |
 
 use std::collections::HashMap;
 
 use tera::{Error, Result, Value};
 
-pub const QUOTING_FILTERS: &[&str] = &["sh", "ps", "yaml", "yaml_block", "toml"];
+pub const QUOTING_FILTERS: &[&str] = &["sh", "ps", "yaml", "yaml_block", "toml", "systemd"];
 
 pub fn register(tera: &mut tera::Tera) {
     tera.register_filter("sh", sh_filter);
@@ -23,6 +24,7 @@ pub fn register(tera: &mut tera::Tera) {
     tera.register_filter("yaml", yaml_filter);
     tera.register_filter("yaml_block", yaml_block_filter);
     tera.register_filter("toml", toml_filter);
+    tera.register_filter("systemd", systemd_filter);
 }
 
 /// Scalars as text; anything else is a template bug.
@@ -54,6 +56,30 @@ fn yaml_block_filter(value: &Value, args: &HashMap<String, Value>) -> Result<Val
 
 fn toml_filter(value: &Value, _: &HashMap<String, Value>) -> Result<Value> {
     Ok(Value::String(toml_quote(&scalar(value, "toml")?)))
+}
+
+fn systemd_filter(value: &Value, _: &HashMap<String, Value>) -> Result<Value> {
+    Ok(Value::String(systemd_quote(&scalar(value, "systemd")?)))
+}
+
+/// One word of a systemd command line (systemd.service(5), "Command
+/// lines"): double-quoted with C-style escapes, and `%` (specifiers) and
+/// `$` (variables) doubled, since systemd expands both inside quotes.
+pub fn systemd_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '%' => out.push_str("%%"),
+            '$' => out.push_str("$$"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A TOML basic string. JSON's string escapes (`\"`, `\\`, `\n`, `\uXXXX`)
@@ -221,5 +247,18 @@ mod test_yaml {
     #[test]
     fn blocks_fall_back_to_quoted_strings_for_control_characters() {
         assert_eq!(yaml_block("a\u{1b}b", 2), r#""a\u001Bb""#);
+    }
+}
+
+#[cfg(test)]
+mod test_systemd {
+    use super::systemd_quote;
+
+    #[test]
+    fn specifiers_variables_quotes_and_lines_stay_literal() {
+        assert_eq!(systemd_quote("--cluster-id=hybrid-dev-eu-west-1"), "\"--cluster-id=hybrid-dev-eu-west-1\"");
+        assert_eq!(systemd_quote("50% of $HOME"), "\"50%% of $$HOME\"");
+        assert_eq!(systemd_quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(systemd_quote("x\ny\u{7}"), "\"x\\ny\\u0007\"");
     }
 }

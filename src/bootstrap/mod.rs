@@ -15,6 +15,7 @@ pub mod critical_path;
 mod error;
 pub mod filters;
 pub mod pki;
+pub mod powershell;
 pub mod templates;
 
 use std::io::Write;
@@ -78,7 +79,7 @@ pub fn render_control_plane(spec: &ClusterSpec, secrets: &ClusterSecrets, templa
             containerd_config: &containerd,
             cni_manifest: Some(&cni),
             bootstrap_script: &script,
-            fetch_secrets: Some(&fetch),
+            fetch_secrets: &fetch,
         },
     )?;
     let parts = vec![
@@ -162,6 +163,7 @@ fn render_pool_as(
             let kubeadm = templates.render("linux/kubeadm-join.yaml", &ctx)?;
             let containerd = templates.render("linux/containerd.toml", &ctx)?;
             let script = templates.render("linux/bootstrap.sh", &ctx)?;
+            let fetch = templates.render("linux/fetch-secrets.py", &ctx)?;
             let user_data = templates.render(
                 "linux/cloud-config.yaml",
                 &context::CloudConfig {
@@ -170,10 +172,15 @@ fn render_pool_as(
                     containerd_config: &containerd,
                     cni_manifest: None,
                     bootstrap_script: &script,
-                    fetch_secrets: None,
+                    fetch_secrets: &fetch,
                 },
             )?;
-            let parts = vec![("kubeadm.yaml".into(), kubeadm), ("containerd.toml".into(), containerd), ("bootstrap.sh".into(), script)];
+            let parts = vec![
+                ("kubeadm.yaml".into(), kubeadm),
+                ("containerd.toml".into(), containerd),
+                ("bootstrap.sh".into(), script),
+                ("fetch-secrets.py".into(), fetch),
+            ];
             linux_result(&pool.name, pool.os, user_data, parts)
         }
         NodeOs::Windows(_) => {
@@ -193,7 +200,10 @@ fn render_pool_as(
             {
                 return Err(BootstrapError::AgentTagInScript { pool: pool.name.clone(), tag: tag.to_string() });
             }
-            let packed = base64::engine::general_purpose::STANDARD.encode(gzip(script.as_bytes()));
+            // The node gets the script without its comment lines (`powershell`);
+            // `parts` keeps the commented one for readers.
+            let shipped = powershell::without_comment_lines(&script);
+            let packed = base64::engine::general_purpose::STANDARD.encode(gzip(shipped.as_bytes()));
             let loader = templates.render("windows/loader.ps1", &serde_json::json!({ "script_gzip_base64": packed }))?;
             let user_data = format!("<powershell>\n{loader}</powershell>\n<persist>true</persist>\n");
             if user_data.len() > USER_DATA_LIMIT {

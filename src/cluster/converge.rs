@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::adapters::kube::{FIELD_MANAGER, KubeApi, KubeResult};
 use crate::cluster::objects::{
-    CLUSTER_ROLE_BINDINGS, CORDONED_ANNOTATION, KubeObject, NODE_PROXIER_LABEL, OBSOLETE, node_patch, node_proxier_binding, unchanged,
+    CLUSTER_ROLE_BINDINGS, CORDONED_ANNOTATION, KubeObject, OBSOLETE, PRUNED_BINDINGS, node_patch, node_proxier_binding, unchanged,
 };
 use crate::model::Pool;
 use crate::progress::{Event, NodeStage, Progress};
@@ -59,8 +59,9 @@ pub async fn converge_objects<K: KubeApi>(api: &K, objects: &[KubeObject], progr
 
 /// Objects hybrid wrote that `desired` no longer has, as (path, `kind/name`):
 /// those of `objects::OBSOLETE` while hybrid still manages them (an object
-/// of that name someone else made is left alone), and the per-node
-/// bindings of Windows nodes that went away.
+/// of that name someone else made is left alone), and the labelled
+/// bindings (`PRUNED_BINDINGS`) of Windows nodes that went away and of
+/// roles `[access]` no longer grants.
 async fn stale<K: KubeApi>(api: &K, desired: &[KubeObject]) -> KubeResult<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (path, what) in OBSOLETE {
@@ -71,11 +72,13 @@ async fn stale<K: KubeApi>(api: &K, desired: &[KubeObject]) -> KubeResult<Vec<(S
         }
     }
     let wanted: std::collections::BTreeSet<String> = desired.iter().map(KubeObject::path).collect();
-    for b in api.list(CLUSTER_ROLE_BINDINGS, Some(&format!("{NODE_PROXIER_LABEL}=true")), None).await? {
-        let name = b["metadata"]["name"].as_str().unwrap_or_default();
-        let path = format!("{CLUSTER_ROLE_BINDINGS}/{name}");
-        if !wanted.contains(&path) {
-            out.push((path, format!("ClusterRoleBinding/{name}")));
+    for label in PRUNED_BINDINGS {
+        for b in api.list(CLUSTER_ROLE_BINDINGS, Some(&format!("{label}=true")), None).await? {
+            let name = b["metadata"]["name"].as_str().unwrap_or_default();
+            let path = format!("{CLUSTER_ROLE_BINDINGS}/{name}");
+            if !wanted.contains(&path) {
+                out.push((path, format!("ClusterRoleBinding/{name}")));
+            }
         }
     }
     Ok(out)
@@ -307,9 +310,30 @@ pub async fn converge_cluster_objects<K: KubeApi>(
     }
 }
 
+/// The bootstrap tokens hybrid made (its own and kubeadm init's, both
+/// described `hybrid: …`), as (Secret path, token id): none outlives the
+/// joins it was made for.
+async fn hybrid_tokens<K: KubeApi>(api: &K) -> KubeResult<Vec<(String, String)>> {
+    use base64::Engine;
+    let secrets = api.list("/api/v1/namespaces/kube-system/secrets", None, None).await?;
+    Ok(secrets
+        .iter()
+        .filter(|s| s["type"] == "bootstrap.kubernetes.io/token")
+        .filter(|s| {
+            let description = s["data"]["description"].as_str().and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok());
+            description.is_some_and(|d| d.starts_with(b"hybrid:"))
+        })
+        .filter_map(|s| {
+            let name = s["metadata"]["name"].as_str()?;
+            Some((format!("/api/v1/namespaces/kube-system/secrets/{name}"), name.trim_start_matches("bootstrap-token-").to_string()))
+        })
+        .collect())
+}
+
 /// Waits for every expected node to register and become Ready, showing
-/// each node's progress; meanwhile keeps a bootstrap token valid (created
-/// as a Secret when missing) and removes it once every node has joined.
+/// each node's progress; meanwhile keeps this run's bootstrap token valid
+/// (created as a Secret when missing) and, once every node has joined,
+/// removes it and every other token hybrid made.
 pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
     api: &K,
     cloud: &C,
@@ -356,9 +380,9 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
             progress.line(&format!("bootstrap token {} valid until {expires} for joining nodes", token.id()));
         }
         if pending.is_empty() {
-            if api.get(&token_path).await?.is_some() {
-                api.delete(&token_path).await?;
-                progress.line(&format!("bootstrap token {} removed: every node has joined", token.id()));
+            for (path, id) in hybrid_tokens(api).await? {
+                api.delete(&path).await?;
+                progress.line(&format!("bootstrap token {id} removed: every node has joined"));
             }
             return Ok(());
         }

@@ -118,6 +118,7 @@ pub fn desired_objects(
     }
     out.extend(windows_nodes.iter().map(|n| node_proxier_binding(n)));
     out.extend(runtime_classes(spec));
+    out.extend(access_objects(&spec.access));
     out
 }
 
@@ -134,6 +135,18 @@ pub const OBSOLETE: &[(&str, &str)] = &[
 /// Marks the per-node bindings of `node_proxier_binding`, so that the one
 /// of a node that went away is found and removed.
 pub const NODE_PROXIER_LABEL: &str = "hybrid.dev/windows-node-proxier";
+
+/// Marks the bindings `access_objects` makes, so that the one of a role
+/// nobody holds any more is found and removed.
+pub const ACCESS_LABEL: &str = "hybrid.dev/access";
+
+/// The labels of ClusterRoleBindings hybrid makes in numbers that change:
+/// one it made that the desired state no longer has is deleted.
+pub const PRUNED_BINDINGS: &[&str] = &[NODE_PROXIER_LABEL, ACCESS_LABEL];
+
+/// The Kubernetes user aws-iam-authenticator's server reads `aws-auth` as
+/// (its client certificate's CN, made on the control plane at boot).
+pub const AUTHENTICATOR_USER: &str = "hybrid:aws-iam-authenticator";
 
 pub const CLUSTER_ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
 
@@ -160,6 +173,83 @@ pub fn node_proxier_binding(node: &str) -> KubeObject {
     );
     binding.body["metadata"]["labels"] = json!({ NODE_PROXIER_LABEL: "true" });
     binding
+}
+
+/// Who may log in with an AWS identity, as aws-iam-authenticator reads it
+/// (`--backend-mode=EKSConfigMap`, a watch on `kube-system/aws-auth`, so a
+/// change needs no node change): each principal of `[access]` with its
+/// per-person user name and its roles' groups; one ClusterRoleBinding per
+/// role in use binding its group; and the one read the authenticator's own
+/// identity needs. Always written, empty or not, so that `[access]` can be
+/// added to a running cluster.
+pub fn access_objects(access: &crate::model::access::Access) -> Vec<KubeObject> {
+    use crate::model::access::PrincipalKind;
+    // The authenticator reads these strings as YAML (sigs.k8s.io/yaml);
+    // every value is a JSON string, which YAML reads as written, so an ARN
+    // or a `{{SessionName}}` template is never taken for YAML syntax.
+    let quote = |s: &str| serde_json::to_string(s).expect("a string serializes");
+    let (mut roles, mut users) = (String::new(), String::new());
+    for (principal, groups) in access.groups_by_principal() {
+        let (out, key) = match principal.kind {
+            PrincipalKind::Role => (&mut roles, "rolearn"),
+            PrincipalKind::User => (&mut users, "userarn"),
+        };
+        out.push_str(&format!(
+            "- {key}: {}\n  username: {}\n  groups:\n",
+            quote(&principal.mapping_arn()),
+            quote(&principal.username_template())
+        ));
+        for g in groups {
+            out.push_str(&format!("  - {}\n", quote(&g)));
+        }
+    }
+    let or_empty = |s: String| if s.is_empty() { "[]\n".to_string() } else { s };
+    let mut out = vec![object(
+        "/api/v1/namespaces/kube-system/configmaps",
+        "v1",
+        "ConfigMap",
+        Some("kube-system"),
+        "aws-auth",
+        json!({ "data": { "mapRoles": or_empty(roles), "mapUsers": or_empty(users) } }),
+    )];
+    for role in access.roles() {
+        let mut binding = object(
+            CLUSTER_ROLE_BINDINGS,
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            None,
+            &role.group(),
+            json!({
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.cluster_role() },
+                "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": role.group() }],
+            }),
+        );
+        binding.body["metadata"]["labels"] = json!({ ACCESS_LABEL: "true" });
+        out.push(binding);
+    }
+    // A watch of one named object: RBAC authorizes a list or watch by name
+    // when its fieldSelector is `metadata.name=` that name, which is how the
+    // authenticator watches (pkg/mapper/configmap/configmap.go).
+    out.push(object(
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles",
+        "rbac.authorization.k8s.io/v1",
+        "Role",
+        Some("kube-system"),
+        AUTHENTICATOR_USER,
+        json!({ "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["aws-auth"], "verbs": ["get", "list", "watch"] }] }),
+    ));
+    out.push(object(
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings",
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        Some("kube-system"),
+        AUTHENTICATOR_USER,
+        json!({
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": AUTHENTICATOR_USER },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": AUTHENTICATOR_USER }],
+        }),
+    ));
+    out
 }
 
 /// The operator's `Installation` spec: VXLAN always, BGP off (the only

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::shared::args::{AwsArgs, ClusterArgs, LockArgs, lock_owner};
-use super::shared::connect::{aws_is_emulated, cloud, kube_client, stored_secrets};
+use super::shared::connect::{aws_is_emulated, cloud, join_token, kube_client, stored_secrets};
 use super::shared::files::load_spec;
 use super::shared::pins;
 use super::shared::prepare::{Prepared, expiry, load_templates, prepare};
@@ -218,6 +218,7 @@ async fn execute_plan<C: Cloud>(
         desired: &prepared.desired,
         inventory: &prepared.inventory,
         secrets: &prepared.secrets,
+        join_token: &prepared.join_token,
         bootstraps: &prepared.bootstraps,
         key_name: spec.ssh_key_name.as_deref(),
         expires: expiry(spec, &prepared.inventory),
@@ -233,7 +234,7 @@ async fn execute_plan<C: Cloud>(
     match &kube {
         Some(api) => {
             let windows_pools = spec.windows_pools().map(|p| p.name.clone()).collect();
-            let nodes = KubeNodes { api, waits: opts.cluster.waits(), token: &prepared.secrets.token, windows_pools };
+            let nodes = KubeNodes { api, waits: opts.cluster.waits(), token: &prepared.join_token, windows_pools };
             execute::apply(cloud, &prepared.plan, &ctx, &nodes, progress).await?
         }
         None => execute::apply(cloud, &prepared.plan, &ctx, &NoNodes, progress).await?,
@@ -260,7 +261,8 @@ async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, prog
     converge::wait_for_api(&api, cloud, cp, waits, progress).await?;
     let expected = converge::expected_nodes(&inventory);
     converge::converge_cluster_objects(&api, spec, &api_ip, &converge::windows_nodes(spec, &expected), waits, progress).await?;
-    converge::wait_for_nodes(&api, cloud, &expected, &secrets.token, waits, progress).await?;
+    let token = join_token(cloud, &spec.name, &secrets).await?;
+    converge::wait_for_nodes(&api, cloud, &expected, &token, waits, progress).await?;
     let pools = converge::pools_by_node(spec, &expected);
     converge::reconcile_nodes(&api, |n| pools.get(n).copied(), progress).await?;
     progress.say(&format!("Cluster {} converged: {} node(s) Ready.", spec.name, expected.len()));

@@ -4,15 +4,12 @@
 //! end of life) still destroys its cluster, and a cluster whose file is
 //! gone is destroyed by name.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use super::shared::args::{AwsArgs, LockArgs, lock_owner};
-use super::shared::connect::{cloud_in, regions};
-use super::shared::files::read_text;
+use super::shared::args::{AwsArgs, ClusterRef, LockArgs, lock_owner};
+use super::shared::connect::{cloud_in, cluster_identity};
 use super::shared::terminal::{Interrupt, Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
-use crate::config::problems::Renderer;
 use crate::error::{Error, Result};
 use crate::infra::lock;
 use crate::infra::{execute, plan, show};
@@ -32,12 +29,8 @@ gives the lock back; run destroy again to finish.",
     after_help = "Exit codes: 0 success, 1 error (run destroy again: everything left is still tagged), 64 usage error, 130 interrupted."
 )]
 pub struct Args {
-    /// The cluster's file (or --name and --region).
-    #[arg(required_unless_present = "name", conflicts_with = "name")]
-    pub file: Option<PathBuf>,
-    /// The cluster's name, to destroy it without its file (with the global --region).
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterRef,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
@@ -47,37 +40,8 @@ pub struct Args {
     pub yes: bool,
 }
 
-/// The cluster's name and region from the flags or the file, however
-/// invalid the rest of the file is.
-async fn identity(ui: &Ui, args: &Args) -> Result<(String, String)> {
-    if let Some(name) = &args.name {
-        let regions = regions().await?;
-        let [region] = regions.as_slice() else {
-            return Err(Error::Usage(format!("--name {name}: give one --region, not {}", regions.len())));
-        };
-        return Ok((name.clone(), region.clone()));
-    }
-    let path = args.file.as_ref().expect("clap requires a file or --name");
-    let source = read_text(path)?;
-    let loaded = crate::config::load(&source);
-    if let Some(spec) = loaded.spec {
-        return Ok((spec.name, spec.region));
-    }
-    let (name, region) = crate::config::identity(&source)
-        .ok_or_else(|| Error::Failed(format!("{}: no readable [cluster] name and region; pass --name and --region", path.display())))?;
-    let renderer = Renderer::new(ui.color);
-    for d in &loaded.diagnostics {
-        eprintln!("{}", renderer.render(&path.display().to_string(), &source, d));
-    }
-    eprintln!(
-        "note: {} does not validate any more (above); destroy needs only its cluster's name ({name}) and region ({region}), so it goes on",
-        path.display()
-    );
-    Ok((name, region))
-}
-
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
-    let (name, region) = identity(ui, args).await?;
+    let (name, region) = cluster_identity(ui, &args.cluster, "destroy").await?;
     let interrupt = Interrupt::listen();
     let cloud = cloud_in(&region, &args.aws).await;
     let result = destroy_cluster(&cloud, &name, &region, &args.lock, args.yes, &ui.reporter(), &interrupt).await;

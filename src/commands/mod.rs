@@ -17,6 +17,7 @@ pub mod render;
 pub mod schema;
 pub mod shared;
 pub mod status;
+pub mod token;
 pub mod validate;
 pub mod verify;
 pub mod versions;
@@ -82,6 +83,7 @@ pub enum Command {
     Status(status::Args),
     Reap(reap::Args),
     Kubeconfig(kubeconfig::Args),
+    Token(token::Args),
     Schema(schema::Args),
     Versions(versions::Args),
     Completions(completions::Args),
@@ -109,6 +111,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(args) => zero(block_on(status::run(&ui, &args))),
         Command::Reap(args) => zero(block_on(reap::run(&args))),
         Command::Kubeconfig(args) => zero(block_on(kubeconfig::run(&ui, &args))),
+        Command::Token(args) => zero(block_on(token::run(&ui, &args))),
     }
 }
 

@@ -19,12 +19,13 @@ Write, for every node of the cluster, exactly what EC2 receives as user data (`u
 the readable files inside it (kubeadm config, CNI manifest, bootstrap script), so they can be read \
 and diffed. Linux nodes get cloud-init, Windows nodes a <powershell> script.
 
-The cluster secrets (CA and bootstrap token) come from --secrets DIR; if DIR has none yet, new \
-ones are generated and saved there (mode 0600). The same file and secrets always render \
+The cluster CA (whose hash workers pin) comes from --secrets DIR; if DIR has none yet, new \
+secrets are generated and saved there (mode 0600). The same file and secrets always render \
 byte-identical output. Without --secrets the secrets are throwaway.
 
-The rendered files contain the bootstrap token, and the control plane's the CA key: keep the \
-output folder private.",
+No rendered file holds a secret: the control plane reads the CA and its init token from SSM at \
+boot, workers their join token. Windows nodes get their script without its comment lines (EC2's \
+16 KiB limit); bootstrap.ps1 here keeps them.",
     after_help = "Exits 0 when every node rendered, 1 on an invalid file or a node over EC2's 16384-byte limit."
 )]
 pub struct Args {

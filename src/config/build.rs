@@ -18,9 +18,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// A key ending in `#key` points at a table key rather than its value
+    /// (as in `rules.rs`); users see it without.
     fn err(&mut self, key: &str, message: String, help: Option<String>) {
         let span = self.spans.get(key);
-        let d = self.diags.error(key, span, message);
+        let d = self.diags.error(key.trim_end_matches("#key"), span, message);
         if let Some(h) = help {
             d.help(h);
         }
@@ -73,7 +75,43 @@ pub fn build(sections: &BTreeMap<&'static str, Vec<SectionValues<'_>>>, cx: &mut
     let cni = build_cni(one("cni"), minor, cx);
     let pools = sections.get("pool").map_or(&[][..], |v| v.as_slice()).iter().map(|p| build_pool(p, control_plane.os, &cni, cx)).collect();
 
-    ClusterSpec { name, region, kubernetes_version, containerd_version, ttl, ssh_key_name, tags, network, cni, control_plane, pools }
+    let access = one("access").map(|a| build_access(a, cx)).unwrap_or_default();
+
+    ClusterSpec {
+        name,
+        region,
+        kubernetes_version,
+        containerd_version,
+        ttl,
+        ssh_key_name,
+        tags,
+        network,
+        cni,
+        control_plane,
+        pools,
+        access,
+    }
+}
+
+/// `[access]`: each ARN parsed where it stands (`access.admins[2]`,
+/// `access.roles."arn:…"`), so a bad one is reported at its line.
+fn build_access(a: &SectionValues<'_>, cx: &mut Ctx<'_>) -> crate::model::access::Access {
+    use crate::model::access::{Access, ClusterRole, Grant, Principal};
+    let mut grants = Vec::new();
+    let mut add = |arn: &str, key: String, role: ClusterRole, cx: &mut Ctx<'_>| match Principal::parse(arn) {
+        Ok(principal) => grants.push(Grant { principal, role }),
+        Err(e) => cx.err(&key, e.message, Some(e.help)),
+    };
+    for (list, role) in [("admins", ClusterRole::Admin), ("editors", ClusterRole::Editor), ("viewers", ClusterRole::Viewer)] {
+        for (i, arn) in a.str_list(list, cx.diags, cx.spans).unwrap_or_default().iter().enumerate() {
+            add(arn, format!("{}[{i}]", a.key_path(list)), role.clone(), cx);
+        }
+    }
+    for (arn, name) in a.str_map("roles", cx.diags, cx.spans).unwrap_or_default() {
+        let key = format!("{}.{:?}", a.key_path("roles"), arn);
+        add(&arn, format!("{key}#key"), ClusterRole::Named(name), cx);
+    }
+    Access { grants }
 }
 
 fn build_control_plane(c: &SectionValues<'_>, cx: &mut Ctx<'_>) -> ControlPlane {

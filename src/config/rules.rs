@@ -41,6 +41,7 @@ pub fn check(spec: &ClusterSpec, spans: &Spans, diags: &mut Diagnostics) {
     r.control_plane();
     r.pools();
     r.cni();
+    r.access();
 }
 
 impl Rules<'_> {
@@ -541,6 +542,53 @@ impl Rules<'_> {
                 format!("Windows supports VXLAN on UDP port {WINDOWS_VXLAN_PORT} only, not {}, and {why}", cni.port),
                 format!("set port = {WINDOWS_VXLAN_PORT} (on Linux and Windows alike, so they interoperate)"),
             );
+        }
+    }
+
+    /// `[access]`: ARNs were parsed where they were read (build.rs); here
+    /// the ClusterRole names and repeats.
+    fn access(&mut self) {
+        use crate::model::access::ClusterRole;
+        let mut seen = std::collections::BTreeSet::new();
+        for g in &self.spec.access.grants {
+            if !seen.insert((g.principal.mapping_arn(), g.role.clone())) {
+                let list = match &g.role {
+                    ClusterRole::Admin => "admins",
+                    ClusterRole::Editor => "editors",
+                    ClusterRole::Viewer => "viewers",
+                    ClusterRole::Named(_) => "roles",
+                };
+                self.warning(
+                    &format!("access.{list}"),
+                    format!("{} is listed twice", g.principal.mapping_arn()),
+                    "a role's path does not tell two roles apart (aws-iam-authenticator compares roles without it); remove one",
+                );
+            }
+            let ClusterRole::Named(name) = &g.role else { continue };
+            let key = format!("access.roles.{:?}", g.principal.to_string());
+            match name.as_str() {
+                "cluster-admin" | "edit" | "view" => {
+                    self.warning(&key, format!("`{name}` has its own list"), "put the ARN in `admins`, `editors` or `viewers` instead")
+                }
+                // RBAC object names are path segments (apimachinery
+                // path.IsValidPathSegmentName) and a binding's name adds
+                // `hybrid:role:`, so keep to what a label can carry.
+                _ if name.is_empty()
+                    || name.len() > 200
+                    || name == "."
+                    || name == ".."
+                    || name.contains(['/', '%'])
+                    || script_hazard(name).is_some()
+                    || name.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+                {
+                    self.error(
+                        &key,
+                        format!("`{}` is not a ClusterRole name", name.escape_debug()),
+                        "write the name of a ClusterRole, e.g. \"game-deployer\"",
+                    )
+                }
+                _ => {}
+            }
         }
     }
 

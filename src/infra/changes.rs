@@ -57,12 +57,14 @@ pub enum Resource {
         attribute: Attribute,
         value: bool,
     },
-    /// The control plane's IAM role (with its one inline policy) and
-    /// instance profile, named in the change.
+    /// A node kind's IAM role (with its one inline policy) and instance
+    /// profile, named in the change.
     InstanceProfile,
-    /// An SSM SecureString; its value is never part of a plan.
+    /// An SSM parameter; its value is never part of a plan. The kind is
+    /// known for what a plan creates, not for what destroy finds.
     Parameter {
         name: String,
+        holds: Option<crate::infra::desired::ParameterKind>,
     },
     Instance {
         desired: Option<DesiredInstance>,
@@ -130,6 +132,14 @@ impl Plan {
     /// The control plane is replaced: etcd and everything in it are lost.
     pub fn recreates_cluster(&self) -> bool {
         self.changes.iter().any(|c| c.action == Action::Recreate)
+    }
+
+    /// A control plane is launched: created, or recreated with the cluster.
+    pub fn creates_control_plane(&self) -> bool {
+        self.changes.iter().any(|c| {
+            matches!(&c.resource, Resource::Instance { desired: Some(d) } if d.group == crate::infra::desired::CONTROL_PLANE)
+                && matches!(c.action, Action::Create | Action::Recreate)
+        })
     }
 
     /// Worker replacements that roll (a batch at a time, drained first):

@@ -161,45 +161,109 @@ pub enum DesiredNetwork {
     Existing { vpc_id: String, subnet_id: String },
 }
 
-/// The control plane's instance profile: a role that may read only the
-/// cluster's secrets parameter, so its bootstrap fetches the CA from SSM
-/// instead of carrying it in user data. IAM is global, so names carry the
-/// region (two clusters of one name in two regions must not share a role).
+/// An instance profile: a role with one inline policy, for the nodes of
+/// one kind. The control plane's may read only the cluster's secrets
+/// parameter (its bootstrap fetches the CA from SSM instead of carrying it
+/// in user data); the workers' may read only the join token and pull from
+/// the account's private ECR. IAM is global, so names carry the region
+/// (two clusters of one name in two regions must not share a role).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InstanceProfile {
     /// Role and instance profile share it.
     pub name: String,
     /// `/hybrid/<region>/<cluster>/`: how discovery and `reap` find them.
     pub path: String,
-    /// The inline policy `read-cluster-secrets` (JSON).
+    /// The inline policy's name on the role.
+    pub policy_name: String,
+    /// The inline policy (JSON).
     pub policy: String,
+    /// What it allows, for plan and progress lines.
+    pub allows: String,
 }
 
-/// The inline policy's name on the role.
+/// The control plane's inline policy name.
 pub const PROFILE_POLICY_NAME: &str = "read-cluster-secrets";
+/// The workers' inline policy name.
+pub const WORKER_POLICY_NAME: &str = "worker-node";
 
 pub fn iam_path_prefix(region: &str) -> String {
     format!("/hybrid/{region}/")
 }
 
-pub fn instance_profile(cluster: &str, region: &str) -> InstanceProfile {
+fn profile_name(cluster: &str, region: &str, kind: &str) -> String {
     let tag: String = Sha256::digest(region.as_bytes())[..3].iter().map(|b| format!("{b:02x}")).collect();
+    format!("hybrid-{cluster}-{kind}-{tag}")
+}
+
+/// The account is the caller's own (no cross-account parameters); the key
+/// is SSM's AWS-managed one, whose key policy lets principals of the
+/// account decrypt through SSM, so neither policy has a kms statement.
+pub fn control_plane_profile(cluster: &str, region: &str) -> InstanceProfile {
+    let partition = partition(region);
     let policy = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Sid": "ReadThisClustersSecrets",
             "Effect": "Allow",
             "Action": "ssm:GetParameter",
-            // The account is the caller's own (no cross-account parameters);
-            // the key is SSM's AWS-managed one, whose policy lets principals
-            // of the account decrypt through SSM, so no kms statement.
-            "Resource": format!("arn:aws:ssm:{region}:*:parameter{}", secrets_parameter_name(cluster)),
+            "Resource": format!("arn:{partition}:ssm:{region}:*:parameter{}", secrets_parameter_name(cluster)),
         }],
     });
     InstanceProfile {
-        name: format!("hybrid-{cluster}-cp-{tag}"),
+        name: profile_name(cluster, region, "cp"),
         path: format!("{}{cluster}/", iam_path_prefix(region)),
+        policy_name: PROFILE_POLICY_NAME.into(),
         policy: policy.to_string(),
+        allows: format!("may read only {}", secrets_parameter_name(cluster)),
+    }
+}
+
+/// The workers' role: the join token (and nothing else in SSM: not the CA
+/// key), and image pulls from the account's private ECR in the region, as
+/// AWS's AmazonEC2ContainerRegistryReadOnly policy allows them (its pull
+/// actions; GetAuthorizationToken has no resource to scope to).
+pub fn worker_profile(cluster: &str, region: &str) -> InstanceProfile {
+    let partition = partition(region);
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadTheJoinToken",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": format!("arn:{partition}:ssm:{region}:*:parameter{}", join_token_parameter_name(cluster)),
+            },
+            { "Sid": "LogInToPrivateEcr", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*" },
+            {
+                "Sid": "PullFromPrivateEcr",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                "Resource": format!("arn:{partition}:ecr:{region}:*:repository/*"),
+            },
+        ],
+    });
+    InstanceProfile {
+        name: profile_name(cluster, region, "wk"),
+        path: format!("{}{cluster}/", iam_path_prefix(region)),
+        policy_name: WORKER_POLICY_NAME.into(),
+        policy: policy.to_string(),
+        allows: format!("may read only {} and pull from ECR", join_token_parameter_name(cluster)),
+    }
+}
+
+/// Both profiles: the control plane's, then the workers'.
+pub fn instance_profiles(cluster: &str, region: &str) -> Vec<InstanceProfile> {
+    vec![control_plane_profile(cluster, region), worker_profile(cluster, region)]
+}
+
+/// The partition a region is in, for ARNs.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
     }
 }
 
@@ -212,21 +276,52 @@ pub fn ec2_trust_policy() -> String {
     .to_string()
 }
 
+/// What a planned SSM parameter holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ParameterKind {
+    /// The CA certificate and key and the init token (SecureString, the
+    /// control plane's role and admins only).
+    Secrets,
+    /// The CA certificate alone (String: public, for every kubeconfig).
+    CaCertificate,
+}
+
+impl ParameterKind {
+    pub fn secure(self) -> bool {
+        self == ParameterKind::Secrets
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DesiredParameter {
+    pub name: String,
+    pub kind: ParameterKind,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DesiredState {
     pub cluster: String,
     pub region: String,
     pub network: DesiredNetwork,
     pub security_rules: BTreeSet<SgRule>,
-    /// SSM parameter names (all SecureString).
-    pub parameters: Vec<String>,
-    pub instance_profile: InstanceProfile,
+    /// The SSM parameters a plan creates (the join token is written by
+    /// each apply that launches nodes, not planned).
+    pub parameters: Vec<DesiredParameter>,
+    /// The control plane's, then the workers'.
+    pub instance_profiles: Vec<InstanceProfile>,
     /// By slot name.
     pub instances: BTreeMap<String, DesiredInstance>,
     /// Extra tags on every resource (user tags, expiry is added at creation).
     pub tags: BTreeMap<String, String>,
     /// Per pool: which image it boots from and why (baked or stock), for `plan`.
     pub image_notes: BTreeMap<String, String>,
+}
+
+impl DesiredState {
+    /// The instance profile of an instance group's nodes.
+    pub fn profile_for(&self, group: &str) -> &InstanceProfile {
+        &self.instance_profiles[usize::from(group != CONTROL_PLANE)]
+    }
 }
 
 /// `bootstrap_fingerprints`: per pool, a digest of the rendered bootstrap
@@ -288,8 +383,8 @@ pub fn desired_state(spec: &ClusterSpec, amis: &AmiMap, bootstrap_fingerprints: 
             Vpc::Existing { vpc_id, subnet_id } => DesiredNetwork::Existing { vpc_id: vpc_id.clone(), subnet_id: subnet_id.clone() },
         },
         security_rules: security_rules(spec),
-        parameters: secret_parameter_names(&spec.name),
-        instance_profile: instance_profile(&spec.name, &spec.region),
+        parameters: planned_parameters(&spec.name),
+        instance_profiles: instance_profiles(&spec.name, &spec.region),
         instances,
         tags: spec.tags.clone(),
         image_notes: BTreeMap::new(),
@@ -350,8 +445,25 @@ pub fn secrets_parameter_name(cluster: &str) -> String {
     format!("{}secrets", parameter_prefix(cluster))
 }
 
-pub fn secret_parameter_names(cluster: &str) -> Vec<String> {
-    vec![secrets_parameter_name(cluster)]
+/// The cluster CA's certificate, which anyone who may reach the cluster
+/// needs and nobody can misuse: kubeconfigs read it without the key.
+pub fn ca_parameter_name(cluster: &str) -> String {
+    format!("{}ca.crt", parameter_prefix(cluster))
+}
+
+/// The bootstrap token workers join with (SecureString): the only
+/// parameter their role may read. Rewritten by each apply that launches
+/// nodes (a fresh token; the old one's Secret is removed), read by the
+/// workers at each join attempt, never in user data.
+pub fn join_token_parameter_name(cluster: &str) -> String {
+    format!("{}join-token", parameter_prefix(cluster))
+}
+
+pub fn planned_parameters(cluster: &str) -> Vec<DesiredParameter> {
+    vec![
+        DesiredParameter { name: secrets_parameter_name(cluster), kind: ParameterKind::Secrets },
+        DesiredParameter { name: ca_parameter_name(cluster), kind: ParameterKind::CaCertificate },
+    ]
 }
 
 /// The folder of the cluster lock's epochs (`/hybrid/<cluster>/lock/<n>`).

@@ -13,10 +13,10 @@ use futures_util::future::join_all;
 
 use crate::adapters::{Cloud, CloudError, LaunchRequest};
 use crate::bootstrap::NodeBootstrap;
-use crate::bootstrap::pki::ClusterSecrets;
+use crate::bootstrap::pki::{BootstrapToken, ClusterSecrets};
 use crate::infra::desired::{
-    CONTROL_PLANE, DesiredInstance, DesiredState, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_OWNER, TAG_POOL,
-    TAG_SLOT, TAG_SPEC_HASH, secrets_parameter_name,
+    DesiredInstance, DesiredState, ParameterKind, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_OWNER, TAG_POOL,
+    TAG_SLOT, TAG_SPEC_HASH, join_token_parameter_name,
 };
 use crate::infra::inventory::Inventory;
 use crate::infra::lock::{Held, LockError, ensure_held};
@@ -50,6 +50,9 @@ pub struct Context<'a> {
     pub desired: &'a DesiredState,
     pub inventory: &'a Inventory,
     pub secrets: &'a ClusterSecrets,
+    /// The token nodes this run launches join with: stored in the join
+    /// token parameter before the first launch.
+    pub join_token: &'a BootstrapToken,
     /// User data per group (`control-plane` or pool name).
     pub bootstraps: &'a BTreeMap<String, NodeBootstrap>,
     pub key_name: Option<&'a str>,
@@ -181,8 +184,14 @@ pub async fn apply<C: Cloud>(
                     progress.line(&format!("{id}: {} set to {value}", attribute.aws_name()));
                 }
                 (Resource::InstanceProfile, Action::Create | Action::Update) => {
-                    cloud.ensure_instance_profile(&ctx.desired.instance_profile, &tags).await?;
-                    progress.line(&format!("instance profile {} ready (may read only {})", change.name, secrets_parameter_name(cluster)));
+                    let profile = ctx
+                        .desired
+                        .instance_profiles
+                        .iter()
+                        .find(|p| p.name == change.name)
+                        .ok_or(ExecError::Missing("instance profile"))?;
+                    cloud.ensure_instance_profile(profile, &tags).await?;
+                    progress.line(&format!("instance profile {} ready ({})", change.name, profile.allows));
                 }
                 (Resource::SecurityGroup { add, remove }, action) => {
                     let id = match (action, &sg_id) {
@@ -209,12 +218,21 @@ pub async fn apply<C: Cloud>(
     }
 
     for change in &plan.changes {
-        if let (Resource::Parameter { name }, Action::Create) = (&change.resource, change.action)
-            && *name == secrets_parameter_name(cluster)
-        {
-            let created = cloud.create_parameter(name, &ctx.secrets.to_stored(), &tags).await?;
-            progress.line(&format!("{name} {} (SecureString)", if created { "stored" } else { "already stored" }));
+        if let (Resource::Parameter { name, holds: Some(kind) }, Action::Create) = (&change.resource, change.action) {
+            let value = match kind {
+                ParameterKind::Secrets => ctx.secrets.to_stored(),
+                ParameterKind::CaCertificate => ctx.secrets.ca_cert_pem.clone(),
+            };
+            let created = cloud.create_parameter(name, &value, kind.secure(), &tags).await?;
+            let shown = if kind.secure() { "SecureString" } else { "String" };
+            progress.line(&format!("{name} {} ({shown})", if created { "stored" } else { "already stored" }));
         }
+    }
+    // The token the nodes launched below join with, never in their user data.
+    if plan.changes.iter().any(|c| matches!(c.resource, Resource::Instance { desired: Some(_) }) && c.action != Action::Update) {
+        let name = join_token_parameter_name(cluster);
+        cloud.put_parameter(&name, &ctx.join_token.expose(), &tags).await?;
+        progress.line(&format!("{name}: join token {} stored for the nodes this run launches", ctx.join_token.id()));
     }
 
     // Stopped instances start again.
@@ -384,7 +402,7 @@ fn launch_request(
         disk_gb: d.disk_gb,
         spot: d.spot,
         key_name: ctx.key_name.map(str::to_string),
-        instance_profile: (d.group == CONTROL_PLANE).then(|| ctx.desired.instance_profile.name.clone()),
+        instance_profile: Some(ctx.desired.profile_for(&d.group).name.clone()),
         tags,
         client_token: token,
     })
@@ -431,7 +449,7 @@ async fn remove_network<C: Cloud>(cloud: &C, plan: &Plan, progress: &impl Progre
                 Resource::InternetGateway => cloud.delete_internet_gateway(id).await.map_err(ExecError::from),
                 Resource::Subnet { .. } => retry_dependency(|| cloud.delete_subnet(id), progress).await,
                 Resource::Vpc { .. } => retry_dependency(|| cloud.delete_vpc(id), progress).await,
-                Resource::Parameter { name } => cloud.delete_parameter(name).await.map_err(ExecError::from),
+                Resource::Parameter { name, .. } => cloud.delete_parameter(name).await.map_err(ExecError::from),
                 Resource::InstanceProfile => cloud.delete_instance_profile(&c.name).await.map_err(ExecError::from),
                 _ => continue,
             };

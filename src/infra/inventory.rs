@@ -24,8 +24,8 @@ pub struct Inventory {
     /// The main route table of each tagged VPC.
     pub route_tables: Vec<RouteTable>,
     pub security_groups: Vec<SecurityGroup>,
-    /// The control plane's instance profile, as far as it exists.
-    pub instance_profile: Option<FoundProfile>,
+    /// The instance profiles hybrid names for the cluster, as far as they exist.
+    pub instance_profiles: Vec<FoundProfile>,
     /// Names of the cluster's SSM parameters (the lock excluded).
     pub parameters: BTreeSet<String>,
     /// Instances not terminated or shutting down.
@@ -116,7 +116,7 @@ impl Inventory {
             && self.subnets.is_empty()
             && self.internet_gateways.is_empty()
             && self.security_groups.is_empty()
-            && self.instance_profile.is_none()
+            && self.instance_profiles.is_empty()
             && self.parameters.is_empty()
             && self.instances.is_empty()
     }

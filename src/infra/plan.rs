@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 pub use crate::infra::changes::{Action, Attribute, Change, InUse, Plan, PlanError, Resource, Summary};
-use crate::infra::desired::{CONTROL_PLANE, DesiredInstance, DesiredState, Source};
+use crate::infra::desired::{CONTROL_PLANE, DesiredInstance, DesiredState, InstanceProfile, Source};
 use crate::infra::inventory::{Instance, Inventory};
 use crate::infra::network::{self, network_changes};
 
@@ -14,17 +14,15 @@ use crate::infra::network::{self, network_changes};
 pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result<Plan, PlanError> {
     let mut changes = Vec::new();
     let in_use = network_changes(desired, actual, &mut changes)?;
-    if let Some(change) = profile_change(desired, actual) {
-        changes.push(change);
-    }
-    for name in &desired.parameters {
-        if !actual.parameters.contains(name) {
+    changes.extend(desired.instance_profiles.iter().filter_map(|want| profile_change(want, actual)));
+    for p in &desired.parameters {
+        if !actual.parameters.contains(&p.name) {
             changes.push(Change {
                 action: Action::Create,
-                name: name.clone(),
+                name: p.name.clone(),
                 id: None,
                 reason: None,
-                resource: Resource::Parameter { name: name.clone() },
+                resource: Resource::Parameter { name: p.name.clone(), holds: Some(p.kind) },
             });
         }
     }
@@ -64,21 +62,18 @@ fn control_plane_notes(desired: &DesiredState, actual: &Inventory, changes: &[Ch
     )]
 }
 
-/// The instance profile: created when missing, completed (or its policy
+/// An instance profile: created when missing, completed (or its policy
 /// put back) when an interrupted apply or a hand edit left it different.
-fn profile_change(desired: &DesiredState, actual: &Inventory) -> Option<Change> {
-    let want = &desired.instance_profile;
+fn profile_change(want: &InstanceProfile, actual: &Inventory) -> Option<Change> {
     let same_policy =
         |found: &str| serde_json::from_str::<serde_json::Value>(found).ok() == serde_json::from_str::<serde_json::Value>(&want.policy).ok();
-    let (action, reason) = match &actual.instance_profile {
+    let (action, reason) = match actual.instance_profiles.iter().find(|p| p.name == want.name) {
         None => (Action::Create, None),
         Some(f) if f.role && f.profile && f.profile_has_role && f.policy.as_deref().is_some_and(same_policy) => return None,
         Some(f) if !(f.role && f.profile && f.profile_has_role) => {
             (Action::Update, Some("it is incomplete (an interrupted apply): role, profile and policy are completed".to_string()))
         }
-        Some(_) => {
-            (Action::Update, Some("its policy differs from the one hybrid sets (only GetParameter on the cluster's secrets)".into()))
-        }
+        Some(_) => (Action::Update, Some(format!("its policy differs from the one hybrid sets (it {})", want.allows))),
     };
     Some(Change { action, name: want.name.clone(), id: None, reason, resource: Resource::InstanceProfile })
 }
@@ -239,7 +234,7 @@ pub fn plan_destroy(cluster: &str, region: &str, actual: &Inventory) -> Plan {
         });
     }
     network::destroy_changes(cluster, actual, &mut changes);
-    if let Some(p) = &actual.instance_profile {
+    for p in &actual.instance_profiles {
         changes.push(Change { action: Action::Delete, name: p.name.clone(), id: None, reason: None, resource: Resource::InstanceProfile });
     }
     for p in &actual.parameters {
@@ -248,7 +243,7 @@ pub fn plan_destroy(cluster: &str, region: &str, actual: &Inventory) -> Plan {
             name: p.clone(),
             id: None,
             reason: None,
-            resource: Resource::Parameter { name: p.clone() },
+            resource: Resource::Parameter { name: p.clone(), holds: None },
         });
     }
     Plan {
@@ -402,22 +397,28 @@ mod tests {
     fn an_incomplete_or_widened_instance_profile_is_put_back() {
         let d = desired();
         let mut inv = applied(&d);
-        let found = inv.instance_profile.as_mut().unwrap();
+        let found = &mut inv.instance_profiles[1];
         found.profile_has_role = false;
         let p = plan(&d, &inv, false).unwrap();
-        assert_eq!(actions(&p), [(Action::Update, d.instance_profile.name.as_str())]);
+        assert_eq!(actions(&p), [(Action::Update, d.instance_profiles[1].name.as_str())]);
         assert!(p.changes[0].reason.as_deref().unwrap().contains("incomplete"));
 
-        let found = inv.instance_profile.as_mut().unwrap();
+        let found = &mut inv.instance_profiles[1];
         found.profile_has_role = true;
         found.policy = Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ssm:*","Resource":"*"}]}"#.into());
         let p = plan(&d, &inv, false).unwrap();
-        assert!(p.changes[0].reason.as_deref().unwrap().contains("policy differs"));
+        let reason = p.changes[0].reason.as_deref().unwrap();
+        assert!(reason.contains("policy differs") && reason.contains("join-token"), "{reason}");
 
         // The same policy with other whitespace is the same policy.
-        let pretty = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&d.instance_profile.policy).unwrap()).unwrap();
-        inv.instance_profile.as_mut().unwrap().policy = Some(pretty);
+        let pretty =
+            serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&d.instance_profiles[1].policy).unwrap()).unwrap();
+        inv.instance_profiles[1].policy = Some(pretty);
         assert!(plan(&d, &inv, false).unwrap().is_empty());
+
+        // A missing workers' profile (a cluster from before workers had one) is created alone.
+        inv.instance_profiles.pop();
+        assert_eq!(actions(&plan(&d, &inv, false).unwrap()), [(Action::Create, d.instance_profiles[1].name.as_str())]);
     }
 
     #[test]
@@ -447,14 +448,18 @@ mod tests {
                 vpc_id: "vpc-1".into(),
                 rules: d.security_rules.iter().cloned().collect(),
             }],
-            instance_profile: Some(crate::infra::inventory::FoundProfile {
-                name: d.instance_profile.name.clone(),
-                role: true,
-                policy: Some(d.instance_profile.policy.clone()),
-                profile: true,
-                profile_has_role: true,
-            }),
-            parameters: d.parameters.iter().cloned().collect(),
+            instance_profiles: d
+                .instance_profiles
+                .iter()
+                .map(|p| crate::infra::inventory::FoundProfile {
+                    name: p.name.clone(),
+                    role: true,
+                    policy: Some(p.policy.clone()),
+                    profile: true,
+                    profile_has_role: true,
+                })
+                .collect(),
+            parameters: d.parameters.iter().map(|p| p.name.clone()).collect(),
             instances: d
                 .instances
                 .values()
@@ -485,8 +490,8 @@ mod tests {
     #[test]
     fn from_nothing_everything_is_created() {
         let p = plan(&desired(), &Inventory::default(), false).unwrap();
-        // VPC, subnet, gateway, route, security group, instance profile, secrets, 4 instances.
-        assert_eq!(p.summary(), Summary { add: 4 + 1 + 1 + 1 + 4, change: 0, destroy: 0 });
+        // VPC, subnet, gateway, route, security group, 2 instance profiles, secrets and CA certificate, 4 instances.
+        assert_eq!(p.summary(), Summary { add: 4 + 1 + 2 + 2 + 4, change: 0, destroy: 0 });
     }
 
     #[test]
@@ -569,7 +574,7 @@ mod tests {
     fn destroy_removes_everything_found() {
         let d = desired();
         let p = plan_destroy("dev", "us-east-1", &applied(&d));
-        assert_eq!(p.summary(), Summary { add: 0, change: 0, destroy: 4 + 1 + 1 + 1 + 1 + 1 + 1 });
+        assert_eq!(p.summary(), Summary { add: 0, change: 0, destroy: 4 + 1 + 1 + 1 + 1 + 2 + 2 });
         assert!(p.changes.iter().take(4).all(|c| c.resource.kind() == "instance"), "instances go first");
     }
 }

@@ -25,7 +25,8 @@ pub fn plan_text(plan: &Plan) -> String {
                     line.push_str(&format!(" {ip}"));
                 }
             }
-            Resource::Parameter { .. } => line.push_str("  SecureString (sensitive)"),
+            Resource::Parameter { holds: Some(kind), .. } if !kind.secure() => line.push_str("  String (the CA certificate: public)"),
+            Resource::Parameter { holds: Some(_), .. } => line.push_str("  SecureString (sensitive)"),
             _ => {}
         }
         if let Some(id) = &c.id {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
+pub mod access;
 pub mod duration;
 pub mod net;
 
@@ -34,6 +35,8 @@ pub struct ClusterSpec {
     pub cni: Cni,
     pub control_plane: ControlPlane,
     pub pools: Vec<Pool>,
+    /// Who may log in with their AWS identity, and as what (`[access]`).
+    pub access: access::Access,
 }
 
 impl ClusterSpec {

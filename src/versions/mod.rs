@@ -13,7 +13,10 @@ pub mod report;
 mod table;
 mod types;
 
-pub use table::{CALICO, CNI_PLUGINS, CONTAINERD, CONTAINERD_END_OF_LIFE, CRICTL, END_OF_LIFE, FLANNEL, KUBERNETES, NOT_YET, NSSM, RUNC};
+pub use table::{
+    AWS_IAM_AUTHENTICATOR, CALICO, CNI_PLUGINS, CONTAINERD, CONTAINERD_END_OF_LIFE, CRICTL, END_OF_LIFE, FLANNEL, KUBERNETES, NOT_YET,
+    NSSM, RUNC,
+};
 pub use types::{CalicoLine, FlannelLine, KubeMinor, Semver};
 
 use crate::model::{ClusterSpec, CniPlugin, KubeVersion, NodeOs, WindowsVersion};
@@ -173,6 +176,14 @@ pub fn nssm() -> Download {
     Download { name: "nssm", version: NSSM.into(), approx_bytes: approx("nssm"), url, check }
 }
 
+/// The control plane's token webhook, one Linux binary per release.
+pub fn aws_iam_authenticator() -> Download {
+    let v = AWS_IAM_AUTHENTICATOR;
+    let (url, check) =
+        github_release("kubernetes-sigs/aws-iam-authenticator", &format!("v{v}"), &format!("aws-iam-authenticator_{v}_linux_amd64"));
+    download("aws-iam-authenticator", v, url, check)
+}
+
 /// Calico's manifests live in the repository at the release tag.
 pub fn calico_manifest(version: &str, name: &'static str, file: &str) -> Download {
     let url = format!("https://raw.githubusercontent.com/projectcalico/calico/v{version}/manifests/{file}");
@@ -237,6 +248,7 @@ pub fn downloads(spec: &ClusterSpec, kind: NodeKind) -> Vec<Download> {
             ];
             if kind == NodeKind::ControlPlane {
                 out.push(kube_binary(k, Platform::Linux, "kubectl"));
+                out.push(aws_iam_authenticator());
                 match spec.cni.plugin {
                     CniPlugin::Calico => {
                         let crds = calico_line(&spec.cni.version).map_or("operator-crds.yaml", |c| c.crds_manifest);

@@ -163,6 +163,12 @@ pub const CNI_PLUGINS: &str = "1.9.1";
 /// v1.36.0 (88d8ad9d, 2026-04-24).
 pub const CRICTL: &str = "1.36.0";
 pub const NSSM: &str = "2.24";
+/// The control plane's token webhook (docs/access.md).
+/// kubernetes-sigs/aws-iam-authenticator tag v0.7.18 (c0e2ecd6,
+/// 2026-06-16), the newest at the snapshot read (81b1daba, 2026-07-14); its
+/// release publishes one checksums file for all assets, so the asset's
+/// GitHub digest checks it.
+pub const AWS_IAM_AUTHENTICATOR: &str = "0.7.18";
 
 /// SHA-256 of exact files, by URL. Sources: kubernetes-sigs/kubespray
 /// `roles/kubespray_defaults/vars/main/checksums.yml` @ 005bdce7 for every
@@ -213,6 +219,7 @@ pub const APPROX_BYTES: &[(&str, u64)] = &[
     ("cni-plugins", 55_000_000),
     ("crictl", 20_000_000),
     ("nssm", 350_000),
+    ("aws-iam-authenticator", 60_000_000),
     ("flanneld", 35_000_000),
     ("flannel-cni", 3_000_000),
     ("calico-crds", 2_000_000),

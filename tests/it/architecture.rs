@@ -25,6 +25,7 @@ const PURE: &[&str] = &[
     "src/cluster/mod.rs",
     "src/cluster/objects.rs",
     "src/cluster/kubeconfig.rs",
+    "src/cluster/token.rs",
     "src/day2",
     "src/progress.rs",
     "src/infra/mod.rs",
@@ -113,7 +114,8 @@ fn offences(files: &[PathBuf], forbidden: &[&str], allowed: &[&str]) -> Vec<Stri
 fn pure_modules_do_no_io() {
     let files: Vec<PathBuf> = PURE.iter().flat_map(|p| rust_files(p)).collect();
     assert!(files.len() >= 25, "the pure module list no longer matches the tree: {files:?}");
-    let found = offences(&files, FORBIDDEN, &[]);
+    // kube's kubeconfig types are plain data (serde structs), not its client.
+    let found = offences(&files, FORBIDDEN, &["kube::config::"]);
     assert!(found.is_empty(), "{found:#?}");
 }
 

@@ -827,7 +827,7 @@ fn linux_install_waits_for_locks_and_orders_calico() {
             let main: Vec<String> =
                 commands.iter().filter(|c| c.name == "stage" && c.function.as_deref() == Some("main")).map(|c| word(c, 0)).collect();
             let mut want = vec!["packages", "kernel", "containerd", "kubernetes", "images"];
-            want.extend(if node.group == "control-plane" { ["init", "cni"].as_slice() } else { ["join"].as_slice() });
+            want.extend(if node.group == "control-plane" { ["authenticator", "init", "cni"].as_slice() } else { ["join"].as_slice() });
             assert_eq!(main, want, "{file}/{}", node.group);
             if node.group == "control-plane" && spec.cni.plugin == hybrid::model::CniPlugin::Calico {
                 let applies: Vec<&ScriptCommand> = commands.iter().filter(|c| c.function.as_deref() == Some("install_cni")).collect();
@@ -1321,4 +1321,164 @@ fn windows_stages_fail_when_a_program_they_run_fails() {
             assert!(commands.iter().filter(|c| c.name.ends_with("nssm.exe")).all(|c| c.function.as_deref() == Some("Nssm")));
         }
     }
+}
+
+/// aws-iam-authenticator on the control plane, against its contract
+/// (tests/fixtures/upstream/aws-iam-authenticator.json): the API server's
+/// webhook flags name the kubeconfig `init` makes, and its folder is
+/// mounted into the API server; the server runs with the flags the
+/// contract names, on aws-auth, before kubeadm init starts the API server;
+/// and its own identity is a certificate from the cluster CA for the user
+/// hybrid's Role lets read aws-auth. What no test here can run: the
+/// release binary itself (its `init` and `server`), which the contract's
+/// sources describe.
+#[test]
+fn the_control_plane_runs_aws_iam_authenticator_as_its_token_webhook() {
+    let want = contract("aws-iam-authenticator.json");
+    let spec = spec("clusters/dev.toml");
+    let cp = control_plane("clusters/dev.toml");
+    let kubeadm = crate::tools::yaml_to_json(part(&cp, "kubeadm.yaml")).unwrap();
+    let api = &kubeadm[1]["apiServer"];
+    let arg = |name: &str| {
+        api["extraArgs"].as_array().unwrap().iter().find(|a| a["name"] == name).map(|a| a["value"].as_str().unwrap().to_string())
+    };
+    for flag in want["apiserver_flags"].as_array().unwrap() {
+        assert!(arg(flag.as_str().unwrap()).is_some(), "kube-apiserver lacks --{flag}");
+    }
+    let webhook = arg("authentication-token-webhook-config-file").unwrap();
+    let mount = &api["extraVolumes"][0];
+    assert!(
+        webhook.starts_with(&format!("{}/", mount["mountPath"].as_str().unwrap())),
+        "the webhook kubeconfig is outside the mounted folder"
+    );
+    assert_eq!(mount["hostPath"], mount["mountPath"]);
+    assert_eq!(mount["readOnly"], true);
+
+    let files = write_files(&cp);
+    let unit = &files["/etc/systemd/system/aws-iam-authenticator.service"];
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+    let words: Vec<String> = exec.split(' ').map(|w| w.trim_matches('"').to_string()).collect();
+    assert_eq!(words[..2], ["/usr/local/bin/aws-iam-authenticator".to_string(), "server".to_string()]);
+    for flag in want["server_flags"].as_array().unwrap() {
+        assert!(words.iter().any(|w| w.starts_with(&format!("{}=", flag.as_str().unwrap()))), "{exec} lacks {flag}");
+    }
+    let value = |flag: &str| words.iter().find_map(|w| w.strip_prefix(&format!("{flag}="))).unwrap().to_string();
+    assert_eq!(value("--backend-mode"), want["backend_mode"].as_str().unwrap());
+    assert_eq!(value("--cluster-id"), hybrid::model::access::cluster_id(&spec.name, &spec.region));
+    assert_eq!(value("--partition"), "aws");
+
+    // `init` runs in the state folder, and its kubeconfig is installed where
+    // the API server is told to look; all before kubeadm init.
+    let script = part(&cp, "bootstrap.sh");
+    let commands = tools::bash_commands(script);
+    let install: Vec<&ScriptCommand> = commands.iter().filter(|c| c.function.as_deref() == Some("install_authenticator")).collect();
+    assert!(install.iter().any(|c| c.name == "aws-iam-authenticator" && c.args.first().map(String::as_str) == Some("init")), "{install:?}");
+    let outputs: Vec<&str> = want["init_outputs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(
+        install.iter().any(|c| c.name == "install" && c.args.iter().any(|a| a.contains(outputs[2]))),
+        "init's kubeconfig is not installed: {install:?}"
+    );
+    assert!(
+        script.contains(&format!("AUTHN_WEBHOOK='{webhook}'")),
+        "the script installs the webhook kubeconfig elsewhere than kube-apiserver reads it"
+    );
+    let stages: Vec<String> =
+        commands.iter().filter(|c| c.name == "stage" && c.function.as_deref() == Some("main")).map(|c| word(c, 0)).collect();
+    let at = |s: &str| stages.iter().position(|x| x == s).unwrap();
+    assert!(at("authenticator") < at("init"), "{stages:?}");
+
+    // Its own identity: a client certificate from the cluster CA, for the
+    // user the aws-auth Role is bound to, in a kubeconfig only root reads.
+    let dir = scratch("authenticator");
+    let pki = root().join("tests/fixtures/pki");
+    let body = format!("PKI='{}'\nauthenticator_identity '{}/server.kubeconfig'\n", pki.display(), dir.display());
+    let (ok, _, stderr) = run_functions(script, &body);
+    assert!(ok, "{stderr}");
+    let path = dir.join("server.kubeconfig");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let config = crate::tools::yaml_to_json(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(config[0]["clusters"][0]["cluster"]["server"], format!("https://{}:6443", spec.api_server_ip().unwrap()));
+    use base64::Engine;
+    let decode = |v: &Value| base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
+    fs::write(dir.join("cert.pem"), decode(&config[0]["users"][0]["user"]["client-certificate-data"])).unwrap();
+    let verify = Command::new("openssl").args(["verify", "-CAfile"]).arg(pki.join("ca.crt")).arg(dir.join("cert.pem")).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let subject = Command::new("openssl").args(["x509", "-noout", "-subject", "-in"]).arg(dir.join("cert.pem")).output().unwrap();
+    let subject = String::from_utf8_lossy(&subject.stdout).replace(' ', "");
+    assert!(subject.contains(&format!("CN={}", hybrid::cluster::objects::AUTHENTICATOR_USER)), "{subject}");
+    fs::remove_dir_all(&dir).ok();
+}
+
+/// A worker reads its join token, and nothing else, from SSM the same way:
+/// IMDSv2 credentials, a SigV4 request botocore would sign alike.
+#[test]
+fn a_worker_reads_its_join_token_from_ssm() {
+    let moto = crate::moto::Moto::start();
+    let parameter = "/hybrid/fetch/join-token";
+    let token = "abcdef.0123456789abcdef";
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let ssm = crate::moto::aws_clients(&moto.url).await.1;
+        ssm.put_parameter().name(parameter).value(token).r#type(aws_sdk_ssm::types::ParameterType::SecureString).send().await.unwrap();
+    });
+    let spec = spec("clusters/dev.toml");
+    let worker = nodes(&spec).into_iter().find(|n| n.group == "game-servers").unwrap();
+    assert!(part(&worker, "bootstrap.sh").contains("JOIN_TOKEN_PARAMETER='/hybrid/dev/join-token'"));
+    let dir = scratch("fetch-join-token");
+    let script = dir.join("fetch-secrets.py");
+    fs::write(&script, part(&worker, "fetch-secrets.py")).unwrap();
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/support/fetch_secrets_check.py"))
+        .args([script.to_str().unwrap(), &moto.url, parameter, dir.to_str().unwrap(), "--join-token"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["exit"], 0, "{}", report["stderr"]);
+    assert_eq!(report["token"], token);
+    assert_eq!(report["modes"]["token"], "0o600");
+    assert_eq!(report["ca_key"], Value::Null, "a worker writes no CA");
+    assert_eq!(report["ours"], report["botocore"], "the SigV4 signature differs from botocore's");
+    fs::remove_dir_all(&dir).ok();
+}
+
+/// A Linux worker's join takes the token from SSM at each attempt, puts it
+/// into its kubeadm config only when it has a bootstrap token's shape, and
+/// leaves no token file behind.
+#[test]
+fn a_linux_worker_joins_with_the_token_it_reads_at_each_attempt() {
+    let spec = spec("clusters/dev.toml");
+    let worker = nodes(&spec).into_iter().find(|n| n.group == "game-servers").unwrap();
+    let script = part(&worker, "bootstrap.sh");
+    let dir = scratch("join-token");
+    let d = dir.display();
+    fs::write(dir.join("kubeadm.yaml.in"), part(&worker, "kubeadm.yaml")).unwrap();
+    // python3 (the fetcher), curl and kubeadm stand in; paths move to the scratch folder.
+    let run = |token: &str| {
+        let body = format!(
+            "python3() {{ printf '%s' '{token}' >\"${{@: -1}}\"; echo \"fetch $3\" >>'{d}/log'; }}\n\
+             curl() {{ :; }}\n\
+             kubeadm() {{ echo \"kubeadm $1 $(grep -c '{token}' '{d}/kubeadm.yaml')\" >>'{d}/log'; }}\n\
+             cp '{d}/kubeadm.yaml.in' '{d}/kubeadm.yaml'\n\
+             sed -e 's#/etc/hybrid/kubeadm.yaml#{d}/kubeadm.yaml#g' -e 's#/etc/hybrid/token#{d}/token#g' -e 's#/etc/kubernetes/kubelet.conf#{d}/kubelet.conf#g' <<<\"$(declare -f kubeadm_join put_token)\" >'{d}/fn.sh'; source '{d}/fn.sh'\n\
+             set +e; (set -e; kubeadm_join); echo \"status $?\""
+        );
+        let _ = fs::remove_file(dir.join("log"));
+        let (ok, stdout, stderr) = run_functions(script, &body);
+        assert!(ok, "{stderr}");
+        (stdout, fs::read_to_string(dir.join("log")).unwrap_or_default(), stderr)
+    };
+    let (stdout, log, stderr) = run("abcdef.0123456789abcdef");
+    assert!(stdout.contains("status 0"), "{stdout}{stderr}");
+    assert_eq!(log.lines().collect::<Vec<_>>(), ["fetch /hybrid/dev/join-token", "kubeadm join 1"], "{stderr}");
+    assert!(!dir.join("token").exists(), "the token file stays behind");
+    // Anything else never reaches the config file.
+    let (stdout, log, stderr) = run("abcdef.0123456789abcdef$(id)/x");
+    assert!(stdout.contains("status 1") && stderr.contains("unexpected bootstrap token"), "{stdout}{stderr}");
+    assert!(!log.contains("kubeadm join"), "{log}");
+    fs::remove_dir_all(&dir).ok();
 }

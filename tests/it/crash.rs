@@ -99,11 +99,12 @@ fn assert_ok(out: &Output, what: &str) {
     assert_eq!(out.status.code(), Some(0), "{what}\nstdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
 }
 
-/// One of each network resource for `cluster`, one instance per slot, and a clean plan.
+/// One of each network resource for `cluster`, one role and instance
+/// profile per kind of node, one instance per slot, and a clean plan.
 fn assert_converged(moto: &Moto, cluster: &str, file: &Path, expected_slots: &[&str], what: &str) {
     let tagged = census(&moto.url, Some(cluster));
-    for kind in ["vpc", "subnet", "internet_gateway", "security_group", "role", "instance_profile"] {
-        assert_eq!(tagged[kind].len(), 1, "{what}: {kind}s of {cluster}: {:?}", tagged[kind]);
+    for (kind, count) in [("vpc", 1), ("subnet", 1), ("internet_gateway", 1), ("security_group", 1), ("role", 2), ("instance_profile", 2)] {
+        assert_eq!(tagged[kind].len(), count, "{what}: {kind}s of {cluster}: {:?}", tagged[kind]);
     }
     assert_eq!(slots(&moto.url, cluster), expected_slots, "{what}");
     let plan = run(&moto.url, &["plan", file.to_str().unwrap(), "--detailed-exitcode", "--ec2-only"]);

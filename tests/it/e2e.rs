@@ -89,13 +89,13 @@ fn rt() -> tokio::runtime::Runtime {
 /// Plays kubelet: registers a Ready Node for every running instance of the
 /// cluster (except those in `skip`), `delay` after first seeing it (a real
 /// node takes minutes), until stopped.
-struct Kubelets {
+pub(crate) struct Kubelets {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Kubelets {
-    fn start(moto_url: String, emu_url: String, cluster: &'static str, skip: &'static [&'static str]) -> Self {
+    pub(crate) fn start(moto_url: String, emu_url: String, cluster: &'static str, skip: &'static [&'static str]) -> Self {
         Self::with_delay(moto_url, emu_url, cluster, skip, Duration::ZERO)
     }
 
@@ -266,7 +266,7 @@ fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
     for args in [
         vec!["plan", file.to_str().unwrap(), "--api-server", &emu.url],
         vec!["status", file.to_str().unwrap(), "--api-server", &emu.url],
-        vec!["kubeconfig", file.to_str().unwrap(), "-o", kubeconfig.to_str().unwrap(), "--api-server", &emu.url],
+        vec!["kubeconfig", file.to_str().unwrap(), "--admin", "-o", kubeconfig.to_str().unwrap(), "--api-server", &emu.url],
         vec!["logs", file.to_str().unwrap(), "control-plane", "--out", logs_dir.to_str().unwrap()],
     ] {
         let out = finish(hybrid_aws(&moto, &args).spawn().unwrap());
@@ -619,8 +619,9 @@ fn slot_node(moto: &Moto, slot: &str) -> String {
     })
 }
 
-/// `hybrid kubeconfig`: a private file, nothing secret on the terminal, a
-/// client certificate the cluster CA signed, and a file kube can use.
+/// `hybrid kubeconfig --admin`: a private file, nothing secret on the
+/// terminal, a client certificate the cluster CA signed in the caller's
+/// name, and a file kube can use.
 #[test]
 fn kubeconfig_is_minted_from_the_stored_ca() {
     let moto = Moto::start();
@@ -631,11 +632,13 @@ fn kubeconfig_is_minted_from_the_stored_ca() {
     let dir = file.parent().unwrap();
     let path = dir.join("admin.yaml");
     let out = finish(
-        hybrid_aws(&moto, &["kubeconfig", file.to_str().unwrap(), "-o", path.to_str().unwrap(), "--api-server", &emu.url]).spawn().unwrap(),
+        hybrid_aws(&moto, &["kubeconfig", file.to_str().unwrap(), "--admin", "-o", path.to_str().unwrap(), "--api-server", &emu.url])
+            .spawn()
+            .unwrap(),
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(stdout.contains("context hybrid-phi"), "{stdout}");
+    assert!(stdout.contains("context hybrid-phi-admin"), "{stdout}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -643,7 +646,7 @@ fn kubeconfig_is_minted_from_the_stored_ca() {
     }
     let yaml = std::fs::read_to_string(&path).unwrap();
     let doc = crate::tools::yaml_to_json(&yaml).unwrap();
-    assert_eq!(doc[0]["current-context"], "hybrid-phi");
+    assert_eq!(doc[0]["current-context"], "hybrid-phi-admin");
     // The client certificate chains to the CA stored in SSM.
     use base64::Engine;
     let b64 = |v: &Value| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap()).unwrap();
@@ -672,6 +675,12 @@ fn kubeconfig_is_minted_from_the_stored_ca() {
     assert!(verify.status.success(), "{}", text(&verify.stdout));
     let subject = Command::new("openssl").args(["x509", "-noout", "-subject", "-in"]).arg(dir.join("client.crt")).output().unwrap();
     assert!(text(&subject.stdout).contains("kubeadm:cluster-admins"), "{}", text(&subject.stdout));
+    // In the caller's name (moto's default caller is user/moto), for the audit log.
+    assert!(
+        text(&subject.stdout).contains("CN=hybrid-admin:moto") || text(&subject.stdout).contains("CN = hybrid-admin:moto"),
+        "{}",
+        text(&subject.stdout)
+    );
     // And it works as a kubeconfig.
     rt().block_on(async {
         let api = hybrid::adapters::kube::KubeClient::from_kubeconfig_yaml(&yaml).await.unwrap();
@@ -848,12 +857,12 @@ fn apply_draws_live_progress_on_a_terminal_and_plain_lines_in_ci() {
         assert_eq!(rows(&|l: &str| l.split_whitespace().next() == Some(pool)), 1, "{pool}:\n{seen}");
         assert_eq!(rows(&|l: &str| l.split_whitespace().next() == Some(pool) && l.contains(done)), 1, "{pool}:\n{seen}");
     }
-    assert_eq!(rows(&|l: &str| l.starts_with("Apply complete! Resources: 11 added")), 1, "{seen}");
+    assert_eq!(rows(&|l: &str| l.starts_with("Apply complete! Resources: 13 added")), 1, "{seen}");
     assert_eq!(rows(&|l: &str| l == "Cluster phi converged: 4 node(s) Ready."), 1, "{seen}");
     let at = |needle: &str| seen.find(needle).unwrap_or_else(|| panic!("missing `{needle}` in:\n{seen}"));
     // "Apply complete!" once, at the very end: after the cluster side too.
     assert!(at("hybrid will apply") < at("Cluster phi converged") && at("Cluster phi converged") < at("Apply complete!"), "{seen}");
-    assert!(seen.contains("Apply complete! Resources: 11 added, 0 changed, 0 destroyed. Cluster phi: 4 node(s) Ready."), "{seen}");
+    assert!(seen.contains("Apply complete! Resources: 13 added, 0 changed, 0 destroyed. Cluster phi: 4 node(s) Ready."), "{seen}");
 
     // With CI set, even on a terminal: the timestamped lines, no escapes.
     let mut cmd = hybrid_aws(&moto, &["destroy", file.to_str().unwrap(), "--yes"]);

@@ -192,8 +192,8 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
     let c = Cluster::new("alpha");
     let file = c.write(2, 1, "m6i.xlarge");
     let out = apply(&moto.url, &file);
-    assert!(out.contains("Plan: 11 to add, 0 to change, 0 to destroy."), "{out}");
-    assert!(out.contains("Apply complete! Resources: 11 added"), "{out}");
+    assert!(out.contains("Plan: 13 to add, 0 to change, 0 to destroy."), "{out}");
+    assert!(out.contains("Apply complete! Resources: 13 added"), "{out}");
 
     rt().block_on(async {
         let (ec2, ssm) = clients(&moto.url).await;
@@ -241,17 +241,46 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
             let b64 = attr.user_data().and_then(|u| u.value()).unwrap();
             let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
             assert_eq!(&bytes, &rendered[&s.tags["hybrid:pool"]], "user data of {}", s.slot);
-            // No CA key anywhere in user data (DescribeInstanceAttribute reads it).
+            // No CA key and no bootstrap token anywhere in user data
+            // (DescribeInstanceAttribute and host-network pods read it).
             let plain = gunzip_if_needed(&bytes);
             assert!(!plain.contains("PRIVATE KEY") && !plain.contains(secrets.expose_ca_key_pem().trim()), "{}: the CA key is in user data", s.slot);
+            assert!(!plain.contains(secrets.token.secret()), "{}: a bootstrap token is in user data", s.slot);
+            // Who made it: the caller's ARN, as STS says (moto's default caller).
+            assert_eq!(s.tags.get("hybrid:owner").map(String::as_str), Some("arn:aws:sts::123456789012:user/moto"), "{}", s.slot);
         }
 
-        // The control plane's instance profile: only it has one, and its
-        // role may do exactly one thing, read this cluster's secrets.
-        let profile = hybrid::infra::desired::instance_profile("alpha", "us-east-1");
+        // The workers read their join token from SSM: this run's, which on
+        // a cluster's first apply is kubeadm init's own (stored in the secrets).
+        let joined = ssm.get_parameter().name("/hybrid/alpha/join-token").with_decryption(true).send().await.unwrap();
+        let joined = joined.parameter().unwrap();
+        assert_eq!(joined.r#type(), Some(&aws_sdk_ssm::types::ParameterType::SecureString));
+        assert_eq!(joined.value(), Some(secrets.token.expose().as_str()));
+        // The CA certificate alone is public, for everyone's kubeconfig.
+        let ca = ssm.get_parameter().name("/hybrid/alpha/ca.crt").send().await.unwrap();
+        assert_eq!(ca.parameter().unwrap().r#type(), Some(&aws_sdk_ssm::types::ParameterType::String));
+        assert_eq!(ca.parameter().unwrap().value(), Some(secrets.ca_cert_pem.as_str()));
+
+        // Each kind of node has its instance profile, and each role may do
+        // exactly what its nodes need: the control plane's read this
+        // cluster's secrets; the workers' read the join token and pull from
+        // the account's ECR.
+        let [profile, workers] = <[_; 2]>::try_from(hybrid::infra::desired::instance_profiles("alpha", "us-east-1")).unwrap();
         assert!(seen[0].instance_profile.as_deref().is_some_and(|a| a.ends_with(&format!("instance-profile{}{}", profile.path, profile.name))), "{:?}", seen[0].instance_profile);
-        assert!(seen[1..].iter().all(|s| s.instance_profile.is_none()), "workers get no instance profile");
+        for s in &seen[1..] {
+            assert!(s.instance_profile.as_deref().is_some_and(|a| a.ends_with(&format!("instance-profile{}{}", workers.path, workers.name))), "{}: {:?}", s.slot, s.instance_profile);
+        }
         let iam = crate::moto::iam_client(&moto.url).await;
+        let policy = iam.get_role_policy().role_name(&workers.name).policy_name("worker-node").send().await.unwrap();
+        let policy: serde_json::Value = serde_json::from_str(&percent_decoded(policy.policy_document())).unwrap();
+        assert_eq!(
+            policy["Statement"],
+            serde_json::json!([
+                { "Sid": "ReadTheJoinToken", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": "arn:aws:ssm:us-east-1:*:parameter/hybrid/alpha/join-token" },
+                { "Sid": "LogInToPrivateEcr", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*" },
+                { "Sid": "PullFromPrivateEcr", "Effect": "Allow", "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "arn:aws:ecr:us-east-1:*:repository/*" },
+            ])
+        );
         let role = iam.get_role().role_name(&profile.name).send().await.unwrap();
         let role = role.role().unwrap();
         assert_eq!(role.path(), "/hybrid/us-east-1/alpha/");
@@ -367,7 +396,7 @@ fn destroy_leaves_nothing_tagged_behind() {
     let file = c.write(1, 1, "m6i.xlarge");
     apply(&moto.url, &file);
     let out = ok(&hybrid_at(&moto.url, &["destroy", file.to_str().unwrap(), "--yes"]));
-    assert!(out.contains("Destroy complete! Resources: 9 destroyed."), "{out}");
+    assert!(out.contains("Destroy complete! Resources: 12 destroyed."), "{out}");
     rt().block_on(async {
         let (ec2, ssm) = clients(&moto.url).await;
         let f = || Filter::builder().name("tag:hybrid:cluster").values("gamma").build();
@@ -794,7 +823,8 @@ fn offline_plan_needs_no_credentials_and_json_is_machine_readable() {
     let stdout = ok(&out);
     assert!(stdout.contains("+ vpc              10.42.0.0/16"), "{stdout}");
     assert!(stdout.contains("+ ssm_parameter    /hybrid/dev/secrets  SecureString (sensitive)"), "{stdout}");
-    assert!(stdout.contains("Plan: 11 to add, 0 to change, 0 to destroy."), "{stdout}");
+    assert!(stdout.contains("+ ssm_parameter    /hybrid/dev/ca.crt  String (the CA certificate: public)"), "{stdout}");
+    assert!(stdout.contains("Plan: 13 to add, 0 to change, 0 to destroy."), "{stdout}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_hybrid"))
         .args(["plan", "clusters/dev.toml", "--offline", "--output", "json", "--detailed-exitcode"])
@@ -804,7 +834,7 @@ fn offline_plan_needs_no_credentials_and_json_is_machine_readable() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["summary"]["add"], 11);
+    assert_eq!(v["summary"]["add"], 13);
     let kinds: Vec<&str> = v["plan"]["changes"].as_array().unwrap().iter().map(|c| c["resource"]["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "instance").count(), 4);
 }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use hybrid::adapters::kube::KubeApi;
+use serde_json::{Value, json};
 
 use crate::e2e::{finish, seed_secrets, write_cluster};
 use crate::kube::KubeEmulator;
@@ -293,4 +294,257 @@ fn proxies_carry_aws_and_kubernetes_calls_and_no_proxy_bypasses_them() {
     // A CIDR entry, in lower case.
     plan(&[("HTTP_PROXY", &proxy.url), ("HTTPS_PROXY", &proxy.url), ("no_proxy", "127.0.0.0/31")]);
     assert_eq!((proxy.carried(&moto_host), proxy.carried(&emu_host)), counts, "NO_PROXY was not honoured");
+}
+
+/// AWS credentials for one identity, as `hybrid token` and `hybrid
+/// kubeconfig` get them from the environment.
+#[derive(Clone)]
+struct Creds {
+    key: String,
+    secret: String,
+    session: Option<String>,
+}
+
+impl Creds {
+    fn apply(&self, c: &mut Command) {
+        c.env("AWS_ACCESS_KEY_ID", &self.key).env("AWS_SECRET_ACCESS_KEY", &self.secret);
+        if let Some(s) = &self.session {
+            c.env("AWS_SESSION_TOKEN", s);
+        }
+    }
+}
+
+/// IAM users with access keys, and a role shaped like the one an IAM
+/// Identity Center permission set makes (its path, its name) assumed by a
+/// person, all in moto (which serves IAM and STS too).
+async fn identities(moto: &str) -> (Creds, Creds, Creds, Creds) {
+    let iam = crate::moto::iam_client(moto).await;
+    let mut users = Vec::new();
+    for name in ["alice", "bob", "dave"] {
+        iam.create_user().user_name(name).send().await.unwrap();
+        let key = iam.create_access_key().user_name(name).send().await.unwrap();
+        let key = key.access_key().unwrap();
+        users.push(Creds { key: key.access_key_id().to_string(), secret: key.secret_access_key().to_string(), session: None });
+    }
+    iam.create_role()
+        .role_name("AWSReservedSSO_QA_0123456789abcdef")
+        .path("/aws-reserved/sso.amazonaws.com/eu-west-1/")
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let creds = aws_sdk_ec2::config::Credentials::new(&users[2].key, &users[2].secret, None, None, "test");
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto)
+        .credentials_provider(creds)
+        .load()
+        .await;
+    let assumed = aws_sdk_sts::Client::new(&conf)
+        .assume_role()
+        .role_arn("arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_QA_0123456789abcdef")
+        .role_session_name("carol@example.com")
+        .send()
+        .await
+        .unwrap();
+    let c = assumed.credentials().unwrap();
+    let carol = Creds {
+        key: c.access_key_id().to_string(),
+        secret: c.secret_access_key().to_string(),
+        session: Some(c.session_token().to_string()),
+    };
+    (users[0].clone(), users[1].clone(), carol, users[2].clone())
+}
+
+/// `hybrid` as a person: their AWS credentials, nothing else.
+fn as_person(moto: &Moto, who: &Creds, args: &[&str]) -> Command {
+    let mut c = crate::moto::hybrid_command(&moto.url, args);
+    c.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    who.apply(&mut c);
+    c
+}
+
+/// A client that presents `token` as its bearer token, over TLS to the
+/// emulator, as kubectl does with an ExecCredential's token.
+async fn with_token(emu: &KubeEmulator, token: &str) -> hybrid::adapters::kube::KubeClient {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(crate::render::test_secrets().ca_cert_pem);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\n    tls-server-name: 10.42.0.10\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
+        emu.url
+    );
+    hybrid::adapters::kube::KubeClient::from_kubeconfig_yaml(&yaml).await.unwrap()
+}
+
+/// The ExecCredential a command line prints, checked for its shape.
+fn credential(out: std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    assert_eq!(v["apiVersion"], "client.authentication.k8s.io/v1");
+    assert_eq!(v["kind"], "ExecCredential");
+    assert!(v["status"]["expirationTimestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+    v["status"]["token"].as_str().unwrap().to_string()
+}
+
+fn status(r: &Result<Value, hybrid::adapters::kube::KubeError>) -> Option<u16> {
+    match r {
+        Ok(_) => Some(200),
+        Err(e) => e.status,
+    }
+}
+
+/// The whole login path the way a team uses it: `[access]` in the file,
+/// `hybrid apply` converging aws-auth and the bindings, people getting
+/// tokens (`hybrid token`, and the command `hybrid kubeconfig` writes for
+/// kubectl), and a strict API server that authenticates them the way
+/// aws-iam-authenticator does (the signature checked against moto's STS,
+/// the ARN canonicalized, aws-auth consulted) and authorizes by RBAC.
+#[test]
+fn access_gives_each_aws_identity_exactly_its_role() {
+    let moto = Moto::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (alice, bob, carol, dave) = rt.block_on(identities(&moto.url));
+    let emu = KubeEmulator::start_with(crate::kube::Options {
+        tls_for: Some("10.42.0.10"),
+        rbac: true,
+        iam: Some((moto.url.clone(), "hybrid-access-us-east-1".into())),
+        ..Default::default()
+    });
+    seed_secrets(&moto, "access");
+    let file = write_cluster("access", 1);
+    let base = std::fs::read_to_string(&file).unwrap();
+    let sso_role = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_QA_0123456789abcdef";
+    std::fs::write(
+        &file,
+        format!(
+            "{base}[access]\nadmins = [\"arn:aws:iam::123456789012:user/alice\"]\neditors = [\"arn:aws:iam::123456789012:user/bob\"]\nviewers = [\"{sso_role}\"]\n"
+        ),
+    )
+    .unwrap();
+    let _kubelets = crate::e2e::Kubelets::start(moto.url.clone(), emu.url.clone(), "access", &[]);
+    let apply = |what: &str| {
+        let mut c = crate::moto::hybrid_command(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]);
+        c.args(["--api-server", &emu.url, "--poll-ms", "200"]);
+        let out = finish(c.spawn().unwrap());
+        assert_eq!(out.status.code(), Some(0), "{what}: {}\n{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stderr)
+    };
+    let progress = apply("first apply");
+    assert!(progress.contains("ConfigMap/aws-auth created"), "{progress}");
+
+    let token = |who: &Creds| credential(as_person(&moto, who, &["token", "--name", "access", "--region", "us-east-1"]).output().unwrap());
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "game", "namespace": "default" },
+        "spec": { "selector": { "matchLabels": { "app": "game" } }, "template": { "metadata": { "labels": { "app": "game" } }, "spec": { "containers": [{ "name": "g", "image": "registry.example/game:1" }] } } },
+    });
+    let binding = |name: &str| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": { "name": name, "namespace": "default" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory" }],
+        })
+    };
+    rt.block_on(async {
+        // The viewer, an Identity Center user: their own name, read-only.
+        let api = with_token(&emu, &token(&carol)).await;
+        let me = api.get("/_test/whoami").await.unwrap().unwrap();
+        assert_eq!(me["user"], "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_QA_0123456789abcdef/carol-example.com", "{me}");
+        assert!(me["groups"].as_array().unwrap().contains(&json!("hybrid:viewers")), "{me}");
+        assert!(api.list("/api/v1/namespaces/default/pods", None, None).await.is_ok());
+        assert_eq!(status(&api.create("/apis/apps/v1/namespaces/default/deployments", &deployment).await), Some(403));
+
+        // The editor: workloads yes, RBAC no.
+        let api = with_token(&emu, &token(&bob)).await;
+        assert_eq!(status(&api.create("/apis/apps/v1/namespaces/default/deployments", &deployment).await), Some(200));
+        assert_eq!(
+            status(&api.create("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", &binding("by-bob")).await),
+            Some(403)
+        );
+
+        // The admin: everything.
+        let api = with_token(&emu, &token(&alice)).await;
+        assert_eq!(
+            status(&api.create("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", &binding("by-alice")).await),
+            Some(200)
+        );
+
+        // Someone with valid AWS credentials who is not in [access]: nobody.
+        let api = with_token(&emu, &token(&dave)).await;
+        assert_eq!(status(&api.list("/api/v1/namespaces", None, None).await.map(|_| json!({}))), Some(401));
+    });
+
+    // The kubeconfig everyone gets runs `hybrid token` for this cluster;
+    // its command line, run as kubectl would (with bob's credentials), logs in.
+    let path = file.parent().unwrap().join("bob.yaml");
+    let out = finish(
+        as_person(&moto, &bob, &["kubeconfig", file.to_str().unwrap(), "--api-server", &emu.url, "-o", path.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc = crate::tools::yaml_to_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let exec = &doc[0]["users"][0]["user"]["exec"];
+    assert_eq!(exec["apiVersion"], "client.authentication.k8s.io/v1");
+    assert_eq!(exec["interactiveMode"], "IfAvailable", "client-go refuses a v1 exec stanza without it");
+    let args: Vec<&str> = exec["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(args, ["token", "--name", "access", "--region", "us-east-1"]);
+    assert!(doc[0]["users"][0]["user"]["client-key-data"].is_null(), "no key in an identity kubeconfig");
+    let mut kubectl_runs = Command::new(exec["command"].as_str().unwrap());
+    kubectl_runs
+        .args(&args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", file.parent().unwrap())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    bob.apply(&mut kubectl_runs);
+    kubectl_runs.env(
+        "KUBERNETES_EXEC_INFO",
+        r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#,
+    );
+    let bob_token = credential(kubectl_runs.output().unwrap());
+    rt.block_on(async {
+        let me = with_token(&emu, &bob_token).await.get("/_test/whoami").await.unwrap().unwrap();
+        assert_eq!(me["user"], "arn:aws:iam::123456789012:user/bob", "{me}");
+    });
+    // Cached: the same token until it is close to expiring.
+    let again = credential(kubectl_runs.output().unwrap());
+    assert_eq!(again, bob_token, "the token was not cached");
+
+    // --merge adds the cluster to the user's kubeconfig and keeps the rest.
+    let mine = file.parent().unwrap().join("config");
+    std::fs::write(&mine, "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster: {server: 'https://prod.example:6443'}\nusers:\n- name: prod\n  user: {token: keep-me}\ncontexts:\n- name: prod\n  context: {cluster: prod, user: prod}\ncurrent-context: prod\n").unwrap();
+    let mut merge = as_person(&moto, &alice, &["kubeconfig", file.to_str().unwrap(), "--api-server", &emu.url, "--merge"]);
+    merge.env("KUBECONFIG", format!("{}:/nonexistent/other", mine.display()));
+    let out = finish(merge.spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc = crate::tools::yaml_to_json(&std::fs::read_to_string(&mine).unwrap()).unwrap();
+    assert_eq!(doc[0]["current-context"], "hybrid-access");
+    assert_eq!(doc[0]["users"][0]["user"]["token"], "keep-me");
+    assert_eq!(doc[0]["contexts"].as_array().unwrap().len(), 2);
+
+    // --admin: a certificate in the admin's own name (break-glass).
+    let out = finish(
+        as_person(&moto, &alice, &["kubeconfig", file.to_str().unwrap(), "--api-server", &emu.url, "--admin", "-o", "-"]).spawn().unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    rt.block_on(async {
+        let api = hybrid::adapters::kube::KubeClient::from_kubeconfig_yaml(&text(&out.stdout)).await.unwrap();
+        let me = api.get("/_test/whoami").await.unwrap().unwrap();
+        assert_eq!(me["user"], "hybrid-admin:alice", "{me}");
+        assert!(me["groups"].as_array().unwrap().contains(&json!("kubeadm:cluster-admins")), "{me}");
+    });
+
+    // Taking bob out of [access] takes effect on the next apply, with no
+    // node touched: his token maps to nobody, and the editors' binding goes.
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("editors = [\"arn:aws:iam::123456789012:user/bob\"]\n", ""))
+        .unwrap();
+    let progress = apply("apply without bob");
+    assert!(
+        progress.contains("ConfigMap/aws-auth updated") && progress.contains("ClusterRoleBinding/hybrid:editors deleted"),
+        "{progress}"
+    );
+    rt.block_on(async {
+        let api = with_token(&emu, &token(&bob)).await;
+        assert_eq!(status(&api.get("/_test/whoami").await.map(|_| json!({}))), Some(401));
+    });
 }

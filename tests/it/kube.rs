@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use hybrid::adapters::kube::{KubeApi, KubeClient};
 use hybrid::bootstrap::pki::ClusterSecrets;
 use hybrid::cluster::converge::{Outcome, converge_objects, pending_changes, reconcile_nodes};
-use hybrid::cluster::kubeconfig::AdminKubeconfig;
+use hybrid::cluster::kubeconfig::{Endpoint, User, kubeconfig, to_yaml};
 use hybrid::cluster::objects::{CalicoApi, KubeObject, desired_objects};
 use serde_json::json;
 
@@ -28,7 +28,7 @@ pub struct KubeEmulator {
 }
 
 /// How to start the emulator (see tests/support/kube_emulator.py).
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 pub struct Options {
     /// Serve projectcalico.org/v3 (Calico's API server) instead of crd.projectcalico.org/v1.
     pub calico_v3: bool,
@@ -40,6 +40,12 @@ pub struct Options {
     /// The Kubernetes minor whose OpenAPI schemas the emulator checks
     /// against (default 1.36): a cluster file's own, where it pins another.
     pub kube_minor: Option<u32>,
+    /// Authenticate every request and authorize it by RBAC, as kubeadm's
+    /// API server does (`--rbac`).
+    pub rbac: bool,
+    /// Bearer tokens as aws-iam-authenticator checks them: (moto's URL for
+    /// STS, the cluster id), mapped through kube-system/aws-auth.
+    pub iam: Option<(String, String)>,
 }
 
 impl KubeEmulator {
@@ -56,6 +62,12 @@ impl KubeEmulator {
         }
         if opts.operator {
             cmd.arg("--operator");
+        }
+        if opts.rbac {
+            cmd.arg("--rbac");
+        }
+        if let Some((sts, id)) = &opts.iam {
+            cmd.args(["--iam-sts", sts, "--iam-cluster-id", id]);
         }
         if let Some(minor) = opts.kube_minor {
             cmd.arg("--kube-version").arg(format!("1.{minor}"));
@@ -77,14 +89,13 @@ impl KubeEmulator {
     pub async fn client(&self) -> KubeClient {
         let secrets = crate::render::test_secrets();
         let cert = secrets.mint_admin_cert("hybrid-admin", &mut rand::rng(), SystemTime::now()).unwrap();
-        let yaml = AdminKubeconfig {
+        let endpoint = Endpoint {
             cluster: "test",
             server: &self.url,
             tls_server_name: self.tls_server_name.as_deref(),
             ca_cert_pem: &secrets.ca_cert_pem,
-            client: &cert,
-        }
-        .to_yaml();
+        };
+        let yaml = to_yaml(&kubeconfig(&endpoint, User::Certificate(&cert)));
         KubeClient::from_kubeconfig_yaml(&yaml).await.unwrap()
     }
 }
@@ -445,7 +456,8 @@ fn operator_write_backs_are_not_drift_and_conflicts_are_named() {
 /// certificate minted by `client_ca`.
 async fn tls_client(server: &str, name: Option<&str>, trust: &ClusterSecrets, client_ca: &ClusterSecrets) -> Result<KubeClient, String> {
     let cert = client_ca.mint_admin_cert("hybrid-admin", &mut rand::rng(), SystemTime::now()).unwrap();
-    let yaml = AdminKubeconfig { cluster: "test", server, tls_server_name: name, ca_cert_pem: &trust.ca_cert_pem, client: &cert }.to_yaml();
+    let endpoint = Endpoint { cluster: "test", server, tls_server_name: name, ca_cert_pem: &trust.ca_cert_pem };
+    let yaml = to_yaml(&kubeconfig(&endpoint, User::Certificate(&cert)));
     KubeClient::from_kubeconfig_yaml(&yaml).await
 }
 

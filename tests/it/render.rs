@@ -105,8 +105,29 @@ fn windows_scripts_parse_as_powershell() {
             assert!(errors.is_empty(), "{}: {errors:#?}", node.group);
             let user_data = String::from_utf8(node.user_data.clone()).unwrap();
             assert!(user_data.starts_with("<powershell>\n") && user_data.ends_with("</powershell>\n<persist>true</persist>\n"));
+            // What the node runs is the same program without comments.
+            let shipped = shipped_windows_script(node);
+            assert!(shipped.len() < script.len() * 3 / 4, "{}: comment lines were not removed", node.group);
+            assert!(tools::powershell_errors(&shipped).is_empty(), "{}", node.group);
+            assert_eq!(
+                tools::powershell_code(&shipped),
+                tools::powershell_code(script),
+                "{}: the shipped script is another program",
+                node.group
+            );
         }
     }
+}
+
+/// The script a Windows node's loader unpacks: base64 of gzip in `loader.ps1`.
+pub fn shipped_windows_script(node: &hybrid::bootstrap::NodeBootstrap) -> String {
+    use base64::Engine;
+    let loader = part(node, "loader.ps1");
+    let packed = loader.split('\'').find(|s| s.len() > 1000).expect("the loader carries the script in one quoted string");
+    let gz = base64::engine::general_purpose::STANDARD.decode(packed).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    text
 }
 
 #[test]
@@ -162,19 +183,18 @@ fn embedded_configs_round_trip_and_carry_windows_settings() {
             // No node gets CA files in its user data: kubeadm's join
             // preflight (FileAvailable--etc-kubernetes-pki-ca.crt) refuses a
             // worker that has ca.crt (workers pin the CA by its hash), and the
-            // control plane reads CA and token from SSM at boot, so
-            // DescribeInstanceAttribute shows no secret.
+            // control plane reads CA and token from SSM at boot, a worker
+            // its join token, so DescribeInstanceAttribute shows no secret.
             assert_eq!(content("/etc/kubernetes/pki/ca.crt"), None, "{case}/{}: ca.crt", node.group);
             assert_eq!(content("/etc/kubernetes/pki/ca.key"), None, "{case}/{}: ca.key", node.group);
-            assert_eq!(content("/etc/hybrid/fetch-secrets.py").is_some(), is_cp, "only the control plane fetches secrets");
+            assert!(content("/etc/hybrid/fetch-secrets.py").is_some(), "every node fetches what it needs from SSM");
             // The uncompressed user data (EC2 may get it gzipped).
             let user_data = part(node, "cloud-config.yaml");
-            if is_cp {
-                assert!(
-                    !user_data.contains("PRIVATE KEY") && !user_data.contains(test_secrets().token.secret()),
-                    "{case}: a secret in the control plane's user data"
-                );
-            }
+            assert!(
+                !user_data.contains("PRIVATE KEY") && !user_data.contains(test_secrets().token.secret()),
+                "{case}/{}: a secret in the user data",
+                node.group
+            );
             let kubeadm = tools::yaml_to_json(part(node, "kubeadm.yaml")).unwrap();
             if is_cp {
                 assert_eq!(kubeadm[0]["bootstrapTokens"][0]["token"], "__HYBRID_BOOTSTRAP_TOKEN__");
@@ -359,8 +379,8 @@ fn render_command_is_byte_identical_across_runs_and_matches_golden() {
         v
     };
     let (la, lb) = (listing(&a), listing(&b));
-    // control plane: 6 parts (with fetch-secrets.py) + user-data; Linux nodes 4 + 1 each; Windows nodes 4 + 1 each.
-    assert_eq!(la.len(), 7 + 2 * 5 + 3 * 5);
+    // control plane: 6 parts + user-data; Linux nodes 5 + 1 each (fetch-secrets.py too); Windows nodes 4 + 1 each.
+    assert_eq!(la.len(), 7 + 2 * 6 + 3 * 5);
     assert_eq!(la, lb);
     assert_eq!(fs::read(a.join("win2022-1/user-data")).unwrap(), fs::read(root().join("tests/golden/calico/win2022/user-data")).unwrap());
     #[cfg(unix)]

@@ -32,6 +32,20 @@ pub fn powershell_errors(script: &str) -> Vec<String> {
     out
 }
 
+/// The script as PowerShell's parser sees it, comments aside: every leaf
+/// with its kind and text, in order (positions left out, so removed
+/// comment lines do not count).
+pub fn powershell_code(script: &str) -> Vec<(String, String)> {
+    let tree = parse_powershell(script);
+    let mut out = Vec::new();
+    walk(tree.root_node(), &mut |n| {
+        if n.child_count() == 0 && n.kind() != "comment" {
+            out.push((n.kind().to_string(), script[n.byte_range()].to_string()));
+        }
+    });
+    out
+}
+
 /// The text of every node of `kind`.
 pub fn powershell_nodes<'a>(script: &'a str, kind: &str) -> Vec<&'a str> {
     nodes_of_kind(&parse_powershell(script), script, kind)

@@ -4,8 +4,8 @@ credentials, moto serves SSM. Also checks the script's SigV4 signature
 against botocore's signer (the reference implementation) for the same
 request, since moto does not verify signatures.
 
-usage: fetch_secrets_check.py SCRIPT SSM_ENDPOINT PARAMETER OUT_DIR
-Prints a JSON report.
+usage: fetch_secrets_check.py SCRIPT SSM_ENDPOINT PARAMETER OUT_DIR [--join-token]
+(--join-token: the worker's mode, a plain token parameter.) Prints a JSON report.
 """
 import datetime
 import http.server
@@ -21,6 +21,7 @@ import botocore.awsrequest
 import botocore.credentials
 
 script, ssm_endpoint, parameter, out_dir = sys.argv[1:5]
+join_token = sys.argv[5:] == ["--join-token"]
 CREDS = {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "Token": "session-token-1"}
 ROLE = "hybrid-test-control-plane"
 seen = []
@@ -61,7 +62,11 @@ threading.Thread(target=imds.serve_forever, daemon=True).start()
 env = dict(os.environ, HYBRID_IMDS="http://127.0.0.1:%d" % imds.server_address[1], HYBRID_SSM_ENDPOINT=ssm_endpoint)
 pki = os.path.join(out_dir, "pki")
 token_file = os.path.join(out_dir, "token")
-run = subprocess.run([sys.executable, script, parameter, "us-east-1", "https://ssm.us-east-1.amazonaws.com", pki, token_file], env=env, capture_output=True, text=True, timeout=120)
+if join_token:
+    argv = [sys.executable, script, "--join-token", parameter, "us-east-1", "https://ssm.us-east-1.amazonaws.com", token_file]
+else:
+    argv = [sys.executable, script, parameter, "us-east-1", "https://ssm.us-east-1.amazonaws.com", pki, token_file]
+run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
 
 # The signature, against botocore for the same request and time.
 spec = importlib.util.spec_from_file_location("fetch_secrets", script)

@@ -1,5 +1,18 @@
 //! Flag groups several commands share (flattened into their `Args`).
 
+/// Which cluster, for commands that need only its name and region: its
+/// file (however invalid the rest of it is) or `--name` with the global
+/// `--region`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterRef {
+    /// The cluster's file (or --name and --region).
+    #[arg(required_unless_present = "name", conflicts_with = "name")]
+    pub file: Option<std::path::PathBuf>,
+    /// The cluster's name, without its file (with the global --region).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
 /// Where AWS is. Credentials come from the standard chain (environment,
 /// profiles, SSO, instance roles).
 #[derive(Debug, Clone, clap::Args)]

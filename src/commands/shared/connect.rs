@@ -7,14 +7,17 @@
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use super::args::AwsArgs;
+use super::args::{AwsArgs, ClusterRef};
+use super::files::read_text;
+use super::terminal::Ui;
 use crate::adapters::Cloud;
 use crate::adapters::aws::{AwsCloud, Target, connect, default_region};
 use crate::adapters::kube::KubeClient;
-use crate::bootstrap::pki::ClusterSecrets;
-use crate::cluster::kubeconfig::AdminKubeconfig;
+use crate::bootstrap::pki::{BootstrapToken, ClusterSecrets};
+use crate::cluster::kubeconfig::{Endpoint, User, kubeconfig, to_yaml};
+use crate::config::problems::Renderer;
 use crate::error::{Error, Result};
-use crate::infra::desired::{CONTROL_PLANE, secrets_parameter_name};
+use crate::infra::desired::{CONTROL_PLANE, join_token_parameter_name, secrets_parameter_name};
 use crate::infra::inventory::Inventory;
 use crate::model::ClusterSpec;
 
@@ -32,7 +35,7 @@ pub fn set_global(global: Global) {
     let _ = GLOBAL.set(global);
 }
 
-fn global() -> Global {
+pub fn global() -> Global {
     GLOBAL.get().cloned().unwrap_or_default()
 }
 
@@ -67,6 +70,36 @@ pub async fn regions() -> Result<Vec<String>> {
     }
 }
 
+/// The cluster's name and region from `--name` (with one `--region`) or
+/// its file, however invalid the rest of the file is: `purpose` (e.g.
+/// "destroy") needs nothing else, and says so under the file's problems.
+pub async fn cluster_identity(ui: &Ui, cluster: &ClusterRef, purpose: &str) -> Result<(String, String)> {
+    if let Some(name) = &cluster.name {
+        let regions = regions().await?;
+        let [region] = regions.as_slice() else {
+            return Err(Error::Usage(format!("--name {name}: give one --region, not {}", regions.len())));
+        };
+        return Ok((name.clone(), region.clone()));
+    }
+    let path = cluster.file.as_ref().ok_or_else(|| Error::Usage("name the cluster's file, or pass --name and --region".into()))?;
+    let source = read_text(path)?;
+    let loaded = crate::config::load(&source);
+    if let Some(spec) = loaded.spec {
+        return Ok((spec.name, spec.region));
+    }
+    let (name, region) = crate::config::identity(&source)
+        .ok_or_else(|| Error::Failed(format!("{}: no readable [cluster] name and region; pass --name and --region", path.display())))?;
+    let renderer = Renderer::new(ui.color);
+    for d in &loaded.diagnostics {
+        eprintln!("{}", renderer.render(&path.display().to_string(), &source, d));
+    }
+    eprintln!(
+        "note: {} does not validate any more (above); {purpose} needs only its cluster's name ({name}) and region ({region}), so it goes on",
+        path.display()
+    );
+    Ok((name, region))
+}
+
 /// AWS in one region of `regions`.
 pub async fn cloud_in(region: &str, aws: &AwsArgs) -> AwsCloud {
     connect(&target(region, aws)).await
@@ -99,7 +132,8 @@ pub fn admin_kubeconfig(spec: &ClusterSpec, secrets: &ClusterSecrets, server: &s
     let cert = secrets
         .mint_admin_cert("hybrid-admin", &mut rand::rng(), SystemTime::now())
         .map_err(|source| Error::Secrets { dir: "(admin certificate)".into(), source })?;
-    Ok(AdminKubeconfig { cluster: &spec.name, server, tls_server_name, ca_cert_pem: &secrets.ca_cert_pem, client: &cert }.to_yaml())
+    let endpoint = Endpoint { cluster: &spec.name, server, tls_server_name, ca_cert_pem: &secrets.ca_cert_pem };
+    Ok(to_yaml(&kubeconfig(&endpoint, User::Certificate(&cert))))
 }
 
 pub async fn kube_client(
@@ -111,6 +145,17 @@ pub async fn kube_client(
 ) -> Result<KubeClient> {
     let yaml = admin_kubeconfig(spec, secrets, &api_server_url(spec, inventory, aws, api_server)?)?;
     KubeClient::from_kubeconfig_yaml(&yaml).await.map_err(Error::KubeConfig)
+}
+
+/// The token nodes join with now: what the join token parameter holds, or
+/// for a cluster whose nodes were launched before hybrid stored one there,
+/// the init token their user data carries.
+pub async fn join_token<C: Cloud>(cloud: &C, cluster: &str, secrets: &ClusterSecrets) -> Result<BootstrapToken> {
+    let name = join_token_parameter_name(cluster);
+    match cloud.get_parameter(&name).await? {
+        Some(stored) => BootstrapToken::parse(stored.trim()).map_err(|source| Error::Secrets { dir: name.into(), source }),
+        None => Ok(secrets.token.clone()),
+    }
 }
 
 /// The cluster's stored secrets; an error when apply has not stored them yet.

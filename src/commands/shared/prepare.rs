@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::adapters::Cloud;
 use crate::adapters::clock::rfc3339_from_now;
-use crate::bootstrap::pki::ClusterSecrets;
+use crate::bootstrap::pki::{BootstrapToken, ClusterSecrets};
 use crate::bootstrap::{self, NodeBootstrap, Templates, templates};
 use crate::error::{Error, Result};
 use crate::infra::desired::{AmiMap, CONTROL_PLANE, DesiredState, ResolvedAmi, ami_lookup, desired_state, secrets_parameter_name};
@@ -44,6 +44,11 @@ pub struct Prepared {
     pub desired: DesiredState,
     pub inventory: Inventory,
     pub secrets: ClusterSecrets,
+    /// The token the nodes this run launches join with: the control
+    /// plane's own init token when this run creates the control plane (its
+    /// workers can join as soon as kubeadm init is done, hybrid or not),
+    /// else a fresh one (each apply's joins get their own).
+    pub join_token: BootstrapToken,
     pub bootstraps: BTreeMap<String, NodeBootstrap>,
 }
 
@@ -79,7 +84,8 @@ pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templa
     let mut desired = desired_state(spec, &amis, &bootstrap::worker_fingerprints(spec, templates)?);
     desired.image_notes = image_notes;
     let plan = plan::plan(&desired, &inventory, false)?;
-    Ok(Prepared { plan, desired, inventory, secrets, bootstraps })
+    let join_token = if plan.creates_control_plane() { secrets.token.clone() } else { BootstrapToken::generate(&mut rand::rng()) };
+    Ok(Prepared { plan, desired, inventory, secrets, join_token, bootstraps })
 }
 
 /// The image `hybrid bake` would make for `pool` on `base`: its key and

@@ -30,7 +30,7 @@ kind: JoinConfiguration
 discovery:
   bootstrapToken:
     apiServerEndpoint: "10.20.0.10:6443"
-    token: "jim6bl.40fhid6j50wimc9f"
+    token: "__HYBRID_BOOTSTRAP_TOKEN__"
     caCertHashes: ["sha256:89fc0b778f8e139c79c686c7d3fc02109290f3bfd76872a37004c8d6b87ddca1"]
 nodeRegistration:
   name: "__HYBRID_NODE_NAME__"
@@ -52,6 +52,9 @@ version = 3
 $Routes = @('169.254.169.254', '169.254.169.123', '169.254.169.250', '169.254.169.251', '169.254.169.253')
 $Images = @('registry.k8s.io/pause:3.10.1', 'quay.io/calico/node-windows:v3.32.4', 'quay.io/calico/cni-windows:v3.32.4')
 $PodCidr = '192.168.0.0/16'
+$JoinTokenParameter = '/hybrid/golden-calico/join-token'
+$Region = 'us-west-2'
+$SsmEndpoint = 'https://ssm.us-west-2.amazonaws.com'
 # The HNS network the CNI makes, which kube-proxy attaches to.
 $KubeProxyNetwork = 'Calico'
 
@@ -113,10 +116,65 @@ function Reboot($After) {
 }
 
 function Imds($Path) {
-  Retry 30 2 {
-    $T = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
-    Invoke-RestMethod -Uri "http://169.254.169.254/latest/meta-data/$Path" -Headers @{ 'X-aws-ec2-metadata-token' = $T }
+  Retry 30 2 { Imds-Once $Path }
+}
+
+# IMDSv2: a session token first (instances are launched with tokens required).
+function Imds-Once($Path) {
+  $T = Invoke-RestMethod -UseBasicParsing -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
+  Invoke-RestMethod -UseBasicParsing -Uri "http://169.254.169.254/latest/meta-data/$Path" -Headers @{ 'X-aws-ec2-metadata-token' = $T }
+}
+
+# SigV4 helpers. Byte arrays are returned with a leading comma: PowerShell
+# would otherwise unroll them into the pipeline one byte at a time.
+function Hmac([byte[]]$Key, [string]$Text) { ,([Security.Cryptography.HMACSHA256]::new($Key).ComputeHash([Text.Encoding]::UTF8.GetBytes($Text))) }
+function Hex([byte[]]$Bytes) { -join ($Bytes | ForEach-Object { $_.ToString('x2') }) }
+function Sha256Hex([byte[]]$Bytes) { Hex ([Security.Cryptography.SHA256]::Create().ComputeHash($Bytes)) }
+
+# The join token, from the one SSM parameter this node's role may read,
+# with the instance profile's credentials from IMDSv2 and a request signed
+# with Signature Version 4 as AWS documents it (the same steps as the Linux
+# nodes' fetch-secrets.py): no AWS Tools module, which differs between
+# Windows Server releases and is frozen into a baked image. Read again at
+# every join attempt (an apply that launches nodes stores a fresh one);
+# neither it nor the credentials are ever logged.
+function Get-JoinToken {
+  $Value = Retry 30 10 {
+    $Base = 'iam/security-credentials/'
+    $Role = ([string](Imds-Once $Base)).Split("`n")[0].Trim()
+    if (-not $Role) { throw 'the instance has no instance profile role yet' }
+    $C = Imds-Once ($Base + $Role)
+    $Body = [Text.Encoding]::UTF8.GetBytes('{"Name":"' + $JoinTokenParameter + '","WithDecryption":true}')
+    $Now = [DateTime]::UtcNow
+    $AmzDate = $Now.ToString('yyyyMMddTHHmmssZ', [Globalization.CultureInfo]::InvariantCulture)
+    $Day = $Now.ToString('yyyyMMdd', [Globalization.CultureInfo]::InvariantCulture)
+    # Signed exactly as sent: names in lower case and sorted; Host comes
+    # from the URI, Content-Type from -ContentType.
+    $Signed = [ordered]@{
+      'content-type' = 'application/x-amz-json-1.1'
+      'host' = ([Uri]$SsmEndpoint).Host
+      'x-amz-date' = $AmzDate
+      'x-amz-security-token' = $C.Token
+      'x-amz-target' = 'AmazonSSM.GetParameter'
+    }
+    $Names = @($Signed.Keys) -join ';'
+    $Lines = -join (@($Signed.Keys) | ForEach-Object { $_ + ':' + $Signed[$_] + "`n" })
+    $Canonical = "POST`n/`n`n" + $Lines + "`n" + $Names + "`n" + (Sha256Hex $Body)
+    $Scope = "$Day/$Region/ssm/aws4_request"
+    $ToSign = "AWS4-HMAC-SHA256`n$AmzDate`n$Scope`n" + (Sha256Hex ([Text.Encoding]::UTF8.GetBytes($Canonical)))
+    $Key = Hmac (Hmac (Hmac (Hmac ([Text.Encoding]::UTF8.GetBytes('AWS4' + $C.SecretAccessKey)) $Day) $Region) 'ssm') 'aws4_request'
+    $Signature = Hex (Hmac $Key $ToSign)
+    $Headers = @{
+      'X-Amz-Date' = $AmzDate
+      'X-Amz-Security-Token' = $C.Token
+      'X-Amz-Target' = 'AmazonSSM.GetParameter'
+      'Authorization' = "AWS4-HMAC-SHA256 Credential=$($C.AccessKeyId)/$Scope, SignedHeaders=$Names, Signature=$Signature"
+    }
+    (Invoke-RestMethod -UseBasicParsing -Method Post -Uri ($SsmEndpoint + '/') -ContentType 'application/x-amz-json-1.1' -Headers $Headers -Body $Body).Parameter.Value
   }
+  # [a-z0-9]{6}.[a-z0-9]{16} and nothing else reaches the config file.
+  if ([string]$Value -cnotmatch '^[a-z0-9]{6}\.[a-z0-9]{16}$') { throw "unexpected bootstrap token in $JoinTokenParameter" }
+  [string]$Value
 }
 
 # A required stage that failed runs the bootstrap again three minutes later
@@ -363,7 +421,6 @@ Stage 'join' {
   # before it reaches a config file or a command line.
   if ($NodeName -notmatch '^[a-z0-9.-]+$' -or $NodeIp -notmatch '^[0-9.]+$') { throw 'unexpected instance metadata' }
   $Config = $JoinConfig.Replace('__HYBRID_NODE_NAME__', $NodeName)
-  Set-Content -Path 'C:\k\kubeadm-join.yaml' -Value $Config -Encoding Ascii
   $AllArgs = $KubeletArgs + @("--hostname-override=$NodeName", "--node-ip=$NodeIp")
   Nssm set kubelet AppParameters ($AllArgs -join ' ')
   # Configured: from now on kubelet starts at boot. kubeadm join starts it.
@@ -375,6 +432,7 @@ Stage 'join' {
   # A kubelet that is running unconfigured would fail the join's preflight (port 10250).
   if (-not (Test-Path 'C:\etc\kubernetes\kubelet.conf')) { Stop-Service kubelet -ErrorAction SilentlyContinue }
   for ($i = 1; -not (Test-Path 'C:\etc\kubernetes\kubelet.conf'); $i++) {
+    Set-Content -Path 'C:\k\kubeadm-join.yaml' -Value ($Config.Replace('__HYBRID_BOOTSTRAP_TOKEN__', (Get-JoinToken))) -Encoding Ascii
     # kubeadm's own words go to the log (its errors name the failed check).
     & { $ErrorActionPreference = 'Continue'; & C:\k\kubeadm.exe join --config 'C:\k\kubeadm-join.yaml' 2>&1 | ForEach-Object { Log "kubeadm: $_" } }
     # A join that failed after the TLS bootstrap has made its node: never reset it.

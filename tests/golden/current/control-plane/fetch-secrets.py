@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-# hybrid: fetch the cluster secrets (CA certificate, CA key, bootstrap token)
-# from SSM Parameter Store with the control plane's instance profile, so no
-# secret travels in user data (which DescribeInstanceAttribute can read).
+# hybrid: fetch the cluster secrets (CA certificate, CA key, init token) on
+# the control plane, or the join token on a worker, from SSM Parameter Store
+# with the node's instance profile, so no secret travels in user data
+# (which DescribeInstanceAttribute and every host-network pod can read).
 #
 # Standard library only: Ubuntu and Amazon Linux images have python3 but not
 # always the AWS CLI. Credentials come from IMDSv2; requests are signed with
@@ -10,6 +11,7 @@
 # instance metadata, so every step is retried for a few minutes.
 #
 # usage: fetch-secrets.py PARAMETER REGION SSM_ENDPOINT PKI_DIR TOKEN_FILE
+#        fetch-secrets.py --join-token PARAMETER REGION SSM_ENDPOINT TOKEN_FILE
 # Environment (for tests): HYBRID_IMDS (metadata base URL), HYBRID_SSM_ENDPOINT.
 import datetime
 import hashlib
@@ -99,22 +101,36 @@ def write_private(path, text, mode):
     os.replace(path + ".tmp", path)
 
 
-def main(argv):
-    if len(argv) != 6:
-        print("usage: fetch-secrets.py PARAMETER REGION SSM_ENDPOINT PKI_DIR TOKEN_FILE", file=sys.stderr)
-        return 64
-    parameter, region, endpoint, pki_dir, token_file = argv[1:]
+def fetch(parameter, region, endpoint):
+    """The parameter's value, retried for about ten minutes."""
     last = None
     for attempt in range(60):
         try:
-            stored = json.loads(get_parameter(parameter, region, endpoint, credentials()))
-            break
+            return get_parameter(parameter, region, endpoint, credentials())
         except Exception as e:  # any failure: IMDS, IAM propagation, network
             last = e
             time.sleep(min(2 + attempt, 10))
-    else:
-        print("hybrid: could not read %s: %s" % (parameter, last), file=sys.stderr)
+    print("hybrid: could not read %s: %s" % (parameter, last), file=sys.stderr)
+    return None
+
+
+def main(argv):
+    if len(argv) == 6 and argv[1] == "--join-token":
+        parameter, region, endpoint, token_file = argv[2:]
+        token = fetch(parameter, region, endpoint)
+        if token is None:
+            return 1
+        write_private(token_file, token.strip(), 0o600)
+        return 0
+    if len(argv) != 6:
+        print("usage: fetch-secrets.py PARAMETER REGION SSM_ENDPOINT PKI_DIR TOKEN_FILE\n"
+              "       fetch-secrets.py --join-token PARAMETER REGION SSM_ENDPOINT TOKEN_FILE", file=sys.stderr)
+        return 64
+    parameter, region, endpoint, pki_dir, token_file = argv[1:]
+    value = fetch(parameter, region, endpoint)
+    if value is None:
         return 1
+    stored = json.loads(value)
     os.makedirs(pki_dir, mode=0o755, exist_ok=True)
     write_private(os.path.join(pki_dir, "ca.crt"), stored["ca_crt"], 0o644)
     write_private(os.path.join(pki_dir, "ca.key"), stored["ca_key"], 0o600)

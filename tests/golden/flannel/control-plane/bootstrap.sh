@@ -204,26 +204,106 @@ write_kubeadm_config() {
   chmod 0600 /etc/hybrid/kubeadm.yaml
 }
 
-# The CA (for kubeadm init, so every worker can pin it by hash before boot)
-# and the bootstrap token come from SSM through the instance profile, never
-# from user data.
-SECRETS_PARAMETER='/hybrid/qa/secrets'
 REGION='eu-west-1'
 SSM_ENDPOINT='https://ssm.eu-west-1.amazonaws.com'
 TOKEN_PLACEHOLDER='__HYBRID_BOOTSTRAP_TOKEN__'
+
+# put_token FILE: the bootstrap token in FILE goes into the kubeadm config,
+# after a check that it is [a-z0-9]{6}.[a-z0-9]{16} and nothing else.
+put_token() {
+  local token
+  token=$(cat "$1")
+  case "$token" in
+    [a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9].[a-z0-9]*) ;;
+    *) log "unexpected bootstrap token in $1"; return 1 ;;
+  esac
+  case "$token" in
+    *[!a-z0-9.]*) log "unexpected bootstrap token in $1"; return 1 ;;
+  esac
+  sed -i -e "s/${TOKEN_PLACEHOLDER}/${token}/" /etc/hybrid/kubeadm.yaml
+}
+
+# The CA (for kubeadm init, so every worker can pin it by hash before boot)
+# and kubeadm init's token come from SSM through the instance profile, never
+# from user data.
+SECRETS_PARAMETER='/hybrid/qa/secrets'
+
+# aws-iam-authenticator: the API server's token webhook, so people log in
+# with their AWS identity (`hybrid token`) and get what [access] grants
+# (the kube-system/aws-auth ConfigMap hybrid writes). The API server reads
+# the webhook's kubeconfig when it starts, so all of this precedes
+# kubeadm init. Contract: tests/fixtures/upstream/aws-iam-authenticator.json.
+AUTHN_CLUSTER_ID='hybrid-qa-eu-west-1'
+AUTHN_USER='hybrid:aws-iam-authenticator'
+AUTHN_API_SERVER='https://10.50.0.10:6443'
+AUTHN_STATE='/var/aws-iam-authenticator'
+AUTHN_WEBHOOK='/etc/kubernetes/aws-iam-authenticator/webhook.kubeconfig'
+PKI=/etc/kubernetes/pki
+
+install_authenticator() {
+  fetch 'https://github.com/kubernetes-sigs/aws-iam-authenticator/releases/download/v0.7.18/aws-iam-authenticator_0.7.18_linux_amd64' "$WORK/aws-iam-authenticator" 'github-asset:https://api.github.com/repos/kubernetes-sigs/aws-iam-authenticator/releases/tags/v0.7.18#aws-iam-authenticator_0.7.18_linux_amd64'
+  install -m 0755 "$WORK/aws-iam-authenticator" /usr/local/bin/aws-iam-authenticator
+  install -d -m 0700 "$AUTHN_STATE"
+  install -d -m 0755 "$(dirname "$AUTHN_WEBHOOK")"
+  # `init` writes its serving certificate and the webhook's kubeconfig into
+  # the folder it runs in; a run cut short starts it over.
+  if [ ! -s "$AUTHN_WEBHOOK" ]; then
+    rm -f "$AUTHN_STATE/cert.pem" "$AUTHN_STATE/key.pem" "$AUTHN_STATE/aws-iam-authenticator.kubeconfig"
+    (cd "$AUTHN_STATE" && aws-iam-authenticator init -i "$AUTHN_CLUSTER_ID")
+    install -m 0644 "$AUTHN_STATE/aws-iam-authenticator.kubeconfig" "$AUTHN_WEBHOOK.tmp"
+    mv "$AUTHN_WEBHOOK.tmp" "$AUTHN_WEBHOOK"
+  fi
+  if [ ! -s "$AUTHN_STATE/server.kubeconfig" ]; then
+    authenticator_identity "$AUTHN_STATE/server.kubeconfig"
+  fi
+  systemctl daemon-reload
+  systemctl enable --now aws-iam-authenticator.service
+}
+
+# authenticator_identity FILE: a kubeconfig for the server's own identity
+# ($AUTHN_USER, a client certificate from the cluster CA, as kubeadm's own
+# kubeconfigs are), which RBAC lets read the aws-auth ConfigMap and nothing
+# else (hybrid's Role and RoleBinding of that name). Not admin.conf: the
+# webhook does not need to be cluster-admin.
+authenticator_identity() {
+  local out=$1 dir
+  dir=$(mktemp -d)
+  openssl ecparam -name prime256v1 -genkey -noout -out "$dir/key.pem"
+  openssl req -new -key "$dir/key.pem" -subj "/CN=$AUTHN_USER" -out "$dir/csr.pem"
+  openssl x509 -req -in "$dir/csr.pem" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+    -days 3650 -sha256 -out "$dir/cert.pem" 2>/dev/null
+  (
+    umask 077
+    cat >"$out.tmp" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: cluster
+  cluster:
+    server: $AUTHN_API_SERVER
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: aws-iam-authenticator
+  user:
+    client-certificate-data: $(base64 -w0 "$dir/cert.pem")
+    client-key-data: $(base64 -w0 "$dir/key.pem")
+contexts:
+- name: aws-iam-authenticator
+  context:
+    cluster: cluster
+    user: aws-iam-authenticator
+current-context: aws-iam-authenticator
+KUBECONFIG
+  )
+  mv "$out.tmp" "$out"
+  rm -rf "$dir"
+}
 
 fetch_secrets() {
   if [ ! -s /etc/kubernetes/pki/ca.key ] || [ ! -s /etc/hybrid/token ]; then
     python3 /etc/hybrid/fetch-secrets.py "$SECRETS_PARAMETER" "$REGION" "$SSM_ENDPOINT" /etc/kubernetes/pki /etc/hybrid/token
   fi
-  local token
-  token=$(cat /etc/hybrid/token)
-  # A bootstrap token is [a-z0-9]{6}.[a-z0-9]{16}; refuse anything else
-  # before it reaches the config file.
-  case "$token" in
-    '' | *[!a-z0-9.]*) log "unexpected bootstrap token in $SECRETS_PARAMETER"; return 1 ;;
-  esac
-  sed -i -e "s/${TOKEN_PLACEHOLDER}/${token}/" /etc/hybrid/kubeadm.yaml
+  put_token /etc/hybrid/token
 }
 
 # kubeadm writes admin.conf and the static pod manifests early (its
@@ -287,6 +367,7 @@ main() {
   # Not a stage: the config above is rewritten on every run, so the token
   # goes back in every time (the fetch itself happens once).
   fetch_secrets
+  stage authenticator install_authenticator
   stage init kubeadm_init
   stage cni install_cni
   timeline bootstrap "done"

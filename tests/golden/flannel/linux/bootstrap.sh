@@ -202,6 +202,29 @@ write_kubeadm_config() {
   chmod 0600 /etc/hybrid/kubeadm.yaml
 }
 
+REGION='eu-west-1'
+SSM_ENDPOINT='https://ssm.eu-west-1.amazonaws.com'
+TOKEN_PLACEHOLDER='__HYBRID_BOOTSTRAP_TOKEN__'
+
+# put_token FILE: the bootstrap token in FILE goes into the kubeadm config,
+# after a check that it is [a-z0-9]{6}.[a-z0-9]{16} and nothing else.
+put_token() {
+  local token
+  token=$(cat "$1")
+  case "$token" in
+    [a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9].[a-z0-9]*) ;;
+    *) log "unexpected bootstrap token in $1"; return 1 ;;
+  esac
+  case "$token" in
+    *[!a-z0-9.]*) log "unexpected bootstrap token in $1"; return 1 ;;
+  esac
+  sed -i -e "s/${TOKEN_PLACEHOLDER}/${token}/" /etc/hybrid/kubeadm.yaml
+}
+
+# The join token is the only parameter a worker's role may read. It is read
+# again on every attempt: an apply that launches nodes stores a fresh one.
+JOIN_TOKEN_PARAMETER='/hybrid/qa/join-token'
+
 kubeadm_join() {
   if [ -f /etc/kubernetes/kubelet.conf ]; then
     return 0
@@ -210,6 +233,9 @@ kubeadm_join() {
   # the API server answers, then join once; a failed join fails the stage,
   # and systemd starts the bootstrap again.
   retry 360 10 curl -ksf -o /dev/null 'https://10.50.0.10:6443/readyz'
+  python3 /etc/hybrid/fetch-secrets.py --join-token "$JOIN_TOKEN_PARAMETER" "$REGION" "$SSM_ENDPOINT" /etc/hybrid/token
+  put_token /etc/hybrid/token
+  rm -f /etc/hybrid/token
   if ! kubeadm join --config /etc/hybrid/kubeadm.yaml; then
     kubeadm reset -f >/dev/null 2>&1 || true
     return 1
