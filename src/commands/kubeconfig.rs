@@ -74,6 +74,14 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
             format!("context {}, admin certificate valid 24h", admin_context_name(&spec.name)),
         )
     } else {
+        // Say so now, not at the first kubectl call, when the caller will get nothing.
+        let caller = cloud.caller_arn().await?;
+        if spec.access.roles_of(&caller).is_empty() {
+            eprintln!(
+                "note: you ({caller}) are not in {}'s [access], so this kubeconfig will get you nothing yet: add your IAM user or role there and run `hybrid apply` (or use --admin)",
+                args.file.display()
+            );
+        }
         let ca = ca_certificate(&cloud, &spec).await?;
         let endpoint = Endpoint { cluster: &spec.name, server: &server, tls_server_name, ca_cert_pem: &ca };
         let command = std::env::current_exe().map_err(|e| Error::Failed(format!("cannot tell where hybrid is installed: {e}")))?;

@@ -206,6 +206,22 @@ impl Access {
         roles
     }
 
+    /// The roles `caller` (an ARN as STS's GetCallerIdentity answers it)
+    /// holds, found as aws-iam-authenticator finds them: an assumed role
+    /// by its role's path-less ARN, case aside.
+    pub fn roles_of(&self, caller: &str) -> Vec<&ClusterRole> {
+        let canonical = match caller.split_once(":sts::") {
+            Some((prefix, rest)) => {
+                match rest.split_once(":assumed-role/").and_then(|(account, r)| Some((account, r.split_once('/')?.0))) {
+                    Some((account, role)) => format!("{prefix}:iam::{account}:role/{role}"),
+                    None => caller.to_string(),
+                }
+            }
+            None => caller.to_string(),
+        };
+        self.grants.iter().filter(|g| g.principal.mapping_arn().eq_ignore_ascii_case(&canonical)).map(|g| &g.role).collect()
+    }
+
     /// The groups each principal is in (the principal's mapping ARN → groups),
     /// principals in a stable order.
     pub fn groups_by_principal(&self) -> Vec<(&Principal, Vec<String>)> {
@@ -294,5 +310,8 @@ mod tests {
         assert_eq!(groups[1].0, &alice);
         assert_eq!(groups[1].1, vec!["hybrid:viewers".to_string(), "hybrid:role:game-deployer".to_string()]);
         assert_eq!(access.roles(), vec![ClusterRole::Viewer, ClusterRole::Named("game-deployer".into())]);
+        assert_eq!(access.roles_of("arn:aws:sts::111122223333:assumed-role/qa/carol@example.com"), vec![&ClusterRole::Viewer]);
+        assert_eq!(access.roles_of("arn:aws:iam::111122223333:user/alice").len(), 2);
+        assert!(access.roles_of("arn:aws:iam::111122223333:user/mallory").is_empty());
     }
 }

@@ -482,6 +482,7 @@ fn access_gives_each_aws_identity_exactly_its_role() {
             .unwrap(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("not in"), "{}", text(&out.stderr));
     let doc = crate::tools::yaml_to_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let exec = &doc[0]["users"][0]["user"]["exec"];
     assert_eq!(exec["apiVersion"], "client.authentication.k8s.io/v1");
@@ -506,6 +507,10 @@ fn access_gives_each_aws_identity_exactly_its_role() {
         let me = with_token(&emu, &bob_token).await.get("/_test/whoami").await.unwrap().unwrap();
         assert_eq!(me["user"], "arn:aws:iam::123456789012:user/bob", "{me}");
     });
+    // Someone not in [access] is told so when they make their kubeconfig.
+    let out =
+        finish(as_person(&moto, &dave, &["kubeconfig", file.to_str().unwrap(), "--api-server", &emu.url, "-o", "-"]).spawn().unwrap());
+    assert!(text(&out.stderr).contains("arn:aws:iam::123456789012:user/dave) are not in"), "{}", text(&out.stderr));
     // Cached: the same token until it is close to expiring.
     let again = credential(kubectl_runs.output().unwrap());
     assert_eq!(again, bob_token, "the token was not cached");
