@@ -957,3 +957,68 @@ fn the_aws_release_check_opts_in_caps_cost_records_results_and_always_destroys()
     assert_eq!(tagged_vpcs(&moto, "e2e-calico"), 0, "the trap destroyed the cluster");
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// The bootstrap token is not one value for the life of the cluster: each
+/// apply that launches nodes stores a fresh one for them (the first,
+/// kubeadm init's own), and once every node has joined no token hybrid made
+/// is left, an older one included; someone else's token stays.
+#[test]
+fn each_apply_that_launches_nodes_gets_a_fresh_join_token_and_leaves_none_behind() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start(false);
+    seed_secrets(&moto, "fresh");
+    let stored = crate::render::test_secrets();
+    let _kubelets = Kubelets::with_delay(moto.url.clone(), emu.url.clone(), "fresh", &[], Duration::from_secs(1));
+    let join_token = || {
+        rt().block_on(async {
+            let ssm = crate::moto::aws_clients(&moto.url).await.1;
+            let p = ssm.get_parameter().name("/hybrid/fresh/join-token").with_decryption(true).send().await.unwrap();
+            hybrid::bootstrap::pki::BootstrapToken::parse(p.parameter().unwrap().value().unwrap()).unwrap()
+        })
+    };
+    let deleted = |id: &str| {
+        let log = rt().block_on(async { emu.client().await.get("/_test/log").await.unwrap().unwrap() });
+        let path = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{id}");
+        log.as_array().unwrap().iter().any(|e| e[0] == "DELETE" && e[1] == path.as_str())
+    };
+    let tokens_left = || {
+        rt().block_on(async {
+            let secrets = emu.client().await.list("/api/v1/namespaces/kube-system/secrets", None, None).await.unwrap();
+            secrets
+                .iter()
+                .filter(|s| s["type"] == "bootstrap.kubernetes.io/token")
+                .map(|s| s["metadata"]["name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+    };
+    let apply = |workers: u32| {
+        let file = write_cluster("fresh", workers);
+        let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]).spawn().unwrap());
+        assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stderr)
+    };
+
+    apply(1);
+    let first = join_token();
+    assert_eq!(first, stored.token, "a new cluster's workers join with kubeadm init's own token");
+    assert!(deleted(first.id()) && tokens_left().is_empty(), "{:?}", tokens_left());
+
+    let progress = apply(2);
+    let second = join_token();
+    assert_ne!(second, first, "the second apply's joins reuse the first one's token");
+    assert!(progress.contains(&format!("join token {} stored", second.id())), "{progress}");
+    assert!(deleted(second.id()) && tokens_left().is_empty(), "{:?}", tokens_left());
+
+    // An older token of hybrid's that a killed run left goes too; another's stays.
+    rt().block_on(async {
+        let api = emu.client().await;
+        let old = hybrid::cluster::objects::bootstrap_token_secret("oldtok", "0123456789abcdef", "2099-01-01T00:00:00Z");
+        api.create("/api/v1/namespaces/kube-system/secrets", &old.body).await.unwrap();
+        let mut theirs = hybrid::cluster::objects::bootstrap_token_secret("theirs", "0123456789abcdef", "2099-01-01T00:00:00Z");
+        theirs.body["stringData"]["description"] = json!("a token someone made with kubeadm token create");
+        api.create("/api/v1/namespaces/kube-system/secrets", &theirs.body).await.unwrap();
+    });
+    apply(3);
+    assert_ne!(join_token(), second);
+    assert_eq!(tokens_left(), ["bootstrap-token-theirs"]);
+}
