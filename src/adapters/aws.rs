@@ -18,12 +18,12 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 
-use super::{Cloud, CloudError, CloudResult, FoundCluster, LaunchRequest, Launched, LockInfo, NO_ANSWER, NO_CREDENTIALS};
+use super::{Cloud, CloudError, CloudResult, FoundCluster, FoundInstance, LaunchRequest, Launched, LockInfo, NO_ANSWER, NO_CREDENTIALS};
 use crate::infra::changes::Attribute;
 use crate::infra::desired::{
-    AmiLookup, InstanceProfile, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_POOL,
-    TAG_SLOT, TAG_SPEC_HASH, ec2_trust_policy, iam_path_prefix, instance_profiles, lock_parameter_name, lock_parameter_prefix,
-    parameter_prefix,
+    AmiLookup, InstanceProfile, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES,
+    TAG_OWNER, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, ec2_trust_policy, iam_path_prefix, instance_profiles, lock_parameter_name,
+    lock_parameter_prefix, parameter_prefix,
 };
 use crate::infra::images::{BakedImage, Builder, TAG_BAKE_BUILDER, TAG_BAKE_KEY, TAG_BAKE_LINE};
 use crate::infra::inventory::{FoundProfile, Gateway, Instance, Inventory, RouteTable, SecurityGroup, Subnet, Vpc};
@@ -1277,39 +1277,74 @@ impl Cloud for AwsCloud {
 
     async fn clusters(&self) -> CloudResult<Vec<FoundCluster>> {
         let mut found: BTreeMap<String, FoundCluster> = BTreeMap::new();
-        // One paginated DescribeTags over every network resource type finds
-        // half-destroyed clusters too (a crash past DeleteSecurityGroup
-        // leaves the VPC, subnet and gateway). Instances and volumes are
-        // left out: terminated ones keep their tags for a while.
-        let mut per_resource: BTreeMap<String, (String, String)> = BTreeMap::new();
-        let mut pages = self
-            .ec2
-            .describe_tags()
-            .filters(ec2t::Filter::builder().name("key").values(TAG_CLUSTER).values(TAG_EXPIRES).build())
-            .filters(
-                ec2t::Filter::builder()
-                    .name("resource-type")
-                    .values("vpc")
-                    .values("subnet")
-                    .values("internet-gateway")
-                    .values("security-group")
-                    .build(),
-            )
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            self.count("DescribeTags");
-            for t in page.map_err(|e| err("DescribeTags", e))?.tags() {
-                let entry = per_resource.entry(t.resource_id().unwrap_or_default().to_string()).or_default();
-                match t.key() {
-                    Some(TAG_CLUSTER) => entry.0 = t.value().unwrap_or_default().to_string(),
-                    _ => entry.1 = t.value().unwrap_or_default().to_string(),
-                }
+        // The network resources that exist (Describe calls, not DescribeTags,
+        // which may still answer for deleted resources) find half-destroyed
+        // clusters too: a crash past DeleteSecurityGroup leaves the VPC,
+        // subnet and gateway.
+        let mut note = |kind: &str, tags: &[ec2t::Tag]| {
+            let tag = |k: &str| tags.iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).unwrap_or_default().to_string();
+            let cluster = tag(TAG_CLUSTER);
+            if cluster.is_empty() {
+                return;
             }
+            let f = found.entry(cluster.clone()).or_insert_with(|| FoundCluster::named(&cluster));
+            f.merge_expiry(&tag(TAG_EXPIRES));
+            f.left.insert(kind.to_string());
+            let owner = tag(TAG_OWNER);
+            if !owner.is_empty() {
+                f.owner.get_or_insert(owner);
+            }
+        };
+        let tagged = || ec2t::Filter::builder().name("tag-key").values(TAG_CLUSTER).build();
+        for v in paged!(self, "DescribeVpcs", self.ec2.describe_vpcs().filters(tagged()), vpcs) {
+            note("vpc", v.tags());
         }
-        for (cluster, expires) in per_resource.into_values().filter(|(c, _)| !c.is_empty()) {
-            let f = found.entry(cluster.clone()).or_insert(FoundCluster { name: cluster, expires: None, only_lock: false });
-            f.merge_expiry(&expires);
+        for s in paged!(self, "DescribeSubnets", self.ec2.describe_subnets().filters(tagged()), subnets) {
+            note("subnet", s.tags());
+        }
+        for g in paged!(self, "DescribeInternetGateways", self.ec2.describe_internet_gateways().filters(tagged()), internet_gateways) {
+            note("internet-gateway", g.tags());
+        }
+        for g in paged!(self, "DescribeSecurityGroups", self.ec2.describe_security_groups().filters(tagged()), security_groups) {
+            note("security-group", g.tags());
+        }
+
+        // The instances: every one not terminated, with what `list` shows.
+        let reservations: Vec<ec2t::Reservation> = paged!(
+            self,
+            "DescribeInstances",
+            self.ec2.describe_instances().filters(ec2t::Filter::builder().name("tag-key").values(TAG_CLUSTER).build()).filters(
+                ec2t::Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .values("stopping")
+                    .values("stopped")
+                    .build()
+            ),
+            reservations
+        );
+        for i in reservations.iter().flat_map(|r| r.instances()) {
+            let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).unwrap_or_default().to_string();
+            let cluster = tag(TAG_CLUSTER);
+            if cluster.is_empty() {
+                continue;
+            }
+            let f = found.entry(cluster.clone()).or_insert_with(|| FoundCluster::named(&cluster));
+            f.merge_expiry(&tag(TAG_EXPIRES));
+            let owner = tag(TAG_OWNER);
+            if !owner.is_empty() {
+                f.owner.get_or_insert(owner);
+            }
+            f.instances.push(FoundInstance {
+                slot: tag(TAG_SLOT),
+                pool: tag(TAG_POOL),
+                windows: i.platform().is_some_and(|p| p.as_str().eq_ignore_ascii_case("windows")),
+                instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                state: i.state().and_then(|s| s.name()).map(|s| s.as_str().to_string()).unwrap_or_default(),
+                spot: i.instance_lifecycle().is_some_and(|l| l.as_str() == "spot"),
+                launch_time: i.launch_time().and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()).unwrap_or_default(),
+            });
         }
 
         // The SSM side: secrets (tagged with the expiry) and lock epochs.
@@ -1325,8 +1360,14 @@ impl Cloud for AwsCloud {
                 continue;
             };
             let is_lock = name.starts_with(&lock_parameter_prefix(cluster));
-            let f =
-                found.entry(cluster.to_string()).or_insert(FoundCluster { name: cluster.to_string(), expires: None, only_lock: is_lock });
+            let f = found.entry(cluster.to_string()).or_insert_with(|| FoundCluster { only_lock: is_lock, ..FoundCluster::named(cluster) });
+            f.left.insert(if is_lock {
+                "lock".into()
+            } else if name.ends_with("/secrets") {
+                "secrets".into()
+            } else {
+                "parameter".into()
+            });
             if !is_lock {
                 f.only_lock = false;
                 self.count("ListTagsForResource");
@@ -1359,8 +1400,9 @@ impl Cloud for AwsCloud {
             };
             self.count("ListRoleTags");
             let tags = self.iam.list_role_tags().role_name(&role).send().await.map_err(|e| err("ListRoleTags", e))?;
-            let f = found.entry(cluster.to_string()).or_insert(FoundCluster { name: cluster.to_string(), expires: None, only_lock: false });
+            let f = found.entry(cluster.to_string()).or_insert_with(|| FoundCluster::named(cluster));
             f.only_lock = false;
+            f.left.insert("role".into());
             if let Some(t) = tags.tags().iter().find(|t| t.key() == TAG_EXPIRES) {
                 f.merge_expiry(t.value());
             }
@@ -1545,6 +1587,80 @@ impl Cloud for AwsCloud {
         let raw = out.output().unwrap_or_default();
         let bytes = base64::engine::general_purpose::STANDARD.decode(raw.trim()).unwrap_or_else(|_| raw.as_bytes().to_vec());
         Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn set_expiry(&self, cluster: &str, expires: &str) -> CloudResult<usize> {
+        // Every EC2 resource with the cluster's tag: instances and their
+        // volumes too, not only what discovery plans with.
+        let tags: Vec<ec2t::TagDescription> = paged!(
+            self,
+            "DescribeTags",
+            self.ec2
+                .describe_tags()
+                .filters(ec2t::Filter::builder().name("key").values(TAG_CLUSTER).build())
+                .filters(ec2t::Filter::builder().name("value").values(cluster).build()),
+            tags
+        );
+        let ids: BTreeSet<String> = tags.iter().filter_map(|t| t.resource_id()).map(str::to_string).collect();
+        let ids: Vec<String> = ids.into_iter().collect();
+        let tag = ec2t::Tag::builder().key(TAG_EXPIRES).value(expires).build();
+        for batch in ids.chunks(500) {
+            self.count("CreateTags");
+            self.ec2.create_tags().set_resources(Some(batch.to_vec())).tags(tag.clone()).send().await.map_err(|e| err("CreateTags", e))?;
+        }
+        let mut tagged = ids.len();
+        let prefix = parameter_prefix(cluster);
+        let lock = lock_parameter_prefix(cluster);
+        let mut pages = self.ssm.get_parameters_by_path().path(&prefix).recursive(true).into_paginator().send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            self.count("GetParametersByPath");
+            names.extend(
+                page.map_err(|e| err("GetParametersByPath", e))?
+                    .parameters()
+                    .iter()
+                    .filter_map(|p| p.name())
+                    .filter(|n| !n.starts_with(&lock))
+                    .map(str::to_string),
+            );
+        }
+        for name in names {
+            self.count("AddTagsToResource");
+            let t = ssmt::Tag::builder().key(TAG_EXPIRES).value(expires).build().expect("key and value are set");
+            self.ssm
+                .add_tags_to_resource()
+                .resource_type(ssmt::ResourceTypeForTagging::Parameter)
+                .resource_id(&name)
+                .tags(t)
+                .send()
+                .await
+                .map_err(|e| err("AddTagsToResource", e))?;
+            tagged += 1;
+        }
+        let iam_tag = || aws_sdk_iam::types::Tag::builder().key(TAG_EXPIRES).value(expires).build().expect("key and value are set");
+        for profile in instance_profiles(cluster, &self.region) {
+            self.count("TagRole");
+            match self.iam.tag_role().role_name(&profile.name).tags(iam_tag()).send().await {
+                Ok(_) => tagged += 1,
+                Err(e) if e.code() == Some("NoSuchEntity") => {}
+                Err(e) => return Err(err("TagRole", e)),
+            }
+            self.count("TagInstanceProfile");
+            match self.iam.tag_instance_profile().instance_profile_name(&profile.name).tags(iam_tag()).send().await {
+                Ok(_) => tagged += 1,
+                Err(e) if e.code() == Some("NoSuchEntity") => {}
+                Err(e) => return Err(err("TagInstanceProfile", e)),
+            }
+        }
+        Ok(tagged)
+    }
+
+    async fn regions(&self) -> CloudResult<Vec<String>> {
+        self.count("DescribeRegions");
+        let out = self.ec2.describe_regions().send().await.map_err(|e| err("DescribeRegions", e))?;
+        let mut names: Vec<String> = out.regions().iter().filter_map(|r| r.region_name()).map(str::to_string).collect();
+        names.sort();
+        Ok(names)
     }
 
     async fn caller_arn(&self) -> CloudResult<String> {

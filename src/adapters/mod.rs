@@ -107,7 +107,7 @@ pub struct LockInfo {
 }
 
 /// A cluster found in a region, however little of it is left.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FoundCluster {
     pub name: String,
     /// The earliest `hybrid:expires` among its resources (RFC 3339); `None`
@@ -115,9 +115,33 @@ pub struct FoundCluster {
     pub expires: Option<String>,
     /// Nothing but lock epochs is left (a run killed after its last delete).
     pub only_lock: bool,
+    /// Who made it (`hybrid:owner` of any of its resources).
+    pub owner: Option<String>,
+    /// Which kinds of its resources are left: `vpc`, `subnet`,
+    /// `internet-gateway`, `security-group`, `secrets`, `role`, `lock`.
+    pub left: std::collections::BTreeSet<String>,
+    /// Its instances that are not terminated or shutting down.
+    pub instances: Vec<FoundInstance>,
+}
+
+/// One instance of a found cluster, as `hybrid list` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FoundInstance {
+    pub slot: String,
+    pub pool: String,
+    pub windows: bool,
+    pub instance_type: String,
+    pub state: String,
+    pub spot: bool,
+    /// RFC 3339.
+    pub launch_time: String,
 }
 
 impl FoundCluster {
+    pub fn named(name: &str) -> Self {
+        FoundCluster { name: name.to_string(), ..Default::default() }
+    }
+
     /// Keeps the earlier of the known expiry and `expires` (RFC 3339 UTC
     /// strings of one format sort by time).
     pub fn merge_expiry(&mut self, expires: &str) {
@@ -222,6 +246,14 @@ pub trait Cloud {
 
     /// The instance's serial console output (decoded), for boot diagnostics.
     async fn console_output(&self, id: &str) -> CloudResult<String>;
+
+    /// Sets `hybrid:expires` to `expires` on every resource of the cluster
+    /// (EC2 resources, its SSM parameters, its roles and instance
+    /// profiles); returns how many were tagged.
+    async fn set_expiry(&self, cluster: &str, expires: &str) -> CloudResult<usize>;
+
+    /// The regions the account has enabled (EC2 DescribeRegions).
+    async fn regions(&self) -> CloudResult<Vec<String>>;
 
     /// Who is calling: the ARN STS's GetCallerIdentity answers (an IAM
     /// user, or `assumed-role/<role>/<session>` for a role or SSO).

@@ -57,6 +57,8 @@ This exercises the AWS side; nodes boot and join the cluster on real EC2 only.",
 pub struct Args {
     pub file: PathBuf,
     #[command(flatten)]
+    pub set: super::shared::args::SetArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -81,7 +83,7 @@ pub struct Args {
 }
 
 pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
-    let spec = load_spec(ui, &opts.file)?;
+    let spec = load_spec(ui, &opts.file, &opts.set)?;
     let templates = load_templates(opts.templates.as_deref())?;
     let interrupt = Interrupt::listen();
     let cloud = cloud(&spec, &opts.aws).await?;

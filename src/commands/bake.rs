@@ -44,6 +44,8 @@ baked images: `hybrid images --prune` removes unused ones.",
 pub struct Args {
     pub file: PathBuf,
     #[command(flatten)]
+    pub set: super::shared::args::SetArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
     /// Bake only for this pool (repeatable; default: every pool).
     #[arg(long = "pool", value_name = "NAME")]
@@ -95,7 +97,7 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
                 .into(),
         ));
     }
-    let spec = load_spec(ui, &args.file)?;
+    let spec = load_spec(ui, &args.file, &args.set)?;
     let templates = load_templates(args.templates.as_deref())?;
     for name in &args.pools {
         if !spec.pools.iter().any(|p| &p.name == name) {

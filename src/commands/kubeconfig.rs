@@ -38,6 +38,8 @@ replacing only entries of the same names, and makes the context current.",
 pub struct Args {
     pub file: PathBuf,
     #[command(flatten)]
+    pub set: super::shared::args::SetArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
     /// A break-glass admin certificate instead of your AWS identity.
     #[arg(long)]
@@ -57,7 +59,7 @@ pub struct Args {
 }
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
-    let spec = load_spec(ui, &args.file)?;
+    let spec = load_spec(ui, &args.file, &args.set)?;
     let cloud = cloud(&spec, &args.aws).await?;
     let inventory = cloud.discover(&spec.name).await?;
     let server = api_server_url(&spec, &inventory, &args.aws, args.api_server.as_deref())?;

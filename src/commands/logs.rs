@@ -26,6 +26,8 @@ named in the file (--identity points at its private key)."
 )]
 pub struct Args {
     pub file: PathBuf,
+    #[command(flatten)]
+    pub set: super::shared::args::SetArgs,
     /// Slot, node name or instance id.
     pub node: String,
     #[command(flatten)]
@@ -49,7 +51,7 @@ pub struct Args {
 
 pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
     let node = opts.node.as_str();
-    let spec = load_spec(ui, &opts.file)?;
+    let spec = load_spec(ui, &opts.file, &opts.set)?;
     let cloud = cloud(&spec, &opts.aws).await?;
     let inventory = cloud.discover(&spec.name).await?;
     let instance =

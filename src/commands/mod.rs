@@ -8,8 +8,10 @@ pub mod apply;
 pub mod bake;
 pub mod completions;
 pub mod destroy;
+pub mod extend;
 pub mod images;
 pub mod kubeconfig;
+pub mod list;
 pub mod logs;
 pub mod plan;
 pub mod reap;
@@ -82,6 +84,8 @@ pub enum Command {
     Logs(logs::Args),
     Status(status::Args),
     Reap(reap::Args),
+    Extend(extend::Args),
+    List(list::Args),
     Kubeconfig(kubeconfig::Args),
     Token(token::Args),
     Schema(schema::Args),
@@ -110,6 +114,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Logs(args) => zero(block_on(logs::run(&ui, &args))),
         Command::Status(args) => zero(block_on(status::run(&ui, &args))),
         Command::Reap(args) => zero(block_on(reap::run(&args))),
+        Command::Extend(args) => zero(block_on(extend::run(&ui, &args))),
+        Command::List(args) => zero(block_on(list::run(&args))),
         Command::Kubeconfig(args) => zero(block_on(kubeconfig::run(&ui, &args))),
         Command::Token(args) => zero(block_on(token::run(&ui, &args))),
     }

@@ -46,6 +46,8 @@ with --detailed-exitcode), 64 usage error."
 pub struct Args {
     pub file: PathBuf,
     #[command(flatten)]
+    pub set: super::shared::args::SetArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -71,7 +73,7 @@ pub enum OutputFormat {
 
 /// Returns the exit code: 0, or 2 for changes with --detailed-exitcode.
 pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
-    let spec = load_spec(ui, &opts.file)?;
+    let spec = load_spec(ui, &opts.file, &opts.set)?;
     let templates = load_templates(opts.templates.as_deref())?;
     let (plan, kube) = if opts.offline {
         eprintln!("{}", pins::gate(&spec, true, false).await?);

@@ -31,6 +31,8 @@ boot, workers their join token. Windows nodes get their script without its comme
 pub struct Args {
     /// The desired-state file, e.g. clusters/dev.toml.
     pub file: PathBuf,
+    #[command(flatten)]
+    pub set: super::shared::args::SetArgs,
     /// Folder to write into (created if missing; existing node folders are replaced).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -44,7 +46,7 @@ pub struct Args {
 
 pub fn run(ui: &Ui, args: &Args) -> Result<()> {
     let out = args.out.as_path();
-    let spec = load_spec(ui, &args.file)?;
+    let spec = load_spec(ui, &args.file, &args.set)?;
     let templates = load_templates(args.templates.as_deref())?;
     let secrets = match args.secrets.as_deref() {
         Some(dir) => load_or_create_secrets(dir)?,

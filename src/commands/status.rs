@@ -27,6 +27,8 @@ from the Kubernetes API when it answers within 10 seconds."
 pub struct Args {
     pub file: PathBuf,
     #[command(flatten)]
+    pub set: super::shared::args::SetArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
     /// Reach the API server here instead of the control plane's public address.
     #[arg(long, value_name = "URL")]
@@ -38,7 +40,7 @@ pub struct Args {
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let api_server = args.api_server.as_deref();
-    let spec = load_spec(ui, &args.file)?;
+    let spec = load_spec(ui, &args.file, &args.set)?;
     let cloud = cloud(&spec, &args.aws).await?;
     let inventory = cloud.discover(&spec.name).await?;
     let nodes = if inventory.instances.is_empty() {

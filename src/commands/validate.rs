@@ -29,10 +29,12 @@ Supported Kubernetes minors, and what works with them: `hybrid versions --help` 
 pub struct Args {
     /// The desired-state file, e.g. clusters/dev.toml.
     pub file: PathBuf,
+    #[command(flatten)]
+    pub set: super::shared::args::SetArgs,
 }
 
 pub fn run(ui: &Ui, args: &Args) -> Result<ClusterSpec> {
-    let spec = load_spec(ui, &args.file)?;
+    let spec = load_spec(ui, &args.file, &args.set)?;
     println!("{}: valid: {}", args.file.display(), summary(&spec));
     Ok(spec)
 }

@@ -30,6 +30,8 @@ afterwards. The manifests are in examples/verify/.",
 pub struct Args {
     pub file: PathBuf,
     #[command(flatten)]
+    pub set: super::shared::args::SetArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
     /// Reach the API server here instead of the control plane's public address.
     #[arg(long, value_name = "URL")]
@@ -43,7 +45,7 @@ pub struct Args {
 }
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
-    let spec = load_spec(ui, &args.file)?;
+    let spec = load_spec(ui, &args.file, &args.set)?;
     let steps = verify::plan(&spec)?;
     let cloud = cloud(&spec, &args.aws).await?;
     let inventory = cloud.discover(&spec.name).await?;

@@ -31,13 +31,15 @@ requests honour HTTPS_PROXY and NO_PROXY and give up after a minute in all.",
 pub struct Args {
     /// The desired-state file, e.g. clusters/dev.toml.
     pub file: PathBuf,
+    #[command(flatten)]
+    pub set: super::shared::args::SetArgs,
     /// Check that every pinned download and image exists for its platforms.
     #[arg(long)]
     pub check: bool,
 }
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
-    let spec = load_spec(ui, &args.file)?;
+    let spec = load_spec(ui, &args.file, &args.set)?;
     print!("{}", versions::report::to_text(&spec));
     if !args.check {
         return Ok(());

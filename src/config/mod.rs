@@ -8,6 +8,7 @@
 pub mod build;
 pub mod instance_types;
 pub mod keys;
+pub mod overrides;
 pub mod problems;
 pub mod read;
 pub mod rules;

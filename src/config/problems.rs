@@ -115,6 +115,27 @@ impl Renderer {
         Self { handler: GraphicalReportHandler::new_themed(theme).with_width(usize::MAX) }
     }
 
+    /// Like `render`, for a file edited by `--set` flags: a problem in a
+    /// value a flag wrote is shown against that flag, not the edited text.
+    pub fn render_in(&self, file_name: &str, source: &str, origins: &[super::overrides::Origin], diag: &Diagnostic) -> String {
+        match diag.span.as_ref().and_then(|s| super::overrides::origin_of(origins, s)) {
+            Some(o) => {
+                let shown = Diagnostic { span: Some(o.in_flag.clone()), ..diag.clone() };
+                let report = Report {
+                    headline: format!("--set {}: {}: {}", o.flag, diag.key, diag.message),
+                    diag: &shown,
+                    source: NamedSource::new("--set", o.flag.clone()),
+                };
+                let mut out = String::new();
+                if self.handler.render_report(&mut out, &report).is_err() {
+                    out = report.headline.clone();
+                }
+                out
+            }
+            None => self.render(file_name, source, diag),
+        }
+    }
+
     pub fn render(&self, file_name: &str, source: &str, diag: &Diagnostic) -> String {
         let location = match &diag.span {
             Some(span) => {

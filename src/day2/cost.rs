@@ -77,6 +77,17 @@ fn hourly(instance_type: &str, os: NodeOs, disk_gb: u32) -> Option<f64> {
     Some(linux + licence + f64::from(disk_gb) * GP3_PER_GB_MONTH / HOURS_PER_MONTH)
 }
 
+/// One running instance of a type, as `hybrid list` sees it (the default
+/// root volume of its OS: 50 GiB Linux, 100 GiB Windows).
+pub fn instance_hourly(instance_type: &str, windows: bool) -> Option<f64> {
+    let (os, disk) = if windows {
+        (NodeOs::Windows(crate::model::WindowsVersion::Ws2022), 100)
+    } else {
+        (NodeOs::Linux(crate::model::LinuxDistro::Ubuntu2404), 50)
+    };
+    hourly(instance_type, os, disk)
+}
+
 pub fn estimate(spec: &ClusterSpec) -> Estimate {
     let cp = &spec.control_plane;
     let mut lines = vec![Line {

@@ -3,6 +3,7 @@
 //! from a node. The commands of the same names do the I/O.
 
 pub mod cost;
+pub mod list;
 pub mod node_logs;
 pub mod status;
 pub mod timeline;

@@ -36,3 +36,5 @@ mod runs;
 mod timeline;
 /// `hybrid validate`, the fixture table of invalid files, `hybrid schema`.
 mod validate;
+/// The daily workflow: --set, list, extend, saved plans, the CI example.
+mod workflow;

@@ -1,5 +1,13 @@
 //! Flag groups several commands share (flattened into their `Args`).
 
+/// `--set KEY=VALUE`, for every command that reads a cluster file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SetArgs {
+    /// Set a key of the file for this run, e.g. cluster.name=pr-42, cluster.ttl=6h, pool.game-servers.count=3 (repeatable; lists as a,b; tables as k=v,k2=v2).
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "file")]
+    pub sets: Vec<crate::config::overrides::Set>,
+}
+
 /// Which cluster, for commands that need only its name and region: its
 /// file (however invalid the rest of it is) or `--name` with the global
 /// `--region`.
@@ -11,6 +19,8 @@ pub struct ClusterRef {
     /// The cluster's name, without its file (with the global --region).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub set: SetArgs,
 }
 
 /// Where AWS is. Credentials come from the standard chain (environment,

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use super::args::{AwsArgs, ClusterRef};
-use super::files::read_text;
+use super::files::read_with_sets;
 use super::terminal::Ui;
 use crate::adapters::Cloud;
 use crate::adapters::aws::{AwsCloud, Target, connect, default_region};
@@ -82,7 +82,7 @@ pub async fn cluster_identity(ui: &Ui, cluster: &ClusterRef, purpose: &str) -> R
         return Ok((name.clone(), region.clone()));
     }
     let path = cluster.file.as_ref().ok_or_else(|| Error::Usage("name the cluster's file, or pass --name and --region".into()))?;
-    let source = read_text(path)?;
+    let (source, origins) = read_with_sets(path, &cluster.set)?;
     let loaded = crate::config::load(&source);
     if let Some(spec) = loaded.spec {
         return Ok((spec.name, spec.region));
@@ -91,7 +91,7 @@ pub async fn cluster_identity(ui: &Ui, cluster: &ClusterRef, purpose: &str) -> R
         .ok_or_else(|| Error::Failed(format!("{}: no readable [cluster] name and region; pass --name and --region", path.display())))?;
     let renderer = Renderer::new(ui.color);
     for d in &loaded.diagnostics {
-        eprintln!("{}", renderer.render(&path.display().to_string(), &source, d));
+        eprintln!("{}", renderer.render_in(&path.display().to_string(), &source, &origins, d));
     }
     eprintln!(
         "note: {} does not validate any more (above); {purpose} needs only its cluster's name ({name}) and region ({region}), so it goes on",

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::args::SetArgs;
 use super::terminal::Ui;
 use crate::config;
 use crate::config::problems::Renderer;
@@ -37,16 +38,24 @@ pub fn read_text(path: &Path) -> Result<String> {
 }
 
 /// Reads and checks a cluster file, printing its diagnostics to stderr.
-pub fn load_spec(ui: &Ui, path: &Path) -> Result<ClusterSpec> {
-    let source = read_text(path)?;
+pub fn load_spec(ui: &Ui, path: &Path, set: &SetArgs) -> Result<ClusterSpec> {
+    let (source, origins) = read_with_sets(path, set)?;
     let file = path.display().to_string();
     let loaded = config::load(&source);
     let renderer = Renderer::new(ui.color);
     for d in &loaded.diagnostics {
-        eprintln!("{}", renderer.render(&file, &source, d));
+        eprintln!("{}", renderer.render_in(&file, &source, &origins, d));
     }
     let (errors, warnings) = (loaded.errors().count(), loaded.warnings().count());
     loaded.spec.ok_or(Error::Invalid { file, errors, warnings })
+}
+
+/// The file's text with the `--set` flags applied, and where their values
+/// went; a flag that cannot apply is a usage error naming it.
+pub fn read_with_sets(path: &Path, set: &SetArgs) -> Result<(String, Vec<config::overrides::Origin>)> {
+    let text = read_text(path)?;
+    config::overrides::apply(&text, &set.sets)
+        .map_err(|errors| Error::Usage(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))
 }
 
 /// What `write_private` does when its path already holds something.

@@ -1,0 +1,60 @@
+//! `hybrid list`: every cluster hybrid made in the account, found by its
+//! tags in each region asked for, without the cluster files.
+
+use super::shared::args::AwsArgs;
+use super::shared::connect::{cloud_in, regions};
+use crate::adapters::Cloud;
+use crate::day2::list::{ClusterRow, row, to_text};
+use crate::error::Result;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "List every cluster hybrid made in the account (no files needed)",
+    long_about = "\
+List every cluster hybrid made, found by its tags in AWS: name, region, state (complete; partial: \
+something missing, stopped or starting; half-destroyed: no instances left but network, parameters \
+or roles are; expired: its ttl has passed and `hybrid reap` will destroy it), who made it, when, \
+when it expires, its pools with their Linux (L) and Windows (W) nodes, and an estimated on-demand \
+cost per hour. Regions: the global --region (repeatable), --all-regions, or the AWS CLI's region \
+chain. --output json prints an array of clusters, each with name, region, owner, created, \
+expires, expires_in_seconds, state, pools, usd_per_hour and missing.",
+    after_help = "Exit codes: 0 success (also when there are no clusters), 1 failure, 64 usage error."
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Every region the account has enabled (EC2 DescribeRegions).
+    #[arg(long)]
+    pub all_regions: bool,
+    /// text (a table) or json.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+pub async fn run(args: &Args) -> Result<()> {
+    let regions = if args.all_regions {
+        // DescribeRegions answers in any region; the configured one if there is one.
+        let seed = regions().await.ok().and_then(|r| r.into_iter().next()).unwrap_or_else(|| "us-east-1".into());
+        cloud_in(&seed, &args.aws).await.regions().await?
+    } else {
+        regions().await?
+    };
+    let now = crate::adapters::clock::now();
+    let mut rows: Vec<ClusterRow> = Vec::new();
+    for region in &regions {
+        let cloud = cloud_in(region, &args.aws).await;
+        rows.extend(cloud.clusters().await?.iter().map(|f| row(f, region, now)));
+    }
+    rows.sort_by(|a, b| (&a.region, &a.name).cmp(&(&b.region, &b.name)));
+    match args.output {
+        Output::Text => print!("{}", to_text(&rows)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize")),
+    }
+    Ok(())
+}

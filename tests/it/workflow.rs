@@ -1,0 +1,150 @@
+//! The daily workflow of a team with one file and many clusters: `--set`
+//! for a cluster per branch, `list` without the files, `extend`, saved
+//! plans, and the CI example's commands, against moto.
+
+use std::process::Output;
+
+use aws_sdk_ec2::types::Filter;
+use serde_json::Value;
+
+use crate::moto::{Moto, hybrid_command};
+use crate::util::text;
+
+fn run(moto: &Moto, args: &[&str]) -> Output {
+    hybrid_command(&moto.url, args).output().unwrap()
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert_eq!(out.status.code(), Some(0), "{what}\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn list(moto: &Moto) -> Vec<Value> {
+    let out = ok(&run(moto, &["list", "--region", "us-east-1", "--output", "json"]), "list");
+    serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+}
+
+#[test]
+fn one_file_many_clusters_listed_and_extended_without_their_files() {
+    let moto = Moto::start();
+    let file = "clusters/dev.toml";
+    let branch = ["--set", "cluster.name=pr-42", "--set", "cluster.ttl=6h", "--set", "pool.game-servers.count=1"];
+    let mut args = vec!["apply", file, "--yes", "--ec2-only"];
+    args.extend(branch);
+    let out = ok(&run(&moto, &args), "apply pr-42");
+    assert!(out.contains("for cluster pr-42 in us-east-1"), "{out}");
+    ok(&run(&moto, &["apply", file, "--yes", "--ec2-only", "--set", "cluster.name=pr-43"]), "apply pr-43");
+
+    let clusters = list(&moto);
+    let names: Vec<&str> = clusters.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["pr-42", "pr-43"]);
+    let pr42 = &clusters[0];
+    assert_eq!(pr42["region"], "us-east-1");
+    assert_eq!(pr42["state"], "complete", "{pr42}");
+    assert_eq!(pr42["owner"], "arn:aws:sts::123456789012:user/moto");
+    let left = pr42["expires_in_seconds"].as_i64().unwrap();
+    assert!((5 * 3600..=6 * 3600).contains(&left), "{pr42}");
+    assert_eq!(pr42["pools"]["game-servers"], serde_json::json!({ "linux": 1, "windows": 0 }));
+    assert_eq!(pr42["pools"]["win-tools"], serde_json::json!({ "linux": 0, "windows": 1 }));
+    assert!(pr42["usd_per_hour"].as_f64().unwrap() > 0.3, "{pr42}");
+    // The file's own ttl (10h) for the cluster that did not set one.
+    let left = clusters[1]["expires_in_seconds"].as_i64().unwrap();
+    assert!((9 * 3600..=10 * 3600).contains(&left) && clusters[1]["pools"]["game-servers"]["linux"] == 2, "{}", clusters[1]);
+    let table = ok(&run(&moto, &["list", "--region", "us-east-1"]), "list");
+    assert!(table.starts_with("NAME   REGION     STATE     OWNER  CREATED"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("pr-42") && l.contains("game-servers 1L, win-tools 1W")), "{table}");
+
+    // Two more days for pr-42: every resource carries the new expiry, so
+    // reap (which trusts the earliest one it finds) keeps it.
+    let out = ok(&run(&moto, &["extend", file, "2d", "--set", "cluster.name=pr-42"]), "extend");
+    assert!(out.contains("Cluster pr-42 in us-east-1 now expires at") && out.contains("(in 2d)"), "{out}");
+    let left = list(&moto)[0]["expires_in_seconds"].as_i64().unwrap();
+    assert!((47 * 3600..=48 * 3600).contains(&left), "{left}");
+    let expires = list(&moto)[0]["expires"].as_str().unwrap().to_string();
+    rt().block_on(async {
+        let (ec2, ssm) = crate::moto::aws_clients(&moto.url).await;
+        let tags = ec2
+            .describe_tags()
+            .filters(Filter::builder().name("key").values("hybrid:cluster").build())
+            .filters(Filter::builder().name("value").values("pr-42").build())
+            .send()
+            .await
+            .unwrap();
+        let ids: Vec<&str> = tags.tags().iter().filter_map(|t| t.resource_id()).collect();
+        assert!(ids.len() > 6, "{ids:?}");
+        let expiry = ec2.describe_tags().filters(Filter::builder().name("key").values("hybrid:expires").build()).send().await.unwrap();
+        for id in &ids {
+            let value = expiry.tags().iter().find(|t| t.resource_id() == Some(id)).and_then(|t| t.value());
+            assert_eq!(value, Some(expires.as_str()), "{id}");
+        }
+        let param_tags = ssm
+            .list_tags_for_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id("/hybrid/pr-42/secrets")
+            .send()
+            .await
+            .unwrap();
+        assert!(param_tags.tag_list().iter().any(|t| t.key() == "hybrid:expires" && t.value() == expires), "{param_tags:?}");
+        let iam = crate::moto::iam_client(&moto.url).await;
+        for p in hybrid::infra::desired::instance_profiles("pr-42", "us-east-1") {
+            let tags = iam.list_role_tags().role_name(&p.name).send().await.unwrap();
+            assert!(tags.tags().iter().any(|t| t.key() == "hybrid:expires" && t.value() == expires), "{}", p.name);
+        }
+    });
+    let reap = ok(&run(&moto, &["reap", "--region", "us-east-1", "--dry-run"]), "reap");
+    assert!(reap.contains("keep     pr-42") && reap.contains("keep     pr-43"), "{reap}");
+    let out = run(&moto, &["extend", file, "100d", "--set", "cluster.name=pr-42"]);
+    assert_eq!(out.status.code(), Some(64), "a duration past 90d is a usage error: {}", text(&out.stderr));
+    let out = run(&moto, &["extend", file, "1h", "--set", "cluster.name=pr-99"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no cluster pr-99 in us-east-1"), "{}", text(&out.stderr));
+
+    // A stopped worker makes its cluster partial, and says which one.
+    let worker = rt().block_on(async {
+        let ec2 = crate::moto::aws_clients(&moto.url).await.0;
+        let out = ec2
+            .describe_instances()
+            .filters(Filter::builder().name("tag:hybrid:cluster").values("pr-43").build())
+            .filters(Filter::builder().name("tag:hybrid:slot").values("game-servers-1").build())
+            .send()
+            .await
+            .unwrap();
+        let id = out.reservations()[0].instances()[0].instance_id().unwrap().to_string();
+        ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+        id
+    });
+    let pr43 = list(&moto).into_iter().find(|c| c["name"] == "pr-43").unwrap();
+    assert_eq!(pr43["state"], "partial", "{pr43} ({worker})");
+    assert_eq!(pr43["missing"], serde_json::json!(["game-servers-1 is stopped"]));
+
+    // Destroyed without its file; list no longer shows it.
+    ok(&run(&moto, &["destroy", "--name", "pr-42", "--region", "us-east-1", "--yes"]), "destroy by name");
+    let after = list(&moto);
+    let names: Vec<&str> = after.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["pr-43"], "{after:?}");
+}
+
+#[test]
+fn set_flags_are_checked_like_the_file_and_named_in_errors() {
+    let moto = Moto::start();
+    let out = run(&moto, &["validate", "clusters/dev.toml", "--set", "cluster.ttl=6x", "--set", "cluster.name=pr-7"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--set cluster.ttl=6x: cluster.ttl:") && stderr.contains("1 │ cluster.ttl=6x"), "{stderr}");
+    let out = run(&moto, &["plan", "clusters/dev.toml", "--offline", "--set", "pool.game.count=3"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("--set pool.game.count=3: there is no pool named `game`"), "{}", text(&out.stderr));
+    let out = run(&moto, &["plan", "clusters/dev.toml", "--offline", "--set", "pool.win-tools.count=many"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("must be an integer, found `many`"), "{}", text(&out.stderr));
+    // The values reach everything after: the plan is for the set cluster.
+    let out = ok(
+        &run(&moto, &["plan", "clusters/dev.toml", "--offline", "--set", "cluster.name=pr-7", "--set", "pool.win-tools.count=2"]),
+        "plan",
+    );
+    assert!(out.contains("for cluster pr-7 ") && out.contains("win-tools-1"), "{out}");
+}
