@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::adapters::kube::{FIELD_MANAGER, KubeApi, KubeResult};
 use crate::cluster::objects::{
-    CLUSTER_ROLE_BINDINGS, CORDONED_ANNOTATION, KubeObject, OBSOLETE, PRUNED_BINDINGS, node_patch, node_proxier_binding, unchanged,
+    ACCESS_LABEL, CLUSTER_ROLE_BINDINGS, CORDONED_ANNOTATION, KubeObject, OBSOLETE, PRUNED_BINDINGS, ROLE_BINDINGS, node_patch,
+    node_proxier_binding, unchanged,
 };
 use crate::model::Pool;
 use crate::progress::{Event, NodeStage, Progress};
@@ -72,6 +73,14 @@ async fn stale<K: KubeApi>(api: &K, desired: &[KubeObject]) -> KubeResult<Vec<(S
         }
     }
     let wanted: std::collections::BTreeSet<String> = desired.iter().map(KubeObject::path).collect();
+    // Editors' RoleBindings, in whichever namespaces they are.
+    for b in api.list(ROLE_BINDINGS, Some(&format!("{ACCESS_LABEL}=true")), None).await? {
+        let (ns, name) = (b["metadata"]["namespace"].as_str().unwrap_or_default(), b["metadata"]["name"].as_str().unwrap_or_default());
+        let path = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/{name}");
+        if !wanted.contains(&path) {
+            out.push((path, format!("RoleBinding/{name} in {ns}")));
+        }
+    }
     for label in PRUNED_BINDINGS {
         for b in api.list(CLUSTER_ROLE_BINDINGS, Some(&format!("{label}=true")), None).await? {
             let name = b["metadata"]["name"].as_str().unwrap_or_default();
@@ -82,6 +91,16 @@ async fn stale<K: KubeApi>(api: &K, desired: &[KubeObject]) -> KubeResult<Vec<(S
         }
     }
     Ok(out)
+}
+
+/// The names of the namespaces that exist.
+pub async fn namespaces<K: KubeApi>(api: &K) -> KubeResult<Vec<String>> {
+    Ok(api
+        .list("/api/v1/namespaces", None, None)
+        .await?
+        .iter()
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect())
 }
 
 /// Deletes what `stale` finds.
@@ -283,7 +302,7 @@ pub async fn converge_cluster_objects<K: KubeApi>(
         let calico = CalicoApi::detect(&groups);
         let ready = spec.cni.plugin == CniPlugin::Flannel || (calico.is_some() && groups.iter().any(|g| g == "operator.tigera.io"));
         let attempt = if ready {
-            let desired = desired_objects(spec, calico, api_server_ip, windows_nodes);
+            let desired = desired_objects(spec, calico, api_server_ip, windows_nodes, &namespaces(api).await?);
             let result = match converge_objects(api, &desired, progress).await {
                 Ok(_) => remove_stale(api, &desired, progress).await.map(drop),
                 Err(e) => Err(e),

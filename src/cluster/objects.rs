@@ -104,12 +104,15 @@ pub fn unchanged(stored: &Value, would_be: &Value) -> bool {
 /// may read, and one RuntimeClass per Windows build in use. `calico_api` is
 /// needed only with Calico; `api_server_ip` is the real API address
 /// (Windows pods cannot use the kubernetes Service to reach it);
-/// `windows_nodes` are the Node names of the cluster's Windows instances.
+/// `windows_nodes` are the Node names of the cluster's Windows instances;
+/// `namespaces` the namespaces that exist (editors are bound in each that
+/// is not the system's).
 pub fn desired_objects(
     spec: &ClusterSpec,
     calico_api: Option<CalicoApi>,
     api_server_ip: &str,
     windows_nodes: &[String],
+    namespaces: &[String],
 ) -> Vec<KubeObject> {
     let mut out = Vec::new();
     match spec.cni.plugin {
@@ -118,7 +121,7 @@ pub fn desired_objects(
     }
     out.extend(windows_nodes.iter().map(|n| node_proxier_binding(n)));
     out.extend(runtime_classes(spec));
-    out.extend(access_objects(&spec.access));
+    out.extend(access_objects(&spec.access, namespaces));
     out
 }
 
@@ -149,6 +152,8 @@ pub const PRUNED_BINDINGS: &[&str] = &[NODE_PROXIER_LABEL, ACCESS_LABEL];
 pub const AUTHENTICATOR_USER: &str = "hybrid:aws-iam-authenticator";
 
 pub const CLUSTER_ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+/// RoleBindings of every namespace (a list across namespaces).
+pub const ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/rolebindings";
 
 /// What one Windows node's host services may read beyond what the Node
 /// authorizer grants it. flanneld and kube-proxy run outside pods with the
@@ -175,14 +180,23 @@ pub fn node_proxier_binding(node: &str) -> KubeObject {
     binding
 }
 
+/// Namespaces that run the cluster itself: editors are not bound there.
+/// `edit` in kube-system would let them rewrite `aws-auth` (and so make
+/// themselves admins) and run pods as kube-system's service accounts, which
+/// Kubernetes' RBAC documentation warns `edit` allows wherever it is bound.
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["kube-system", "kube-public", "kube-node-lease", "tigera-operator", "calico-system", "calico-apiserver", "kube-flannel"];
+
 /// Who may log in with an AWS identity, as aws-iam-authenticator reads it
 /// (`--backend-mode=EKSConfigMap`, a watch on `kube-system/aws-auth`, so a
 /// change needs no node change): each principal of `[access]` with its
-/// per-person user name and its roles' groups; one ClusterRoleBinding per
-/// role in use binding its group; and the one read the authenticator's own
-/// identity needs. Always written, empty or not, so that `[access]` can be
-/// added to a running cluster.
-pub fn access_objects(access: &crate::model::access::Access) -> Vec<KubeObject> {
+/// per-person user name and its roles' groups; a ClusterRoleBinding per
+/// role in use binding its group — except editors, bound by a RoleBinding
+/// in each of `namespaces` that is not a system one (a namespace made
+/// later gets its binding at the next apply; plan shows it until then);
+/// and the one read the authenticator's own identity needs. Always
+/// written, empty or not, so that `[access]` can be added to a running cluster.
+pub fn access_objects(access: &crate::model::access::Access, namespaces: &[String]) -> Vec<KubeObject> {
     use crate::model::access::PrincipalKind;
     // The authenticator reads these strings as YAML (sigs.k8s.io/yaml);
     // every value is a JSON string, which YAML reads as written, so an ARN
@@ -213,6 +227,24 @@ pub fn access_objects(access: &crate::model::access::Access) -> Vec<KubeObject> 
         json!({ "data": { "mapRoles": or_empty(roles), "mapUsers": or_empty(users) } }),
     )];
     for role in access.roles() {
+        if role == crate::model::access::ClusterRole::Editor {
+            for ns in namespaces.iter().filter(|n| !SYSTEM_NAMESPACES.contains(&n.as_str())) {
+                let mut binding = object(
+                    &format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
+                    "rbac.authorization.k8s.io/v1",
+                    "RoleBinding",
+                    Some(ns),
+                    &role.group(),
+                    json!({
+                        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.cluster_role() },
+                        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": role.group() }],
+                    }),
+                );
+                binding.body["metadata"]["labels"] = json!({ ACCESS_LABEL: "true" });
+                out.push(binding);
+            }
+            continue;
+        }
         let mut binding = object(
             CLUSTER_ROLE_BINDINGS,
             "rbac.authorization.k8s.io/v1",
@@ -521,6 +553,7 @@ mod tests {
             Some(CalicoApi::CrdV1),
             "10.42.0.10",
             &["ip-10-42-0-20.ec2.internal".to_string()],
+            &[],
         );
         assert_eq!(find(&objs, "IPAMConfig", "default")["spec"]["strictAffinity"], true);
         let felix = &find(&objs, "FelixConfiguration", "default")["spec"];
@@ -550,11 +583,34 @@ mod tests {
     }
 
     #[test]
+    fn editors_are_bound_outside_the_system_namespaces_only() {
+        use crate::model::access::{Access, ClusterRole, Grant, Principal};
+        let grant = |arn: &str, role| Grant { principal: Principal::parse(arn).unwrap(), role };
+        let access = Access {
+            grants: vec![
+                grant("arn:aws:iam::111122223333:user/bob", ClusterRole::Editor),
+                grant("arn:aws:iam::111122223333:user/alice", ClusterRole::Admin),
+            ],
+        };
+        let ns: Vec<String> = ["default", "kube-system", "game", "calico-system", "tigera-operator"].map(String::from).to_vec();
+        let objs = access_objects(&access, &ns);
+        let bound: Vec<&str> = objs
+            .iter()
+            .filter(|o| o.body["kind"] == "RoleBinding" && o.name == "hybrid:editors")
+            .map(|o| o.body["metadata"]["namespace"].as_str().unwrap())
+            .collect();
+        assert_eq!(bound, ["default", "game"]);
+        assert!(objs.iter().any(|o| o.body["kind"] == "ClusterRoleBinding" && o.name == "hybrid:admins"));
+        assert!(!objs.iter().any(|o| o.body["kind"] == "ClusterRoleBinding" && o.name == "hybrid:editors"));
+    }
+
+    #[test]
     fn calico_v3_api_uses_its_own_group_and_kinds() {
         let objs = desired_objects(
             &spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml"))),
             Some(CalicoApi::V3),
             "10.42.0.10",
+            &[],
             &[],
         );
         let ipam = objs.iter().find(|o| o.name == "default" && o.body["kind"] == "IPAMConfiguration").unwrap();
@@ -573,7 +629,7 @@ mod tests {
     fn flannel_objects_carry_vni_port_and_the_real_api_endpoint() {
         let nodes = ["ip-10-50-0-21.ec2.internal".to_string(), "ip-10-50-0-22.ec2.internal".to_string()];
         let objs =
-            desired_objects(&spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/qa.toml"))), None, "10.50.0.10", &nodes);
+            desired_objects(&spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/qa.toml"))), None, "10.50.0.10", &nodes, &[]);
         let net: Value =
             serde_json::from_str(find(&objs, "ConfigMap", "kube-flannel-cfg")["data"]["net-conf.json"].as_str().unwrap()).unwrap();
         assert_eq!(net, json!({ "Network": "10.244.0.0/16", "Backend": { "Type": "vxlan", "VNI": 4096, "Port": 4789 } }));

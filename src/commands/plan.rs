@@ -11,7 +11,7 @@ use super::shared::terminal::{Ui, print_api_stats};
 use crate::adapters::Cloud;
 use crate::adapters::kube::KubeApi;
 use crate::bootstrap::pki::ClusterSecrets;
-use crate::cluster::converge::{expected_nodes, pending_changes, pools_by_node, windows_nodes};
+use crate::cluster::converge::{expected_nodes, namespaces, pending_changes, pools_by_node, windows_nodes};
 use crate::cluster::objects::{CalicoApi, desired_objects};
 use crate::error::{EXIT_CHANGES, Error, Result};
 use crate::infra::desired::secrets_parameter_name;
@@ -159,7 +159,7 @@ async fn kube_view<C: Cloud>(cloud: &C, spec: &ClusterSpec, inventory: &Inventor
         let calico = CalicoApi::detect(&api.api_groups().await?);
         let expected = expected_nodes(inventory);
         let api_ip = spec.api_server_ip().map(|ip| ip.to_string()).unwrap_or_default();
-        let objects = desired_objects(spec, calico, &api_ip, &windows_nodes(spec, &expected));
+        let objects = desired_objects(spec, calico, &api_ip, &windows_nodes(spec, &expected), &namespaces(&api).await?);
         pending_changes(&api, &objects, &pools_by_node(spec, &expected)).await
     };
     match tokio::time::timeout(std::time::Duration::from_secs(10), look).await {

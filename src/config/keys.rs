@@ -231,7 +231,12 @@ pub const SECTIONS: &[Section] = &[
         doc: "Who may use the cluster with their AWS identity (`hybrid kubeconfig`, `hybrid token`), by IAM user or role ARN. IAM Identity Center users are in the role their permission set creates (`arn:aws:iam::ACCOUNT:role/aws-reserved/sso.amazonaws.com/…/AWSReservedSSO_…`); each person keeps their own name in the cluster.",
         keys: &[
             opt("admins", Kind::StrList, Some("[]"), "IAM ARNs bound to `cluster-admin`."),
-            opt("editors", Kind::StrList, Some("[]"), "IAM ARNs bound to `edit` (cluster-wide): workloads, not RBAC."),
+            opt(
+                "editors",
+                Kind::StrList,
+                Some("[]"),
+                "IAM ARNs bound to `edit` in every namespace but the system ones: workloads, not RBAC.",
+            ),
             opt("viewers", Kind::StrList, Some("[]"), "IAM ARNs bound to `view` (cluster-wide): read-only, no Secrets."),
             opt(
                 "roles",

@@ -145,7 +145,7 @@ fn calico_windows_kube_proxy_is_a_host_service_on_calicos_network() {
         assert_eq!(fetch.stage.as_deref(), Some("kube-proxy"));
         assert!(word(fetch, 0).starts_with("https://dl.k8s.io/v") && word(fetch, 0).ends_with("/bin/windows/amd64/kube-proxy.exe"));
     }
-    let objects = desired_objects(&spec, None, "10.42.0.10", &[]);
+    let objects = desired_objects(&spec, None, "10.42.0.10", &[], &[]);
     assert!(objects.iter().all(|o| o.body["kind"] != "DaemonSet"), "no DaemonSet runs a sample image");
     assert!(!versions::node_images(&spec, spec.pools[1].os).iter().any(|i| i.contains("sigwindowstools")));
 }
@@ -472,7 +472,7 @@ fn flannel_windows_nodes_run_host_services_from_release_binaries() {
         // No image that is no longer built.
         assert!(!script.contains("hostprocess"), "no HostProcess image on flannel nodes");
     }
-    let objects = desired_objects(&spec, None, "10.50.0.10", &[]);
+    let objects = desired_objects(&spec, None, "10.50.0.10", &[], &[]);
     assert!(
         objects
             .iter()
@@ -677,7 +677,7 @@ fn windows_host_services_are_allowed_what_they_read_and_no_more() {
             }
         }
         let windows = vec!["ip-10-0-0-21.ec2.internal".to_string(), "ip-10-0-0-22.ec2.internal".to_string()];
-        let objects = desired_objects(&spec, None, "10.0.0.10", &windows);
+        let objects = desired_objects(&spec, None, "10.0.0.10", &windows, &[]);
         let bindings: Vec<&Value> = objects.iter().filter(|o| o.body["kind"] == "ClusterRoleBinding").map(|o| &o.body).collect();
         assert_eq!(bindings.len(), windows.len(), "{file}: one binding per Windows node");
         for (binding, node) in bindings.iter().zip(&windows) {
@@ -1481,4 +1481,71 @@ fn a_linux_worker_joins_with_the_token_it_reads_at_each_attempt() {
     assert!(stdout.contains("status 1") && stderr.contains("unexpected bootstrap token"), "{stdout}{stderr}");
     assert!(!log.contains("kubeadm join"), "{log}");
     fs::remove_dir_all(&dir).ok();
+}
+
+/// PowerShell looks a variable up through the scopes of the functions that
+/// are running: a script block that `Stage` or `Retry` runs (`& $Body`)
+/// and that reads `$I` gets `Retry`'s own `$i` (names ignore case) instead
+/// of the caller's. So no block handed to such a function may read a name
+/// the function itself defines (its parameters and assignments), unless
+/// the block assigns it first.
+#[test]
+fn windows_blocks_never_read_a_variable_of_the_function_that_runs_them() {
+    let names = |text: &str| -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        let b = text.as_bytes();
+        for (i, _) in text.match_indices('$') {
+            let name: String = text[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            // `$env:X`, `$script:X`: scoped on purpose.
+            if !name.is_empty() && b.get(i + 1 + name.len()) != Some(&b':') {
+                out.insert(name.to_ascii_lowercase());
+            }
+        }
+        out
+    };
+    let assigned = |text: &str| -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for (i, _) in text.match_indices('$') {
+            let name: String = text[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let rest = text[i + 1 + name.len()..].trim_start();
+            let before = text[..i].trim_end();
+            if !name.is_empty()
+                && (rest.starts_with("= ") || rest.starts_with("=\n") || before.ends_with("foreach (") || before.ends_with("for ("))
+            {
+                out.insert(name.to_ascii_lowercase());
+            }
+        }
+        out
+    };
+    let automatic: std::collections::BTreeSet<String> =
+        ["_", "true", "false", "null", "lastexitcode", "pshome", "errorpreference", "args"].map(String::from).into();
+    let mut checked = 0;
+    for (file, _) in crate::render::CASES {
+        for node in crate::render::render(&spec(file)).iter().filter(|n| n.os.is_windows()) {
+            let script = part(node, "bootstrap.ps1");
+            for runner in ["Stage", "Retry"] {
+                let start = script.find(&format!("function {runner}(")).unwrap_or_else(|| panic!("no function {runner}"));
+                let end = start + script[start..].find("\n}\n").unwrap();
+                // Its parameters and what its body assigns (`for ($i = 1…` included).
+                let signature_end = start + script[start..].find(") {").unwrap();
+                let mut own: std::collections::BTreeSet<String> = names(&script[start..signature_end]);
+                own.extend(assigned(&script[signature_end..end]));
+                let own: std::collections::BTreeSet<String> = own.difference(&automatic).cloned().collect();
+                for call in tools::powershell_commands(script).iter().filter(|c| c.name == runner) {
+                    let block =
+                        call.args.iter().find(|a| a.starts_with('{')).unwrap_or_else(|| panic!("{runner} without a block: {call:?}"));
+                    let reads: std::collections::BTreeSet<String> = names(block).difference(&assigned(block)).cloned().collect();
+                    let clash: Vec<&String> = reads.intersection(&own).collect();
+                    assert!(
+                        clash.is_empty(),
+                        "{}: a block {runner} runs reads {clash:?}, which {runner} defines: {}",
+                        node.group,
+                        &block[..block.len().min(120)]
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} blocks checked");
 }

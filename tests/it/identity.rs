@@ -453,13 +453,19 @@ fn access_gives_each_aws_identity_exactly_its_role() {
         assert!(api.list("/api/v1/namespaces/default/pods", None, None).await.is_ok());
         assert_eq!(status(&api.create("/apis/apps/v1/namespaces/default/deployments", &deployment).await), Some(403));
 
-        // The editor: workloads yes, RBAC no.
+        // The editor: workloads yes, RBAC no, and nothing in kube-system,
+        // where `edit` would let them rewrite aws-auth and so become admin.
         let api = with_token(&emu, &token(&bob)).await;
         assert_eq!(status(&api.create("/apis/apps/v1/namespaces/default/deployments", &deployment).await), Some(200));
         assert_eq!(
             status(&api.create("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", &binding("by-bob")).await),
             Some(403)
         );
+        let promote = json!({ "data": { "mapUsers": "- userarn: arn:aws:iam::123456789012:user/bob\n  username: bob\n  groups: [system:masters]\n" } });
+        assert_eq!(status(&api.merge_patch("/api/v1/namespaces/kube-system/configmaps/aws-auth", &promote).await), Some(403));
+        let mut in_system = deployment.clone();
+        in_system["metadata"]["namespace"] = json!("kube-system");
+        assert_eq!(status(&api.create("/apis/apps/v1/namespaces/kube-system/deployments", &in_system).await), Some(403));
 
         // The admin: everything.
         let api = with_token(&emu, &token(&alice)).await;
@@ -545,7 +551,7 @@ fn access_gives_each_aws_identity_exactly_its_role() {
         .unwrap();
     let progress = apply("apply without bob");
     assert!(
-        progress.contains("ConfigMap/aws-auth updated") && progress.contains("ClusterRoleBinding/hybrid:editors deleted"),
+        progress.contains("ConfigMap/aws-auth updated") && progress.contains("RoleBinding/hybrid:editors in default deleted"),
         "{progress}"
     );
     rt.block_on(async {

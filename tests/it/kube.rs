@@ -141,7 +141,7 @@ fn calico_objects_converge_and_a_second_run_writes_nothing() {
         let api = emu.client().await;
         let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
         assert_eq!(calico, Some(CalicoApi::CrdV1));
-        let objects = desired_objects(&spec, calico, "10.42.0.10", &["ip-10-42-0-20.ec2.internal".to_string()]);
+        let objects = desired_objects(&spec, calico, "10.42.0.10", &["ip-10-42-0-20.ec2.internal".to_string()], &[]);
         let first = converge_objects(&api, &objects, &quiet).await.unwrap();
         assert!(first.iter().all(|(_, o)| *o == Outcome::Created), "{first:?}");
 
@@ -189,7 +189,7 @@ fn calico_v3_api_is_detected_and_written() {
         let api = emu.client().await;
         let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
         assert_eq!(calico, Some(CalicoApi::V3));
-        let objects = desired_objects(&spec, calico, "10.42.0.10", &[]);
+        let objects = desired_objects(&spec, calico, "10.42.0.10", &[], &[]);
         converge_objects(&api, &objects, &quiet).await.unwrap();
         let ipam = api.get("/apis/projectcalico.org/v3/ipamconfigurations/default").await.unwrap().unwrap();
         assert_eq!((ipam["kind"].clone(), ipam["spec"]["strictAffinity"].clone()), (json!("IPAMConfiguration"), json!(true)));
@@ -206,7 +206,7 @@ fn flannel_objects_converge() {
     rt().block_on(async {
         let api = emu.client().await;
         let windows = ["ip-10-50-0-21.ec2.internal".to_string()];
-        converge_objects(&api, &desired_objects(&spec, None, "10.50.0.10", &windows), &quiet).await.unwrap();
+        converge_objects(&api, &desired_objects(&spec, None, "10.50.0.10", &windows, &[]), &quiet).await.unwrap();
         let cm = api.get("/api/v1/namespaces/kube-flannel/configmaps/kube-flannel-cfg").await.unwrap().unwrap();
         let net: serde_json::Value = serde_json::from_str(cm["data"]["net-conf.json"].as_str().unwrap()).unwrap();
         assert_eq!(net["Backend"], json!({ "Type": "vxlan", "VNI": 4096, "Port": 4789 }));
@@ -275,7 +275,7 @@ fn every_object_hybrid_writes_passes_the_strict_server_and_converges_once() {
         rt().block_on(async {
             let api = emu.client().await;
             let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
-            let objects = desired_objects(&spec, calico, "10.20.0.10", &[]);
+            let objects = desired_objects(&spec, calico, "10.20.0.10", &[], &[]);
             let outcomes = converge_objects(&api, &objects, &quiet).await.unwrap_or_else(|e| panic!("{file} (v3: {calico_v3}): {e}"));
             assert!(outcomes.iter().all(|(_, o)| *o == Outcome::Created), "{outcomes:?}");
             for o in &objects {
@@ -296,7 +296,7 @@ fn the_strict_server_refuses_wrong_objects() {
     let spec = crate::render::spec("clusters/dev.toml");
     rt().block_on(async {
         let api = emu.client().await;
-        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[]);
+        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[], &[]);
         let ds = sample_daemonset();
         let mut unknown = ds.body.clone();
         unknown["spec"]["template"]["spec"]["containers"][0]["volumeMount"] = json!([]);
@@ -318,7 +318,7 @@ fn the_strict_server_refuses_wrong_objects() {
         // What the Calico 3.30 API server does not serve (v3 has no autoAllocateBlocks).
         let v3 = KubeEmulator::start(true);
         let api3 = v3.client().await;
-        let mut old_style = desired_objects(&spec, Some(CalicoApi::V3), "10.42.0.10", &[])
+        let mut old_style = desired_objects(&spec, Some(CalicoApi::V3), "10.42.0.10", &[], &[])
             .into_iter()
             .find(|o| o.body["kind"] == "IPAMConfiguration")
             .unwrap();
@@ -380,7 +380,7 @@ fn defaults_inside_lists_are_not_drift() {
     let spec = crate::render::spec("clusters/dev.toml");
     rt().block_on(async {
         let api = emu.client().await;
-        let mut objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[]);
+        let mut objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[], &[]);
         objects.push(sample_daemonset());
         converge_objects(&api, &objects, &quiet).await.unwrap();
         let ds = objects.iter().find(|o| o.body["kind"] == "DaemonSet").unwrap();
@@ -413,7 +413,7 @@ fn operator_write_backs_are_not_drift_and_conflicts_are_named() {
     let spec = crate::render::spec("clusters/dev.toml");
     rt().block_on(async {
         let api = emu.client().await;
-        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[]);
+        let objects = desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[], &[]);
         converge_objects(&api, &objects, &quiet).await.unwrap();
         // Give the "operator" its turn.
         let inst_path = "/apis/operator.tigera.io/v1/installations/default";
@@ -475,7 +475,7 @@ fn the_api_is_reached_over_tls_with_the_minted_admin_certificate() {
         let api = tls_client(&emu.url, Some("10.20.0.10"), &ca, &ca).await.unwrap();
         assert!(api.get("/version").await.unwrap().is_some());
         let spec = crate::render::spec("tests/fixtures/render/calico.toml");
-        converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.20.0.10", &[]), &quiet).await.unwrap();
+        converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.20.0.10", &[], &[]), &quiet).await.unwrap();
 
         // A client certificate from another CA is refused by the server.
         let api = tls_client(&emu.url, Some("10.20.0.10"), &ca, &stranger).await.unwrap();
@@ -605,7 +605,7 @@ fn objects_converge_through_api_faults() {
         let rc = api.get("/apis/node.k8s.io/v1/runtimeclasses/windows-2022").await.unwrap().unwrap();
         assert_eq!(rc["handler"], "runhcs-wcow-process");
         let before = server_writes(&api).await;
-        let again = converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[]), &quiet).await.unwrap();
+        let again = converge_objects(&api, &desired_objects(&spec, Some(CalicoApi::CrdV1), "10.42.0.10", &[], &[]), &quiet).await.unwrap();
         assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{again:?}");
         assert_eq!(server_writes(&api).await, before);
         let faults = api.get("/_test/faults").await.unwrap().unwrap();

@@ -13,7 +13,7 @@ use crate::tools;
 use crate::util::{hybrid, root, text};
 
 /// Golden cases: the file to render and the folder its golden files live in.
-const CASES: &[(&str, &str)] = &[
+pub(crate) const CASES: &[(&str, &str)] = &[
     ("tests/fixtures/render/calico.toml", "calico"),
     ("clusters/qa.toml", "flannel"),
     ("tests/fixtures/render/k136-flannel-2025.toml", "current"),
@@ -30,7 +30,7 @@ pub fn spec(rel: &str) -> ClusterSpec {
     loaded.spec.unwrap_or_else(|| panic!("{rel} is invalid: {:?}", loaded.diagnostics))
 }
 
-fn render(spec: &ClusterSpec) -> Vec<NodeBootstrap> {
+pub(crate) fn render(spec: &ClusterSpec) -> Vec<NodeBootstrap> {
     render_cluster(spec, &test_secrets(), &Templates::builtin()).unwrap()
 }
 

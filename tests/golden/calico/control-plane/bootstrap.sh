@@ -213,13 +213,10 @@ TOKEN_PLACEHOLDER='__HYBRID_BOOTSTRAP_TOKEN__'
 put_token() {
   local token
   token=$(cat "$1")
-  case "$token" in
-    [a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9].[a-z0-9]*) ;;
-    *) log "unexpected bootstrap token in $1"; return 1 ;;
-  esac
-  case "$token" in
-    *[!a-z0-9.]*) log "unexpected bootstrap token in $1"; return 1 ;;
-  esac
+  if ! [[ $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
+    log "unexpected bootstrap token in $1"
+    return 1
+  fi
   sed -i -e "s/${TOKEN_PLACEHOLDER}/${token}/" /etc/hybrid/kubeadm.yaml
 }
 
@@ -266,12 +263,16 @@ install_authenticator() {
 # else (hybrid's Role and RoleBinding of that name). Not admin.conf: the
 # webhook does not need to be cluster-admin.
 authenticator_identity() {
-  local out=$1 dir
+  local out=$1 dir ca cert key
   dir=$(mktemp -d)
   openssl ecparam -name prime256v1 -genkey -noout -out "$dir/key.pem"
   openssl req -new -key "$dir/key.pem" -subj "/CN=$AUTHN_USER" -out "$dir/csr.pem"
   openssl x509 -req -in "$dir/csr.pem" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
     -days 3650 -sha256 -out "$dir/cert.pem" 2>/dev/null
+  # Read first: a failure inside the here-document would not stop the stage.
+  ca=$(base64 -w0 "$PKI/ca.crt")
+  cert=$(base64 -w0 "$dir/cert.pem")
+  key=$(base64 -w0 "$dir/key.pem")
   (
     umask 077
     cat >"$out.tmp" <<KUBECONFIG
@@ -281,12 +282,12 @@ clusters:
 - name: cluster
   cluster:
     server: $AUTHN_API_SERVER
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+    certificate-authority-data: $ca
 users:
 - name: aws-iam-authenticator
   user:
-    client-certificate-data: $(base64 -w0 "$dir/cert.pem")
-    client-key-data: $(base64 -w0 "$dir/key.pem")
+    client-certificate-data: $cert
+    client-key-data: $key
 contexts:
 - name: aws-iam-authenticator
   context:

@@ -134,7 +134,7 @@ imds() {
 }
 
 install_packages() {
-  retry 5 15 dnf install -y -q conntrack-tools socat ethtool iptables-nft iproute-tc tar
+  retry 5 15 dnf install -y -q conntrack-tools socat ethtool iptables-nft iproute-tc tar openssl
 }
 
 setup_kernel() {
@@ -207,13 +207,10 @@ TOKEN_PLACEHOLDER='__HYBRID_BOOTSTRAP_TOKEN__'
 put_token() {
   local token
   token=$(cat "$1")
-  case "$token" in
-    [a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9].[a-z0-9]*) ;;
-    *) log "unexpected bootstrap token in $1"; return 1 ;;
-  esac
-  case "$token" in
-    *[!a-z0-9.]*) log "unexpected bootstrap token in $1"; return 1 ;;
-  esac
+  if ! [[ $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
+    log "unexpected bootstrap token in $1"
+    return 1
+  fi
   sed -i -e "s/${TOKEN_PLACEHOLDER}/${token}/" /etc/hybrid/kubeadm.yaml
 }
 

@@ -183,6 +183,15 @@ function Imds-Once($Path) {
   Invoke-RestMethod -UseBasicParsing -Uri "http://169.254.169.254/latest/meta-data/$Path" -Headers @{ 'X-aws-ec2-metadata-token' = $T }
 }
 
+# A file only SYSTEM and Administrators may read (by SID: the names are
+# translated on other Windows languages), made so before anything is in it.
+function Write-Private($Path, $Text) {
+  New-Item -ItemType File -Force -Path $Path | Out-Null
+  & icacls.exe $Path /inheritance:r /grant:r '*S-1-5-18:(F)' '*S-1-5-32-544:(F)' | Out-Null
+  Assert-Exit "icacls $Path"
+  Set-Content -Path $Path -Value $Text -Encoding Ascii
+}
+
 # SigV4 helpers. Byte arrays are returned with a leading comma: PowerShell
 # would otherwise unroll them into the pipeline one byte at a time.
 function Hmac([byte[]]$Key, [string]$Text) { ,([Security.Cryptography.HMACSHA256]::new($Key).ComputeHash([Text.Encoding]::UTF8.GetBytes($Text))) }
@@ -202,7 +211,7 @@ function Get-JoinToken {
     $Role = ([string](Imds-Once $Base)).Split("`n")[0].Trim()
     if (-not $Role) { throw 'the instance has no instance profile role yet' }
     $C = Imds-Once ($Base + $Role)
-    $Body = [Text.Encoding]::UTF8.GetBytes('{"Name":"' + $JoinTokenParameter + '","WithDecryption":true}')
+    $Payload = [Text.Encoding]::UTF8.GetBytes('{"Name":"' + $JoinTokenParameter + '","WithDecryption":true}')
     $Now = [DateTime]::UtcNow
     $AmzDate = $Now.ToString('yyyyMMddTHHmmssZ', [Globalization.CultureInfo]::InvariantCulture)
     $Day = $Now.ToString('yyyyMMdd', [Globalization.CultureInfo]::InvariantCulture)
@@ -217,7 +226,7 @@ function Get-JoinToken {
     }
     $Names = @($Signed.Keys) -join ';'
     $Lines = -join (@($Signed.Keys) | ForEach-Object { $_ + ':' + $Signed[$_] + "`n" })
-    $Canonical = "POST`n/`n`n" + $Lines + "`n" + $Names + "`n" + (Sha256Hex $Body)
+    $Canonical = "POST`n/`n`n" + $Lines + "`n" + $Names + "`n" + (Sha256Hex $Payload)
     $Scope = "$Day/$Region/ssm/aws4_request"
     $ToSign = "AWS4-HMAC-SHA256`n$AmzDate`n$Scope`n" + (Sha256Hex ([Text.Encoding]::UTF8.GetBytes($Canonical)))
     $Key = Hmac (Hmac (Hmac (Hmac ([Text.Encoding]::UTF8.GetBytes('AWS4' + $C.SecretAccessKey)) $Day) $Region) 'ssm') 'aws4_request'
@@ -228,10 +237,17 @@ function Get-JoinToken {
       'X-Amz-Target' = 'AmazonSSM.GetParameter'
       'Authorization' = "AWS4-HMAC-SHA256 Credential=$($C.AccessKeyId)/$Scope, SignedHeaders=$Names, Signature=$Signature"
     }
-    (Invoke-RestMethod -UseBasicParsing -Method Post -Uri ($SsmEndpoint + '/') -ContentType 'application/x-amz-json-1.1' -Headers $Headers -Body $Body).Parameter.Value
+    # Only the status line of a failure is kept: SSM's error body may
+    # quote the signed request, session token included, and errors reach
+    # the log and the console.
+    try {
+      (Invoke-RestMethod -UseBasicParsing -Method Post -Uri ($SsmEndpoint + '/') -ContentType 'application/x-amz-json-1.1' -Headers $Headers -Body $Payload).Parameter.Value
+    } catch {
+      throw "SSM GetParameter $JoinTokenParameter failed: $($_.Exception.Message)"
+    }
   }
   # [a-z0-9]{6}.[a-z0-9]{16} and nothing else reaches the config file.
-  if ([string]$Value -cnotmatch '^[a-z0-9]{6}\.[a-z0-9]{16}$') { throw "unexpected bootstrap token in $JoinTokenParameter" }
+  if ([string]$Value -cnotmatch '\A[a-z0-9]{6}\.[a-z0-9]{16}\z') { throw "unexpected bootstrap token in $JoinTokenParameter" }
   [string]$Value
 }
 
@@ -252,29 +268,32 @@ function Register-Retry {
   Register-ScheduledTask -Force -TaskName 'hybrid-retry' -Action $Action -Trigger $Trigger -User 'SYSTEM' -RunLevel Highest | Out-Null
 }
 
-function Stage($Name, [scriptblock]$Body, [switch]$Optional) {
-  $Marker = Join-Path $Root "$Name.done"
-  if (Test-Path $Marker) { Timeline $Name skip; return }
-  Timeline $Name start
-  try { $Result = & $Body } catch {
-    $Why = "$_" -replace '\s+', ' '
-    Timeline $Name fail $Why
-    if ($Optional) { Log "optional stage $Name failed; continuing"; return }
-    Retry-Later $Name $Why
+function Stage($StageName, [scriptblock]$StageBlock, [switch]$Optional) {
+  $StageMarker = Join-Path $Root "$StageName.done"
+  if (Test-Path $StageMarker) { Timeline $StageName skip; return }
+  Timeline $StageName start
+  try { $StageResult = & $StageBlock } catch {
+    $StageWhy = "$_" -replace '\s+', ' '
+    Timeline $StageName fail $StageWhy
+    if ($Optional) { Log "optional stage $StageName failed; continuing"; return }
+    Retry-Later $StageName $StageWhy
     Stop-Transcript | Out-Null
     exit 1
   }
-  New-Item -ItemType File -Force -Path $Marker | Out-Null
-  Timeline $Name done
-  if ($Result -contains 'reboot') { Reboot $Name }
+  New-Item -ItemType File -Force -Path $StageMarker | Out-Null
+  Timeline $StageName done
+  if ($StageResult -contains 'reboot') { Reboot $StageName }
 }
 
-function Retry([int]$Attempts, [int]$Delay, [scriptblock]$Body) {
-  for ($i = 1; ; $i++) {
-    try { return & $Body } catch {
-      if ($i -ge $Attempts) { throw }
-      Log "attempt $i failed: $_"
-      Start-Sleep -Seconds $Delay
+# Retry and Stage run the caller's block inside their own scope, where a
+# name of theirs would hide the caller's (names ignore case): theirs start
+# with their own name, and a test holds every block to it.
+function Retry([int]$RetryTimes, [int]$RetryDelay, [scriptblock]$RetryBlock) {
+  for ($RetryAttempt = 1; ; $RetryAttempt++) {
+    try { return & $RetryBlock } catch {
+      if ($RetryAttempt -ge $RetryTimes) { throw }
+      Log "attempt $RetryAttempt failed: $_"
+      Start-Sleep -Seconds $RetryDelay
     }
   }
 }
@@ -484,7 +503,7 @@ function Seal-Image {
 if ($Mode -eq 'bake') {
   # Pre-pull what every node pulls on its way to Ready, then leave an image
   # whose next boot runs its own user data.
-  Stage 'images' { foreach ($I in $Images) { Retry 5 10 { & "$env:ProgramFiles\containerd\bin\ctr.exe" -n k8s.io images pull $I | Out-Null; Assert-Exit "ctr pull $I" } } }
+  Stage 'images' { foreach ($Image in $Images) { Retry 5 10 { & "$env:ProgramFiles\containerd\bin\ctr.exe" -n k8s.io images pull $Image | Out-Null; Assert-Exit "ctr pull $Image" } } }
   Remove-Item -Force -ErrorAction SilentlyContinue "$Root\*.tar.gz", "$Root\*.tgz", "$Root\nssm.zip", "$Root\attempts"
   Set-Content -Path "$Root\baked.json" -Value ('{"baked":"' + (Get-Date).ToUniversalTime().ToString('o') + '"}')
   Stop-Transcript | Out-Null
@@ -513,8 +532,9 @@ Stage 'join' {
   # otherwise reset it, and the bootstrap token may be gone by then.
   # A kubelet that is running unconfigured would fail the join's preflight (port 10250).
   if (-not (Test-Path 'C:\etc\kubernetes\kubelet.conf')) { Stop-Service kubelet -ErrorAction SilentlyContinue }
+  try {
   for ($i = 1; -not (Test-Path 'C:\etc\kubernetes\kubelet.conf'); $i++) {
-    Set-Content -Path 'C:\k\kubeadm-join.yaml' -Value ($Config.Replace('__HYBRID_BOOTSTRAP_TOKEN__', (Get-JoinToken))) -Encoding Ascii
+    Write-Private 'C:\k\kubeadm-join.yaml' ($Config.Replace('__HYBRID_BOOTSTRAP_TOKEN__', (Get-JoinToken)))
     # kubeadm's own words go to the log (its errors name the failed check).
     & { $ErrorActionPreference = 'Continue'; & C:\k\kubeadm.exe join --config 'C:\k\kubeadm-join.yaml' 2>&1 | ForEach-Object { Log "kubeadm: $_" } }
     # A join that failed after the TLS bootstrap has made its node: never reset it.
@@ -524,8 +544,10 @@ Stage 'join' {
     & C:\k\kubeadm.exe reset -f | Out-Null
     Start-Sleep -Seconds 30
   }
-  # The join token is spent: it does not stay on disk.
-  Remove-Item -Force -ErrorAction SilentlyContinue 'C:\k\kubeadm-join.yaml'
+  } finally {
+    # The join token does not stay on disk, whatever happened.
+    Remove-Item -Force -ErrorAction SilentlyContinue 'C:\k\kubeadm-join.yaml'
+  }
   # The cluster's settings are written here, never in a stage a baked image
   # has already run: the image serves every cluster of its versions.
   Set-Content -Path 'C:\etc\kube-flannel\net-conf.json' -Value $FlannelNetConf -Encoding Ascii
