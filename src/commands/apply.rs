@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::shared::args::SetArgs;
 use super::shared::args::{AwsArgs, ClusterArgs, LockArgs, lock_owner};
 use super::shared::connect::{aws_is_emulated, cloud, join_token, kube_client, stored_secrets};
-use super::shared::files::load_spec;
+use super::shared::files::{effective_source, load_spec, read_text};
 use super::shared::pins;
 use super::shared::prepare::{Prepared, expiry, load_templates, prepare};
 use super::shared::terminal::{Interrupt, Reporter, Ui, confirm, print_api_stats};
@@ -21,6 +22,7 @@ use crate::infra::desired::CONTROL_PLANE;
 use crate::infra::execute::{self, Context, NoNodes};
 use crate::infra::lock::{self, Held};
 use crate::infra::plan::{Action, Resource, Summary};
+use crate::infra::saved::SavedPlan;
 use crate::infra::show;
 use crate::model::ClusterSpec;
 use crate::progress::{Event, Progress};
@@ -51,10 +53,15 @@ replacement or a question left open keeps it, and a run that died loses it withi
 An apply interrupted at any point (Ctrl-C exits 130 and gives the lock back) can be run again to \
 converge: every resource is tagged when it is created.
 
+FILE may also be a plan file `hybrid plan FILE --out PLANFILE` saved: apply then plans again \
+under the lock and carries out exactly that plan without asking, or, when the cluster file (with \
+the plan's --set flags) or what runs in AWS has moved since, changes nothing and says what moved.
+
 This exercises the AWS side; nodes boot and join the cluster on real EC2 only.",
     after_help = "Exit codes: 0 success, 1 error (nothing is left untagged; run apply again), 64 usage error, 130 interrupted."
 )]
 pub struct Args {
+    /// The cluster file, or a plan file `hybrid plan --out` saved.
     pub file: PathBuf,
     #[command(flatten)]
     pub set: super::shared::args::SetArgs,
@@ -82,13 +89,45 @@ pub struct Args {
     pub recreate_control_plane: bool,
 }
 
+/// A saved plan to carry out, and the text its file reads as now.
+type Saved = (SavedPlan, String);
+
+/// `FILE` is a plan file `hybrid plan --out` wrote: its cluster file and
+/// `--set` flags, as they read now.
+fn saved_plan(ui: &Ui, opts: &Args) -> Result<Option<(Saved, ClusterSpec)>> {
+    let text = read_text(&opts.file)?;
+    let Some(saved) = SavedPlan::parse(&text) else { return Ok(None) };
+    let saved = saved.map_err(|why| Error::Failed(format!("{}: {why}", opts.file.display())))?;
+    if !opts.set.sets.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} is a saved plan: it carries its own --set flags ({})",
+            opts.file.display(),
+            saved.sets.join(" ")
+        )));
+    }
+    let sets = saved
+        .sets
+        .iter()
+        .map(|s| s.parse())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e: String| Error::Failed(format!("{}: {e}", opts.file.display())))?;
+    let set = SetArgs { sets };
+    let file = PathBuf::from(&saved.file);
+    let spec = load_spec(ui, &file, &set)?;
+    let source = effective_source(&file, &set)?;
+    Ok(Some(((saved, source), spec)))
+}
+
 pub async fn run(ui: &Ui, opts: &Args) -> Result<()> {
-    let spec = load_spec(ui, &opts.file, &opts.set)?;
+    let (saved, spec) = match saved_plan(ui, opts)? {
+        Some((saved, spec)) => (Some(saved), spec),
+        None => (None, load_spec(ui, &opts.file, &opts.set)?),
+    };
     let templates = load_templates(opts.templates.as_deref())?;
     let interrupt = Interrupt::listen();
     let cloud = cloud(&spec, &opts.aws).await?;
     let reporter = ui.reporter();
-    let result = apply(&cloud, &spec, &templates, opts, &reporter, &interrupt).await;
+    let result = apply(&cloud, &spec, &templates, opts, saved.as_ref(), &reporter, &interrupt).await;
     reporter.event(&Event::Finished);
     if let Ok(ending) = &result {
         reporter.say(ending);
@@ -106,12 +145,16 @@ async fn apply<C: Cloud>(
     spec: &ClusterSpec,
     templates: &Templates,
     opts: &Args,
+    saved: Option<&Saved>,
     progress: &Reporter,
     interrupt: &Interrupt,
 ) -> Result<String> {
     // A first look without the lock: when nothing changes in AWS, nothing
     // is written there, not even the lock (the cluster side still runs).
     let first = prepare(cloud, spec, templates).await?;
+    if let Some(saved) = saved {
+        stale(saved, &first.plan, &opts.file)?;
+    }
     if first.plan.is_empty() {
         progress.say(show::plan_text(&first.plan).trim_end_matches('\n'));
         let cluster = tokio::select! {
@@ -131,7 +174,7 @@ async fn apply<C: Cloud>(
         _ = interrupt.wait() => return Err(Error::Interrupted),
     };
     let work = async {
-        let summary = aws_side(cloud, spec, templates, opts, &held, progress).await?;
+        let summary = aws_side(cloud, spec, templates, opts, saved, &held, progress).await?;
         let cluster = cluster_side(cloud, spec, opts, progress).await?;
         Ok::<String, Error>(ending(&summary, &cluster))
     };
@@ -149,6 +192,22 @@ async fn apply<C: Cloud>(
 }
 
 /// "Apply complete!", said once, at the very end.
+/// A saved plan that the file or AWS has moved away from is refused,
+/// with what moved.
+fn stale(saved: &Saved, fresh: &crate::infra::plan::Plan, plan_file: &std::path::Path) -> Result<()> {
+    let moved = saved.0.moved(&saved.1, fresh);
+    if moved.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "the plan in {} can no longer be carried out exactly; nothing was changed:\n{}\nmake a new one: hybrid plan {} --out {}",
+        plan_file.display(),
+        moved.iter().map(|m| format!("  - {m}")).collect::<Vec<_>>().join("\n"),
+        saved.0.file,
+        plan_file.display()
+    )))
+}
+
 fn ending(summary: &Summary, cluster: &str) -> String {
     format!("\nApply complete! Resources: {} added, {} changed, {} destroyed. {cluster}", summary.add, summary.change, summary.destroy)
 }
@@ -158,12 +217,16 @@ async fn aws_side<C: Cloud>(
     spec: &ClusterSpec,
     templates: &Templates,
     opts: &Args,
+    saved: Option<&Saved>,
     held: &Held,
     progress: &Reporter,
 ) -> Result<Summary> {
     // Plan again under the lock: another run may have changed things.
     let prepared = prepare(cloud, spec, templates).await?;
     progress.say(show::plan_text(&prepared.plan).trim_end_matches('\n'));
+    if let Some(saved) = saved {
+        stale(saved, &prepared.plan, &opts.file)?;
+    }
     if prepared.plan.is_empty() {
         return Ok(prepared.plan.summary());
     }
@@ -174,13 +237,14 @@ async fn aws_side<C: Cloud>(
                 .into(),
         ));
     }
+    // A saved plan was the question, answered when it was made.
     confirm(
         if prepared.plan.recreates_cluster() {
             "This RECREATES THE CLUSTER: everything in it is lost. Do you want to perform these actions?"
         } else {
             "Do you want to perform these actions?"
         },
-        opts.yes,
+        opts.yes || saved.is_some(),
     )
     .await?;
     // The question may have stayed open for a long time: still ours?

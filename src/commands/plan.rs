@@ -63,6 +63,9 @@ pub struct Args {
     /// Folder with template overrides (as for render).
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Save the plan here; `hybrid apply PLANFILE` carries out exactly it (or refuses, saying what moved). It holds no secret.
+    #[arg(long, value_name = "PLANFILE", conflicts_with = "offline")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -121,6 +124,15 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
                 serde_json::json!(kube_changes.iter().map(|(s, w)| serde_json::json!({ "action": s, "object": w })).collect::<Vec<_>>());
             println!("{}", serde_json::to_string_pretty(&v).expect("JSON serializes"));
         }
+    }
+    if let Some(path) = &opts.out {
+        let source = super::shared::files::effective_source(&opts.file, &opts.set)?;
+        let sets = opts.set.sets.iter().map(|s| s.flag.clone()).collect();
+        let created = crate::adapters::clock::rfc3339_from_now(std::time::Duration::ZERO);
+        let saved = crate::infra::saved::SavedPlan::new(&plan, &opts.file.display().to_string(), sets, &source, created);
+        let text = serde_json::to_string_pretty(&saved).expect("a plan serializes");
+        super::shared::files::write_private(path, text.as_bytes(), super::shared::files::Existing::ReplaceFile)?;
+        eprintln!("\nSaved the plan to {}. To carry out exactly this plan: hybrid apply {}", path.display(), path.display());
     }
     let changes = !plan.is_empty() || !kube_changes.is_empty();
     if let (true, KubeView::Unreachable(why)) = (opts.detailed_exitcode, &kube) {

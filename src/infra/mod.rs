@@ -2,7 +2,8 @@
 //! for in EC2 and SSM) and `inventory` (what discovery found) meet in `plan`
 //! (Terraform-style `changes` with reasons; its network part, which of
 //! several resources found stay and which go, is `network`), which `show`
-//! turns into text or JSON and `execute` carries out through the
+//! turns into text or JSON (and `saved` into a plan file apply can carry
+//! out later, as Terraform's) and `execute` carries out through the
 //! `adapters::Cloud` trait, under the cluster `lock` that keeps two runs
 //! of one cluster apart.
 //!
@@ -20,4 +21,5 @@ pub mod inventory;
 pub mod lock;
 pub mod network;
 pub mod plan;
+pub mod saved;
 pub mod show;

@@ -148,3 +148,68 @@ fn set_flags_are_checked_like_the_file_and_named_in_errors() {
     );
     assert!(out.contains("for cluster pr-7 ") && out.contains("win-tools-1"), "{out}");
 }
+
+/// `plan --out` then `apply PLANFILE`: exactly the saved plan, without a
+/// question; refused, with what moved, when the file or AWS changed since.
+/// A plan file holds no secret.
+#[test]
+fn a_saved_plan_is_carried_out_exactly_or_refused_with_what_moved() {
+    let moto = Moto::start();
+    let dir = std::env::temp_dir().join(format!("hybrid-it-saved-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cluster.toml");
+    std::fs::copy("clusters/dev.toml", &file).unwrap();
+    let f = file.to_str().unwrap();
+    let planfile = dir.join("pr-50.plan");
+    let p = planfile.to_str().unwrap();
+    let out = ok(&run(&moto, &["plan", f, "--ec2-only", "--set", "cluster.name=pr-50", "--out", p]), "plan --out");
+    assert!(out.contains("Plan: 13 to add"), "{out}");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&planfile).unwrap()).unwrap();
+    assert_eq!(saved["format"], "hybrid-plan/1");
+    assert_eq!(saved["sets"], serde_json::json!(["cluster.name=pr-50"]));
+    assert_eq!(saved["cluster"], "pr-50");
+    let raw = std::fs::read_to_string(&planfile).unwrap();
+    assert!(!raw.contains("PRIVATE KEY") && !raw.contains("token"), "a plan file holds no secret");
+
+    // Carried out as saved: no question (stdin is closed), the same count.
+    let out = hybrid_command(&moto.url, &["apply", p, "--ec2-only"]).stdin(std::process::Stdio::null()).output().unwrap();
+    let stdout = ok(&out, "apply PLANFILE");
+    assert!(stdout.contains("Apply complete! Resources: 13 added"), "{stdout}");
+
+    // A plan made, then AWS moves (an instance goes): refused, nothing done.
+    let out = ok(
+        &run(&moto, &["plan", f, "--ec2-only", "--set", "cluster.name=pr-50", "--set", "pool.game-servers.count=3", "--out", p]),
+        "plan",
+    );
+    assert!(out.contains("+ instance         game-servers-2"), "{out}");
+    rt().block_on(async {
+        let ec2 = crate::moto::aws_clients(&moto.url).await.0;
+        let found = ec2
+            .describe_instances()
+            .filters(Filter::builder().name("tag:hybrid:cluster").values("pr-50").build())
+            .filters(Filter::builder().name("tag:hybrid:slot").values("game-servers-0").build())
+            .send()
+            .await
+            .unwrap();
+        let id = found.reservations()[0].instances()[0].instance_id().unwrap().to_string();
+        ec2.terminate_instances().instance_ids(id).send().await.unwrap();
+    });
+    let out = run(&moto, &["apply", p, "--ec2-only"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("can no longer be carried out exactly; nothing was changed"), "{stderr}");
+    assert!(stderr.contains("needed now, not in the plan: create instance game-servers-0"), "{stderr}");
+    let slots = list(&moto).into_iter().find(|c| c["name"] == "pr-50").unwrap()["pools"]["game-servers"]["linux"].as_u64().unwrap();
+    assert_eq!(slots, 1, "the refused plan launched something");
+
+    // A plan made, then the file changes: refused too.
+    ok(&run(&moto, &["plan", f, "--ec2-only", "--set", "cluster.name=pr-50", "--out", p]), "plan");
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("count = 2", "count = 4")).unwrap();
+    let out = run(&moto, &["apply", p, "--ec2-only"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cluster.toml changed since the plan was made"), "{}", text(&out.stderr));
+    // --set on a saved plan is a usage error: the plan carries its own.
+    let out = run(&moto, &["apply", p, "--set", "cluster.name=other"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -50,6 +50,12 @@ pub fn load_spec(ui: &Ui, path: &Path, set: &SetArgs) -> Result<ClusterSpec> {
     loaded.spec.ok_or(Error::Invalid { file, errors, warnings })
 }
 
+/// The text a cluster file reads as with its `--set` flags: what a saved
+/// plan records the digest of.
+pub fn effective_source(path: &Path, set: &SetArgs) -> Result<String> {
+    read_with_sets(path, set).map(|(text, _)| text)
+}
+
 /// The file's text with the `--set` flags applied, and where their values
 /// went; a flag that cannot apply is a usage error naming it.
 pub fn read_with_sets(path: &Path, set: &SetArgs) -> Result<(String, Vec<config::overrides::Origin>)> {
