@@ -34,18 +34,21 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 PYTE_VERSION=0.8.2
 PYJWT_VERSION=2.15.1
 CRYPTOGRAPHY_VERSION=51.0.1
+# check-jsonschema carries SchemaStore's GitHub workflow schema, which
+# examples/ci/ is validated against offline.
+CHECK_JSONSCHEMA_VERSION=0.39.0
 if ! .venv/bin/python -c "
 import sys, importlib.metadata as m
 sys.exit(m.version('moto') != '$MOTO_VERSION' or m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION'
          or m.version('pyte') != '$PYTE_VERSION' or m.version('PyJWT') != '$PYJWT_VERSION'
-         or m.version('cryptography') != '$CRYPTOGRAPHY_VERSION')" >/dev/null 2>&1; then
+         or m.version('cryptography') != '$CRYPTOGRAPHY_VERSION' or m.version('check-jsonschema') != '$CHECK_JSONSCHEMA_VERSION')" >/dev/null 2>&1; then
   echo "setup: installing moto $MOTO_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION, pyte $PYTE_VERSION," \
-    "PyJWT $PYJWT_VERSION and cryptography $CRYPTOGRAPHY_VERSION into .venv"
+    "PyJWT $PYJWT_VERSION, cryptography $CRYPTOGRAPHY_VERSION and check-jsonschema $CHECK_JSONSCHEMA_VERSION into .venv"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "moto[ec2,ssm,server]==$MOTO_VERSION" \
     "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "pyte==$PYTE_VERSION" aiohttp \
-    "PyJWT==$PYJWT_VERSION" "cryptography==$CRYPTOGRAPHY_VERSION"
+    "PyJWT==$PYJWT_VERSION" "cryptography==$CRYPTOGRAPHY_VERSION" "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
 fi
-echo "setup: $(.venv/bin/python -c 'import importlib.metadata as m; print(*(f"{p} {m.version(p)}" for p in ("moto", "kubernetes-validate", "pyte", "aiohttp", "PyJWT", "cryptography")))')"
+echo "setup: $(.venv/bin/python -c 'import importlib.metadata as m; print(*(f"{p} {m.version(p)}" for p in ("moto", "kubernetes-validate", "pyte", "aiohttp", "PyJWT", "cryptography", "check-jsonschema")))')"
 echo "setup: shellcheck $(shellcheck --version | sed -n 's/^version: //p'), $(cloud-init --version 2>&1 | tail -n1)," \
   "$(docker-registry --version | awk '{print $1, $3}')"

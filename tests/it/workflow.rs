@@ -213,3 +213,91 @@ fn a_saved_plan_is_carried_out_exactly_or_refused_with_what_moved() {
     assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// examples/ci: valid GitHub workflows by SchemaStore's schema (shipped in
+/// check-jsonschema, read offline), and every step that runs hybrid works,
+/// in order, against moto: the PR's cluster is planned, applied from the
+/// saved plan, described, destroyed when the PR closes, and reap runs.
+/// (GitHub's own expression syntax and event types are not checked: the
+/// schema does not know them.)
+#[test]
+fn the_ci_example_is_a_valid_workflow_and_its_hybrid_steps_work_against_moto() {
+    let root = crate::util::root();
+    let check = |files: &[&std::path::Path]| {
+        std::process::Command::new(root.join(".venv/bin/check-jsonschema"))
+            .args(["--builtin-schema", "vendor.github-workflows"])
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let examples = [root.join("examples/ci/pr-cluster.yml"), root.join("examples/ci/reap.yml")];
+    let out = check(&[&examples[0], &examples[1]]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    // The check can fail: a job without runs-on is refused.
+    let dir = std::env::temp_dir().join(format!("hybrid-it-ci-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("clusters")).unwrap();
+    let broken = dir.join("broken.yml");
+    std::fs::write(&broken, std::fs::read_to_string(&examples[1]).unwrap().replace("    runs-on: ubuntu-latest\n", "")).unwrap();
+    assert!(!check(&[&broken]).status.success(), "the schema check accepts a job without runs-on");
+
+    let moto = Moto::start();
+    std::fs::copy(root.join("clusters/dev.toml"), dir.join("clusters/dev.toml")).unwrap();
+    let summary = dir.join("summary.md");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_hybrid")).parent().unwrap().to_path_buf();
+    let steps = |file: &std::path::Path| -> Vec<(String, String)> {
+        let doc = &crate::tools::yaml_to_json(&std::fs::read_to_string(file).unwrap()).unwrap()[0];
+        let mut out = Vec::new();
+        // In the order a PR lives (JSON maps here are sorted by name).
+        let jobs = doc["jobs"].as_object().unwrap();
+        assert!(jobs.keys().all(|k| ["up", "down", "reap"].contains(&k.as_str())), "{:?}", jobs.keys());
+        for job in ["up", "down", "reap"].iter().filter_map(|k| jobs.get(*k)) {
+            for step in job["steps"].as_array().unwrap() {
+                if let Some(run) = step["run"].as_str().filter(|r| r.contains("hybrid ") && !r.contains("cargo install")) {
+                    out.push((step["name"].as_str().unwrap_or_default().to_string(), run.to_string()));
+                }
+            }
+        }
+        out
+    };
+    let run_step = |name: &str, script: &str| {
+        let out = std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", script])
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+            .env("HOME", &dir)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("NO_COLOR", "1")
+            // The workflows' env, with moto's region.
+            .env("CLUSTER_FILE", "clusters/dev.toml")
+            .env("AWS_REGION", "us-east-1")
+            .env("PR", "42")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "step {name}:\n{script}\n{}\n{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    };
+    let pr = steps(&examples[0]);
+    let names: Vec<&str> = pr.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["Plan", "Apply", "How to reach it", "Destroy"]);
+    for (name, script) in &pr[..3] {
+        run_step(name, script);
+    }
+    let cluster = list(&moto).into_iter().find(|c| c["name"] == "pr-42").expect("the PR's cluster exists");
+    assert!(cluster["expires_in_seconds"].as_i64().unwrap() > 7 * 3600, "{cluster}");
+    let shown = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        shown.contains("hybrid kubeconfig clusters/dev.toml --set cluster.name=pr-42 --set cluster.region=us-east-1 --merge"),
+        "{shown}"
+    );
+    run_step(&pr[3].0, &pr[3].1);
+    assert!(list(&moto).iter().all(|c| c["name"] != "pr-42"), "the closed PR's cluster is still there");
+    for (name, script) in steps(&examples[1]) {
+        run_step(&name, &script);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
