@@ -118,6 +118,11 @@ pub struct Linux {
     authenticator_user: &'static str,
     authenticator_webhook: &'static str,
     authenticator_webhook_dir: &'static str,
+    /// kubelet's CredentialProviderConfig for private ECR (workers; empty
+    /// on the control plane), and where it and the plugin go.
+    credential_provider_config: String,
+    credential_provider_file: &'static str,
+    credential_provider_dir: &'static str,
     region: String,
     ssm_endpoint: String,
     node_labels: String,
@@ -205,6 +210,9 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         authenticator_user: crate::cluster::objects::AUTHENTICATOR_USER,
         authenticator_webhook: "/etc/kubernetes/aws-iam-authenticator/webhook.kubeconfig",
         authenticator_webhook_dir: "/etc/kubernetes/aws-iam-authenticator",
+        credential_provider_config: if pool.is_some() { versions::credential_provider_config() } else { String::new() },
+        credential_provider_file: "/etc/hybrid/credential-provider.yaml",
+        credential_provider_dir: "/usr/local/lib/hybrid/credential-providers",
         region: spec.region.clone(),
         ssm_endpoint: versions::ssm_endpoint(&spec.region),
         node_labels: pool.map(node_labels).unwrap_or_default(),
@@ -268,6 +276,8 @@ pub struct Windows {
     pause_image: String,
     link_local_routes: &'static [&'static str],
     images: Vec<String>,
+    /// kubelet's CredentialProviderConfig for private ECR.
+    credential_provider_config: String,
     pub(super) mode: &'static str,
 }
 
@@ -286,6 +296,9 @@ pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Res
         "--enforce-node-allocatable=",
         "--resolv-conf=",
         "--enable-debugging-handlers",
+        // Private ECR images, with the node's instance profile.
+        r"--image-credential-provider-config=C:\k\credential-provider.yaml",
+        r"--image-credential-provider-bin-dir=C:\k\credential-providers",
     ]
     .into_iter()
     .map(String::from)
@@ -329,6 +342,7 @@ pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Res
         pause_image: versions::pause_image(spec),
         link_local_routes: EC2_LINK_LOCAL_ROUTES,
         images: with_prepull(versions::node_images(spec, pool.os), Some(pool)),
+        credential_provider_config: versions::credential_provider_config(),
         mode: "node",
     })
 }

@@ -14,8 +14,8 @@ mod table;
 mod types;
 
 pub use table::{
-    AWS_IAM_AUTHENTICATOR, CALICO, CNI_PLUGINS, CONTAINERD, CONTAINERD_END_OF_LIFE, CRICTL, END_OF_LIFE, FLANNEL, KUBERNETES, NOT_YET,
-    NSSM, RUNC,
+    AWS_IAM_AUTHENTICATOR, CALICO, CNI_PLUGINS, CONTAINERD, CONTAINERD_END_OF_LIFE, CRICTL, ECR_CREDENTIAL_PROVIDER, END_OF_LIFE, FLANNEL,
+    KUBERNETES, NOT_YET, NSSM, RUNC,
 };
 pub use types::{CalicoLine, FlannelLine, KubeMinor, Semver};
 
@@ -184,6 +184,37 @@ pub fn aws_iam_authenticator() -> Download {
     download("aws-iam-authenticator", v, url, check)
 }
 
+/// kubelet's credential provider for private ECR; its digest is recorded
+/// (the promoter publishes a `.sha256` beside each file too).
+pub fn ecr_credential_provider(platform: Platform) -> Download {
+    let v = ECR_CREDENTIAL_PROVIDER;
+    let os = if platform == Platform::Linux { "linux" } else { "windows" };
+    let url = format!("https://artifacts.k8s.io/binaries/cloud-provider-aws/v{v}/{os}/amd64/ecr-credential-provider-{os}-amd64");
+    let sums = format!("{url}.sha256");
+    download("ecr-credential-provider", v, url, Check::ChecksumFile(sums))
+}
+
+/// The CredentialProviderConfig kubelet reads (kubelet.config.k8s.io/v1):
+/// ecr-credential-provider for every private ECR host pattern the plugin
+/// itself accepts (cloud-provider-aws cmd/ecr-credential-provider/main.go
+/// `ecrPrivateHostPattern`; each `*` is one DNS label), tokens kept 12 hours.
+pub fn credential_provider_config() -> String {
+    let hosts = [
+        "*.dkr.ecr.*.amazonaws.com",
+        "*.dkr-ecr.*.on.aws",
+        "*.dkr.ecr.*.amazonaws.com.cn",
+        "*.dkr-ecr.*.on.amazonwebservices.com.cn",
+        "*.dkr.ecr-fips.*.amazonaws.com",
+    ];
+    let mut out = String::from(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n  - name: ecr-credential-provider\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n    defaultCacheDuration: \"12h\"\n    matchImages:\n",
+    );
+    for h in hosts {
+        out.push_str(&format!("      - \"{h}\"\n"));
+    }
+    out
+}
+
 /// Calico's manifests live in the repository at the release tag.
 pub fn calico_manifest(version: &str, name: &'static str, file: &str) -> Download {
     let url = format!("https://raw.githubusercontent.com/projectcalico/calico/v{version}/manifests/{file}");
@@ -246,6 +277,9 @@ pub fn downloads(spec: &ClusterSpec, kind: NodeKind) -> Vec<Download> {
                 kube_binary(k, Platform::Linux, "kubelet"),
                 kube_binary(k, Platform::Linux, "kubeadm"),
             ];
+            if kind == NodeKind::LinuxWorker {
+                out.push(ecr_credential_provider(Platform::Linux));
+            }
             if kind == NodeKind::ControlPlane {
                 out.push(kube_binary(k, Platform::Linux, "kubectl"));
                 out.push(aws_iam_authenticator());
@@ -266,6 +300,7 @@ pub fn downloads(spec: &ClusterSpec, kind: NodeKind) -> Vec<Download> {
                 kube_binary(k, Platform::Windows, "kubelet"),
                 kube_binary(k, Platform::Windows, "kubeadm"),
                 nssm(),
+                ecr_credential_provider(Platform::Windows),
             ];
             if spec.cni.plugin == CniPlugin::Flannel {
                 let cni_plugin = flannel_line(&spec.cni.version).map_or(FLANNEL[0].cni_plugin, |f| f.cni_plugin);

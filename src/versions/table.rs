@@ -169,6 +169,16 @@ pub const NSSM: &str = "2.24";
 /// release publishes one checksums file for all assets, so the asset's
 /// GitHub digest checks it.
 pub const AWS_IAM_AUTHENTICATOR: &str = "0.7.18";
+/// kubelet's image credential provider for private ECR, on workers.
+/// kubernetes/cloud-provider-aws v1.37.0: its binaries are published only
+/// through the Kubernetes artifact promoter (not on GitHub releases), and
+/// v1.37.0 is the newest whose promotion manifest names the files under
+/// their version (kubernetes/k8s.io artifacts/manifests/k8s-staging-provider-aws
+/// @ c69ddbd7; the 1.32–1.36 manifests left the version out, issues
+/// cloud-provider-aws#1324 and #1481). It speaks
+/// credentialprovider.kubelet.k8s.io/v1, which every supported kubelet
+/// does (cloud-provider-aws#606), so one version serves them all.
+pub const ECR_CREDENTIAL_PROVIDER: &str = "1.37.0";
 
 /// SHA-256 of exact files, by URL. Sources: kubernetes-sigs/kubespray
 /// `roles/kubespray_defaults/vars/main/checksums.yml` @ 005bdce7 for every
@@ -176,6 +186,16 @@ pub const AWS_IAM_AUTHENTICATOR: &str = "0.7.18";
 /// checksum its release publishes (see `Download::check`), which is fetched
 /// over HTTPS at boot: add its row when you can.
 pub const SHA256: &[(&str, &str)] = &[
+    // ecr-credential-provider: the promotion manifest above (the digest
+    // of the exact promoted file).
+    (
+        "https://artifacts.k8s.io/binaries/cloud-provider-aws/v1.37.0/linux/amd64/ecr-credential-provider-linux-amd64",
+        "842e0fd8159f5ed8df2f38e6521e1e4f0a1ee80cf1e1ac119bbf20bf9c20681c",
+    ),
+    (
+        "https://artifacts.k8s.io/binaries/cloud-provider-aws/v1.37.0/windows/amd64/ecr-credential-provider-windows-amd64",
+        "8a659cef454cdf9a4b47c0fd6163f635c92de6a5bc1b65b0cf9abd158fad9427",
+    ),
     (
         "https://github.com/opencontainers/runc/releases/download/v1.4.3/runc.amd64",
         "f6ae8efc0fa40079e1475e97cbe9d1bd3f106a28d6af78a11d9f1bd565515e60",
@@ -220,6 +240,7 @@ pub const APPROX_BYTES: &[(&str, u64)] = &[
     ("crictl", 20_000_000),
     ("nssm", 350_000),
     ("aws-iam-authenticator", 60_000_000),
+    ("ecr-credential-provider", 20_000_000),
     ("flanneld", 35_000_000),
     ("flannel-cni", 3_000_000),
     ("calico-crds", 2_000_000),

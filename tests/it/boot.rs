@@ -1549,3 +1549,57 @@ fn windows_blocks_never_read_a_variable_of_the_function_that_runs_them() {
     }
     assert!(checked > 20, "only {checked} blocks checked");
 }
+
+/// kubelet pulls from the account's private ECR on every worker, Linux and
+/// Windows: the plugin is installed where `--image-credential-provider-bin-dir`
+/// says, under the name the config gives it (kubelet looks the provider's
+/// name up in that folder; on Windows as Windows does, `.exe` added), and the
+/// config is kubelet.config.k8s.io/v1 with the plugin's v1 API and ECR's
+/// private registry hosts (kubernetes.io docs, "Configure a kubelet image
+/// credential provider"; cloud-provider-aws cmd/ecr-credential-provider).
+/// The control plane gets none: its role may not pull from ECR.
+#[test]
+fn workers_pull_private_ecr_images_through_kubelets_credential_provider() {
+    let spec = spec("clusters/dev.toml");
+    let check_config = |yaml: &str, what: &str| {
+        let doc = &crate::tools::yaml_to_json(yaml).unwrap()[0];
+        assert_eq!(doc["apiVersion"], "kubelet.config.k8s.io/v1", "{what}");
+        assert_eq!(doc["kind"], "CredentialProviderConfig", "{what}");
+        let p = &doc["providers"][0];
+        assert_eq!(p["apiVersion"], "credentialprovider.kubelet.k8s.io/v1", "{what}");
+        assert!(p["defaultCacheDuration"].as_str().is_some(), "{what}: required");
+        assert!(p["matchImages"].as_array().unwrap().contains(&json!("*.dkr.ecr.*.amazonaws.com")), "{what}");
+        p["name"].as_str().unwrap().to_string()
+    };
+    for node in nodes(&spec) {
+        if node.os.is_windows() {
+            let script = part(&node, "bootstrap.ps1");
+            let config = script.split("$CredentialProviderConfig = '").nth(1).unwrap().split("'\n").next().unwrap().replace("''", "'");
+            let name = check_config(&config, &node.group);
+            let args: Vec<String> =
+                tools::powershell_commands(script).iter().filter(|c| c.name == "Fetch").flat_map(|c| c.args.clone()).collect();
+            assert!(args.iter().any(|a| a == &format!(r"'C:\k\credential-providers\{name}.exe'")), "{args:?}");
+            assert!(script.contains(r"'--image-credential-provider-bin-dir=C:\k\credential-providers'"));
+            assert!(script.contains(r"'--image-credential-provider-config=C:\k\credential-provider.yaml'"));
+            assert!(script.contains(r"Set-Content -Path 'C:\k\credential-provider.yaml' -Value $CredentialProviderConfig"));
+            continue;
+        }
+        let files = write_files(&node);
+        let kubeadm = crate::tools::yaml_to_json(part(&node, "kubeadm.yaml")).unwrap();
+        let extra = &kubeadm[0]["nodeRegistration"]["kubeletExtraArgs"];
+        let arg =
+            |n: &str| extra.as_array().and_then(|a| a.iter().find(|e| e["name"] == n)).map(|e| e["value"].as_str().unwrap().to_string());
+        if node.group == "control-plane" {
+            assert!(arg("image-credential-provider-config").is_none() && !files.contains_key("/etc/hybrid/credential-provider.yaml"));
+            continue;
+        }
+        let config_path = arg("image-credential-provider-config").unwrap();
+        let name = check_config(&files[&config_path], &node.group);
+        let dir = arg("image-credential-provider-bin-dir").unwrap();
+        let installs = tools::bash_commands(part(&node, "bootstrap.sh"));
+        assert!(
+            installs.iter().any(|c| c.name == "install" && c.args.last().is_some_and(|a| a.contains(&format!("{dir}'/{name}")))),
+            "{node:?}"
+        );
+    }
+}

@@ -21,7 +21,7 @@ Start-Transcript -Append -Path "$Root\bootstrap.log" | Out-Null
 $Mode = 'node'
 $Cni = 'calico'
 $PauseImage = 'registry.k8s.io/pause:3.10.1'
-$KubeletArgs = @('--cert-dir=C:\var\lib\kubelet\pki', '--config=C:\var\lib\kubelet\config.yaml', '--bootstrap-kubeconfig=C:\etc\kubernetes\bootstrap-kubelet.conf', '--kubeconfig=C:\etc\kubernetes\kubelet.conf', '--container-runtime-endpoint=npipe:////./pipe/containerd-containerd', '--cgroups-per-qos=false', '--enforce-node-allocatable=', '--resolv-conf=', '--enable-debugging-handlers', '--max-pods=60', '--register-with-taints=os=windows:NoSchedule')
+$KubeletArgs = @('--cert-dir=C:\var\lib\kubelet\pki', '--config=C:\var\lib\kubelet\config.yaml', '--bootstrap-kubeconfig=C:\etc\kubernetes\bootstrap-kubelet.conf', '--kubeconfig=C:\etc\kubernetes\kubelet.conf', '--container-runtime-endpoint=npipe:////./pipe/containerd-containerd', '--cgroups-per-qos=false', '--enforce-node-allocatable=', '--resolv-conf=', '--enable-debugging-handlers', '--image-credential-provider-config=C:\k\credential-provider.yaml', '--image-credential-provider-bin-dir=C:\k\credential-providers', '--max-pods=60', '--register-with-taints=os=windows:NoSchedule')
 $JoinConfig = '# kubeadm configuration of a Windows worker. kubelet runs as a service with
 # fixed flags (labels and taints included), so only discovery and the node
 # name matter to kubeadm here.
@@ -52,6 +52,19 @@ version = 3
 $Routes = @('169.254.169.254', '169.254.169.123', '169.254.169.250', '169.254.169.251', '169.254.169.253')
 $Images = @('registry.k8s.io/pause:3.10.1', 'quay.io/calico/node-windows:v3.32.4', 'quay.io/calico/cni-windows:v3.32.4')
 $PodCidr = '192.168.0.0/16'
+$CredentialProviderConfig = 'apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+  - name: ecr-credential-provider
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+    defaultCacheDuration: "12h"
+    matchImages:
+      - "*.dkr.ecr.*.amazonaws.com"
+      - "*.dkr-ecr.*.on.aws"
+      - "*.dkr.ecr.*.amazonaws.com.cn"
+      - "*.dkr-ecr.*.on.amazonwebservices.com.cn"
+      - "*.dkr.ecr-fips.*.amazonaws.com"
+'
 $JoinTokenParameter = '/hybrid/golden-calico/join-token'
 $Region = 'us-west-2'
 $SsmEndpoint = 'https://ssm.us-west-2.amazonaws.com'
@@ -332,6 +345,12 @@ Stage 'kubelet' {
   Fetch 'https://dl.k8s.io/v1.35.9/bin/windows/amd64/kubelet.exe' 'C:\k\kubelet.exe' 'sha256-file:https://dl.k8s.io/v1.35.9/bin/windows/amd64/kubelet.exe.sha256'
   Fetch 'https://dl.k8s.io/v1.35.9/bin/windows/amd64/kubeadm.exe' 'C:\k\kubeadm.exe' 'sha256-file:https://dl.k8s.io/v1.35.9/bin/windows/amd64/kubeadm.exe.sha256'
   Fetch 'https://k8stestinfrabinaries.blob.core.windows.net/nssm-mirror/nssm-2.24.zip' "$Root\nssm.zip" 'sha256:727d1e42275c605e0f04aba98095c38a8e1e46def453cdffce42869428aa6743'
+  # kubelet pulls from the account's private ECR with the node's role; the
+  # plugin's name in the config is the file's without .exe (kubelet looks it
+  # up as Windows does).
+  New-Item -ItemType Directory -Force -Path 'C:\k\credential-providers' | Out-Null
+  Fetch 'https://artifacts.k8s.io/binaries/cloud-provider-aws/v1.37.0/windows/amd64/ecr-credential-provider-windows-amd64' 'C:\k\credential-providers\ecr-credential-provider.exe' 'sha256:8a659cef454cdf9a4b47c0fd6163f635c92de6a5bc1b65b0cf9abd158fad9427'
+  Set-Content -Path 'C:\k\credential-provider.yaml' -Value $CredentialProviderConfig -Encoding Ascii
   Expand-Archive -Force -Path "$Root\nssm.zip" -DestinationPath "$Root\nssm"
   # The release zip holds one folder named after its version.
   $NssmDir = 'nssm-' + '2.24'

@@ -167,6 +167,8 @@ install_kubernetes() {
   install -m 0755 "$WORK/kubelet" "$WORK/kubeadm" /usr/local/bin/
   fetch 'https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz' "$WORK/crictl.tar.gz" 'sha256:83855e114566a8a8c44c548d515670f51de3a5e1da8b2effb59870e2f10c25a3'
   tar -C /usr/local/bin -xzf "$WORK/crictl.tar.gz" crictl
+  fetch 'https://artifacts.k8s.io/binaries/cloud-provider-aws/v1.37.0/linux/amd64/ecr-credential-provider-linux-amd64' "$WORK/ecr-credential-provider" 'sha256:842e0fd8159f5ed8df2f38e6521e1e4f0a1ee80cf1e1ac119bbf20bf9c20681c'
+  install -D -m 0755 "$WORK/ecr-credential-provider" '/usr/local/lib/hybrid/credential-providers'/ecr-credential-provider
   printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\n' >/etc/crictl.yaml
   install -m 0644 /etc/hybrid/kubelet.service /etc/systemd/system/kubelet.service
   install -d /etc/systemd/system/kubelet.service.d
