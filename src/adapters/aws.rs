@@ -22,7 +22,7 @@ use super::{Cloud, CloudError, CloudResult, FoundCluster, FoundInstance, LaunchR
 use crate::infra::changes::Attribute;
 use crate::infra::desired::{
     AmiLookup, InstanceProfile, ResolvedAmi, SgRule, Source, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES,
-    TAG_OWNER, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, ec2_trust_policy, iam_path_prefix, instance_profiles, lock_parameter_name,
+    TAG_OWNER, TAG_PLAYERS, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, ec2_trust_policy, iam_path_prefix, instance_profiles, lock_parameter_name,
     lock_parameter_prefix, parameter_prefix,
 };
 use crate::infra::images::{BakedImage, Builder, TAG_BAKE_BUILDER, TAG_BAKE_KEY, TAG_BAKE_LINE};
@@ -629,9 +629,11 @@ impl Cloud for AwsCloud {
         for g in &groups {
             let id = g.group_id().unwrap_or_default().to_string();
             expiry_tags.push(tag_value(g.tags(), TAG_EXPIRES));
+            let pool = tag_value(g.tags(), TAG_PLAYERS);
             inv.security_groups.push(SecurityGroup {
                 rules: rules_of(&id, g.ip_permissions()),
                 vpc_id: g.vpc_id().unwrap_or_default().into(),
+                players_pool: (!pool.is_empty()).then_some(pool),
                 id,
             });
         }
@@ -661,6 +663,7 @@ impl Cloud for AwsCloud {
                         vpc_id: i.vpc_id().map(str::to_string),
                         subnet_id: i.subnet_id().map(str::to_string),
                         instance_profile: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_string),
+                        security_groups: i.security_groups().iter().filter_map(|g| g.group_id()).map(str::to_string).collect(),
                         launch_time: i
                             .launch_time()
                             .map_or(String::new(), |t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()),
@@ -1059,7 +1062,7 @@ impl Cloud for AwsCloud {
             .min_count(1)
             .max_count(1)
             .subnet_id(&r.subnet_id)
-            .security_group_ids(&r.security_group_id)
+            .set_security_group_ids(Some(r.security_group_ids.clone()))
             .user_data(base64::engine::general_purpose::STANDARD.encode(&r.user_data))
             .client_token(&r.client_token)
             // IMDSv2 only; hop limit 1 keeps pods in their own network
@@ -1653,6 +1656,18 @@ impl Cloud for AwsCloud {
             }
         }
         Ok(tagged)
+    }
+
+    async fn set_instance_groups(&self, instance_id: &str, groups: &[String]) -> CloudResult<()> {
+        self.count("ModifyInstanceAttribute");
+        self.ec2
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .set_groups(Some(groups.to_vec()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| err("ModifyInstanceAttribute", e))
     }
 
     async fn regions(&self) -> CloudResult<Vec<String>> {

@@ -70,7 +70,8 @@ pub struct LaunchRequest {
     pub ami: ResolvedAmi,
     pub instance_type: String,
     pub subnet_id: String,
-    pub security_group_id: String,
+    /// The nodes' group, and a pool's players' group when it has one.
+    pub security_group_ids: Vec<String>,
     pub private_ip: Option<std::net::Ipv4Addr>,
     /// Raw bytes; base64 happens inside the adapter.
     pub user_data: Vec<u8>,
@@ -181,6 +182,8 @@ pub trait Cloud {
     /// Removes the role from the profile, then the profile, the policy and the role.
     async fn delete_instance_profile(&self, name: &str) -> CloudResult<()>;
     async fn revoke_ingress(&self, group_id: &str, rules: &[SgRule]) -> CloudResult<()>;
+    /// Puts a running instance into exactly these security groups.
+    async fn set_instance_groups(&self, instance_id: &str, groups: &[String]) -> CloudResult<()>;
 
     /// Which of `types` the region offers (DescribeInstanceTypeOfferings).
     async fn offered_instance_types(&self, types: &[String]) -> CloudResult<std::collections::BTreeSet<String>>;

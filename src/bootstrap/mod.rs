@@ -141,6 +141,7 @@ fn bake_cluster(spec: &ClusterSpec, pool: &Pool) -> (ClusterSpec, Pool) {
             pod_cidr: cidr("192.168.0.0/16"),
             service_cidr: cidr("10.96.0.0/12"),
             admin_cidrs: Vec::new(),
+            player_cidrs: Vec::new(),
         },
         control_plane: ControlPlane { private_ip: None, ami: None, ..spec.control_plane.clone() },
         pools: vec![generic.clone()],

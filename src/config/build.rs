@@ -189,17 +189,23 @@ fn build_network(n: Option<&SectionValues<'_>>, cx: &mut Ctx<'_>) -> Network {
             Vpc::Create { cidr, subnet_cidr }
         }
     };
-    let mut admin_cidrs = Vec::new();
-    if let Some(list) = n.and_then(|n| n.str_list("admin_cidrs", cx.diags, cx.spans)) {
-        for (i, text) in list.iter().enumerate() {
-            admin_cidrs.extend(parse_cidr(text, &format!("network.admin_cidrs[{i}]"), cx));
+    let cidr_list = |key: &str, cx: &mut Ctx<'_>| {
+        let mut out = Vec::new();
+        if let Some(list) = n.and_then(|n| n.str_list(key, cx.diags, cx.spans)) {
+            for (i, text) in list.iter().enumerate() {
+                out.extend(parse_cidr(text, &format!("network.{key}[{i}]"), cx));
+            }
         }
-    }
+        out
+    };
+    let admin_cidrs = cidr_list("admin_cidrs", cx);
+    let player_cidrs = cidr_list("player_cidrs", cx);
     Network {
         vpc,
         pod_cidr: cidr(n, "pod_cidr", "192.168.0.0/16", cx),
         service_cidr: cidr(n, "service_cidr", "10.96.0.0/12", cx),
         admin_cidrs,
+        player_cidrs,
     }
 }
 
@@ -246,6 +252,23 @@ fn build_pool(p: &SectionValues<'_>, linux_default: LinuxDistro, cni: &Cni, cx: 
         replace_batch: p.int("replace_batch", cx.diags, cx.spans).map_or(1, |n| n as u32),
         image: p.str("image", cx.diags, cx.spans).and_then(|s| ImageChoice::parse(&s)).unwrap_or_default(),
         prepull: p.str_list("prepull", cx.diags, cx.spans).unwrap_or_default(),
+        player_ports: p
+            .str_list("player_ports", cx.diags, cx.spans)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| match PortRange::parse(text) {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    cx.err(
+                        &format!("{}[{i}]", p.key_path("player_ports")),
+                        why,
+                        Some("write PORT/tcp, PORT/udp or FROM-TO/udp, e.g. \"7000-8000/udp\"".into()),
+                    );
+                    None
+                }
+            })
+            .collect(),
         // kubelet's default, capped on Windows by what the CNI can address
         // (60 with Calico's /26 blocks).
         max_pods: p

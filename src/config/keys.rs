@@ -112,6 +112,12 @@ pub const SECTIONS: &[Section] = &[
             opt("pod_cidr", Kind::Str, Some("\"192.168.0.0/16\""), "Pod network; must not overlap the VPC or the service CIDR."),
             opt("service_cidr", Kind::Str, Some("\"10.96.0.0/12\""), "Service ClusterIP range (/12 to /24)."),
             opt("admin_cidrs", Kind::StrList, Some("[]"), "Networks allowed to reach the API server (6443), SSH (22) and RDP (3389)."),
+            opt(
+                "player_cidrs",
+                Kind::StrList,
+                Some("[]"),
+                "Networks allowed to reach the pools' `player_ports` (testers, the studio's office or VPN).",
+            ),
         ],
     },
     Section {
@@ -215,6 +221,12 @@ pub const SECTIONS: &[Section] = &[
                 Kind::Int { min: 1, max: 1000 },
                 Some("1"),
                 "How many nodes of the pool are replaced at a time when a change needs new instances (drained first, the next batch waits until the new nodes are Ready).",
+            ),
+            opt(
+                "player_ports",
+                Kind::StrList,
+                Some("[]"),
+                "Ports this pool's nodes open to `[network] player_cidrs`, as `PORT[-PORT]/tcp|udp`, e.g. `[\"7000-8000/udp\"]` (Agones' default host-port range) or `[\"7777/tcp\"]`; in a security group of the pool's own.",
             ),
             opt(
                 "max_pods",

@@ -223,6 +223,15 @@ impl Rules<'_> {
                 "add your office or VPN range, or run apply with --api-server through a tunnel (or --ec2-only)",
             );
         }
+        for (i, c) in n.player_cidrs.iter().enumerate() {
+            if c.prefix() == 0 {
+                self.warning(
+                    &format!("network.player_cidrs[{i}]"),
+                    "0.0.0.0/0 opens the pools' player ports to the whole internet",
+                    "fine for a public playtest; for testers, list the studio's or the testers' ranges",
+                );
+            }
+        }
         for (i, c) in n.admin_cidrs.iter().enumerate() {
             if c.prefix() == 0 {
                 self.warning(
@@ -351,6 +360,7 @@ impl Rules<'_> {
             if let Some(ami) = &p.ami {
                 self.ami(&key("ami"), ami);
             }
+            self.player_ports(i, p);
             for (n, image) in p.prepull.iter().enumerate() {
                 if !is_image_reference(image) {
                     self.error(
@@ -549,6 +559,36 @@ impl Rules<'_> {
                 "cni.port",
                 format!("Windows supports VXLAN on UDP port {WINDOWS_VXLAN_PORT} only, not {}, and {why}", cni.port),
                 format!("set port = {WINDOWS_VXLAN_PORT} (on Linux and Windows alike, so they interoperate)"),
+            );
+        }
+    }
+
+    /// A pool's player ports: never one the cluster itself uses (a tester
+    /// could otherwise reach the kubelet or etcd, or a NodePort), each once,
+    /// and open to someone.
+    fn player_ports(&mut self, i: usize, p: &crate::model::Pool) {
+        let own = crate::infra::desired::security_rules(self.spec);
+        let key = |n: usize| format!("pool[{i}].player_ports[{n}]");
+        for (n, r) in p.player_ports.iter().enumerate() {
+            let clash = own.iter().find(|rule| {
+                let udp = rule.protocol == "udp";
+                (rule.protocol == "tcp" || udp) && r.overlaps(udp, rule.from_port.max(0) as u16, rule.to_port.max(0) as u16)
+            });
+            if let Some(rule) = clash {
+                self.error(
+                    &key(n),
+                    format!("{r} overlaps the cluster's own {}-{}/{} ({})", rule.from_port, rule.to_port, rule.protocol, rule.description),
+                    "pick ports outside the cluster's (Agones' default host ports are 7000-8000/udp)",
+                );
+            } else if let Some(m) = p.player_ports[..n].iter().position(|o| o.overlaps(r.udp, r.from, r.to)) {
+                self.error(&key(n), format!("{r} overlaps {} in the same list", p.player_ports[m]), "list each range once");
+            }
+        }
+        if !p.player_ports.is_empty() && self.spec.network.player_cidrs.is_empty() {
+            self.warning(
+                &format!("pool[{i}].player_ports"),
+                "player ports are open to nobody: [network] player_cidrs is empty",
+                "add the testers' or the studio's ranges to [network] player_cidrs",
             );
         }
     }

@@ -252,6 +252,7 @@ mod tests {
                 vpc_id: None,
                 subnet_id: None,
                 instance_profile: None,
+                security_groups: Vec::new(),
                 public_ip: None,
                 launch_time: "2026-11-23T11:00:00Z".into(),
             }],

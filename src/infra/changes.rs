@@ -52,6 +52,18 @@ pub enum Resource {
         add: Vec<SgRule>,
         remove: Vec<SgRule>,
     },
+    /// A pool's players' security group (its `player_ports`), only its
+    /// nodes in it.
+    PlayersGroup {
+        pool: String,
+        add: Vec<SgRule>,
+        remove: Vec<SgRule>,
+    },
+    /// An instance joins or leaves its pool's players' group (the change's
+    /// id is the instance; `players` the pool whose group it is to be in).
+    Membership {
+        players: Option<String>,
+    },
     /// An attribute of the VPC or subnet in use (the change's id).
     Attribute {
         attribute: Attribute,
@@ -81,6 +93,8 @@ impl Resource {
             Resource::Attribute { attribute, .. } if attribute.on_subnet() => "subnet_attribute",
             Resource::Attribute { .. } => "vpc_attribute",
             Resource::SecurityGroup { .. } => "security_group",
+            Resource::PlayersGroup { .. } => "players_group",
+            Resource::Membership { .. } => "security_groups",
             Resource::InstanceProfile => "instance_profile",
             Resource::Parameter { .. } => "ssm_parameter",
             Resource::Instance { .. } => "instance",
@@ -219,4 +233,6 @@ pub struct InUse {
     /// create and attach): the route step attaches it.
     pub gateway_detached: bool,
     pub security_group: Option<String>,
+    /// Each pool's players' group that stays, by pool.
+    pub players_groups: std::collections::BTreeMap<String, String>,
 }

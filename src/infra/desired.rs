@@ -304,6 +304,9 @@ pub struct DesiredState {
     pub region: String,
     pub network: DesiredNetwork,
     pub security_rules: BTreeSet<SgRule>,
+    /// Per pool with `player_ports`: the rules of its players' security
+    /// group, which only its nodes are in.
+    pub player_groups: BTreeMap<String, BTreeSet<SgRule>>,
     /// The SSM parameters a plan creates (the join token is written by
     /// each apply that launches nodes, not planned).
     pub parameters: Vec<DesiredParameter>,
@@ -383,6 +386,7 @@ pub fn desired_state(spec: &ClusterSpec, amis: &AmiMap, bootstrap_fingerprints: 
             Vpc::Existing { vpc_id, subnet_id } => DesiredNetwork::Existing { vpc_id: vpc_id.clone(), subnet_id: subnet_id.clone() },
         },
         security_rules: security_rules(spec),
+        player_groups: player_groups(spec),
         parameters: planned_parameters(&spec.name),
         instance_profiles: instance_profiles(&spec.name, &spec.region),
         instances,
@@ -489,6 +493,36 @@ pub fn fingerprint(bytes: &[u8]) -> String {
 
 /// Exactly the ports the cluster uses (WINDOWS-NOTES §6): pod traffic is
 /// encapsulated, so security groups see only the VXLAN outer packets.
+/// The tag that marks a pool's players' security group, with the pool's name.
+pub const TAG_PLAYERS: &str = "hybrid:players-pool";
+
+/// The players' security group of a pool: its name.
+pub fn player_group_name(cluster: &str, pool: &str) -> String {
+    format!("{cluster}-{pool}-players")
+}
+
+/// Every pool's player ports, open to every player CIDR; a pool with none
+/// has no group.
+pub fn player_groups(spec: &ClusterSpec) -> BTreeMap<String, BTreeSet<SgRule>> {
+    let mut out = BTreeMap::new();
+    for p in spec.pools.iter().filter(|p| !p.player_ports.is_empty()) {
+        let mut rules = BTreeSet::new();
+        for r in &p.player_ports {
+            for cidr in &spec.network.player_cidrs {
+                rules.insert(SgRule {
+                    protocol: r.protocol().into(),
+                    from_port: i32::from(r.from),
+                    to_port: i32::from(r.to),
+                    source: Source::Cidr(*cidr),
+                    description: format!("players: {}", p.name),
+                });
+            }
+        }
+        out.insert(p.name.clone(), rules);
+    }
+    out
+}
+
 pub fn security_rules(spec: &ClusterSpec) -> BTreeSet<SgRule> {
     let mut rules = BTreeSet::new();
     let mut rule = |protocol: &str, from: i32, to: i32, source: Source, description: &str| {

@@ -15,8 +15,8 @@ use crate::adapters::{Cloud, CloudError, LaunchRequest};
 use crate::bootstrap::NodeBootstrap;
 use crate::bootstrap::pki::{BootstrapToken, ClusterSecrets};
 use crate::infra::desired::{
-    DesiredInstance, DesiredState, ParameterKind, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_OWNER, TAG_POOL,
-    TAG_SLOT, TAG_SPEC_HASH, join_token_parameter_name,
+    DesiredInstance, DesiredState, ParameterKind, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_OWNER,
+    TAG_PLAYERS, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, join_token_parameter_name,
 };
 use crate::infra::inventory::Inventory;
 use crate::infra::lock::{Held, LockError, ensure_held};
@@ -140,6 +140,8 @@ pub async fn apply<C: Cloud>(
     // attach); one created here is attached already.
     let mut igw_needs_attach = plan.in_use.gateway_detached;
     let mut sg_id = plan.in_use.security_group.clone();
+    // Each pool's players' group, by pool: those kept, then those made here.
+    let mut players_sg = plan.in_use.players_groups.clone();
     // Each create call gets its own token (see `adapters::Cloud::create_vpc`).
     let create_tags = |kind: &str, name: String| {
         let mut t = named(tags.clone(), name);
@@ -148,7 +150,17 @@ pub async fn apply<C: Cloud>(
     };
 
     // Network, in dependency order regardless of the order shown.
-    for kind in ["vpc", "subnet", "internet_gateway", "route", "vpc_attribute", "subnet_attribute", "security_group", "instance_profile"] {
+    for kind in [
+        "vpc",
+        "subnet",
+        "internet_gateway",
+        "route",
+        "vpc_attribute",
+        "subnet_attribute",
+        "security_group",
+        "players_group",
+        "instance_profile",
+    ] {
         for change in plan.changes.iter().filter(|c| c.resource.kind() == kind && c.action != Action::Delete) {
             match (&change.resource, change.action) {
                 (Resource::Vpc { cidr }, Action::Create) => {
@@ -212,6 +224,30 @@ pub async fn apply<C: Cloud>(
                         progress.line(&format!("security group {id}: {} rule(s) added, {} removed", add.len(), remove.len()));
                     }
                 }
+                (Resource::PlayersGroup { pool, add, remove }, action) => {
+                    let id = match (action, change.id.as_ref()) {
+                        (Action::Create, _) => {
+                            let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
+                            let mut t = create_tags(&format!("players-{pool}"), change.name.clone());
+                            t.insert(TAG_PLAYERS.into(), pool.clone());
+                            let id = cloud.create_security_group(&change.name, vpc, &t).await?;
+                            progress.line(&format!("security group {id} created for pool {pool}'s players"));
+                            id
+                        }
+                        (_, Some(id)) => id.clone(),
+                        (_, None) => return Err(ExecError::Missing("players' security group")),
+                    };
+                    cloud.revoke_ingress(&id, remove).await?;
+                    cloud.authorize_ingress(&id, add).await?;
+                    if !add.is_empty() || !remove.is_empty() {
+                        progress.line(&format!(
+                            "security group {id} (players of {pool}): {} rule(s) added, {} removed",
+                            add.len(),
+                            remove.len()
+                        ));
+                    }
+                    players_sg.insert(pool.clone(), id);
+                }
                 _ => {}
             }
         }
@@ -233,6 +269,19 @@ pub async fn apply<C: Cloud>(
         let name = join_token_parameter_name(cluster);
         cloud.put_parameter(&name, &ctx.join_token.expose(), &tags).await?;
         progress.line(&format!("{name}: join token {} stored for the nodes this run launches", ctx.join_token.id()));
+    }
+
+    // Instances that stay join or leave their pool's players' group (new
+    // ones get their groups at launch).
+    for change in plan.changes.iter().filter(|c| c.resource.kind() == "security_groups") {
+        let (Resource::Membership { players }, Some(id)) = (&change.resource, change.id.as_deref()) else { continue };
+        let nodes = sg_id.clone().ok_or(ExecError::Missing("security group"))?;
+        let mut groups = vec![nodes];
+        if let Some(pool) = players {
+            groups.push(players_sg.get(pool).cloned().ok_or(ExecError::Missing("players' security group"))?);
+        }
+        cloud.set_instance_groups(id, &groups).await?;
+        progress.line(&format!("{} ({id}): security groups set ({})", change.name, change.reason.as_deref().unwrap_or_default()));
     }
 
     // Stopped instances start again.
@@ -277,11 +326,12 @@ pub async fn apply<C: Cloud>(
     let subnet = subnet_id.ok_or(ExecError::Missing("subnet"))?;
     let sg = sg_id.ok_or(ExecError::Missing("security group"))?;
     let launches = by_pool.iter().map(|(pool, slots)| {
-        let (subnet, sg, tags) = (&subnet, &sg, &tags);
+        let (subnet, sg, tags, players_sg) = (&subnet, &sg, &tags, &players_sg);
         async move {
             let total = slots.len();
             for (n, d) in slots.iter().enumerate() {
-                let request = launch_request(ctx, d, subnet, sg, tags).map_err(|e| (pool.to_string(), e))?;
+                let groups = node_groups(sg, players_sg, &d.group);
+                let request = launch_request(ctx, d, subnet, &groups, tags).map_err(|e| (pool.to_string(), e))?;
                 let launched = cloud.run_instance(&request).await.map_err(|e| (pool.to_string(), e))?;
                 progress.event(&Event::Launched { pool, slot: &d.slot, instance: &launched.id, n: n + 1, total });
             }
@@ -311,8 +361,9 @@ pub async fn apply<C: Cloud>(
             let mut launched = Vec::new();
             for (i, c) in batch.iter().enumerate() {
                 let Resource::Instance { desired: Some(d) } = &c.resource else { continue };
-                let request =
-                    launch_request(ctx, d, &subnet, &sg, &tags).map_err(|e| ExecError::Pools { failures: vec![(pool.to_string(), e)] })?;
+                let groups = node_groups(&sg, &players_sg, &d.group);
+                let request = launch_request(ctx, d, &subnet, &groups, &tags)
+                    .map_err(|e| ExecError::Pools { failures: vec![(pool.to_string(), e)] })?;
                 let new = cloud.run_instance(&request).await.map_err(|e| ExecError::Pools { failures: vec![(pool.to_string(), e)] })?;
                 progress.event(&Event::Launched { pool, slot: &d.slot, instance: &new.id, n: i + 1, total: batch.len() });
                 launched.push(NewNode {
@@ -361,11 +412,17 @@ async fn remove_instances<C: Cloud>(
     Ok(())
 }
 
+/// The security groups a node of `group` is launched into: the nodes' and,
+/// when its pool opens player ports, its pool's players' group.
+fn node_groups(nodes: &str, players: &BTreeMap<String, String>, group: &str) -> Vec<String> {
+    std::iter::once(nodes.to_string()).chain(players.get(group).cloned()).collect()
+}
+
 fn launch_request(
     ctx: &Context<'_>,
     d: &DesiredInstance,
     subnet: &str,
-    sg: &str,
+    groups: &[String],
     tags: &BTreeMap<String, String>,
 ) -> Result<LaunchRequest, CloudError> {
     let ami = d
@@ -396,7 +453,7 @@ fn launch_request(
         ami,
         instance_type: d.instance_type.clone(),
         subnet_id: subnet.to_string(),
-        security_group_id: sg.to_string(),
+        security_group_ids: groups.to_vec(),
         private_ip: d.private_ip,
         user_data,
         disk_gb: d.disk_gb,
@@ -441,11 +498,13 @@ async fn wait_terminated<C: Cloud>(cloud: &C, ids: &[String], timeout: Duration,
 /// deleted is named in one error at the end.
 async fn remove_network<C: Cloud>(cloud: &C, plan: &Plan, progress: &impl Progress) -> Result<(), ExecError> {
     let mut failed = Vec::new();
-    for kind in ["security_group", "internet_gateway", "subnet", "vpc", "instance_profile", "ssm_parameter"] {
+    for kind in ["players_group", "security_group", "internet_gateway", "subnet", "vpc", "instance_profile", "ssm_parameter"] {
         for c in plan.changes.iter().filter(|c| c.resource.kind() == kind && c.action == Action::Delete) {
             let id = c.id.as_deref().unwrap_or_default();
             let result = match &c.resource {
-                Resource::SecurityGroup { .. } => retry_dependency(|| cloud.delete_security_group(id), progress).await,
+                Resource::SecurityGroup { .. } | Resource::PlayersGroup { .. } => {
+                    retry_dependency(|| cloud.delete_security_group(id), progress).await
+                }
                 Resource::InternetGateway => cloud.delete_internet_gateway(id).await.map_err(ExecError::from),
                 Resource::Subnet { .. } => retry_dependency(|| cloud.delete_subnet(id), progress).await,
                 Resource::Vpc { .. } => retry_dependency(|| cloud.delete_vpc(id), progress).await,

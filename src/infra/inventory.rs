@@ -72,6 +72,8 @@ pub struct SecurityGroup {
     pub id: String,
     pub vpc_id: String,
     pub rules: Vec<SgRule>,
+    /// For a pool's players' group: the pool (`hybrid:players-pool`).
+    pub players_pool: Option<String>,
 }
 
 /// What exists of the role, its policy and the instance profile (an apply
@@ -106,6 +108,8 @@ pub struct Instance {
     pub subnet_id: Option<String>,
     /// The instance profile's ARN, if it has one.
     pub instance_profile: Option<String>,
+    /// The security groups it is in.
+    pub security_groups: Vec<String>,
     /// RFC 3339; orders duplicates (the oldest one is kept).
     pub launch_time: String,
 }

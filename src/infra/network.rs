@@ -165,8 +165,8 @@ fn attribute_change(attribute: Attribute, id: &str) -> Change {
 /// The cluster's group in the VPC in use: rules diffed; groups elsewhere go.
 fn security_groups(desired: &DesiredState, inv: &Inventory, in_use: &mut InUse, changes: &mut Vec<Change>) {
     let name = format!("{}-nodes", desired.cluster);
-    let kept: Option<&SecurityGroup> =
-        in_use.vpc.as_deref().and_then(|v| inv.security_groups.iter().filter(|g| g.vpc_id == v).min_by(|a, b| a.id.cmp(&b.id)));
+    let nodes = || inv.security_groups.iter().filter(|g| g.players_pool.is_none());
+    let kept: Option<&SecurityGroup> = in_use.vpc.as_deref().and_then(|v| nodes().filter(|g| g.vpc_id == v).min_by(|a, b| a.id.cmp(&b.id)));
     in_use.security_group = kept.map(|g| g.id.clone());
     match kept {
         None => changes.push(change(
@@ -186,7 +186,7 @@ fn security_groups(desired: &DesiredState, inv: &Inventory, in_use: &mut InUse, 
             }
         }
     }
-    for g in inv.security_groups.iter().filter(|g| Some(g.id.as_str()) != in_use.security_group.as_deref()) {
+    for g in nodes().filter(|g| Some(g.id.as_str()) != in_use.security_group.as_deref()) {
         changes.push(change(
             Action::Delete,
             name.clone(),
@@ -195,12 +195,73 @@ fn security_groups(desired: &DesiredState, inv: &Inventory, in_use: &mut InUse, 
             Resource::SecurityGroup { add: vec![], remove: vec![] },
         ));
     }
+    players_groups(desired, inv, in_use, changes);
+}
+
+/// Each pool's players' group in the VPC in use: created, rules diffed;
+/// one of a pool without player ports (or in another VPC) goes, once its
+/// nodes have left it (`plan::membership_changes`).
+fn players_groups(desired: &DesiredState, inv: &Inventory, in_use: &mut InUse, changes: &mut Vec<Change>) {
+    let found = |pool: &str| {
+        inv.security_groups
+            .iter()
+            .filter(|g| g.players_pool.as_deref() == Some(pool) && Some(g.vpc_id.as_str()) == in_use.vpc.as_deref())
+            .min_by(|a, b| a.id.cmp(&b.id))
+    };
+    for (pool, rules) in &desired.player_groups {
+        let name = crate::infra::desired::player_group_name(&desired.cluster, pool);
+        match found(pool) {
+            None => changes.push(change(
+                Action::Create,
+                name,
+                None,
+                None,
+                Resource::PlayersGroup { pool: pool.clone(), add: rules.iter().cloned().collect(), remove: Vec::new() },
+            )),
+            Some(g) => {
+                in_use.players_groups.insert(pool.clone(), g.id.clone());
+                let have: std::collections::BTreeSet<_> = g.rules.iter().map(SgRule::key).collect();
+                let want: std::collections::BTreeSet<_> = rules.iter().map(SgRule::key).collect();
+                let add: Vec<SgRule> = rules.iter().filter(|r| !have.contains(&r.key())).cloned().collect();
+                let remove: Vec<SgRule> = g.rules.iter().filter(|r| !want.contains(&r.key())).cloned().collect();
+                if !add.is_empty() || !remove.is_empty() {
+                    changes.push(change(
+                        Action::Update,
+                        name,
+                        Some(g.id.clone()),
+                        None,
+                        Resource::PlayersGroup { pool: pool.clone(), add, remove },
+                    ));
+                }
+            }
+        }
+    }
+    for g in inv.security_groups.iter().filter(|g| g.players_pool.is_some() && !in_use.players_groups.values().any(|id| *id == g.id)) {
+        let pool = g.players_pool.clone().unwrap_or_default();
+        let why = if desired.player_groups.contains_key(&pool) {
+            "a duplicate, or in a VPC the cluster does not use".to_string()
+        } else {
+            format!("pool {pool} opens no player ports any more")
+        };
+        changes.push(change(
+            Action::Delete,
+            crate::infra::desired::player_group_name(&desired.cluster, &pool),
+            Some(g.id.clone()),
+            Some(why),
+            Resource::PlayersGroup { pool, add: vec![], remove: vec![] },
+        ));
+    }
 }
 
 /// Every network resource found, for `destroy`: security groups, gateways,
 /// subnets, VPCs (the order they can go in).
 pub fn destroy_changes(cluster: &str, inv: &Inventory, changes: &mut Vec<Change>) {
-    for g in &inv.security_groups {
+    for g in inv.security_groups.iter().filter(|g| g.players_pool.is_some()) {
+        let pool = g.players_pool.clone().unwrap_or_default();
+        let name = crate::infra::desired::player_group_name(cluster, &pool);
+        changes.push(change(Action::Delete, name, Some(g.id.clone()), None, Resource::PlayersGroup { pool, add: vec![], remove: vec![] }));
+    }
+    for g in inv.security_groups.iter().filter(|g| g.players_pool.is_none()) {
         changes.push(change(
             Action::Delete,
             format!("{cluster}-nodes"),
@@ -246,7 +307,12 @@ mod tests {
         inv.subnets.push(Subnet { id: format!("subnet-{n}"), vpc_id: vpc.clone(), cidr: Some(subnet_cidr), map_public_ip_on_launch: true });
         inv.internet_gateways.push(Gateway { id: format!("igw-{n}"), vpc_id: Some(vpc.clone()) });
         inv.route_tables.push(RouteTable { id: format!("rtb-{n}"), vpc_id: vpc.clone(), default_route: Some(format!("igw-{n}")) });
-        inv.security_groups.push(SecurityGroup { id: format!("sg-{n}"), vpc_id: vpc, rules: d.security_rules.iter().cloned().collect() });
+        inv.security_groups.push(SecurityGroup {
+            id: format!("sg-{n}"),
+            vpc_id: vpc,
+            rules: d.security_rules.iter().cloned().collect(),
+            players_pool: None,
+        });
     }
 
     /// (action, resource kind, id) of each change.
@@ -306,6 +372,7 @@ mod tests {
             vpc_id: Some("vpc-2".into()),
             subnet_id: Some("subnet-2".into()),
             instance_profile: None,
+            security_groups: Vec::new(),
             launch_time: String::new(),
         });
         let (changes, in_use) = plan_of(&d, &inv);

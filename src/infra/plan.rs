@@ -27,6 +27,7 @@ pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result
         }
     }
     instance_changes(desired, actual, &mut changes);
+    membership_changes(desired, actual, &in_use, &mut changes);
     let notes = control_plane_notes(desired, actual, &changes);
     let images = desired.image_notes.clone();
     Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes, in_use, images, notes })
@@ -76,6 +77,38 @@ fn profile_change(want: &InstanceProfile, actual: &Inventory) -> Option<Change> 
         Some(_) => (Action::Update, Some(format!("its policy differs from the one hybrid sets (it {})", want.allows))),
     };
     Some(Change { action, name: want.name.clone(), id: None, reason, resource: Resource::InstanceProfile })
+}
+
+/// Instances that stay but are not in the security groups their pool's
+/// player ports ask for: they join their pool's players' group, or leave
+/// one it no longer has (a new instance gets its groups at launch).
+fn membership_changes(desired: &DesiredState, actual: &Inventory, in_use: &InUse, changes: &mut Vec<Change>) {
+    let players: std::collections::BTreeSet<&str> =
+        actual.security_groups.iter().filter(|g| g.players_pool.is_some()).map(|g| g.id.as_str()).collect();
+    let launched_anew = |id: &str| changes.iter().any(|c| c.id.as_deref() == Some(id) && c.resource.kind() == "instance");
+    let mut out = Vec::new();
+    for i in actual.instances.iter().filter(|i| desired.instances.contains_key(&i.slot) && !launched_anew(&i.id)) {
+        let wanted = desired.player_groups.contains_key(&i.group).then(|| i.group.clone());
+        let member_of: Vec<&str> = i.security_groups.iter().map(String::as_str).filter(|g| players.contains(g)).collect();
+        let right = match &wanted {
+            Some(pool) => in_use.players_groups.get(pool).is_some_and(|id| member_of == [id.as_str()]),
+            None => member_of.is_empty(),
+        };
+        if !right {
+            let reason = match &wanted {
+                Some(pool) => format!("it joins the players' group of pool {pool}"),
+                None => "it leaves a players' group its pool no longer has".to_string(),
+            };
+            out.push(Change {
+                action: Action::Update,
+                name: i.slot.clone(),
+                id: Some(i.id.clone()),
+                reason: Some(reason),
+                resource: Resource::Membership { players: wanted },
+            });
+        }
+    }
+    changes.extend(out);
 }
 
 fn instance_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Vec<Change>) {
@@ -447,6 +480,7 @@ mod tests {
                 id: "sg-1".into(),
                 vpc_id: "vpc-1".into(),
                 rules: d.security_rules.iter().cloned().collect(),
+                players_pool: None,
             }],
             instance_profiles: d
                 .instance_profiles
@@ -480,6 +514,7 @@ mod tests {
                     vpc_id: Some("vpc-1".into()),
                     subnet_id: Some("subnet-1".into()),
                     instance_profile: None,
+                    security_groups: Vec::new(),
                     launch_time: "2026-11-23T10:00:00Z".into(),
                 })
                 .collect(),

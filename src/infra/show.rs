@@ -37,7 +37,7 @@ pub fn plan_text(plan: &Plan) -> String {
         }
         out.push_str(&line);
         out.push('\n');
-        if let Resource::SecurityGroup { add, remove } = &c.resource {
+        if let Resource::SecurityGroup { add, remove } | Resource::PlayersGroup { add, remove, .. } = &c.resource {
             for (sym, rules) in [("+", add), ("-", remove)] {
                 for r in rules {
                     let ports = match (r.from_port, r.to_port) {

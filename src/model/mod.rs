@@ -112,6 +112,56 @@ pub struct Network {
     pub service_cidr: Ipv4Cidr,
     /// Who may reach the API server (6443), SSH (22) and RDP (3389).
     pub admin_cidrs: Vec<Ipv4Cidr>,
+    /// Who may reach the pools' `player_ports` (testers, a studio's office).
+    pub player_cidrs: Vec<Ipv4Cidr>,
+}
+
+/// `7000-8000/udp`: ports of one protocol a pool's game servers listen on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    pub udp: bool,
+    pub from: u16,
+    pub to: u16,
+}
+
+impl PortRange {
+    /// `PORT[-PORT]/tcp|udp`.
+    pub fn parse(s: &str) -> Result<PortRange, String> {
+        let (ports, protocol) = s.split_once('/').ok_or_else(|| format!("`{}` has no protocol", s.escape_debug()))?;
+        let udp = match protocol {
+            "udp" => true,
+            "tcp" => false,
+            other => return Err(format!("`{}` is not tcp or udp", other.escape_debug())),
+        };
+        let port =
+            |p: &str| p.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| format!("`{}` is not a port (1 to 65535)", p.escape_debug()));
+        let (from, to) = match ports.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(ports)?, port(ports)?),
+        };
+        if from > to {
+            return Err(format!("{from}-{to} runs backwards"));
+        }
+        Ok(PortRange { udp, from, to })
+    }
+
+    pub fn protocol(self) -> &'static str {
+        if self.udp { "udp" } else { "tcp" }
+    }
+
+    pub fn overlaps(self, udp: bool, from: u16, to: u16) -> bool {
+        self.udp == udp && self.from <= to && from <= self.to
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.from == self.to {
+            write!(f, "{}/{}", self.from, self.protocol())
+        } else {
+            write!(f, "{}-{}/{}", self.from, self.to, self.protocol())
+        }
+    }
 }
 
 /// Whether hybrid creates the VPC or places the cluster into existing ones.
@@ -239,6 +289,8 @@ pub struct Pool {
     pub image: ImageChoice,
     /// Extra images a baked image pre-pulls (e.g. the servercore base).
     pub prepull: Vec<String>,
+    /// Ports its nodes open to `[network] player_cidrs` (its game servers').
+    pub player_ports: Vec<PortRange>,
 }
 
 /// Which image a pool's nodes boot from.

@@ -22,6 +22,7 @@ const PURE: &[&str] = &[
     "src/infra/network.rs",
     "src/infra/images.rs",
     "src/infra/show.rs",
+    "src/infra/saved.rs",
     "src/cluster/mod.rs",
     "src/cluster/objects.rs",
     "src/cluster/kubeconfig.rs",

@@ -301,3 +301,115 @@ fn the_ci_example_is_a_valid_workflow_and_its_hybrid_steps_work_against_moto() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Game servers testers can reach: a pool's `player_ports` open to
+/// `player_cidrs` in a security group of the pool's own, which only its
+/// nodes are in; added to a running pool without replacing a node, and
+/// gone again (nodes out of it first) when the ports are removed.
+#[test]
+fn player_ports_open_a_pools_nodes_to_the_testers_only() {
+    let moto = Moto::start();
+    let players = ["--set", "network.player_cidrs=198.51.100.0/24", "--set", "pool.game-servers.player_ports=7000-8000/udp,7777/tcp"];
+    let mut args = vec!["apply", "clusters/dev.toml", "--yes", "--ec2-only", "--set", "cluster.name=play"];
+    let first = ok(&run(&moto, &args), "apply without player ports");
+    assert!(!first.contains("players"), "{first}");
+    args.extend(players);
+    let plan_args = |a: &[&'static str]| -> Vec<&'static str> {
+        std::iter::once("plan").chain(a[1..].iter().copied().filter(|x| *x != "--yes")).collect()
+    };
+    let plan = ok(&run(&moto, &plan_args(&args)), "plan");
+    assert!(plan.contains("+ players_group    play-game-servers-players"), "{plan}");
+    assert!(plan.contains("+ udp 7000-8000 from 198.51.100.0/24  (players: game-servers)"), "{plan}");
+    assert!(
+        plan.contains("~ security_groups  game-servers-0") && !plan.contains("-/+ instance"),
+        "running nodes join, none is replaced:\n{plan}"
+    );
+    ok(&run(&moto, &args), "apply with player ports");
+
+    let groups_of = |slot: &str| -> Vec<String> {
+        rt().block_on(async {
+            let ec2 = crate::moto::aws_clients(&moto.url).await.0;
+            let out = ec2
+                .describe_instances()
+                .filters(Filter::builder().name("tag:hybrid:cluster").values("play").build())
+                .filters(Filter::builder().name("tag:hybrid:slot").values(slot).build())
+                .filters(Filter::builder().name("instance-state-name").values("running").build())
+                .send()
+                .await
+                .unwrap();
+            let mut names: Vec<String> =
+                out.reservations()[0].instances()[0].security_groups().iter().map(|g| g.group_name().unwrap().to_string()).collect();
+            names.sort();
+            names
+        })
+    };
+    assert_eq!(groups_of("game-servers-0"), ["play-game-servers-players", "play-nodes"]);
+    assert_eq!(groups_of("win-tools-0"), ["play-nodes"], "other pools stay out");
+    let rules = rt().block_on(async {
+        let ec2 = crate::moto::aws_clients(&moto.url).await.0;
+        let out = ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("group-name").values("play-game-servers-players").build())
+            .send()
+            .await
+            .unwrap();
+        let g = &out.security_groups()[0];
+        assert!(g.tags().iter().any(|t| t.key() == Some("hybrid:players-pool") && t.value() == Some("game-servers")));
+        let mut rules: Vec<String> = g
+            .ip_permissions()
+            .iter()
+            .flat_map(|p| {
+                p.ip_ranges().iter().map(move |r| {
+                    format!("{} {}-{} {}", p.ip_protocol().unwrap(), p.from_port().unwrap(), p.to_port().unwrap(), r.cidr_ip().unwrap())
+                })
+            })
+            .collect();
+        rules.sort();
+        rules
+    });
+    assert_eq!(rules, ["tcp 7777-7777 198.51.100.0/24", "udp 7000-8000 198.51.100.0/24"]);
+    // A new node of the pool is launched into both groups.
+    let mut more = args.clone();
+    more.extend(["--set", "pool.game-servers.count=3"]);
+    ok(&run(&moto, &more), "scale up");
+    assert_eq!(groups_of("game-servers-2"), ["play-game-servers-players", "play-nodes"]);
+    let again = ok(&run(&moto, &plan_args(&more)), "plan");
+    assert!(again.contains("No changes."), "{again}");
+
+    // Without the ports: the nodes leave, then the group goes.
+    let out = ok(
+        &run(
+            &moto,
+            &["apply", "clusters/dev.toml", "--yes", "--ec2-only", "--set", "cluster.name=play", "--set", "pool.game-servers.count=3"],
+        ),
+        "apply without",
+    );
+    assert!(
+        out.contains("- players_group    play-game-servers-players") && out.contains("pool game-servers opens no player ports any more"),
+        "{out}"
+    );
+    assert_eq!(groups_of("game-servers-0"), ["play-nodes"]);
+    ok(&run(&moto, &["destroy", "--name", "play", "--region", "us-east-1", "--yes"]), "destroy");
+}
+
+#[test]
+fn player_ports_never_overlap_the_clusters_own() {
+    let moto = Moto::start();
+    let out = run(
+        &moto,
+        &[
+            "validate",
+            "clusters/dev.toml",
+            "--set",
+            "network.player_cidrs=198.51.100.0/24",
+            "--set",
+            "pool.game-servers.player_ports=30500/udp,7000-8000/udp,7500/udp",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("30500/udp overlaps the cluster's own 30000-32767/udp (NodePort services (UDP))"), "{stderr}");
+    assert!(stderr.contains("7500/udp overlaps 7000-8000/udp in the same list"), "{stderr}");
+    let out = run(&moto, &["validate", "clusters/dev.toml", "--set", "pool.game-servers.player_ports=7777/sctp"]);
+    assert!(text(&out.stderr).contains("`sctp` is not tcp or udp"), "{}", text(&out.stderr));
+}
