@@ -631,3 +631,13 @@ fn reqwest_like_post(url: &str) -> impl Fn(&serde_json::Value) {
         assert!(out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"), "{out}");
     }
 }
+
+/// The emulator's own checks of what it enforces (RBAC, aws-iam-authenticator
+/// tokens against moto's STS, immutable fields, resourceVersions, dead
+/// nodes): the tests above trust these behaviours, so they run with the suite.
+#[test]
+fn the_emulator_passes_its_self_test() {
+    let out = Command::new(root().join(".venv/bin/python")).arg(root().join("tests/support/kube_emulator_selftest.py")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.trim_end().ends_with("all passed"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -205,3 +205,14 @@ fn an_emulated_plan_says_the_pins_were_not_checked() {
     let offline = hybrid_command(&moto.url, &["plan", dev(), "--offline"]).output().unwrap();
     assert!(text(&offline.stderr).contains("not checked (--offline)"), "{}", text(&offline.stderr));
 }
+
+/// The loopback internet's own checks (its registries, token flow, files,
+/// cleanup): the pin tests trust them, so they run with the suite.
+#[test]
+fn the_loopback_internet_passes_its_self_test() {
+    let root = crate::util::root();
+    let out =
+        std::process::Command::new(root.join(".venv/bin/python")).arg(root.join("tests/support/internet_selftest.py")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("all checks passed"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
