@@ -226,38 +226,32 @@ pub fn access_objects(access: &crate::model::access::Access, namespaces: &[Strin
         "aws-auth",
         json!({ "data": { "mapRoles": or_empty(roles), "mapUsers": or_empty(users) } }),
     )];
-    for role in access.roles() {
-        if role == crate::model::access::ClusterRole::Editor {
-            for ns in namespaces.iter().filter(|n| !SYSTEM_NAMESPACES.contains(&n.as_str())) {
-                let mut binding = object(
-                    &format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
-                    "rbac.authorization.k8s.io/v1",
-                    "RoleBinding",
-                    Some(ns),
-                    &role.group(),
-                    json!({
-                        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.cluster_role() },
-                        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": role.group() }],
-                    }),
-                );
-                binding.body["metadata"]["labels"] = json!({ ACCESS_LABEL: "true" });
-                out.push(binding);
-            }
-            continue;
-        }
-        let mut binding = object(
-            CLUSTER_ROLE_BINDINGS,
+    // The role's group bound to its ClusterRole: in one namespace, or cluster-wide.
+    let binding = |role: &crate::model::access::ClusterRole, namespace: Option<&str>| {
+        let (collection, kind) = match namespace {
+            Some(ns) => (format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"), "RoleBinding"),
+            None => (CLUSTER_ROLE_BINDINGS.to_string(), "ClusterRoleBinding"),
+        };
+        let mut b = object(
+            &collection,
             "rbac.authorization.k8s.io/v1",
-            "ClusterRoleBinding",
-            None,
+            kind,
+            namespace,
             &role.group(),
             json!({
                 "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.cluster_role() },
                 "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": role.group() }],
             }),
         );
-        binding.body["metadata"]["labels"] = json!({ ACCESS_LABEL: "true" });
-        out.push(binding);
+        b.body["metadata"]["labels"] = json!({ ACCESS_LABEL: "true" });
+        b
+    };
+    for role in access.roles() {
+        if role == crate::model::access::ClusterRole::Editor {
+            out.extend(namespaces.iter().filter(|n| !SYSTEM_NAMESPACES.contains(&n.as_str())).map(|ns| binding(&role, Some(ns))));
+        } else {
+            out.push(binding(&role, None));
+        }
     }
     // A watch of one named object: RBAC authorizes a list or watch by name
     // when its fieldSelector is `metadata.name=` that name, which is how the
