@@ -136,10 +136,33 @@ pub struct Linux {
     pause_image: String,
     /// Pulled at bake time so a baked node has them.
     images: Vec<String>,
+    /// Those of `images` in a private ECR registry, each with its region
+    /// and ECR API endpoint, where a bake logs in to pull it.
+    private_images: Vec<PrivateImage>,
     /// `node` (join the cluster) or `bake` (hybrid bake's builder).
     pub(super) mode: &'static str,
     /// The operator's Installation spec, the same one `apply` converges.
     installation_spec: serde_json::Value,
+}
+
+/// An image of a private ECR registry and where to log in for it.
+#[derive(Serialize)]
+pub struct PrivateImage {
+    image: String,
+    region: String,
+    endpoint: String,
+}
+
+/// The pool's pre-pulled images that live in a private ECR registry.
+fn private_images(pool: Option<&Pool>) -> Vec<PrivateImage> {
+    pool.map(|p| p.prepull.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|image| {
+            let region = versions::private_ecr_region(image)?;
+            Some(PrivateImage { image: image.clone(), endpoint: versions::ecr_api_endpoint(&region), region })
+        })
+        .collect()
 }
 
 /// The images a node needs plus the pool's `prepull` list, once each.
@@ -223,6 +246,7 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         downloads: downloads(spec, kind),
         pause_image: versions::pause_image(spec),
         images: with_prepull(versions::node_images(spec, NodeOs::Linux(distro)), pool),
+        private_images: private_images(pool),
         mode: "node",
         installation_spec: crate::cluster::objects::installation_spec(spec),
     })
@@ -276,6 +300,9 @@ pub struct Windows {
     pause_image: String,
     link_local_routes: &'static [&'static str],
     images: Vec<String>,
+    /// Those of `images` in a private ECR registry, each with its region
+    /// and ECR API endpoint, where a bake logs in to pull it.
+    private_images: Vec<PrivateImage>,
     /// kubelet's CredentialProviderConfig for private ECR.
     credential_provider_config: String,
     pub(super) mode: &'static str,
@@ -342,6 +369,7 @@ pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Res
         pause_image: versions::pause_image(spec),
         link_local_routes: EC2_LINK_LOCAL_ROUTES,
         images: with_prepull(versions::node_images(spec, pool.os), Some(pool)),
+        private_images: private_images(Some(pool)),
         credential_provider_config: versions::credential_provider_config(),
         mode: "node",
     })

@@ -368,14 +368,6 @@ impl Rules<'_> {
                         format!("`{}` is not a container image reference", image.escape_debug()),
                         "write registry/repository:tag or …@sha256:digest in lowercase, e.g. \"mcr.microsoft.com/windows/servercore:ltsc2022\"",
                     );
-                } else if is_private_ecr(image) {
-                    // A bake builder has no ECR credentials (it belongs to
-                    // no cluster), so its pull would fail twenty minutes in.
-                    self.error(
-                        &format!("{}[{n}]", key("prepull")),
-                        format!("`{image}` is in a private ECR registry, which a bake cannot pull from"),
-                        "leave it out: nodes pull it when a pod needs it, with their role's ECR credentials (kubelet's credential provider)",
-                    );
                 }
             }
             let min_disk = if p.os.is_windows() { 30 } else { 20 };
@@ -890,13 +882,6 @@ mod tests {
 /// A container image reference as containerd pulls it: lowercase
 /// repository path components, an optional tag or digest, nothing a shell
 /// or PowerShell would read as syntax.
-/// `<account>.dkr.ecr.<region>.amazonaws.com/…` and the other private ECR
-/// hosts (the credential provider's match list, `versions`).
-fn is_private_ecr(image: &str) -> bool {
-    let host = image.split('/').next().unwrap_or_default();
-    host.contains(".dkr.ecr.") || host.contains(".dkr-ecr.") || host.contains(".dkr.ecr-fips.")
-}
-
 fn is_image_reference(image: &str) -> bool {
     let (name, rest) = match image.split_once('@') {
         Some((n, digest)) => (n, Some(digest)),

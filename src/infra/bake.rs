@@ -217,10 +217,14 @@ async fn launch_builder<C: Cloud>(cloud: &C, t: &BakeTarget, network: &(String, 
         disk_gb: builder_disk_gb(t.os),
         spot: false,
         key_name: None,
-        instance_profile: None,
+        instance_profile: t.profile.as_ref().map(|p| p.name.clone()),
         tags,
         client_token: token,
     };
+    if let Some(profile) = &t.profile {
+        let tags = BTreeMap::from([("hybrid:bake-builder-role".to_string(), "true".to_string())]);
+        cloud.ensure_instance_profile(profile, &tags).await.map_err(|e| e.to_string())?;
+    }
     cloud.run_instance(&request).await.map(|l| l.id).map_err(|e| e.to_string())
 }
 

@@ -251,6 +251,34 @@ pub fn worker_profile(cluster: &str, region: &str) -> InstanceProfile {
     }
 }
 
+/// The role of a bake builder whose pool pre-pulls private ECR images: ECR
+/// pulls in the region and nothing else. One per region (an image serves
+/// every cluster of its versions), under its own path, so `reap` and
+/// `list` never take it for a cluster; it stays, holding no secret.
+pub fn bake_profile(region: &str) -> InstanceProfile {
+    let partition = partition(region);
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            { "Sid": "LogInToPrivateEcr", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*" },
+            {
+                "Sid": "PullFromPrivateEcr",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                "Resource": format!("arn:{partition}:ecr:*:*:repository/*"),
+            },
+        ],
+    });
+    let tag: String = Sha256::digest(region.as_bytes())[..3].iter().map(|b| format!("{b:02x}")).collect();
+    InstanceProfile {
+        name: format!("hybrid-bake-{tag}"),
+        path: format!("/hybrid-bake/{region}/"),
+        policy_name: "bake-builder".into(),
+        policy: policy.to_string(),
+        allows: "may pull from ECR".into(),
+    }
+}
+
 /// Both profiles: the control plane's, then the workers'.
 pub fn instance_profiles(cluster: &str, region: &str) -> Vec<InstanceProfile> {
     vec![control_plane_profile(cluster, region), worker_profile(cluster, region)]

@@ -72,6 +72,9 @@ pub struct BakeTarget {
     /// Exactly what the builder gets as user data.
     #[serde(skip)]
     pub user_data: Vec<u8>,
+    /// The builder's role, when its pool pre-pulls private ECR images.
+    #[serde(skip)]
+    pub profile: Option<crate::infra::desired::InstanceProfile>,
 }
 
 /// A baked image as the adapter found it.

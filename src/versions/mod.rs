@@ -215,6 +215,27 @@ pub fn credential_provider_config() -> String {
     out
 }
 
+/// The region of a private ECR image (`<account>.dkr.ecr.<region>.amazonaws.com/…`
+/// and its dual-stack, FIPS and China forms); `None` for any other image.
+pub fn private_ecr_region(image: &str) -> Option<String> {
+    let host = image.split('/').next()?;
+    let labels: Vec<&str> = host.split('.').collect();
+    let account = labels.first().is_some_and(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
+    match labels.get(1..) {
+        Some([kind, region, ..]) if account && *kind == "dkr-ecr" => Some(region.to_string()),
+        Some([kind, service, region, ..]) if account && *kind == "dkr" && (*service == "ecr" || *service == "ecr-fips") => {
+            Some(region.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// ECR's API endpoint in `region`, where a login token is asked for.
+pub fn ecr_api_endpoint(region: &str) -> String {
+    let domain = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    format!("https://api.ecr.{region}.{domain}")
+}
+
 /// Calico's manifests live in the repository at the release tag.
 pub fn calico_manifest(version: &str, name: &'static str, file: &str) -> Download {
     let url = format!("https://raw.githubusercontent.com/projectcalico/calico/v{version}/manifests/{file}");
@@ -545,6 +566,16 @@ pub fn check_windows(windows: WindowsVersion, minor: &KubeMinor, plugin: CniPlug
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_ecr_images_are_told_by_their_host() {
+        assert_eq!(private_ecr_region("111122223333.dkr.ecr.eu-west-1.amazonaws.com/game/server:1"), Some("eu-west-1".into()));
+        assert_eq!(private_ecr_region("111122223333.dkr-ecr.us-east-1.on.aws/game:1"), Some("us-east-1".into()));
+        assert_eq!(private_ecr_region("111122223333.dkr.ecr-fips.us-east-1.amazonaws.com/g:1"), Some("us-east-1".into()));
+        assert_eq!(private_ecr_region("public.ecr.aws/eks/pause:3.9"), None);
+        assert_eq!(private_ecr_region("mcr.microsoft.com/windows/servercore:ltsc2022"), None);
+        assert_eq!(ecr_api_endpoint("cn-north-1"), "https://api.ecr.cn-north-1.amazonaws.com.cn");
+    }
 
     #[test]
     fn the_default_is_the_newest_minor_calico_supports() {

@@ -77,6 +77,9 @@ pub struct ImagePin {
 pub struct Pins {
     pub files: Vec<FilePin>,
     pub images: Vec<ImagePin>,
+    /// Pre-pulled images of a private ECR registry: not checked (only the
+    /// nodes' AWS credentials can read them).
+    pub private: Vec<String>,
 }
 
 fn kind_name(kind: NodeKind) -> String {
@@ -109,6 +112,7 @@ pub fn pins(spec: &ClusterSpec) -> Pins {
         }
     }
     let mut images: BTreeMap<String, (BTreeSet<NodePlatform>, Vec<String>)> = BTreeMap::new();
+    let mut private = BTreeSet::new();
     let mut add = |image: &str, platform: NodePlatform, who: String| {
         let entry = images.entry(image.to_string()).or_default();
         entry.0.insert(platform);
@@ -128,7 +132,11 @@ pub fn pins(spec: &ClusterSpec) -> Pins {
             add(&image, platform, format!("pool {}", pool.name));
         }
         for image in &pool.prepull {
-            add(image, platform, format!("pool {} (prepull)", pool.name));
+            if super::private_ecr_region(image).is_some() {
+                private.insert(image.clone());
+            } else {
+                add(image, platform, format!("pool {} (prepull)", pool.name));
+            }
         }
     }
     Pins {
@@ -137,6 +145,7 @@ pub fn pins(spec: &ClusterSpec) -> Pins {
             .map(|(url, (what, checksum, kinds))| FilePin { url, label: format!("{what} ({})", kinds.join(", ")), checksum })
             .collect(),
         images: images.into_iter().map(|(image, (platforms, who))| ImagePin { image, platforms, label: who.join(", ") }).collect(),
+        private: private.into_iter().collect(),
     }
 }
 

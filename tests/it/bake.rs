@@ -762,3 +762,78 @@ fn clusters_of_the_same_versions_share_a_baked_image() {
     assert_ne!(render_bake(&cni, pool, &templates).unwrap().user_data, base);
     assert_ne!(render_bake(&a, &prepull, &templates).unwrap().user_data, base);
 }
+
+/// A pool that pre-pulls a private ECR image is baked by a builder with a
+/// role of its own (one per region, under /hybrid-bake/, ECR pulls only:
+/// no cluster's secrets); other bakes get no role at all.
+#[test]
+fn a_builder_pulling_private_images_gets_an_ecr_only_role() {
+    let moto = Moto::start();
+    let c = Cluster::new("bk-ecr");
+    let file = c.write(2, 1, "m6i.xlarge");
+    let body = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        body.replace("name = \"win\"", "name = \"win\"\nprepull = [\"111122223333.dkr.ecr.us-east-1.amazonaws.com/tools:1\"]"),
+    )
+    .unwrap();
+    // Looked at while the builders run (a terminated instance shows no
+    // profile any more); nobody plays the script, so the bake waits.
+    let mut bake =
+        hybrid_command(&moto.url, &["bake", file.to_str().unwrap(), "--yes", "--poll-ms", "100", "--pool", "win", "--pool", "game"])
+            .spawn()
+            .unwrap();
+    let profile = hybrid::infra::desired::bake_profile("us-east-1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (win, game) = loop {
+        let seen = rt().block_on(async {
+            let ec2 = aws_clients(&moto.url).await.0;
+            let out = ec2
+                .describe_instances()
+                .filters(Filter::builder().name("tag-key").values("hybrid:bake-builder").build())
+                .filters(Filter::builder().name("instance-state-name").values("running").build())
+                .send()
+                .await
+                .unwrap();
+            let mut by_os = (None, None);
+            for i in out.reservations().iter().flat_map(|r| r.instances()) {
+                let arn = i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_string);
+                if i.platform().is_some_and(|p| p.as_str() == "windows") { by_os.0 = Some(arn) } else { by_os.1 = Some(arn) }
+            }
+            by_os
+        });
+        if (seen.0.is_some() && seen.1.is_some()) || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = bake.kill();
+    let _ = bake.wait();
+    assert!(
+        win.clone().flatten().is_some_and(|a| a.ends_with(&format!("instance-profile/hybrid-bake/us-east-1/{}", profile.name))),
+        "the Windows builder has the bake role: {win:?}"
+    );
+    assert_eq!(game.unwrap(), None, "a builder with nothing private to pull gets no role");
+    rt().block_on(async {
+        let iam = crate::moto::iam_client(&moto.url).await;
+        let policy = iam.get_role_policy().role_name(&profile.name).policy_name("bake-builder").send().await.unwrap();
+        let doc = percent_decoded(policy.policy_document());
+        assert!(doc.contains("ecr:GetAuthorizationToken") && !doc.contains("ssm:"), "{doc}");
+    });
+}
+
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}

@@ -1603,3 +1603,77 @@ fn workers_pull_private_ecr_images_through_kubelets_credential_provider() {
         );
     }
 }
+
+/// A bake logs in to a private ECR registry with its builder's role to
+/// pre-pull the pool's private images: the Linux fetcher asks ECR for a
+/// login (against moto's ECR), the pull passes it to crictl without it ever
+/// being on a logged command line, and public images are pulled as before.
+/// (Windows does the same with its signer and ctr --user: read off the
+/// parse tree, since no PowerShell runs here.)
+#[test]
+fn a_bake_pulls_private_ecr_images_with_a_login_of_its_own() {
+    let moto = crate::moto::Moto::start();
+    let spec = spec("clusters/dev.toml");
+    let mut pool = spec.pools.iter().find(|p| !p.os.is_windows()).unwrap().clone();
+    let private = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/game/server:1.2";
+    pool.prepull = vec![private.to_string(), "docker.io/library/busybox:1.37".to_string()];
+    let bake = hybrid::bootstrap::render_bake(&spec, &pool, &Templates::builtin()).unwrap();
+    let dir = scratch("ecr-login");
+    let script = dir.join("fetch-secrets.py");
+    fs::write(&script, part(&bake, "fetch-secrets.py")).unwrap();
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/support/fetch_secrets_check.py"))
+        .args([script.to_str().unwrap(), &moto.url, "-", dir.to_str().unwrap(), "--ecr-password"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["exit"], 0, "{}", report["stderr"]);
+    assert_eq!(report["stdout"], "123456789012-auth-token\n", "moto's ECR login password");
+
+    let bash = part(&bake, "bootstrap.sh");
+    assert!(
+        bash.contains(&format!(
+            "[{}]='eu-west-1'' ''https://api.ecr.eu-west-1.amazonaws.com'",
+            hybrid::bootstrap::filters::sh_quote(private)
+        )),
+        "{bash}"
+    );
+    let d = dir.display();
+    let body = format!(
+        "python3() {{ echo \"python3 $*\" >>'{d}/log'; echo s3cret; }}\n\
+         crictl() {{ echo \"crictl $*\" >>'{d}/log'; }}\n\
+         log() {{ echo \"log $*\" >>'{d}/log'; }}\n\
+         pull_images"
+    );
+    let (ok, _, stderr) = run_functions(bash, &body);
+    assert!(ok, "{stderr}");
+    let log = fs::read_to_string(dir.join("log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines.contains(&"python3 /etc/hybrid/fetch-secrets.py --ecr-password eu-west-1 https://api.ecr.eu-west-1.amazonaws.com"),
+        "{log}"
+    );
+    assert!(lines.contains(&format!("crictl pull --creds AWS:s3cret {private}").as_str()), "{log}");
+    assert!(lines.contains(&"crictl pull docker.io/library/busybox:1.37"), "{log}");
+    // `retry` logs the command it gives up on: the login is fetched inside
+    // pull_private, so it is never on that command line.
+    let commands = tools::bash_commands(bash);
+    let retried: Vec<&ScriptCommand> =
+        commands.iter().filter(|c| c.name == "retry" && c.function.as_deref() == Some("pull_images")).collect();
+    assert!(retried.iter().any(|c| c.args.get(2).map(String::as_str) == Some("pull_private")), "{retried:?}");
+    assert!(
+        commands
+            .iter()
+            .filter(|c| c.name == "crictl" && c.args.iter().any(|a| a.contains("--creds")))
+            .all(|c| c.function.as_deref() == Some("pull_private"))
+    );
+    let mut win = spec.pools.iter().find(|p| p.os.is_windows()).unwrap().clone();
+    win.prepull = vec![private.to_string()];
+    let bake = hybrid::bootstrap::render_bake(&spec, &win, &Templates::builtin()).unwrap();
+    let ps = part(&bake, "bootstrap.ps1");
+    assert!(ps.contains(&format!("$EcrLogins = @{{ '{private}' = @('eu-west-1', 'https://api.ecr.eu-west-1.amazonaws.com'); }}")), "{ps}");
+    let pulls: Vec<ScriptCommand> = tools::powershell_commands(ps).into_iter().filter(|c| c.name.ends_with("\\ctr.exe\"")).collect();
+    assert!(pulls.iter().any(|c| c.args.contains(&"@Auth".to_string()) && c.function.as_deref() == Some("Pull-Image")), "{pulls:?}");
+    fs::remove_dir_all(&dir).ok();
+}

@@ -4,8 +4,9 @@ credentials, moto serves SSM. Also checks the script's SigV4 signature
 against botocore's signer (the reference implementation) for the same
 request, since moto does not verify signatures.
 
-usage: fetch_secrets_check.py SCRIPT SSM_ENDPOINT PARAMETER OUT_DIR [--join-token]
-(--join-token: the worker's mode, a plain token parameter.) Prints a JSON report.
+usage: fetch_secrets_check.py SCRIPT SSM_ENDPOINT PARAMETER OUT_DIR [--join-token | --ecr-password]
+(--join-token: the worker's mode, a plain token parameter; --ecr-password: a
+bake's ECR login, asked of SSM_ENDPOINT as ECR.) Prints a JSON report.
 """
 import datetime
 import http.server
@@ -22,6 +23,7 @@ import botocore.credentials
 
 script, ssm_endpoint, parameter, out_dir = sys.argv[1:5]
 join_token = sys.argv[5:] == ["--join-token"]
+ecr = sys.argv[5:] == ["--ecr-password"]
 CREDS = {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "Token": "session-token-1"}
 ROLE = "hybrid-test-control-plane"
 seen = []
@@ -59,10 +61,13 @@ class Imds(http.server.BaseHTTPRequestHandler):
 imds = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Imds)
 threading.Thread(target=imds.serve_forever, daemon=True).start()
 
-env = dict(os.environ, HYBRID_IMDS="http://127.0.0.1:%d" % imds.server_address[1], HYBRID_SSM_ENDPOINT=ssm_endpoint)
+env = dict(os.environ, HYBRID_IMDS="http://127.0.0.1:%d" % imds.server_address[1], HYBRID_SSM_ENDPOINT=ssm_endpoint,
+           HYBRID_ECR_ENDPOINT=ssm_endpoint)
 pki = os.path.join(out_dir, "pki")
 token_file = os.path.join(out_dir, "token")
-if join_token:
+if ecr:
+    argv = [sys.executable, script, "--ecr-password", "us-east-1", "https://api.ecr.us-east-1.amazonaws.com"]
+elif join_token:
     argv = [sys.executable, script, "--join-token", parameter, "us-east-1", "https://ssm.us-east-1.amazonaws.com", token_file]
 else:
     argv = [sys.executable, script, parameter, "us-east-1", "https://ssm.us-east-1.amazonaws.com", pki, token_file]
@@ -108,6 +113,7 @@ def read(path):
 
 print(json.dumps({
     "exit": run.returncode,
+    "stdout": run.stdout,
     "stderr": run.stderr[-2000:],
     "ca_crt": read(os.path.join(pki, "ca.crt")),
     "ca_key": read(os.path.join(pki, "ca.key")),

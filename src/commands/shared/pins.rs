@@ -47,6 +47,8 @@ pub struct Report {
     /// Answered from the cache, not the network.
     pub cached: bool,
     pub requests: u64,
+    /// Private ECR images, which only the nodes' AWS credentials can read.
+    pub not_checked: Vec<String>,
 }
 
 impl Report {
@@ -59,7 +61,15 @@ impl Report {
         let (files, images) =
             (self.results.iter().filter(|r| r.0 == "file").count(), self.results.iter().filter(|r| r.0 == "image").count());
         let how = if self.cached { "checked before, remembered for a week" } else { "checked now" };
-        format!("Pinned downloads and images: {files} file(s) and {images} image(s) exist for every node's platform ({how}).")
+        let mut line =
+            format!("Pinned downloads and images: {files} file(s) and {images} image(s) exist for every node's platform ({how}).");
+        if !self.not_checked.is_empty() {
+            line.push_str(&format!(
+                " Not checked: {} (private ECR; bakes pull it with their role, nodes through kubelet's credential provider).",
+                self.not_checked.join(", ")
+            ));
+        }
+        line
     }
 
     /// The error plan and apply end with when something is missing.
@@ -126,7 +136,7 @@ pub async fn check(spec: &ClusterSpec) -> Result<Report> {
     let subjects = subjects(&pins);
     if remembered(&key) {
         let results = subjects.into_iter().map(|(what, subject)| (what, subject, Outcome::Ok)).collect();
-        return Ok(Report { key, results, cached: true, requests: 0 });
+        return Ok(Report { key, results, cached: true, requests: 0, not_checked: pins.private.clone() });
     }
     let web = Web::new(endpoint).map_err(Error::Failed)?;
     let report = run(&web, &pins, key).await;
@@ -169,7 +179,7 @@ async fn run(web: &Web, pins: &Pins, key: String) -> Report {
             (what, subject, outcome)
         })
         .collect();
-    Report { key, results, cached: false, requests: web.requests() }
+    Report { key, results, cached: false, requests: web.requests(), not_checked: pins.private.clone() }
 }
 
 fn unreachable(e: Unreachable) -> Outcome {

@@ -101,6 +101,11 @@ pub fn bake_target(spec: &ClusterSpec, pool: &Pool, base: &ResolvedAmi, template
         pools: vec![pool.name.clone()],
         instance_type: pool.instance_type.clone(),
         user_data: bake.user_data,
+        profile: pool
+            .prepull
+            .iter()
+            .any(|i| crate::versions::private_ecr_region(i).is_some())
+            .then(|| crate::infra::desired::bake_profile(&spec.region)),
     })
 }
 

@@ -12,7 +12,9 @@
 #
 # usage: fetch-secrets.py PARAMETER REGION SSM_ENDPOINT PKI_DIR TOKEN_FILE
 #        fetch-secrets.py --join-token PARAMETER REGION SSM_ENDPOINT TOKEN_FILE
+#        fetch-secrets.py --ecr-password REGION ECR_ENDPOINT   (prints it; a bake's private pulls)
 # Environment (for tests): HYBRID_IMDS (metadata base URL), HYBRID_SSM_ENDPOINT.
+import base64
 import datetime
 import hashlib
 import hmac
@@ -83,14 +85,29 @@ def signed_headers(host, region, service, target, body, creds, now):
     return headers
 
 
+def call(service, target, payload, region, endpoint, creds):
+    """One AWS JSON-protocol call (SSM, ECR): the parsed answer."""
+    host = urllib.parse.urlparse(endpoint).netloc
+    body = json.dumps(payload).encode()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    headers = signed_headers(host, region, service, target, body, creds, now)
+    req = urllib.request.Request(endpoint.rstrip("/") + "/", data=body, method="POST", headers=headers)
+    return json.loads(urllib.request.urlopen(req, timeout=10).read())
+
+
 def get_parameter(name, region, endpoint, creds):
     endpoint = os.environ.get("HYBRID_SSM_ENDPOINT") or endpoint
-    host = urllib.parse.urlparse(endpoint).netloc
-    body = json.dumps({"Name": name, "WithDecryption": True}).encode()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    headers = signed_headers(host, region, "ssm", "AmazonSSM.GetParameter", body, creds, now)
-    req = urllib.request.Request(endpoint.rstrip("/") + "/", data=body, method="POST", headers=headers)
-    return json.loads(urllib.request.urlopen(req, timeout=10).read())["Parameter"]["Value"]
+    return call("ssm", "AmazonSSM.GetParameter", {"Name": name, "WithDecryption": True}, region, endpoint, creds)["Parameter"]["Value"]
+
+
+def ecr_password(region, endpoint, creds):
+    """The password of ECR's registry login in `region` (user AWS)."""
+    endpoint = os.environ.get("HYBRID_ECR_ENDPOINT") or endpoint
+    answer = call("ecr", "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken", {}, region, endpoint, creds)
+    user, _, password = base64.b64decode(answer["authorizationData"][0]["authorizationToken"]).decode().partition(":")
+    if user != "AWS" or not password:
+        raise RuntimeError("ECR answered an unexpected login")
+    return password
 
 
 def write_private(path, text, mode):
@@ -101,20 +118,32 @@ def write_private(path, text, mode):
     os.replace(path + ".tmp", path)
 
 
-def fetch(parameter, region, endpoint):
-    """The parameter's value, retried for about ten minutes."""
+def retried(what, ask):
+    """`ask(credentials)`, retried for about ten minutes; None on failure."""
     last = None
     for attempt in range(60):
         try:
-            return get_parameter(parameter, region, endpoint, credentials())
+            return ask(credentials())
         except Exception as e:  # any failure: IMDS, IAM propagation, network
             last = e
             time.sleep(min(2 + attempt, 10))
-    print("hybrid: could not read %s: %s" % (parameter, last), file=sys.stderr)
+    print("hybrid: could not read %s: %s" % (what, last), file=sys.stderr)
     return None
 
 
+def fetch(parameter, region, endpoint):
+    """The parameter's value."""
+    return retried(parameter, lambda creds: get_parameter(parameter, region, endpoint, creds))
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == "--ecr-password":
+        region, endpoint = argv[2:]
+        password = retried("an ECR login in " + region, lambda creds: ecr_password(region, endpoint, creds))
+        if password is None:
+            return 1
+        print(password)
+        return 0
     if len(argv) == 6 and argv[1] == "--join-token":
         parameter, region, endpoint, token_file = argv[2:]
         token = fetch(parameter, region, endpoint)

@@ -51,6 +51,8 @@ version = 3
 '
 $Routes = @('169.254.169.254', '169.254.169.123', '169.254.169.250', '169.254.169.251', '169.254.169.253')
 $Images = @('registry.k8s.io/pause:3.10.1', 'quay.io/calico/node-windows:v3.32.4', 'quay.io/calico/cni-windows:v3.32.4')
+# Those in a private ECR registry: the region and endpoint of the login each needs.
+$EcrLogins = @{ }
 $PodCidr = '192.168.0.0/16'
 $CredentialProviderConfig = 'apiVersion: kubelet.config.k8s.io/v1
 kind: CredentialProviderConfig
@@ -153,57 +155,79 @@ function Hmac([byte[]]$Key, [string]$Text) { ,([Security.Cryptography.HMACSHA256
 function Hex([byte[]]$Bytes) { -join ($Bytes | ForEach-Object { $_.ToString('x2') }) }
 function Sha256Hex([byte[]]$Bytes) { Hex ([Security.Cryptography.SHA256]::Create().ComputeHash($Bytes)) }
 
-# The join token, from the one SSM parameter this node's role may read,
-# with the instance profile's credentials from IMDSv2 and a request signed
-# with Signature Version 4 as AWS documents it (the same steps as the Linux
-# nodes' fetch-secrets.py): no AWS Tools module, which differs between
-# Windows Server releases and is frozen into a baked image. Read again at
-# every join attempt (an apply that launches nodes stores a fresh one);
-# neither it nor the credentials are ever logged.
-function Get-JoinToken {
-  $Value = Retry 30 10 {
-    $Base = 'iam/security-credentials/'
-    $Role = ([string](Imds-Once $Base)).Split("`n")[0].Trim()
-    if (-not $Role) { throw 'the instance has no instance profile role yet' }
-    $C = Imds-Once ($Base + $Role)
-    $Payload = [Text.Encoding]::UTF8.GetBytes('{"Name":"' + $JoinTokenParameter + '","WithDecryption":true}')
-    $Now = [DateTime]::UtcNow
-    $AmzDate = $Now.ToString('yyyyMMddTHHmmssZ', [Globalization.CultureInfo]::InvariantCulture)
-    $Day = $Now.ToString('yyyyMMdd', [Globalization.CultureInfo]::InvariantCulture)
-    # Signed exactly as sent: names in lower case and sorted; Host comes
-    # from the URI, Content-Type from -ContentType.
-    $Signed = [ordered]@{
-      'content-type' = 'application/x-amz-json-1.1'
-      'host' = ([Uri]$SsmEndpoint).Host
-      'x-amz-date' = $AmzDate
-      'x-amz-security-token' = $C.Token
-      'x-amz-target' = 'AmazonSSM.GetParameter'
-    }
-    $Names = @($Signed.Keys) -join ';'
-    $Lines = -join (@($Signed.Keys) | ForEach-Object { $_ + ':' + $Signed[$_] + "`n" })
-    $Canonical = "POST`n/`n`n" + $Lines + "`n" + $Names + "`n" + (Sha256Hex $Payload)
-    $Scope = "$Day/$Region/ssm/aws4_request"
-    $ToSign = "AWS4-HMAC-SHA256`n$AmzDate`n$Scope`n" + (Sha256Hex ([Text.Encoding]::UTF8.GetBytes($Canonical)))
-    $Key = Hmac (Hmac (Hmac (Hmac ([Text.Encoding]::UTF8.GetBytes('AWS4' + $C.SecretAccessKey)) $Day) $Region) 'ssm') 'aws4_request'
-    $Signature = Hex (Hmac $Key $ToSign)
-    $Headers = @{
-      'X-Amz-Date' = $AmzDate
-      'X-Amz-Security-Token' = $C.Token
-      'X-Amz-Target' = 'AmazonSSM.GetParameter'
-      'Authorization' = "AWS4-HMAC-SHA256 Credential=$($C.AccessKeyId)/$Scope, SignedHeaders=$Names, Signature=$Signature"
-    }
-    # Only the status line of a failure is kept: SSM's error body may
-    # quote the signed request, session token included, and errors reach
-    # the log and the console.
-    try {
-      (Invoke-RestMethod -UseBasicParsing -Method Post -Uri ($SsmEndpoint + '/') -ContentType 'application/x-amz-json-1.1' -Headers $Headers -Body $Payload).Parameter.Value
-    } catch {
-      throw "SSM GetParameter $JoinTokenParameter failed: $($_.Exception.Message)"
-    }
+# One AWS JSON-protocol call (SSM, ECR) with the instance profile's
+# credentials from IMDSv2, signed with Signature Version 4 as AWS documents
+# it (the same steps as the Linux nodes' fetch-secrets.py): no AWS Tools
+# module, which differs between Windows Server releases and is frozen into
+# a baked image. Neither the credentials nor what they fetch are logged.
+function Invoke-AwsJson($Service, $Endpoint, $SigningRegion, $Target, $Json) {
+  $Base = 'iam/security-credentials/'
+  $Role = ([string](Imds-Once $Base)).Split("`n")[0].Trim()
+  if (-not $Role) { throw 'the instance has no instance profile role yet' }
+  $C = Imds-Once ($Base + $Role)
+  $Payload = [Text.Encoding]::UTF8.GetBytes($Json)
+  $Now = [DateTime]::UtcNow
+  $AmzDate = $Now.ToString('yyyyMMddTHHmmssZ', [Globalization.CultureInfo]::InvariantCulture)
+  $Day = $Now.ToString('yyyyMMdd', [Globalization.CultureInfo]::InvariantCulture)
+  # Signed exactly as sent: names in lower case and sorted; Host comes
+  # from the URI, Content-Type from -ContentType.
+  $Signed = [ordered]@{
+    'content-type' = 'application/x-amz-json-1.1'
+    'host' = ([Uri]$Endpoint).Host
+    'x-amz-date' = $AmzDate
+    'x-amz-security-token' = $C.Token
+    'x-amz-target' = $Target
   }
+  $Names = @($Signed.Keys) -join ';'
+  $Lines = -join (@($Signed.Keys) | ForEach-Object { $_ + ':' + $Signed[$_] + "`n" })
+  $Canonical = "POST`n/`n`n" + $Lines + "`n" + $Names + "`n" + (Sha256Hex $Payload)
+  $Scope = "$Day/$SigningRegion/$Service/aws4_request"
+  $ToSign = "AWS4-HMAC-SHA256`n$AmzDate`n$Scope`n" + (Sha256Hex ([Text.Encoding]::UTF8.GetBytes($Canonical)))
+  $Key = Hmac (Hmac (Hmac (Hmac ([Text.Encoding]::UTF8.GetBytes('AWS4' + $C.SecretAccessKey)) $Day) $SigningRegion) $Service) 'aws4_request'
+  $Signature = Hex (Hmac $Key $ToSign)
+  $Headers = @{
+    'X-Amz-Date' = $AmzDate
+    'X-Amz-Security-Token' = $C.Token
+    'X-Amz-Target' = $Target
+    'Authorization' = "AWS4-HMAC-SHA256 Credential=$($C.AccessKeyId)/$Scope, SignedHeaders=$Names, Signature=$Signature"
+  }
+  # Only the status line of a failure is kept: an error body may quote the
+  # signed request, session token included, and errors reach the log and
+  # the console.
+  try {
+    Invoke-RestMethod -UseBasicParsing -Method Post -Uri ($Endpoint + '/') -ContentType 'application/x-amz-json-1.1' -Headers $Headers -Body $Payload
+  } catch {
+    throw "$Target failed: $($_.Exception.Message)"
+  }
+}
+
+# The join token, from the one SSM parameter this node's role may read;
+# read again at every join attempt (an apply that launches nodes stores a
+# fresh one).
+function Get-JoinToken {
+  $Value = Retry 30 10 { (Invoke-AwsJson 'ssm' $SsmEndpoint $Region 'AmazonSSM.GetParameter' ('{"Name":"' + $JoinTokenParameter + '","WithDecryption":true}')).Parameter.Value }
   # [a-z0-9]{6}.[a-z0-9]{16} and nothing else reaches the config file.
   if ([string]$Value -cnotmatch '\A[a-z0-9]{6}\.[a-z0-9]{16}\z') { throw "unexpected bootstrap token in $JoinTokenParameter" }
   [string]$Value
+}
+
+# The password of ECR's registry login (user AWS) in a region, for a bake's
+# private pulls, with the builder's role.
+function Get-EcrPassword($EcrRegion, $EcrEndpoint) {
+  $Login = Retry 30 10 { (Invoke-AwsJson 'ecr' $EcrEndpoint $EcrRegion 'AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken' '{}').authorizationData[0].authorizationToken }
+  $Pair = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String([string]$Login))
+  if (-not $Pair.StartsWith('AWS:')) { throw 'ECR answered an unexpected login' }
+  $Pair.Substring(4)
+}
+
+# Pulls an image into containerd's k8s.io namespace; one of a private ECR
+# registry with a fresh login (the password is on no line the log keeps).
+function Pull-Image($Name) {
+  $Login = $EcrLogins[$Name]
+  $Auth = @()
+  if ($Login) { $Auth = @('--user', ('AWS:' + (Get-EcrPassword $Login[0] $Login[1]))) }
+  & "$env:ProgramFiles\containerd\bin\ctr.exe" -n k8s.io images pull @Auth $Name | Out-Null
+  Assert-Exit "ctr pull $Name"
 }
 
 # A required stage that failed runs the bootstrap again three minutes later
@@ -440,7 +464,7 @@ function Seal-Image {
 if ($Mode -eq 'bake') {
   # Pre-pull what every node pulls on its way to Ready, then leave an image
   # whose next boot runs its own user data.
-  Stage 'images' { foreach ($Image in $Images) { Retry 5 10 { & "$env:ProgramFiles\containerd\bin\ctr.exe" -n k8s.io images pull $Image | Out-Null; Assert-Exit "ctr pull $Image" } } }
+  Stage 'images' { foreach ($Image in $Images) { Retry 5 10 { Pull-Image $Image } } }
   Remove-Item -Force -ErrorAction SilentlyContinue "$Root\*.tar.gz", "$Root\*.tgz", "$Root\nssm.zip", "$Root\attempts"
   Set-Content -Path "$Root\baked.json" -Value ('{"baked":"' + (Get-Date).ToUniversalTime().ToString('o') + '"}')
   Stop-Transcript | Out-Null

@@ -20,6 +20,8 @@ NODE_IP_PLACEHOLDER='__HYBRID_NODE_IP__'
 # `bake` runs only the stages that do not depend on the cluster (hybrid bake).
 MODE='node'
 IMAGES=('registry.k8s.io/pause:3.10.1' 'registry.k8s.io/kube-proxy:v1.35.9' 'ghcr.io/flannel-io/flannel:v0.28.9' 'ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3')
+# Those in a private ECR registry: "region endpoint" of the login each needs.
+declare -A ECR_LOGIN=()
 STATE=/var/lib/hybrid/stages
 WORK=/var/lib/hybrid/downloads
 
@@ -181,8 +183,21 @@ install_kubernetes() {
 pull_images() {
   local image
   for image in "${IMAGES[@]}"; do
-    retry 5 10 crictl pull "$image"
+    if [ -n "${ECR_LOGIN[$image]:-}" ]; then
+      retry 5 10 pull_private "$image"
+    else
+      retry 5 10 crictl pull "$image"
+    fi
   done
+}
+
+# pull_private IMAGE: with a fresh ECR login for its region, which the
+# builder's role may ask for; the password is on no line the log keeps.
+pull_private() {
+  local login password
+  read -r -a login <<<"${ECR_LOGIN[$1]}"
+  password=$(python3 /etc/hybrid/fetch-secrets.py --ecr-password "${login[0]}" "${login[1]}") || return 1
+  crictl pull --creds "AWS:$password" "$1"
 }
 
 finish_bake() {
