@@ -219,9 +219,11 @@ pub fn control_plane_profile(cluster: &str, region: &str) -> InstanceProfile {
 }
 
 /// The workers' role: the join token (and nothing else in SSM: not the CA
-/// key), and image pulls from the account's private ECR in the region, as
-/// AWS's AmazonEC2ContainerRegistryReadOnly policy allows them (its pull
-/// actions; GetAuthorizationToken has no resource to scope to).
+/// key), and image pulls from the account's private ECR registries in any
+/// region (a studio's central registry may be elsewhere), as AWS's
+/// AmazonEC2ContainerRegistryPullOnly policy allows them: its pull actions,
+/// pull-through cache fills included (GetAuthorizationToken has no
+/// resource to scope to).
 pub fn worker_profile(cluster: &str, region: &str) -> InstanceProfile {
     let partition = partition(region);
     let policy = serde_json::json!({
@@ -234,12 +236,7 @@ pub fn worker_profile(cluster: &str, region: &str) -> InstanceProfile {
                 "Resource": format!("arn:{partition}:ssm:{region}:*:parameter{}", join_token_parameter_name(cluster)),
             },
             { "Sid": "LogInToPrivateEcr", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*" },
-            {
-                "Sid": "PullFromPrivateEcr",
-                "Effect": "Allow",
-                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                "Resource": format!("arn:{partition}:ecr:{region}:*:repository/*"),
-            },
+            ecr_pull_statement(partition),
         ],
     });
     InstanceProfile {
@@ -251,8 +248,19 @@ pub fn worker_profile(cluster: &str, region: &str) -> InstanceProfile {
     }
 }
 
+/// Pulling from the account's private ECR in any region: what
+/// AmazonEC2ContainerRegistryPullOnly allows besides the login.
+fn ecr_pull_statement(partition: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Sid": "PullFromPrivateEcr",
+        "Effect": "Allow",
+        "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:BatchImportUpstreamImage", "ecr:GetDownloadUrlForLayer"],
+        "Resource": format!("arn:{partition}:ecr:*:*:repository/*"),
+    })
+}
+
 /// The role of a bake builder whose pool pre-pulls private ECR images: ECR
-/// pulls in the region and nothing else. One per region (an image serves
+/// pulls (any region, as the workers') and nothing else. One per region (an image serves
 /// every cluster of its versions), under its own path, so `reap` and
 /// `list` never take it for a cluster; it stays, holding no secret.
 pub fn bake_profile(region: &str) -> InstanceProfile {
@@ -261,12 +269,7 @@ pub fn bake_profile(region: &str) -> InstanceProfile {
         "Version": "2012-10-17",
         "Statement": [
             { "Sid": "LogInToPrivateEcr", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*" },
-            {
-                "Sid": "PullFromPrivateEcr",
-                "Effect": "Allow",
-                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                "Resource": format!("arn:{partition}:ecr:*:*:repository/*"),
-            },
+            ecr_pull_statement(partition),
         ],
     });
     let tag: String = Sha256::digest(region.as_bytes())[..3].iter().map(|b| format!("{b:02x}")).collect();

@@ -278,7 +278,7 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
             serde_json::json!([
                 { "Sid": "ReadTheJoinToken", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": "arn:aws:ssm:us-east-1:*:parameter/hybrid/alpha/join-token" },
                 { "Sid": "LogInToPrivateEcr", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*" },
-                { "Sid": "PullFromPrivateEcr", "Effect": "Allow", "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "arn:aws:ecr:us-east-1:*:repository/*" },
+                { "Sid": "PullFromPrivateEcr", "Effect": "Allow", "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:BatchImportUpstreamImage", "ecr:GetDownloadUrlForLayer"], "Resource": "arn:aws:ecr:*:*:repository/*" },
             ])
         );
         let role = iam.get_role().role_name(&profile.name).send().await.unwrap();

@@ -216,7 +216,7 @@ function Get-JoinToken {
 function Get-EcrPassword($EcrRegion, $EcrEndpoint) {
   $Login = Retry 30 10 { (Invoke-AwsJson 'ecr' $EcrEndpoint $EcrRegion 'AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken' '{}').authorizationData[0].authorizationToken }
   $Pair = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String([string]$Login))
-  if (-not $Pair.StartsWith('AWS:')) { throw 'ECR answered an unexpected login' }
+  if (-not $Pair.StartsWith('AWS:') -or $Pair.Length -le 4) { throw 'ECR answered an unexpected login' }
   $Pair.Substring(4)
 }
 

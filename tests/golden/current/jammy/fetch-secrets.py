@@ -153,7 +153,8 @@ def main(argv):
         return 0
     if len(argv) != 6:
         print("usage: fetch-secrets.py PARAMETER REGION SSM_ENDPOINT PKI_DIR TOKEN_FILE\n"
-              "       fetch-secrets.py --join-token PARAMETER REGION SSM_ENDPOINT TOKEN_FILE", file=sys.stderr)
+              "       fetch-secrets.py --join-token PARAMETER REGION SSM_ENDPOINT TOKEN_FILE\n"
+              "       fetch-secrets.py --ecr-password REGION ECR_ENDPOINT", file=sys.stderr)
         return 64
     parameter, region, endpoint, pki_dir, token_file = argv[1:]
     value = fetch(parameter, region, endpoint)

@@ -197,7 +197,8 @@ pull_private() {
   local login password
   read -r -a login <<<"${ECR_LOGIN[$1]}"
   password=$(python3 /etc/hybrid/fetch-secrets.py --ecr-password "${login[0]}" "${login[1]}") || return 1
-  crictl pull --creds "AWS:$password" "$1"
+  # In crictl's environment, not its command line, which ps shows.
+  CRICTL_CREDS="AWS:$password" crictl pull "$1"
 }
 
 finish_bake() {
