@@ -6,6 +6,10 @@
 #     A 20-node no-op plan shows describe calls do not grow with nodes.
 #  3. critical path: per shipped pool, downloads, bytes, reboots and image
 #     pulls between boot and Ready, on a stock and on a baked image.
+#  4. far from the region: a 24-node cluster's apply from nothing and no-op
+#     plan through a proxy that adds 200 ms to every AWS call (a team in
+#     Seoul, clusters in us-east-1); wall time, round trips (wall / 200 ms)
+#     and the call count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
@@ -75,3 +79,31 @@ measure "$hybrid" plan "$big" --detailed-exitcode --ec2-only --api-stats >/dev/n
 echo; echo "== no-op plan, 20 nodes (after applying them)"
 "$hybrid" apply "$small" --yes --ec2-only >/dev/null 2>&1
 measure "$hybrid" plan "$small" --detailed-exitcode --ec2-only --api-stats >/dev/null
+
+# Through the fault proxy with a fixed delay per call and no faults.
+far() { # what cmd...
+  local what=$1
+  shift
+  .venv/bin/python - "$what" "$@" <<'PY'
+import re, subprocess, sys, time
+what, cmd = sys.argv[1], sys.argv[2:]
+t = time.monotonic()
+r = subprocess.run(cmd, capture_output=True, text=True)
+wall = time.monotonic() - t
+calls = re.search(r"AWS API calls: (\d+)", r.stderr)
+print(f"  {what}: wall {wall:.2f} s, {wall / 0.2:.1f} round trips of 200 ms, {calls.group(1) if calls else '?'} calls, exit {r.returncode}", file=sys.stderr)
+if r.returncode not in (0, 2):
+    print(r.stderr[-2000:], file=sys.stderr)
+    sys.exit(r.returncode)
+PY
+}
+far_port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+.venv/bin/python tests/support/fault_proxy.py "$far_port" "$AWS_ENDPOINT_URL" 1 0 0.2 >/dev/null 2>&1 &
+far_pid=$!
+# shellcheck disable=SC2154 # moto_pid comes from scripts/moto.sh
+trap 'kill "$far_pid" "$moto_pid" 2>/dev/null || true' EXIT
+sleep 1
+mid=$(cluster bench24 10 6 6 2)
+echo; echo "== 24 nodes, 200 ms per AWS call"
+AWS_ENDPOINT_URL="http://127.0.0.1:$far_port" far "apply from nothing" "$hybrid" apply "$mid" --yes --ec2-only --offline --api-stats
+AWS_ENDPOINT_URL="http://127.0.0.1:$far_port" far "no-op plan" "$hybrid" plan "$mid" --detailed-exitcode --ec2-only --api-stats

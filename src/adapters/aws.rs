@@ -556,60 +556,48 @@ impl AwsCloud {
 
 impl Cloud for AwsCloud {
     async fn discover(&self, cluster: &str) -> CloudResult<Inventory> {
-        let mut inv = Inventory::default();
-        let mut expiry_tags: Vec<String> = Vec::new();
-
-        let vpcs: Vec<ec2t::Vpc> = paged!(self, "DescribeVpcs", self.ec2.describe_vpcs().filters(cluster_filter(cluster)), vpcs);
-        for v in &vpcs {
-            let id = v.vpc_id().unwrap_or_default().to_string();
-            expiry_tags.push(tag_value(v.tags(), TAG_EXPIRES));
-            inv.vpcs.push(Vpc {
-                cidr: v.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()),
-                dns_support: self.vpc_attribute(&id, ec2t::VpcAttributeName::EnableDnsSupport).await?,
-                dns_hostnames: self.vpc_attribute(&id, ec2t::VpcAttributeName::EnableDnsHostnames).await?,
-                id,
-            });
-        }
-
-        let subnets: Vec<ec2t::Subnet> =
-            paged!(self, "DescribeSubnets", self.ec2.describe_subnets().filters(cluster_filter(cluster)), subnets);
-        inv.subnets = subnets
-            .iter()
-            .map(|s| Subnet {
-                id: s.subnet_id().unwrap_or_default().into(),
-                vpc_id: s.vpc_id().unwrap_or_default().into(),
-                cidr: s.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()),
-                map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
-            })
-            .collect();
-
-        let igws: Vec<ec2t::InternetGateway> = paged!(
-            self,
-            "DescribeInternetGateways",
-            self.ec2.describe_internet_gateways().filters(cluster_filter(cluster)),
-            internet_gateways
-        );
-        inv.internet_gateways = igws
-            .iter()
-            .map(|g| Gateway {
-                id: g.internet_gateway_id().unwrap_or_default().into(),
-                vpc_id: g.attachments().iter().find_map(|a| a.vpc_id()).map(str::to_string),
-            })
-            .collect();
-
-        if !inv.vpcs.is_empty() {
-            let tables: Vec<ec2t::RouteTable> = paged!(
-                self,
-                "DescribeRouteTables",
-                self.ec2
-                    .describe_route_tables()
-                    .filters(
-                        ec2t::Filter::builder().name("vpc-id").set_values(Some(inv.vpcs.iter().map(|v| v.id.clone()).collect())).build()
-                    )
-                    .filters(ec2t::Filter::builder().name("association.main").values("true").build()),
-                route_tables
-            );
-            inv.route_tables = tables
+        // Every call that needs no other's answer goes out at once (a
+        // no-op plan from far away costs the depth of this, not its length):
+        // the network, the instances, IAM and SSM. Only the VPCs' attributes
+        // and main route tables wait for the VPCs.
+        let vpcs = async {
+            let vpcs: Vec<ec2t::Vpc> = paged!(self, "DescribeVpcs", self.ec2.describe_vpcs().filters(cluster_filter(cluster)), vpcs);
+            let ids: Vec<String> = vpcs.iter().map(|v| v.vpc_id().unwrap_or_default().to_string()).collect();
+            let attributes = futures_util::future::try_join_all(ids.iter().map(|id| async move {
+                tokio::try_join!(
+                    self.vpc_attribute(id, ec2t::VpcAttributeName::EnableDnsSupport),
+                    self.vpc_attribute(id, ec2t::VpcAttributeName::EnableDnsHostnames)
+                )
+            }));
+            let tables = async {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok::<_, CloudError>(paged!(
+                    self,
+                    "DescribeRouteTables",
+                    self.ec2
+                        .describe_route_tables()
+                        .filters(ec2t::Filter::builder().name("vpc-id").set_values(Some(ids.clone())).build())
+                        .filters(ec2t::Filter::builder().name("association.main").values("true").build()),
+                    route_tables
+                ))
+            };
+            let (attributes, tables) = tokio::try_join!(attributes, tables)?;
+            let vpcs: Vec<(Vpc, String)> = vpcs
+                .iter()
+                .zip(attributes)
+                .map(|(v, (dns_support, dns_hostnames))| {
+                    let vpc = Vpc {
+                        id: v.vpc_id().unwrap_or_default().to_string(),
+                        cidr: v.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()),
+                        dns_support,
+                        dns_hostnames,
+                    };
+                    (vpc, tag_value(v.tags(), TAG_EXPIRES))
+                })
+                .collect();
+            let tables: Vec<RouteTable> = tables
                 .iter()
                 .map(|t| RouteTable {
                     id: t.route_table_id().unwrap_or_default().into(),
@@ -622,73 +610,140 @@ impl Cloud for AwsCloud {
                         .map(str::to_string),
                 })
                 .collect();
-        }
-
-        let groups: Vec<ec2t::SecurityGroup> =
-            paged!(self, "DescribeSecurityGroups", self.ec2.describe_security_groups().filters(cluster_filter(cluster)), security_groups);
-        for g in &groups {
-            let id = g.group_id().unwrap_or_default().to_string();
-            expiry_tags.push(tag_value(g.tags(), TAG_EXPIRES));
-            let pool = tag_value(g.tags(), TAG_PLAYERS);
-            inv.security_groups.push(SecurityGroup {
-                rules: rules_of(&id, g.ip_permissions()),
-                vpc_id: g.vpc_id().unwrap_or_default().into(),
-                players_pool: (!pool.is_empty()).then_some(pool),
-                id,
-            });
-        }
-
-        let mut pages =
-            self.ec2.describe_instances().filters(cluster_filter(cluster)).filters(live_states()).max_results(1000).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            self.count("DescribeInstances");
-            let page = page.map_err(|e| err("DescribeInstances", e))?;
-            for r in page.reservations() {
-                for i in r.instances() {
-                    let tags = i.tags();
-                    expiry_tags.push(tag_value(tags, TAG_EXPIRES));
-                    inv.instances.push(Instance {
-                        id: i.instance_id().unwrap_or_default().into(),
-                        slot: tag_value(tags, TAG_SLOT),
-                        group: tag_value(tags, TAG_POOL),
-                        spec_hash: tag_value(tags, TAG_SPEC_HASH),
-                        kubernetes_version: tag_value(tags, TAG_KUBERNETES),
-                        cni: tag_value(tags, TAG_CNI),
-                        state: i.state().and_then(|s| s.name()).map_or("unknown".into(), |s| s.as_str().to_string()),
-                        instance_type: i.instance_type().map_or(String::new(), |t| t.as_str().to_string()),
-                        image_id: i.image_id().unwrap_or_default().into(),
-                        private_ip: i.private_ip_address().map(str::to_string),
-                        private_dns: i.private_dns_name().map(str::to_string),
-                        public_ip: i.public_ip_address().map(str::to_string),
-                        vpc_id: i.vpc_id().map(str::to_string),
-                        subnet_id: i.subnet_id().map(str::to_string),
-                        instance_profile: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_string),
-                        security_groups: i.security_groups().iter().filter_map(|g| g.group_id()).map(str::to_string).collect(),
-                        launch_time: i
-                            .launch_time()
-                            .map_or(String::new(), |t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()),
-                    });
-                }
+            Ok::<_, CloudError>((vpcs, tables))
+        };
+        let subnets = async {
+            let subnets: Vec<ec2t::Subnet> =
+                paged!(self, "DescribeSubnets", self.ec2.describe_subnets().filters(cluster_filter(cluster)), subnets);
+            Ok::<_, CloudError>(
+                subnets
+                    .iter()
+                    .map(|s| Subnet {
+                        id: s.subnet_id().unwrap_or_default().into(),
+                        vpc_id: s.vpc_id().unwrap_or_default().into(),
+                        cidr: s.cidr_block().and_then(|c| Ipv4Cidr::parse(c).ok()),
+                        map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let gateways = async {
+            let igws: Vec<ec2t::InternetGateway> = paged!(
+                self,
+                "DescribeInternetGateways",
+                self.ec2.describe_internet_gateways().filters(cluster_filter(cluster)),
+                internet_gateways
+            );
+            Ok::<_, CloudError>(
+                igws.iter()
+                    .map(|g| Gateway {
+                        id: g.internet_gateway_id().unwrap_or_default().into(),
+                        vpc_id: g.attachments().iter().find_map(|a| a.vpc_id()).map(str::to_string),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let groups = async {
+            let groups: Vec<ec2t::SecurityGroup> = paged!(
+                self,
+                "DescribeSecurityGroups",
+                self.ec2.describe_security_groups().filters(cluster_filter(cluster)),
+                security_groups
+            );
+            Ok::<_, CloudError>(
+                groups
+                    .iter()
+                    .map(|g| {
+                        let id = g.group_id().unwrap_or_default().to_string();
+                        let pool = tag_value(g.tags(), TAG_PLAYERS);
+                        let group = SecurityGroup {
+                            rules: rules_of(&id, g.ip_permissions()),
+                            vpc_id: g.vpc_id().unwrap_or_default().into(),
+                            players_pool: (!pool.is_empty()).then_some(pool),
+                            id,
+                        };
+                        (group, tag_value(g.tags(), TAG_EXPIRES))
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let instances = async {
+            let reservations: Vec<ec2t::Reservation> = paged!(
+                self,
+                "DescribeInstances",
+                self.ec2.describe_instances().filters(cluster_filter(cluster)).filters(live_states()).max_results(1000),
+                reservations
+            );
+            Ok::<_, CloudError>(
+                reservations
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .map(|i| {
+                        let tags = i.tags();
+                        let instance = Instance {
+                            id: i.instance_id().unwrap_or_default().into(),
+                            slot: tag_value(tags, TAG_SLOT),
+                            group: tag_value(tags, TAG_POOL),
+                            spec_hash: tag_value(tags, TAG_SPEC_HASH),
+                            kubernetes_version: tag_value(tags, TAG_KUBERNETES),
+                            cni: tag_value(tags, TAG_CNI),
+                            state: i.state().and_then(|s| s.name()).map_or("unknown".into(), |s| s.as_str().to_string()),
+                            instance_type: i.instance_type().map_or(String::new(), |t| t.as_str().to_string()),
+                            image_id: i.image_id().unwrap_or_default().into(),
+                            private_ip: i.private_ip_address().map(str::to_string),
+                            private_dns: i.private_dns_name().map(str::to_string),
+                            public_ip: i.public_ip_address().map(str::to_string),
+                            vpc_id: i.vpc_id().map(str::to_string),
+                            subnet_id: i.subnet_id().map(str::to_string),
+                            instance_profile: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_string),
+                            security_groups: i.security_groups().iter().filter_map(|g| g.group_id()).map(str::to_string).collect(),
+                            launch_time: i
+                                .launch_time()
+                                .map_or(String::new(), |t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()),
+                        };
+                        (instance, tag_value(tags, TAG_EXPIRES))
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let profiles = futures_util::future::try_join_all(
+            instance_profiles(cluster, &self.region)
+                .into_iter()
+                .map(|p| async move { self.find_instance_profile(&p.name, &p.policy_name).await }),
+        );
+        let parameters = async {
+            let prefix = parameter_prefix(cluster);
+            let lock = lock_parameter_prefix(cluster);
+            let mut pages = self.ssm.get_parameters_by_path().path(&prefix).recursive(true).with_decryption(false).into_paginator().send();
+            let mut names = BTreeSet::new();
+            while let Some(page) = pages.next().await {
+                self.count("GetParametersByPath");
+                let page = page.map_err(|e| err("GetParametersByPath", e))?;
+                names.extend(page.parameters().iter().filter_map(|p| p.name()).filter(|n| !n.starts_with(&lock)).map(str::to_string));
             }
-        }
-
-        for profile in instance_profiles(cluster, &self.region) {
-            inv.instance_profiles.extend(self.find_instance_profile(&profile.name, &profile.policy_name).await?);
-        }
-
-        let prefix = parameter_prefix(cluster);
-        let lock = lock_parameter_prefix(cluster);
-        let mut pages = self.ssm.get_parameters_by_path().path(&prefix).recursive(true).with_decryption(false).into_paginator().send();
-        let mut names = BTreeSet::new();
-        while let Some(page) = pages.next().await {
-            self.count("GetParametersByPath");
-            let page = page.map_err(|e| err("GetParametersByPath", e))?;
-            names.extend(page.parameters().iter().filter_map(|p| p.name()).filter(|n| !n.starts_with(&lock)).map(str::to_string));
-        }
-        inv.parameters = names;
+            Ok::<_, CloudError>(names)
+        };
+        let ((vpcs, route_tables), subnets, internet_gateways, groups, instances, profiles, parameters) =
+            tokio::try_join!(vpcs, subnets, gateways, groups, instances, profiles, parameters)?;
         // Every resource of a cluster carries the same expiry; any one will do.
-        inv.expires = expiry_tags.into_iter().find(|e| !e.is_empty());
-        Ok(inv)
+        let expires = vpcs
+            .iter()
+            .map(|(_, e)| e)
+            .chain(groups.iter().map(|(_, e)| e))
+            .chain(instances.iter().map(|(_, e)| e))
+            .find(|e| !e.is_empty())
+            .cloned();
+        Ok(Inventory {
+            vpcs: vpcs.into_iter().map(|(v, _)| v).collect(),
+            subnets,
+            internet_gateways,
+            route_tables,
+            security_groups: groups.into_iter().map(|(g, _)| g).collect(),
+            instance_profiles: profiles.into_iter().flatten().collect(),
+            parameters,
+            instances: instances.into_iter().map(|(i, _)| i).collect(),
+            expires,
+        })
     }
 
     async fn resolve_ami(&self, lookup: &AmiLookup, over: Option<&AmiRef>) -> CloudResult<ResolvedAmi> {

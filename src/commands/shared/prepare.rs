@@ -54,27 +54,17 @@ pub struct Prepared {
 
 /// Plans against what runs. Reads only: no AWS writes.
 pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates) -> Result<Prepared> {
-    let inventory = cloud.discover(&spec.name).await?;
-    check_offered(cloud, spec).await?;
-    let mut amis = AmiMap::new();
-    let mut groups: Vec<(String, NodeOs, Option<&AmiRef>)> =
-        vec![(CONTROL_PLANE.to_string(), NodeOs::Linux(spec.control_plane.os), spec.control_plane.ami.as_ref())];
-    groups.extend(spec.pools.iter().map(|p| (p.name.clone(), p.os, p.ami.as_ref())));
-    // Pools with the same image share one lookup.
-    let mut cache: BTreeMap<(NodeOs, Option<&AmiRef>), ResolvedAmi> = BTreeMap::new();
-    for (group, os, over) in groups {
-        let ami = match cache.get(&(os, over)) {
-            Some(a) => a.clone(),
-            None => {
-                let a = cloud.resolve_ami(&ami_lookup(os), over).await.map_err(|e| Error::Ami { group: group.clone(), source: e })?;
-                cache.insert((os, over), a.clone());
-                a
-            }
-        };
-        amis.insert(group, ami);
-    }
-    let image_notes = use_baked_images(cloud, spec, templates, &mut amis).await?;
-    let secrets = match cloud.get_parameter(&secrets_parameter_name(&spec.name)).await? {
+    // What runs, what the region offers, the images and the secrets: none
+    // waits for another, so they are asked at once.
+    let (inventory, (), mut amis, baked, stored) = tokio::try_join!(
+        async { cloud.discover(&spec.name).await.map_err(Error::from) },
+        check_offered(cloud, spec),
+        resolve_images(cloud, spec),
+        async { baked_images_wanted(cloud, spec).await.map_err(Error::from) },
+        async { cloud.get_parameter(&secrets_parameter_name(&spec.name)).await.map_err(Error::from) },
+    )?;
+    let image_notes = use_baked_images(spec, templates, &mut amis, &baked)?;
+    let secrets = match stored {
         Some(stored) => ClusterSecrets::from_stored(&stored)
             .map_err(|source| Error::Secrets { dir: secrets_parameter_name(&spec.name).into(), source })?,
         None => ClusterSecrets::generate(&mut rand::rng(), SystemTime::now())
@@ -109,21 +99,51 @@ pub fn bake_target(spec: &ClusterSpec, pool: &Pool, base: &ResolvedAmi, template
     })
 }
 
+/// Each group's stock image; groups with the same image share one lookup,
+/// and the lookups run at once.
+async fn resolve_images<C: Cloud>(cloud: &C, spec: &ClusterSpec) -> Result<AmiMap> {
+    let mut groups: Vec<(String, NodeOs, Option<&AmiRef>)> =
+        vec![(CONTROL_PLANE.to_string(), NodeOs::Linux(spec.control_plane.os), spec.control_plane.ami.as_ref())];
+    groups.extend(spec.pools.iter().map(|p| (p.name.clone(), p.os, p.ami.as_ref())));
+    let mut distinct: Vec<(NodeOs, Option<&AmiRef>, &str)> = Vec::new();
+    for (group, os, over) in &groups {
+        if !distinct.iter().any(|(o, a, _)| o == os && a == over) {
+            distinct.push((*os, *over, group));
+        }
+    }
+    let resolved = futures_util::future::try_join_all(distinct.iter().map(|(os, over, group)| async move {
+        cloud
+            .resolve_ami(&ami_lookup(*os), *over)
+            .await
+            .map(|a| ((*os, *over), a))
+            .map_err(|e| Error::Ami { group: group.to_string(), source: e })
+    }))
+    .await?;
+    let cache: BTreeMap<(NodeOs, Option<&AmiRef>), ResolvedAmi> = resolved.into_iter().collect();
+    Ok(groups.into_iter().map(|(group, os, over)| (group, cache[&(os, over)].clone())).collect())
+}
+
+/// The images `hybrid bake` made, when a pool may boot from one.
+async fn baked_images_wanted<C: Cloud>(
+    cloud: &C,
+    spec: &ClusterSpec,
+) -> crate::adapters::CloudResult<Vec<crate::infra::images::BakedImage>> {
+    if spec.pools.iter().any(|p| p.image != ImageChoice::Stock && p.count > 0) { cloud.baked_images().await } else { Ok(Vec::new()) }
+}
+
 /// Swaps in baked images where pools may use them (`image` is not
 /// "stock"); returns, per pool, which image it boots from and why.
-async fn use_baked_images<C: Cloud>(
-    cloud: &C,
+fn use_baked_images(
     spec: &ClusterSpec,
     templates: &Templates,
     amis: &mut AmiMap,
+    baked: &[crate::infra::images::BakedImage],
 ) -> Result<BTreeMap<String, String>> {
     let mut notes = BTreeMap::new();
-    let wanting: Vec<&Pool> = spec.pools.iter().filter(|p| p.image != ImageChoice::Stock && p.count > 0).collect();
-    let baked = if wanting.is_empty() { Vec::new() } else { cloud.baked_images().await? };
     for pool in &spec.pools {
         let Some(stock) = amis.get(&pool.name).cloned() else { continue };
         let key = if pool.image == ImageChoice::Stock { String::new() } else { bake_target(spec, pool, &stock, templates)?.key };
-        let chosen = images::choose(pool, &key, &stock, &baked).map_err(|e| Error::Failed(e.to_string()))?;
+        let chosen = images::choose(pool, &key, &stock, baked).map_err(|e| Error::Failed(e.to_string()))?;
         notes.insert(pool.name.clone(), chosen.describe(&stock));
         amis.insert(pool.name.clone(), chosen.ami(&stock));
     }
