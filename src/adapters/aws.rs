@@ -18,6 +18,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 
+use super::in_flight;
 use super::{Cloud, CloudError, CloudResult, FoundCluster, FoundInstance, LaunchRequest, Launched, LockInfo, NO_ANSWER, NO_CREDENTIALS};
 use crate::infra::changes::Attribute;
 use crate::infra::desired::{
@@ -53,6 +54,7 @@ pub struct AwsCloud {
     iam: aws_sdk_iam::Client,
     sts: aws_sdk_sts::Client,
     region: String,
+    parallelism: usize,
     calls: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -65,6 +67,9 @@ pub struct Target {
     /// Another endpoint for every service (`--endpoint-url`, e.g. moto);
     /// AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> work as in the AWS CLI.
     pub endpoint: Option<String>,
+    /// At most this many calls in flight (`--parallelism`; 0 means the
+    /// default): see `adapters::in_flight`.
+    pub parallelism: usize,
 }
 
 /// A credential source that says its own name when it fails: the SDK's
@@ -229,14 +234,20 @@ pub async fn default_region(profile: Option<&str>) -> Option<String> {
 /// endpoint such as moto.
 pub async fn connect(target: &Target) -> AwsCloud {
     let region = target.region.as_str();
+    let parallelism = if target.parallelism == 0 { in_flight::DEFAULT_PARALLELISM } else { target.parallelism };
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
         .credentials_provider(credential_chain(region, target.profile.as_deref()))
         // An interactive credential_process (an MFA prompt, a password
         // manager) gets a minute, not the default five seconds.
         .identity_cache(aws_config::identity::IdentityCache::lazy().load_timeout(Duration::from_secs(60)).build())
+        .http_client(in_flight::client(parallelism))
         // Throttling (RequestLimitExceeded), 5xx and dropped connections are
-        // retried with exponential backoff and jitter.
+        // retried with exponential backoff and jitter (standard mode, as
+        // Terraform's AWS provider; adaptive mode's rate limiter would slow
+        // the rest of a run to a crawl after one burst of throttling). The
+        // retries wait for a slot like any call (`in_flight`), so a
+        // throttled burst does not multiply itself.
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(10)
@@ -259,6 +270,7 @@ pub async fn connect(target: &Target) -> AwsCloud {
         sts: aws_sdk_sts::Client::new(&conf),
         iam: aws_sdk_iam::Client::new(&conf),
         region: region.to_string(),
+        parallelism,
         calls: Mutex::new(BTreeMap::new()),
     }
 }
@@ -982,40 +994,54 @@ impl Cloud for AwsCloud {
                 .collect::<Vec<_>>()
         };
         let name = profile.name.as_str();
-        self.count("CreateRole");
-        let created = self
-            .iam
-            .create_role()
-            .role_name(name)
-            .path(&profile.path)
-            .assume_role_policy_document(ec2_trust_policy())
-            .description(format!("hybrid nodes: {}", profile.allows))
-            .set_tags(Some(iam_tags()))
-            .send()
-            .await;
-        done_unless("CreateRole", created, "EntityAlreadyExists")?;
+        // The role and the profile wait for nothing of each other; the
+        // policy and the profile's role each wait only for the role (and the
+        // profile): two round trips instead of four.
+        let role = async {
+            self.count("CreateRole");
+            let created = self
+                .iam
+                .create_role()
+                .role_name(name)
+                .path(&profile.path)
+                .assume_role_policy_document(ec2_trust_policy())
+                .description(format!("hybrid nodes: {}", profile.allows))
+                .set_tags(Some(iam_tags()))
+                .send()
+                .await;
+            done_unless("CreateRole", created, "EntityAlreadyExists")
+        };
+        let instance_profile = async {
+            self.count("CreateInstanceProfile");
+            let created =
+                self.iam.create_instance_profile().instance_profile_name(name).path(&profile.path).set_tags(Some(iam_tags())).send().await;
+            done_unless("CreateInstanceProfile", created, "EntityAlreadyExists")
+        };
+        tokio::try_join!(role, instance_profile)?;
         // Always put: a hand-widened policy goes back to exactly this one.
-        self.count("PutRolePolicy");
-        self.iam
-            .put_role_policy()
-            .role_name(name)
-            .policy_name(&profile.policy_name)
-            .policy_document(&profile.policy)
-            .send()
-            .await
-            .map_err(|e| err("PutRolePolicy", e))?;
-        self.count("CreateInstanceProfile");
-        let created =
-            self.iam.create_instance_profile().instance_profile_name(name).path(&profile.path).set_tags(Some(iam_tags())).send().await;
-        done_unless("CreateInstanceProfile", created, "EntityAlreadyExists")?;
-        self.count("AddRoleToInstanceProfile");
-        let added = self.iam.add_role_to_instance_profile().instance_profile_name(name).role_name(name).send().await;
-        // A profile holds one role: "limit exceeded" means it already has ours.
-        match added {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.code(), Some("LimitExceeded" | "EntityAlreadyExists")) => Ok(()),
-            Err(e) => Err(err("AddRoleToInstanceProfile", e)),
-        }
+        let policy = async {
+            self.count("PutRolePolicy");
+            self.iam
+                .put_role_policy()
+                .role_name(name)
+                .policy_name(&profile.policy_name)
+                .policy_document(&profile.policy)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| err("PutRolePolicy", e))
+        };
+        let add_role = async {
+            self.count("AddRoleToInstanceProfile");
+            // A profile holds one role: "limit exceeded" means it already has ours.
+            match self.iam.add_role_to_instance_profile().instance_profile_name(name).role_name(name).send().await {
+                Ok(_) => Ok(()),
+                Err(e) if matches!(e.code(), Some("LimitExceeded" | "EntityAlreadyExists")) => Ok(()),
+                Err(e) => Err(err("AddRoleToInstanceProfile", e)),
+            }
+        };
+        tokio::try_join!(policy, add_role)?;
+        Ok(())
     }
 
     async fn delete_instance_profile(&self, name: &str) -> CloudResult<()> {
@@ -1334,11 +1360,61 @@ impl Cloud for AwsCloud {
     }
 
     async fn clusters(&self) -> CloudResult<Vec<FoundCluster>> {
-        let mut found: BTreeMap<String, FoundCluster> = BTreeMap::new();
         // The network resources that exist (Describe calls, not DescribeTags,
         // which may still answer for deleted resources) find half-destroyed
         // clusters too: a crash past DeleteSecurityGroup leaves the VPC,
-        // subnet and gateway.
+        // subnet and gateway. Every list waits for nothing else, so all are
+        // asked at once; each parameter's and role's tags follow, at once.
+        let tagged = || ec2t::Filter::builder().name("tag-key").values(TAG_CLUSTER).build();
+        let (vpcs, subnets, gateways, groups, reservations, parameters, roles) = tokio::try_join!(
+            async { Ok::<_, CloudError>(paged!(self, "DescribeVpcs", self.ec2.describe_vpcs().filters(tagged()), vpcs)) },
+            async { Ok(paged!(self, "DescribeSubnets", self.ec2.describe_subnets().filters(tagged()), subnets)) },
+            async {
+                Ok(paged!(self, "DescribeInternetGateways", self.ec2.describe_internet_gateways().filters(tagged()), internet_gateways))
+            },
+            async { Ok(paged!(self, "DescribeSecurityGroups", self.ec2.describe_security_groups().filters(tagged()), security_groups)) },
+            // The instances: every one not terminated, with what `list` shows.
+            async {
+                Ok(paged!(
+                    self,
+                    "DescribeInstances",
+                    self.ec2.describe_instances().filters(tagged()).filters(
+                        ec2t::Filter::builder()
+                            .name("instance-state-name")
+                            .values("pending")
+                            .values("running")
+                            .values("stopping")
+                            .values("stopped")
+                            .build()
+                    ),
+                    reservations
+                ))
+            },
+            // The SSM side: secrets (tagged with the expiry) and lock epochs.
+            async {
+                let mut pages = self.ssm.get_parameters_by_path().path("/hybrid/").recursive(true).into_paginator().send();
+                let mut names = Vec::new();
+                while let Some(page) = pages.next().await {
+                    self.count("GetParametersByPath");
+                    let page = page.map_err(|e| err("GetParametersByPath", e))?;
+                    names.extend(page.parameters().iter().filter_map(|p| p.name()).map(str::to_string));
+                }
+                Ok(names)
+            },
+            // IAM: the control plane roles under /hybrid/<region>/<cluster>/.
+            async {
+                let mut pages = self.iam.list_roles().path_prefix(iam_path_prefix(&self.region)).into_paginator().send();
+                let mut roles = Vec::new();
+                while let Some(page) = pages.next().await {
+                    self.count("ListRoles");
+                    let page = page.map_err(|e| err("ListRoles", e))?;
+                    roles.extend(page.roles().iter().map(|r| (r.role_name().to_string(), r.path().to_string())));
+                }
+                Ok(roles)
+            },
+        )?;
+
+        let mut found: BTreeMap<String, FoundCluster> = BTreeMap::new();
         let mut note = |kind: &str, tags: &[ec2t::Tag]| {
             let tag = |k: &str| tags.iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).unwrap_or_default().to_string();
             let cluster = tag(TAG_CLUSTER);
@@ -1353,35 +1429,10 @@ impl Cloud for AwsCloud {
                 f.owner.get_or_insert(owner);
             }
         };
-        let tagged = || ec2t::Filter::builder().name("tag-key").values(TAG_CLUSTER).build();
-        for v in paged!(self, "DescribeVpcs", self.ec2.describe_vpcs().filters(tagged()), vpcs) {
-            note("vpc", v.tags());
-        }
-        for s in paged!(self, "DescribeSubnets", self.ec2.describe_subnets().filters(tagged()), subnets) {
-            note("subnet", s.tags());
-        }
-        for g in paged!(self, "DescribeInternetGateways", self.ec2.describe_internet_gateways().filters(tagged()), internet_gateways) {
-            note("internet-gateway", g.tags());
-        }
-        for g in paged!(self, "DescribeSecurityGroups", self.ec2.describe_security_groups().filters(tagged()), security_groups) {
-            note("security-group", g.tags());
-        }
-
-        // The instances: every one not terminated, with what `list` shows.
-        let reservations: Vec<ec2t::Reservation> = paged!(
-            self,
-            "DescribeInstances",
-            self.ec2.describe_instances().filters(ec2t::Filter::builder().name("tag-key").values(TAG_CLUSTER).build()).filters(
-                ec2t::Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build()
-            ),
-            reservations
-        );
+        vpcs.iter().for_each(|v| note("vpc", v.tags()));
+        subnets.iter().for_each(|s| note("subnet", s.tags()));
+        gateways.iter().for_each(|g| note("internet-gateway", g.tags()));
+        groups.iter().for_each(|g| note("security-group", g.tags()));
         for i in reservations.iter().flat_map(|r| r.instances()) {
             let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).unwrap_or_default().to_string();
             let cluster = tag(TAG_CLUSTER);
@@ -1405,21 +1456,49 @@ impl Cloud for AwsCloud {
             });
         }
 
-        // The SSM side: secrets (tagged with the expiry) and lock epochs.
-        let mut pages = self.ssm.get_parameters_by_path().path("/hybrid/").recursive(true).into_paginator().send();
-        let mut parameters = Vec::new();
-        while let Some(page) = pages.next().await {
-            self.count("GetParametersByPath");
-            parameters
-                .extend(page.map_err(|e| err("GetParametersByPath", e))?.parameters().iter().filter_map(|p| p.name()).map(str::to_string));
-        }
-        for name in parameters {
-            let Some(cluster) = name.strip_prefix("/hybrid/").and_then(|rest| rest.split('/').next()).filter(|c| !c.is_empty()) else {
-                continue;
-            };
-            let is_lock = name.starts_with(&lock_parameter_prefix(cluster));
-            let f = found.entry(cluster.to_string()).or_insert_with(|| FoundCluster { only_lock: is_lock, ..FoundCluster::named(cluster) });
-            f.left.insert(if is_lock {
+        // Which cluster each parameter and role belongs to, and the expiry
+        // tags of those that carry one (all but lock epochs), at once.
+        let parameters: Vec<(String, String, bool)> = parameters
+            .into_iter()
+            .filter_map(|name| {
+                let cluster = name.strip_prefix("/hybrid/").and_then(|rest| rest.split('/').next()).filter(|c| !c.is_empty())?.to_string();
+                let is_lock = name.starts_with(&lock_parameter_prefix(&cluster));
+                Some((name, cluster, is_lock))
+            })
+            .collect();
+        let roles: Vec<(String, String)> = roles
+            .into_iter()
+            .filter_map(|(role, path)| {
+                let cluster =
+                    path.strip_prefix(&iam_path_prefix(&self.region)).map(|p| p.trim_end_matches('/')).filter(|c| !c.is_empty())?;
+                Some((role, cluster.to_string()))
+            })
+            .collect();
+        let (parameter_expiries, role_expiries) = tokio::try_join!(
+            futures_util::future::try_join_all(parameters.iter().map(|(name, _, is_lock)| async move {
+                if *is_lock {
+                    return Ok(None);
+                }
+                self.count("ListTagsForResource");
+                let tags = self
+                    .ssm
+                    .list_tags_for_resource()
+                    .resource_type(ssmt::ResourceTypeForTagging::Parameter)
+                    .resource_id(name)
+                    .send()
+                    .await
+                    .map_err(|e| err("ListTagsForResource", e))?;
+                Ok::<_, CloudError>(tags.tag_list().iter().find(|t| t.key() == TAG_EXPIRES).map(|t| t.value().to_string()))
+            })),
+            futures_util::future::try_join_all(roles.iter().map(|(role, _)| async move {
+                self.count("ListRoleTags");
+                let tags = self.iam.list_role_tags().role_name(role).send().await.map_err(|e| err("ListRoleTags", e))?;
+                Ok::<_, CloudError>(tags.tags().iter().find(|t| t.key() == TAG_EXPIRES).map(|t| t.value().to_string()))
+            })),
+        )?;
+        for ((name, cluster, is_lock), expiry) in parameters.iter().zip(parameter_expiries) {
+            let f = found.entry(cluster.clone()).or_insert_with(|| FoundCluster { only_lock: *is_lock, ..FoundCluster::named(cluster) });
+            f.left.insert(if *is_lock {
                 "lock".into()
             } else if name.ends_with("/secrets") {
                 "secrets".into()
@@ -1428,41 +1507,17 @@ impl Cloud for AwsCloud {
             });
             if !is_lock {
                 f.only_lock = false;
-                self.count("ListTagsForResource");
-                let tags = self
-                    .ssm
-                    .list_tags_for_resource()
-                    .resource_type(ssmt::ResourceTypeForTagging::Parameter)
-                    .resource_id(&name)
-                    .send()
-                    .await
-                    .map_err(|e| err("ListTagsForResource", e))?;
-                if let Some(e) = tags.tag_list().iter().find(|t| t.key() == TAG_EXPIRES) {
-                    f.merge_expiry(e.value());
-                }
+            }
+            if let Some(e) = expiry {
+                f.merge_expiry(&e);
             }
         }
-        // IAM: the control plane roles under /hybrid/<region>/<cluster>/.
-        let mut pages = self.iam.list_roles().path_prefix(iam_path_prefix(&self.region)).into_paginator().send();
-        let mut roles = Vec::new();
-        while let Some(page) = pages.next().await {
-            self.count("ListRoles");
-            let page = page.map_err(|e| err("ListRoles", e))?;
-            roles.extend(page.roles().iter().map(|r| (r.role_name().to_string(), r.path().to_string())));
-        }
-        for (role, path) in roles {
-            let Some(cluster) =
-                path.strip_prefix(&iam_path_prefix(&self.region)).map(|p| p.trim_end_matches('/')).filter(|c| !c.is_empty())
-            else {
-                continue;
-            };
-            self.count("ListRoleTags");
-            let tags = self.iam.list_role_tags().role_name(&role).send().await.map_err(|e| err("ListRoleTags", e))?;
-            let f = found.entry(cluster.to_string()).or_insert_with(|| FoundCluster::named(cluster));
+        for ((_, cluster), expiry) in roles.iter().zip(role_expiries) {
+            let f = found.entry(cluster.clone()).or_insert_with(|| FoundCluster::named(cluster));
             f.only_lock = false;
             f.left.insert("role".into());
-            if let Some(t) = tags.tags().iter().find(|t| t.key() == TAG_EXPIRES) {
-                f.merge_expiry(t.value());
+            if let Some(e) = expiry {
+                f.merge_expiry(&e);
             }
         }
         Ok(found.into_values().collect())
@@ -1616,10 +1671,12 @@ impl Cloud for AwsCloud {
     async fn delete_image(&self, image: &BakedImage) -> CloudResult<()> {
         self.count("DeregisterImage");
         done_unless("DeregisterImage", self.ec2.deregister_image().image_id(&image.id).send().await, "InvalidAMIID.NotFound")?;
-        for snapshot in &image.snapshots {
+        // Its snapshots are free once it is gone, all at once.
+        futures_util::future::try_join_all(image.snapshots.iter().map(|snapshot| async move {
             self.count("DeleteSnapshot");
-            done_unless("DeleteSnapshot", self.ec2.delete_snapshot().snapshot_id(snapshot).send().await, "InvalidSnapshot.NotFound")?;
-        }
+            done_unless("DeleteSnapshot", self.ec2.delete_snapshot().snapshot_id(snapshot).send().await, "InvalidSnapshot.NotFound")
+        }))
+        .await?;
         Ok(())
     }
 
@@ -1648,69 +1705,78 @@ impl Cloud for AwsCloud {
     }
 
     async fn set_expiry(&self, cluster: &str, expires: &str) -> CloudResult<usize> {
-        // Every EC2 resource with the cluster's tag: instances and their
-        // volumes too, not only what discovery plans with.
-        let tags: Vec<ec2t::TagDescription> = paged!(
-            self,
-            "DescribeTags",
-            self.ec2
-                .describe_tags()
-                .filters(ec2t::Filter::builder().name("key").values(TAG_CLUSTER).build())
-                .filters(ec2t::Filter::builder().name("value").values(cluster).build()),
-            tags
-        );
-        let ids: BTreeSet<String> = tags.iter().filter_map(|t| t.resource_id()).map(str::to_string).collect();
-        let ids: Vec<String> = ids.into_iter().collect();
-        let tag = ec2t::Tag::builder().key(TAG_EXPIRES).value(expires).build();
-        for batch in ids.chunks(500) {
-            self.count("CreateTags");
-            self.ec2.create_tags().set_resources(Some(batch.to_vec())).tags(tag.clone()).send().await.map_err(|e| err("CreateTags", e))?;
-        }
-        let mut tagged = ids.len();
-        let prefix = parameter_prefix(cluster);
-        let lock = lock_parameter_prefix(cluster);
-        let mut pages = self.ssm.get_parameters_by_path().path(&prefix).recursive(true).into_paginator().send();
-        let mut names = Vec::new();
-        while let Some(page) = pages.next().await {
-            self.count("GetParametersByPath");
-            names.extend(
-                page.map_err(|e| err("GetParametersByPath", e))?
-                    .parameters()
-                    .iter()
-                    .filter_map(|p| p.name())
-                    .filter(|n| !n.starts_with(&lock))
-                    .map(str::to_string),
+        // EC2, SSM and IAM wait for nothing of each other: all at once.
+        let ec2 = async {
+            // Every EC2 resource with the cluster's tag: instances and their
+            // volumes too, not only what discovery plans with.
+            let tags: Vec<ec2t::TagDescription> = paged!(
+                self,
+                "DescribeTags",
+                self.ec2
+                    .describe_tags()
+                    .filters(ec2t::Filter::builder().name("key").values(TAG_CLUSTER).build())
+                    .filters(ec2t::Filter::builder().name("value").values(cluster).build()),
+                tags
             );
-        }
-        for name in names {
-            self.count("AddTagsToResource");
-            let t = ssmt::Tag::builder().key(TAG_EXPIRES).value(expires).build().expect("key and value are set");
-            self.ssm
-                .add_tags_to_resource()
-                .resource_type(ssmt::ResourceTypeForTagging::Parameter)
-                .resource_id(&name)
-                .tags(t)
-                .send()
-                .await
-                .map_err(|e| err("AddTagsToResource", e))?;
-            tagged += 1;
-        }
-        let iam_tag = || aws_sdk_iam::types::Tag::builder().key(TAG_EXPIRES).value(expires).build().expect("key and value are set");
-        for profile in instance_profiles(cluster, &self.region) {
-            self.count("TagRole");
-            match self.iam.tag_role().role_name(&profile.name).tags(iam_tag()).send().await {
-                Ok(_) => tagged += 1,
-                Err(e) if e.code() == Some("NoSuchEntity") => {}
-                Err(e) => return Err(err("TagRole", e)),
+            let ids: BTreeSet<String> = tags.iter().filter_map(|t| t.resource_id()).map(str::to_string).collect();
+            let ids: Vec<String> = ids.into_iter().collect();
+            let tag = ec2t::Tag::builder().key(TAG_EXPIRES).value(expires).build();
+            futures_util::future::try_join_all(ids.chunks(500).map(|batch| {
+                self.count("CreateTags");
+                self.ec2.create_tags().set_resources(Some(batch.to_vec())).tags(tag.clone()).send()
+            }))
+            .await
+            .map_err(|e| err("CreateTags", e))?;
+            Ok::<_, CloudError>(ids.len())
+        };
+        let ssm = async {
+            let lock = lock_parameter_prefix(cluster);
+            let mut pages = self.ssm.get_parameters_by_path().path(parameter_prefix(cluster)).recursive(true).into_paginator().send();
+            let mut names = Vec::new();
+            while let Some(page) = pages.next().await {
+                self.count("GetParametersByPath");
+                names.extend(
+                    page.map_err(|e| err("GetParametersByPath", e))?
+                        .parameters()
+                        .iter()
+                        .filter_map(|p| p.name())
+                        .filter(|n| !n.starts_with(&lock))
+                        .map(str::to_string),
+                );
             }
-            self.count("TagInstanceProfile");
-            match self.iam.tag_instance_profile().instance_profile_name(&profile.name).tags(iam_tag()).send().await {
-                Ok(_) => tagged += 1,
-                Err(e) if e.code() == Some("NoSuchEntity") => {}
-                Err(e) => return Err(err("TagInstanceProfile", e)),
-            }
-        }
-        Ok(tagged)
+            futures_util::future::try_join_all(names.iter().map(|name| {
+                self.count("AddTagsToResource");
+                let t = ssmt::Tag::builder().key(TAG_EXPIRES).value(expires).build().expect("key and value are set");
+                self.ssm.add_tags_to_resource().resource_type(ssmt::ResourceTypeForTagging::Parameter).resource_id(name).tags(t).send()
+            }))
+            .await
+            .map_err(|e| err("AddTagsToResource", e))?;
+            Ok(names.len())
+        };
+        let iam = async {
+            let iam_tag = || aws_sdk_iam::types::Tag::builder().key(TAG_EXPIRES).value(expires).build().expect("key and value are set");
+            let profiles = instance_profiles(cluster, &self.region);
+            let tagged = futures_util::future::try_join_all(profiles.iter().map(|profile| async move {
+                self.count("TagRole");
+                let role = match self.iam.tag_role().role_name(&profile.name).tags(iam_tag()).send().await {
+                    Ok(_) => 1,
+                    Err(e) if e.code() == Some("NoSuchEntity") => 0,
+                    Err(e) => return Err(err("TagRole", e)),
+                };
+                self.count("TagInstanceProfile");
+                let instance_profile =
+                    match self.iam.tag_instance_profile().instance_profile_name(&profile.name).tags(iam_tag()).send().await {
+                        Ok(_) => 1,
+                        Err(e) if e.code() == Some("NoSuchEntity") => 0,
+                        Err(e) => return Err(err("TagInstanceProfile", e)),
+                    };
+                Ok::<usize, CloudError>(role + instance_profile)
+            }))
+            .await?;
+            Ok(tagged.into_iter().sum::<usize>())
+        };
+        let (ec2, ssm, iam) = tokio::try_join!(ec2, ssm, iam)?;
+        Ok(ec2 + ssm + iam)
     }
 
     async fn set_instance_groups(&self, instance_id: &str, groups: &[String]) -> CloudResult<()> {
@@ -1741,5 +1807,9 @@ impl Cloud for AwsCloud {
 
     fn call_counts(&self) -> BTreeMap<&'static str, u64> {
         self.calls.lock().expect("call counter lock").clone()
+    }
+
+    fn parallelism(&self) -> usize {
+        self.parallelism
     }
 }

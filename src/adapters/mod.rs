@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod clock;
 pub mod host;
+pub mod in_flight;
 pub mod kube;
 pub mod ssh;
 pub mod web;
@@ -264,4 +265,9 @@ pub trait Cloud {
 
     /// Calls made so far, by operation (for `--api-stats` and benchmarks).
     fn call_counts(&self) -> BTreeMap<&'static str, u64>;
+
+    /// How many calls may be in flight at once (`--parallelism`): a stage
+    /// that starts many (launches, a region sweep) keeps about this many
+    /// going, and the client holds the rest back.
+    fn parallelism(&self) -> usize;
 }

@@ -12,7 +12,7 @@ use super::shared::args::{AwsArgs, ClusterArgs, LockArgs, lock_owner};
 use super::shared::connect::{aws_is_emulated, cloud, join_token, kube_client, stored_secrets};
 use super::shared::files::{effective_source, load_spec, read_text};
 use super::shared::pins;
-use super::shared::prepare::{Prepared, expiry, load_templates, prepare};
+use super::shared::prepare::{Prepared, expiry, load_templates, prepare, prepare_again};
 use super::shared::terminal::{Interrupt, Reporter, Ui, confirm, print_api_stats};
 use crate::adapters::Cloud;
 use crate::bootstrap::Templates;
@@ -174,7 +174,12 @@ async fn apply<C: Cloud>(
         _ = interrupt.wait() => return Err(Error::Interrupted),
     };
     let work = async {
-        let summary = aws_side(cloud, spec, templates, opts, saved, &held, progress).await?;
+        // Plan again under the lock: another run may have changed what
+        // exists. Who this is (the owner tag of what the run makes) is
+        // asked meanwhile.
+        let (prepared, owner) =
+            tokio::try_join!(prepare_again(cloud, spec, templates, &first), async { cloud.caller_arn().await.map_err(Error::from) })?;
+        let summary = aws_side(cloud, spec, opts, saved, Replanned { prepared, owner }, &held, progress).await?;
         let cluster = cluster_side(cloud, spec, opts, progress).await?;
         Ok::<String, Error>(ending(&summary, &cluster))
     };
@@ -212,17 +217,22 @@ fn ending(summary: &Summary, cluster: &str) -> String {
     format!("\nApply complete! Resources: {} added, {} changed, {} destroyed. {cluster}", summary.add, summary.change, summary.destroy)
 }
 
+/// The plan made again under the lock, and who carries it out (the
+/// `hybrid:owner` tag of what the run makes).
+struct Replanned {
+    prepared: Prepared,
+    owner: String,
+}
+
 async fn aws_side<C: Cloud>(
     cloud: &C,
     spec: &ClusterSpec,
-    templates: &Templates,
     opts: &Args,
     saved: Option<&Saved>,
+    Replanned { prepared, owner }: Replanned,
     held: &Held,
     progress: &Reporter,
 ) -> Result<Summary> {
-    // Plan again under the lock: another run may have changed things.
-    let prepared = prepare(cloud, spec, templates).await?;
     progress.say(show::plan_text(&prepared.plan).trim_end_matches('\n'));
     if let Some(saved) = saved {
         stale(saved, &prepared.plan, &opts.file)?;
@@ -238,18 +248,21 @@ async fn aws_side<C: Cloud>(
         ));
     }
     // A saved plan was the question, answered when it was made.
+    let asked = !(opts.yes || saved.is_some());
     confirm(
         if prepared.plan.recreates_cluster() {
             "This RECREATES THE CLUSTER: everything in it is lost. Do you want to perform these actions?"
         } else {
             "Do you want to perform these actions?"
         },
-        opts.yes || saved.is_some(),
+        !asked,
     )
     .await?;
     // The question may have stayed open for a long time: still ours?
-    lock::ensure_held(cloud, held).await?;
-    execute_plan(cloud, spec, opts, &prepared, held, progress).await?;
+    if asked {
+        lock::ensure_held(cloud, held).await?;
+    }
+    execute_plan(cloud, spec, opts, &prepared, held, owner, progress).await?;
     Ok(prepared.plan.summary())
 }
 
@@ -259,6 +272,7 @@ async fn execute_plan<C: Cloud>(
     opts: &Args,
     prepared: &Prepared,
     held: &Held,
+    owner: String,
     progress: &Reporter,
 ) -> Result<()> {
     // Nodes that go away are drained first, which needs the API.
@@ -295,7 +309,7 @@ async fn execute_plan<C: Cloud>(
         ),
         terminate_timeout: Duration::from_secs(900),
         lock: Some(held),
-        owner: Some(cloud.caller_arn().await?),
+        owner: Some(owner),
     };
     match &kube {
         Some(api) => {

@@ -83,7 +83,10 @@ pub(super) async fn destroy_cluster<C: Cloud>(
         let plan = plan::plan_destroy(cluster, region, &cloud.discover(cluster).await?);
         progress.say(show::plan_text(&plan).trim_end_matches('\n'));
         confirm("Do you really want to destroy all resources of this cluster?", yes).await?;
-        lock::ensure_held(cloud, &held).await?;
+        // The question may have stayed open for a long time: still ours?
+        if !yes {
+            lock::ensure_held(cloud, &held).await?;
+        }
         execute::destroy(cloud, &plan, Duration::from_secs(900), progress).await?;
         progress.say(&format!("\nDestroy complete! Resources: {} destroyed.", plan.summary().destroy));
         Ok::<(), Error>(())

@@ -84,9 +84,15 @@ pub async fn run(args: &Args) -> Result<()> {
         doomed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(", ")
     );
     confirm("Remove these images?", args.yes).await?;
-    for i in doomed {
-        cloud.delete_image(i).await?;
-        println!("removed {} ({} snapshot(s))", i.id, i.snapshots.len());
-    }
+    // The images wait for nothing of each other: all at once.
+    futures_util::future::try_join_all(doomed.into_iter().map(|i| {
+        let cloud = &cloud;
+        async move {
+            cloud.delete_image(i).await?;
+            println!("removed {} ({} snapshot(s))", i.id, i.snapshots.len());
+            Ok::<_, Error>(())
+        }
+    }))
+    .await?;
     Ok(())
 }

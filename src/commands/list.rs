@@ -5,7 +5,7 @@ use super::shared::args::AwsArgs;
 use super::shared::connect::{cloud_in, regions};
 use crate::adapters::Cloud;
 use crate::day2::list::{ClusterRow, row, to_text};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -46,11 +46,14 @@ pub async fn run(args: &Args) -> Result<()> {
         regions().await?
     };
     let now = crate::adapters::clock::now();
-    let mut rows: Vec<ClusterRow> = Vec::new();
-    for region in &regions {
+    // Every region at once: their answers wait for nothing of each other
+    // (the shared client keeps the calls within --parallelism).
+    let found = futures_util::future::try_join_all(regions.iter().map(|region| async move {
         let cloud = cloud_in(region, &args.aws).await;
-        rows.extend(cloud.clusters().await?.iter().map(|f| row(f, region, now)));
-    }
+        Ok::<_, Error>(cloud.clusters().await?.iter().map(|f| row(f, region, now)).collect::<Vec<_>>())
+    }))
+    .await?;
+    let mut rows: Vec<ClusterRow> = found.into_iter().flatten().collect();
     rows.sort_by(|a, b| (&a.region, &a.name).cmp(&(&b.region, &b.name)));
     match args.output {
         Output::Text => print!("{}", to_text(&rows)),

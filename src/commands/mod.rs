@@ -66,6 +66,12 @@ pub struct Cli {
     #[arg(long = "region", global = true, value_name = "REGION")]
     pub regions: Vec<String>,
 
+    /// At most this many AWS calls in flight at once (retries included). hybrid asks everything that waits for
+    /// nothing else at once, so a plan costs a few round trips even from far away; lower this if your account's
+    /// API rate is shared and busy.
+    #[arg(long, global = true, value_name = "N", default_value_t = crate::adapters::in_flight::DEFAULT_PARALLELISM, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..=100), usize::from))]
+    pub parallelism: usize,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -97,7 +103,11 @@ pub enum Command {
 /// --detailed-exitcode can make that 2).
 pub fn run(cli: Cli) -> Result<i32> {
     let ui = Ui::new(cli.color, cli.api_stats, cli.progress);
-    shared::connect::set_global(shared::connect::Global { profile: cli.profile.clone(), regions: cli.regions.clone() });
+    shared::connect::set_global(shared::connect::Global {
+        profile: cli.profile.clone(),
+        regions: cli.regions.clone(),
+        parallelism: cli.parallelism,
+    });
     let zero = |r: Result<()>| r.map(|()| 0);
     match cli.command {
         Command::Validate(args) => zero(validate::run(&ui, &args).map(drop)),

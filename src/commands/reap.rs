@@ -41,17 +41,25 @@ pub async fn run(args: &Args) -> Result<()> {
     }
     let regions = regions().await?;
     let now = OffsetDateTime::now_utc();
-    let mut failures = Vec::new();
-    for region in &regions {
+    // What each region holds, every region at once (their answers wait for
+    // nothing of each other). The destroys then go one after another, so
+    // that each one's progress reads as a whole; each is concurrent inside.
+    let found = futures_util::future::try_join_all(regions.iter().map(|region| async move {
         let cloud = cloud_in(region, aws).await;
-        for found in cloud.clusters().await? {
+        let (clusters, builders) = tokio::try_join!(cloud.clusters(), cloud.bake_builders())?;
+        Ok::<_, Error>((region, cloud, clusters, builders))
+    }))
+    .await?;
+    let mut failures = Vec::new();
+    for (region, cloud, clusters, _) in &found {
+        for found in clusters {
             let cluster = found.name.clone();
             let Some(expires) = found.expires.clone() else {
                 // No time-to-live: never reaped. A lone stale lock (a run
                 // killed after its last delete) is not a cluster, though.
-                if found.only_lock && !dry_run && locks_are_stale(&cloud, &cluster).await? {
+                if found.only_lock && !dry_run && locks_are_stale(cloud, &cluster).await? {
                     println!("unlock   {cluster:<24} {region:<14} only a stale lock was left");
-                    lock::remove_all(&cloud, &cluster).await?;
+                    lock::remove_all(cloud, &cluster).await?;
                 }
                 continue;
             };
@@ -69,21 +77,18 @@ pub async fn run(args: &Args) -> Result<()> {
             }
             println!("destroy  {cluster:<24} {region:<14} expired {expires}");
             let lock = LockArgs { lock_timeout: std::time::Duration::ZERO, break_lock: false, lock_ttl: crate::infra::lock::TTL };
-            if let Err(e) = destroy::destroy_cluster(&cloud, &cluster, region, &lock, true, &Reporter::Plain, &interrupt).await {
+            if let Err(e) = destroy::destroy_cluster(cloud, &cluster, region, &lock, true, &Reporter::Plain, &interrupt).await {
                 eprintln!("error: destroying {cluster} in {region}: {e}");
                 failures.push(cluster);
             }
         }
     }
     // Bake builders a crashed `hybrid bake` left behind.
-    for region in &regions {
-        let cloud = cloud_in(region, aws).await;
-        let expired: Vec<String> = cloud
-            .bake_builders()
-            .await?
-            .into_iter()
+    for (region, cloud, _, builders) in &found {
+        let expired: Vec<String> = builders
+            .iter()
             .filter(|b| OffsetDateTime::parse(&b.expires, &Rfc3339).is_ok_and(|at| at <= now))
-            .map(|b| b.id)
+            .map(|b| b.id.clone())
             .collect();
         if expired.is_empty() {
             continue;

@@ -42,25 +42,28 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let api_server = args.api_server.as_deref();
     let spec = load_spec(ui, &args.file, &args.set)?;
     let cloud = cloud(&spec, &args.aws).await?;
-    let inventory = cloud.discover(&spec.name).await?;
-    let nodes = if inventory.instances.is_empty() {
-        Err("no instances".to_string())
-    } else {
+    // What runs and the stored secrets wait for nothing of each other; the
+    // nodes as the API sees them and every console output then go at once.
+    let (inventory, secrets) = tokio::join!(cloud.discover(&spec.name), stored_secrets(&cloud, &spec.name));
+    let inventory = inventory?;
+    let nodes = async {
+        if inventory.instances.is_empty() {
+            return Err("no instances".to_string());
+        }
         let look = async {
-            let secrets = stored_secrets(&cloud, &spec.name).await.map_err(|e| e.to_string())?;
+            let secrets = secrets.map_err(|e| e.to_string())?;
             let api = kube_client(&spec, &inventory, &secrets, &args.aws, api_server).await.map_err(|e| e.to_string())?;
             api.list("/api/v1/nodes", None, None).await.map_err(|e| e.to_string())
         };
         tokio::time::timeout(Duration::from_secs(10), look).await.unwrap_or_else(|_| Err("the API server did not answer within 10s".into()))
     };
-    // Each node's console output holds its boot timeline; read them together.
-    let consoles: BTreeMap<String, String> = join_all(inventory.instances.iter().map(|i| {
+    // Each node's console output holds its boot timeline.
+    let consoles = join_all(inventory.instances.iter().map(|i| {
         let cloud = &cloud;
         async move { (i.id.clone(), cloud.console_output(&i.id).await.unwrap_or_default()) }
-    }))
-    .await
-    .into_iter()
-    .collect();
+    }));
+    let (nodes, consoles) = tokio::join!(nodes, consoles);
+    let consoles: BTreeMap<String, String> = consoles.into_iter().collect();
     let now = OffsetDateTime::now_utc();
     let rows = status::rows(&inventory, nodes.as_deref().ok(), &consoles, now);
     let note = nodes.as_ref().err().map(|e| format!("{e}; node columns unknown (?)"));

@@ -58,7 +58,7 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
         println!("{}", serde_json::to_string(&cached).expect("an ExecCredential serializes"));
         return Ok(());
     }
-    let target = Target { region: region.clone(), profile, endpoint: None };
+    let target = Target { region: region.clone(), profile, endpoint: None, parallelism: 0 };
     let url = presign_caller_identity(&target, &id, now).await?;
     let token = token_from_url(&url);
     if token.len() > MAX_TOKEN_BYTES {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 
 use crate::adapters::{Cloud, CloudError, LaunchRequest};
 use crate::bootstrap::NodeBootstrap;
@@ -131,146 +131,16 @@ pub async fn apply<C: Cloud>(
     nodes: &impl Nodes,
     progress: &impl Progress,
 ) -> Result<(), ExecError> {
-    let cluster = &ctx.desired.cluster;
     let tags = base_tags(ctx);
-    let mut vpc_id = plan.in_use.vpc.clone();
-    let mut subnet_id = plan.in_use.subnet.clone();
-    let mut igw_id = plan.in_use.internet_gateway.clone();
-    // A kept gateway may be detached (an apply killed between create and
-    // attach); one created here is attached already.
-    let mut igw_needs_attach = plan.in_use.gateway_detached;
-    let mut sg_id = plan.in_use.security_group.clone();
-    // Each pool's players' group, by pool: those kept, then those made here.
-    let mut players_sg = plan.in_use.players_groups.clone();
-    // Each create call gets its own token (see `adapters::Cloud::create_vpc`).
-    let create_tags = |kind: &str, name: String| {
-        let mut t = named(tags.clone(), name);
-        t.insert(TAG_CREATE_TOKEN.into(), format!("{}/{kind}", ctx.run_id));
-        t
-    };
-
-    // Network, in dependency order regardless of the order shown.
-    for kind in [
-        "vpc",
-        "subnet",
-        "internet_gateway",
-        "route",
-        "vpc_attribute",
-        "subnet_attribute",
-        "security_group",
-        "players_group",
-        "instance_profile",
-    ] {
-        for change in plan.changes.iter().filter(|c| c.resource.kind() == kind && c.action != Action::Delete) {
-            match (&change.resource, change.action) {
-                (Resource::Vpc { cidr }, Action::Create) => {
-                    let id = cloud.create_vpc(*cidr, &create_tags("vpc", format!("{cluster}-vpc"))).await?;
-                    progress.line(&format!("vpc {id} created ({cidr})"));
-                    vpc_id = Some(id);
-                }
-                (Resource::Subnet { cidr }, Action::Create) => {
-                    let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
-                    let id = cloud.create_subnet(vpc, *cidr, &create_tags("subnet", format!("{cluster}-nodes"))).await?;
-                    progress.line(&format!("subnet {id} created ({cidr})"));
-                    subnet_id = Some(id);
-                }
-                (Resource::InternetGateway, Action::Create) => {
-                    let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
-                    let id = cloud.create_internet_gateway(vpc, &create_tags("igw", format!("{cluster}-igw"))).await?;
-                    progress.line(&format!("internet gateway {id} created and attached"));
-                    igw_id = Some(id);
-                    igw_needs_attach = false;
-                }
-                (Resource::Route, Action::Create) => {
-                    let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
-                    let igw = igw_id.as_deref().ok_or(ExecError::Missing("internet gateway"))?;
-                    if igw_needs_attach {
-                        cloud.attach_internet_gateway(igw, vpc).await?;
-                    }
-                    cloud.create_default_route(vpc, igw).await?;
-                    progress.line("default route to the internet gateway created");
-                }
-                (Resource::Attribute { attribute, value }, Action::Update) => {
-                    let id = change.id.as_deref().ok_or(ExecError::Missing("VPC or subnet"))?;
-                    cloud.set_attribute(id, *attribute, *value).await?;
-                    progress.line(&format!("{id}: {} set to {value}", attribute.aws_name()));
-                }
-                (Resource::InstanceProfile, Action::Create | Action::Update) => {
-                    let profile = ctx
-                        .desired
-                        .instance_profiles
-                        .iter()
-                        .find(|p| p.name == change.name)
-                        .ok_or(ExecError::Missing("instance profile"))?;
-                    cloud.ensure_instance_profile(profile, &tags).await?;
-                    progress.line(&format!("instance profile {} ready ({})", change.name, profile.allows));
-                }
-                (Resource::SecurityGroup { add, remove }, action) => {
-                    let id = match (action, &sg_id) {
-                        (Action::Create, None) => {
-                            let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
-                            let name = format!("{cluster}-nodes");
-                            let id = cloud.create_security_group(&name, vpc, &create_tags("sg", name.clone())).await?;
-                            progress.line(&format!("security group {id} created"));
-                            sg_id = Some(id.clone());
-                            id
-                        }
-                        (_, Some(id)) => id.clone(),
-                        (_, None) => return Err(ExecError::Missing("security group")),
-                    };
-                    cloud.revoke_ingress(&id, remove).await?;
-                    cloud.authorize_ingress(&id, add).await?;
-                    if !add.is_empty() || !remove.is_empty() {
-                        progress.line(&format!("security group {id}: {} rule(s) added, {} removed", add.len(), remove.len()));
-                    }
-                }
-                (Resource::PlayersGroup { pool, add, remove }, action) => {
-                    let id = match (action, change.id.as_ref()) {
-                        (Action::Create, _) => {
-                            let vpc = vpc_id.as_deref().ok_or(ExecError::Missing("VPC"))?;
-                            let mut t = create_tags(&format!("players-{pool}"), change.name.clone());
-                            t.insert(TAG_PLAYERS.into(), pool.clone());
-                            let id = cloud.create_security_group(&change.name, vpc, &t).await?;
-                            progress.line(&format!("security group {id} created for pool {pool}'s players"));
-                            id
-                        }
-                        (_, Some(id)) => id.clone(),
-                        (_, None) => return Err(ExecError::Missing("players' security group")),
-                    };
-                    cloud.revoke_ingress(&id, remove).await?;
-                    cloud.authorize_ingress(&id, add).await?;
-                    if !add.is_empty() || !remove.is_empty() {
-                        progress.line(&format!(
-                            "security group {id} (players of {pool}): {} rule(s) added, {} removed",
-                            add.len(),
-                            remove.len()
-                        ));
-                    }
-                    players_sg.insert(pool.clone(), id);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    for change in &plan.changes {
-        if let (Resource::Parameter { name, holds: Some(kind) }, Action::Create) = (&change.resource, change.action) {
-            let value = match kind {
-                ParameterKind::Secrets => ctx.secrets.to_stored(),
-                ParameterKind::CaCertificate => ctx.secrets.ca_cert_pem.clone(),
-            };
-            let created = cloud.create_parameter(name, &value, kind.secure(), &tags).await?;
-            let shown = if kind.secure() { "SecureString" } else { "String" };
-            progress.line(&format!("{name} {} ({shown})", if created { "stored" } else { "already stored" }));
-        }
-    }
-    // The token the nodes launched below join with, never in their user data.
-    if plan.changes.iter().any(|c| matches!(c.resource, Resource::Instance { desired: Some(_) }) && c.action != Action::Update) {
-        let name = join_token_parameter_name(cluster);
-        cloud.put_parameter(&name, &ctx.join_token.expose(), &tags).await?;
-        progress.line(&format!("{name}: join token {} stored for the nodes this run launches", ctx.join_token.id()));
-    }
-
+    // The network, the instance profiles and the parameters wait for
+    // nothing of each other, so they are made at once: from far away the
+    // whole set costs the network's chain of round trips, not the sum.
+    let (network, (), ()) = tokio::try_join!(
+        build_network(cloud, plan, ctx, &tags, progress),
+        ensure_profiles(cloud, plan, ctx, &tags, progress),
+        store_parameters(cloud, plan, ctx, &tags, progress),
+    )?;
+    let Network { subnet: subnet_id, security_group: sg_id, players: players_sg } = network;
     // Instances that stay join or leave their pool's players' group (new
     // ones get their groups at launch).
     for change in plan.changes.iter().filter(|c| c.resource.kind() == "security_groups") {
@@ -325,20 +195,31 @@ pub async fn apply<C: Cloud>(
     }
     let subnet = subnet_id.ok_or(ExecError::Missing("subnet"))?;
     let sg = sg_id.ok_or(ExecError::Missing("security group"))?;
-    let launches = by_pool.iter().map(|(pool, slots)| {
-        let (subnet, sg, tags, players_sg) = (&subnet, &sg, &tags, &players_sg);
+    // Every new instance at once, as many at a time as calls may be in
+    // flight (`Cloud::parallelism`): a launch
+    // waits for no other (each carries its own idempotency token), and one
+    // pool's failure stops neither another pool nor its own other slots.
+    let launched_so_far: BTreeMap<&str, std::sync::atomic::AtomicUsize> = by_pool.keys().map(|p| (*p, Default::default())).collect();
+    let launches = by_pool.iter().flat_map(|(pool, slots)| slots.iter().map(move |d| (*pool, slots.len(), d))).map(|(pool, total, d)| {
+        let (subnet, sg, tags, players_sg, so_far) = (&subnet, &sg, &tags, &players_sg, &launched_so_far);
         async move {
-            let total = slots.len();
-            for (n, d) in slots.iter().enumerate() {
-                let groups = node_groups(sg, players_sg, &d.group);
-                let request = launch_request(ctx, d, subnet, &groups, tags).map_err(|e| (pool.to_string(), e))?;
-                let launched = cloud.run_instance(&request).await.map_err(|e| (pool.to_string(), e))?;
-                progress.event(&Event::Launched { pool, slot: &d.slot, instance: &launched.id, n: n + 1, total });
-            }
+            let groups = node_groups(sg, players_sg, &d.group);
+            let request = launch_request(ctx, d, subnet, &groups, tags).map_err(|e| (pool.to_string(), e))?;
+            let launched = cloud.run_instance(&request).await.map_err(|e| (pool.to_string(), e))?;
+            let n = so_far[pool].fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress.event(&Event::Launched { pool, slot: &d.slot, instance: &launched.id, n, total });
             Ok::<(), (String, CloudError)>(())
         }
     });
-    let failures: Vec<(String, CloudError)> = join_all(launches).await.into_iter().filter_map(Result::err).collect();
+    let results: Vec<Result<(), (String, CloudError)>> = stream::iter(launches).buffer_unordered(cloud.parallelism()).collect().await;
+    // One failure per pool is enough to say what went wrong there.
+    let mut failures: Vec<(String, CloudError)> = Vec::new();
+    for (pool, e) in results.into_iter().filter_map(Result::err) {
+        if !failures.iter().any(|(p, _)| *p == pool) {
+            failures.push((pool, e));
+        }
+    }
+    failures.sort_by(|a, b| a.0.cmp(&b.0));
     if !failures.is_empty() {
         return Err(ExecError::Pools { failures });
     }
@@ -382,6 +263,185 @@ pub async fn apply<C: Cloud>(
         }
     }
     remove_network(cloud, plan, progress).await
+}
+
+/// What the launches need from the network: found, or made by this run.
+struct Network {
+    subnet: Option<String>,
+    security_group: Option<String>,
+    /// Each pool's players' group, by pool: those kept, then those made here.
+    players: BTreeMap<String, String>,
+}
+
+/// The network the plan asks for: the VPC first (everything lives in it),
+/// then the subnet, the gateway with its route, the attributes and the
+/// security groups, all at once.
+async fn build_network<C: Cloud>(
+    cloud: &C,
+    plan: &Plan,
+    ctx: &Context<'_>,
+    tags: &BTreeMap<String, String>,
+    progress: &impl Progress,
+) -> Result<Network, ExecError> {
+    let cluster = &ctx.desired.cluster;
+    let wanted = |kind: &'static str| plan.changes.iter().filter(move |c| c.resource.kind() == kind && c.action != Action::Delete);
+    // Each create call gets its own token (see `adapters::Cloud::create_vpc`).
+    let create_tags = |kind: &str, name: String| {
+        let mut t = named(tags.clone(), name);
+        t.insert(TAG_CREATE_TOKEN.into(), format!("{}/{kind}", ctx.run_id));
+        t
+    };
+    let mut vpc_id = plan.in_use.vpc.clone();
+    for change in wanted("vpc") {
+        if let (Resource::Vpc { cidr }, Action::Create) = (&change.resource, change.action) {
+            let id = cloud.create_vpc(*cidr, &create_tags("vpc", format!("{cluster}-vpc"))).await?;
+            progress.line(&format!("vpc {id} created ({cidr})"));
+            vpc_id = Some(id);
+        }
+    }
+    let vpc = || vpc_id.as_deref().ok_or(ExecError::Missing("VPC"));
+
+    let subnet = async {
+        let mut subnet_id = plan.in_use.subnet.clone();
+        for change in wanted("subnet") {
+            if let (Resource::Subnet { cidr }, Action::Create) = (&change.resource, change.action) {
+                let id = cloud.create_subnet(vpc()?, *cidr, &create_tags("subnet", format!("{cluster}-nodes"))).await?;
+                progress.line(&format!("subnet {id} created ({cidr})"));
+                subnet_id = Some(id);
+            }
+        }
+        Ok::<_, ExecError>(subnet_id)
+    };
+    let gateway = async {
+        let mut igw_id = plan.in_use.internet_gateway.clone();
+        // A kept gateway may be detached (an apply killed between create
+        // and attach); one created here is attached already.
+        let mut needs_attach = plan.in_use.gateway_detached;
+        if wanted("internet_gateway").any(|c| matches!((&c.resource, c.action), (Resource::InternetGateway, Action::Create))) {
+            let id = cloud.create_internet_gateway(vpc()?, &create_tags("igw", format!("{cluster}-igw"))).await?;
+            progress.line(&format!("internet gateway {id} created and attached"));
+            igw_id = Some(id);
+            needs_attach = false;
+        }
+        if wanted("route").any(|c| matches!((&c.resource, c.action), (Resource::Route, Action::Create))) {
+            let igw = igw_id.as_deref().ok_or(ExecError::Missing("internet gateway"))?;
+            if needs_attach {
+                cloud.attach_internet_gateway(igw, vpc()?).await?;
+            }
+            cloud.create_default_route(vpc()?, igw).await?;
+            progress.line("default route to the internet gateway created");
+        }
+        Ok::<_, ExecError>(())
+    };
+    let attributes =
+        futures_util::future::try_join_all(wanted("vpc_attribute").chain(wanted("subnet_attribute")).map(|change| async move {
+            if let (Resource::Attribute { attribute, value }, Action::Update) = (&change.resource, change.action) {
+                let id = change.id.as_deref().ok_or(ExecError::Missing("VPC or subnet"))?;
+                cloud.set_attribute(id, *attribute, *value).await?;
+                progress.line(&format!("{id}: {} set to {value}", attribute.aws_name()));
+            }
+            Ok::<_, ExecError>(())
+        }));
+    let nodes_group = async {
+        let mut sg_id = plan.in_use.security_group.clone();
+        for change in wanted("security_group") {
+            let (Resource::SecurityGroup { add, remove }, action) = (&change.resource, change.action) else { continue };
+            let id = match (action, &sg_id) {
+                (Action::Create, None) => {
+                    let name = format!("{cluster}-nodes");
+                    let id = cloud.create_security_group(&name, vpc()?, &create_tags("sg", name.clone())).await?;
+                    progress.line(&format!("security group {id} created"));
+                    sg_id = Some(id.clone());
+                    id
+                }
+                (_, Some(id)) => id.clone(),
+                (_, None) => return Err(ExecError::Missing("security group")),
+            };
+            cloud.revoke_ingress(&id, remove).await?;
+            cloud.authorize_ingress(&id, add).await?;
+            if !add.is_empty() || !remove.is_empty() {
+                progress.line(&format!("security group {id}: {} rule(s) added, {} removed", add.len(), remove.len()));
+            }
+        }
+        Ok::<_, ExecError>(sg_id)
+    };
+    let players_groups = futures_util::future::try_join_all(wanted("players_group").map(|change| async move {
+        let Resource::PlayersGroup { pool, add, remove } = &change.resource else { return Ok(None) };
+        let id = match (change.action, change.id.as_ref()) {
+            (Action::Create, _) => {
+                let mut t = create_tags(&format!("players-{pool}"), change.name.clone());
+                t.insert(TAG_PLAYERS.into(), pool.clone());
+                let id = cloud.create_security_group(&change.name, vpc()?, &t).await?;
+                progress.line(&format!("security group {id} created for pool {pool}'s players"));
+                id
+            }
+            (_, Some(id)) => id.clone(),
+            (_, None) => return Err(ExecError::Missing("players' security group")),
+        };
+        cloud.revoke_ingress(&id, remove).await?;
+        cloud.authorize_ingress(&id, add).await?;
+        if !add.is_empty() || !remove.is_empty() {
+            progress.line(&format!("security group {id} (players of {pool}): {} rule(s) added, {} removed", add.len(), remove.len()));
+        }
+        Ok::<_, ExecError>(Some((pool.clone(), id)))
+    }));
+    let (subnet, (), _, security_group, made) = tokio::try_join!(subnet, gateway, attributes, nodes_group, players_groups)?;
+    let mut players = plan.in_use.players_groups.clone();
+    players.extend(made.into_iter().flatten());
+    Ok(Network { subnet, security_group, players })
+}
+
+/// The nodes' instance profiles (roles with exactly their policy), at once.
+async fn ensure_profiles<C: Cloud>(
+    cloud: &C,
+    plan: &Plan,
+    ctx: &Context<'_>,
+    tags: &BTreeMap<String, String>,
+    progress: &impl Progress,
+) -> Result<(), ExecError> {
+    let wanted =
+        plan.changes.iter().filter(|c| matches!((&c.resource, c.action), (Resource::InstanceProfile, Action::Create | Action::Update)));
+    futures_util::future::try_join_all(wanted.map(|change| async move {
+        let profile = ctx.desired.instance_profiles.iter().find(|p| p.name == change.name).ok_or(ExecError::Missing("instance profile"))?;
+        cloud.ensure_instance_profile(profile, tags).await?;
+        progress.line(&format!("instance profile {} ready ({})", change.name, profile.allows));
+        Ok::<_, ExecError>(())
+    }))
+    .await?;
+    Ok(())
+}
+
+/// The cluster's secrets and CA certificate, and the token the nodes this
+/// run launches join with (never in their user data), at once.
+async fn store_parameters<C: Cloud>(
+    cloud: &C,
+    plan: &Plan,
+    ctx: &Context<'_>,
+    tags: &BTreeMap<String, String>,
+    progress: &impl Progress,
+) -> Result<(), ExecError> {
+    let stored = futures_util::future::try_join_all(plan.changes.iter().map(|change| async move {
+        if let (Resource::Parameter { name, holds: Some(kind) }, Action::Create) = (&change.resource, change.action) {
+            let value = match kind {
+                ParameterKind::Secrets => ctx.secrets.to_stored(),
+                ParameterKind::CaCertificate => ctx.secrets.ca_cert_pem.clone(),
+            };
+            let created = cloud.create_parameter(name, &value, kind.secure(), tags).await?;
+            let shown = if kind.secure() { "SecureString" } else { "String" };
+            progress.line(&format!("{name} {} ({shown})", if created { "stored" } else { "already stored" }));
+        }
+        Ok::<_, ExecError>(())
+    }));
+    let join_token = async {
+        if plan.changes.iter().any(|c| matches!(c.resource, Resource::Instance { desired: Some(_) }) && c.action != Action::Update) {
+            let name = join_token_parameter_name(&ctx.desired.cluster);
+            cloud.put_parameter(&name, &ctx.join_token.expose(), tags).await?;
+            progress.line(&format!("{name}: join token {} stored for the nodes this run launches", ctx.join_token.id()));
+        }
+        Ok::<_, ExecError>(())
+    };
+    tokio::try_join!(stored, join_token)?;
+    Ok(())
 }
 
 fn slots_of(changes: &[&Change]) -> String {
@@ -493,32 +553,42 @@ async fn wait_terminated<C: Cloud>(cloud: &C, ids: &[String], timeout: Duration,
 }
 
 /// Network resources the plan deletes (duplicates in an apply, everything
-/// in a destroy), in the order they can go: security groups, gateways,
-/// subnets, VPCs, then parameters. Every one is tried; what could not be
-/// deleted is named in one error at the end.
+/// in a destroy): what lives in the VPC, the instance profiles and the
+/// parameters at once (none waits for another), then the VPC. Every one is
+/// tried; what could not be deleted is named in one error at the end.
 async fn remove_network<C: Cloud>(cloud: &C, plan: &Plan, progress: &impl Progress) -> Result<(), ExecError> {
-    let mut failed = Vec::new();
-    for kind in ["players_group", "security_group", "internet_gateway", "subnet", "vpc", "instance_profile", "ssm_parameter"] {
-        for c in plan.changes.iter().filter(|c| c.resource.kind() == kind && c.action == Action::Delete) {
-            let id = c.id.as_deref().unwrap_or_default();
-            let result = match &c.resource {
-                Resource::SecurityGroup { .. } | Resource::PlayersGroup { .. } => {
-                    retry_dependency(|| cloud.delete_security_group(id), progress).await
-                }
-                Resource::InternetGateway => cloud.delete_internet_gateway(id).await.map_err(ExecError::from),
-                Resource::Subnet { .. } => retry_dependency(|| cloud.delete_subnet(id), progress).await,
-                Resource::Vpc { .. } => retry_dependency(|| cloud.delete_vpc(id), progress).await,
-                Resource::Parameter { name, .. } => cloud.delete_parameter(name).await.map_err(ExecError::from),
-                Resource::InstanceProfile => cloud.delete_instance_profile(&c.name).await.map_err(ExecError::from),
-                _ => continue,
-            };
-            match result {
-                Ok(()) => progress.line(&format!("{} {} deleted", c.resource.kind(), c.id.as_deref().unwrap_or(&c.name))),
-                Err(e) => failed.push(format!("{} {}: {e}", c.resource.kind(), c.id.as_deref().unwrap_or(&c.name))),
-            }
-        }
-    }
+    let doomed = |kinds: &'static [&'static str]| {
+        plan.changes.iter().filter(move |c| kinds.contains(&c.resource.kind()) && c.action == Action::Delete)
+    };
+    const INSIDE: &[&str] = &["players_group", "security_group", "internet_gateway", "subnet", "instance_profile", "ssm_parameter"];
+    let mut failed: Vec<String> =
+        futures_util::future::join_all(doomed(INSIDE).map(|c| remove_one(cloud, c, progress))).await.into_iter().flatten().collect();
+    failed.extend(futures_util::future::join_all(doomed(&["vpc"]).map(|c| remove_one(cloud, c, progress))).await.into_iter().flatten());
     if failed.is_empty() { Ok(()) } else { Err(ExecError::Leftovers(failed)) }
+}
+
+/// Deletes the resource of one Delete change; returns what failed, if it did.
+async fn remove_one<C: Cloud>(cloud: &C, c: &Change, progress: &impl Progress) -> Option<String> {
+    let id = c.id.as_deref().unwrap_or_default();
+    let result = match &c.resource {
+        Resource::SecurityGroup { .. } | Resource::PlayersGroup { .. } => {
+            retry_dependency(|| cloud.delete_security_group(id), progress).await
+        }
+        Resource::InternetGateway => cloud.delete_internet_gateway(id).await.map_err(ExecError::from),
+        Resource::Subnet { .. } => retry_dependency(|| cloud.delete_subnet(id), progress).await,
+        Resource::Vpc { .. } => retry_dependency(|| cloud.delete_vpc(id), progress).await,
+        Resource::Parameter { name, .. } => cloud.delete_parameter(name).await.map_err(ExecError::from),
+        Resource::InstanceProfile => cloud.delete_instance_profile(&c.name).await.map_err(ExecError::from),
+        _ => return None,
+    };
+    let what = format!("{} {}", c.resource.kind(), c.id.as_deref().unwrap_or(&c.name));
+    match result {
+        Ok(()) => {
+            progress.line(&format!("{what} deleted"));
+            None
+        }
+        Err(e) => Some(format!("{what}: {e}")),
+    }
 }
 
 /// Carries out a destroy plan: instances (and their wait), then every

@@ -957,3 +957,27 @@ fn logs_gathers_console_output_and_ssh_diagnostics() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("no node \"nope-7\" in cluster psi"), "{}", text(&missing.stderr));
 }
+
+/// From far away (every call slowed by the proxy), hybrid asks everything
+/// that waits for nothing else at once, and never more than `--parallelism`
+/// calls at a time: an apply with the bound set to 3 stays within it and
+/// converges, and a no-op plan at the default overlaps its discovery (more
+/// than five calls in flight, at most ten) and still says "no changes".
+#[test]
+fn calls_overlap_within_the_parallelism_bound() {
+    let moto = Moto::start();
+    let far = FaultProxy::with_latency(&moto.url, 1, 0.0, 0.3);
+    let c = Cluster::new("overlap");
+    let file = c.write(4, 1, "m6i.xlarge");
+    let f = file.to_str().unwrap();
+    ok(&hybrid_at(&far.url, &["apply", f, "--yes", "--ec2-only", "--parallelism", "3"]));
+    let bounded = far.max_in_flight();
+    assert!((2..=3).contains(&bounded), "at most 3 calls in flight, and some overlap: {bounded}");
+    assert_eq!(instance_slots(&moto.url, "overlap").len(), 6, "the control plane and five workers");
+
+    far.reset();
+    let out = hybrid_at(&far.url, &["plan", f, "--detailed-exitcode", "--ec2-only"]);
+    assert_eq!(out.status.code(), Some(0), "no changes: {}{}", text(&out.stdout), text(&out.stderr));
+    let overlapped = far.max_in_flight();
+    assert!((6..=10).contains(&overlapped), "the plan's independent calls go at once, ten at most: {overlapped}");
+}

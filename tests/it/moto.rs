@@ -211,6 +211,13 @@ impl FaultProxy {
         v
     }
 
+    /// The most requests that were in progress at once (since the start
+    /// or the last reset).
+    pub fn max_in_flight(&self) -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&http(&self.url, "GET", "/_proxy/stats", "")).unwrap();
+        v["max_in_flight"].as_u64().expect("a count")
+    }
+
     /// Forgets rules and log.
     pub fn reset(&self) {
         http(&self.url, "POST", "/_proxy/reset", "");

@@ -131,7 +131,9 @@ fn a_live_owner_here_is_never_taken_over_and_a_malformed_lock_expires() {
 #[test]
 fn a_working_run_renews_its_lock() {
     let moto = Moto::start();
-    let slow = FaultProxy::with_latency(&moto.url, 1, 0.0, 0.4);
+    // A second per call: the first apply spends well over ten seconds in
+    // its AWS work, however much of it runs at once.
+    let slow = FaultProxy::with_latency(&moto.url, 1, 0.0, 1.0);
     let c = Cluster::new("lock-renew");
     let file = c.write(2, 0, "m6i.xlarge");
     let f = file.to_str().unwrap();
@@ -144,7 +146,9 @@ fn a_working_run_renews_its_lock() {
     }
     std::thread::sleep(Duration::from_secs(5));
     assert!(first.try_wait().unwrap().is_none(), "the first apply should still be working");
-    let second = run(&moto.url, &["apply", f, "--yes", "--ec2-only"]);
+    // One node more, so that the second has work (and needs the lock)
+    // however far the first has got.
+    let second = run(&moto.url, &["apply", f, "--yes", "--ec2-only", "--set", "pool.game.count=3"]);
     assert_eq!(second.status.code(), Some(1), "{}", text(&second.stdout));
     assert!(text(&second.stderr).contains("cluster lock-renew is locked by tester@"), "{}", text(&second.stderr));
     let out = first.wait_with_output().unwrap();

@@ -15,6 +15,8 @@ Two ways to inject faults:
     POST /_proxy/rules  [{"op": "RunInstances", "match": "InstanceType=m6i.xlarge",
                           "always": true, "fault": "no-capacity"}]
     GET  /_proxy/log    -> [["CreateVpc", "drop-after"], ["DescribeVpcs", "pass"], ...]
+    GET  /_proxy/stats  -> {"max_in_flight": 7}  (most requests in their LATENCY
+                           delay at once: with a delay, the client's calls in flight)
     POST /_proxy/reset  -> forget rules and log
 
 A rule with "match" counts only requests whose body contains that text;
@@ -50,10 +52,15 @@ import urllib.parse
 listen_port, target, seed, rate = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 latency = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
 target = urllib.parse.urlparse(target)
+# FAULT_PROXY_TRACE=FILE: one line per call (seconds since start, operation,
+# fault), to see which calls of a run wait for which (the latency bench).
+trace = open(os.environ["FAULT_PROXY_TRACE"], "a") if os.environ.get("FAULT_PROXY_TRACE") else None
+started = time.monotonic()
 rng = random.Random(seed)
 lock = threading.Lock()
 rules = []  # dicts: op, nth, fault, pid_file, seen
 log = []
+in_flight = {"now": 0, "max": 0}
 
 EC2_THROTTLE = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>'
                 b'<Message>Request limit exceeded.</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>')
@@ -115,6 +122,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/_proxy/log":
             with lock:
                 return self.reply(200, json.dumps(log).encode())
+        if self.path == "/_proxy/stats":
+            with lock:
+                return self.reply(200, json.dumps({"max_in_flight": in_flight["max"]}).encode())
         self.forward()
 
     def do_POST(self):
@@ -131,6 +141,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with lock:
                 rules.clear()
                 log.clear()
+                in_flight["max"] = in_flight["now"]
             return self.reply(200, b"{}")
         self.forward()
 
@@ -151,11 +162,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def forward(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if latency:
+            # In flight: counted while the client surely still waits (the
+            # delay), not while an answer already sent is being closed.
+            with lock:
+                in_flight["now"] += 1
+                in_flight["max"] = max(in_flight["max"], in_flight["now"])
             time.sleep(latency)
+            with lock:
+                in_flight["now"] -= 1
         op = operation(self.headers, body)
         fault, pid_file = ("pass", None) if self.path.startswith("/moto-api") else pick(op, body.decode("utf-8", "replace"))
         with lock:
             log.append([op, fault])
+            if trace:
+                trace.write(f"{time.monotonic() - started:8.3f} {op} {fault}\n")
+                trace.flush()
         is_json = bool(self.headers.get("X-Amz-Target"))
         if fault == "kill-before":
             kill(pid_file)

@@ -21,11 +21,12 @@ use crate::infra::desired::{CONTROL_PLANE, join_token_parameter_name, secrets_pa
 use crate::infra::inventory::Inventory;
 use crate::model::ClusterSpec;
 
-/// The global `--profile` and `--region` (repeatable) of this run.
+/// The global `--profile`, `--region` (repeatable) and `--parallelism` of this run.
 #[derive(Clone, Debug, Default)]
 pub struct Global {
     pub profile: Option<String>,
     pub regions: Vec<String>,
+    pub parallelism: usize,
 }
 
 static GLOBAL: OnceLock<Global> = OnceLock::new();
@@ -40,7 +41,8 @@ pub fn global() -> Global {
 }
 
 fn target(region: &str, aws: &AwsArgs) -> Target {
-    Target { region: region.to_string(), profile: global().profile, endpoint: aws.endpoint_url.clone() }
+    let global = global();
+    Target { region: region.to_string(), profile: global.profile, endpoint: aws.endpoint_url.clone(), parallelism: global.parallelism }
 }
 
 /// AWS for a cluster file: its region (a `--region` that disagrees is an error).

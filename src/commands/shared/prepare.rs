@@ -50,32 +50,69 @@ pub struct Prepared {
     /// else a fresh one (each apply's joins get their own).
     pub join_token: BootstrapToken,
     pub bootstraps: BTreeMap<String, NodeBootstrap>,
+    /// What the region said about the file (offered types, images): kept
+    /// so that a plan made again under the lock asks only what a run can
+    /// change (what exists, the stored secrets).
+    looked_up: LookedUp,
+}
+
+/// The region's answers that no hybrid run changes: the instance types are
+/// offered, and which image each group boots from, with why.
+#[derive(Clone)]
+struct LookedUp {
+    amis: AmiMap,
+    image_notes: BTreeMap<String, String>,
 }
 
 /// Plans against what runs. Reads only: no AWS writes.
 pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates) -> Result<Prepared> {
     // What runs, what the region offers, the images and the secrets: none
     // waits for another, so they are asked at once.
-    let (inventory, (), mut amis, baked, stored) = tokio::try_join!(
-        async { cloud.discover(&spec.name).await.map_err(Error::from) },
-        check_offered(cloud, spec),
-        resolve_images(cloud, spec),
-        async { baked_images_wanted(cloud, spec).await.map_err(Error::from) },
-        async { cloud.get_parameter(&secrets_parameter_name(&spec.name)).await.map_err(Error::from) },
-    )?;
+    let (inventory, looked_up, stored) =
+        tokio::try_join!(async { cloud.discover(&spec.name).await.map_err(Error::from) }, look_up(cloud, spec, templates), async {
+            cloud.get_parameter(&secrets_parameter_name(&spec.name)).await.map_err(Error::from)
+        },)?;
+    assemble(spec, templates, inventory, stored, looked_up)
+}
+
+/// Plans again, as `prepare`, but asks AWS only what another run may have
+/// changed since `earlier` (what exists, the stored secrets): the plan
+/// apply makes under the lock, a round trip or two from far away.
+pub async fn prepare_again<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates, earlier: &Prepared) -> Result<Prepared> {
+    let (inventory, stored) = tokio::try_join!(async { cloud.discover(&spec.name).await.map_err(Error::from) }, async {
+        cloud.get_parameter(&secrets_parameter_name(&spec.name)).await.map_err(Error::from)
+    },)?;
+    assemble(spec, templates, inventory, stored, earlier.looked_up.clone())
+}
+
+async fn look_up<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates) -> Result<LookedUp> {
+    let ((), mut amis, baked) = tokio::try_join!(check_offered(cloud, spec), resolve_images(cloud, spec), async {
+        baked_images_wanted(cloud, spec).await.map_err(Error::from)
+    },)?;
     let image_notes = use_baked_images(spec, templates, &mut amis, &baked)?;
-    let secrets = match stored {
-        Some(stored) => ClusterSecrets::from_stored(&stored)
+    Ok(LookedUp { amis, image_notes })
+}
+
+/// The pure part: secrets (stored, or new), user data, desired state, plan.
+fn assemble(
+    spec: &ClusterSpec,
+    templates: &Templates,
+    inventory: Inventory,
+    stored: Option<String>,
+    looked_up: LookedUp,
+) -> Result<Prepared> {
+    let secrets = match &stored {
+        Some(stored) => ClusterSecrets::from_stored(stored)
             .map_err(|source| Error::Secrets { dir: secrets_parameter_name(&spec.name).into(), source })?,
         None => ClusterSecrets::generate(&mut rand::rng(), SystemTime::now())
             .map_err(|source| Error::Secrets { dir: "(new)".into(), source })?,
     };
     let bootstraps = bootstrap::render_cluster(spec, &secrets, templates)?.into_iter().map(|b| (b.group.clone(), b)).collect();
-    let mut desired = desired_state(spec, &amis, &bootstrap::worker_fingerprints(spec, templates)?);
-    desired.image_notes = image_notes;
+    let mut desired = desired_state(spec, &looked_up.amis, &bootstrap::worker_fingerprints(spec, templates)?);
+    desired.image_notes = looked_up.image_notes.clone();
     let plan = plan::plan(&desired, &inventory, false)?;
     let join_token = if plan.creates_control_plane() { secrets.token.clone() } else { BootstrapToken::generate(&mut rand::rng()) };
-    Ok(Prepared { plan, desired, inventory, secrets, join_token, bootstraps })
+    Ok(Prepared { plan, desired, inventory, secrets, join_token, bootstraps, looked_up })
 }
 
 /// The image `hybrid bake` would make for `pool` on `base`: its key and
