@@ -10,13 +10,18 @@
 #     plan through a proxy that adds 200 ms to every AWS call (a team in
 #     Seoul, clusters in us-east-1); wall time, round trips (wall / 200 ms)
 #     and the call count.
+# `scripts/bench.sh far` runs only the last; HYBRID_BIN=PATH benches another
+# build of hybrid (an older commit's, for a before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
-cargo bench --locked -q --bench render
-cargo bench --locked -q --bench critical_path
-cargo build --locked -q --release
-hybrid=target/release/hybrid
+only=${1:-all}
+if [ "$only" != far ]; then
+  cargo bench --locked -q --bench render
+  cargo bench --locked -q --bench critical_path
+fi
+[ -n "${HYBRID_BIN:-}" ] || cargo build --locked -q --release
+hybrid=${HYBRID_BIN:-target/release/hybrid}
 work=$(mktemp -d)
 
 cluster() { # name linux1 linux2 win2022 win2019
@@ -70,28 +75,33 @@ PY
 
 # shellcheck source=scripts/moto.sh
 source scripts/moto.sh
-big=$(cluster bench200 80 59 40 20)
-small=$(cluster bench20 8 5 4 2)
-echo; echo "== apply, 200 nodes, from nothing"
-measure "$hybrid" apply "$big" --yes --ec2-only --api-stats >/dev/null
-echo; echo "== no-op plan, 200 nodes"
-measure "$hybrid" plan "$big" --detailed-exitcode --ec2-only --api-stats >/dev/null
-echo; echo "== no-op plan, 20 nodes (after applying them)"
-"$hybrid" apply "$small" --yes --ec2-only >/dev/null 2>&1
-measure "$hybrid" plan "$small" --detailed-exitcode --ec2-only --api-stats >/dev/null
+if [ "$only" != far ]; then
+  big=$(cluster bench200 80 59 40 20)
+  small=$(cluster bench20 8 5 4 2)
+  echo; echo "== apply, 200 nodes, from nothing"
+  measure "$hybrid" apply "$big" --yes --ec2-only --api-stats >/dev/null
+  echo; echo "== no-op plan, 200 nodes"
+  measure "$hybrid" plan "$big" --detailed-exitcode --ec2-only --api-stats >/dev/null
+  echo; echo "== no-op plan, 20 nodes (after applying them)"
+  "$hybrid" apply "$small" --yes --ec2-only >/dev/null 2>&1
+  measure "$hybrid" plan "$small" --detailed-exitcode --ec2-only --api-stats >/dev/null
+fi
 
-# Through the fault proxy with a fixed delay per call and no faults.
-far() { # what cmd...
-  local what=$1
+# Through the fault proxy with a fixed delay per call and no faults, beside
+# the same run straight to moto: round trips are wall time / 200 ms, and
+# (far - near) / 200 ms is what the delay alone costs (moto's own time,
+# which real AWS does not have in that measure, taken out).
+timed() { # label cmd...
+  local label=$1
   shift
-  .venv/bin/python - "$what" "$@" <<'PY'
+  .venv/bin/python - "$label" "$@" <<'PY'
 import re, subprocess, sys, time
-what, cmd = sys.argv[1], sys.argv[2:]
+label, cmd = sys.argv[1], sys.argv[2:]
 t = time.monotonic()
 r = subprocess.run(cmd, capture_output=True, text=True)
 wall = time.monotonic() - t
 calls = re.search(r"AWS API calls: (\d+)", r.stderr)
-print(f"  {what}: wall {wall:.2f} s, {wall / 0.2:.1f} round trips of 200 ms, {calls.group(1) if calls else '?'} calls, exit {r.returncode}", file=sys.stderr)
+print(f"{label} {wall:.3f} {calls.group(1) if calls else '?'} {r.returncode}")
 if r.returncode not in (0, 2):
     print(r.stderr[-2000:], file=sys.stderr)
     sys.exit(r.returncode)
@@ -103,7 +113,20 @@ far_pid=$!
 # shellcheck disable=SC2154 # moto_pid comes from scripts/moto.sh
 trap 'kill "$far_pid" "$moto_pid" 2>/dev/null || true' EXIT
 sleep 1
-mid=$(cluster bench24 10 6 6 2)
-echo; echo "== 24 nodes, 200 ms per AWS call"
-AWS_ENDPOINT_URL="http://127.0.0.1:$far_port" far "apply from nothing" "$hybrid" apply "$mid" --yes --ec2-only --offline --api-stats
-AWS_ENDPOINT_URL="http://127.0.0.1:$far_port" far "no-op plan" "$hybrid" plan "$mid" --detailed-exitcode --ec2-only --api-stats
+near=$(cluster bench24n 10 6 6 2)
+far=$(cluster bench24 10 6 6 2)
+echo; echo "== 24 nodes, 200 ms per AWS call (beside the same run at 0 ms)"
+{
+  timed "near-apply" "$hybrid" apply "$near" --yes --ec2-only --offline --api-stats
+  timed "near-plan" "$hybrid" plan "$near" --detailed-exitcode --ec2-only --api-stats
+  AWS_ENDPOINT_URL="http://127.0.0.1:$far_port" timed "far-apply" "$hybrid" apply "$far" --yes --ec2-only --offline --api-stats
+  AWS_ENDPOINT_URL="http://127.0.0.1:$far_port" timed "far-plan" "$hybrid" plan "$far" --detailed-exitcode --ec2-only --api-stats
+} >"$work/far.txt"
+.venv/bin/python - "$work/far.txt" <<'PY'
+import sys
+runs = {label: (float(wall), calls, code) for label, wall, calls, code in (l.split() for l in open(sys.argv[1]))}
+for what, name in (("apply", "apply from nothing"), ("plan", "no-op plan")):
+    far, near = runs[f"far-{what}"], runs[f"near-{what}"]
+    print(f"  {name}: wall {far[0]:.2f} s, {far[0] / 0.2:.1f} round trips of 200 ms "
+          f"({(far[0] - near[0]) / 0.2:.1f} from the delay alone; {near[0]:.2f} s at 0 ms), {far[1]} calls, exit {far[2]}", file=sys.stderr)
+PY
