@@ -129,7 +129,7 @@ fn trait_driven_stages_do_io_only_through_the_traits() {
 
 #[test]
 fn the_purity_check_can_fail() {
-    let dir = std::env::temp_dir().join(format!("hybrid-arch-{}", std::process::id()));
+    let dir = crate::util::scratch("arch");
     fs::create_dir_all(&dir).unwrap();
     let sneaky = dir.join("sneaky.rs");
     fs::write(&sneaky, "fn f() { let _ = std::fs::read(\"x\"); }\n#[cfg(test)]\nmod t { fn g() { println!(); } }\n").unwrap();
@@ -168,7 +168,7 @@ fn no_module_imports_a_module_that_imports_it_back() {
 
 #[test]
 fn the_cycle_check_finds_a_cycle() {
-    let dir = std::env::temp_dir().join(format!("hybrid-cycle-{}", std::process::id()));
+    let dir = crate::util::scratch("cycle");
     fs::create_dir_all(dir.join("a")).unwrap();
     fs::write(dir.join("lib.rs"), "pub mod a;\npub mod b;\n").unwrap();
     fs::write(dir.join("a/mod.rs"), "pub mod inner;\nuse crate::b::B;\n").unwrap();

@@ -296,7 +296,7 @@ fn bake_makes_tagged_images_that_plan_and_apply_use_and_destroy_leaves() {
 fn bake_resumes_after_kills_and_never_leaves_a_builder_running() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto.url, 1, 0.0);
-    let pid_file = std::env::temp_dir().join(format!("hybrid-it-bake-{}.pid", std::process::id()));
+    let pid_file = crate::util::scratch("bake").join("pid");
     let c = Cluster::new("bk2");
     let file = c.write(2, 0, "m6i.xlarge");
     let f = file.to_str().unwrap();
@@ -584,7 +584,7 @@ fn reap_terminates_builders_past_their_expiry() {
 fn the_release_check_compares_stock_and_baked_boots() {
     let moto = Moto::start();
     let _builders = Builders::play(&moto, Duration::from_millis(300));
-    let out = std::env::temp_dir().join(format!("hybrid-it-e2e-compare-{}", std::process::id()));
+    let out = crate::util::scratch("e2e-compare");
     let _ = std::fs::remove_dir_all(&out);
     let res = crate::e2e::e2e_aws_script(&moto, &out)
         .env("HYBRID_E2E_AWS", "1")

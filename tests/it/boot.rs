@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::render::{spec, test_secrets};
 use crate::tools::{self, ScriptCommand};
-use crate::util::root;
+use crate::util::{root, scratch};
 
 const SPECS: &[&str] =
     &["clusters/dev.toml", "clusters/qa.toml", "tests/fixtures/render/calico.toml", "tests/fixtures/render/k136-flannel-2025.toml"];
@@ -36,15 +36,6 @@ fn nodes(spec: &ClusterSpec) -> Vec<NodeBootstrap> {
 /// The control plane's bootstrap for the cluster file `file`.
 fn control_plane(file: &str) -> NodeBootstrap {
     nodes(&spec(file)).into_iter().find(|n| n.group == "control-plane").unwrap()
-}
-
-/// A fresh scratch folder of this test run; `tag` keeps tests apart (they
-/// run in parallel and each empties its own).
-fn scratch(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hybrid-it-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn part<'a>(node: &'a NodeBootstrap, name: &str) -> &'a str {

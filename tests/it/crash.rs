@@ -239,7 +239,7 @@ fn apply_killed_after_any_write_converges_in_one_more_run() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto.url, 1, 0.0);
     let baseline = census(&moto.url, None);
-    let pid_file = std::env::temp_dir().join(format!("hybrid-it-crash-{}-apply.pid", std::process::id()));
+    let pid_file = crate::util::scratch("crash-apply").join("pid");
 
     let (_probe, probe_file) = small("probe", 2);
     assert_ok(&run(&proxy.url, &["apply", probe_file.to_str().unwrap(), "--yes", "--ec2-only"]), "probe apply");
@@ -299,7 +299,7 @@ fn destroy_killed_after_any_write_finishes_in_one_more_run() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto.url, 1, 0.0);
     let baseline = census(&moto.url, None);
-    let pid_file = std::env::temp_dir().join(format!("hybrid-it-crash-{}-destroy.pid", std::process::id()));
+    let pid_file = crate::util::scratch("crash-destroy").join("pid");
 
     let (_probe, probe_file) = small("dprobe", 1);
     assert_ok(&run(&moto.url, &["apply", probe_file.to_str().unwrap(), "--yes", "--ec2-only"]), "probe apply");
@@ -330,7 +330,7 @@ fn destroy_killed_after_any_write_finishes_in_one_more_run() {
 fn reap_finds_half_destroyed_clusters_and_lone_stale_locks() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(&moto.url, 1, 0.0);
-    let pid_file = std::env::temp_dir().join(format!("hybrid-it-crash-{}-reap.pid", std::process::id()));
+    let pid_file = crate::util::scratch("crash-reap").join("pid");
     let (_c, file) = small("half", 1);
     assert_ok(&run(&moto.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]), "apply");
     // Expired, on the VPC only.

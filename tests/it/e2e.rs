@@ -20,8 +20,7 @@ use crate::moto::Moto;
 use crate::util::text;
 
 pub(crate) fn write_cluster(name: &str, linux: u32) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hybrid-it-e2e-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::util::scratch(&format!("e2e-{name}"));
     let path = dir.join("cluster.toml");
     std::fs::write(
         &path,
@@ -881,7 +880,7 @@ pub(crate) fn e2e_aws_script(moto: &Moto, out: &std::path::Path) -> Command {
     c.current_dir(crate::util::root())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
+        .env("HOME", crate::util::scratch("home"))
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -907,7 +906,7 @@ fn tagged_vpcs(moto: &Moto, cluster: &str) -> usize {
 #[test]
 fn the_aws_release_check_opts_in_caps_cost_records_results_and_always_destroys() {
     let moto = Moto::start();
-    let out = std::env::temp_dir().join(format!("hybrid-it-e2e-aws-{}", std::process::id()));
+    let out = crate::util::scratch("e2e-aws");
     let _ = std::fs::remove_dir_all(&out);
 
     // Usage first: help, too many arguments, an unknown image mode, a file without a ttl.
@@ -919,7 +918,7 @@ fn the_aws_release_check_opts_in_caps_cost_records_results_and_always_destroys()
     let res = e2e_aws_script(&moto, &out).env("HYBRID_E2E_AWS", "1").env("HYBRID_E2E_IMAGES", "fast").output().unwrap();
     assert_eq!(res.status.code(), Some(64), "{}", text(&res.stderr));
     assert!(text(&res.stderr).contains("auto or compare"), "{}", text(&res.stderr));
-    let no_ttl = std::env::temp_dir().join(format!("hybrid-it-no-ttl-{}.toml", std::process::id()));
+    let no_ttl = crate::util::scratch("no-ttl").join("cluster.toml");
     let example = std::fs::read_to_string(crate::util::root().join("examples/e2e-aws/calico.toml")).unwrap();
     std::fs::write(&no_ttl, example.lines().filter(|l| !l.starts_with("ttl")).collect::<Vec<_>>().join("\n")).unwrap();
     let res = e2e_aws_script(&moto, &out).env("HYBRID_E2E_AWS", "1").arg(&no_ttl).output().unwrap();

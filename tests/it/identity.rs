@@ -20,8 +20,7 @@ use crate::util::{root, text};
 
 /// A fresh HOME with `~/.aws/config` holding `config`.
 fn home(name: &str, config: &str) -> PathBuf {
-    let home = std::env::temp_dir().join(format!("hybrid-it-identity-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
+    let home = crate::util::scratch(&format!("identity-{name}"));
     std::fs::create_dir_all(home.join(".aws")).unwrap();
     std::fs::write(home.join(".aws/config"), config).unwrap();
     home

@@ -17,7 +17,8 @@ pub fn hybrid_command(endpoint: &str, args: &[&str]) -> Command {
         .current_dir(root())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
+        // A home of its own: nothing cached by another test's run is seen.
+        .env("HOME", crate::util::scratch("home"))
         .env("USER", "tester")
         .env("NO_COLOR", "1")
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -84,7 +85,7 @@ impl Moto {
         let python = root().join(".venv/bin/python");
         assert!(python.exists(), "{} is missing: run scripts/setup.sh", python.display());
         let port = free_port();
-        let console_dir = std::env::temp_dir().join(format!("hybrid-it-moto-console-{}-{port}", std::process::id()));
+        let console_dir = crate::util::scratch(&format!("moto-console-{port}"));
         std::fs::create_dir_all(&console_dir).unwrap();
         let child = Command::new(python)
             .arg(root().join("tests/support/moto_server.py"))

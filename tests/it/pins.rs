@@ -28,9 +28,7 @@ struct Internet {
 
 impl Internet {
     fn start(tag: &str, config: Value) -> Self {
-        let dir = std::env::temp_dir().join(format!("hybrid-it-pins-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::util::scratch(&format!("pins-{tag}"));
         std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
         let mut child = Command::new(root().join(".venv/bin/python"))
             .arg(root().join("tests/support/internet.py"))

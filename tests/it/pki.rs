@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 fn openssl_ca_hash(cert_pem: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("hybrid-it-pki-{}", std::process::id()));
+    let dir = crate::util::scratch("pki");
     fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ca.crt");
     fs::write(&path, cert_pem).unwrap();
@@ -37,7 +37,7 @@ fn ca_hash_matches_openssl() {
 fn generated_ca_is_a_ca_openssl_accepts() {
     let now = SystemTime::now();
     let s = ClusterSecrets::generate(&mut StdRng::seed_from_u64(9), now).unwrap();
-    let dir = std::env::temp_dir().join(format!("hybrid-it-pki-ca-{}", std::process::id()));
+    let dir = crate::util::scratch("pki-ca");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("ca.crt"), &s.ca_cert_pem).unwrap();
     let out = Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(dir.join("ca.crt")).output().unwrap();
@@ -65,7 +65,7 @@ fn generated_ca_is_a_ca_openssl_accepts() {
 fn the_ca_is_valid_on_a_control_plane_whose_clock_is_behind() {
     let now = SystemTime::now();
     let s = ClusterSecrets::generate(&mut StdRng::seed_from_u64(11), now).unwrap();
-    let dir = std::env::temp_dir().join(format!("hybrid-it-pki-skew-{}", std::process::id()));
+    let dir = crate::util::scratch("pki-skew");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("ca.crt"), &s.ca_cert_pem).unwrap();
     let verify_at = |t: SystemTime| {

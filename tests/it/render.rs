@@ -2,7 +2,7 @@
 //! rendered script, hostile values, size limits, and the `render` command.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hybrid::bootstrap::pki::ClusterSecrets;
 use hybrid::bootstrap::{BootstrapError, NodeBootstrap, Templates, USER_DATA_LIMIT, render_cluster};
@@ -10,7 +10,7 @@ use hybrid::config::load;
 use hybrid::model::{ClusterSpec, NodeOs, Taint, TaintEffect};
 
 use crate::tools;
-use crate::util::{hybrid, root, text};
+use crate::util::{hybrid, root, scratch, text};
 
 /// Golden cases: the file to render and the folder its golden files live in.
 pub(crate) const CASES: &[(&str, &str)] = &[
@@ -38,13 +38,6 @@ fn part<'a>(node: &'a NodeBootstrap, name: &str) -> &'a str {
     &node.parts.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{} has no {name}", node.group)).1
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hybrid-it-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Rendered output equals the golden files under tests/golden/<case>/<group>/.
 /// After an intended change, regenerate them with `HYBRID_BLESS=1 cargo test
 /// golden` and review the diff like code.
@@ -53,6 +46,7 @@ fn golden_files_match() {
     // Only HYBRID_BLESS=1 rewrites; HYBRID_BLESS=0 (or anything else) compares.
     let bless = std::env::var("HYBRID_BLESS").is_ok_and(|v| v == "1");
     let mut mismatches = Vec::new();
+    let mut written = std::collections::BTreeSet::new();
     for (file, case) in CASES {
         for node in render(&spec(file)) {
             let dir = root().join("tests/golden").join(case).join(&node.group);
@@ -60,6 +54,7 @@ fn golden_files_match() {
             files.push(("user-data".into(), node.user_data.clone()));
             for (name, bytes) in files {
                 let path = dir.join(&name);
+                written.insert(path.clone());
                 if bless {
                     fs::create_dir_all(&dir).unwrap();
                     fs::write(&path, &bytes).unwrap();
@@ -70,6 +65,25 @@ fn golden_files_match() {
         }
     }
     assert!(mismatches.is_empty(), "rendered output differs from the golden files (HYBRID_BLESS=1 to update): {mismatches:#?}");
+    // A golden file no case writes any more proves nothing and misleads a
+    // reader: blessing removes it, a comparison names it.
+    let mut orphans = Vec::new();
+    let mut folders = vec![root().join("tests/golden")];
+    while let Some(dir) = folders.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if !written.contains(&path) && path.file_name().is_some_and(|n| n != "README.md") {
+                if bless {
+                    fs::remove_file(&path).unwrap();
+                } else {
+                    orphans.push(path.strip_prefix(root()).unwrap().display().to_string());
+                }
+            }
+        }
+    }
+    assert!(orphans.is_empty(), "golden files no case writes (HYBRID_BLESS=1 removes them): {orphans:#?}");
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn put_lock(endpoint: &str, cluster: &str, epoch: u64, value: &str) {
     })
 }
 
-fn lock_epochs(endpoint: &str, cluster: &str) -> Vec<String> {
+pub(crate) fn lock_epochs(endpoint: &str, cluster: &str) -> Vec<String> {
     rt().block_on(async {
         let (_, ssm) = aws_clients(endpoint).await;
         let page = ssm.get_parameters_by_path().path(format!("/hybrid/{cluster}/lock/")).recursive(true).send().await.unwrap();
@@ -223,7 +223,7 @@ print(code)
         .current_dir(root())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
+        .env("HOME", crate::util::scratch("home"))
         .env("USER", "tester")
         .env("NO_COLOR", "1")
         .env("AWS_ACCESS_KEY_ID", "testing")

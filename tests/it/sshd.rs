@@ -15,9 +15,14 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("hybrid-it-sshd-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::util::scratch("sshd");
+        // This machine is no node and may have no journal: a journalctl
+        // that answers like one stands in, on the sessions' PATH, so the
+        // logs test can tell a collected log from a failed collection.
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join("bin/journalctl"), "#!/bin/sh\necho \"-- stub journal: $* --\"\n").unwrap();
+        let executable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
+        std::fs::set_permissions(dir.join("bin/journalctl"), executable).unwrap();
         for key in ["host_key", "client"] {
             let ok = Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", ""])
@@ -34,7 +39,8 @@ impl Sshd {
         let _ = std::fs::create_dir_all("/run/sshd");
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\n\
-             StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n",
+             StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+             SetEnv PATH={d}/bin:/usr/local/bin:/usr/bin:/bin\n",
             d = dir.display()
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();

@@ -198,7 +198,7 @@ fn the_linux_bootstrap_writes_what_the_parser_reads() {
     let spec = crate::render::spec("clusters/dev.toml");
     let nodes = hybrid::bootstrap::render_cluster(&spec, &crate::render::test_secrets(), &hybrid::bootstrap::Templates::builtin()).unwrap();
     let script = &nodes[1].parts.iter().find(|(n, _)| n == "bootstrap.sh").unwrap().1;
-    let state = std::env::temp_dir().join(format!("hybrid-timeline-{}", std::process::id()));
+    let state = crate::util::scratch("timeline");
     let body = format!(
         "STATE={}\ntimeline bootstrap start node\nstage one true\nstage one true\nstage two sleep 1.1\nstage three false || true\ntimeline bootstrap done\n",
         state.display()

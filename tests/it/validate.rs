@@ -207,7 +207,7 @@ fn versions_lists_what_each_node_installs() {
 /// position, and a bounded read: `/dev/zero` would otherwise fill memory.
 #[test]
 fn non_text_and_endless_input_are_refused_with_a_position() {
-    let dir = std::env::temp_dir().join(format!("hybrid-it-bytes-{}", std::process::id()));
+    let dir = crate::util::scratch("bytes");
     fs::create_dir_all(&dir).unwrap();
     let latin1 = dir.join("latin1.toml");
     fs::write(&latin1, b"[cluster]\nname = \"caf\xe9\"\n").unwrap();

@@ -155,7 +155,7 @@ fn set_flags_are_checked_like_the_file_and_named_in_errors() {
 #[test]
 fn a_saved_plan_is_carried_out_exactly_or_refused_with_what_moved() {
     let moto = Moto::start();
-    let dir = std::env::temp_dir().join(format!("hybrid-it-saved-{}", std::process::id()));
+    let dir = crate::util::scratch("saved");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("cluster.toml");
     std::fs::copy("clusters/dev.toml", &file).unwrap();
@@ -234,7 +234,7 @@ fn the_ci_example_is_a_valid_workflow_and_its_hybrid_steps_work_against_moto() {
     let out = check(&[&examples[0], &examples[1]]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     // The check can fail: a job without runs-on is refused.
-    let dir = std::env::temp_dir().join(format!("hybrid-it-ci-{}", std::process::id()));
+    let dir = crate::util::scratch("ci");
     std::fs::create_dir_all(dir.join("clusters")).unwrap();
     let broken = dir.join("broken.yml");
     std::fs::write(&broken, std::fs::read_to_string(&examples[1]).unwrap().replace("    runs-on: ubuntu-latest\n", "")).unwrap();
