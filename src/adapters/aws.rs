@@ -30,6 +30,7 @@ use crate::infra::images::{BakedImage, Builder, TAG_BAKE_BUILDER, TAG_BAKE_KEY, 
 use crate::infra::inventory::{FoundProfile, Gateway, Instance, Inventory, RouteTable, SecurityGroup, Subnet, Vpc};
 use crate::model::AmiRef;
 use crate::model::net::Ipv4Cidr;
+use crate::retry::{Backoff, Retry};
 
 /// Every item of a paginated call: `$request` (a fluent builder) sent page
 /// by page, each page counted as a call, the items read with `$items`.
@@ -444,6 +445,12 @@ fn rules_of(group_id: &str, perms: &[ec2t::IpPermission]) -> Vec<SgRule> {
     out
 }
 
+/// How create calls wait out transient refusals: IAM's propagation of a
+/// new instance profile to EC2 takes tens of seconds, throttling can last
+/// longer; three minutes covers both without hanging on an outage.
+const CREATE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
+const CREATE_DEADLINE: Duration = Duration::from_secs(180);
+
 impl AwsCloud {
     fn count(&self, op: &'static str) {
         *self.calls.lock().expect("call counter lock").entry(op).or_default() += 1;
@@ -451,12 +458,15 @@ impl AwsCloud {
 
     /// A create call AWS does not deduplicate (CreateVpc and
     /// CreateInternetGateway take no token), made at most once per attempt:
-    /// after a transient failure, and before sending again, `find` looks for
-    /// the resource an earlier attempt may have made, by the create token
-    /// tagged on it in the same call. So a lost answer costs a Describe, not
-    /// a duplicate. (EC2 is eventually consistent: a just-made resource can
-    /// be missing from a Describe for a moment; such a duplicate is what
-    /// `plan` removes on the next run.)
+    /// after a failure that may have happened anyway (no answer, a cut-off
+    /// one, a server error), and before sending again, `find` looks for the
+    /// resource an earlier attempt may have made, by the create token tagged
+    /// on it in the same call. EC2 is eventually consistent, so a just-made
+    /// resource can be missing from the first Describe: it looks twice,
+    /// waiting between. A lost answer costs Describes, not a duplicate.
+    /// Transient refusals (throttling, a new instance profile IAM has not
+    /// propagated to EC2 yet, for tens of seconds) are waited out under the
+    /// one retry policy, up to `CREATE_DEADLINE`.
     async fn create_once<T, S, SF, F, FF>(&self, operation: &'static str, send: S, find: F) -> CloudResult<T>
     where
         S: Fn() -> SF,
@@ -464,23 +474,27 @@ impl AwsCloud {
         F: Fn() -> FF,
         FF: std::future::Future<Output = CloudResult<Option<T>>>,
     {
-        const ATTEMPTS: u32 = 8;
-        let mut delay = Duration::from_millis(200);
-        for attempt in 1..=ATTEMPTS {
+        let mut retry = Retry::new(CREATE_BACKOFF).deadline(CREATE_DEADLINE);
+        loop {
             self.count(operation);
-            match send().await {
+            let e = match send().await {
                 Ok(made) => return Ok(made),
-                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    if let Some(made) = find().await? {
-                        return Ok(made);
-                    }
-                }
+                Err(e) if e.is_transient() => e,
                 Err(e) => return Err(e),
+            };
+            let looks = if e.may_have_happened() { 2 } else { 0 };
+            if !retry.wait().await {
+                return Err(e);
+            }
+            for look in 1..=looks {
+                if let Some(made) = find().await? {
+                    return Ok(made);
+                }
+                if look < looks && !retry.wait().await {
+                    return Err(e);
+                }
             }
         }
-        unreachable!("the last attempt returns")
     }
 
     async fn image(&self, id: &str) -> CloudResult<Option<ResolvedAmi>> {
@@ -1126,6 +1140,12 @@ impl Cloud for AwsCloud {
             offered.extend(page.instance_type_offerings().iter().filter_map(|o| o.instance_type()).map(|t| t.as_str().to_string()));
         }
         Ok(offered)
+    }
+
+    async fn subnet_zone(&self, subnet_id: &str) -> CloudResult<Option<String>> {
+        self.count("DescribeSubnets");
+        let out = self.ec2.describe_subnets().subnet_ids(subnet_id).send().await.map_err(|e| err("DescribeSubnets", e))?;
+        Ok(out.subnets().first().and_then(|s| s.availability_zone()).map(str::to_string))
     }
 
     async fn run_instance(&self, r: &LaunchRequest) -> CloudResult<Launched> {

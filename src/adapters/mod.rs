@@ -41,10 +41,27 @@ impl CloudError {
         Self { operation, code: code.into(), message: message.into() }
     }
 
+    /// A failure after which the call may still have been carried out: no
+    /// answer, an unreadable one, or a server-side error. A create that
+    /// failed so looks for what it may have made before it sends again.
+    pub fn may_have_happened(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            NO_ANSWER | "UnreadableAnswer" | "InternalError" | "InternalFailure" | "InternalServerError" | "ServiceUnavailable"
+        )
+    }
+
     /// Worth another attempt: throttling, a server-side failure, no answer,
     /// or an instance profile IAM has made but EC2 does not see yet (IAM is
     /// eventually consistent: a new profile can be refused for some
     /// seconds). Anything else (AccessDenied, a bad parameter) stays as it is.
+    /// EC2 cannot run this instance type here now: no capacity in the
+    /// zone (on demand or spot), or the type is not offered in the
+    /// subnet's zone. Another type may run; the same one later may too.
+    pub fn is_capacity(&self) -> bool {
+        matches!(self.code.as_str(), "InsufficientInstanceCapacity" | "InsufficientCapacity" | "Unsupported" | "InsufficientHostCapacity")
+    }
+
     pub fn is_transient(&self) -> bool {
         (self.code == "InvalidParameterValue" && self.message.contains("iamInstanceProfile"))
             || matches!(
@@ -187,6 +204,8 @@ pub trait Cloud {
     async fn set_instance_groups(&self, instance_id: &str, groups: &[String]) -> CloudResult<()>;
 
     /// Which of `types` the region offers (DescribeInstanceTypeOfferings).
+    /// The availability zone of a subnet (named in capacity errors).
+    async fn subnet_zone(&self, subnet_id: &str) -> CloudResult<Option<String>>;
     async fn offered_instance_types(&self, types: &[String]) -> CloudResult<std::collections::BTreeSet<String>>;
     async fn run_instance(&self, request: &LaunchRequest) -> CloudResult<Launched>;
     async fn terminate_instances(&self, ids: &[String]) -> CloudResult<()>;

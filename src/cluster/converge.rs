@@ -368,6 +368,12 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
         progress.event(&Event::NodeExpected { pool: &e.group, slot: &e.slot, node: &e.node_name, running: e.running });
     }
     let mut last_instance_look = Instant::now();
+    // Instances some Describe has shown. EC2 is eventually consistent: an
+    // instance launched a moment ago can be missing from a Describe, which
+    // is not its end. Missing means gone only for one seen before (a
+    // terminated instance stays visible for about an hour) or one that was
+    // running before this apply.
+    let mut described: std::collections::BTreeSet<String> = expected.iter().filter(|e| e.running).map(|e| e.instance_id.clone()).collect();
     loop {
         let nodes: BTreeMap<String, Value> = api
             .list("/api/v1/nodes", None, None)
@@ -412,8 +418,10 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
             last_instance_look = Instant::now();
             let ids: Vec<String> = pending.iter().map(|(e, _)| e.instance_id.clone()).collect();
             let states = cloud.instance_states(&ids).await?;
+            described.extend(states.keys().cloned());
             let gone: Vec<(String, String, String)> = pending
                 .iter()
+                .filter(|(e, _)| described.contains(&e.instance_id))
                 .filter_map(|(e, _)| {
                     let state = states.get(&e.instance_id).map(String::as_str).unwrap_or("gone");
                     matches!(state, "shutting-down" | "terminated" | "gone")

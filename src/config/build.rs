@@ -231,6 +231,24 @@ fn build_cni(c: Option<&SectionValues<'_>>, minor: &versions::KubeMinor, cx: &mu
 }
 
 fn build_pool(p: &SectionValues<'_>, linux_default: LinuxDistro, cni: &Cni, cx: &mut Ctx<'_>) -> Pool {
+    // Read first, so that its problems and its span are known.
+    let listed = p.str_list("instance_types", cx.diags, cx.spans);
+    match (p.is_set("instance_type"), p.is_set("instance_types")) {
+        (true, true) => cx.err(
+            &p.key_path("instance_types"),
+            "a pool takes `instance_type` or `instance_types`, not both".into(),
+            Some("keep `instance_types` to have fallbacks, with the preferred type first".into()),
+        ),
+        (false, false) => cx.err(
+            &p.key_path("instance_type"),
+            "missing required key `instance_type` (or `instance_types`)".into(),
+            Some("e.g. instance_type = \"m6i.xlarge\", or instance_types = [\"m6i.xlarge\", \"m5.xlarge\"] to fall back".into()),
+        ),
+        _ => {}
+    }
+    if listed.as_ref().is_some_and(Vec::is_empty) {
+        cx.err(&p.key_path("instance_types"), "`instance_types` is empty".into(), Some("list at least one type".into()));
+    }
     let os = p.str("os", cx.diags, cx.spans).and_then(|s| NodeOs::parse(&s, linux_default)).unwrap_or(NodeOs::Linux(linux_default));
     let taints = match p.str_list("taints", cx.diags, cx.spans) {
         Some(list) => {
@@ -242,7 +260,11 @@ fn build_pool(p: &SectionValues<'_>, linux_default: LinuxDistro, cni: &Cni, cx: 
     Pool {
         name: p.str("name", cx.diags, cx.spans).unwrap_or_default(),
         os,
-        instance_type: p.str("instance_type", cx.diags, cx.spans).unwrap_or_default(),
+        instance_type: p
+            .str("instance_type", cx.diags, cx.spans)
+            .or_else(|| listed.as_ref().and_then(|l| l.first().cloned()))
+            .unwrap_or_default(),
+        fallback_types: if p.is_set("instance_type") { Vec::new() } else { listed.into_iter().flatten().skip(1).collect() },
         count: p.int("count", cx.diags, cx.spans).map_or(1, |n| n as u32),
         ami: p.str("ami", cx.diags, cx.spans).map(|s| AmiRef::parse(&s)),
         disk_gb: p.int("disk_gb", cx.diags, cx.spans).map_or(if os.is_windows() { 100 } else { 50 }, |n| n as u32),

@@ -182,7 +182,13 @@ pub const SECTIONS: &[Section] = &[
                 Kind::Choice(NodeOs::NAMES),
                 "`linux` (the control plane's distribution), a distribution, or `windows-2019` / `windows-2022` / `windows-2025`.",
             ),
-            req("instance_type", Kind::Str, "EC2 instance type (x86_64)."),
+            opt("instance_type", Kind::Str, None, "EC2 instance type (x86_64). Required unless `instance_types` is given."),
+            opt(
+                "instance_types",
+                Kind::StrList,
+                None,
+                "Instance types tried in order, instead of `instance_type`: when EC2 has no capacity for one in the subnet's zone (InsufficientInstanceCapacity, Unsupported, no spot capacity), apply launches the next, e.g. `[\"m6i.xlarge\", \"m5.xlarge\"]`.",
+            ),
             opt("count", Kind::Int { min: 0, max: 1000 }, Some("1"), "Number of nodes (0 to 1000)."),
             opt("ami", Kind::Str, None, "AMI id (`ami-…`) or image name filter instead of the latest public image for `os`."),
             opt(

@@ -337,7 +337,23 @@ impl Rules<'_> {
                     "choose another name, e.g. \"linux\" or \"win-tools\"",
                 );
             }
-            self.instance_type(&key("instance_type"), &p.instance_type, p.os.is_windows());
+            if p.fallback_types.is_empty() {
+                if !p.instance_type.is_empty() {
+                    self.instance_type(&key("instance_type"), &p.instance_type, p.os.is_windows());
+                }
+            } else {
+                let types: Vec<&String> = std::iter::once(&p.instance_type).chain(&p.fallback_types).collect();
+                for (n, t) in types.iter().enumerate() {
+                    self.instance_type(&key(&format!("instance_types[{n}]")), t, p.os.is_windows());
+                    if types[..n].contains(t) {
+                        self.error(
+                            &key(&format!("instance_types[{n}]")),
+                            format!("{t} is listed twice"),
+                            "list each type once, in the order to try them",
+                        );
+                    }
+                }
+            }
             if let (NodeOs::Windows(w), Some(minor)) = (p.os, versions::kube_minor(spec.kubernetes_version.minor)) {
                 if let Err(m) = versions::check_windows(w, minor, spec.cni.plugin, &spec.cni.version) {
                     self.error(&key("os"), m.message, m.hint);

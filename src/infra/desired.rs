@@ -141,6 +141,11 @@ pub struct DesiredInstance {
     pub group: String,
     pub os: NodeOs,
     pub instance_type: String,
+    /// Tried in order when EC2 has no capacity for `instance_type` (the
+    /// pool's `instance_types` after the first). A node running one of them
+    /// matches the file; the spec hash covers the preferred type only, so
+    /// adding a fallback replaces nothing.
+    pub fallback_types: Vec<String>,
     /// `None` until resolved (offline plan).
     pub ami: Option<ResolvedAmi>,
     pub disk_gb: u32,
@@ -153,6 +158,18 @@ pub struct DesiredInstance {
     pub cni: String,
     /// Worker replacements happen this many at a time (the pool's `replace_batch`).
     pub replace_batch: u32,
+}
+
+impl DesiredInstance {
+    /// The types to launch, in the order to try them.
+    pub fn instance_types(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.instance_type.as_str()).chain(self.fallback_types.iter().map(String::as_str))
+    }
+
+    /// Whether a node running `instance_type` matches the file.
+    pub fn allows_type(&self, instance_type: &str) -> bool {
+        self.instance_types().any(|t| t == instance_type)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -374,6 +391,7 @@ pub fn desired_state(spec: &ClusterSpec, amis: &AmiMap, bootstrap_fingerprints: 
             group: CONTROL_PLANE.to_string(),
             os: NodeOs::Linux(cp.os),
             instance_type: cp.instance_type.clone(),
+            fallback_types: Vec::new(),
             spec_hash: control_plane_hash(spec, cp_ami.as_ref()),
             ami: cp_ami,
             disk_gb: cp.disk_gb,
@@ -397,6 +415,7 @@ pub fn desired_state(spec: &ClusterSpec, amis: &AmiMap, bootstrap_fingerprints: 
                     group: pool.name.clone(),
                     os: pool.os,
                     instance_type: pool.instance_type.clone(),
+                    fallback_types: pool.fallback_types.clone(),
                     ami: ami.clone(),
                     disk_gb: pool.disk_gb,
                     spot: pool.spot,

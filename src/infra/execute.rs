@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 
-use crate::adapters::{Cloud, CloudError, LaunchRequest};
+use crate::adapters::{Cloud, CloudError, LaunchRequest, Launched};
 use crate::bootstrap::NodeBootstrap;
 use crate::bootstrap::pki::{BootstrapToken, ClusterSecrets};
 use crate::infra::desired::{
@@ -22,6 +22,7 @@ use crate::infra::inventory::Inventory;
 use crate::infra::lock::{Held, LockError, ensure_held};
 use crate::infra::plan::{Action, Change, Plan, Resource};
 use crate::progress::{Event, Progress};
+use crate::retry::{Backoff, Retry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -204,8 +205,7 @@ pub async fn apply<C: Cloud>(
         let (subnet, sg, tags, players_sg, so_far) = (&subnet, &sg, &tags, &players_sg, &launched_so_far);
         async move {
             let groups = node_groups(sg, players_sg, &d.group);
-            let request = launch_request(ctx, d, subnet, &groups, tags).map_err(|e| (pool.to_string(), e))?;
-            let launched = cloud.run_instance(&request).await.map_err(|e| (pool.to_string(), e))?;
+            let launched = launch(cloud, ctx, d, subnet, &groups, tags, progress).await.map_err(|e| (pool.to_string(), e))?;
             let n = so_far[pool].fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress.event(&Event::Launched { pool, slot: &d.slot, instance: &launched.id, n, total });
             Ok::<(), (String, CloudError)>(())
@@ -243,9 +243,9 @@ pub async fn apply<C: Cloud>(
             for (i, c) in batch.iter().enumerate() {
                 let Resource::Instance { desired: Some(d) } = &c.resource else { continue };
                 let groups = node_groups(&sg, &players_sg, &d.group);
-                let request = launch_request(ctx, d, &subnet, &groups, &tags)
+                let new = launch(cloud, ctx, d, &subnet, &groups, &tags, progress)
+                    .await
                     .map_err(|e| ExecError::Pools { failures: vec![(pool.to_string(), e)] })?;
-                let new = cloud.run_instance(&request).await.map_err(|e| ExecError::Pools { failures: vec![(pool.to_string(), e)] })?;
                 progress.event(&Event::Launched { pool, slot: &d.slot, instance: &new.id, n: i + 1, total: batch.len() });
                 launched.push(NewNode {
                     slot: d.slot.clone(),
@@ -478,9 +478,53 @@ fn node_groups(nodes: &str, players: &BTreeMap<String, String>, group: &str) -> 
     std::iter::once(nodes.to_string()).chain(players.get(group).cloned()).collect()
 }
 
+/// Launches one node: its pool's types in order, the next only when EC2
+/// has no capacity for the one before (in the zone, on demand or spot).
+/// When none runs, the error names the types and the zone.
+async fn launch<C: Cloud>(
+    cloud: &C,
+    ctx: &Context<'_>,
+    d: &DesiredInstance,
+    subnet: &str,
+    groups: &[String],
+    tags: &BTreeMap<String, String>,
+    progress: &impl Progress,
+) -> Result<Launched, CloudError> {
+    let mut refused: Vec<(&str, CloudError)> = Vec::new();
+    for instance_type in d.instance_types() {
+        let request = launch_request(ctx, d, instance_type, subnet, groups, tags)?;
+        match cloud.run_instance(&request).await {
+            Ok(launched) => {
+                if let Some((first, e)) = refused.first() {
+                    progress.line(&format!("{}: launched as {instance_type}: no capacity for {first} ({})", d.slot, e.code));
+                }
+                return Ok(launched);
+            }
+            Err(e) if e.is_capacity() => {
+                refused.push((instance_type, e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let zone = cloud.subnet_zone(subnet).await.ok().flatten().unwrap_or_else(|| format!("the zone of {subnet}"));
+    let (_, last) = refused.pop().expect("a failed launch tried at least one type");
+    let types: Vec<&str> = d.instance_types().collect();
+    let hint = if types.len() == 1 {
+        "list fallbacks in the pool's `instance_types` (tried in order), or run apply again later"
+    } else {
+        "add more types to the pool's `instance_types`, or run apply again later"
+    };
+    Err(CloudError::new(
+        "RunInstances",
+        last.code,
+        format!("no capacity for {} in {zone}{}: {}; {hint}", types.join(", then "), if d.spot { " (spot)" } else { "" }, last.message),
+    ))
+}
+
 fn launch_request(
     ctx: &Context<'_>,
     d: &DesiredInstance,
+    instance_type: &str,
     subnet: &str,
     groups: &[String],
     tags: &BTreeMap<String, String>,
@@ -504,14 +548,18 @@ fn launch_request(
         tags.insert(TAG_CNI.into(), d.cni.clone());
     }
     // AWS deduplicates a retried RunInstances by this token, so a dropped
-    // response cannot launch a second instance for the same slot.
-    let token = crate::infra::desired::fingerprint(format!("{}/{}/{}/{}", ctx.desired.cluster, d.slot, d.spec_hash, ctx.run_id).as_bytes())
-        [..32]
+    // response cannot launch a second instance for the same slot. A
+    // fallback type gets its own: AWS refuses one token with other
+    // parameters (IdempotentParameterMismatch).
+    let fallback = if instance_type == d.instance_type { String::new() } else { format!("/{instance_type}") };
+    let token = crate::infra::desired::fingerprint(
+        format!("{}/{}/{}/{}{fallback}", ctx.desired.cluster, d.slot, d.spec_hash, ctx.run_id).as_bytes(),
+    )[..32]
         .to_string();
     tags.insert(TAG_CREATE_TOKEN.into(), token.clone());
     Ok(LaunchRequest {
         ami,
-        instance_type: d.instance_type.clone(),
+        instance_type: instance_type.to_string(),
         subnet_id: subnet.to_string(),
         security_group_ids: groups.to_vec(),
         private_ip: d.private_ip,
@@ -570,18 +618,20 @@ async fn remove_network<C: Cloud>(cloud: &C, plan: &Plan, progress: &impl Progre
 /// Deletes the resource of one Delete change; returns what failed, if it did.
 async fn remove_one<C: Cloud>(cloud: &C, c: &Change, progress: &impl Progress) -> Option<String> {
     let id = c.id.as_deref().unwrap_or_default();
+    let what = format!("{} {}", c.resource.kind(), c.id.as_deref().unwrap_or(&c.name));
     let result = match &c.resource {
         Resource::SecurityGroup { .. } | Resource::PlayersGroup { .. } => {
-            retry_dependency(|| cloud.delete_security_group(id), progress).await
+            retry_dependency(&what, || cloud.delete_security_group(id), progress).await
         }
-        Resource::InternetGateway => cloud.delete_internet_gateway(id).await.map_err(ExecError::from),
-        Resource::Subnet { .. } => retry_dependency(|| cloud.delete_subnet(id), progress).await,
-        Resource::Vpc { .. } => retry_dependency(|| cloud.delete_vpc(id), progress).await,
+        // Detaching answers DependencyViolation while instances' public
+        // addresses are still mapped.
+        Resource::InternetGateway => retry_dependency(&what, || cloud.delete_internet_gateway(id), progress).await,
+        Resource::Subnet { .. } => retry_dependency(&what, || cloud.delete_subnet(id), progress).await,
+        Resource::Vpc { .. } => retry_dependency(&what, || cloud.delete_vpc(id), progress).await,
         Resource::Parameter { name, .. } => cloud.delete_parameter(name).await.map_err(ExecError::from),
         Resource::InstanceProfile => cloud.delete_instance_profile(&c.name).await.map_err(ExecError::from),
         _ => return None,
     };
-    let what = format!("{} {}", c.resource.kind(), c.id.as_deref().unwrap_or(&c.name));
     match result {
         Ok(()) => {
             progress.line(&format!("{what} deleted"));
@@ -603,23 +653,34 @@ pub async fn destroy<C: Cloud>(cloud: &C, plan: &Plan, timeout: Duration, progre
     remove_network(cloud, plan, progress).await
 }
 
-/// Network interfaces of terminated instances linger for a while; AWS
-/// answers DependencyViolation until they are gone.
-async fn retry_dependency<F, Fut>(mut call: F, progress: &impl Progress) -> Result<(), ExecError>
+/// Network interfaces of terminated instances linger for a while (minutes
+/// on real AWS); AWS answers DependencyViolation until they are gone. Waited
+/// out under the one retry policy, saying so every half minute or so.
+async fn retry_dependency<F, Fut>(what: &str, mut call: F, progress: &impl Progress) -> Result<(), ExecError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), CloudError>>,
 {
-    for attempt in 1.. {
+    let mut retry = Retry::new(DEPENDENCY_BACKOFF).deadline(DEPENDENCY_DEADLINE);
+    let mut said = None::<Duration>;
+    loop {
         match call().await {
-            Err(e) if e.code == "DependencyViolation" && attempt < 30 => {
-                if attempt % 5 == 1 {
-                    progress.line(&format!("{}: still in use, retrying", e.operation));
+            Err(e) if e.code == "DependencyViolation" => {
+                let waited = retry.elapsed();
+                if said.is_none_or(|s| waited >= s + Duration::from_secs(30)) {
+                    said = Some(waited);
+                    progress.line(&format!("{what}: still in use (network interfaces detaching), waiting; {}s so far", waited.as_secs()));
                 }
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                if !retry.wait().await {
+                    return Err(e.into());
+                }
             }
             other => return other.map_err(ExecError::from),
         }
     }
-    unreachable!("the loop returns")
 }
+
+/// How long destroy waits for AWS to free a network resource: ENIs of
+/// terminated instances take minutes to detach on real AWS.
+const DEPENDENCY_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
+const DEPENDENCY_DEADLINE: Duration = Duration::from_secs(600);

@@ -28,9 +28,34 @@ pub fn plan(desired: &DesiredState, actual: &Inventory, offline: bool) -> Result
     }
     instance_changes(desired, actual, &mut changes);
     membership_changes(desired, actual, &in_use, &mut changes);
-    let notes = control_plane_notes(desired, actual, &changes);
+    let mut notes = control_plane_notes(desired, actual, &changes);
+    notes.extend(fallback_notes(desired, actual));
     let images = desired.image_notes.clone();
     Ok(Plan { cluster: desired.cluster.clone(), region: desired.region.clone(), offline, destroy: false, changes, in_use, images, notes })
+}
+
+/// Nodes running a fallback type (EC2 had no capacity for the preferred
+/// one when they were launched), per pool: nothing to change, but worth
+/// knowing (cost, performance).
+fn fallback_notes(desired: &DesiredState, actual: &Inventory) -> Vec<String> {
+    let mut by_pool: BTreeMap<(&str, &str, &str), Vec<&str>> = BTreeMap::new();
+    for i in &actual.instances {
+        let Some(want) = desired.instances.get(&i.slot) else { continue };
+        if i.instance_type != want.instance_type && want.allows_type(&i.instance_type) {
+            by_pool.entry((&want.group, &i.instance_type, &want.instance_type)).or_default().push(&i.slot);
+        }
+    }
+    by_pool
+        .into_iter()
+        .map(|((pool, running, preferred), mut slots)| {
+            slots.sort_by_key(|s| slot_order(s));
+            format!(
+                "pool {pool}: {} run{} {running}, a fallback of {preferred} (EC2 had no capacity for it at launch)",
+                slots.join(", "),
+                if slots.len() == 1 { "s" } else { "" }
+            )
+        })
+        .collect()
 }
 
 /// A control plane that stays although the file names another patch
@@ -138,7 +163,10 @@ fn instance_changes(desired: &DesiredState, actual: &Inventory, changes: &mut Ve
             continue;
         }
         let keep = keeper(found, want);
-        let stale = keep.spec_hash != want.spec_hash && want.ami.is_some();
+        // A node on a type the pool no longer lists is stale too (the hash
+        // knows only the preferred type; fallbacks come and go freely).
+        let stale = (keep.spec_hash != want.spec_hash && want.ami.is_some())
+            || (!keep.instance_type.is_empty() && !want.allows_type(&keep.instance_type));
         let change = match (&recreate, slot.as_str() == CONTROL_PLANE) {
             (Some(why), true) => Some((Action::Recreate, why.clone())),
             (Some(_), false) if stale => {
@@ -217,7 +245,7 @@ fn version_changes(actual: &Instance, want: &DesiredInstance, why: &mut Vec<Stri
     if !want.cni.is_empty() && !actual.cni.is_empty() && actual.cni != want.cni {
         why.push(format!("CNI {} → {}", actual.cni, want.cni));
     }
-    if actual.instance_type != want.instance_type {
+    if !want.allows_type(&actual.instance_type) {
         why.push(format!("instance type {} → {}", actual.instance_type, want.instance_type));
     }
 }

@@ -20,7 +20,8 @@ pub fn plan_text(plan: &Plan) -> String {
         match &c.resource {
             Resource::Instance { desired: Some(d) } => {
                 let ami = d.ami.as_ref().map_or("image resolved at apply".to_string(), |a| a.id.clone());
-                line.push_str(&format!("  {} {} {}{}", d.os.name(), d.instance_type, ami, if d.spot { " spot" } else { "" }));
+                let types: Vec<&str> = d.instance_types().collect();
+                line.push_str(&format!("  {} {} {}{}", d.os.name(), types.join(" or "), ami, if d.spot { " spot" } else { "" }));
                 if let Some(ip) = d.private_ip {
                     line.push_str(&format!(" {ip}"));
                 }

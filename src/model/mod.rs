@@ -275,7 +275,12 @@ pub struct ControlPlane {
 pub struct Pool {
     pub name: String,
     pub os: NodeOs,
+    /// The type nodes are launched as (`instance_type`, or the first of
+    /// `instance_types`).
     pub instance_type: String,
+    /// Types tried in order when EC2 has no capacity for the ones before
+    /// (the rest of `instance_types`).
+    pub fallback_types: Vec<String>,
     pub count: u32,
     pub ami: Option<AmiRef>,
     pub disk_gb: u32,

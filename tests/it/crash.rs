@@ -29,7 +29,7 @@ type Census = BTreeMap<&'static str, BTreeSet<String>>;
 
 /// What exists in the whole region (live instances only), optionally only
 /// what is tagged for `cluster`.
-fn census(endpoint: &str, cluster: Option<&str>) -> Census {
+pub(crate) fn census(endpoint: &str, cluster: Option<&str>) -> Census {
     rt().block_on(async {
         let (ec2, ssm) = aws_clients(endpoint).await;
         let tag = cluster.map(|c| Filter::builder().name("tag:hybrid:cluster").values(c).build());
@@ -91,17 +91,17 @@ pub(crate) fn spawn_recorded(endpoint: &str, args: &[&str], pid_file: &Path) -> 
     c.output().expect("hybrid runs")
 }
 
-fn run(endpoint: &str, args: &[&str]) -> Output {
+pub(crate) fn run(endpoint: &str, args: &[&str]) -> Output {
     hybrid_command(endpoint, args).output().expect("hybrid runs")
 }
 
-fn assert_ok(out: &Output, what: &str) {
+pub(crate) fn assert_ok(out: &Output, what: &str) {
     assert_eq!(out.status.code(), Some(0), "{what}\nstdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
 }
 
 /// One of each network resource for `cluster`, one role and instance
 /// profile per kind of node, one instance per slot, and a clean plan.
-fn assert_converged(moto: &Moto, cluster: &str, file: &Path, expected_slots: &[&str], what: &str) {
+pub(crate) fn assert_converged(moto: &Moto, cluster: &str, file: &Path, expected_slots: &[&str], what: &str) {
     let tagged = census(&moto.url, Some(cluster));
     for (kind, count) in [("vpc", 1), ("subnet", 1), ("internet_gateway", 1), ("security_group", 1), ("role", 2), ("instance_profile", 2)] {
         assert_eq!(tagged[kind].len(), count, "{what}: {kind}s of {cluster}: {:?}", tagged[kind]);

@@ -12,6 +12,9 @@ mod architecture;
 mod bake;
 /// What a real boot depends on: upstream contracts, verified downloads, stage order.
 mod boot;
+/// What real AWS does and moto does not (IAM propagation, DependencyViolation,
+/// throttling, capacity, eventual consistency), injected by the fault proxy.
+mod cloud_faults;
 /// AWS state under lost answers and kills at exact calls: one of each, nothing orphaned.
 mod crash;
 /// apply end to end against moto and the Kubernetes emulator together.

@@ -206,6 +206,17 @@ impl FaultProxy {
         http(&self.url, "POST", "/_proxy/rules", &list.to_string());
     }
 
+    /// Adds one rule as the proxy takes it (see fault_proxy.py: op, fault
+    /// and any of nth, times, match, always, seconds, every, once_each).
+    pub fn add(&self, rule: serde_json::Value) {
+        http(&self.url, "POST", "/_proxy/rules", &serde_json::Value::from(vec![rule]).to_string());
+    }
+
+    /// How many requests of `op` got `fault` so far.
+    pub fn fired(&self, op: &str, fault: &str) -> usize {
+        self.log().iter().filter(|(o, f)| (op == "*" || o == op) && f == fault).count()
+    }
+
     /// Every request so far as (operation, fault).
     pub fn log(&self) -> Vec<(String, String)> {
         let v: Vec<(String, String)> = serde_json::from_str(&http(&self.url, "GET", "/_proxy/log", "")).unwrap();

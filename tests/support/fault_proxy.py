@@ -21,7 +21,13 @@ Two ways to inject faults:
 
 A rule with "match" counts only requests whose body contains that text;
 "always" fires on every such request instead of the Nth; "times" fires on
-that many requests from the Nth on.
+that many requests from the Nth on; "seconds" fires on every such request
+for that long from the Nth on (AWS's eventual consistency is a time, not a
+count: a new instance profile is refused for tens of seconds); "every": K
+fires on every Kth such request; "once_each" fires on the first request
+of each distinct call (operation and body) and lets its retries through:
+every call throttled once, deterministically. op "*" matches every
+operation.
 
 Faults: throttle, internal, no-capacity (InsufficientInstanceCapacity) and
 denied (UnauthorizedOperation for EC2, AccessDeniedException for SSM, as an
@@ -34,6 +40,18 @@ that exact call); image-pending (moto does it, and every image in the
 answer reads as still `pending`, as a real CreateImage stays for minutes:
 moto makes images available at once).
 
+What real AWS answers and moto never does (messages as AWS words them):
+profile-not-ready (RunInstances: InvalidParameterValue "Value (...) for
+parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile
+name", while IAM propagates a new profile); dependency (DependencyViolation,
+while network interfaces of terminated instances detach); unsupported
+(Unsupported: the instance type is not offered in the subnet's zone);
+spot-capacity (InsufficientInstanceCapacity "There is no Spot capacity
+available that matches your request."); shutting-down (moto does it, and
+every instance the answer calls terminated is still shutting-down); empty
+(moto does it, and the answer's item set is empty: a just-made resource not
+yet visible to Describe).
+
 usage: fault_proxy.py LISTEN_PORT TARGET_URL SEED RATE [LATENCY]
 LATENCY seconds are added to every request (to make runs slow enough to
 interrupt).
@@ -43,6 +61,7 @@ import http.server
 import json
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -72,6 +91,23 @@ EC2_NO_CAPACITY = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Er
                    b'</Error></Errors><RequestID>fault-proxy</RequestID></Response>')
 
 
+def ec2_error(code, message):
+    return (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+            f'<Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>').encode()
+
+
+EC2_ERRORS = {
+    "profile-not-ready": ec2_error("InvalidParameterValue", "Value (hybrid-profile) for parameter iamInstanceProfile.name is invalid. "
+                                   "Invalid IAM Instance Profile name"),
+    "dependency": ec2_error("DependencyViolation", "resource has a dependent object"),
+    "unsupported": ec2_error("Unsupported", "Your requested instance type is not supported in your requested Availability Zone. "
+                             "Please retry your request by not specifying an Availability Zone or choosing another one."),
+    "spot-capacity": ec2_error("InsufficientInstanceCapacity", "There is no Spot capacity available that matches your request."),
+}
+# The item sets of the Describe answers hybrid reads, for the `empty` fault.
+ITEM_SETS = re.compile(rb"<(reservationSet|vpcSet|subnetSet|internetGatewaySet|securityGroupInfo|routeTableSet|imagesSet)>.*?</\1>", re.S)
+
+
 EC2_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>UnauthorizedOperation</Code>'
               b'<Message>You are not authorized to perform this operation.</Message>'
               b'</Error></Errors><RequestID>fault-proxy</RequestID></Response>')
@@ -91,11 +127,24 @@ def pick(op, body):
         # Every rule of this operation counts the request, fired or not.
         firing = None
         for r in rules:
-            if r["op"] == op and not r.get("done") and (r["match"] or "") in body:
+            if r["op"] in (op, "*") and not r.get("done") and (r["match"] or "") in body:
                 r["seen"] += 1
-                last = r["nth"] + r["times"] - 1
-                if firing is None and (r["always"] or r["nth"] <= r["seen"] <= last):
+                if r["once_each"]:
+                    key = (op, body)
+                    fires = key not in r["calls"]
+                    r["calls"].add(key)
+                elif r["seconds"] is not None:
+                    if r["seen"] >= r["nth"] and r["since"] is None:
+                        r["since"] = time.monotonic()
+                    fires = r["since"] is not None and time.monotonic() - r["since"] < r["seconds"]
+                    r["done"] = r["since"] is not None and not fires
+                elif r["every"]:
+                    fires = r["seen"] % r["every"] == 0
+                else:
+                    last = r["nth"] + r["times"] - 1
+                    fires = r["always"] or r["nth"] <= r["seen"] <= last
                     r["done"] = not r["always"] and r["seen"] == last
+                if firing is None and fires:
                     firing = r
         if firing:
             return firing["fault"], firing.get("pid_file")
@@ -134,7 +183,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 for r in new:
                     rules.append({"op": r["op"], "nth": int(r.get("nth", 1)), "fault": r["fault"],
                                   "pid_file": r.get("pid_file"), "match": r.get("match"),
-                                  "always": bool(r.get("always")), "times": int(r.get("times", 1)), "seen": 0})
+                                  "always": bool(r.get("always")), "times": int(r.get("times", 1)), "seen": 0,
+                                  "seconds": r.get("seconds"), "since": None, "every": int(r.get("every", 0)),
+                                  "once_each": bool(r.get("once_each")), "calls": set()})
             return self.reply(200, b"{}")
         if self.path == "/_proxy/reset":
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -185,6 +236,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.hang_up()
         if fault == "no-capacity":
             return self.reply(500, EC2_NO_CAPACITY, "text/xml")
+        if fault in EC2_ERRORS:
+            return self.reply(400, EC2_ERRORS[fault], "text/xml")
         if fault == "denied":
             if is_json:
                 payload = ('{"__type":"AccessDeniedException","message":"User: arn:aws:iam::123456789012:user/tester '
@@ -209,6 +262,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.hang_up()
         if fault == "drop-after":
             return self.hang_up()
+        if fault == "shutting-down":
+            data = re.sub(rb"(<instanceState>\s*<code>)48(</code>\s*<name>)terminated(</name>)", rb"\g<1>32\g<2>shutting-down\g<3>", data)
+        if fault == "empty":
+            data = ITEM_SETS.sub(lambda m: b"<" + m.group(1) + b"/>", data)
         if fault == "image-pending":
             data = data.replace(b"<imageState>available</imageState>", b"<imageState>pending</imageState>")
         if fault == "garbage-after":

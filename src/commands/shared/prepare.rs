@@ -192,9 +192,14 @@ fn use_baked_images(
 /// knows what it offers).
 async fn check_offered<C: Cloud>(cloud: &C, spec: &ClusterSpec) -> Result<()> {
     let mut wanted = vec![("control_plane.instance_type".to_string(), spec.control_plane.instance_type.clone())];
-    wanted.extend(
-        spec.pools.iter().enumerate().map(|(i, p)| (format!("pool[{i}].instance_type (pool {})", p.name), p.instance_type.clone())),
-    );
+    for (i, p) in spec.pools.iter().enumerate() {
+        if p.fallback_types.is_empty() {
+            wanted.push((format!("pool[{i}].instance_type (pool {})", p.name), p.instance_type.clone()));
+        } else {
+            let types = std::iter::once(&p.instance_type).chain(&p.fallback_types);
+            wanted.extend(types.enumerate().map(|(n, t)| (format!("pool[{i}].instance_types[{n}] (pool {})", p.name), t.clone())));
+        }
+    }
     let mut types: Vec<String> = wanted.iter().map(|(_, t)| t.clone()).collect();
     types.sort();
     types.dedup();
