@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::adapters::kube::{FIELD_MANAGER, KubeApi, KubeResult};
 use crate::cluster::objects::{
-    ACCESS_LABEL, CLUSTER_ROLE_BINDINGS, CORDONED_ANNOTATION, KubeObject, OBSOLETE, PRUNED_BINDINGS, ROLE_BINDINGS, node_patch,
-    node_proxier_binding, unchanged,
+    ACCESS_LABEL, CLUSTER_ROLE_BINDINGS, CORDONED_ANNOTATION, KubeObject, MANAGED_ANNOTATION, OBSOLETE, PRUNED_BINDINGS, ROLE_BINDINGS,
+    node_patch, node_proxier_binding, unchanged,
 };
 use crate::model::Pool;
 use crate::progress::{Event, NodeStage, Progress};
@@ -455,16 +455,28 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
 /// Cordons a node, evicts its pods (honouring PodDisruptionBudgets, which
 /// answer 429 until they allow it), waits for them to go, and deletes the
 /// Node object. DaemonSet and mirror pods stay: they go with the node.
-pub async fn drain_node<K: KubeApi>(api: &K, node: &str, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
+///
+/// A node that does not answer (its Ready condition not True) never
+/// confirms a pod's end, so its pods stay Terminating until the Node goes
+/// (kubectl drain's documentation says the same): the drain does not wait
+/// for those, as `kubectl drain --skip-wait-for-delete-timeout` lets one,
+/// and deleting the Node lets pod garbage collection remove them. When the
+/// node's instance is gone (`gone`: terminated by AWS or by hand), nothing
+/// of it runs any more, so its pods are deleted rather than evicted, as
+/// `--disable-eviction` does: a disruption budget protects running
+/// replicas, and these are not.
+pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
     let path = format!("/api/v1/nodes/{node}");
     if api.get(&path).await?.is_none() {
         return Ok(());
     }
     let cordon = serde_json::json!({ "metadata": { "annotations": { CORDONED_ANNOTATION: "true" } }, "spec": { "unschedulable": true } });
     api.merge_patch(&path, &cordon).await?;
-    progress.line(&format!("node {node}: cordoned"));
+    progress.line(&format!("node {node}: cordoned{}", if gone { " (its instance is gone)" } else { "" }));
     let start = Instant::now();
+    let mut said_dead = false;
     loop {
+        let answering = api.get(&path).await?.is_some_and(|n| node_ready(&n).0);
         let pods: Vec<Value> = api
             .list("/api/v1/pods", None, Some(&format!("spec.nodeName={node}")))
             .await?
@@ -475,15 +487,28 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, waits: Waits, progress:
                 !owned_by_ds && !mirror
             })
             .collect();
-        if pods.is_empty() {
+        let (terminating, running): (Vec<&Value>, Vec<&Value>) = pods.iter().partition(|p| !p["metadata"]["deletionTimestamp"].is_null());
+        if !answering && !terminating.is_empty() && !said_dead {
+            said_dead = true;
+            progress.line(&format!(
+                "node {node}: NotReady: not waiting for {} pod(s) to finish terminating (no kubelet confirms it); they go with the Node",
+                terminating.len()
+            ));
+        }
+        // What is left to wait for: everything, on a node that answers;
+        // only pods not yet asked to go, on one that does not.
+        if running.is_empty() && (terminating.is_empty() || !answering) {
             break;
         }
         let mut blocked = Vec::new();
         // Evicted pods terminate over their grace period: wait for them,
         // evict only the others.
-        for p in pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()) {
+        for p in &running {
             let (ns, name) = (p["metadata"]["namespace"].as_str().unwrap_or("default"), p["metadata"]["name"].as_str().unwrap_or_default());
-            if api.evict(ns, name).await? {
+            if gone {
+                api.delete(&format!("/api/v1/namespaces/{ns}/pods/{name}")).await?;
+                progress.line(&format!("node {node}: deleted {ns}/{name} (its instance is gone: nothing to evict it from)"));
+            } else if api.evict(ns, name).await? {
                 progress.line(&format!("node {node}: evicted {ns}/{name}"));
             } else {
                 blocked.push(format!("{ns}/{name}"));
@@ -500,13 +525,43 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, waits: Waits, progress:
                 },
             });
         }
-        if !blocked.is_empty() || !pods.is_empty() {
+        if !blocked.is_empty() || answering {
             tokio::time::sleep(waits.poll).await;
         }
     }
     api.delete(&path).await?;
     progress.line(&format!("node {node}: drained and deleted"));
     Ok(())
+}
+
+/// Nodes hybrid looked after (they carry its managed-keys annotation)
+/// whose instance is no longer one of the cluster's: terminated by AWS (a
+/// spot interruption, a failed host) or by hand. Without a cloud
+/// controller nothing deletes such a Node; it stays NotReady with its pods
+/// Terminating.
+pub fn orphan_nodes(nodes: &[Value], expected: &[Expected]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter(|n| !n["metadata"]["annotations"][MANAGED_ANNOTATION].is_null())
+        .filter_map(|n| n["metadata"]["name"].as_str())
+        .filter(|name| !expected.iter().any(|e| e.node_name == *name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Drains (without waiting for what cannot end) and deletes every orphan
+/// node; returns how many there were.
+pub async fn remove_orphan_nodes<K: KubeApi>(
+    api: &K,
+    expected: &[Expected],
+    waits: Waits,
+    progress: &impl Progress,
+) -> Result<usize, ConvergeError> {
+    let orphans = orphan_nodes(&api.list("/api/v1/nodes", None, None).await?, expected);
+    for node in &orphans {
+        drain_node(api, node, true, waits, progress).await?;
+    }
+    Ok(orphans.len())
 }
 
 /// The Kubernetes side of `infra::execute::Nodes`: `drain_node` and
@@ -522,7 +577,7 @@ pub struct KubeNodes<'a, K> {
 
 impl<K: KubeApi> crate::infra::execute::Nodes for KubeNodes<'_, K> {
     async fn drain(&self, node: &str, progress: &impl Progress) -> Result<(), String> {
-        drain_node(self.api, node, self.waits, progress).await.map_err(|e| e.to_string())
+        drain_node(self.api, node, false, self.waits, progress).await.map_err(|e| e.to_string())
     }
 
     async fn wait_ready<C: Cloud>(&self, cloud: &C, launched: &[NewNode], progress: &impl Progress) -> Result<(), String> {
@@ -570,6 +625,7 @@ pub async fn pending_changes<K: KubeApi>(
     api: &K,
     objects: &[KubeObject],
     pools: &BTreeMap<String, &Pool>,
+    expected: &[Expected],
 ) -> KubeResult<Vec<(&'static str, String)>> {
     let mut out = Vec::new();
     for o in objects {
@@ -580,7 +636,11 @@ pub async fn pending_changes<K: KubeApi>(
         }
     }
     out.extend(stale(api, objects).await?.into_iter().map(|(_, what)| ("-", what)));
-    for node in api.list("/api/v1/nodes", None, None).await? {
+    let nodes = api.list("/api/v1/nodes", None, None).await?;
+    for orphan in orphan_nodes(&nodes, expected) {
+        out.push(("-", format!("Node/{orphan} (its instance is gone: drained without waiting, then deleted)")));
+    }
+    for node in nodes {
         let name = node["metadata"]["name"].as_str().unwrap_or_default();
         if let Some(pool) = pools.get(name)
             && let Some(patch) = node_patch(&node, pool)

@@ -341,6 +341,7 @@ async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, prog
     converge::wait_for_api(&api, cloud, cp, waits, progress).await?;
     let expected = converge::expected_nodes(&inventory);
     converge::converge_cluster_objects(&api, spec, &api_ip, &converge::windows_nodes(spec, &expected), waits, progress).await?;
+    converge::remove_orphan_nodes(&api, &expected, waits, progress).await?;
     let token = join_token(cloud, &spec.name, &secrets).await?;
     converge::wait_for_nodes(&api, cloud, &expected, &token, waits, progress).await?;
     let pools = converge::pools_by_node(spec, &expected);

@@ -172,7 +172,7 @@ async fn kube_view<C: Cloud>(cloud: &C, spec: &ClusterSpec, inventory: &Inventor
         let expected = expected_nodes(inventory);
         let api_ip = spec.api_server_ip().map(|ip| ip.to_string()).unwrap_or_default();
         let objects = desired_objects(spec, calico, &api_ip, &windows_nodes(spec, &expected), &namespaces(&api).await?);
-        pending_changes(&api, &objects, &pools_by_node(spec, &expected)).await
+        pending_changes(&api, &objects, &pools_by_node(spec, &expected), &expected).await
     };
     match tokio::time::timeout(std::time::Duration::from_secs(10), look).await {
         Ok(Ok(changes)) => KubeView::Changes(changes),

@@ -584,6 +584,99 @@ fn day2_edits_roll_workers_and_never_recreate_the_cluster_by_surprise() {
     assert_eq!(ids(), after, "a refused plan changed instances");
 }
 
+/// A spot interruption (or a failed host): AWS terminates a worker's
+/// instance; its kubelet stops and the node controller marks the Node
+/// Unknown. The emulator, as a real API server, keeps that Node and leaves
+/// its pods Terminating (--dead-nodes). The next plan shows both sides: a
+/// new instance for the slot and the dead Node to remove. apply launches
+/// the replacement, and drains the dead node without waiting for what can
+/// never end (its pod is guarded by a disruption budget that would block an
+/// eviction forever: nothing of it runs, so it is deleted) and removes it,
+/// long before the drain timeout. The plan after that is clean.
+#[test]
+fn an_instance_aws_terminated_is_replaced_and_its_dead_node_removed_at_once() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start_with(crate::kube::Options { flags: &["--dead-nodes"], ..Default::default() });
+    let file = write_cluster("spotted", 2);
+    let _kubelets = Kubelets::start(moto.url.clone(), emu.url.clone(), "spotted", &[]);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dead = slot_node(&moto, "game-1");
+    let id = crate::ec2::instance_slots(&moto.url, "spotted").into_iter().find(|(slot, _)| slot == "game-1").unwrap().1;
+    rt().block_on(async {
+        let api = emu.client().await;
+        create_ready(&api, &ready_pod("web-1", &dead)).await;
+        let pdb = json!({ "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": { "name": "web", "namespace": "default" },
+                          "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": "web-1" } } } });
+        api.create("/apis/policy/v1/namespaces/default/poddisruptionbudgets", &pdb).await.unwrap();
+        let ec2 = crate::moto::aws_clients(&moto.url).await.0;
+        ec2.terminate_instances().instance_ids(id).send().await.unwrap();
+        let unknown = json!({ "status": { "conditions": [{ "type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "Kubelet stopped posting node status." }] } });
+        api.merge_patch(&format!("/api/v1/nodes/{dead}/status"), &unknown).await.unwrap();
+    });
+
+    let plan = finish(hybrid(&moto, &emu, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]).spawn().unwrap());
+    let shown = text(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(2), "{shown}{}", text(&plan.stderr));
+    assert!(shown.lines().any(|l| l.contains("instance") && l.contains("game-1") && l.trim_start().starts_with('+')), "{shown}");
+    assert!(shown.contains(&format!("Node/{dead} (its instance is gone")), "the dead node is in the plan:\n{shown}");
+
+    let start = std::time::Instant::now();
+    let out = finish(
+        hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60", "--drain-timeout", "10m"]).spawn().unwrap(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(120), "waited for the dead node: {:?}", start.elapsed());
+    assert!(stderr.contains(&format!("node {dead}: deleted default/web-1 (its instance is gone")), "{stderr}");
+    assert!(stderr.contains(&format!("node {dead}: drained and deleted")), "{stderr}");
+    rt().block_on(async {
+        let api = emu.client().await;
+        assert!(api.get(&format!("/api/v1/nodes/{dead}")).await.unwrap().is_none(), "the dead Node is still there");
+        let pod = api.get("/api/v1/namespaces/default/pods/web-1").await.unwrap();
+        assert!(
+            pod.as_ref().is_none_or(|p| !p["metadata"]["deletionTimestamp"].is_null()),
+            "the dead node's pod was left running: {pod:?}"
+        );
+    });
+    assert_ne!(slot_node(&moto, "game-1"), dead, "game-1 was not replaced");
+    let plan = finish(hybrid(&moto, &emu, &["plan", file.to_str().unwrap(), "--detailed-exitcode"]).spawn().unwrap());
+    assert_eq!(plan.status.code(), Some(0), "{}{}", text(&plan.stdout), text(&plan.stderr));
+}
+
+/// Scaling down a node that no longer answers (NotReady, its instance
+/// still there): its evicted pods stay Terminating, since no kubelet
+/// confirms their end; the drain says so and goes on instead of waiting
+/// for them until the drain timeout.
+#[test]
+fn draining_a_node_that_does_not_answer_does_not_wait_for_its_pods() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start_with(crate::kube::Options { flags: &["--dead-nodes"], ..Default::default() });
+    let file = write_cluster("mute", 2);
+    let _kubelets = Kubelets::start(moto.url.clone(), emu.url.clone(), "mute", &[]);
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mute = slot_node(&moto, "game-1");
+    rt().block_on(async {
+        let api = emu.client().await;
+        create_ready(&api, &ready_pod("web-1", &mute)).await;
+        let unknown = json!({ "status": { "conditions": [{ "type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "Kubelet stopped posting node status." }] } });
+        api.merge_patch(&format!("/api/v1/nodes/{mute}/status"), &unknown).await.unwrap();
+    });
+    let file = write_cluster("mute", 1);
+    let start = std::time::Instant::now();
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--drain-timeout", "10m"]).spawn().unwrap());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(120), "waited for the mute node: {:?}", start.elapsed());
+    assert!(stderr.contains(&format!("node {mute}: evicted default/web-1")), "{stderr}");
+    assert!(stderr.contains(&format!("node {mute}: NotReady: not waiting for 1 pod(s) to finish terminating")), "{stderr}");
+    rt().block_on(async {
+        let api = emu.client().await;
+        assert!(api.get(&format!("/api/v1/nodes/{mute}")).await.unwrap().is_none());
+    });
+}
+
 /// A pod on `node` with one container (a real API server requires one).
 fn ready_pod(name: &str, node: &str) -> Value {
     json!({

@@ -46,6 +46,8 @@ pub struct Options {
     /// Bearer tokens as aws-iam-authenticator checks them: (moto's URL for
     /// STS, the cluster id), mapped through kube-system/aws-auth.
     pub iam: Option<(String, String)>,
+    /// Further opt-in flags, e.g. `--dead-nodes`, `--immutable`.
+    pub flags: &'static [&'static str],
 }
 
 impl KubeEmulator {
@@ -69,6 +71,7 @@ impl KubeEmulator {
         if let Some((sts, id)) = &opts.iam {
             cmd.args(["--iam-sts", sts, "--iam-cluster-id", id]);
         }
+        cmd.args(opts.flags);
         if let Some(minor) = opts.kube_minor {
             cmd.arg("--kube-version").arg(format!("1.{minor}"));
         }
@@ -123,7 +126,7 @@ async fn assert_nothing_left_to_write(api: &KubeClient, spec: &hybrid::model::Cl
     assert!(again.iter().all(|(_, o)| *o == Outcome::Unchanged), "{what}: {again:?}");
     assert_eq!(server_writes(api).await, before, "{what}: the second converge wrote");
     let pools = spec.pools.iter().map(|p| (p.name.clone(), p)).collect();
-    let pending = pending_changes(api, objects, &pools).await.unwrap();
+    let pending = pending_changes(api, objects, &pools, &[]).await.unwrap();
     assert!(pending.is_empty(), "{what}: plan would report drift forever: {pending:?}");
 }
 
