@@ -10,7 +10,7 @@ port=$("$root/.venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("1
 # HYBRID_MOTO_CONSOLE_DIR play what an instance wrote to its serial console.
 export HYBRID_MOTO_CONSOLE_DIR="${HYBRID_MOTO_CONSOLE_DIR:-$(mktemp -d)}"
 MOTO_AMIS_PATH="$root/tests/fixtures/moto/amis.json" MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION=true \
-  "$root/.venv/bin/python" "$root/tests/support/moto_server.py" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  "$root/.venv/bin/python" "$root/tests/support/moto_server.py" -H 127.0.0.1 -p "$port" >/dev/null 2>"${MOTO_STDERR:-/dev/null}" &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
