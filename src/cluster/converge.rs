@@ -18,7 +18,27 @@ use crate::progress::{Event, NodeStage, Progress};
 pub enum Outcome {
     Created,
     Patched,
+    /// The change touches a field the API server keeps fixed after
+    /// creation (a binding's roleRef, a workload's selector, a Secret's
+    /// type): deleted and created again. The server's reason, in its words.
+    Replaced(String),
     Unchanged,
+}
+
+/// The server's words when an update would change a field it keeps fixed
+/// (422 Invalid from the update validation in pkg/apis/*/validation:
+/// "field is immutable", "cannot change roleRef", "may not change once
+/// set"), or `None` for any other error.
+fn immutable_field(e: &KubeError) -> Option<String> {
+    const MARKS: [&str; 3] = ["field is immutable", "cannot change roleRef", "may not change once set"];
+    (e.status == Some(422) && MARKS.iter().any(|m| e.message.contains(m))).then(|| {
+        // "Kind "name" is invalid: FIELD: Invalid value: ...: DETAIL" -> "FIELD: DETAIL".
+        let detail = e.message.split_once(" is invalid: ").map_or(e.message.as_str(), |(_, d)| d);
+        match (detail.split_once(':'), MARKS.iter().find(|m| detail.contains(*m))) {
+            (Some((field, _)), Some(mark)) => format!("{}: {mark}", field.trim()),
+            _ => detail.to_string(),
+        }
+    })
 }
 
 /// What converging `o` needs: absent is a create; present, a dry-run apply
@@ -34,7 +54,10 @@ async fn needed<K: KubeApi>(api: &K, o: &KubeObject) -> KubeResult<Outcome> {
     let mut outcome = Outcome::Patched;
     for _ in 0..3 {
         let Some(before) = api.get(&o.path()).await? else { return Ok(Outcome::Created) };
-        let would_be = api.apply(&o.path(), &o.body, o.force, true).await?;
+        let would_be = match api.apply(&o.path(), &o.body, o.force, true).await {
+            Ok(v) => v,
+            Err(e) => return immutable_field(&e).map(Outcome::Replaced).ok_or(e),
+        };
         outcome = if unchanged(&before, &would_be) { Outcome::Unchanged } else { Outcome::Patched };
         match api.get(&o.path()).await? {
             Some(after) if version(&after) == version(&before) => return Ok(outcome),
@@ -49,7 +72,11 @@ pub async fn converge_objects<K: KubeApi>(api: &K, objects: &[KubeObject], progr
     let mut out = Vec::new();
     for o in objects {
         let outcome = needed(api, o).await?;
-        if outcome != Outcome::Unchanged {
+        if let Outcome::Replaced(why) = &outcome {
+            api.delete(&o.path()).await?;
+            api.apply(&o.path(), &o.body, o.force, false).await?;
+            progress.line(&format!("{} replaced ({why})", o.describe()));
+        } else if outcome != Outcome::Unchanged {
             api.apply(&o.path(), &o.body, o.force, false).await?;
             progress.line(&format!("{} {}", o.describe(), if outcome == Outcome::Created { "created" } else { "updated" }));
         }
@@ -632,6 +659,7 @@ pub async fn pending_changes<K: KubeApi>(
         match needed(api, o).await? {
             Outcome::Created => out.push(("+", o.describe())),
             Outcome::Patched => out.push(("~", o.describe())),
+            Outcome::Replaced(why) => out.push(("-/+", format!("{} (replaced: {why})", o.describe()))),
             Outcome::Unchanged => {}
         }
     }

@@ -644,3 +644,44 @@ fn the_emulator_passes_its_self_test() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.trim_end().ends_with("all passed"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A field the API server keeps fixed after creation (here a binding's
+/// roleRef; with `--immutable` the emulator refuses such updates with 422
+/// as pkg/apis/rbac/validation does): when hybrid's object differs there
+/// from the stored one (made by hand, or by an older hybrid), the plan says
+/// it is replaced and converge deletes and creates it, after which nothing
+/// is left to write. Before, the 422 failed the apply on every run.
+#[test]
+fn an_object_whose_immutable_field_differs_is_replaced() {
+    let emu = KubeEmulator::start_with(Options { flags: &["--immutable"], ..Options::default() });
+    let spec = crate::render::spec("clusters/dev.toml");
+    let node = "ip-10-42-0-20.ec2.internal".to_string();
+    let path = format!("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/hybrid:node-proxier:{node}");
+    rt().block_on(async {
+        let api = emu.client().await;
+        let calico = CalicoApi::detect(&api.api_groups().await.unwrap());
+        let objects = desired_objects(&spec, calico, "10.42.0.10", std::slice::from_ref(&node), &[]);
+        converge_objects(&api, &objects, &quiet).await.unwrap();
+        // Someone binds the node's name to another role under hybrid's name.
+        api.delete(&path).await.unwrap();
+        let other = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": { "name": format!("hybrid:node-proxier:{node}") },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": format!("system:node:{node}") }],
+        });
+        api.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", &other).await.unwrap();
+        let pools = spec.pools.iter().map(|p| (p.name.clone(), p)).collect();
+        let pending = pending_changes(&api, &objects, &pools, &[]).await.unwrap();
+        assert_eq!(
+            pending,
+            [("-/+", format!("ClusterRoleBinding/hybrid:node-proxier:{node} (replaced: roleRef: cannot change roleRef)"))],
+            "the plan names the replacement and why"
+        );
+        let outcomes = converge_objects(&api, &objects, &quiet).await.unwrap();
+        assert!(outcomes.iter().any(|(_, o)| matches!(o, Outcome::Replaced(_))), "{outcomes:?}");
+        let binding = api.get(&path).await.unwrap().unwrap();
+        assert_eq!(binding["roleRef"]["name"], "system:node-proxier");
+        assert_nothing_left_to_write(&api, &spec, &objects, "after the replacement").await;
+    });
+}
