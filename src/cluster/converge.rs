@@ -142,19 +142,41 @@ pub async fn remove_stale<K: KubeApi>(api: &K, desired: &[KubeObject], progress:
 
 /// Gives every node of a pool the pool's labels and taints. `pool_of` maps
 /// a node name to its pool (from the instances' private DNS names).
+///
+/// Other controllers write Nodes too (the node lifecycle controller's
+/// taints, an autoscaler's, an operator's labels). A merge patch replaces
+/// the whole taint list, so each patch carries the resourceVersion it was
+/// computed from: if someone wrote in between, the server answers 409
+/// Conflict and the node is read again and the patch recomputed, keeping
+/// what the other writer added instead of writing over it.
 pub async fn reconcile_nodes<'p, K: KubeApi>(
     api: &K,
     pool_of: impl Fn(&str) -> Option<&'p Pool>,
     progress: &impl Progress,
 ) -> KubeResult<usize> {
+    const TRIES: usize = 5;
     let mut changed = 0;
-    for node in api.list("/api/v1/nodes", None, None).await? {
-        let name = node["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    for listed in api.list("/api/v1/nodes", None, None).await? {
+        let name = listed["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let Some(pool) = pool_of(&name) else { continue };
-        if let Some(patch) = node_patch(&node, pool) {
-            api.merge_patch(&format!("/api/v1/nodes/{name}"), &patch).await?;
-            progress.line(&format!("node {name}: {} applied", node_change(&patch, pool)));
-            changed += 1;
+        let path = format!("/api/v1/nodes/{name}");
+        let mut node = listed;
+        for attempt in 1..=TRIES {
+            let Some(mut patch) = node_patch(&node, pool) else { break };
+            let what = node_change(&patch, pool);
+            patch["metadata"]["resourceVersion"] = node["metadata"]["resourceVersion"].clone();
+            match api.merge_patch(&path, &patch).await {
+                Ok(_) => {
+                    progress.line(&format!("node {name}: {what} applied"));
+                    changed += 1;
+                    break;
+                }
+                Err(e) if e.status == Some(409) && attempt < TRIES => {
+                    let Some(fresh) = api.get(&path).await? else { break };
+                    node = fresh;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(changed)

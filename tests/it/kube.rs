@@ -685,3 +685,42 @@ fn an_object_whose_immutable_field_differs_is_replaced() {
         assert_nothing_left_to_write(&api, &spec, &objects, "after the replacement").await;
     });
 }
+
+/// Another controller writes a Node's taints and labels between hybrid's
+/// read and its write (the emulator's race hook: right after the list that
+/// shows the node, "other-controller" patches it and its resourceVersion
+/// moves). hybrid's patch carries the version it read, gets 409, reads
+/// again and keeps the other writer's taint and label beside its own;
+/// without the precondition its taint list overwrote the newcomer's.
+#[test]
+fn a_controller_writing_a_node_between_read_and_write_is_kept() {
+    let emu = KubeEmulator::start(false);
+    let spec = crate::render::spec("clusters/dev.toml");
+    let name = "ip-10-42-0-30.ec2.internal";
+    rt().block_on(async {
+        let api = emu.client().await;
+        let not_ready = json!({ "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" });
+        api.create(
+            "/api/v1/nodes",
+            &json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": name, "labels": { "kubernetes.io/os": "windows" } }, "spec": { "taints": [not_ready] } }),
+        )
+        .await
+        .unwrap();
+        let theirs = json!({ "key": "example.com/maintenance", "effect": "NoSchedule" });
+        let race = json!({
+            "path": format!("/api/v1/nodes/{name}"),
+            "merge": { "metadata": { "labels": { "example.com/owner": "ops" } }, "spec": { "taints": [not_ready, theirs] } },
+            "times": 1,
+        });
+        api.create("/_test/race", &race).await.unwrap();
+        let pool_of = |n: &str| (n == name).then_some(&spec.pools[1]);
+        assert_eq!(reconcile_nodes(&api, pool_of, &quiet).await.unwrap(), 1);
+        let node = api.get(&format!("/api/v1/nodes/{name}")).await.unwrap().unwrap();
+        let keys: Vec<&str> = node["spec"]["taints"].as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["node.kubernetes.io/not-ready", "example.com/maintenance", "os"], "{node:#}");
+        assert_eq!(node["metadata"]["labels"]["example.com/owner"], "ops");
+        assert_eq!(node["metadata"]["labels"]["game.example.com/role"], "tools");
+        let pending = api.get("/_test/race").await.unwrap().unwrap();
+        assert_eq!(pending, json!({ "races": [] }), "the race was not played");
+    });
+}
