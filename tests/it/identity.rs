@@ -558,3 +558,45 @@ fn access_gives_each_aws_identity_exactly_its_role() {
         assert_eq!(status(&api.get("/_test/whoami").await.map(|_| json!({}))), Some(401));
     });
 }
+
+/// What each identity hybrid's cluster gives may do, against an API server
+/// that authorizes by RBAC (and the Node authorizer) as kubeadm's does: the
+/// admin certificate hybrid mints may write hybrid's objects; a Windows
+/// node (whose kubelet credentials also run kube-proxy as a host service)
+/// may watch services and endpoint slices through hybrid's per-node
+/// node-proxier binding; a Linux node, which runs kube-proxy as a
+/// DaemonSet under its own service account, may not; no node reads a
+/// Secret or another node; and nothing of this is granted to all nodes.
+#[test]
+fn each_identity_may_do_what_it_needs_and_no_more() {
+    let dir = crate::util::scratch("rbac-identities");
+    let (win, lin) = ("ip-10-42-0-30.ec2.internal", "ip-10-42-0-20.ec2.internal");
+    let tokens = dir.join("tokens.csv");
+    std::fs::write(&tokens, format!("win-node-token,system:node:{win},1,\"system:nodes\"\nlinux-node-token,system:node:{lin},2,\"system:nodes\"\n"))
+        .unwrap();
+    let flags: &'static [&'static str] = Box::leak(vec!["--token-auth-file", Box::leak(tokens.display().to_string().into_boxed_str()) as &str].into_boxed_slice());
+    let emu = KubeEmulator::start_with(crate::kube::Options { tls_for: Some("10.42.0.10"), rbac: true, flags, ..Default::default() });
+    let spec = crate::render::spec("clusters/dev.toml");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let admin = emu.client().await;
+        let calico = hybrid::cluster::objects::CalicoApi::detect(&admin.api_groups().await.unwrap());
+        let objects = hybrid::cluster::objects::desired_objects(&spec, calico, "10.42.0.10", &[win.to_string()], &[]);
+        hybrid::cluster::converge::converge_objects(&admin, &objects, &|_: &str| {}).await.expect("the admin writes hybrid's objects");
+        for name in [win, lin] {
+            let node = json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": name } });
+            admin.create("/api/v1/nodes", &node).await.unwrap();
+        }
+        let (win_api, lin_api) = (with_token(&emu, "win-node-token").await, with_token(&emu, "linux-node-token").await);
+        let slices = "/apis/discovery.k8s.io/v1/endpointslices";
+        assert!(win_api.list(slices, None, None).await.is_ok(), "the Windows node's kube-proxy cannot watch endpoint slices");
+        assert!(win_api.list("/api/v1/services", None, None).await.is_ok());
+        assert_eq!(status(&lin_api.list(slices, None, None).await.map(|_| json!({}))), Some(403), "a Linux node got kube-proxy's rights");
+        for (api, other) in [(&win_api, lin), (&lin_api, win)] {
+            assert_eq!(status(&api.list("/api/v1/namespaces/kube-system/secrets", None, None).await.map(|_| json!({}))), Some(403));
+            let label = json!({ "metadata": { "labels": { "x": "y" } } });
+            assert_eq!(status(&api.merge_patch(&format!("/api/v1/nodes/{other}"), &label).await), Some(403), "a node wrote another node");
+        }
+        assert!(win_api.get(&format!("/api/v1/nodes/{win}")).await.unwrap().is_some(), "a node reads itself");
+    });
+}
