@@ -151,7 +151,11 @@ fn calico_objects_converge_and_a_second_run_writes_nothing() {
         let ipam = api.get("/apis/crd.projectcalico.org/v1/ipamconfigs/default").await.unwrap().unwrap();
         assert_eq!(ipam["spec"]["strictAffinity"], true);
         let felix = api.get("/apis/crd.projectcalico.org/v1/felixconfigurations/default").await.unwrap().unwrap();
-        assert_eq!(felix["spec"], json!({ "vxlanEnabled": true, "ipipEnabled": false, "vxlanVNI": 4096, "vxlanPort": 4789 }));
+        // What hybrid sets, and nftablesMode as the pinned Calico's CRD (3.32) defaults it.
+        assert_eq!(
+            felix["spec"],
+            json!({ "vxlanEnabled": true, "ipipEnabled": false, "vxlanVNI": 4096, "vxlanPort": 4789, "nftablesMode": "Auto" })
+        );
         let rc = api.get("/apis/node.k8s.io/v1/runtimeclasses/windows-2022").await.unwrap().unwrap();
         assert_eq!(rc["scheduling"]["nodeSelector"]["node.kubernetes.io/windows-build"], "10.0.20348");
         let binding = api
@@ -319,7 +323,7 @@ fn the_strict_server_refuses_wrong_objects() {
         assert!(e.message.contains("spec.autoAllocateBlocks: Required value"), "{e}");
 
         // What the Calico 3.30 API server does not serve (v3 has no autoAllocateBlocks).
-        let v3 = KubeEmulator::start(true);
+        let v3 = KubeEmulator::start_with(Options { calico_v3: true, flags: &["--calico", "3.30"], ..Options::default() });
         let api3 = v3.client().await;
         let mut old_style = desired_objects(&spec, Some(CalicoApi::V3), "10.42.0.10", &[], &[])
             .into_iter()
