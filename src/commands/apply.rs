@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::shared::args::SetArgs;
 use super::shared::args::{AwsArgs, ClusterArgs, LockArgs, lock_owner};
-use super::shared::connect::{aws_is_emulated, cloud, join_token, kube_client, stored_secrets};
+use super::shared::connect::{aws_is_emulated, cloud, cluster_out_of_reach, join_token, kube_client, stored_secrets};
 use super::shared::files::{effective_source, load_spec, read_text};
 use super::shared::pins;
 use super::shared::prepare::{Prepared, expiry, load_templates, prepare, prepare_again};
@@ -279,7 +279,7 @@ async fn execute_plan<C: Cloud>(
     let removes_nodes = prepared.plan.changes.iter().any(|c| {
         matches!(c.resource, Resource::Instance { .. }) && matches!(c.action, Action::Delete | Action::Replace | Action::Recreate)
     });
-    let emulated = aws_is_emulated(&opts.aws) && opts.cluster.api_server.is_none();
+    let emulated = cluster_out_of_reach(&opts.aws, opts.cluster.api_server.as_deref());
     if removes_nodes && emulated && !opts.cluster.ec2_only {
         progress.warn(&format!("note: {}; nodes are removed without draining", Error::EmulatedAws));
     }
@@ -328,7 +328,7 @@ async fn cluster_side<C: Cloud>(cloud: &C, spec: &ClusterSpec, opts: &Args, prog
     if opts.cluster.ec2_only {
         return Ok("The cluster side was not looked at (--ec2-only).".into());
     }
-    if aws_is_emulated(&opts.aws) && opts.cluster.api_server.is_none() {
+    if cluster_out_of_reach(&opts.aws, opts.cluster.api_server.as_deref()) {
         progress.say(&format!("Kubernetes: skipped: {}.", Error::EmulatedAws));
         return Ok("The cluster side was skipped (AWS is an emulator).".into());
     }

@@ -677,6 +677,60 @@ fn draining_a_node_that_does_not_answer_does_not_wait_for_its_pods() {
     });
 }
 
+/// The path real AWS takes, run here: no `--api-server`, so apply reaches
+/// the API server at the control plane's public address and checks its
+/// certificate as the private one's. moto invents that public address and
+/// it belongs to a stranger, so hybrid's connection layer maps it (and only
+/// it, and only to loopback) to the emulator through HYBRID_TEST_CONNECT_TO.
+/// A server whose certificate names another address is refused; a mapping
+/// of any other address, or to a non-loopback target, is never used.
+#[test]
+fn the_public_address_path_is_taken_and_the_certificate_checked() {
+    let moto = Moto::start();
+    let emu = KubeEmulator::start_with(crate::kube::Options { tls_for: Some("10.42.0.10"), ..Default::default() });
+    let impostor = KubeEmulator::start_with(crate::kube::Options { tls_for: Some("10.42.0.99"), ..Default::default() });
+    let file = write_cluster("public", 1);
+    seed_secrets(&moto, "public");
+    let f = file.to_str().unwrap();
+    let out = finish(hybrid_aws(&moto, &["apply", f, "--yes", "--ec2-only"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let public = rt().block_on(async {
+        let ec2 = crate::moto::aws_clients(&moto.url).await.0;
+        let out = ec2
+            .describe_instances()
+            .filters(Filter::builder().name("tag:hybrid:cluster").values("public").build())
+            .filters(Filter::builder().name("tag:hybrid:slot").values("control-plane").build())
+            .send()
+            .await
+            .unwrap();
+        out.reservations()[0].instances()[0].public_ip_address().expect("moto gives the control plane a public address").to_string()
+    });
+    let port = |e: &KubeEmulator| e.url.rsplit(':').next().unwrap().to_string();
+    let mapped = |to: &str, args: &[&str]| {
+        let mut c = hybrid_aws(&moto, args);
+        c.args(["--poll-ms", "200"]).env("HYBRID_TEST_CONNECT_TO", to);
+        finish(c.spawn().unwrap())
+    };
+
+    // Not the control plane's public address, or not loopback: never used.
+    for rule in [format!("10.42.0.10:6443:127.0.0.1:{}", port(&emu)), format!("{public}:6443:192.0.2.1:{}", port(&emu))] {
+        let plan = mapped(&rule, &["plan", f]);
+        assert!(text(&plan.stdout).contains("Kubernetes: not looked at"), "{rule}: {}{}", text(&plan.stdout), text(&plan.stderr));
+    }
+    // A server whose certificate is not the cluster's API server's.
+    let plan = mapped(&format!("{public}:6443:127.0.0.1:{}", port(&impostor)), &["plan", f]);
+    let said = text(&plan.stdout);
+    assert!(said.contains("cluster-level changes are unknown"), "{said}");
+    assert_eq!(writes(&impostor), 0, "hybrid wrote to a server it should have refused");
+
+    let _kubelets = Kubelets::start(moto.url.clone(), emu.url.clone(), "public", &[]);
+    let out = mapped(&format!("{public}:6443:127.0.0.1:{}", port(&emu)), &["apply", f, "--yes", "--node-timeout", "60"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("node(s) Ready"), "the cluster side ran through the public address:\n{stdout}");
+    assert!(writes(&emu) > 0, "nothing reached the emulator");
+}
+
 /// A pod on `node` with one container (a real API server requires one).
 fn ready_pod(name: &str, node: &str) -> Value {
     json!({

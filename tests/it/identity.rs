@@ -572,9 +572,13 @@ fn each_identity_may_do_what_it_needs_and_no_more() {
     let dir = crate::util::scratch("rbac-identities");
     let (win, lin) = ("ip-10-42-0-30.ec2.internal", "ip-10-42-0-20.ec2.internal");
     let tokens = dir.join("tokens.csv");
-    std::fs::write(&tokens, format!("win-node-token,system:node:{win},1,\"system:nodes\"\nlinux-node-token,system:node:{lin},2,\"system:nodes\"\n"))
-        .unwrap();
-    let flags: &'static [&'static str] = Box::leak(vec!["--token-auth-file", Box::leak(tokens.display().to_string().into_boxed_str()) as &str].into_boxed_slice());
+    std::fs::write(
+        &tokens,
+        format!("win-node-token,system:node:{win},1,\"system:nodes\"\nlinux-node-token,system:node:{lin},2,\"system:nodes\"\n"),
+    )
+    .unwrap();
+    let flags: &'static [&'static str] =
+        Box::leak(vec!["--token-auth-file", Box::leak(tokens.display().to_string().into_boxed_str()) as &str].into_boxed_slice());
     let emu = KubeEmulator::start_with(crate::kube::Options { tls_for: Some("10.42.0.10"), rbac: true, flags, ..Default::default() });
     let spec = crate::render::spec("clusters/dev.toml");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -112,16 +112,41 @@ pub fn aws_is_emulated(aws: &AwsArgs) -> bool {
     aws.endpoint_url.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty())
 }
 
+/// The environment variable through which tests run the path real AWS
+/// takes (the control plane's public address, its certificate checked as
+/// the private one) against an emulator: `HOST:PORT:127.0.0.1:PORT2`, as
+/// curl's `--connect-to`, sends connections for HOST:PORT to the loopback
+/// emulator. Only a loopback target is honoured: an address an emulator
+/// invents belongs to a stranger and is never connected to.
+pub const CONNECT_TO_VAR: &str = "HYBRID_TEST_CONNECT_TO";
+
+/// Where `CONNECT_TO_VAR` sends connections meant for `host:port`, if it
+/// names that address and a loopback target.
+fn connect_to(host: &str, port: u16) -> Option<String> {
+    let rule = std::env::var(CONNECT_TO_VAR).ok()?;
+    let mut parts = rule.rsplitn(3, ':');
+    let (to_port, to_host, from) = (parts.next()?, parts.next()?, parts.next()?);
+    let loopback = to_host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+    (from == format!("{host}:{port}") && loopback && to_port.parse::<u16>().is_ok()).then(|| format!("{to_host}:{to_port}"))
+}
+
+/// Whether the cluster side cannot be reached by design: AWS is an
+/// emulator, no `--api-server` was given, and no test mapping is set.
+pub fn cluster_out_of_reach(aws: &AwsArgs, api_server: Option<&str>) -> bool {
+    aws_is_emulated(aws) && api_server.is_none() && std::env::var_os(CONNECT_TO_VAR).is_none()
+}
+
 /// Where the API server is reached: `--api-server`, or the control plane's
-/// public address — never an address an emulator made up.
+/// public address — never an address an emulator made up (unless a test
+/// maps it to a loopback emulator, see `CONNECT_TO_VAR`).
 pub fn api_server_url(spec: &ClusterSpec, inventory: &Inventory, aws: &AwsArgs, api_server: Option<&str>) -> Result<String> {
     if let Some(url) = api_server {
         return Ok(url.to_string());
     }
-    if aws_is_emulated(aws) {
+    let public = inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).and_then(|i| i.public_ip.clone());
+    if aws_is_emulated(aws) && public.as_deref().and_then(|ip| connect_to(ip, 6443)).is_none() {
         return Err(Error::EmulatedAws);
     }
-    let public = inventory.instances.iter().find(|i| i.slot == CONTROL_PLANE).and_then(|i| i.public_ip.clone());
     Ok(format!("https://{}:6443", public.ok_or_else(|| Error::NoApiEndpoint(spec.name.clone()))?))
 }
 
@@ -145,7 +170,16 @@ pub async fn kube_client(
     aws: &AwsArgs,
     api_server: Option<&str>,
 ) -> Result<KubeClient> {
-    let yaml = admin_kubeconfig(spec, secrets, &api_server_url(spec, inventory, aws, api_server)?)?;
+    let mut server = api_server_url(spec, inventory, aws, api_server)?;
+    // The test mapping changes where the connection goes, not what is
+    // checked: the certificate is still verified as the private address's.
+    if api_server.is_none()
+        && let Some((host, port)) = server.trim_start_matches("https://").rsplit_once(':')
+        && let Some(to) = port.parse().ok().and_then(|port| connect_to(host, port))
+    {
+        server = format!("https://{to}");
+    }
+    let yaml = admin_kubeconfig(spec, secrets, &server)?;
     KubeClient::from_kubeconfig_yaml(&yaml).await.map_err(Error::KubeConfig)
 }
 
