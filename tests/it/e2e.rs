@@ -347,7 +347,11 @@ fn a_node_whose_instance_is_gone_is_named_at_once_and_a_failed_apply_is_not_comp
         assert!(start.elapsed() < Duration::from_secs(60), "win-0 was never launched");
         std::thread::sleep(Duration::from_millis(200));
     };
-    std::thread::sleep(Duration::from_secs(2));
+    // Ended once apply waits for the nodes (it lists them), not at a guessed time.
+    crate::util::wait_for("apply waits for the nodes", Duration::from_secs(60), || {
+        let log = rt().block_on(async { emu.client().await.get("/_test/log").await.unwrap().unwrap() });
+        log.as_array().unwrap().iter().any(|e| e[0] == "GET" && e[1] == "/api/v1/nodes")
+    });
     rt().block_on(async { crate::moto::aws_clients(&moto.url).await.0.terminate_instances().instance_ids(&win).send().await.unwrap() });
     let out = finish(child);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
