@@ -239,6 +239,11 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
         assert_eq!(param.r#type().map(|t| t.as_str()), Some("SecureString"));
         let secrets = hybrid::bootstrap::pki::ClusterSecrets::from_stored(param.value().unwrap()).unwrap();
         let spec = hybrid::config::load(&std::fs::read_to_string(&file).unwrap()).spec.unwrap();
+        // What is checked here is that EC2 got each pool's user data as
+        // rendered, byte for byte, with this cluster's own CA (so the
+        // renderer is called with the stored secrets). Whether the rendering
+        // is right is the golden files' and the parsers' business
+        // (render.rs, boot.rs), against hand-written contracts.
         let rendered: BTreeMap<String, Vec<u8>> =
             hybrid::bootstrap::render_cluster(&spec, &secrets, &hybrid::bootstrap::Templates::builtin())
                 .unwrap()
