@@ -735,6 +735,34 @@ fn the_public_address_path_is_taken_and_the_certificate_checked() {
     assert!(writes(&emu) > 0, "nothing reached the emulator");
 }
 
+/// EC2 is eventually consistent: an instance launched a moment ago can be
+/// missing from a Describe. A rolling replacement launches a node and
+/// waits for it to join, looking at its instance's state (by id) now and
+/// then; the first looks answer nothing. That is not taken for an instance
+/// that is gone, and apply converges. (It used to fail at once, naming the
+/// new instance "gone".)
+#[test]
+fn a_new_instance_missing_from_a_describe_is_not_taken_for_gone() {
+    let moto = Moto::start();
+    let proxy = crate::moto::FaultProxy::start(&moto.url, 1, 0.0);
+    let emu = KubeEmulator::start(false);
+    let file = write_cluster("unseen", 1);
+    // Nodes register 3 s after their instance shows; meanwhile apply looks.
+    let _kubelets = Kubelets::with_delay(moto.url.clone(), emu.url.clone(), "unseen", &[], Duration::from_secs(3));
+    let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]).spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A bigger disk replaces the worker, rolling.
+    let body =
+        std::fs::read_to_string(&file).unwrap().replace("instance_type = \"c6i.large\"", "instance_type = \"c6i.large\"\ndisk_gb = 60");
+    std::fs::write(&file, body).unwrap();
+    proxy.add(json!({ "op": "DescribeInstances", "match": "Filter.1.Name=instance-id", "times": 4, "fault": "empty" }));
+    let mut c = crate::moto::hybrid_command(&proxy.url, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "60"]);
+    c.args(["--api-server", &emu.url, "--poll-ms", "100"]);
+    let out = finish(c.spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(proxy.fired("DescribeInstances", "empty") >= 1, "the late Describe was not played: {:?}", proxy.log());
+}
+
 /// A pod on `node` with one container (a real API server requires one).
 fn ready_pod(name: &str, node: &str) -> Value {
     json!({
