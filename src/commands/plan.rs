@@ -104,14 +104,8 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
     };
     match opts.output {
         OutputFormat::Text => {
-            print!("{}", show::plan_text(&plan));
+            print!("{}", show::plan_text_with(&plan, &kube_changes));
             match &kube {
-                KubeView::Changes(c) if !c.is_empty() => {
-                    println!("\nKubernetes objects apply will write:");
-                    for (sym, what) in c {
-                        println!("  {sym:>3} {what}");
-                    }
-                }
                 KubeView::Unreachable(why) => println!("\nKubernetes: {why}; cluster-level changes are unknown."),
                 KubeView::Skipped(why) => println!("\nKubernetes: not looked at: {why}."),
                 _ => {}
@@ -122,6 +116,7 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
             let mut v: serde_json::Value = serde_json::from_str(&show::plan_json(&plan)).expect("plan JSON parses");
             v["kubernetes"] =
                 serde_json::json!(kube_changes.iter().map(|(s, w)| serde_json::json!({ "action": s, "object": w })).collect::<Vec<_>>());
+            v["kubernetes_summary"] = serde_json::json!(show::kube_summary(&kube_changes));
             println!("{}", serde_json::to_string_pretty(&v).expect("JSON serializes"));
         }
     }

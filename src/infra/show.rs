@@ -6,15 +6,54 @@ use std::collections::BTreeMap;
 
 use crate::infra::plan::{Action, Plan, Resource};
 
+/// One Kubernetes object the plan would write: its symbol (`+` create,
+/// `~` change, `-` delete, `-/+` replace) and what it is.
+pub type KubeChange = (&'static str, String);
+
+/// How many Kubernetes objects a plan creates, changes and deletes (a
+/// replacement counts as one deleted and one created, as Terraform counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct KubeSummary {
+    pub create: usize,
+    pub change: usize,
+    pub delete: usize,
+}
+
+pub fn kube_summary(kube: &[KubeChange]) -> KubeSummary {
+    kube.iter().fold(KubeSummary::default(), |mut s, (symbol, _)| {
+        match *symbol {
+            "+" => s.create += 1,
+            "~" => s.change += 1,
+            "-" => s.delete += 1,
+            _ => {
+                s.create += 1;
+                s.delete += 1;
+            }
+        }
+        s
+    })
+}
+
+/// The AWS side of a plan; for `hybrid plan`, `plan_text_with` shows the
+/// Kubernetes side beside it.
 pub fn plan_text(plan: &Plan) -> String {
+    plan_text_with(plan, &[])
+}
+
+/// Both sides of a plan, with one summary: "No changes" only when neither
+/// side has any.
+pub fn plan_text_with(plan: &Plan, kube: &[KubeChange]) -> String {
     let mut out = String::new();
-    if plan.is_empty() {
+    if plan.is_empty() && kube.is_empty() {
         out.push_str(&format!("No changes. Cluster {} in {} matches the configuration.\n", plan.cluster, plan.region));
         push_notes(plan, &mut out);
         return out;
     }
     let verb = if plan.destroy { "destroy" } else { "apply" };
     out.push_str(&format!("hybrid will {verb} the following for cluster {} in {}:\n\n", plan.cluster, plan.region));
+    if plan.is_empty() {
+        out.push_str("  (no AWS resources change)\n");
+    }
     for c in &plan.changes {
         let mut line = format!("  {:>4} {:<16} {}", c.action.symbol(), c.resource.kind(), c.name);
         match &c.resource {
@@ -82,9 +121,21 @@ pub fn plan_text(plan: &Plan) -> String {
             out.push_str(&format!("  pool {pool}: {note}\n"));
         }
     }
+    if !kube.is_empty() {
+        out.push_str("\nKubernetes objects apply will write:\n");
+        for (symbol, what) in kube {
+            out.push_str(&format!("  {symbol:>3} {what}\n"));
+        }
+    }
     push_notes(plan, &mut out);
     let s = plan.summary();
-    out.push_str(&format!("\nPlan: {} to add, {} to change, {} to destroy.\n", s.add, s.change, s.destroy));
+    out.push_str(&format!("\nPlan: {} to add, {} to change, {} to destroy", s.add, s.change, s.destroy));
+    if kube.is_empty() {
+        out.push_str(".\n");
+    } else {
+        let k = kube_summary(kube);
+        out.push_str(&format!("; Kubernetes objects: {} to create, {} to change, {} to delete.\n", k.create, k.change, k.delete));
+    }
     if let Some(c) = plan.changes.iter().find(|c| c.action == Action::Recreate) {
         out.push_str(&format!(
             "\nWarning: this plan RECREATES THE CLUSTER.\n  The control plane is replaced because {}.\n  Its etcd goes with it: every object in the cluster (workloads, Secrets, ConfigMaps, custom\n  resources) is lost, and every worker is replaced to join the new control plane.\n  `hybrid apply` does this only with --recreate-control-plane; to keep the cluster, change the file back.\n",
@@ -110,4 +161,37 @@ pub fn plan_json(plan: &Plan) -> String {
         "summary": plan.summary(),
     });
     serde_json::to_string_pretty(&value).expect("a plan serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty_plan() -> Plan {
+        Plan {
+            cluster: "c".into(),
+            region: "us-east-1".into(),
+            offline: false,
+            destroy: false,
+            changes: Vec::new(),
+            in_use: Default::default(),
+            images: Default::default(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_summary_counts_both_sides_and_no_changes_means_neither() {
+        let plan = empty_plan();
+        assert!(plan_text_with(&plan, &[]).starts_with("No changes."));
+        let kube = [("+", "RuntimeClass/windows-2022".to_string()), ("-/+", "ClusterRoleBinding/x (replaced: roleRef)".to_string())];
+        let text = plan_text_with(&plan, &kube);
+        assert!(!text.contains("No changes"), "{text}");
+        assert!(text.contains("(no AWS resources change)") && text.contains("  -/+ ClusterRoleBinding/x"), "{text}");
+        assert!(
+            text.ends_with("Plan: 0 to add, 0 to change, 0 to destroy; Kubernetes objects: 2 to create, 0 to change, 1 to delete.\n"),
+            "{text}"
+        );
+        assert_eq!(kube_summary(&kube), KubeSummary { create: 2, change: 0, delete: 1 });
+    }
 }

@@ -624,6 +624,7 @@ fn an_instance_aws_terminated_is_replaced_and_its_dead_node_removed_at_once() {
     assert_eq!(plan.status.code(), Some(2), "{shown}{}", text(&plan.stderr));
     assert!(shown.lines().any(|l| l.contains("instance") && l.contains("game-1") && l.trim_start().starts_with('+')), "{shown}");
     assert!(shown.contains(&format!("Node/{dead} (its instance is gone")), "the dead node is in the plan:\n{shown}");
+    assert!(shown.contains("; Kubernetes objects: 0 to create, 0 to change, 1 to delete."), "one summary for both sides:\n{shown}");
 
     let start = std::time::Instant::now();
     let out = finish(
