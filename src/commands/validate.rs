@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::shared::files::load_spec;
 use super::shared::terminal::Ui;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{ClusterSpec, NodeOs};
 
 #[derive(Debug, clap::Args)]
@@ -24,19 +24,64 @@ for the node count, labels and taints Kubernetes or kubelet would refuse, and va
 break out of a generated script.
 
 Supported Kubernetes minors, and what works with them: `hybrid versions --help` and src/versions/.",
-    after_help = "Exits 0 when the file is valid (warnings allowed), 1 when it has errors."
+    after_help = "Exits 0 when the file is valid (warnings allowed), 1 when it has errors.
+
+With --output json it prints one object: {\"file\", \"valid\", \"errors\", \"warnings\", \
+\"summary\" (null when invalid), \"problems\": [{\"severity\": \"error\"|\"warning\", \"key\", \"line\", \
+\"column\", \"message\", \"help\"}]}; line and column count from 1 in the file as --set flags \
+leave it (null when a problem has no place, e.g. a missing section)."
 )]
 pub struct Args {
     /// The desired-state file, e.g. clusters/dev.toml.
     pub file: PathBuf,
     #[command(flatten)]
     pub set: super::shared::args::SetArgs,
+    /// Output format: the rendered diagnostics (text) or one JSON object.
+    #[arg(long, value_enum, default_value_t = super::plan::OutputFormat::Text)]
+    pub output: super::plan::OutputFormat,
 }
 
 pub fn run(ui: &Ui, args: &Args) -> Result<ClusterSpec> {
+    if args.output == super::plan::OutputFormat::Json {
+        return run_json(args);
+    }
     let spec = load_spec(ui, &args.file, &args.set)?;
     println!("{}: valid: {}", args.file.display(), summary(&spec));
     Ok(spec)
+}
+
+/// Every problem as a structured record, for editors and CI.
+fn run_json(args: &Args) -> Result<ClusterSpec> {
+    use crate::config::problems::{Severity, line_col};
+    let (source, _) = super::shared::files::read_with_sets(&args.file, &args.set)?;
+    let loaded = crate::config::load(&source);
+    let problems: Vec<serde_json::Value> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let place = d.span.as_ref().map(|s| line_col(&source, s.start));
+            serde_json::json!({
+                "severity": if d.severity == Severity::Error { "error" } else { "warning" },
+                "key": d.key,
+                "line": place.map(|p| p.0),
+                "column": place.map(|p| p.1),
+                "message": d.message,
+                "help": d.help,
+            })
+        })
+        .collect();
+    let file = args.file.display().to_string();
+    let (errors, warnings) = (loaded.errors().count(), loaded.warnings().count());
+    let report = serde_json::json!({
+        "file": file,
+        "valid": loaded.spec.is_some(),
+        "errors": errors,
+        "warnings": warnings,
+        "summary": loaded.spec.as_ref().map(summary),
+        "problems": problems,
+    });
+    println!("{}", serde_json::to_string_pretty(&report).expect("JSON serializes"));
+    loaded.spec.ok_or(Error::Invalid { file, errors, warnings })
 }
 
 fn summary(spec: &ClusterSpec) -> String {

@@ -78,6 +78,35 @@ fn expectation(path: &std::path::Path) -> (String, usize) {
     (expect.to_string(), line)
 }
 
+/// `--output json`: the same problems as records (severity, key, line,
+/// column, message, help), for every invalid fixture, and a valid file's
+/// summary; the exit code is the text mode's.
+#[test]
+fn problems_are_structured_records_in_json() {
+    let dir = fixture("invalid");
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let (key, line) = expectation(&path);
+        let rel = path.strip_prefix(root()).unwrap().to_str().unwrap().to_string();
+        let out = hybrid(&["validate", &rel, "--output", "json"]);
+        assert_eq!(out.status.code(), Some(1), "{rel}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{rel}: {e}: {}", text(&out.stdout)));
+        assert_eq!((report["file"].as_str(), report["valid"].as_bool()), (Some(rel.as_str()), Some(false)));
+        let found = report["problems"].as_array().unwrap().iter().any(|p| {
+            p["severity"] == "error"
+                && p["key"] == key.as_str()
+                && p["line"] == line
+                && p["message"].as_str().is_some_and(|m| !m.is_empty())
+        });
+        assert!(found, "{rel}: no error record for {key} at line {line}: {report:#}");
+    }
+    let out = hybrid(&["validate", "clusters/dev.toml", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert!(report["summary"].as_str().unwrap().starts_with("cluster dev in "), "{report:#}");
+}
+
 #[test]
 fn reports_every_problem_at_once_with_snippet_and_help() {
     let out = hybrid(&["validate", "tests/fixtures/many-errors.toml"]);
