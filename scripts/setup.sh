@@ -10,6 +10,7 @@ command -v cloud-init >/dev/null 2>&1 || need_apt+=(cloud-init)
 # hybrid logs talks to nodes with the OpenSSH client; its tests run sshd on loopback.
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v groff >/dev/null 2>&1 || need_apt+=(groff-base)
 # The pin check's tests run a real OCI registry (distribution 2.8) on loopback
 # behind tests/support/internet.py, which starts it with its own config; the
 # package's service is never used.

@@ -13,6 +13,7 @@ pub mod images;
 pub mod kubeconfig;
 pub mod list;
 pub mod logs;
+pub mod man;
 pub mod plan;
 pub mod reap;
 pub mod render;
@@ -97,6 +98,7 @@ pub enum Command {
     Schema(schema::Args),
     Versions(versions::Args),
     Completions(completions::Args),
+    Man(man::Args),
 }
 
 /// Runs a command; returns the exit code for a success (plan's
@@ -115,6 +117,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Schema(args) => zero(schema::run(&args)),
         Command::Versions(args) => zero(block_on(versions::run(&ui, &args))),
         Command::Completions(args) => zero(completions::run(&args, <Cli as clap::CommandFactory>::command())),
+        Command::Man(args) => zero(man::run(&args, <Cli as clap::CommandFactory>::command()).map(drop)),
         Command::Plan(args) => block_on(plan::run(&ui, &args)),
         Command::Apply(args) => zero(block_on(apply::run(&ui, &args))),
         Command::Destroy(args) => zero(block_on(destroy::run(&ui, &args))),

@@ -162,6 +162,43 @@ fn help_explains_every_subcommand() {
     assert!(text(&hybrid(&["validate", "--help"]).stdout).contains("VNI below 4096"));
 }
 
+/// `hybrid man DIR`: a page for hybrid and for every subcommand `--help`
+/// lists, each one groff formats without a warning (the real formatter
+/// `man` uses), carrying its flags.
+#[test]
+fn man_pages_cover_every_subcommand_and_format_cleanly() {
+    let dir = crate::util::scratch("man");
+    let out = hybrid(&["man", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let help = text(&hybrid(&["--help"]).stdout);
+    let subcommands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        // A command's line is indented by two; its wrapped description by more.
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|s| *s != "help")
+        .collect();
+    assert!(subcommands.len() >= 18, "{subcommands:?}");
+    for page in std::iter::once("hybrid".to_string()).chain(subcommands.iter().map(|s| format!("hybrid-{s}"))) {
+        let path = dir.join(format!("{page}.1"));
+        let roff = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(roff.contains(&format!(".TH {page} 1")), "{page}: no title");
+        let formatted = std::process::Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww"])
+            .arg(&path)
+            .output()
+            .expect("groff runs (scripts/setup.sh installs groff-base)");
+        assert!(formatted.status.success() && formatted.stderr.is_empty(), "{page}: {}", text(&formatted.stderr));
+    }
+    assert!(fs::read_to_string(dir.join("hybrid-plan.1")).unwrap().contains("detailed\\-exitcode"), "flags are on the page");
+    assert!(fs::read_to_string(dir.join("hybrid.1")).unwrap().contains("parallelism"), "global flags are on the main page");
+}
+
 /// The bash completion script is valid bash and completes every subcommand.
 #[test]
 fn completions_are_a_script_the_shell_reads() {
