@@ -29,6 +29,10 @@ pub struct Args {
     /// Do not ask before pruning.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Output format. JSON: an array of `{id, key, state, created, size_gb,
+    /// in_use, for, snapshots}`, newest first within each kind (no --prune).
+    #[arg(long, value_enum, default_value_t = super::plan::OutputFormat::Text, conflicts_with = "prune")]
+    pub output: super::plan::OutputFormat,
 }
 
 fn age(created: &str, now: OffsetDateTime) -> String {
@@ -48,6 +52,21 @@ pub async fn run(args: &Args) -> Result<()> {
     };
     let cloud = cloud_in(region, &args.aws).await;
     let images = cloud.baked_images().await?;
+    if args.output == super::plan::OutputFormat::Json {
+        let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
+        let in_use = if ids.is_empty() { Default::default() } else { cloud.images_in_use(&ids).await? };
+        let mut sorted: Vec<_> = images.iter().collect();
+        sorted.sort_by(|a, b| (&a.line, &b.created).cmp(&(&b.line, &a.created)));
+        let list: Vec<serde_json::Value> = sorted
+            .into_iter()
+            .map(|i| {
+                serde_json::json!({ "id": i.id, "key": i.key, "state": i.state, "created": i.created, "size_gb": i.size_gb,
+                                    "in_use": in_use.contains(&i.id), "for": i.line, "snapshots": i.snapshots })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list).expect("JSON serializes"));
+        return Ok(());
+    }
     if images.is_empty() {
         println!("No baked images in {region}: `hybrid bake FILE` makes them.");
         return Ok(());

@@ -36,10 +36,41 @@ pub struct Args {
     /// Check that every pinned download and image exists for its platforms.
     #[arg(long)]
     pub check: bool,
+    /// Output format. JSON: `hybrid versions --help` above names the shape
+    /// (src/versions/report.rs `to_json`); with --check it adds
+    /// `check: {cached, requests, results: [{what, subject, outcome, why}]}`.
+    #[arg(long, value_enum, default_value_t = super::plan::OutputFormat::Text)]
+    pub output: super::plan::OutputFormat,
 }
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let spec = load_spec(ui, &args.file, &args.set)?;
+    if args.output == super::plan::OutputFormat::Json {
+        let mut v = versions::report::to_json(&spec);
+        if args.check {
+            let report = pins::check(&spec).await?;
+            let results: Vec<serde_json::Value> = report
+                .results
+                .iter()
+                .map(|(what, subject, outcome)| {
+                    let (name, why) = match outcome {
+                        Outcome::Ok => ("ok", None),
+                        Outcome::Missing(why) => ("missing", Some(why)),
+                        Outcome::Unreachable(why) => ("unknown", Some(why)),
+                    };
+                    serde_json::json!({ "what": what, "subject": subject, "outcome": name, "why": why })
+                })
+                .collect();
+            v["check"] = serde_json::json!({ "cached": report.cached, "requests": report.requests, "results": results });
+            println!("{}", serde_json::to_string_pretty(&v).expect("JSON serializes"));
+            if report.failures().next().is_some() {
+                return Err(report.error());
+            }
+        } else {
+            println!("{}", serde_json::to_string_pretty(&v).expect("JSON serializes"));
+        }
+        return Ok(());
+    }
     print!("{}", versions::report::to_text(&spec));
     if !args.check {
         return Ok(());

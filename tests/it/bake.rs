@@ -281,6 +281,14 @@ fn bake_makes_tagged_images_that_plan_and_apply_use_and_destroy_leaves() {
     });
     let listed = ok(&run(&moto.url, &["images", "--region", "us-east-1"]), "images");
     assert_eq!(listed.lines().filter(|l| l.contains(" yes ")).count(), 2, "both in use:\n{listed}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&run(&moto.url, &["images", "--region", "us-east-1", "--output", "json"]), "images as JSON")).unwrap();
+    let listed: Vec<&serde_json::Value> = json.as_array().unwrap().iter().collect();
+    assert_eq!(listed.len(), images.len(), "{json:#}");
+    assert!(
+        listed.iter().all(|i| i["in_use"] == true && i["id"].as_str().is_some_and(|id| images.iter().any(|(b, _, _)| b == id))),
+        "{json:#}"
+    );
 
     // destroy leaves baked images; prune keeps the newest of each kind.
     ok(&run(&moto.url, &["destroy", f, "--yes"]), "destroy");

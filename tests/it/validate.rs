@@ -265,6 +265,22 @@ fn versions_lists_what_each_node_installs() {
     let out = hybrid(&["versions", "tests/fixtures/invalid/matrix-kube-end-of-life.toml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("end of life"));
+
+    // The same as JSON: each node kind's downloads exactly the hand-written list, each with its check.
+    let out = hybrid(&["versions", "clusters/dev.toml", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kubernetes"], expected["versions"]["kubernetes"]);
+    for node in report["nodes"].as_array().unwrap() {
+        let kind = node["kind"].as_str().unwrap();
+        let urls: std::collections::BTreeSet<&str> =
+            node["downloads"].as_array().unwrap().iter().map(|d| d["url"].as_str().unwrap()).collect();
+        let want: std::collections::BTreeSet<&str> =
+            expected["downloads"][kind].as_array().unwrap_or_else(|| panic!("{kind}")).iter().map(|u| u.as_str().unwrap()).collect();
+        assert_eq!(urls, want, "{kind}");
+        assert!(node["downloads"].as_array().unwrap().iter().all(|d| d["check"].as_str().is_some_and(|c| c.contains(':'))), "{kind}");
+        assert!(node["images"].as_array().is_some_and(|i| !i.is_empty()), "{kind}");
+    }
 }
 
 /// Input that is not a cluster file at all gets a clear error with a
