@@ -285,6 +285,7 @@ fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
 ) -> CloudError {
     use aws_sdk_ec2::error::SdkError;
     if let Some(code) = e.code() {
+        tracing::debug!(target: "hybrid::aws", "{operation} failed: {code}");
         return CloudError::new(operation, code, one_line(e.message().unwrap_or("")));
     }
     // No credentials: nothing was sent, and the reason is the source's.
@@ -452,7 +453,10 @@ const CREATE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duratio
 const CREATE_DEADLINE: Duration = Duration::from_secs(180);
 
 impl AwsCloud {
+    /// Counts a call about to be sent (for --api-stats) and logs it (for
+    /// --verbose): the operation and region only, never a request's values.
     fn count(&self, op: &'static str) {
+        tracing::debug!(target: "hybrid::aws", region = %self.region, "{op}");
         *self.calls.lock().expect("call counter lock").entry(op).or_default() += 1;
     }
 

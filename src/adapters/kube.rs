@@ -129,7 +129,13 @@ impl KubeClient {
         body: Option<(&str, &Value)>,
     ) -> KubeResult<Option<Value>> {
         self.count(method);
-        self.request(client, method, path, body).await
+        // Method and path only: bodies may hold Secrets.
+        tracing::debug!(target: "hybrid::kube", "{method} {path}");
+        let answer = self.request(client, method, path, body).await;
+        if let Err(e) = &answer {
+            tracing::debug!(target: "hybrid::kube", "{method} {path} failed: {}", e.status.map_or("no answer".to_string(), |s| s.to_string()));
+        }
+        answer
     }
 
     async fn request(

@@ -59,6 +59,16 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub api_stats: bool,
 
+    /// Only results and errors: no progress lines while waiting.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Also log every AWS and Kubernetes call hybrid makes (operation, method and path; never a
+    /// secret) to stderr. RUST_LOG filters finer, as tracing reads it: e.g. RUST_LOG=hybrid::aws=debug,
+    /// or aws_smithy_runtime=debug for the SDK's own view.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+
     /// The AWS profile to use (~/.aws/config: SSO, credential_process, roles), as the AWS CLI's --profile (default: AWS_PROFILE).
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
@@ -101,10 +111,29 @@ pub enum Command {
     Man(man::Args),
 }
 
+/// Logs to stderr through tracing: what RUST_LOG asks for, else hybrid's
+/// own calls with --verbose, else nothing (progress has its own display).
+fn init_logging(verbose: bool, color: Color) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
+        _ if verbose => EnvFilter::new("hybrid=debug"),
+        _ => return,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .with_ansi(color == Color::Always)
+        .try_init();
+}
+
 /// Runs a command; returns the exit code for a success (plan's
 /// --detailed-exitcode can make that 2).
 pub fn run(cli: Cli) -> Result<i32> {
-    let ui = Ui::new(cli.color, cli.api_stats, cli.progress);
+    init_logging(cli.verbose, cli.color);
+    let mut ui = Ui::new(cli.color, cli.api_stats, cli.progress);
+    ui.quiet = cli.quiet;
     shared::connect::set_global(shared::connect::Global {
         profile: cli.profile.clone(),
         regions: cli.regions.clone(),

@@ -978,3 +978,31 @@ fn calls_overlap_within_the_parallelism_bound() {
     let overlapped = far.max_in_flight();
     assert!((6..=10).contains(&overlapped), "the plan's independent calls go at once, ten at most: {overlapped}");
 }
+
+/// --quiet keeps results and drops progress; --verbose (and RUST_LOG) log
+/// every AWS call hybrid makes by operation, and never a secret.
+#[test]
+fn quiet_drops_progress_and_verbose_logs_every_call_without_secrets() {
+    let moto = Moto::start();
+    let c = Cluster::new("talkative");
+    let file = c.write(1, 0, "m6i.xlarge");
+    let f = file.to_str().unwrap();
+    let quiet = hybrid_at(&moto.url, &["apply", f, "--yes", "--ec2-only", "--quiet"]);
+    assert_eq!(quiet.status.code(), Some(0), "{}", text(&quiet.stderr));
+    assert!(text(&quiet.stdout).contains("Apply complete!"), "{}", text(&quiet.stdout));
+    assert!(!text(&quiet.stderr).contains("launched"), "progress in quiet mode:\n{}", text(&quiet.stderr));
+    let loud = hybrid_at(&moto.url, &["plan", f, "--ec2-only", "--verbose"]);
+    assert_eq!(loud.status.code(), Some(0), "{}", text(&loud.stderr));
+    let log = text(&loud.stderr);
+    for op in ["DescribeVpcs", "DescribeInstances", "GetParameter"] {
+        assert!(log.contains(&format!("hybrid::aws: {op} region=us-east-1")), "{op} not logged:\n{log}");
+    }
+    let secrets = rt().block_on(async {
+        let (_, ssm) = clients(&moto.url).await;
+        let p = ssm.get_parameter().name("/hybrid/talkative/secrets").with_decryption(true).send().await.unwrap();
+        hybrid::bootstrap::pki::ClusterSecrets::from_stored(p.parameter().unwrap().value().unwrap()).unwrap()
+    });
+    assert!(!log.contains(secrets.token.secret()) && !log.contains("PRIVATE KEY"), "a secret in the log");
+    let filtered = command_at(&moto.url, &["plan", f, "--ec2-only"]).env("RUST_LOG", "hybrid::aws=debug").output().unwrap();
+    assert!(text(&filtered.stderr).contains("hybrid::aws: DescribeVpcs"), "RUST_LOG is not honoured:\n{}", text(&filtered.stderr));
+}

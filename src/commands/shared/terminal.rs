@@ -41,6 +41,8 @@ pub struct Ui {
     pub color: bool,
     pub api_stats: bool,
     pub live: bool,
+    /// --quiet: no progress, only results and errors.
+    pub quiet: bool,
 }
 
 impl Ui {
@@ -56,12 +58,16 @@ impl Ui {
             ProgressMode::Plain => false,
             ProgressMode::Auto => std::io::stdout().is_terminal() && std::io::stderr().is_terminal() && !in_ci,
         };
-        Self { color, api_stats, live }
+        Self { color, api_stats, live, quiet: false }
     }
 
     /// Where a command's progress goes.
     pub fn reporter(&self) -> Reporter {
-        if self.live { Reporter::Live(Box::new(Live::new())) } else { Reporter::Plain }
+        match (self.quiet, self.live) {
+            (true, _) => Reporter::Quiet,
+            (false, true) => Reporter::Live(Box::new(Live::new())),
+            (false, false) => Reporter::Plain,
+        }
     }
 }
 
@@ -145,6 +151,8 @@ pub fn progress(message: &str) {
 pub enum Reporter {
     Plain,
     Live(Box<Live>),
+    /// --quiet: results and warnings only.
+    Quiet,
 }
 
 impl Reporter {
@@ -152,7 +160,7 @@ impl Reporter {
     /// draws over nor is pushed out of place by: the bars step aside for it.
     pub fn say(&self, text: &str) {
         match self {
-            Reporter::Plain => println!("{text}"),
+            Reporter::Plain | Reporter::Quiet => println!("{text}"),
             Reporter::Live(live) => live.multi.suspend(|| println!("{text}")),
         }
     }
@@ -160,7 +168,7 @@ impl Reporter {
     /// A warning on stderr, above the live display when there is one.
     pub fn warn(&self, text: &str) {
         match self {
-            Reporter::Plain => eprintln!("{text}"),
+            Reporter::Plain | Reporter::Quiet => eprintln!("{text}"),
             Reporter::Live(live) => {
                 let _ = live.multi.println(text);
             }
@@ -177,6 +185,7 @@ impl Progress for Reporter {
                 }
             }
             Reporter::Live(live) => live.event(event),
+            Reporter::Quiet => {}
         }
     }
 }
