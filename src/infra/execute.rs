@@ -15,7 +15,7 @@ use crate::adapters::{Cloud, CloudError, LaunchRequest, Launched};
 use crate::bootstrap::NodeBootstrap;
 use crate::bootstrap::pki::{BootstrapToken, ClusterSecrets};
 use crate::infra::desired::{
-    DesiredInstance, DesiredState, ParameterKind, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_OWNER,
+    DesiredInstance, DesiredState, ParameterKind, SgRule, TAG_CLUSTER, TAG_CNI, TAG_CREATE_TOKEN, TAG_EXPIRES, TAG_KUBERNETES, TAG_OWNER,
     TAG_PLAYERS, TAG_POOL, TAG_SLOT, TAG_SPEC_HASH, join_token_parameter_name,
 };
 use crate::infra::inventory::Inventory;
@@ -357,11 +357,7 @@ async fn build_network<C: Cloud>(
                 (_, Some(id)) => id.clone(),
                 (_, None) => return Err(ExecError::Missing("security group")),
             };
-            cloud.revoke_ingress(&id, remove).await?;
-            cloud.authorize_ingress(&id, add).await?;
-            if !add.is_empty() || !remove.is_empty() {
-                progress.line(&format!("security group {id}: {} rule(s) added, {} removed", add.len(), remove.len()));
-            }
+            sync_rules(cloud, &id, add, remove, &format!("security group {id}"), progress).await?;
         }
         Ok::<_, ExecError>(sg_id)
     };
@@ -378,17 +374,31 @@ async fn build_network<C: Cloud>(
             (_, Some(id)) => id.clone(),
             (_, None) => return Err(ExecError::Missing("players' security group")),
         };
-        cloud.revoke_ingress(&id, remove).await?;
-        cloud.authorize_ingress(&id, add).await?;
-        if !add.is_empty() || !remove.is_empty() {
-            progress.line(&format!("security group {id} (players of {pool}): {} rule(s) added, {} removed", add.len(), remove.len()));
-        }
+        sync_rules(cloud, &id, add, remove, &format!("security group {id} (players of {pool})"), progress).await?;
         Ok::<_, ExecError>(Some((pool.clone(), id)))
     }));
     let (subnet, (), _, security_group, made) = tokio::try_join!(subnet, gateway, attributes, nodes_group, players_groups)?;
     let mut players = plan.in_use.players_groups.clone();
     players.extend(made.into_iter().flatten());
     Ok(Network { subnet, security_group, players })
+}
+
+/// Brings a security group's ingress rules to the plan: the stale ones
+/// out first, then the missing ones in.
+async fn sync_rules<C: Cloud>(
+    cloud: &C,
+    id: &str,
+    add: &[SgRule],
+    remove: &[SgRule],
+    what: &str,
+    progress: &impl Progress,
+) -> Result<(), ExecError> {
+    cloud.revoke_ingress(id, remove).await?;
+    cloud.authorize_ingress(id, add).await?;
+    if !add.is_empty() || !remove.is_empty() {
+        progress.line(&format!("{what}: {} rule(s) added, {} removed", add.len(), remove.len()));
+    }
+    Ok(())
 }
 
 /// The nodes' instance profiles (roles with exactly their policy), at once.

@@ -110,27 +110,10 @@ fn with_types(c: &Cluster, count: u32, types: &[&str], spot: bool) -> std::path:
 /// The instance types of the live instances of `cluster`'s pool `pool`.
 fn pool_types(endpoint: &str, cluster: &str, pool: &str) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let ec2 = crate::moto::aws_clients(endpoint).await.0;
-        let f = |n: &str, v: &str| aws_sdk_ec2::types::Filter::builder().name(n).values(v).build();
-        let out = ec2
-            .describe_instances()
-            .filters(f("tag:hybrid:cluster", cluster))
-            .filters(f("tag:hybrid:pool", pool))
-            .filters(f("instance-state-name", "running"))
-            .send()
-            .await
-            .unwrap();
-        let mut types: Vec<String> = out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .filter_map(|i| i.instance_type())
-            .map(|t| t.as_str().to_string())
-            .collect();
-        types.sort();
-        types
-    })
+    let seen = rt.block_on(async { crate::ec2::instances(&crate::moto::aws_clients(endpoint).await.0, cluster).await });
+    let mut types: Vec<String> = seen.into_iter().filter(|s| s.tags["hybrid:pool"] == pool).map(|s| s.instance_type).collect();
+    types.sort();
+    types
 }
 
 /// No capacity for a pool's first type in the zone: its nodes launch as

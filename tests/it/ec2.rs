@@ -101,19 +101,19 @@ async fn clients(endpoint: &str) -> (aws_sdk_ec2::Client, aws_sdk_ssm::Client) {
 }
 
 #[derive(Debug, Clone)]
-struct Seen {
+pub(crate) struct Seen {
     id: String,
     slot: String,
-    instance_type: String,
+    pub(crate) instance_type: String,
     private_ip: String,
-    tags: BTreeMap<String, String>,
+    pub(crate) tags: BTreeMap<String, String>,
     http_tokens: String,
     hop_limit: i32,
     instance_profile: Option<String>,
 }
 
 /// Live (not terminated) instances of a cluster, by slot.
-async fn instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<Seen> {
+pub(crate) async fn instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<Seen> {
     let out = ec2
         .describe_instances()
         .filters(Filter::builder().name("tag:hybrid:cluster").values(cluster).build())
