@@ -471,22 +471,33 @@ impl AwsCloud {
     /// Transient refusals (throttling, a new instance profile IAM has not
     /// propagated to EC2 yet, for tens of seconds) are waited out under the
     /// one retry policy, up to `CREATE_DEADLINE`.
+    ///
+    /// `send` is given how many tries so far were refused for what they
+    /// asked (the call did not happen; throttling aside), for calls whose
+    /// idempotency token must change after such a refusal.
     async fn create_once<T, S, SF, F, FF>(&self, operation: &'static str, send: S, find: F) -> CloudResult<T>
     where
-        S: Fn() -> SF,
+        S: Fn(u32) -> SF,
         SF: std::future::Future<Output = CloudResult<T>>,
         F: Fn() -> FF,
         FF: std::future::Future<Output = CloudResult<Option<T>>>,
     {
         let mut retry = Retry::new(CREATE_BACKOFF).deadline(CREATE_DEADLINE);
+        let mut refusals = 0;
         loop {
             self.count(operation);
-            let e = match send().await {
+            let e = match send(refusals).await {
                 Ok(made) => return Ok(made),
                 Err(e) if e.is_transient() => e,
                 Err(e) => return Err(e),
             };
             let looks = if e.may_have_happened() { 2 } else { 0 };
+            // Throttling refuses before anything is looked at; a refusal
+            // of the request itself (a profile EC2 does not see yet) is
+            // what EC2 may remember for its token.
+            if !e.may_have_happened() && !e.is_throttling() {
+                refusals += 1;
+            }
             if !retry.wait().await {
                 return Err(e);
             }
@@ -808,7 +819,7 @@ impl Cloud for AwsCloud {
         let id = self
             .create_once(
                 "CreateVpc",
-                || async {
+                |_| async {
                     let out = self
                         .ec2
                         .create_vpc()
@@ -876,7 +887,7 @@ impl Cloud for AwsCloud {
         let id = self
             .create_once(
                 "CreateInternetGateway",
-                || async {
+                |_| async {
                     let out = self
                         .ec2
                         .create_internet_gateway()
@@ -1197,11 +1208,23 @@ impl Cloud for AwsCloud {
         let id = self
             .create_once(
                 "RunInstances",
-                || async {
-                    let out = req.clone().customize().config_override(no_retries()).send().await.map_err(|e| err("RunInstances", e))?;
-                    let first = out.instances().first();
-                    *launched.lock().expect("launch lock") = first.and_then(|i| i.private_dns_name()).map(str::to_string);
-                    Ok(first.and_then(|i| i.instance_id()).unwrap_or_default().to_string())
+                |refusals| {
+                    let (req, launched) = (&req, &launched);
+                    async move {
+                        // After a definite refusal nothing was launched, and EC2
+                        // may answer a token it has seen fail with that failure
+                        // again: the next try gets a token of its own. After an
+                        // answer that may have been lost, the same token, so EC2
+                        // deduplicates (create_once looked for the instance first).
+                        let attempt = match refusals {
+                            0 => req.clone(),
+                            n => req.clone().client_token(format!("{}-{n}", r.client_token)),
+                        };
+                        let out = attempt.customize().config_override(no_retries()).send().await.map_err(|e| err("RunInstances", e))?;
+                        let first = out.instances().first();
+                        *launched.lock().expect("launch lock") = first.and_then(|i| i.private_dns_name()).map(str::to_string);
+                        Ok(first.and_then(|i| i.instance_id()).unwrap_or_default().to_string())
+                    }
                 },
                 || async {
                     let reservations: Vec<ec2t::Reservation> =

@@ -51,19 +51,36 @@ impl CloudError {
         )
     }
 
+    /// EC2 cannot run this instance type here now: no capacity in the
+    /// zone (on demand or spot), or the type is not offered in the
+    /// subnet's zone. Another type may run; the same one later may too.
+    /// (InsufficientInstanceCapacity covers spot too, with its own
+    /// message; InsufficientCapacity and InsufficientHostCapacity belong to
+    /// imports and Dedicated Hosts, which hybrid's launches never are.)
+    pub fn is_capacity(&self) -> bool {
+        matches!(self.code.as_str(), "InsufficientInstanceCapacity" | "Unsupported")
+    }
+
+    /// IAM's eventual consistency as EC2 shows it: a new instance profile
+    /// unknown to EC2 ("Invalid IAM Instance Profile name"), or known but
+    /// without the role just added to it ("has no associated IAM Roles"),
+    /// for tens of seconds (Terraform retries both for two minutes).
+    pub fn is_profile_not_ready(&self) -> bool {
+        self.code == "InvalidParameterValue"
+            && (self.message.contains("iamInstanceProfile") || self.message.contains("has no associated IAM Roles"))
+    }
+
+    /// AWS's throttling: the request was refused before it was looked at.
+    pub fn is_throttling(&self) -> bool {
+        matches!(self.code.as_str(), "RequestLimitExceeded" | "Throttling" | "ThrottlingException")
+    }
+
     /// Worth another attempt: throttling, a server-side failure, no answer,
     /// or an instance profile IAM has made but EC2 does not see yet (IAM is
     /// eventually consistent: a new profile can be refused for some
     /// seconds). Anything else (AccessDenied, a bad parameter) stays as it is.
-    /// EC2 cannot run this instance type here now: no capacity in the
-    /// zone (on demand or spot), or the type is not offered in the
-    /// subnet's zone. Another type may run; the same one later may too.
-    pub fn is_capacity(&self) -> bool {
-        matches!(self.code.as_str(), "InsufficientInstanceCapacity" | "InsufficientCapacity" | "Unsupported" | "InsufficientHostCapacity")
-    }
-
     pub fn is_transient(&self) -> bool {
-        (self.code == "InvalidParameterValue" && self.message.contains("iamInstanceProfile"))
+        self.is_profile_not_ready()
             || matches!(
                 self.code.as_str(),
                 NO_ANSWER
@@ -289,4 +306,26 @@ pub trait Cloud {
     /// that starts many (launches, a region sweep) keeps about this many
     /// going, and the client holds the rest back.
     fn parallelism(&self) -> usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CloudError;
+
+    /// The two ways EC2 refuses an instance profile IAM has not propagated
+    /// yet (messages as EC2 words them; Terraform's aws provider retries
+    /// the same two), and what is not one.
+    #[test]
+    fn a_profile_ec2_does_not_see_yet_is_transient_and_nothing_else_is() {
+        let e = |code: &str, message: &str| CloudError::new("RunInstances", code, message);
+        let unknown = e(
+            "InvalidParameterValue",
+            "Value (hybrid-x-wk) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name",
+        );
+        let roleless = e("InvalidParameterValue", "IAM Instance Profile \"arn:aws:iam::1:instance-profile/x\" has no associated IAM Roles");
+        assert!(unknown.is_transient() && roleless.is_transient());
+        assert!(!e("InvalidParameterValue", "Invalid value 'm9.huge' for InstanceType").is_transient());
+        assert!(e("RequestLimitExceeded", "").is_throttling() && !e("RequestLimitExceeded", "").may_have_happened());
+        assert!(e("Unsupported", "").is_capacity() && !e("InsufficientHostCapacity", "").is_capacity());
+    }
 }

@@ -175,6 +175,8 @@ pub async fn reconcile_nodes<'p, K: KubeApi>(
                     let Some(fresh) = api.get(&path).await? else { break };
                     node = fresh;
                 }
+                // Deleted since the list (a drain, a scale-down): nothing to do.
+                Err(e) if e.status == Some(404) => break,
                 Err(e) => return Err(e),
             }
         }
@@ -189,6 +191,17 @@ fn node_change(patch: &Value, pool: &Pool) -> String {
     } else {
         format!("labels and taints of pool {}", pool.name)
     }
+}
+
+/// Whether a node's kubelet still talks to the API server: its Ready
+/// condition is not Unknown (the node lifecycle controller sets Unknown
+/// when the kubelet stops posting) and it has no unreachable taint. A node
+/// that is NotReady (False) but answering still confirms its pods' end.
+pub fn node_answers(node: &Value) -> bool {
+    let conditions = node["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let unknown = conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
+    let unreachable = node["spec"]["taints"].as_array().is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"));
+    !unknown && !unreachable
 }
 
 /// Ready condition of a Node object: `(ready, last message)`.
@@ -505,13 +518,15 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
 /// answer 429 until they allow it), waits for them to go, and deletes the
 /// Node object. DaemonSet and mirror pods stay: they go with the node.
 ///
-/// A node that does not answer (its Ready condition not True) never
-/// confirms a pod's end, so its pods stay Terminating until the Node goes
-/// (kubectl drain's documentation says the same): the drain does not wait
-/// for those, as `kubectl drain --skip-wait-for-delete-timeout` lets one,
-/// and deleting the Node lets pod garbage collection remove them. When the
-/// node's instance is gone (`gone`: terminated by AWS or by hand), nothing
-/// of it runs any more, so its pods are deleted rather than evicted, as
+/// A node that does not answer (`node_answers`) never confirms a pod's
+/// end, so its pods stay Terminating until the Node goes (the Kubernetes
+/// docs' "Force Delete StatefulSet Pods" page; pod garbage collection,
+/// pkg/controller/podgc, then removes pods of a Node that no longer
+/// exists): the drain does not wait for those (kubectl's own
+/// `--skip-wait-for-delete-timeout` goes by the age of a deletion; this
+/// goes by the node), and deleting the Node lets them go. When the node's
+/// instance is gone (`gone`: terminated by AWS or by hand), nothing of it
+/// runs any more, so its pods are deleted rather than evicted, as
 /// `--disable-eviction` does: a disruption budget protects running
 /// replicas, and these are not.
 pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
@@ -525,7 +540,7 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Wait
     let start = Instant::now();
     let mut said_dead = false;
     loop {
-        let answering = api.get(&path).await?.is_some_and(|n| node_ready(&n).0);
+        let answering = !gone && api.get(&path).await?.is_some_and(|n| node_answers(&n));
         let pods: Vec<Value> = api
             .list("/api/v1/pods", None, Some(&format!("spec.nodeName={node}")))
             .await?
@@ -574,9 +589,7 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Wait
                 },
             });
         }
-        if !blocked.is_empty() || answering {
-            tokio::time::sleep(waits.poll).await;
-        }
+        tokio::time::sleep(waits.poll).await;
     }
     api.delete(&path).await?;
     progress.line(&format!("node {node}: drained and deleted"));
@@ -586,12 +599,15 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Wait
 /// Nodes hybrid looked after (they carry its managed-keys annotation)
 /// whose instance is no longer one of the cluster's: terminated by AWS (a
 /// spot interruption, a failed host) or by hand. Without a cloud
-/// controller nothing deletes such a Node; it stays NotReady with its pods
-/// Terminating.
+/// controller nothing deletes such a Node; it stays with its pods
+/// Terminating. Only a node that no longer answers counts: one whose
+/// kubelet still posts runs somewhere (an instance whose tags were edited
+/// is not in discovery, and its pods must not be deleted).
 pub fn orphan_nodes(nodes: &[Value], expected: &[Expected]) -> Vec<String> {
     nodes
         .iter()
         .filter(|n| !n["metadata"]["annotations"][MANAGED_ANNOTATION].is_null())
+        .filter(|n| !node_answers(n))
         .filter_map(|n| n["metadata"]["name"].as_str())
         .filter(|name| !expected.iter().any(|e| e.node_name == *name))
         .map(str::to_string)

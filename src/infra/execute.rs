@@ -517,17 +517,19 @@ async fn launch<C: Cloud>(
         }
     }
     let zone = cloud.subnet_zone(subnet).await.ok().flatten().unwrap_or_else(|| format!("the zone of {subnet}"));
-    let (_, last) = refused.pop().expect("a failed launch tried at least one type");
-    let types: Vec<&str> = d.instance_types().collect();
-    let hint = if types.len() == 1 {
+    let hint = if refused.len() == 1 {
         "list fallbacks in the pool's `instance_types` (tried in order), or run apply again later"
     } else {
         "add more types to the pool's `instance_types`, or run apply again later"
     };
+    // Each type with its own reason: "not offered here" and "no capacity
+    // now" call for different fixes.
+    let reasons: Vec<String> = refused.iter().map(|(t, e)| format!("{t}: {}: {}", e.code, e.message)).collect();
+    let (_, last) = refused.last().expect("a failed launch tried at least one type");
     Err(CloudError::new(
         "RunInstances",
-        last.code,
-        format!("no capacity for {} in {zone}{}: {}; {hint}", types.join(", then "), if d.spot { " (spot)" } else { "" }, last.message),
+        last.code.clone(),
+        format!("no type of the pool runs in {zone}{}; {}; {hint}", if d.spot { " (spot)" } else { "" }, reasons.join("; ")),
     ))
 }
 
@@ -621,7 +623,15 @@ async fn remove_network<C: Cloud>(cloud: &C, plan: &Plan, progress: &impl Progre
     const INSIDE: &[&str] = &["players_group", "security_group", "internet_gateway", "subnet", "instance_profile", "ssm_parameter"];
     let mut failed: Vec<String> =
         futures_util::future::join_all(doomed(INSIDE).map(|c| remove_one(cloud, c, progress))).await.into_iter().flatten().collect();
-    failed.extend(futures_util::future::join_all(doomed(&["vpc"]).map(|c| remove_one(cloud, c, progress))).await.into_iter().flatten());
+    if failed.is_empty() {
+        failed.extend(futures_util::future::join_all(doomed(&["vpc"]).map(|c| remove_one(cloud, c, progress))).await.into_iter().flatten());
+    } else {
+        // What could not go still holds the VPC: deleting it would only
+        // wait out DependencyViolation for nothing. Named, left for a rerun.
+        failed.extend(
+            doomed(&["vpc"]).map(|c| format!("vpc {}: not tried, something inside it is left", c.id.as_deref().unwrap_or(&c.name))),
+        );
+    }
     if failed.is_empty() { Ok(()) } else { Err(ExecError::Leftovers(failed)) }
 }
 
