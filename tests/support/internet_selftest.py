@@ -30,6 +30,11 @@ ACCEPT = ("application/vnd.oci.image.index.v1+json, application/vnd.docker.distr
           "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+# The instances this self-test starts keep their temporary folders in a
+# folder of its own (TMPDIR), so "nothing left behind" looks only at them:
+# other tests run their own loopback internets at the same time.
+OWN_TMP = tempfile.mkdtemp(prefix="hybrid-selftest-internet-")
+OWN_ENV = {**os.environ, "TMPDIR": OWN_TMP}
 CONFIG = {
     "missing": [
         "https://dl.k8s.io/v1.34.1/bin/windows/amd64/kubelet.exe",
@@ -117,7 +122,7 @@ def start(config):
     json.dump(config, cfg)
     cfg.close()
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, INTERNET, cfg.name], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, INTERNET, cfg.name], stdout=subprocess.PIPE, text=True, env=OWN_ENV)
     line = proc.stdout.readline()
     took = time.monotonic() - t0
     os.unlink(cfg.name)
@@ -144,7 +149,7 @@ def alive(pid):
 
 def main():
     global ENDPOINT
-    dirs_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "hybrid-internet-*")))
+    dirs_before = set(glob.glob(os.path.join(OWN_TMP, "hybrid-internet-*")))
     proc, ENDPOINT, took = start(CONFIG)
     kids = children(proc.pid)
     check(len(kids) == 2, "two docker-registry children (token-auth + seeding)", f"pids {sorted(kids)}")
@@ -301,23 +306,24 @@ def main():
     t0 = time.monotonic()
     rc = proc.wait(timeout=10)
     time.sleep(0.1)
-    left = set(glob.glob(os.path.join(tempfile.gettempdir(), "hybrid-internet-*"))) - dirs_before
+    left = set(glob.glob(os.path.join(OWN_TMP, "hybrid-internet-*"))) - dirs_before
     check(rc == 0 and not any(alive(k) for k in kids) and not left, "SIGTERM: exits, registries gone, temp dir removed",
           f"{time.monotonic() - t0:.2f} s")
 
     # -- shutdown: parent dies
     launcher = subprocess.run([sys.executable, "-c",
                                "import subprocess, sys; p = subprocess.Popen([sys.executable, sys.argv[1]], stdout=subprocess.PIPE, text=True);"
-                               " p.stdout.readline(); print(p.pid)", INTERNET], capture_output=True, text=True, timeout=30)
+                               " p.stdout.readline(); print(p.pid)", INTERNET], capture_output=True, text=True, timeout=30, env=OWN_ENV)
     orphan = int(launcher.stdout)
     orphan_kids = children(orphan)
     t0 = time.monotonic()
     while alive(orphan) and time.monotonic() - t0 < 5:
         time.sleep(0.05)
     time.sleep(0.2)
-    left = set(glob.glob(os.path.join(tempfile.gettempdir(), "hybrid-internet-*"))) - dirs_before
+    left = set(glob.glob(os.path.join(OWN_TMP, "hybrid-internet-*"))) - dirs_before
     check(not alive(orphan) and not any(alive(k) for k in orphan_kids) and not left,
           "parent died: exits, registries gone, temp dir removed", f"{time.monotonic() - t0:.2f} s")
+    os.rmdir(OWN_TMP)
     print(f"all checks passed; startup {took:.3f} s")
 
 
