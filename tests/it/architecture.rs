@@ -130,7 +130,6 @@ fn trait_driven_stages_do_io_only_through_the_traits() {
 #[test]
 fn the_purity_check_can_fail() {
     let dir = crate::util::scratch("arch");
-    fs::create_dir_all(&dir).unwrap();
     let sneaky = dir.join("sneaky.rs");
     fs::write(&sneaky, "fn f() { let _ = std::fs::read(\"x\"); }\n#[cfg(test)]\nmod t { fn g() { println!(); } }\n").unwrap();
     let found = offences(&[sneaky], FORBIDDEN, &[]);

@@ -384,11 +384,9 @@ fn an_interrupted_apply_exits_130_releases_its_lock_and_converges_on_rerun() {
     let (_c, file) = small("sigint", 2);
     let child = hybrid_command(&proxy.url, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]).spawn().unwrap();
     // Wait until the run holds the lock and has started creating things.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !proxy.log().iter().any(|(op, _)| op == "CreateSubnet") {
-        assert!(std::time::Instant::now() < deadline, "the apply never got to CreateSubnet");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    crate::util::wait_for("the apply gets to CreateSubnet", std::time::Duration::from_secs(30), || {
+        proxy.log().iter().any(|(op, _)| op == "CreateSubnet")
+    });
     let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(sent.success());
     let out = child.wait_with_output().unwrap();

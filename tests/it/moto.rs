@@ -197,13 +197,11 @@ impl FaultProxy {
     /// A rule firing on `times` requests of `op` whose body contains
     /// `matching`, from the `nth` such request on.
     pub fn add_repeated(&self, rule: &Rule<'_>, matching: &str, times: u32) {
-        let list = serde_json::json!([{ "op": rule.op, "nth": rule.nth, "match": matching, "times": times, "fault": rule.fault }]);
-        http(&self.url, "POST", "/_proxy/rules", &list.to_string());
+        self.add(serde_json::json!({ "op": rule.op, "nth": rule.nth, "match": matching, "times": times, "fault": rule.fault }));
     }
 
     pub fn add_always(&self, rule: &Always<'_>) {
-        let list = serde_json::json!([{ "op": rule.op, "match": rule.matching, "always": true, "fault": rule.fault }]);
-        http(&self.url, "POST", "/_proxy/rules", &list.to_string());
+        self.add(serde_json::json!({ "op": rule.op, "match": rule.matching, "always": true, "fault": rule.fault }));
     }
 
     /// Adds one rule as the proxy takes it (see fault_proxy.py: op, fault

@@ -11,7 +11,6 @@ use rand::rngs::StdRng;
 
 fn openssl_ca_hash(cert_pem: &str) -> String {
     let dir = crate::util::scratch("pki");
-    fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ca.crt");
     fs::write(&path, cert_pem).unwrap();
     let out = Command::new("sh")
@@ -38,7 +37,6 @@ fn generated_ca_is_a_ca_openssl_accepts() {
     let now = SystemTime::now();
     let s = ClusterSecrets::generate(&mut StdRng::seed_from_u64(9), now).unwrap();
     let dir = crate::util::scratch("pki-ca");
-    fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("ca.crt"), &s.ca_cert_pem).unwrap();
     let out = Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(dir.join("ca.crt")).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -66,7 +64,6 @@ fn the_ca_is_valid_on_a_control_plane_whose_clock_is_behind() {
     let now = SystemTime::now();
     let s = ClusterSecrets::generate(&mut StdRng::seed_from_u64(11), now).unwrap();
     let dir = crate::util::scratch("pki-skew");
-    fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("ca.crt"), &s.ca_cert_pem).unwrap();
     let verify_at = |t: SystemTime| {
         let epoch = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs().to_string();

@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::Filter;
 
 use crate::ec2::{Cluster, instance_slots};
 use crate::moto::{Always, FaultProxy, Moto, Rule, aws_clients, hybrid_command};
-use crate::util::{root, text};
+use crate::util::{root, text, wait_for};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -139,11 +139,7 @@ fn a_working_run_renews_its_lock() {
     let f = file.to_str().unwrap();
     let mut first = hybrid_command(&slow.url, &["apply", f, "--yes", "--ec2-only", "--lock-ttl", "3s"]).spawn().unwrap();
     // Wait until it holds the lock, then past its first TTL.
-    let start = Instant::now();
-    while lock_epochs(&moto.url, "lock-renew").is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the first apply never took the lock");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for("the first apply takes the lock", Duration::from_secs(30), || !lock_epochs(&moto.url, "lock-renew").is_empty());
     std::thread::sleep(Duration::from_secs(5));
     assert!(first.try_wait().unwrap().is_none(), "the first apply should still be working");
     // One node more, so that the second has work (and needs the lock)
@@ -172,11 +168,7 @@ fn a_rolling_replacement_stops_when_its_lock_is_taken_over() {
     let slow = FaultProxy::with_latency(&moto.url, 1, 0.0, 0.2);
     let mut child = hybrid_command(&slow.url, &["apply", f, "--yes", "--ec2-only"]).spawn().unwrap();
     // Once the first replacement is launched, another run takes the lock.
-    let start = Instant::now();
-    while !slow.log().iter().any(|(op, _)| op == "RunInstances") {
-        assert!(start.elapsed() < Duration::from_secs(60), "no replacement started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("a replacement starts", Duration::from_secs(60), || slow.log().iter().any(|(op, _)| op == "RunInstances"));
     let epoch: u64 = lock_epochs(&moto.url, "lock-batches").last().and_then(|e| e.rsplit('/').next()?.parse().ok()).unwrap();
     let value = serde_json::json!({ "owner": "other@elsewhere pid 1", "run_id": "other-1", "created": "2026-12-06T00:00:00Z", "expires": "2999-01-01T00:00:00Z" });
     put_lock(&moto.url, "lock-batches", epoch + 1, &value.to_string());

@@ -288,7 +288,6 @@ fn versions_lists_what_each_node_installs() {
 #[test]
 fn non_text_and_endless_input_are_refused_with_a_position() {
     let dir = crate::util::scratch("bytes");
-    fs::create_dir_all(&dir).unwrap();
     let latin1 = dir.join("latin1.toml");
     fs::write(&latin1, b"[cluster]\nname = \"caf\xe9\"\n").unwrap();
     let out = hybrid(&["validate", latin1.to_str().unwrap()]);

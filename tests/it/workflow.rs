@@ -156,7 +156,6 @@ fn set_flags_are_checked_like_the_file_and_named_in_errors() {
 fn a_saved_plan_is_carried_out_exactly_or_refused_with_what_moved() {
     let moto = Moto::start();
     let dir = crate::util::scratch("saved");
-    std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("cluster.toml");
     std::fs::copy("clusters/dev.toml", &file).unwrap();
     let f = file.to_str().unwrap();

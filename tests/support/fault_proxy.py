@@ -81,19 +81,17 @@ rules = []  # dicts: op, nth, fault, pid_file, seen
 log = []
 in_flight = {"now": 0, "max": 0}
 
-EC2_THROTTLE = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>'
-                b'<Message>Request limit exceeded.</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>')
-EC2_INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>InternalError</Code>'
-                b'<Message>An internal error has occurred.</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>')
-
-EC2_NO_CAPACITY = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>InsufficientInstanceCapacity</Code>'
-                   b'<Message>We currently do not have sufficient capacity in the Availability Zone you requested.</Message>'
-                   b'</Error></Errors><RequestID>fault-proxy</RequestID></Response>')
-
 
 def ec2_error(code, message):
     return (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
             f'<Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>').encode()
+
+
+EC2_THROTTLE = ec2_error("RequestLimitExceeded", "Request limit exceeded.")
+EC2_INTERNAL = ec2_error("InternalError", "An internal error has occurred.")
+EC2_NO_CAPACITY = ec2_error("InsufficientInstanceCapacity",
+                            "We currently do not have sufficient capacity in the Availability Zone you requested.")
+EC2_DENIED = ec2_error("UnauthorizedOperation", "You are not authorized to perform this operation.")
 
 
 EC2_ERRORS = {
@@ -107,10 +105,6 @@ EC2_ERRORS = {
 # The item sets of the Describe answers hybrid reads, for the `empty` fault.
 ITEM_SETS = re.compile(rb"<(reservationSet|vpcSet|subnetSet|internetGatewaySet|securityGroupInfo|routeTableSet|imagesSet)>.*?</\1>", re.S)
 
-
-EC2_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>UnauthorizedOperation</Code>'
-              b'<Message>You are not authorized to perform this operation.</Message>'
-              b'</Error></Errors><RequestID>fault-proxy</RequestID></Response>')
 
 
 def operation(headers, body):
