@@ -1,10 +1,16 @@
-//! The Kubernetes API as plain JSON over paths, on the `kube` crate's client
-//! (TLS, client-certificate auth, kubeconfig parsing). hybrid's objects are
-//! few and of many kinds, including CRDs whose API group differs between
-//! clusters (Calico), so raw paths and `serde_json::Value` beat generated
-//! types here. hybrid's own objects are written by server-side apply
-//! (field manager `hybrid`), so it owns exactly the fields it sets; nodes'
-//! labels and taints by merge patch.
+//! The Kubernetes API on the `kube` crate's client (TLS, client-certificate
+//! and exec auth, kubeconfig parsing, 429/5xx retries). Built-in kinds are
+//! `k8s-openapi` types at both ends: `cluster::objects` builds them typed,
+//! and `get_of`/`list_of` read them typed, the path coming from the type.
+//! Underneath, one small trait of JSON calls on paths remains, for three
+//! reasons kube's typed `Api<K>` cannot serve: Calico's kinds have no
+//! types and their API group differs between clusters (`CalicoApi`); the
+//! converge logic compares a dry-run apply with the stored object field
+//! by field, which is JSON either way; and the trait is what the unit
+//! tests' in-memory fakes implement. Lists are kube's own `Request::list`
+//! (selectors, `limit`, `continue`) followed page by page. hybrid's
+//! objects are written by server-side apply (field manager `hybrid`), so it
+//! owns exactly the fields it sets; nodes' labels and taints by merge patch.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -51,6 +57,44 @@ pub trait KubeApi {
     /// Writes made so far (create, patch, delete, evict; dry runs are not
     /// writes), for --api-stats.
     fn writes(&self) -> u64;
+
+    /// A built-in object read as its `k8s-openapi` type (the path comes
+    /// from the type), or `None` on 404.
+    async fn get_of<T: BuiltIn>(&self, namespace: Option<&str>, name: &str) -> KubeResult<Option<T>>
+    where
+        Self: Sized,
+    {
+        let path = format!("{}/{name}", T::url_path(&(), namespace));
+        self.get(&path).await?.map(|v| typed_from(v, "GET", &path)).transpose()
+    }
+
+    /// Built-in objects of one kind (in `namespace`, or all) as their type.
+    async fn list_of<T: BuiltIn>(
+        &self,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+    ) -> KubeResult<Vec<T>>
+    where
+        Self: Sized,
+    {
+        let path = T::url_path(&(), namespace);
+        self.list(&path, label_selector, field_selector).await?.into_iter().map(|v| typed_from(v, "GET", &path)).collect()
+    }
+}
+
+/// A built-in kind hybrid reads typed: a `k8s-openapi` type.
+pub trait BuiltIn: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned {}
+impl<T: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned> BuiltIn for T {}
+
+/// An answer as its type; one that does not fit is the server's error.
+fn typed_from<T: BuiltIn>(v: Value, method: &'static str, path: &str) -> KubeResult<T> {
+    serde_json::from_value(v).map_err(|e| KubeError {
+        method,
+        path: path.to_string(),
+        status: None,
+        message: format!("the answer is not a {}: {e}", T::kind(&())),
+    })
 }
 
 /// Whether `host` is exempt from the proxy by a `NO_PROXY` list, as curl
@@ -154,6 +198,17 @@ impl KubeClient {
             None => Vec::new(),
         };
         let req = req.body(bytes).map_err(|e| KubeError { method, path: path.into(), status: None, message: e.to_string() })?;
+        self.call(client, method, path, req).await
+    }
+
+    /// Sends a built request; `method` and `path` name it in errors.
+    async fn call(
+        &self,
+        client: &kube::Client,
+        method: &'static str,
+        path: &str,
+        req: http::Request<Vec<u8>>,
+    ) -> KubeResult<Option<Value>> {
         match client.request::<Value>(req).await {
             Ok(v) => Ok(Some(v)),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
@@ -165,35 +220,43 @@ impl KubeClient {
     }
 }
 
-fn with_query(path: &str, label_selector: Option<&str>, field_selector: Option<&str>) -> String {
-    let mut q = Vec::new();
-    if let Some(l) = label_selector {
-        q.push(format!("labelSelector={}", encode(l)));
-    }
-    if let Some(f) = field_selector {
-        q.push(format!("fieldSelector={}", encode(f)));
-    }
-    if q.is_empty() { path.to_string() } else { format!("{path}?{}", q.join("&")) }
-}
-
-/// Percent-encodes a query value (selectors contain `=`, `,` and `!`).
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// How many items one page of a list asks for: big enough that a cluster
+/// of hybrid's size lists in one round trip, small enough to bound one
+/// answer (kubectl asks for 500 too).
+const PAGE: u32 = 500;
 
 impl KubeApi for KubeClient {
     async fn get(&self, path: &str) -> KubeResult<Option<Value>> {
         self.send("GET", path, None).await
     }
 
+    /// Every page: the query (selectors, limit, continue) is kube's own
+    /// `Request::list`, and a server may end a page early at any size.
     async fn list(&self, path: &str, label_selector: Option<&str>, field_selector: Option<&str>) -> KubeResult<Vec<Value>> {
-        let list = self.send("GET", &with_query(path, label_selector, field_selector), None).await?;
-        Ok(list.and_then(|l| l.get("items").and_then(Value::as_array).cloned()).unwrap_or_default())
+        let mut params = kube::api::ListParams {
+            label_selector: label_selector.map(str::to_string),
+            field_selector: field_selector.map(str::to_string),
+            limit: Some(PAGE),
+            ..Default::default()
+        };
+        let mut items = Vec::new();
+        loop {
+            let req = kube::core::Request::new(path).list(&params).map_err(|e| KubeError {
+                method: "GET",
+                path: path.into(),
+                status: None,
+                message: e.to_string(),
+            })?;
+            self.count("GET");
+            tracing::debug!(target: "hybrid::kube", "GET {}", req.uri());
+            let Some(mut page) = self.call(&self.client, "GET", path, req).await? else { break };
+            items.extend(page["items"].as_array_mut().map(std::mem::take).unwrap_or_default());
+            match page["metadata"]["continue"].as_str().filter(|c| !c.is_empty()) {
+                Some(token) => params.continue_token = Some(token.to_string()),
+                None => break,
+            }
+        }
+        Ok(items)
     }
 
     async fn create(&self, collection: &str, body: &Value) -> KubeResult<Value> {
@@ -236,11 +299,15 @@ impl KubeApi for KubeClient {
 
     async fn evict(&self, namespace: &str, pod: &str) -> KubeResult<bool> {
         let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction");
-        let body = serde_json::json!({
-            "apiVersion": "policy/v1",
-            "kind": "Eviction",
-            "metadata": { "name": pod, "namespace": namespace },
-        });
+        let eviction = k8s_openapi::api::policy::v1::Eviction {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(pod.to_string()),
+                namespace: Some(namespace.to_string()),
+                ..Default::default()
+            },
+            delete_options: None,
+        };
+        let body = serde_json::to_value(&eviction).expect("an Eviction serializes");
         match self.send_with(&self.no_retry, "POST", &path, Some(("application/json", &body))).await {
             Ok(_) => Ok(true),
             Err(e) if e.status == Some(429) => Ok(false),
@@ -275,16 +342,5 @@ mod tests {
         assert!(!bypasses_proxy("10.255.255.1", "127.0.0.1"), "the proxy's address is not the server's");
         assert!(!bypasses_proxy("", "127.0.0.1"));
         assert!(!bypasses_proxy("xample.com", "example.com"));
-    }
-
-    use super::*;
-
-    #[test]
-    fn selectors_are_percent_encoded() {
-        assert_eq!(
-            with_query("/api/v1/pods", Some("a=b,c!=d"), Some("spec.nodeName=ip-10-0-0-5")),
-            "/api/v1/pods?labelSelector=a%3Db%2Cc%21%3Dd&fieldSelector=spec.nodeName%3Dip-10-0-0-5"
-        );
-        assert_eq!(with_query("/api/v1/nodes", None, None), "/api/v1/nodes");
     }
 }

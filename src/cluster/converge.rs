@@ -3,12 +3,15 @@
 //! it would change (or it is missing), so a second run writes nothing even
 //! though the API server defaults fields and controllers write back.
 
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::ResourceExt;
 use serde_json::Value;
 
 use crate::adapters::kube::{FIELD_MANAGER, KubeApi, KubeResult};
 use crate::cluster::objects::{
-    ACCESS_LABEL, CLUSTER_ROLE_BINDINGS, CORDONED_ANNOTATION, KubeObject, MANAGED_ANNOTATION, OBSOLETE, PRUNED_BINDINGS, ROLE_BINDINGS,
-    node_patch, node_proxier_binding, unchanged,
+    ACCESS_LABEL, CLUSTER_ROLE_BINDINGS, CORDONED_ANNOTATION, KubeObject, MANAGED_ANNOTATION, OBSOLETE, PRUNED_BINDINGS, node_patch,
+    node_proxier_binding, unchanged,
 };
 use crate::model::Pool;
 use crate::progress::{Event, NodeStage, Progress};
@@ -101,16 +104,16 @@ async fn stale<K: KubeApi>(api: &K, desired: &[KubeObject]) -> KubeResult<Vec<(S
     }
     let wanted: std::collections::BTreeSet<String> = desired.iter().map(KubeObject::path).collect();
     // Editors' RoleBindings, in whichever namespaces they are.
-    for b in api.list(ROLE_BINDINGS, Some(&format!("{ACCESS_LABEL}=true")), None).await? {
-        let (ns, name) = (b["metadata"]["namespace"].as_str().unwrap_or_default(), b["metadata"]["name"].as_str().unwrap_or_default());
-        let path = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/{name}");
+    for b in api.list_of::<RoleBinding>(None, Some(&format!("{ACCESS_LABEL}=true")), None).await? {
+        let (ns, name) = (b.namespace().unwrap_or_default(), b.name_any());
+        let path = format!("{}/{name}", <RoleBinding as kube::Resource>::url_path(&(), Some(&ns)));
         if !wanted.contains(&path) {
             out.push((path, format!("RoleBinding/{name} in {ns}")));
         }
     }
     for label in PRUNED_BINDINGS {
-        for b in api.list(CLUSTER_ROLE_BINDINGS, Some(&format!("{label}=true")), None).await? {
-            let name = b["metadata"]["name"].as_str().unwrap_or_default();
+        for b in api.list_of::<ClusterRoleBinding>(None, Some(&format!("{label}=true")), None).await? {
+            let name = b.name_any();
             let path = format!("{CLUSTER_ROLE_BINDINGS}/{name}");
             if !wanted.contains(&path) {
                 out.push((path, format!("ClusterRoleBinding/{name}")));
@@ -122,12 +125,7 @@ async fn stale<K: KubeApi>(api: &K, desired: &[KubeObject]) -> KubeResult<Vec<(S
 
 /// The names of the namespaces that exist.
 pub async fn namespaces<K: KubeApi>(api: &K) -> KubeResult<Vec<String>> {
-    Ok(api
-        .list("/api/v1/namespaces", None, None)
-        .await?
-        .iter()
-        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
-        .collect())
+    Ok(api.list_of::<Namespace>(None, None, None).await?.iter().map(ResourceExt::name_any).collect())
 }
 
 /// Deletes what `stale` finds.
@@ -156,15 +154,15 @@ pub async fn reconcile_nodes<'p, K: KubeApi>(
 ) -> KubeResult<usize> {
     const TRIES: usize = 5;
     let mut changed = 0;
-    for listed in api.list("/api/v1/nodes", None, None).await? {
-        let name = listed["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    for listed in api.list_of::<Node>(None, None, None).await? {
+        let name = listed.name_any();
         let Some(pool) = pool_of(&name) else { continue };
         let path = format!("/api/v1/nodes/{name}");
         let mut node = listed;
         for attempt in 1..=TRIES {
             let Some(mut patch) = node_patch(&node, pool) else { break };
             let what = node_change(&patch, pool);
-            patch["metadata"]["resourceVersion"] = node["metadata"]["resourceVersion"].clone();
+            patch["metadata"]["resourceVersion"] = serde_json::json!(node.metadata.resource_version);
             match api.merge_patch(&path, &patch).await {
                 Ok(_) => {
                     progress.line(&format!("node {name}: {what} applied"));
@@ -172,7 +170,7 @@ pub async fn reconcile_nodes<'p, K: KubeApi>(
                     break;
                 }
                 Err(e) if e.status == Some(409) && attempt < TRIES => {
-                    let Some(fresh) = api.get(&path).await? else { break };
+                    let Some(fresh) = api.get_of::<Node>(None, &name).await? else { break };
                     node = fresh;
                 }
                 // Deleted since the list (a drain, a scale-down): nothing to do.
@@ -197,20 +195,24 @@ fn node_change(patch: &Value, pool: &Pool) -> String {
 /// condition is not Unknown (the node lifecycle controller sets Unknown
 /// when the kubelet stops posting) and it has no unreachable taint. A node
 /// that is NotReady (False) but answering still confirms its pods' end.
-pub fn node_answers(node: &Value) -> bool {
-    let conditions = node["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let unknown = conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
-    let unreachable = node["spec"]["taints"].as_array().is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"));
+pub fn node_answers(node: &Node) -> bool {
+    let unknown = ready_condition(node).is_some_and(|c| c.status == "Unknown");
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    let unreachable = taints.iter().any(|t| t.key == "node.kubernetes.io/unreachable");
     !unknown && !unreachable
 }
 
 /// Ready condition of a Node object: `(ready, last message)`.
-pub fn node_ready(node: &Value) -> (bool, String) {
-    let conditions = node["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    match conditions.iter().find(|c| c["type"] == "Ready") {
-        Some(c) => (c["status"] == "True", c["message"].as_str().unwrap_or("").to_string()),
+pub fn node_ready(node: &Node) -> (bool, String) {
+    match ready_condition(node) {
+        Some(c) => (c.status == "True", c.message.clone().unwrap_or_default()),
         None => (false, "no Ready condition yet".into()),
     }
+}
+
+/// A Node's `Ready` condition, once its kubelet has posted one.
+pub fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeCondition> {
+    node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
 }
 
 // =^..^= the cluster phase of apply: API, objects, token, nodes =^..^=
@@ -395,18 +397,14 @@ pub async fn converge_cluster_objects<K: KubeApi>(
 /// described `hybrid: …`), as (Secret path, token id): none outlives the
 /// joins it was made for.
 async fn hybrid_tokens<K: KubeApi>(api: &K) -> KubeResult<Vec<(String, String)>> {
-    use base64::Engine;
-    let secrets = api.list("/api/v1/namespaces/kube-system/secrets", None, None).await?;
+    let secrets = api.list_of::<Secret>(Some("kube-system"), None, None).await?;
     Ok(secrets
         .iter()
-        .filter(|s| s["type"] == "bootstrap.kubernetes.io/token")
-        .filter(|s| {
-            let description = s["data"]["description"].as_str().and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok());
-            description.is_some_and(|d| d.starts_with(b"hybrid:"))
-        })
-        .filter_map(|s| {
-            let name = s["metadata"]["name"].as_str()?;
-            Some((format!("/api/v1/namespaces/kube-system/secrets/{name}"), name.trim_start_matches("bootstrap-token-").to_string()))
+        .filter(|s| s.type_.as_deref() == Some("bootstrap.kubernetes.io/token"))
+        .filter(|s| s.data.as_ref().and_then(|d| d.get("description")).is_some_and(|d| d.0.starts_with(b"hybrid:")))
+        .map(|s| {
+            let name = s.name_any();
+            (format!("/api/v1/namespaces/kube-system/secrets/{name}"), name.trim_start_matches("bootstrap-token-").to_string())
         })
         .collect())
 }
@@ -437,12 +435,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
     // running before this apply.
     let mut described: std::collections::BTreeSet<String> = expected.iter().filter(|e| e.running).map(|e| e.instance_id.clone()).collect();
     loop {
-        let nodes: BTreeMap<String, Value> = api
-            .list("/api/v1/nodes", None, None)
-            .await?
-            .into_iter()
-            .filter_map(|n| Some((n["metadata"]["name"].as_str()?.to_string(), n)))
-            .collect();
+        let nodes: BTreeMap<String, Node> = api.list_of::<Node>(None, None, None).await?.into_iter().map(|n| (n.name_any(), n)).collect();
         let mut pending = Vec::new();
         for e in expected {
             let state = nodes.get(&e.node_name).map(node_ready);
@@ -531,7 +524,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
 /// replicas, and these are not.
 pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
     let path = format!("/api/v1/nodes/{node}");
-    if api.get(&path).await?.is_none() {
+    if api.get_of::<Node>(None, node).await?.is_none() {
         return Ok(());
     }
     let cordon = serde_json::json!({ "metadata": { "annotations": { CORDONED_ANNOTATION: "true" } }, "spec": { "unschedulable": true } });
@@ -540,18 +533,18 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Wait
     let start = Instant::now();
     let mut said_dead = false;
     loop {
-        let answering = !gone && api.get(&path).await?.is_some_and(|n| node_answers(&n));
-        let pods: Vec<Value> = api
-            .list("/api/v1/pods", None, Some(&format!("spec.nodeName={node}")))
+        let answering = !gone && api.get_of::<Node>(None, node).await?.is_some_and(|n| node_answers(&n));
+        let pods: Vec<Pod> = api
+            .list_of::<Pod>(None, None, Some(&format!("spec.nodeName={node}")))
             .await?
             .into_iter()
             .filter(|p| {
-                let owned_by_ds = p["metadata"]["ownerReferences"].as_array().is_some_and(|o| o.iter().any(|r| r["kind"] == "DaemonSet"));
-                let mirror = !p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_null();
+                let owned_by_ds = p.owner_references().iter().any(|r| r.kind == "DaemonSet");
+                let mirror = p.annotations().contains_key("kubernetes.io/config.mirror");
                 !owned_by_ds && !mirror
             })
             .collect();
-        let (terminating, running): (Vec<&Value>, Vec<&Value>) = pods.iter().partition(|p| !p["metadata"]["deletionTimestamp"].is_null());
+        let (terminating, running): (Vec<&Pod>, Vec<&Pod>) = pods.iter().partition(|p| p.metadata.deletion_timestamp.is_some());
         if !answering && !terminating.is_empty() && !said_dead {
             said_dead = true;
             progress.line(&format!(
@@ -568,7 +561,8 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Wait
         // Evicted pods terminate over their grace period: wait for them,
         // evict only the others.
         for p in &running {
-            let (ns, name) = (p["metadata"]["namespace"].as_str().unwrap_or("default"), p["metadata"]["name"].as_str().unwrap_or_default());
+            let (ns, name) = (p.namespace().unwrap_or_else(|| "default".into()), p.name_any());
+            let (ns, name) = (ns.as_str(), name.as_str());
             if gone {
                 api.delete(&format!("/api/v1/namespaces/{ns}/pods/{name}")).await?;
                 progress.line(&format!("node {node}: deleted {ns}/{name} (its instance is gone: nothing to evict it from)"));
@@ -603,14 +597,13 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Wait
 /// Terminating. Only a node that no longer answers counts: one whose
 /// kubelet still posts runs somewhere (an instance whose tags were edited
 /// is not in discovery, and its pods must not be deleted).
-pub fn orphan_nodes(nodes: &[Value], expected: &[Expected]) -> Vec<String> {
+pub fn orphan_nodes(nodes: &[Node], expected: &[Expected]) -> Vec<String> {
     nodes
         .iter()
-        .filter(|n| !n["metadata"]["annotations"][MANAGED_ANNOTATION].is_null())
+        .filter(|n| n.annotations().contains_key(MANAGED_ANNOTATION))
         .filter(|n| !node_answers(n))
-        .filter_map(|n| n["metadata"]["name"].as_str())
+        .map(ResourceExt::name_any)
         .filter(|name| !expected.iter().any(|e| e.node_name == *name))
-        .map(str::to_string)
         .collect()
 }
 
@@ -622,7 +615,7 @@ pub async fn remove_orphan_nodes<K: KubeApi>(
     waits: Waits,
     progress: &impl Progress,
 ) -> Result<usize, ConvergeError> {
-    let orphans = orphan_nodes(&api.list("/api/v1/nodes", None, None).await?, expected);
+    let orphans = orphan_nodes(&api.list_of::<Node>(None, None, None).await?, expected);
     for node in &orphans {
         drain_node(api, node, true, waits, progress).await?;
     }
@@ -702,13 +695,13 @@ pub async fn pending_changes<K: KubeApi>(
         }
     }
     out.extend(stale(api, objects).await?.into_iter().map(|(_, what)| ("-", what)));
-    let nodes = api.list("/api/v1/nodes", None, None).await?;
+    let nodes = api.list_of::<Node>(None, None, None).await?;
     for orphan in orphan_nodes(&nodes, expected) {
         out.push(("-", format!("Node/{orphan} (its instance is gone: drained without waiting, then deleted)")));
     }
     for node in nodes {
-        let name = node["metadata"]["name"].as_str().unwrap_or_default();
-        if let Some(pool) = pools.get(name)
+        let name = node.name_any();
+        if let Some(pool) = pools.get(&name)
             && let Some(patch) = node_patch(&node, pool)
         {
             out.push(("~", format!("Node/{name} ({})", node_change(&patch, pool))));

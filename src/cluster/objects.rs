@@ -1,6 +1,13 @@
 //! The Kubernetes side of the desired state: the objects that make Windows
-//! nodes work (WINDOWS-NOTES §3–5, §7), as plain JSON, and the pure rules for
-//! reconciling them. Pure: the caller reads what exists and writes changes.
+//! nodes work (WINDOWS-NOTES §3–5, §7), and the pure rules for reconciling
+//! them. Pure: the caller reads what exists and writes changes.
+//!
+//! Built-in kinds (ConfigMap, Secret, RuntimeClass, Role and the bindings,
+//! Node taints) are built as `k8s-openapi` types, so a misspelled field or
+//! kind fails the build and the collection path comes from the type. Calico's
+//! and the operator's kinds have no such types (their group even differs
+//! between clusters, `CalicoApi`) and stay JSON. Either way an object leaves
+//! here as JSON, the one form the API adapter sends and compares.
 //!
 //! Every object is written by server-side apply (field manager `hybrid`), so
 //! hybrid owns exactly the fields it sets: what the API server defaults and
@@ -9,6 +16,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Taint as K8sTaint, Toleration};
+use k8s_openapi::api::node::v1::{RuntimeClass, Scheduling};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
 use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint, WindowsVersion};
@@ -61,6 +72,48 @@ impl KubeObject {
     }
 }
 
+/// A built-in object from its `k8s-openapi` type: apiVersion, kind and the
+/// collection path come from the type (kube's `Resource::url_path`).
+fn typed<K>(object: &K) -> KubeObject
+where
+    K: kube::Resource<DynamicType = ()> + serde::Serialize,
+{
+    let meta = object.meta();
+    KubeObject {
+        collection: K::url_path(&(), meta.namespace.as_deref()),
+        name: meta.name.clone().unwrap_or_default(),
+        body: serde_json::to_value(object).expect("a k8s-openapi object serializes"),
+        force: true,
+    }
+}
+
+/// The metadata hybrid sets: a name, maybe a namespace, maybe one marker label.
+fn metadata(namespace: Option<&str>, name: &str, label: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        labels: label.map(|l| BTreeMap::from([(l.to_string(), "true".to_string())])),
+        ..ObjectMeta::default()
+    }
+}
+
+fn role_ref(kind: &str, name: &str) -> RoleRef {
+    RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: kind.into(), name: name.into() }
+}
+
+fn subject(kind: &str, name: &str) -> Subject {
+    Subject { api_group: Some("rbac.authorization.k8s.io".into()), kind: kind.into(), name: name.into(), namespace: None }
+}
+
+fn config_map(namespace: &str, name: &str, data: &[(&str, String)]) -> KubeObject {
+    typed(&ConfigMap {
+        metadata: metadata(Some(namespace), name, None),
+        data: Some(data.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
+        ..ConfigMap::default()
+    })
+}
+
+/// A custom resource (Calico's, the operator's): JSON, as no type exists.
 fn object(collection: &str, api_version: &str, kind: &str, namespace: Option<&str>, name: &str, rest: Value) -> KubeObject {
     let mut body = json!({ "apiVersion": api_version, "kind": kind, "metadata": { "name": name } });
     if let Some(ns) = namespace {
@@ -152,8 +205,6 @@ pub const PRUNED_BINDINGS: &[&str] = &[NODE_PROXIER_LABEL, ACCESS_LABEL];
 pub const AUTHENTICATOR_USER: &str = "hybrid:aws-iam-authenticator";
 
 pub const CLUSTER_ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
-/// RoleBindings of every namespace (a list across namespaces).
-pub const ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/rolebindings";
 
 /// What one Windows node's host services may read beyond what the Node
 /// authorizer grants it. flanneld and kube-proxy run outside pods with the
@@ -165,19 +216,11 @@ pub const ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/rolebindings
 /// flannel-windows.json, "rbac", with the sources). Bound to each Windows
 /// node by name, not to the group `system:nodes`: Linux nodes need none of it.
 pub fn node_proxier_binding(node: &str) -> KubeObject {
-    let mut binding = object(
-        CLUSTER_ROLE_BINDINGS,
-        "rbac.authorization.k8s.io/v1",
-        "ClusterRoleBinding",
-        None,
-        &format!("hybrid:node-proxier:{node}"),
-        json!({
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-proxier" },
-            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": format!("system:node:{node}") }],
-        }),
-    );
-    binding.body["metadata"]["labels"] = json!({ NODE_PROXIER_LABEL: "true" });
-    binding
+    typed(&ClusterRoleBinding {
+        metadata: metadata(None, &format!("hybrid:node-proxier:{node}"), Some(NODE_PROXIER_LABEL)),
+        role_ref: role_ref("ClusterRole", "system:node-proxier"),
+        subjects: Some(vec![subject("User", &format!("system:node:{node}"))]),
+    })
 }
 
 /// Namespaces that run the cluster itself: editors are not bound there.
@@ -218,33 +261,15 @@ pub fn access_objects(access: &crate::model::access::Access, namespaces: &[Strin
         }
     }
     let or_empty = |s: String| if s.is_empty() { "[]\n".to_string() } else { s };
-    let mut out = vec![object(
-        "/api/v1/namespaces/kube-system/configmaps",
-        "v1",
-        "ConfigMap",
-        Some("kube-system"),
-        "aws-auth",
-        json!({ "data": { "mapRoles": or_empty(roles), "mapUsers": or_empty(users) } }),
-    )];
+    let mut out = vec![config_map("kube-system", "aws-auth", &[("mapRoles", or_empty(roles)), ("mapUsers", or_empty(users))])];
     // The role's group bound to its ClusterRole: in one namespace, or cluster-wide.
     let binding = |role: &crate::model::access::ClusterRole, namespace: Option<&str>| {
-        let (collection, kind) = match namespace {
-            Some(ns) => (format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"), "RoleBinding"),
-            None => (CLUSTER_ROLE_BINDINGS.to_string(), "ClusterRoleBinding"),
-        };
-        let mut b = object(
-            &collection,
-            "rbac.authorization.k8s.io/v1",
-            kind,
-            namespace,
-            &role.group(),
-            json!({
-                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.cluster_role() },
-                "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": role.group() }],
-            }),
-        );
-        b.body["metadata"]["labels"] = json!({ ACCESS_LABEL: "true" });
-        b
+        let metadata = metadata(namespace, &role.group(), Some(ACCESS_LABEL));
+        let (role_ref, subjects) = (role_ref("ClusterRole", role.cluster_role()), Some(vec![subject("Group", &role.group())]));
+        match namespace {
+            Some(_) => typed(&RoleBinding { metadata, role_ref, subjects }),
+            None => typed(&ClusterRoleBinding { metadata, role_ref, subjects }),
+        }
     };
     for role in access.roles() {
         if role == crate::model::access::ClusterRole::Editor {
@@ -256,25 +281,22 @@ pub fn access_objects(access: &crate::model::access::Access, namespaces: &[Strin
     // A watch of one named object: RBAC authorizes a list or watch by name
     // when its fieldSelector is `metadata.name=` that name, which is how the
     // authenticator watches (pkg/mapper/configmap/configmap.go).
-    out.push(object(
-        "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles",
-        "rbac.authorization.k8s.io/v1",
-        "Role",
-        Some("kube-system"),
-        AUTHENTICATOR_USER,
-        json!({ "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["aws-auth"], "verbs": ["get", "list", "watch"] }] }),
-    ));
-    out.push(object(
-        "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings",
-        "rbac.authorization.k8s.io/v1",
-        "RoleBinding",
-        Some("kube-system"),
-        AUTHENTICATOR_USER,
-        json!({
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": AUTHENTICATOR_USER },
-            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": AUTHENTICATOR_USER }],
-        }),
-    ));
+    let strings = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
+    out.push(typed(&Role {
+        metadata: metadata(Some("kube-system"), AUTHENTICATOR_USER, None),
+        rules: Some(vec![PolicyRule {
+            api_groups: strings(&[""]),
+            resources: strings(&["configmaps"]),
+            resource_names: strings(&["aws-auth"]),
+            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            ..PolicyRule::default()
+        }]),
+    }));
+    out.push(typed(&RoleBinding {
+        metadata: metadata(Some("kube-system"), AUTHENTICATOR_USER, None),
+        role_ref: role_ref("Role", AUTHENTICATOR_USER),
+        subjects: Some(vec![subject("User", AUTHENTICATOR_USER)]),
+    }));
     out
 }
 
@@ -320,13 +342,10 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
     );
     installation.force = false;
     out.push(installation);
-    out.push(object(
-        "/api/v1/namespaces/tigera-operator/configmaps",
-        "v1",
-        "ConfigMap",
-        Some("tigera-operator"),
+    out.push(config_map(
+        "tigera-operator",
         "kubernetes-services-endpoint",
-        json!({ "data": { "KUBERNETES_SERVICE_HOST": api_server_ip, "KUBERNETES_SERVICE_PORT": "6443" } }),
+        &[("KUBERNETES_SERVICE_HOST", api_server_ip.to_string()), ("KUBERNETES_SERVICE_PORT", "6443".to_string())],
     ));
     // What people do by hand today: `calicoctl ipam configure
     // --strictaffinity=true` and Felix VXLAN on / IP-in-IP off.
@@ -387,13 +406,10 @@ fn calico_objects(spec: &ClusterSpec, api: CalicoApi, api_server_ip: &str, out: 
 fn flannel_objects(spec: &ClusterSpec, out: &mut Vec<KubeObject>) {
     let net_conf =
         json!({ "Network": spec.network.pod_cidr.to_string(), "Backend": { "Type": "vxlan", "VNI": spec.cni.vni, "Port": spec.cni.port } });
-    out.push(object(
-        "/api/v1/namespaces/kube-flannel/configmaps",
-        "v1",
-        "ConfigMap",
-        Some("kube-flannel"),
+    out.push(config_map(
+        "kube-flannel",
         "kube-flannel-cfg",
-        json!({ "data": { "net-conf.json": serde_json::to_string_pretty(&net_conf).expect("JSON serializes") } }),
+        &[("net-conf.json", serde_json::to_string_pretty(&net_conf).expect("JSON serializes"))],
     ));
 }
 
@@ -410,30 +426,28 @@ pub fn runtime_classes(spec: &ClusterSpec) -> Vec<KubeObject> {
     by_version
         .into_iter()
         .map(|(v, taints)| {
-            let tolerations: Vec<Value> = taints
+            let tolerations = taints
                 .into_iter()
-                .map(|t| {
-                    if t.value.is_empty() {
-                        json!({ "key": t.key, "operator": "Exists", "effect": t.effect.name() })
-                    } else {
-                        json!({ "key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect.name() })
-                    }
+                .map(|t| Toleration {
+                    key: Some(t.key.clone()),
+                    operator: Some(if t.value.is_empty() { "Exists" } else { "Equal" }.into()),
+                    value: (!t.value.is_empty()).then(|| t.value.clone()),
+                    effect: Some(t.effect.name().into()),
+                    ..Toleration::default()
                 })
                 .collect();
-            object(
-                "/apis/node.k8s.io/v1/runtimeclasses",
-                "node.k8s.io/v1",
-                "RuntimeClass",
-                None,
-                v.name(),
-                json!({
-                    "handler": "runhcs-wcow-process",
-                    "scheduling": {
-                        "nodeSelector": { "kubernetes.io/os": "windows", "node.kubernetes.io/windows-build": v.build() },
-                        "tolerations": tolerations,
-                    },
+            typed(&RuntimeClass {
+                metadata: metadata(None, v.name(), None),
+                handler: "runhcs-wcow-process".into(),
+                scheduling: Some(Scheduling {
+                    node_selector: Some(BTreeMap::from([
+                        ("kubernetes.io/os".to_string(), "windows".to_string()),
+                        ("node.kubernetes.io/windows-build".to_string(), v.build().to_string()),
+                    ])),
+                    tolerations: Some(tolerations),
                 }),
-            )
+                overhead: None,
+            })
         })
         .collect()
 }
@@ -449,44 +463,45 @@ pub const CORDONED_ANNOTATION: &str = "hybrid.dev/cordoned-for-removal";
 
 /// The merge patch that gives `node` its pool's labels and taints (and
 /// takes back hybrid's cordon of a removal that did not happen), or `None`
-/// when it has them already. Taints other controllers set are kept.
-pub fn node_patch(node: &Value, pool: &Pool) -> Option<Value> {
-    let previous: Value =
-        node["metadata"]["annotations"][MANAGED_ANNOTATION].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(json!({}));
-    let prev_labels: BTreeSet<String> =
-        previous["labels"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
-    let prev_taints: BTreeSet<String> =
-        previous["taints"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+/// when it has them already. Taints other controllers set are kept. The
+/// node is read typed; the patch is JSON because a merge patch removes a
+/// label by setting it to `null`, which a typed Node cannot say.
+pub fn node_patch(node: &Node, pool: &Pool) -> Option<Value> {
+    use kube::ResourceExt;
+    let (node_labels, annotations) = (node.labels(), node.annotations());
+    let previous: Value = annotations.get(MANAGED_ANNOTATION).and_then(|s| serde_json::from_str(s).ok()).unwrap_or(json!({}));
+    let keys =
+        |v: &Value| -> BTreeSet<String> { v.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect() };
+    let (prev_labels, prev_taints) = (keys(&previous["labels"]), keys(&previous["taints"]));
 
     let mut labels = serde_json::Map::new();
     for (k, v) in &pool.labels {
-        if node["metadata"]["labels"][k].as_str() != Some(v.as_str()) {
+        if node_labels.get(k) != Some(v) {
             labels.insert(k.clone(), json!(v));
         }
     }
     for k in prev_labels.iter().filter(|k| !pool.labels.contains_key(*k)) {
-        if !node["metadata"]["labels"][k].is_null() {
+        if node_labels.contains_key(k) {
             labels.insert(k.clone(), Value::Null);
         }
     }
 
     let ours: BTreeSet<&str> = pool.taints.iter().map(|t| t.key.as_str()).collect();
-    let current: Vec<Value> = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
-    let mut taints: Vec<Value> =
-        current.iter().filter(|t| t["key"].as_str().is_some_and(|k| !ours.contains(k) && !prev_taints.contains(k))).cloned().collect();
-    for t in &pool.taints {
-        let mut v = json!({ "key": t.key, "effect": t.effect.name() });
-        if !t.value.is_empty() {
-            v["value"] = json!(t.value);
-        }
-        taints.push(v);
-    }
-    let same_taints =
-        taints.len() == current.len() && taints.iter().all(|t| current.iter().any(|c| contains(c, t) && c["value"] == t["value"]));
+    let current: &[K8sTaint] = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    let mut taints: Vec<K8sTaint> =
+        current.iter().filter(|t| !ours.contains(t.key.as_str()) && !prev_taints.contains(&t.key)).cloned().collect();
+    taints.extend(pool.taints.iter().map(|t| K8sTaint {
+        key: t.key.clone(),
+        value: (!t.value.is_empty()).then(|| t.value.clone()),
+        effect: t.effect.name().into(),
+        time_added: None,
+    }));
+    let same_taints = taints.len() == current.len()
+        && taints.iter().all(|t| current.iter().any(|c| (&c.key, &c.effect, &c.value) == (&t.key, &t.effect, &t.value)));
 
     let managed = json!({ "labels": pool.labels.keys().collect::<Vec<_>>(), "taints": ours.iter().collect::<Vec<_>>() }).to_string();
-    let managed_same = node["metadata"]["annotations"][MANAGED_ANNOTATION].as_str() == Some(managed.as_str());
-    let cordoned_by_us = !node["metadata"]["annotations"][CORDONED_ANNOTATION].is_null();
+    let managed_same = annotations.get(MANAGED_ANNOTATION) == Some(&managed);
+    let cordoned_by_us = annotations.contains_key(CORDONED_ANNOTATION);
     if labels.is_empty() && same_taints && managed_same && !cordoned_by_us {
         return None;
     }
@@ -499,7 +514,7 @@ pub fn node_patch(node: &Value, pool: &Pool) -> Option<Value> {
         patch["metadata"]["labels"] = Value::Object(labels);
     }
     if !same_taints {
-        patch["spec"]["taints"] = json!(taints);
+        patch["spec"]["taints"] = serde_json::to_value(&taints).expect("taints serialize");
     }
     Some(patch)
 }
@@ -507,25 +522,21 @@ pub fn node_patch(node: &Value, pool: &Pool) -> Option<Value> {
 /// The `bootstrap-token-<id>` Secret that lets nodes join with the token in
 /// their user data, valid until `expiration` (RFC 3339).
 pub fn bootstrap_token_secret(token_id: &str, token_secret: &str, expiration: &str) -> KubeObject {
-    object(
-        "/api/v1/namespaces/kube-system/secrets",
-        "v1",
-        "Secret",
-        Some("kube-system"),
-        &format!("bootstrap-token-{token_id}"),
-        json!({
-            "type": "bootstrap.kubernetes.io/token",
-            "stringData": {
-                "description": "hybrid: lets expected nodes join; removed once they have",
-                "token-id": token_id,
-                "token-secret": token_secret,
-                "expiration": expiration,
-                "usage-bootstrap-authentication": "true",
-                "usage-bootstrap-signing": "true",
-                "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
-            },
-        }),
-    )
+    let data = [
+        ("description", "hybrid: lets expected nodes join; removed once they have"),
+        ("token-id", token_id),
+        ("token-secret", token_secret),
+        ("expiration", expiration),
+        ("usage-bootstrap-authentication", "true"),
+        ("usage-bootstrap-signing", "true"),
+        ("auth-extra-groups", "system:bootstrappers:kubeadm:default-node-token"),
+    ];
+    typed(&Secret {
+        metadata: metadata(Some("kube-system"), &format!("bootstrap-token-{token_id}"), None),
+        type_: Some("bootstrap.kubernetes.io/token".into()),
+        string_data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        ..Secret::default()
+    })
 }
 
 #[cfg(test)]
@@ -657,7 +668,8 @@ mod tests {
         let s = spec(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/clusters/dev.toml")));
         let pool = &s.pools[1];
         let node = json!({ "metadata": { "name": "ip-10-42-0-20.ec2.internal", "labels": { "kubernetes.io/os": "windows" } }, "spec": { "taints": [{ "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" }] } });
-        let patch = node_patch(&node, pool).unwrap();
+        let typed = |v: &Value| -> Node { serde_json::from_value(v.clone()).unwrap() };
+        let patch = node_patch(&typed(&node), pool).unwrap();
         assert_eq!(patch["metadata"]["labels"], json!({ "game.example.com/role": "tools" }));
         assert_eq!(
             patch["spec"]["taints"],
@@ -665,13 +677,13 @@ mod tests {
         );
         let mut applied = node.clone();
         json_merge(&mut applied, &patch);
-        assert_eq!(node_patch(&applied, pool), None, "a second reconcile changes nothing");
+        assert_eq!(node_patch(&typed(&applied), pool), None, "a second reconcile changes nothing");
 
         // A label and a taint removed from the file go; foreign ones stay.
         let mut smaller = pool.clone();
         smaller.labels.clear();
         smaller.taints.clear();
-        let patch = node_patch(&applied, &smaller).unwrap();
+        let patch = node_patch(&typed(&applied), &smaller).unwrap();
         assert_eq!(patch["metadata"]["labels"], json!({ "game.example.com/role": null }));
         assert_eq!(patch["spec"]["taints"], json!([{ "key": "node.kubernetes.io/not-ready", "effect": "NoSchedule" }]));
     }

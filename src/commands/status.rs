@@ -53,7 +53,7 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
         let look = async {
             let secrets = secrets.map_err(|e| e.to_string())?;
             let api = kube_client(&spec, &inventory, &secrets, &args.aws, api_server).await.map_err(|e| e.to_string())?;
-            api.list("/api/v1/nodes", None, None).await.map_err(|e| e.to_string())
+            api.list_of::<k8s_openapi::api::core::v1::Node>(None, None, None).await.map_err(|e| e.to_string())
         };
         tokio::time::timeout(Duration::from_secs(10), look).await.unwrap_or_else(|_| Err("the API server did not answer within 10s".into()))
     };

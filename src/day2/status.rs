@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Node;
+use kube::ResourceExt;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -34,9 +36,8 @@ pub struct Row {
 
 /// `nodes`: `None` when the API did not answer. `consoles`: console output
 /// by instance id (missing ones have no timeline).
-pub fn rows(inventory: &Inventory, nodes: Option<&[Value]>, consoles: &BTreeMap<String, String>, now: OffsetDateTime) -> Vec<Row> {
-    let by_name: BTreeMap<&str, &Value> =
-        nodes.unwrap_or_default().iter().filter_map(|n| Some((n["metadata"]["name"].as_str()?, n))).collect();
+pub fn rows(inventory: &Inventory, nodes: Option<&[Node]>, consoles: &BTreeMap<String, String>, now: OffsetDateTime) -> Vec<Row> {
+    let by_name: BTreeMap<String, &Node> = nodes.unwrap_or_default().iter().map(|n| (n.name_any(), n)).collect();
     let mut instances: Vec<_> = inventory.instances.iter().collect();
     instances.sort_by(|a, b| (&a.group, &a.slot).cmp(&(&b.group, &b.slot)));
     instances
@@ -44,11 +45,11 @@ pub fn rows(inventory: &Inventory, nodes: Option<&[Value]>, consoles: &BTreeMap<
         .map(|i| {
             let launched = OffsetDateTime::parse(&i.launch_time, &Rfc3339).ok();
             let node = i.private_dns.as_deref().and_then(|d| by_name.get(d).copied());
-            let ready = node.and_then(|n| n["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready").cloned());
+            let ready = node.and_then(crate::cluster::converge::ready_condition);
+            // k8s-openapi's Time is jiff's Timestamp; `time` keeps the rest of this module's arithmetic.
             let ready_since = ready
-                .as_ref()
-                .filter(|c| c["status"] == "True")
-                .and_then(|c| OffsetDateTime::parse(c["lastTransitionTime"].as_str()?, &Rfc3339).ok());
+                .filter(|c| c.status == "True")
+                .and_then(|c| OffsetDateTime::from_unix_timestamp(c.last_transition_time.as_ref()?.0.as_second()).ok());
             Row {
                 pool: i.group.clone(),
                 slot: i.slot.clone(),
@@ -57,13 +58,10 @@ pub fn rows(inventory: &Inventory, nodes: Option<&[Value]>, consoles: &BTreeMap<
                 node: i.private_dns.clone().unwrap_or_else(|| "-".into()),
                 ready: match (nodes, &ready) {
                     (None, _) => "?".into(),
-                    (Some(_), Some(c)) => c["status"].as_str().unwrap_or("Unknown").into(),
+                    (Some(_), Some(c)) => c.status.clone(),
                     (Some(_), None) => "-".into(),
                 },
-                windows_build: node
-                    .and_then(|n| n["metadata"]["labels"]["node.kubernetes.io/windows-build"].as_str())
-                    .unwrap_or("-")
-                    .into(),
+                windows_build: node.and_then(|n| n.labels().get("node.kubernetes.io/windows-build")).map_or("-".into(), String::clone),
                 age: launched.map_or("-".into(), |l| duration(now - l)),
                 time_to_ready: match (launched, ready_since) {
                     (Some(l), Some(r)) => duration(r - l),
@@ -258,10 +256,13 @@ mod tests {
             }],
             ..Inventory::default()
         };
-        let nodes = vec![json!({
-            "metadata": { "name": "ip-10-0-0-5.ec2.internal", "labels": { "node.kubernetes.io/windows-build": "10.0.20348" } },
-            "status": { "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": "2026-11-23T11:12:30Z" }] },
-        })];
+        let nodes = vec![
+            serde_json::from_value(json!({
+                "metadata": { "name": "ip-10-0-0-5.ec2.internal", "labels": { "node.kubernetes.io/windows-build": "10.0.20348" } },
+                "status": { "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": "2026-11-23T11:12:30Z" }] },
+            }))
+            .unwrap(),
+        ];
         let r = &rows(&inv, Some(&nodes), &BTreeMap::new(), now)[0];
         assert_eq!(
             (r.ready.as_str(), r.windows_build.as_str(), r.age.as_str(), r.time_to_ready.as_str()),

@@ -467,7 +467,7 @@ fn labels_kubelet_may_not_set_go_through_the_api() {
     let linux = nodes.iter().find(|n| n.group == "game-servers").unwrap();
     assert!(!part(linux, "kubeadm.yaml").contains("node-role"));
     let node = serde_json::json!({ "metadata": { "name": "n", "labels": {} }, "spec": {} });
-    let patch = hybrid::cluster::objects::node_patch(&node, &spec.pools[1]).unwrap();
+    let patch = hybrid::cluster::objects::node_patch(&serde_json::from_value(node).unwrap(), &spec.pools[1]).unwrap();
     assert_eq!(patch["metadata"]["labels"]["node-role.kubernetes.io/game"], "");
 }
 

@@ -33,6 +33,14 @@ What it enforces, like a real API server:
   latest version and try again" (k8s.io/apiserver registry Store.Update,
   apierrors.NewConflict). Always on: no client of the emulator sent one
   before, and every real server does this;
+- paging (the Kubernetes API concepts page, "Retrieving large results
+  sets in chunks"): a list with limit=N returns at most N items, and while
+  more remain a metadata.continue token (opaque to clients: here the last
+  key served) and remainingItemCount; continue=TOKEN resumes after that
+  key; a token that does not decode answers 400 as the apiserver's
+  storage DecodeContinue refuses it. With --page-cap N a page holds at
+  most N items even when more are asked for: a server may always return
+  fewer than the limit, and a client must follow the token;
 - with --operator: the Tigera operator's write-backs (as manager
   "operator", operation Update): Installation spec defaults as
   tigera/operator fillDefaults and the IP pool defaulting fill them
@@ -2038,7 +2046,31 @@ class Emulator:
             items = [o for o in items if label_match((o.get("metadata") or {}).get("labels") or {}, query["labelSelector"])]
         if query.get("fieldSelector"):
             items = [o for o in items if field_match(o, query["fieldSelector"])]
-        return aiohttp.web.json_response({"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": {"resourceVersion": str(next(self.store.version))}, "items": items})
+        meta = {"resourceVersion": str(next(self.store.version))}
+        if query.get("limit"):
+            items, more = self.page(items, query)
+            meta.update(more)
+        return aiohttp.web.json_response({"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta, "items": items})
+
+    def page(self, items, query):
+        """One page of a list under limit/continue, and the list metadata that goes with it."""
+        try:
+            limit = int(query["limit"])
+        except ValueError:
+            raise ApiError(400, "BadRequest", f"invalid limit {query['limit']!r}")
+        if self.args.page_cap:
+            limit = min(limit, self.args.page_cap)
+        key = lambda o: [(o.get("metadata") or {}).get("namespace") or "", o["metadata"]["name"]]
+        if query.get("continue"):
+            try:
+                after = json.loads(base64.urlsafe_b64decode(query["continue"].encode()))["after"]
+            except Exception:
+                raise ApiError(400, "BadRequest", "continue key is not valid: the token does not decode")
+            items = [o for o in items if key(o) > after]
+        if limit <= 0 or len(items) <= limit:
+            return items, {}
+        token = base64.urlsafe_b64encode(json.dumps({"after": key(items[limit - 1])}).encode()).decode()
+        return items[:limit], {"continue": token, "remainingItemCount": len(items) - limit}
 
     def check_body(self, res, ns, name, obj, apply=False):
         if not isinstance(obj, dict):
@@ -2563,6 +2595,7 @@ async def main():
     p.add_argument("--token-auth-file", metavar="FILE")
     p.add_argument("--immutable", action="store_true")
     p.add_argument("--dead-nodes", action="store_true")
+    p.add_argument("--page-cap", type=int, default=0, metavar="N")
     p.add_argument("--operator", action="store_true")
     p.add_argument("--kube-version", default="1.36")
     p.add_argument("--grace-scale", type=float, default=0.05)
