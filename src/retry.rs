@@ -1,9 +1,13 @@
-//! The one way hybrid tries again: exponential backoff with full jitter
-//! ("Exponential Backoff And Jitter", AWS Architecture Blog: a random wait
-//! up to the doubled cap, so callers that failed together do not retry
-//! together), bounded by a deadline or a number of attempts. Whether an
-//! error deserves another try is the caller's decision (`CloudError::
-//! is_transient` for AWS); this module only waits.
+//! The one way hybrid tries again and waits for something: exponential
+//! backoff with full jitter ("Exponential Backoff And Jitter", AWS
+//! Architecture Blog: a random wait up to the doubled cap, so callers that
+//! failed together do not retry together), bounded by a deadline or a
+//! number of attempts. Polling a condition (a node Ready, an instance
+//! stopped, an image available) is the same policy with a steady cap
+//! (`Backoff::steady`). Whether an error deserves another try, and what a
+//! spent policy means, is the caller's decision (`CloudError::
+//! is_transient` for AWS, a timeout error naming what was awaited); this
+//! module only decides how long to wait and when to stop.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +21,12 @@ pub struct Backoff {
 impl Backoff {
     pub const fn new(first: Duration, max: Duration) -> Self {
         Self { first, max }
+    }
+
+    /// For polling: every wait between a quarter of `interval` and all of
+    /// it, so many runs polling one server do not line up.
+    pub const fn steady(interval: Duration) -> Self {
+        Self { first: interval, max: interval }
     }
 
     /// The wait before retry `n` (1 for the first retry) for a uniform
@@ -35,11 +45,13 @@ pub struct Retry {
     attempts: Option<u32>,
     start: Instant,
     retries: u32,
+    /// When `report_due` last said yes, measured from `start`.
+    reported: Option<Duration>,
 }
 
 impl Retry {
     pub fn new(backoff: Backoff) -> Self {
-        Self { backoff, deadline: None, attempts: None, start: Instant::now(), retries: 0 }
+        Self { backoff, deadline: None, attempts: None, start: Instant::now(), retries: 0, reported: None }
     }
 
     /// Give up once this much time has passed since the first try.
@@ -61,6 +73,22 @@ impl Retry {
     /// Retries made so far.
     pub fn retries(&self) -> u32 {
         self.retries
+    }
+
+    /// Whether the deadline has passed: the try under way is the last.
+    pub fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| self.start.elapsed() >= d)
+    }
+
+    /// Whether a long wait should say so again: the first time, then once
+    /// `every` has passed since the last time it did.
+    pub fn report_due(&mut self, every: Duration) -> bool {
+        let now = self.start.elapsed();
+        let due = self.reported.is_none_or(|last| now >= last + every);
+        if due {
+            self.reported = Some(now);
+        }
+        due
     }
 
     /// The wait before the next try, or `None` when the policy is spent
@@ -118,5 +146,25 @@ mod tests {
         assert_eq!(r.next_delay(), None);
         let mut r = Retry::new(Backoff::new(Duration::from_secs(10), Duration::from_secs(10))).deadline(Duration::from_secs(3));
         assert!(r.next_delay().unwrap() <= Duration::from_secs(3), "never waits past the deadline");
+        assert!(!r.past_deadline());
+        let r = Retry::new(Backoff::steady(Duration::from_secs(1))).deadline(Duration::ZERO);
+        assert!(r.past_deadline(), "the try under way is the last");
+    }
+
+    #[test]
+    fn steady_polls_stay_between_a_quarter_and_the_interval() {
+        let b = Backoff::steady(Duration::from_secs(4));
+        for n in [1, 2, 10] {
+            assert_eq!(b.delay(n, 0.0), Duration::from_secs(1));
+            assert!(b.delay(n, 0.999) < Duration::from_secs(4));
+        }
+    }
+
+    #[test]
+    fn reports_are_due_first_and_then_once_per_period() {
+        let mut r = Retry::new(Backoff::steady(Duration::from_millis(1)));
+        assert!(r.report_due(Duration::from_secs(60)), "the first look is reported");
+        assert!(!r.report_due(Duration::from_secs(60)));
+        assert!(r.report_due(Duration::ZERO));
     }
 }

@@ -54,22 +54,29 @@ fn immutable_field(e: &KubeError) -> Option<String> {
 /// answer counts only when nothing moved meanwhile (a few tries).
 async fn needed<K: KubeApi>(api: &K, o: &KubeObject) -> KubeResult<Outcome> {
     let version = |v: &Value| v["metadata"]["resourceVersion"].clone();
-    let mut outcome = Outcome::Patched;
-    for _ in 0..3 {
+    let mut retry = Retry::new(CONFLICT_BACKOFF).attempts(3);
+    loop {
         let Some(before) = api.get(&o.path()).await? else { return Ok(Outcome::Created) };
         let would_be = match api.apply(&o.path(), &o.body, o.force, true).await {
             Ok(v) => v,
             Err(e) => return immutable_field(&e).map(Outcome::Replaced).ok_or(e),
         };
-        outcome = if unchanged(&before, &would_be) { Outcome::Unchanged } else { Outcome::Patched };
+        let outcome = if unchanged(&before, &would_be) { Outcome::Unchanged } else { Outcome::Patched };
         match api.get(&o.path()).await? {
             Some(after) if version(&after) == version(&before) => return Ok(outcome),
-            Some(_) => continue,
+            // Moved meanwhile: look again, a few times, then take the last answer.
+            Some(_) if retry.wait().await => continue,
+            Some(_) => return Ok(outcome),
             None => return Ok(Outcome::Created),
         }
     }
-    Ok(outcome)
 }
+
+/// Another writer got in between a read and a write (409 Conflict, or an
+/// object that moved under a dry run): read again and retry almost at
+/// once, as client-go's `retry.RetryOnConflict` does (`DefaultRetry`: five
+/// steps from 10 ms).
+const CONFLICT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(100));
 
 pub async fn converge_objects<K: KubeApi>(api: &K, objects: &[KubeObject], progress: &impl Progress) -> KubeResult<Vec<(String, Outcome)>> {
     let mut out = Vec::new();
@@ -152,15 +159,15 @@ pub async fn reconcile_nodes<'p, K: KubeApi>(
     pool_of: impl Fn(&str) -> Option<&'p Pool>,
     progress: &impl Progress,
 ) -> KubeResult<usize> {
-    const TRIES: usize = 5;
+    const TRIES: u32 = 5;
     let mut changed = 0;
     for listed in api.list_of::<Node>(None, None, None).await? {
         let name = listed.name_any();
         let Some(pool) = pool_of(&name) else { continue };
         let path = format!("/api/v1/nodes/{name}");
         let mut node = listed;
-        for attempt in 1..=TRIES {
-            let Some(mut patch) = node_patch(&node, pool) else { break };
+        let mut retry = Retry::new(CONFLICT_BACKOFF).attempts(TRIES);
+        while let Some(mut patch) = node_patch(&node, pool) {
             let what = node_change(&patch, pool);
             patch["metadata"]["resourceVersion"] = serde_json::json!(node.metadata.resource_version);
             match api.merge_patch(&path, &patch).await {
@@ -169,7 +176,10 @@ pub async fn reconcile_nodes<'p, K: KubeApi>(
                     changed += 1;
                     break;
                 }
-                Err(e) if e.status == Some(409) && attempt < TRIES => {
+                Err(e) if e.status == Some(409) => {
+                    if !retry.wait().await {
+                        return Err(e);
+                    }
                     let Some(fresh) = api.get_of::<Node>(None, &name).await? else { break };
                     node = fresh;
                 }
@@ -220,6 +230,8 @@ pub fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeC
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::retry::{Backoff, Retry};
+
 use crate::adapters::Cloud;
 use crate::adapters::kube::KubeError;
 use crate::bootstrap::pki::BootstrapToken;
@@ -266,6 +278,16 @@ pub struct Waits {
     pub drain: Duration,
     pub poll: Duration,
 }
+
+impl Waits {
+    /// Polling every `poll` (jittered) until `deadline`, under the one retry policy.
+    pub fn poll_for(&self, deadline: Duration) -> Retry {
+        Retry::new(Backoff::steady(self.poll)).deadline(deadline)
+    }
+}
+
+/// How often a long wait says it is still waiting.
+const REPORT_EVERY: Duration = Duration::from_secs(30);
 
 impl Default for Waits {
     fn default() -> Self {
@@ -320,33 +342,26 @@ pub async fn wait_for_api<K: KubeApi, C: Cloud>(
     waits: Waits,
     progress: &impl Progress,
 ) -> Result<(), ConvergeError> {
-    let start = Instant::now();
-    let mut next_report = 0;
+    let mut poll = waits.poll_for(waits.api);
     loop {
-        match api.get("/version").await {
+        let last = match api.get("/version").await {
             Ok(Some(_)) => return Ok(()),
-            Ok(None) => {}
-            Err(e) => {
-                if start.elapsed() >= waits.api {
-                    let console = match control_plane {
-                        Some(id) => cloud
-                            .console_output(id)
-                            .await
-                            .map(|c| format!("\ncontrol plane console (last lines):\n{}", tail(&c, 15)))
-                            .unwrap_or_default(),
-                        None => String::new(),
-                    };
-                    return Err(ConvergeError::ApiTimeout { seconds: waits.api.as_secs(), last: e.message, console });
-                }
-            }
+            Ok(None) => "GET /version: 404 (not served yet)".to_string(),
+            Err(e) => e.message,
+        };
+        let report = poll.report_due(REPORT_EVERY);
+        progress.event(&Event::Waiting { what: "the API server", elapsed: poll.elapsed(), report });
+        if !poll.wait().await {
+            let console = match control_plane {
+                Some(id) => cloud
+                    .console_output(id)
+                    .await
+                    .map(|c| format!("\ncontrol plane console (last lines):\n{}", tail(&c, 15)))
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            return Err(ConvergeError::ApiTimeout { seconds: waits.api.as_secs(), last, console });
         }
-        let waited = start.elapsed().as_secs();
-        let report = waited >= next_report;
-        if report {
-            next_report = waited + 30;
-        }
-        progress.event(&Event::Waiting { what: "the API server", elapsed: start.elapsed(), report });
-        tokio::time::sleep(waits.poll).await;
     }
 }
 
@@ -360,7 +375,7 @@ pub async fn converge_cluster_objects<K: KubeApi>(
     waits: Waits,
     progress: &impl Progress,
 ) -> Result<(), ConvergeError> {
-    let start = Instant::now();
+    let mut poll = waits.poll_for(waits.api);
     loop {
         let groups = api.api_groups().await?;
         let calico = CalicoApi::detect(&groups);
@@ -384,10 +399,11 @@ pub async fn converge_cluster_objects<K: KubeApi>(
         };
         match attempt {
             Ok(()) => return Ok(()),
-            Err(last) if start.elapsed() >= waits.api => return Err(ConvergeError::ObjectsTimeout { seconds: waits.api.as_secs(), last }),
             Err(last) => {
                 progress.line(&format!("waiting to write the cluster's objects: {last}"));
-                tokio::time::sleep(waits.poll).await;
+                if !poll.wait().await {
+                    return Err(ConvergeError::ObjectsTimeout { seconds: waits.api.as_secs(), last });
+                }
             }
         }
     }
@@ -421,7 +437,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
     waits: Waits,
     progress: &impl Progress,
 ) -> Result<(), ConvergeError> {
-    let start = Instant::now();
+    let mut poll = waits.poll_for(waits.nodes);
     let token_path = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{}", token.id());
     let mut seen: BTreeMap<String, NodeStage> = BTreeMap::new();
     for e in expected {
@@ -445,7 +461,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
                 Some((true, _)) => NodeStage::Ready,
             };
             if seen.get(&e.node_name) != Some(&stage) {
-                progress.event(&Event::NodeChanged { pool: &e.group, slot: &e.slot, node: &e.node_name, stage, elapsed: start.elapsed() });
+                progress.event(&Event::NodeChanged { pool: &e.group, slot: &e.slot, node: &e.node_name, stage, elapsed: poll.elapsed() });
                 seen.insert(e.node_name.clone(), stage);
             }
             if stage != NodeStage::Ready {
@@ -469,7 +485,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
         // A node whose instance is gone never registers: say so now, not
         // at the timeout (a destroy, a spot interruption). Looked at every
         // sixth poll (half a minute), and once more before giving up.
-        if last_instance_look.elapsed() >= waits.poll * 6 || start.elapsed() >= waits.nodes {
+        if last_instance_look.elapsed() >= waits.poll * 6 || poll.past_deadline() {
             last_instance_look = Instant::now();
             let ids: Vec<String> = pending.iter().map(|(e, _)| e.instance_id.clone()).collect();
             let states = cloud.instance_states(&ids).await?;
@@ -487,7 +503,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
                 return Err(ConvergeError::InstancesGone(gone));
             }
         }
-        if start.elapsed() >= waits.nodes {
+        if !poll.wait().await {
             let mut report = String::new();
             for (e, state) in &pending {
                 let status = match state {
@@ -503,7 +519,6 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
             }
             return Err(ConvergeError::NodesNotReady { count: pending.len(), seconds: waits.nodes.as_secs(), report });
         }
-        tokio::time::sleep(waits.poll).await;
     }
 }
 
@@ -530,7 +545,7 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Wait
     let cordon = serde_json::json!({ "metadata": { "annotations": { CORDONED_ANNOTATION: "true" } }, "spec": { "unschedulable": true } });
     api.merge_patch(&path, &cordon).await?;
     progress.line(&format!("node {node}: cordoned{}", if gone { " (its instance is gone)" } else { "" }));
-    let start = Instant::now();
+    let mut poll = waits.poll_for(waits.drain);
     let mut said_dead = false;
     loop {
         let answering = !gone && api.get_of::<Node>(None, node).await?.is_some_and(|n| node_answers(&n));
@@ -572,7 +587,7 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Wait
                 blocked.push(format!("{ns}/{name}"));
             }
         }
-        if start.elapsed() >= waits.drain {
+        if !poll.wait().await {
             return Err(ConvergeError::DrainTimeout {
                 node: node.to_string(),
                 seconds: waits.drain.as_secs(),
@@ -583,7 +598,6 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Wait
                 },
             });
         }
-        tokio::time::sleep(waits.poll).await;
     }
     api.delete(&path).await?;
     progress.line(&format!("node {node}: drained and deleted"));
@@ -782,6 +796,6 @@ mod tests {
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
     }
 }

@@ -2,7 +2,9 @@
 //! the cluster's API, reported one line each, then cleaned up.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
 
 use super::shared::args::AwsArgs;
 use super::shared::connect::{cloud, kube_client, stored_secrets};
@@ -14,6 +16,7 @@ use crate::cluster::converge::converge_objects;
 use crate::cluster::objects::KubeObject;
 use crate::day2::verify::{self, Step, job_outcome};
 use crate::error::{Error, Result};
+use crate::retry::{Backoff, Retry};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -76,21 +79,17 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
 /// Waits until the verify namespace no longer exists (namespaces pass
 /// through Terminating while their contents go).
 async fn namespace_gone<K: KubeApi>(api: &K, poll: Duration, timeout: Duration) -> Result<()> {
-    let path = format!("/api/v1/namespaces/{}", verify::NAMESPACE);
-    let start = Instant::now();
-    let mut said = false;
-    while let Some(ns) = api.get(&path).await? {
-        if ns["status"]["phase"] != "Terminating" {
+    let mut retry = Retry::new(Backoff::steady(poll)).deadline(timeout);
+    while let Some(ns) = api.get_of::<Namespace>(None, verify::NAMESPACE).await? {
+        if ns.status.and_then(|s| s.phase).as_deref() != Some("Terminating") {
             return Ok(());
         }
-        if !said {
+        if retry.retries() == 0 {
             progress(&format!("waiting for namespace {} to finish terminating", verify::NAMESPACE));
-            said = true;
         }
-        if start.elapsed() >= timeout {
+        if !retry.wait().await {
             return Err(Error::Failed(format!("namespace {} is still terminating after {}s", verify::NAMESPACE, timeout.as_secs())));
         }
-        tokio::time::sleep(poll).await;
     }
     Ok(())
 }
@@ -112,24 +111,22 @@ async fn run_steps<K: KubeApi>(
             }
             Step::Skip { name, why } => println!("SKIP  {name:<28} {why}"),
             Step::Check(check) => {
-                let start = Instant::now();
+                let mut retry = Retry::new(Backoff::steady(poll)).deadline(timeout);
                 if api.get(&check.job.path()).await?.is_some() {
                     api.delete(&check.job.path()).await?;
                 }
                 api.create(&check.job.collection, &check.job.body).await?;
                 created.push(check.job.clone());
-                let passed = loop {
+                let (passed, timed_out) = loop {
                     let job = api.get(&check.job.path()).await?.unwrap_or_default();
                     if let Some(outcome) = job_outcome(&job) {
-                        break outcome;
+                        break (outcome, false);
                     }
-                    if start.elapsed() >= timeout {
-                        break false;
+                    if !retry.wait().await {
+                        break (false, true);
                     }
-                    tokio::time::sleep(poll).await;
                 };
-                let secs = start.elapsed().as_secs_f64();
-                let timed_out = !passed && start.elapsed() >= timeout;
+                let secs = retry.elapsed().as_secs_f64();
                 println!(
                     "{}  {:<28} {:>6.1}s  {}{}",
                     if passed { "PASS" } else { "FAIL" },

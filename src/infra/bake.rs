@@ -10,7 +10,7 @@
 //! running: on any failure the builder of that target is terminated.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
@@ -21,6 +21,7 @@ use crate::infra::images::{
     BakeTarget, BakedImage, TAG_BAKE_BUILDER, TAG_BAKE_KEY, TAG_BAKE_LINE, TAG_BAKED_FROM, builder_disk_gb, image_name,
 };
 use crate::progress::{Event, Progress};
+use crate::retry::{Backoff, Retry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BakeError {
@@ -230,32 +231,26 @@ async fn launch_builder<C: Cloud>(cloud: &C, t: &BakeTarget, network: &(String, 
 
 /// The bake script shuts the builder down when it is done.
 async fn wait_stopped<C: Cloud>(cloud: &C, id: &str, what: &str, opts: &Options, progress: &impl Progress) -> Result<(), String> {
-    let start = Instant::now();
-    let mut last = 0;
+    let mut poll = Retry::new(Backoff::steady(opts.poll)).deadline(opts.builder_timeout);
     loop {
         let states = cloud.instance_states(&[id.to_string()]).await.map_err(|e| e.to_string())?;
         match states.get(id).map(String::as_str) {
             Some("stopped") => {
-                progress.line(&format!("image {what}: builder {id} finished its script ({}s)", start.elapsed().as_secs()));
+                progress.line(&format!("image {what}: builder {id} finished its script ({}s)", poll.elapsed().as_secs()));
                 return Ok(());
             }
             Some("pending" | "running" | "stopping") => {}
             other => return Err(format!("builder {id} is {} instead of stopping", other.unwrap_or("gone"))),
         }
-        if start.elapsed() >= opts.builder_timeout {
+        let report = poll.report_due(Duration::from_secs(30));
+        let label = format!("builder {id} ({what}) to install and shut down");
+        progress.event(&Event::Waiting { what: &label, elapsed: poll.elapsed(), report });
+        if !poll.wait().await {
             return Err(format!(
                 "builder {id} did not finish within {}s; its console output (`aws ec2 get-console-output --instance-id {id}`) shows the last stage",
                 opts.builder_timeout.as_secs()
             ));
         }
-        let waited = start.elapsed().as_secs();
-        let report = waited >= last + 30;
-        if report {
-            last = waited;
-        }
-        let label = format!("builder {id} ({what}) to install and shut down");
-        progress.event(&Event::Waiting { what: &label, elapsed: start.elapsed(), report });
-        tokio::time::sleep(opts.poll).await;
     }
 }
 
@@ -283,19 +278,19 @@ async fn check_sealed<C: Cloud>(cloud: &C, id: &str) -> Result<(), String> {
 const IMAGE_SHOWS_UP_WITHIN: Duration = Duration::from_secs(120);
 
 async fn wait_available<C: Cloud>(cloud: &C, key: &str, what: &str, opts: &Options, progress: &impl Progress) -> Result<(), String> {
-    let start = Instant::now();
+    let mut poll = Retry::new(Backoff::steady(opts.poll)).deadline(opts.image_timeout);
     let mut seen = false;
     loop {
         let images = cloud.baked_images().await.map_err(|e| e.to_string())?;
         match images.iter().find(|i| i.key == key).map(|i| i.state.as_str()) {
             Some("available") => {
-                progress.line(&format!("image {what}: available ({}s)", start.elapsed().as_secs()));
+                progress.line(&format!("image {what}: available ({}s)", poll.elapsed().as_secs()));
                 return Ok(());
             }
             Some("pending") => seen = true,
             // Deregistered while it was being made (a prune elsewhere, a
             // person): waiting longer cannot bring it back.
-            None if seen || start.elapsed() >= IMAGE_SHOWS_UP_WITHIN => {
+            None if seen || poll.elapsed() >= IMAGE_SHOWS_UP_WITHIN => {
                 return Err(format!(
                     "the image of {what} disappeared while it was being made (deregistered by someone else?); run bake again to make another"
                 ));
@@ -303,11 +298,10 @@ async fn wait_available<C: Cloud>(cloud: &C, key: &str, what: &str, opts: &Optio
             None => {}
             Some(other) => return Err(format!("the image of {what} is {other}")),
         }
-        if start.elapsed() >= opts.image_timeout {
+        let label = format!("image {what}");
+        progress.event(&Event::Waiting { what: &label, elapsed: poll.elapsed(), report: false });
+        if !poll.wait().await {
             return Err(format!("the image of {what} was not available within {}s", opts.image_timeout.as_secs()));
         }
-        let label = format!("image {what}");
-        progress.event(&Event::Waiting { what: &label, elapsed: start.elapsed(), report: false });
-        tokio::time::sleep(opts.poll).await;
     }
 }

@@ -586,29 +586,23 @@ fn launch_request(
 }
 
 async fn wait_terminated<C: Cloud>(cloud: &C, ids: &[String], timeout: Duration, progress: &impl Progress) -> Result<(), ExecError> {
-    let start = std::time::Instant::now();
-    let mut last_report = 0;
+    let mut poll = Retry::new(Backoff::steady(Duration::from_secs(2))).deadline(timeout);
     loop {
         let left = cloud.not_terminated(ids).await?;
         if left.is_empty() {
             progress.line(&format!("{} instance(s) terminated", ids.len()));
             return Ok(());
         }
-        let waited = start.elapsed().as_secs();
-        if start.elapsed() >= timeout {
+        let report = poll.report_due(Duration::from_secs(15));
+        let what = format!("{} instance(s) to terminate", left.len());
+        progress.event(&Event::Waiting { what: &what, elapsed: poll.elapsed(), report });
+        if !poll.wait().await {
             return Err(ExecError::Timeout {
                 what: "instance termination",
                 seconds: timeout.as_secs(),
                 detail: format!("still running: {}", left.join(", ")),
             });
         }
-        let report = waited >= last_report + 15;
-        if report {
-            last_report = waited;
-        }
-        let what = format!("{} instance(s) to terminate", left.len());
-        progress.event(&Event::Waiting { what: &what, elapsed: start.elapsed(), report });
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
@@ -682,14 +676,12 @@ where
     Fut: std::future::Future<Output = Result<(), CloudError>>,
 {
     let mut retry = Retry::new(DEPENDENCY_BACKOFF).deadline(DEPENDENCY_DEADLINE);
-    let mut said = None::<Duration>;
     loop {
         match call().await {
             Err(e) if e.code == "DependencyViolation" => {
-                let waited = retry.elapsed();
-                if said.is_none_or(|s| waited >= s + Duration::from_secs(30)) {
-                    said = Some(waited);
-                    progress.line(&format!("{what}: still in use (network interfaces detaching), waiting; {}s so far", waited.as_secs()));
+                if retry.report_due(Duration::from_secs(30)) {
+                    let waited = retry.elapsed().as_secs();
+                    progress.line(&format!("{what}: still in use (network interfaces detaching), waiting; {waited}s so far"));
                 }
                 if !retry.wait().await {
                     return Err(e.into());

@@ -225,6 +225,8 @@ pub async fn renew<C: Cloud>(cloud: &C, held: &Held) -> Result<(), LockError> {
 /// Runs `work` while renewing the lock every fifth of its TTL. A renewal
 /// that fails transiently is tried again at the next turn (the lock lives
 /// five turns); one that finds the lock taken over stops the work.
+/// A heartbeat on a fixed period, not a retry (`crate::retry`): it never
+/// gives up while the work runs, and a missed turn waits for the next.
 pub async fn while_held<C: Cloud, T>(cloud: &C, held: &Held, work: impl std::future::Future<Output = T>) -> Result<T, LockError> {
     let renewing = async {
         loop {
