@@ -9,7 +9,7 @@
 
 use hybrid::bootstrap::critical_path;
 use hybrid::bootstrap::pki::ClusterSecrets;
-use hybrid::bootstrap::{Templates, render_cluster};
+use hybrid::bootstrap::{Renderer, Templates};
 use hybrid::config::load;
 
 fn mib(bytes: u64) -> String {
@@ -25,7 +25,7 @@ fn main() {
     println!("{:<22} {:<14} {:>42}   {:>34}", "", "", "stock image", "baked image");
     for file in ["clusters/dev.toml", "clusters/qa.toml"] {
         let spec = load(&std::fs::read_to_string(file).unwrap()).spec.unwrap();
-        for node in render_cluster(&spec, &secrets, &Templates::builtin()).unwrap() {
+        for node in Renderer::new(&spec, &Templates::builtin()).cluster(&secrets).unwrap() {
             let path = critical_path::of_node(&spec, &node).expect("every rendered node has a bootstrap script");
             let stock = path.totals(false);
             let label = if node.is_control_plane() { "(never baked)" } else { node.os.name() };

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use hybrid::bootstrap::pki::ClusterSecrets;
-use hybrid::bootstrap::{Templates, render_cluster, render_pool};
+use hybrid::bootstrap::{Renderer, Templates};
 use hybrid::config::load;
 
 fn main() {
@@ -36,7 +36,7 @@ fn main() {
     let mut bytes = 0usize;
     for _ in 0..runs {
         let t = Instant::now();
-        let out = render_cluster(&spec, &secrets, &templates).unwrap();
+        let out = Renderer::new(&spec, &templates).cluster(&secrets).unwrap();
         best_pool = best_pool.min(t.elapsed().as_secs_f64());
         assert_eq!(out.len(), pools + 1);
 
@@ -44,7 +44,7 @@ fn main() {
         bytes = 0;
         for pool in &spec.pools {
             for _ in 0..pool.count {
-                bytes += render_pool(&spec, pool, &secrets, &templates).unwrap().user_data.len();
+                bytes += Renderer::new(&spec, &templates).pool(pool, &secrets).unwrap().user_data.len();
             }
         }
         best_node = best_node.min(t.elapsed().as_secs_f64());

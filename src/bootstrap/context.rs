@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::error::BootstrapError;
 use crate::bootstrap::pki::ClusterSecrets;
 use crate::model::{ClusterSpec, CniPlugin, NodeOs, Pool, Taint, kubelet_may_self_label};
-use crate::versions::{self, Download, NodeKind};
+use crate::versions::{self, Download, NodeVersions};
 
 /// The API server port kubeadm listens on.
 pub const API_SERVER_PORT: u16 = 6443;
@@ -33,10 +33,11 @@ pub struct DownloadCtx {
     version: String,
 }
 
-fn downloads(spec: &ClusterSpec, kind: NodeKind) -> BTreeMap<&'static str, DownloadCtx> {
-    versions::downloads(spec, kind)
-        .into_iter()
-        .map(|d: Download| (d.name, DownloadCtx { check: d.check.encode(), url: d.url, version: d.version }))
+fn downloads(resolved: &NodeVersions) -> BTreeMap<&'static str, DownloadCtx> {
+    resolved
+        .downloads
+        .iter()
+        .map(|d: &Download| (d.name, DownloadCtx { check: d.check.encode(), url: d.url.clone(), version: d.version.clone() }))
         .collect()
 }
 
@@ -194,14 +195,14 @@ fn authenticator_args(spec: &ClusterSpec) -> Vec<String> {
     ]
 }
 
-/// `pool` is `None` for the control plane.
-pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) -> Result<Linux, BootstrapError> {
+/// `pool` is `None` for the control plane; `resolved` is what its kind of
+/// node runs (`NodeVersions`).
+pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets, resolved: &NodeVersions) -> Result<Linux, BootstrapError> {
     let ip = spec.api_server_ip().ok_or(BootstrapError::NoApiServerIp)?;
     let distro = match pool.map(|p| p.os) {
         Some(NodeOs::Linux(d)) => d,
         _ => spec.control_plane.os,
     };
-    let kind = if pool.is_some() { NodeKind::LinuxWorker } else { NodeKind::ControlPlane };
     Ok(Linux {
         cluster: spec.name.clone(),
         role: if pool.is_some() { "worker" } else { "control-plane" },
@@ -243,9 +244,9 @@ pub fn linux(spec: &ClusterSpec, pool: Option<&Pool>, secrets: &ClusterSecrets) 
         max_pods: pool.map_or(110, |p| p.max_pods).to_string(),
         node_name_placeholder: NODE_NAME_PLACEHOLDER,
         node_ip_placeholder: NODE_IP_PLACEHOLDER,
-        downloads: downloads(spec, kind),
-        pause_image: versions::pause_image(spec),
-        images: with_prepull(versions::node_images(spec, NodeOs::Linux(distro)), pool),
+        downloads: downloads(resolved),
+        pause_image: resolved.pause_image.clone(),
+        images: with_prepull(resolved.images.clone(), pool),
         private_images: private_images(pool),
         mode: "node",
         installation_spec: crate::cluster::objects::installation_spec(spec),
@@ -308,7 +309,7 @@ pub struct Windows {
     pub(super) mode: &'static str,
 }
 
-pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Result<Windows, BootstrapError> {
+pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets, resolved: &NodeVersions) -> Result<Windows, BootstrapError> {
     let NodeOs::Windows(version) = pool.os else { unreachable!("windows() is called for Windows pools only") };
     let ip = spec.api_server_ip().ok_or(BootstrapError::NoApiServerIp)?;
     let mut kubelet_args: Vec<String> = [
@@ -365,10 +366,10 @@ pub fn windows(spec: &ClusterSpec, pool: &Pool, secrets: &ClusterSecrets) -> Res
         taints: taints(&pool.taints),
         node_name_placeholder: NODE_NAME_PLACEHOLDER,
         node_ip_placeholder: NODE_IP_PLACEHOLDER,
-        downloads: downloads(spec, NodeKind::Windows(version)),
-        pause_image: versions::pause_image(spec),
+        downloads: downloads(resolved),
+        pause_image: resolved.pause_image.clone(),
         link_local_routes: EC2_LINK_LOCAL_ROUTES,
-        images: with_prepull(versions::node_images(spec, pool.os), Some(pool)),
+        images: with_prepull(resolved.images.clone(), Some(pool)),
         private_images: private_images(Some(pool)),
         credential_provider_config: versions::credential_provider_config(),
         mode: "node",

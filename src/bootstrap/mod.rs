@@ -18,6 +18,7 @@ pub mod pki;
 pub mod powershell;
 pub mod templates;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use base64::Engine as _;
@@ -30,6 +31,7 @@ pub use templates::Templates;
 use crate::bootstrap::pki::ClusterSecrets;
 use crate::model::net::Ipv4Cidr;
 use crate::model::{ClusterSpec, ControlPlane, Network, NodeOs, Pool, Vpc};
+use crate::versions::{NodeKind, NodeVersions};
 
 /// What a node (or every node of a pool) boots with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,61 +57,108 @@ impl NodeBootstrap {
     }
 }
 
-/// Renders the control plane and one bootstrap per pool.
-pub fn render_cluster(spec: &ClusterSpec, secrets: &ClusterSecrets, templates: &Templates) -> Result<Vec<NodeBootstrap>, BootstrapError> {
-    let mut out = vec![render_control_plane(spec, secrets, templates)?];
-    for pool in &spec.pools {
-        out.push(render_pool(spec, pool, secrets, templates)?);
+/// Renders the bootstraps of one cluster file. The version table is
+/// consulted once per kind of node when the renderer is made
+/// (`NodeVersions`); every bootstrap a command needs (the nodes', their
+/// fingerprints, the bake builders') renders from that.
+pub struct Renderer<'a> {
+    spec: &'a ClusterSpec,
+    templates: &'a Templates,
+    resolved: BTreeMap<NodeKind, NodeVersions>,
+}
+
+impl<'a> Renderer<'a> {
+    pub fn new(spec: &'a ClusterSpec, templates: &'a Templates) -> Self {
+        let kinds = std::iter::once(NodeKind::ControlPlane).chain(spec.pools.iter().map(NodeKind::of_pool));
+        let resolved = kinds.map(|k| (k, NodeVersions::of(spec, k))).collect();
+        Self { spec, templates, resolved }
     }
-    Ok(out)
-}
 
-pub fn render_control_plane(spec: &ClusterSpec, secrets: &ClusterSecrets, templates: &Templates) -> Result<NodeBootstrap, BootstrapError> {
-    let ctx = context::linux(spec, None, secrets)?;
-    let kubeadm = templates.render("linux/kubeadm-init.yaml", &ctx)?;
-    let cni = templates.render(&format!("linux/cni-{}.yaml", spec.cni.plugin.name()), &ctx)?;
-    let containerd = templates.render("linux/containerd.toml", &ctx)?;
-    let script = templates.render("linux/bootstrap.sh", &ctx)?;
-    let fetch = templates.render("linux/fetch-secrets.py", &ctx)?;
-    let user_data = templates.render(
-        "linux/cloud-config.yaml",
-        &context::CloudConfig {
-            base: &ctx,
-            kubeadm_config: &kubeadm,
-            containerd_config: &containerd,
-            cni_manifest: Some(&cni),
-            bootstrap_script: &script,
-            fetch_secrets: &fetch,
-        },
-    )?;
-    let parts = vec![
-        ("kubeadm.yaml".into(), kubeadm),
-        (format!("cni-{}.yaml", spec.cni.plugin.name()), cni),
-        ("containerd.toml".into(), containerd),
-        ("bootstrap.sh".into(), script),
-        ("fetch-secrets.py".into(), fetch),
-    ];
-    linux_result(CONTROL_PLANE, NodeOs::Linux(spec.control_plane.os), user_data, parts)
-}
+    pub fn spec(&self) -> &'a ClusterSpec {
+        self.spec
+    }
 
-pub fn render_pool(
-    spec: &ClusterSpec,
-    pool: &Pool,
-    secrets: &ClusterSecrets,
-    templates: &Templates,
-) -> Result<NodeBootstrap, BootstrapError> {
-    render_pool_as(spec, pool, secrets, templates, "node")
-}
+    /// What nodes of `kind` run; resolved now for a pool not in the file
+    /// (tests render variants of a file's pools).
+    fn versions(&self, kind: NodeKind) -> std::borrow::Cow<'_, NodeVersions> {
+        match self.resolved.get(&kind) {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => std::borrow::Cow::Owned(NodeVersions::of(self.spec, kind)),
+        }
+    }
 
-/// The user data of `hybrid bake`'s builder for `pool`: the same script in
-/// `bake` mode, which runs every stage that does not depend on the cluster
-/// (and pre-pulls the images), then shuts the builder down. It is rendered
-/// with stand-in secrets for a stand-in cluster (`bake_cluster`), so a baked
-/// image carries nothing secret, and its script (which the bake key hashes)
-/// is the same for every cluster and pool that need the same image.
-pub fn render_bake(spec: &ClusterSpec, pool: &Pool, templates: &Templates) -> Result<NodeBootstrap, BootstrapError> {
-    let (cluster, generic) = bake_cluster(spec, pool);
-    render_pool_as(&cluster, &generic, &fingerprint_secrets(), templates, "bake")
+    /// The control plane and one bootstrap per pool.
+    pub fn cluster(&self, secrets: &ClusterSecrets) -> Result<Vec<NodeBootstrap>, BootstrapError> {
+        let mut out = vec![self.control_plane(secrets)?];
+        for pool in &self.spec.pools {
+            out.push(self.pool(pool, secrets)?);
+        }
+        Ok(out)
+    }
+
+    pub fn control_plane(&self, secrets: &ClusterSecrets) -> Result<NodeBootstrap, BootstrapError> {
+        let (spec, templates) = (self.spec, self.templates);
+        let ctx = context::linux(spec, None, secrets, &self.versions(NodeKind::ControlPlane))?;
+        let kubeadm = templates.render("linux/kubeadm-init.yaml", &ctx)?;
+        let cni = templates.render(&format!("linux/cni-{}.yaml", spec.cni.plugin.name()), &ctx)?;
+        let containerd = templates.render("linux/containerd.toml", &ctx)?;
+        let script = templates.render("linux/bootstrap.sh", &ctx)?;
+        let fetch = templates.render("linux/fetch-secrets.py", &ctx)?;
+        let user_data = templates.render(
+            "linux/cloud-config.yaml",
+            &context::CloudConfig {
+                base: &ctx,
+                kubeadm_config: &kubeadm,
+                containerd_config: &containerd,
+                cni_manifest: Some(&cni),
+                bootstrap_script: &script,
+                fetch_secrets: &fetch,
+            },
+        )?;
+        let parts = vec![
+            ("kubeadm.yaml".into(), kubeadm),
+            (format!("cni-{}.yaml", spec.cni.plugin.name()), cni),
+            ("containerd.toml".into(), containerd),
+            ("bootstrap.sh".into(), script),
+            ("fetch-secrets.py".into(), fetch),
+        ];
+        linux_result(CONTROL_PLANE, NodeOs::Linux(spec.control_plane.os), user_data, parts)
+    }
+
+    /// What every node of `pool` boots with.
+    pub fn pool(&self, pool: &Pool, secrets: &ClusterSecrets) -> Result<NodeBootstrap, BootstrapError> {
+        render_pool_as(self.spec, pool, secrets, self.templates, &self.versions(NodeKind::of_pool(pool)), "node")
+    }
+
+    /// The user data of `hybrid bake`'s builder for `pool`: the same script
+    /// in `bake` mode, which runs every stage that does not depend on the
+    /// cluster (and pre-pulls the images), then shuts the builder down. It
+    /// is rendered with stand-in secrets for a stand-in cluster
+    /// (`bake_cluster`), so a baked image carries nothing secret, and its
+    /// script (which the bake key hashes) is the same for every cluster and
+    /// pool that need the same image.
+    pub fn bake(&self, pool: &Pool) -> Result<NodeBootstrap, BootstrapError> {
+        let (cluster, generic) = bake_cluster(self.spec, pool);
+        let versions = self.versions(NodeKind::of_pool(pool));
+        render_pool_as(&cluster, &generic, &fingerprint_secrets(), self.templates, &versions, "bake")
+    }
+
+    /// Per pool, a digest of its bootstrap rendered with
+    /// `fingerprint_secrets` and without the pool's labels and taints:
+    /// `apply` reconciles those through the API, so changing them must not
+    /// replace a node. (The control plane has no fingerprint: see
+    /// `infra::desired::control_plane_hash`.)
+    pub fn fingerprints(&self) -> Result<BTreeMap<String, String>, BootstrapError> {
+        let secrets = fingerprint_secrets();
+        let mut out = BTreeMap::new();
+        for pool in &self.spec.pools {
+            let bare = Pool { labels: Default::default(), taints: Vec::new(), ..pool.clone() };
+            let b = self.pool(&bare, &secrets)?;
+            let text: String = b.parts.iter().flat_map(|(n, c)| [n.as_str(), c.as_str()]).collect();
+            out.insert(b.group, crate::infra::desired::fingerprint(text.as_bytes()));
+        }
+        Ok(out)
+    }
 }
 
 /// What an image is baked for: the OS, versions, CNI and pre-pulled images
@@ -155,11 +204,12 @@ fn render_pool_as(
     pool: &Pool,
     secrets: &ClusterSecrets,
     templates: &Templates,
+    versions: &NodeVersions,
     mode: &'static str,
 ) -> Result<NodeBootstrap, BootstrapError> {
     match pool.os {
         NodeOs::Linux(_) => {
-            let mut ctx = context::linux(spec, Some(pool), secrets)?;
+            let mut ctx = context::linux(spec, Some(pool), secrets, versions)?;
             ctx.mode = mode;
             let kubeadm = templates.render("linux/kubeadm-join.yaml", &ctx)?;
             let containerd = templates.render("linux/containerd.toml", &ctx)?;
@@ -185,7 +235,7 @@ fn render_pool_as(
             linux_result(&pool.name, pool.os, user_data, parts)
         }
         NodeOs::Windows(_) => {
-            let mut ctx = context::windows(spec, pool, secrets)?;
+            let mut ctx = context::windows(spec, pool, secrets, versions)?;
             ctx.mode = mode;
             let kubeadm = templates.render("windows/kubeadm-join.yaml", &ctx)?;
             let containerd = templates.render("windows/containerd.toml", &ctx)?;
@@ -260,23 +310,4 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 pub fn fingerprint_secrets() -> ClusterSecrets {
     ClusterSecrets::from_parts(include_str!("fingerprint/ca.crt"), include_str!("fingerprint/ca.key"), include_str!("fingerprint/token"))
         .expect("the built-in fingerprint secrets are valid")
-}
-
-/// Per pool, a digest of its bootstrap rendered with `fingerprint_secrets`
-/// and without the pool's labels and taints: `apply` reconciles those
-/// through the API, so changing them must not replace a node. (The control
-/// plane has no fingerprint: see `infra::desired::control_plane_hash`.)
-pub fn worker_fingerprints(
-    spec: &ClusterSpec,
-    templates: &Templates,
-) -> Result<std::collections::BTreeMap<String, String>, BootstrapError> {
-    let secrets = fingerprint_secrets();
-    let mut out = std::collections::BTreeMap::new();
-    for pool in &spec.pools {
-        let bare = Pool { labels: Default::default(), taints: Vec::new(), ..pool.clone() };
-        let b = render_pool(spec, &bare, &secrets, templates)?;
-        let text: String = b.parts.iter().flat_map(|(n, c)| [n.as_str(), c.as_str()]).collect();
-        out.insert(b.group, crate::infra::desired::fingerprint(text.as_bytes()));
-    }
-    Ok(out)
 }

@@ -106,6 +106,7 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
         }
     }
     let cloud = cloud(&spec, &args.aws).await?;
+    let renderer = crate::bootstrap::Renderer::new(&spec, &templates);
     // One target per distinct key; pools that need the same image share it.
     let mut targets: BTreeMap<String, BakeTarget> = BTreeMap::new();
     // By default the pools that have nodes; --pool also bakes for an empty one.
@@ -114,7 +115,7 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
             .resolve_ami(&ami_lookup(pool.os), pool.ami.as_ref())
             .await
             .map_err(|e| Error::Ami { group: pool.name.clone(), source: e })?;
-        let t = bake_target(&spec, pool, &base, &templates)?;
+        let t = bake_target(&renderer, pool, &base)?;
         match targets.get_mut(&t.key) {
             Some(existing) => existing.pools.push(pool.name.clone()),
             None => {

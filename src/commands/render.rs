@@ -55,7 +55,7 @@ pub fn run(ui: &Ui, args: &Args) -> Result<()> {
             new_secrets()?
         }
     };
-    let rendered = bootstrap::render_cluster(&spec, &secrets, &templates)?;
+    let rendered = bootstrap::Renderer::new(&spec, &templates).cluster(&secrets)?;
     write_dir(out)?;
     let mut nodes = 0;
     for node in &rendered {

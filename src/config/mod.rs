@@ -29,10 +29,11 @@ fn user_data_fits(spec: &ClusterSpec, spans: &read::Spans, diags: &mut Diagnosti
             diags.error(&key, span, e.to_string()).help("remove labels or taints, or shorten them; each one travels in the user data");
         }
     };
-    check("control_plane".into(), crate::bootstrap::render_control_plane(spec, &secrets, &templates));
+    let renderer = crate::bootstrap::Renderer::new(spec, &templates);
+    check("control_plane".into(), renderer.control_plane(&secrets));
     for (i, pool) in spec.pools.iter().enumerate() {
         let key = if pool.labels.is_empty() { format!("pool[{i}].name") } else { format!("pool[{i}].labels") };
-        check(key, crate::bootstrap::render_pool(spec, pool, &secrets, &templates));
+        check(key, renderer.pool(pool, &secrets));
     }
 }
 

@@ -350,7 +350,7 @@ mod tests {
 
     /// Desired state with real bootstrap fingerprints (the built-in templates).
     fn desired_for(spec: &crate::model::ClusterSpec, amis: &AmiMap) -> DesiredState {
-        let fingerprints = crate::bootstrap::worker_fingerprints(spec, &crate::bootstrap::Templates::builtin()).unwrap();
+        let fingerprints = crate::bootstrap::Renderer::new(spec, &crate::bootstrap::Templates::builtin()).fingerprints().unwrap();
         desired_state(spec, amis, &fingerprints)
     }
 

@@ -276,11 +276,43 @@ impl Resolved {
 }
 
 /// Which node a download list is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NodeKind {
     ControlPlane,
     LinuxWorker,
     Windows(WindowsVersion),
+}
+
+impl NodeKind {
+    /// The kind of `pool`'s nodes.
+    pub fn of_pool(pool: &crate::model::Pool) -> Self {
+        match pool.os {
+            NodeOs::Windows(v) => Self::Windows(v),
+            NodeOs::Linux(_) => Self::LinuxWorker,
+        }
+    }
+}
+
+/// What a node of one kind runs, taken from the version table once: the
+/// files it downloads, its pause image and the images it pulls on its way
+/// to Ready (a pool's own pre-pulls come on top). The bootstrap renders from
+/// this and never consults the table itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeVersions {
+    pub downloads: Vec<Download>,
+    pub pause_image: String,
+    pub images: Vec<String>,
+}
+
+impl NodeVersions {
+    pub fn of(spec: &ClusterSpec, kind: NodeKind) -> Self {
+        // The images differ between Linux and Windows only, not by distro.
+        let os = match kind {
+            NodeKind::Windows(v) => NodeOs::Windows(v),
+            NodeKind::ControlPlane | NodeKind::LinuxWorker => NodeOs::Linux(spec.control_plane.os),
+        };
+        Self { downloads: downloads(spec, kind), pause_image: pause_image(spec), images: node_images(spec, os) }
+    }
 }
 
 /// Every file a node of `kind` downloads at boot, in the order it needs

@@ -17,7 +17,7 @@ use std::time::Duration;
 use aws_sdk_ec2::types::Filter;
 use base64::Engine;
 
-use hybrid::bootstrap::{NodeBootstrap, Templates, render_bake, render_pool};
+use hybrid::bootstrap::{NodeBootstrap, Renderer, Templates};
 use hybrid::model::net::Ipv4Cidr;
 use hybrid::model::{ClusterSpec, Vpc};
 
@@ -700,7 +700,8 @@ fn clusters_of_the_same_versions_share_a_baked_image() {
         let b = another_cluster(&a);
         for (pa, pb) in a.pools.iter().zip(&b.pools) {
             let what = format!("{file} pool {}", pa.name);
-            let (na, nb) = (render_pool(&a, pa, &secrets, &templates).unwrap(), render_pool(&b, pb, &secrets, &templates).unwrap());
+            let (na, nb) =
+                (Renderer::new(&a, &templates).pool(pa, &secrets).unwrap(), Renderer::new(&b, &templates).pool(pb, &secrets).unwrap());
             let (sa, sb) = (script_of(&na), script_of(&nb));
             let windows = pa.os.is_windows();
             let differing = differing_globals(sa, sb, windows);
@@ -752,23 +753,23 @@ fn clusters_of_the_same_versions_share_a_baked_image() {
                 assert_eq!(differ, ["/etc/hybrid/kubeadm.yaml.in", "/opt/hybrid/bootstrap.sh"], "{what}");
             }
             // One image for both.
-            let (ba, bb) = (render_bake(&a, pa, &templates).unwrap(), render_bake(&b, pb, &templates).unwrap());
+            let (ba, bb) = (Renderer::new(&a, &templates).bake(pa).unwrap(), Renderer::new(&b, &templates).bake(pb).unwrap());
             assert!(ba.user_data == bb.user_data, "{what}: two bake scripts for one image");
         }
     }
     // Another patch release, CNI release or pre-pull list is another image.
     let a = crate::render::spec("clusters/dev.toml");
     let pool = &a.pools[0];
-    let base = render_bake(&a, pool, &templates).unwrap().user_data;
+    let base = Renderer::new(&a, &templates).bake(pool).unwrap().user_data;
     let mut patch = a.clone();
     patch.kubernetes_version.patch -= 1;
     let mut cni = a.clone();
     cni.cni.version = "3.32.3".into();
     let mut prepull = pool.clone();
     prepull.prepull.push("docker.io/library/nginx:1.27".into());
-    assert_ne!(render_bake(&patch, pool, &templates).unwrap().user_data, base);
-    assert_ne!(render_bake(&cni, pool, &templates).unwrap().user_data, base);
-    assert_ne!(render_bake(&a, &prepull, &templates).unwrap().user_data, base);
+    assert_ne!(Renderer::new(&patch, &templates).bake(pool).unwrap().user_data, base);
+    assert_ne!(Renderer::new(&cni, &templates).bake(pool).unwrap().user_data, base);
+    assert_ne!(Renderer::new(&a, &templates).bake(&prepull).unwrap().user_data, base);
 }
 
 /// A pool that pre-pulls a private ECR image is baked by a builder with a

@@ -12,7 +12,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use hybrid::bootstrap::{NodeBootstrap, Templates, render_cluster};
+use hybrid::bootstrap::{NodeBootstrap, Renderer, Templates};
 use hybrid::cluster::objects::desired_objects;
 use hybrid::model::{ClusterSpec, NodeOs};
 use hybrid::versions::{self, NodeKind};
@@ -30,7 +30,7 @@ fn contract(name: &str) -> Value {
 }
 
 fn nodes(spec: &ClusterSpec) -> Vec<NodeBootstrap> {
-    render_cluster(spec, &test_secrets(), &Templates::builtin()).unwrap()
+    Renderer::new(spec, &Templates::builtin()).cluster(&test_secrets()).unwrap()
 }
 
 /// The control plane's bootstrap for the cluster file `file`.
@@ -81,7 +81,7 @@ fn word(c: &ScriptCommand, i: usize) -> String {
 fn a_linux_bake_disables_its_bootstrap_before_the_image_is_made() {
     let spec = spec("clusters/dev.toml");
     let pool = spec.pools.iter().find(|p| !p.os.is_windows()).unwrap();
-    let bake = hybrid::bootstrap::render_bake(&spec, pool, &Templates::builtin()).unwrap();
+    let bake = hybrid::bootstrap::Renderer::new(&spec, &Templates::builtin()).bake(pool).unwrap();
     let commands = tools::bash_commands(part(&bake, "bootstrap.sh"));
     let in_finish: Vec<&ScriptCommand> = commands.iter().filter(|c| c.function.as_deref() == Some("finish_bake")).collect();
     let at = |name: &str, first_arg: &str| {
@@ -1102,8 +1102,8 @@ fn windows_programs_run_by_name_are_on_the_process_path() {
     for file in SPECS {
         let spec = spec(file);
         for pool in spec.pools.iter().filter(|p| p.os.is_windows()) {
-            let node = hybrid::bootstrap::render_pool(&spec, pool, &test_secrets(), &templates).unwrap();
-            let bake = hybrid::bootstrap::render_bake(&spec, pool, &templates).unwrap();
+            let node = hybrid::bootstrap::Renderer::new(&spec, &templates).pool(pool, &test_secrets()).unwrap();
+            let bake = hybrid::bootstrap::Renderer::new(&spec, &templates).bake(pool).unwrap();
             for (mode, boot) in [("node", &node), ("bake", &bake)] {
                 let script = part(boot, "bootstrap.ps1");
                 let commands = tools::powershell_commands(script);
@@ -1186,7 +1186,7 @@ fn services_a_bake_installs_start_only_once_the_join_configured_them() {
     for file in SPECS {
         let spec = spec(file);
         for pool in spec.pools.iter().filter(|p| p.os.is_windows()) {
-            let bake = hybrid::bootstrap::render_bake(&spec, pool, &templates).unwrap();
+            let bake = hybrid::bootstrap::Renderer::new(&spec, &templates).bake(pool).unwrap();
             let baked = tools::powershell_commands(part(&bake, "bootstrap.ps1"));
             let installs: Vec<&ScriptCommand> = baked.iter().filter(|c| c.name == "Install-Service" && c.function.is_none()).collect();
             assert!(!installs.is_empty());
@@ -1199,7 +1199,7 @@ fn services_a_bake_installs_start_only_once_the_join_configured_them() {
                 install < demand && matches!(word(helper[demand], 3).as_str(), "SERVICE_DEMAND_START" | "SERVICE_DISABLED"),
                 "{helper:?}"
             );
-            let node = hybrid::bootstrap::render_pool(&spec, pool, &test_secrets(), &templates).unwrap();
+            let node = hybrid::bootstrap::Renderer::new(&spec, &templates).pool(pool, &test_secrets()).unwrap();
             let booted = tools::powershell_commands(part(&node, "bootstrap.ps1"));
             for install in installs {
                 let service = word(install, 0);
@@ -1276,7 +1276,7 @@ fn a_windows_bake_seals_the_image_and_says_whether_it_worked() {
     let strs = |k: &str| want[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>();
     let spec = spec("clusters/dev.toml");
     let pool = spec.pools.iter().find(|p| p.os.is_windows()).unwrap();
-    let bake = hybrid::bootstrap::render_bake(&spec, pool, &Templates::builtin()).unwrap();
+    let bake = hybrid::bootstrap::Renderer::new(&spec, &Templates::builtin()).bake(pool).unwrap();
     let script = part(&bake, "bootstrap.ps1");
     let commands = tools::powershell_commands(script);
     let seal: Vec<&ScriptCommand> = commands.iter().filter(|c| c.function.as_deref() == Some("Seal-Image")).collect();
@@ -1325,7 +1325,7 @@ fn windows_stages_fail_when_a_program_they_run_fails() {
     for file in SPECS {
         let spec = spec(file);
         for pool in spec.pools.iter().filter(|p| p.os.is_windows()) {
-            let bake = hybrid::bootstrap::render_bake(&spec, pool, &Templates::builtin()).unwrap();
+            let bake = hybrid::bootstrap::Renderer::new(&spec, &Templates::builtin()).bake(pool).unwrap();
             let commands = tools::powershell_commands(part(&bake, "bootstrap.ps1"));
             let mut checked = 0;
             for (i, c) in commands.iter().enumerate() {
@@ -1643,7 +1643,7 @@ fn a_bake_pulls_private_ecr_images_with_a_login_of_its_own() {
     let mut pool = spec.pools.iter().find(|p| !p.os.is_windows()).unwrap().clone();
     let private = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/game/server:1.2";
     pool.prepull = vec![private.to_string(), "docker.io/library/busybox:1.37".to_string()];
-    let bake = hybrid::bootstrap::render_bake(&spec, &pool, &Templates::builtin()).unwrap();
+    let bake = hybrid::bootstrap::Renderer::new(&spec, &Templates::builtin()).bake(&pool).unwrap();
     let dir = scratch("ecr-login");
     let script = dir.join("fetch-secrets.py");
     fs::write(&script, part(&bake, "fetch-secrets.py")).unwrap();
@@ -1691,7 +1691,7 @@ fn a_bake_pulls_private_ecr_images_with_a_login_of_its_own() {
     assert!(!bash.contains("--creds"), "no login on a command line (ps shows it)");
     let mut win = spec.pools.iter().find(|p| p.os.is_windows()).unwrap().clone();
     win.prepull = vec![private.to_string()];
-    let bake = hybrid::bootstrap::render_bake(&spec, &win, &Templates::builtin()).unwrap();
+    let bake = hybrid::bootstrap::Renderer::new(&spec, &Templates::builtin()).bake(&win).unwrap();
     let ps = part(&bake, "bootstrap.ps1");
     assert!(ps.contains(&format!("$EcrLogins = @{{ '{private}' = @('eu-west-1', 'https://api.ecr.eu-west-1.amazonaws.com'); }}")), "{ps}");
     let pulls: Vec<ScriptCommand> = tools::powershell_commands(ps).into_iter().filter(|c| c.name.ends_with("\\ctr.exe\"")).collect();

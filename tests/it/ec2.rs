@@ -245,7 +245,7 @@ fn apply_creates_a_tagged_cluster_and_a_second_apply_writes_nothing() {
         // is right is the golden files' and the parsers' business
         // (render.rs, boot.rs), against hand-written contracts.
         let rendered: BTreeMap<String, Vec<u8>> =
-            hybrid::bootstrap::render_cluster(&spec, &secrets, &hybrid::bootstrap::Templates::builtin())
+            hybrid::bootstrap::Renderer::new(&spec, &hybrid::bootstrap::Templates::builtin()).cluster(&secrets)
                 .unwrap()
                 .into_iter()
                 .map(|b| (b.group, b.user_data))

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use hybrid::bootstrap::pki::ClusterSecrets;
-use hybrid::bootstrap::{BootstrapError, NodeBootstrap, Templates, USER_DATA_LIMIT, render_cluster};
+use hybrid::bootstrap::{BootstrapError, NodeBootstrap, Renderer, Templates, USER_DATA_LIMIT};
 use hybrid::config::load;
 use hybrid::model::{ClusterSpec, NodeOs, Taint, TaintEffect};
 
@@ -31,7 +31,7 @@ pub fn spec(rel: &str) -> ClusterSpec {
 }
 
 pub(crate) fn render(spec: &ClusterSpec) -> Vec<NodeBootstrap> {
-    render_cluster(spec, &test_secrets(), &Templates::builtin()).unwrap()
+    Renderer::new(spec, &Templates::builtin()).cluster(&test_secrets()).unwrap()
 }
 
 fn part<'a>(node: &'a NodeBootstrap, name: &str) -> &'a str {
@@ -304,7 +304,7 @@ fn unquote_ps(s: &str) -> String {
 fn powershell_agent_tags_in_values_are_refused() {
     let mut spec = spec("clusters/dev.toml");
     spec.pools[1].labels.insert("x".into(), "</powershell><script>calc</script>".into());
-    let err = render_cluster(&spec, &test_secrets(), &Templates::builtin()).unwrap_err();
+    let err = Renderer::new(&spec, &Templates::builtin()).cluster(&test_secrets()).unwrap_err();
     assert!(matches!(&err, BootstrapError::AgentTagInScript { pool, .. } if pool == "win-tools"), "{err}");
 }
 
@@ -341,7 +341,7 @@ fn user_data_size_limit() {
             pool.labels.insert(format!("game.example.com/more-{i:03}-{}", noise(40)), noise(63));
         }
     }
-    match render_cluster(&spec, &test_secrets(), &Templates::builtin()) {
+    match Renderer::new(&spec, &Templates::builtin()).cluster(&test_secrets()) {
         Err(BootstrapError::TooLarge { node, size, .. }) => {
             assert!(node.contains("game-servers") || node.contains("win-tools"), "{node}");
             assert!(size > USER_DATA_LIMIT);

@@ -196,7 +196,8 @@ fn status_shows_each_stage_and_the_slowest_per_pool() {
 #[test]
 fn the_linux_bootstrap_writes_what_the_parser_reads() {
     let spec = crate::render::spec("clusters/dev.toml");
-    let nodes = hybrid::bootstrap::render_cluster(&spec, &crate::render::test_secrets(), &hybrid::bootstrap::Templates::builtin()).unwrap();
+    let nodes =
+        hybrid::bootstrap::Renderer::new(&spec, &hybrid::bootstrap::Templates::builtin()).cluster(&crate::render::test_secrets()).unwrap();
     let script = &nodes[1].parts.iter().find(|(n, _)| n == "bootstrap.sh").unwrap().1;
     let state = crate::util::scratch("timeline");
     let body = format!(

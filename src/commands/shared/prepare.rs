@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use crate::adapters::Cloud;
 use crate::adapters::clock::rfc3339_from_now;
 use crate::bootstrap::pki::{BootstrapToken, ClusterSecrets};
-use crate::bootstrap::{self, NodeBootstrap, Templates, templates};
+use crate::bootstrap::{NodeBootstrap, Renderer, Templates, templates};
 use crate::error::{Error, Result};
 use crate::infra::desired::{AmiMap, CONTROL_PLANE, DesiredState, ResolvedAmi, ami_lookup, desired_state, secrets_parameter_name};
 use crate::infra::images::{self, BakeTarget};
@@ -68,11 +68,12 @@ struct LookedUp {
 pub async fn prepare<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates) -> Result<Prepared> {
     // What runs, what the region offers, the images and the secrets: none
     // waits for another, so they are asked at once.
+    let renderer = Renderer::new(spec, templates);
     let (inventory, looked_up, stored) =
-        tokio::try_join!(async { cloud.discover(&spec.name).await.map_err(Error::from) }, look_up(cloud, spec, templates), async {
+        tokio::try_join!(async { cloud.discover(&spec.name).await.map_err(Error::from) }, look_up(cloud, &renderer), async {
             cloud.get_parameter(&secrets_parameter_name(&spec.name)).await.map_err(Error::from)
         },)?;
-    assemble(spec, templates, inventory, stored, looked_up)
+    assemble(&renderer, inventory, stored, looked_up)
 }
 
 /// Plans again, as `prepare`, but asks AWS only what another run may have
@@ -82,33 +83,29 @@ pub async fn prepare_again<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &
     let (inventory, stored) = tokio::try_join!(async { cloud.discover(&spec.name).await.map_err(Error::from) }, async {
         cloud.get_parameter(&secrets_parameter_name(&spec.name)).await.map_err(Error::from)
     },)?;
-    assemble(spec, templates, inventory, stored, earlier.looked_up.clone())
+    assemble(&Renderer::new(spec, templates), inventory, stored, earlier.looked_up.clone())
 }
 
-async fn look_up<C: Cloud>(cloud: &C, spec: &ClusterSpec, templates: &Templates) -> Result<LookedUp> {
+async fn look_up<C: Cloud>(cloud: &C, renderer: &Renderer<'_>) -> Result<LookedUp> {
+    let spec = renderer.spec();
     let ((), mut amis, baked) = tokio::try_join!(check_offered(cloud, spec), resolve_images(cloud, spec), async {
         baked_images_wanted(cloud, spec).await.map_err(Error::from)
     },)?;
-    let image_notes = use_baked_images(spec, templates, &mut amis, &baked)?;
+    let image_notes = use_baked_images(renderer, &mut amis, &baked)?;
     Ok(LookedUp { amis, image_notes })
 }
 
 /// The pure part: secrets (stored, or new), user data, desired state, plan.
-fn assemble(
-    spec: &ClusterSpec,
-    templates: &Templates,
-    inventory: Inventory,
-    stored: Option<String>,
-    looked_up: LookedUp,
-) -> Result<Prepared> {
+fn assemble(renderer: &Renderer<'_>, inventory: Inventory, stored: Option<String>, looked_up: LookedUp) -> Result<Prepared> {
+    let spec = renderer.spec();
     let secrets = match &stored {
         Some(stored) => ClusterSecrets::from_stored(stored)
             .map_err(|source| Error::Secrets { dir: secrets_parameter_name(&spec.name).into(), source })?,
         None => ClusterSecrets::generate(&mut rand::rng(), SystemTime::now())
             .map_err(|source| Error::Secrets { dir: "(new)".into(), source })?,
     };
-    let bootstraps = bootstrap::render_cluster(spec, &secrets, templates)?.into_iter().map(|b| (b.group.clone(), b)).collect();
-    let mut desired = desired_state(spec, &looked_up.amis, &bootstrap::worker_fingerprints(spec, templates)?);
+    let bootstraps = renderer.cluster(&secrets)?.into_iter().map(|b| (b.group.clone(), b)).collect();
+    let mut desired = desired_state(spec, &looked_up.amis, &renderer.fingerprints()?);
     desired.image_notes = looked_up.image_notes.clone();
     let plan = plan::plan(&desired, &inventory, false)?;
     let join_token = if plan.creates_control_plane() { secrets.token.clone() } else { BootstrapToken::generate(&mut rand::rng()) };
@@ -117,8 +114,9 @@ fn assemble(
 
 /// The image `hybrid bake` would make for `pool` on `base`: its key and
 /// the builder's user data.
-pub fn bake_target(spec: &ClusterSpec, pool: &Pool, base: &ResolvedAmi, templates: &Templates) -> Result<BakeTarget> {
-    let bake = bootstrap::render_bake(spec, pool, templates)?;
+pub fn bake_target(renderer: &Renderer<'_>, pool: &Pool, base: &ResolvedAmi) -> Result<BakeTarget> {
+    let spec = renderer.spec();
+    let bake = renderer.bake(pool)?;
     let script: String = bake.parts.iter().flat_map(|(n, c)| [n.as_str(), c.as_str()]).collect();
     Ok(BakeTarget {
         key: images::bake_key(pool.os, &base.id, &script),
@@ -171,15 +169,14 @@ async fn baked_images_wanted<C: Cloud>(
 /// Swaps in baked images where pools may use them (`image` is not
 /// "stock"); returns, per pool, which image it boots from and why.
 fn use_baked_images(
-    spec: &ClusterSpec,
-    templates: &Templates,
+    renderer: &Renderer<'_>,
     amis: &mut AmiMap,
     baked: &[crate::infra::images::BakedImage],
 ) -> Result<BTreeMap<String, String>> {
     let mut notes = BTreeMap::new();
-    for pool in &spec.pools {
+    for pool in &renderer.spec().pools {
         let Some(stock) = amis.get(&pool.name).cloned() else { continue };
-        let key = if pool.image == ImageChoice::Stock { String::new() } else { bake_target(spec, pool, &stock, templates)?.key };
+        let key = if pool.image == ImageChoice::Stock { String::new() } else { bake_target(renderer, pool, &stock)?.key };
         let chosen = images::choose(pool, &key, &stock, baked).map_err(|e| Error::Failed(e.to_string()))?;
         notes.insert(pool.name.clone(), chosen.describe(&stock));
         amis.insert(pool.name.clone(), chosen.ami(&stock));
@@ -212,7 +209,7 @@ async fn check_offered<C: Cloud>(cloud: &C, spec: &ClusterSpec) -> Result<()> {
 
 /// A plan against nothing, with no AWS calls and no credentials.
 pub fn prepare_offline(spec: &ClusterSpec, templates: &Templates) -> Result<Plan> {
-    let desired = desired_state(spec, &AmiMap::new(), &bootstrap::worker_fingerprints(spec, templates)?);
+    let desired = desired_state(spec, &AmiMap::new(), &Renderer::new(spec, templates).fingerprints()?);
     Ok(plan::plan(&desired, &Inventory::default(), true)?)
 }
 
