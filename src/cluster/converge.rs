@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use kube::ResourceExt;
+use kube::core::ResourceExt;
 use serde_json::Value;
 
 use crate::adapters::kube::{FIELD_MANAGER, KubeApi, KubeResult};
@@ -113,7 +113,7 @@ async fn stale<K: KubeApi>(api: &K, desired: &[KubeObject]) -> KubeResult<Vec<(S
     // Editors' RoleBindings, in whichever namespaces they are.
     for b in api.list_of::<RoleBinding>(None, Some(&format!("{ACCESS_LABEL}=true")), None).await? {
         let (ns, name) = (b.namespace().unwrap_or_default(), b.name_any());
-        let path = format!("{}/{name}", <RoleBinding as kube::Resource>::url_path(&(), Some(&ns)));
+        let path = format!("{}/{name}", <RoleBinding as kube::core::Resource>::url_path(&(), Some(&ns)));
         if !wanted.contains(&path) {
             out.push((path, format!("RoleBinding/{name} in {ns}")));
         }

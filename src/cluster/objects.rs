@@ -76,7 +76,7 @@ impl KubeObject {
 /// collection path come from the type (kube's `Resource::url_path`).
 fn typed<K>(object: &K) -> KubeObject
 where
-    K: kube::Resource<DynamicType = ()> + serde::Serialize,
+    K: kube::core::Resource<DynamicType = ()> + serde::Serialize,
 {
     let meta = object.meta();
     KubeObject {
@@ -467,7 +467,7 @@ pub const CORDONED_ANNOTATION: &str = "hybrid.dev/cordoned-for-removal";
 /// node is read typed; the patch is JSON because a merge patch removes a
 /// label by setting it to `null`, which a typed Node cannot say.
 pub fn node_patch(node: &Node, pool: &Pool) -> Option<Value> {
-    use kube::ResourceExt;
+    use kube::core::ResourceExt;
     let (node_labels, annotations) = (node.labels(), node.annotations());
     let previous: Value = annotations.get(MANAGED_ANNOTATION).and_then(|s| serde_json::from_str(s).ok()).unwrap_or(json!({}));
     let keys =

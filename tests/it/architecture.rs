@@ -115,15 +115,17 @@ fn offences(files: &[PathBuf], forbidden: &[&str], allowed: &[&str]) -> Vec<Stri
 fn pure_modules_do_no_io() {
     let files: Vec<PathBuf> = PURE.iter().flat_map(|p| rust_files(p)).collect();
     assert!(files.len() >= 25, "the pure module list no longer matches the tree: {files:?}");
-    // kube's kubeconfig types are plain data (serde structs), not its client.
-    let found = offences(&files, FORBIDDEN, &["kube::config::"]);
+    // kube's kubeconfig types are plain data (serde structs), not its
+    // client; kube::core (kube-core) is the API's traits and types, no client.
+    let found = offences(&files, FORBIDDEN, &["kube::config::", "kube::core::"]);
     assert!(found.is_empty(), "{found:#?}");
 }
 
 #[test]
 fn trait_driven_stages_do_io_only_through_the_traits() {
     let files: Vec<PathBuf> = DRIVES_TRAITS.iter().flat_map(|p| rust_files(p)).collect();
-    let found = offences(&files, FORBIDDEN, &["tokio::time::sleep", "tokio::time::timeout", "tokio::select!", "tokio::try_join!"]);
+    let found =
+        offences(&files, FORBIDDEN, &["tokio::time::sleep", "tokio::time::timeout", "tokio::select!", "tokio::try_join!", "kube::core::"]);
     assert!(found.is_empty(), "{found:#?}");
 }
 
@@ -136,6 +138,23 @@ fn the_purity_check_can_fail() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].ends_with("uses std::fs"), "{found:?}");
     fs::remove_dir_all(dir).ok();
+}
+
+/// Every wait goes through the one retry policy (src/retry.rs): nothing
+/// else sleeps. The lock's renewal is a heartbeat on a fixed period, not a
+/// retry, and says so where it sleeps.
+#[test]
+fn every_wait_goes_through_the_one_retry_policy() {
+    let sleeps = ["tokio::time::sleep", "thread::sleep", "time::sleep("];
+    let found: Vec<String> = rust_files("src")
+        .iter()
+        .filter(|f| !f.ends_with("src/retry.rs"))
+        .filter(|f| sleeps.iter().any(|s| code(f).contains(s)))
+        .map(|f| f.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(found, ["src/infra/lock.rs"], "hand-rolled waits outside src/retry.rs");
+    let lock = code(&root().join("src/infra/lock.rs"));
+    assert_eq!(lock.matches("tokio::time::sleep").count(), 1, "the lock sleeps only in its heartbeat");
 }
 
 #[test]
