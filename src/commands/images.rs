@@ -29,10 +29,11 @@ pub struct Args {
     /// Do not ask before pruning.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Output format. JSON: an array of `{id, key, state, created, size_gb,
-    /// in_use, for, snapshots}`, newest first within each kind (no --prune).
-    #[arg(long, value_enum, default_value_t = super::plan::OutputFormat::Text, conflicts_with = "prune")]
-    pub output: super::plan::OutputFormat,
+    /// Output format: text for people, json for scripts (one document on
+    /// stdout; every key in docs/json.md).
+    /// Not with --prune.
+    #[arg(long, value_enum, default_value_t = super::shared::args::OutputFormat::Text, conflicts_with = "prune")]
+    pub output: super::shared::args::OutputFormat,
 }
 
 fn age(created: &str, now: OffsetDateTime) -> String {
@@ -52,7 +53,7 @@ pub async fn run(args: &Args) -> Result<()> {
     };
     let cloud = cloud_in(region, &args.aws).await;
     let images = cloud.baked_images().await?;
-    if args.output == super::plan::OutputFormat::Json {
+    if args.output == super::shared::args::OutputFormat::Json {
         let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
         let in_use = if ids.is_empty() { Default::default() } else { cloud.images_in_use(&ids).await? };
         let mut sorted: Vec<_> = images.iter().collect();

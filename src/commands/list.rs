@@ -1,7 +1,7 @@
 //! `hybrid list`: every cluster hybrid made in the account, found by its
 //! tags in each region asked for, without the cluster files.
 
-use super::shared::args::AwsArgs;
+use super::shared::args::{AwsArgs, OutputFormat};
 use super::shared::connect::{cloud_in, regions};
 use crate::adapters::Cloud;
 use crate::day2::list::{ClusterRow, row, to_text};
@@ -16,7 +16,7 @@ something missing, stopped or starting; half-destroyed: no instances left but ne
 or roles are; expired: its ttl has passed and `hybrid reap` will destroy it), who made it, when, \
 when it expires, its pools with their Linux (L) and Windows (W) nodes, and an estimated on-demand \
 cost per hour. Regions: the global --region (repeatable), --all-regions, or the AWS CLI's region \
-chain. --output json prints an array of clusters, each with name, region, owner, created, \
+chain. --output json prints an array of clusters (shape: docs/json.md), each with name, region, owner, created, \
 expires, expires_in_seconds, state, pools, usd_per_hour and missing.",
     after_help = "Exit codes: 0 success (also when there are no clusters), 1 failure, 64 usage error."
 )]
@@ -26,15 +26,10 @@ pub struct Args {
     /// Every region the account has enabled (EC2 DescribeRegions).
     #[arg(long)]
     pub all_regions: bool,
-    /// text (a table) or json.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
+    /// Output format: text for people, json for scripts (one document on
+    /// stdout; every key in docs/json.md).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 pub async fn run(args: &Args) -> Result<()> {
@@ -56,8 +51,8 @@ pub async fn run(args: &Args) -> Result<()> {
     let mut rows: Vec<ClusterRow> = found.into_iter().flatten().collect();
     rows.sort_by(|a, b| (&a.region, &a.name).cmp(&(&b.region, &b.name)));
     match args.output {
-        Output::Text => print!("{}", to_text(&rows)),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize")),
+        OutputFormat::Text => print!("{}", to_text(&rows)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize")),
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::shared::args::{AwsArgs, ClusterArgs};
+use super::shared::args::{AwsArgs, ClusterArgs, OutputFormat};
 use super::shared::connect::{aws_is_emulated, cloud, kube_client};
 use super::shared::files::load_spec;
 use super::shared::pins;
@@ -57,7 +57,8 @@ pub struct Args {
     /// Exit 0 for no changes and 2 for changes (1 stays an error).
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Output format.
+    /// Output format: text for people, json for scripts (one document on
+    /// stdout; every key in docs/json.md).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Folder with template overrides (as for render).
@@ -66,12 +67,6 @@ pub struct Args {
     /// Save the plan here; `hybrid apply PLANFILE` carries out exactly it (or refuses, saying what moved). It holds no secret.
     #[arg(long, value_name = "PLANFILE", conflicts_with = "offline")]
     pub out: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    Text,
-    Json,
 }
 
 /// Returns the exit code: 0, or 2 for changes with --detailed-exitcode.
@@ -117,6 +112,13 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
             v["kubernetes"] =
                 serde_json::json!(kube_changes.iter().map(|(s, w)| serde_json::json!({ "action": s, "object": w })).collect::<Vec<_>>());
             v["kubernetes_summary"] = serde_json::json!(show::kube_summary(&kube_changes));
+            let (state, why) = match &kube {
+                KubeView::Changes(_) => ("compared", None),
+                KubeView::NotAsked => ("not-asked", None),
+                KubeView::Skipped(why) => ("skipped", Some(why.as_str())),
+                KubeView::Unreachable(why) => ("unreachable", Some(why.as_str())),
+            };
+            v["kubernetes_status"] = serde_json::json!({ "state": state, "why": why });
             println!("{}", serde_json::to_string_pretty(&v).expect("JSON serializes"));
         }
     }

@@ -33,9 +33,10 @@ pub struct Args {
     /// Reach the API server here instead of the control plane's public address.
     #[arg(long, value_name = "URL")]
     pub api_server: Option<String>,
-    /// Output format (json: for scripts such as scripts/e2e-aws.sh).
-    #[arg(long, value_enum, default_value_t = super::plan::OutputFormat::Text)]
-    pub output: super::plan::OutputFormat,
+    /// Output format: text for people, json for scripts (one document on
+    /// stdout; every key in docs/json.md).
+    #[arg(long, value_enum, default_value_t = super::shared::args::OutputFormat::Text)]
+    pub output: super::shared::args::OutputFormat,
 }
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
@@ -68,10 +69,10 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let rows = status::rows(&inventory, nodes.as_deref().ok(), &consoles, now);
     let note = nodes.as_ref().err().map(|e| format!("{e}; node columns unknown (?)"));
     match args.output {
-        super::plan::OutputFormat::Text => {
+        super::shared::args::OutputFormat::Text => {
             print!("{}", status::to_text(&spec.name, &spec.region, inventory.expires.as_deref(), &rows, note.as_deref(), now))
         }
-        super::plan::OutputFormat::Json => println!(
+        super::shared::args::OutputFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&status::to_json(&spec.name, &spec.region, &rows, note.as_deref())).expect("JSON serializes")
         ),

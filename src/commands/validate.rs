@@ -36,13 +36,14 @@ pub struct Args {
     pub file: PathBuf,
     #[command(flatten)]
     pub set: super::shared::args::SetArgs,
-    /// Output format: the rendered diagnostics (text) or one JSON object.
-    #[arg(long, value_enum, default_value_t = super::plan::OutputFormat::Text)]
-    pub output: super::plan::OutputFormat,
+    /// Output format: text for people, json for scripts (one document on
+    /// stdout; every key in docs/json.md).
+    #[arg(long, value_enum, default_value_t = super::shared::args::OutputFormat::Text)]
+    pub output: super::shared::args::OutputFormat,
 }
 
 pub fn run(ui: &Ui, args: &Args) -> Result<ClusterSpec> {
-    if args.output == super::plan::OutputFormat::Json {
+    if args.output == super::shared::args::OutputFormat::Json {
         return run_json(args);
     }
     let spec = load_spec(ui, &args.file, &args.set)?;

@@ -36,16 +36,15 @@ pub struct Args {
     /// Check that every pinned download and image exists for its platforms.
     #[arg(long)]
     pub check: bool,
-    /// Output format. JSON: `hybrid versions --help` above names the shape
-    /// (src/versions/report.rs `to_json`); with --check it adds
-    /// `check: {cached, requests, results: [{what, subject, outcome, why}]}`.
-    #[arg(long, value_enum, default_value_t = super::plan::OutputFormat::Text)]
-    pub output: super::plan::OutputFormat,
+    /// Output format: text for people, json for scripts (one document on
+    /// stdout; every key in docs/json.md).
+    #[arg(long, value_enum, default_value_t = super::shared::args::OutputFormat::Text)]
+    pub output: super::shared::args::OutputFormat,
 }
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let spec = load_spec(ui, &args.file, &args.set)?;
-    if args.output == super::plan::OutputFormat::Json {
+    if args.output == super::shared::args::OutputFormat::Json {
         let mut v = versions::report::to_json(&spec);
         if args.check {
             let report = pins::check(&spec).await?;

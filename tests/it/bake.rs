@@ -285,6 +285,7 @@ fn bake_makes_tagged_images_that_plan_and_apply_use_and_destroy_leaves() {
         serde_json::from_str(&ok(&run(&moto.url, &["images", "--region", "us-east-1", "--output", "json"]), "images as JSON")).unwrap();
     let listed: Vec<&serde_json::Value> = json.as_array().unwrap().iter().collect();
     assert_eq!(listed.len(), images.len(), "{json:#}");
+    assert_eq!(crate::util::assert_documented_json("images", &json), 1, "docs/json.md's item keys");
     assert!(
         listed.iter().all(|i| i["in_use"] == true && i["id"].as_str().is_some_and(|id| images.iter().any(|(b, _, _)| b == id))),
         "{json:#}"

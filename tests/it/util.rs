@@ -43,3 +43,45 @@ pub fn wait_for(what: &str, limit: std::time::Duration, mut ready: impl FnMut() 
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The `Keys of PATH:` lines of one command's section of docs/json.md, as
+/// (path, keys): the documented shape of `hybrid COMMAND --output json`.
+pub fn documented_json(command: &str) -> Vec<(String, std::collections::BTreeSet<String>)> {
+    let doc = std::fs::read_to_string(root().join("docs/json.md")).unwrap();
+    let heading = format!("## `hybrid {command} --output json`");
+    let section = doc.split(&heading).nth(1).unwrap_or_else(|| panic!("docs/json.md has no section {heading}"));
+    let section = section.split("\n## ").next().unwrap();
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("Keys of `"))
+        .map(|l| {
+            let (path, keys) = l.split_once("`:").unwrap();
+            (path.to_string(), keys.split(',').map(|k| k.trim().trim_matches('`').to_string()).collect())
+        })
+        .collect()
+}
+
+/// Compares the keys `value` has at each documented path of `command` with
+/// docs/json.md; returns how many paths it could compare (a path through
+/// an empty array cannot be).
+pub fn assert_documented_json(command: &str, value: &serde_json::Value) -> usize {
+    let mut compared = 0;
+    for (path, keys) in documented_json(command) {
+        let mut at = Some(value);
+        for seg in path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()) {
+            let (name, each) = seg.strip_suffix("[]").map_or((seg, false), |n| (n, true));
+            if !name.is_empty() {
+                at = at.and_then(|v| v.get(name));
+            }
+            if each {
+                at = at.and_then(|v| v.as_array()).and_then(|a| a.first());
+            }
+        }
+        let Some(at) = at else { continue };
+        let have: std::collections::BTreeSet<String> =
+            at.as_object().unwrap_or_else(|| panic!("{command} {path}: not an object")).keys().cloned().collect();
+        assert_eq!(have, keys, "hybrid {command} --output json at {path}: the keys differ from docs/json.md\n{value:#}");
+        compared += 1;
+    }
+    compared
+}

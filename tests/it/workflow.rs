@@ -412,3 +412,45 @@ fn player_ports_never_overlap_the_clusters_own() {
     let out = run(&moto, &["validate", "clusters/dev.toml", "--set", "pool.game-servers.player_ports=7777/sctp"]);
     assert!(text(&out.stderr).contains("`sctp` is not tcp or udp"), "{}", text(&out.stderr));
 }
+
+/// Every command that prints data prints, with `--output json`, exactly the
+/// keys docs/json.md documents for it (the images' items are compared in
+/// bake.rs, where images exist).
+#[test]
+fn every_json_output_has_its_documented_shape() {
+    use crate::util::{assert_documented_json, documented_json};
+    let moto = Moto::start();
+    let file = "clusters/dev.toml";
+    let json = |args: &[&str], what: &str| -> Value {
+        let mut args = args.to_vec();
+        args.extend(["--output", "json"]);
+        serde_json::from_str(&ok(&run(&moto, &args), what)).unwrap_or_else(|e| panic!("{what}: not one JSON document: {e}"))
+    };
+    ok(&run(&moto, &["apply", file, "--yes", "--ec2-only"]), "apply");
+    let cases: [(&str, Vec<&str>); 7] = [
+        ("plan", vec!["plan", file, "--set", "pool.game-servers.count=3"]),
+        ("plan", vec!["plan", file, "--offline"]),
+        ("status", vec!["status", file]),
+        ("list", vec!["list", "--region", "us-east-1"]),
+        ("images", vec!["images", "--region", "us-east-1"]),
+        ("validate", vec!["validate", "tests/fixtures/warn/no-admin-cidrs.toml"]),
+        ("versions", vec!["versions", file]),
+    ];
+    for (command, args) in cases {
+        let value = json(&args, &args.join(" "));
+        let compared = assert_documented_json(command, &value);
+        let documented = documented_json(command).len();
+        if command == "images" {
+            assert_eq!((compared, value.as_array().map(Vec::len)), (0, Some(0)), "no images here: {value:#}");
+        } else {
+            assert_eq!(compared, documented, "{}: every documented path is there\n{value:#}", args.join(" "));
+        }
+    }
+    // What the plan said of the cluster side: AWS is moto and no
+    // --api-server was given, so it was skipped, and says why.
+    let plan = json(&["plan", file], "plan");
+    assert_eq!(plan["kubernetes_status"]["state"], "skipped", "{plan:#}");
+    assert!(plan["kubernetes_status"]["why"].as_str().is_some_and(|w| !w.is_empty()), "{plan:#}");
+    let offline = json(&["plan", file, "--offline"], "plan --offline");
+    assert_eq!(offline["kubernetes_status"], serde_json::json!({ "state": "not-asked", "why": null }));
+}

@@ -91,3 +91,11 @@ impl ClusterArgs {
         }
     }
 }
+
+/// How a command that prints data prints it: `text` for people, `json` for
+/// scripts (the shapes, stable, in docs/json.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
