@@ -74,7 +74,7 @@ impl KubeObject {
 
 /// A built-in object from its `k8s-openapi` type: apiVersion, kind and the
 /// collection path come from the type (kube's `Resource::url_path`).
-fn typed<K>(object: &K) -> KubeObject
+pub fn typed<K>(object: &K) -> KubeObject
 where
     K: kube::core::Resource<DynamicType = ()> + serde::Serialize,
 {

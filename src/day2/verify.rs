@@ -1,6 +1,7 @@
 //! What `hybrid verify` deploys and checks, from the readable manifests in
 //! `examples/verify/` (compiled in). Pure: placeholders filled per Windows
-//! build, YAML parsed into objects, checks listed in order. The command
+//! build, YAML read into the objects' `k8s-openapi` types (a field a type
+//! does not know is an error), checks listed in order. The command
 //! creates them, reads each check Job's outcome from the API and cleans up.
 
 use serde_json::Value;
@@ -89,20 +90,55 @@ fn fix_ports(mut v: Value) -> Value {
     v
 }
 
+/// A manifest document as its `k8s-openapi` type: the collection path
+/// comes from the type, and a field the type does not know (a misspelling,
+/// a field of another version) is an error here rather than something the
+/// API server refuses or silently drops. The unit tests build every
+/// manifest, so such a mistake fails the test run.
 fn to_object(body: Value) -> Result<KubeObject, VerifyError> {
-    let api_version = body["apiVersion"].as_str().unwrap_or_default();
-    let kind = body["kind"].as_str().unwrap_or_default();
-    let name = body["metadata"]["name"].as_str().ok_or_else(|| VerifyError::Manifest(format!("{kind} without a name")))?.to_string();
-    let plural = match kind {
-        "NetworkPolicy" => "networkpolicies".to_string(),
-        k => format!("{}s", k.to_ascii_lowercase()),
-    };
-    let base = if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") };
-    let collection = match body["metadata"]["namespace"].as_str() {
-        Some(ns) => format!("{base}/namespaces/{ns}/{plural}"),
-        None => format!("{base}/{plural}"),
-    };
-    Ok(KubeObject { collection, name, body, force: true })
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::{Namespace, Service};
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    match body["kind"].as_str().unwrap_or_default() {
+        "Namespace" => typed::<Namespace>(body),
+        "Deployment" => typed::<Deployment>(body),
+        "Service" => typed::<Service>(body),
+        "Job" => typed::<Job>(body),
+        "NetworkPolicy" => typed::<NetworkPolicy>(body),
+        other => Err(VerifyError::Manifest(format!("verify makes no {other:?} objects"))),
+    }
+}
+
+fn typed<K>(body: Value) -> Result<KubeObject, VerifyError>
+where
+    K: kube::core::Resource<DynamicType = ()> + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let what = format!("{} {}", K::kind(&()), body["metadata"]["name"].as_str().unwrap_or("without a name"));
+    let object: K = serde_json::from_value(body.clone()).map_err(|e| VerifyError::Manifest(format!("{what}: {e}")))?;
+    if object.meta().name.is_none() {
+        return Err(VerifyError::Manifest(format!("{what}: no metadata.name")));
+    }
+    let read_back = serde_json::to_value(&object).expect("a k8s-openapi object serializes");
+    if let Some(path) = first_difference(&body, &read_back, String::new()) {
+        return Err(VerifyError::Manifest(format!("{what}: {path} is not a field of {}", K::api_version(&()))));
+    }
+    Ok(crate::cluster::objects::typed(&object))
+}
+
+/// Where `written` has something `read_back` lost, as a dotted path.
+fn first_difference(written: &Value, read_back: &Value, at: String) -> Option<String> {
+    match (written, read_back) {
+        (Value::Object(w), Value::Object(r)) => w.iter().find_map(|(k, v)| match r.get(k) {
+            Some(rv) => first_difference(v, rv, format!("{at}.{k}")),
+            None => Some(format!("{at}.{k}")),
+        }),
+        (Value::Array(w), Value::Array(r)) if w.len() == r.len() => {
+            w.iter().zip(r).enumerate().find_map(|(i, (wv, rv))| first_difference(wv, rv, format!("{at}[{i}]")))
+        }
+        _ if written == read_back => None,
+        _ => Some(if at.is_empty() { ".".into() } else { at }),
+    }
 }
 
 fn check(name_prefix: &str, what: String, yaml: &str, vars: &[(&str, String)]) -> Result<Check, VerifyError> {
@@ -212,6 +248,16 @@ mod tests {
         assert!(steps.iter().any(|s| matches!(s, Step::Skip { name, .. } if name == "network-policy")));
         let checks = steps.iter().filter(|s| matches!(s, Step::Check(_))).count();
         assert_eq!(checks, 8, "four checks for each of the two Windows builds");
+    }
+
+    #[test]
+    fn a_misspelled_field_in_a_manifest_is_refused() {
+        let typo =
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  namespace: games\nspec:\n  selector: {app: x}\n  prots: [{port: 80}]\n";
+        let err = objects(typo, &[]).unwrap_err();
+        assert_eq!(err, VerifyError::Manifest("Service s: .spec.prots is not a field of v1".into()));
+        let right = objects(&typo.replace("prots", "ports"), &[]).unwrap();
+        assert_eq!(right[0].collection, "/api/v1/namespaces/games/services");
     }
 
     #[test]
