@@ -150,55 +150,28 @@ impl KubeClient {
     }
 
     async fn send(&self, method: &'static str, path: &str, body: Option<(&str, &Value)>) -> KubeResult<Option<Value>> {
-        self.send_with(&self.client, method, path, body).await
+        self.dispatch(&self.client, method, method, path, build(method, path, body)?).await
     }
 
-    /// `send`, counted under `label` (dry runs are not writes).
-    async fn send_as(
+    /// Every call goes through here: counted under `label` (a dry run is
+    /// not a write), logged by method and URL only (bodies may hold
+    /// Secrets), sent, and a failure logged with its status.
+    async fn dispatch(
         &self,
+        client: &kube::Client,
         label: &'static str,
         method: &'static str,
         path: &str,
-        body: Option<(&str, &Value)>,
+        req: http::Request<Vec<u8>>,
     ) -> KubeResult<Option<Value>> {
         self.count(label);
-        self.request(&self.client, method, path, body).await
-    }
-
-    async fn send_with(
-        &self,
-        client: &kube::Client,
-        method: &'static str,
-        path: &str,
-        body: Option<(&str, &Value)>,
-    ) -> KubeResult<Option<Value>> {
-        self.count(method);
-        // Method and path only: bodies may hold Secrets.
-        tracing::debug!(target: "hybrid::kube", "{method} {path}");
-        let answer = self.request(client, method, path, body).await;
+        let url = req.uri().to_string();
+        tracing::debug!(target: "hybrid::kube", "{method} {url}");
+        let answer = self.call(client, method, path, req).await;
         if let Err(e) = &answer {
-            tracing::debug!(target: "hybrid::kube", "{method} {path} failed: {}", e.status.map_or("no answer".to_string(), |s| s.to_string()));
+            tracing::debug!(target: "hybrid::kube", "{method} {url} failed: {}", e.status.map_or("no answer".to_string(), |s| s.to_string()));
         }
         answer
-    }
-
-    async fn request(
-        &self,
-        client: &kube::Client,
-        method: &'static str,
-        path: &str,
-        body: Option<(&str, &Value)>,
-    ) -> KubeResult<Option<Value>> {
-        let mut req = http::Request::builder().method(method).uri(path);
-        let bytes = match body {
-            Some((content_type, v)) => {
-                req = req.header(http::header::CONTENT_TYPE, content_type);
-                serde_json::to_vec(v).expect("a JSON value serializes")
-            }
-            None => Vec::new(),
-        };
-        let req = req.body(bytes).map_err(|e| KubeError { method, path: path.into(), status: None, message: e.to_string() })?;
-        self.call(client, method, path, req).await
     }
 
     /// Sends a built request; `method` and `path` name it in errors.
@@ -218,6 +191,19 @@ impl KubeClient {
             Err(e) => Err(KubeError { method, path: path.into(), status: None, message: e.to_string() }),
         }
     }
+}
+
+/// A request for `path` with an optional (content type, JSON body).
+fn build(method: &'static str, path: &str, body: Option<(&str, &Value)>) -> KubeResult<http::Request<Vec<u8>>> {
+    let mut req = http::Request::builder().method(method).uri(path);
+    let bytes = match body {
+        Some((content_type, v)) => {
+            req = req.header(http::header::CONTENT_TYPE, content_type);
+            serde_json::to_vec(v).expect("a JSON value serializes")
+        }
+        None => Vec::new(),
+    };
+    req.body(bytes).map_err(|e| KubeError { method, path: path.into(), status: None, message: e.to_string() })
 }
 
 /// How many items one page of a list asks for: big enough that a cluster
@@ -247,9 +233,7 @@ impl KubeApi for KubeClient {
                 status: None,
                 message: e.to_string(),
             })?;
-            self.count("GET");
-            tracing::debug!(target: "hybrid::kube", "GET {}", req.uri());
-            let Some(mut page) = self.call(&self.client, "GET", path, req).await? else { break };
+            let Some(mut page) = self.dispatch(&self.client, "GET", "GET", path, req).await? else { break };
             items.extend(page["items"].as_array_mut().map(std::mem::take).unwrap_or_default());
             match page["metadata"]["continue"].as_str().filter(|c| !c.is_empty()) {
                 Some(token) => params.continue_token = Some(token.to_string()),
@@ -284,7 +268,8 @@ impl KubeApi for KubeClient {
         }
         // JSON is YAML: the apply content type takes either.
         let method = if dry_run { "DRYRUN" } else { "APPLY" };
-        let out = self.send_as(method, "PATCH", &url, Some(("application/apply-patch+yaml", body))).await?;
+        let req = build("PATCH", &url, Some(("application/apply-patch+yaml", body)))?;
+        let out = self.dispatch(&self.client, method, "PATCH", &url, req).await?;
         out.ok_or_else(|| KubeError {
             method: "PATCH",
             path: path.into(),
@@ -308,7 +293,7 @@ impl KubeApi for KubeClient {
             delete_options: None,
         };
         let body = serde_json::to_value(&eviction).expect("an Eviction serializes");
-        match self.send_with(&self.no_retry, "POST", &path, Some(("application/json", &body))).await {
+        match self.dispatch(&self.no_retry, "POST", "POST", &path, build("POST", &path, Some(("application/json", &body)))?).await {
             Ok(_) => Ok(true),
             Err(e) if e.status == Some(429) => Ok(false),
             Err(e) => Err(e),

@@ -263,7 +263,7 @@ fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
     let kubeconfig = file.parent().unwrap().join("omega-admin.yaml");
     let logs_dir = file.parent().unwrap().join("omega-logs");
     for args in [
-        vec!["plan", file.to_str().unwrap(), "--api-server", &emu.url],
+        vec!["plan", file.to_str().unwrap(), "--api-server", &emu.url, "--verbose"],
         vec!["status", file.to_str().unwrap(), "--api-server", &emu.url],
         vec!["kubeconfig", file.to_str().unwrap(), "--admin", "-o", kubeconfig.to_str().unwrap(), "--api-server", &emu.url],
         vec!["logs", file.to_str().unwrap(), "control-plane", "--out", logs_dir.to_str().unwrap()],
@@ -272,6 +272,11 @@ fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
         screens.push(format!("{}{}", text(&out.stdout), text(&out.stderr)));
     }
+    // --verbose shows every Kubernetes call by method and URL (the list
+    // with its page size, the dry-run applies), never a body.
+    let verbose = &screens[1];
+    assert!(verbose.lines().any(|l| l.contains("hybrid::kube: GET /api/v1/nodes?") && l.contains("limit=500")), "{verbose}");
+    assert!(verbose.contains("fieldManager=hybrid&dryRun=All"), "{verbose}");
     let stored = rt().block_on(async {
         let ssm = crate::moto::aws_clients(&moto.url).await.1;
         let p = ssm.get_parameter().name("/hybrid/omega/secrets").with_decryption(true).send().await.unwrap();
