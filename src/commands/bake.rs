@@ -55,8 +55,8 @@ pub struct Args {
     /// reset for a new instance without Sysprep (docs/windows.md).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub fast_launch: u32,
-    /// How long a builder may take before the bake is given up and the builder terminated (e.g. 90m, 2h, 30s).
-    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_duration)]
+    /// How long a builder may take before the bake is given up and the builder terminated (e.g. 90m, 2h, 1h30m; a bare number is minutes).
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = crate::model::duration::flag_minutes)]
     pub timeout: Duration,
     /// Run builders in this subnet (with --security-group) instead of the default VPC.
     #[arg(long, value_name = "SUBNET", requires = "security_group")]
@@ -72,19 +72,6 @@ pub struct Args {
     /// How often to look while waiting (tests shorten it).
     #[arg(long, value_name = "MS", default_value_t = 10_000, hide = true)]
     pub poll_ms: u64,
-}
-
-/// `90s`, `45m`, `2h` (a bare number is minutes).
-fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration such as 90s, 45m or 2h"))?;
-    let seconds = match unit {
-        "s" => n,
-        "" | "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("`{text}`: the unit must be s, m or h")),
-    };
-    Ok(Duration::from_secs(seconds))
 }
 
 pub async fn run(ui: &Ui, args: &Args) -> Result<()> {

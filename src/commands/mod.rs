@@ -173,3 +173,51 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     rt.shutdown_background();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command, with the command it belongs to.
+    fn all_args(cmd: &clap::Command, out: &mut Vec<(clap::Command, clap::Arg)>) {
+        for a in cmd.get_arguments() {
+            out.push((cmd.clone(), a.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            all_args(sub, out);
+        }
+    }
+
+    /// One duration syntax: every visible flag or argument that takes a
+    /// time is a DURATION read by `model::duration` (so `1h30m` and `2d`
+    /// work wherever a time is asked for), and none asks for bare seconds
+    /// or minutes.
+    #[test]
+    fn every_time_taking_argument_reads_the_one_duration_syntax() {
+        let mut args = Vec::new();
+        all_args(&super::Cli::command(), &mut args);
+        let mut durations = 0;
+        for (cmd, arg) in args.iter().filter(|(_, a)| !a.is_hide_set()) {
+            let names: Vec<String> = arg.get_value_names().unwrap_or_default().iter().map(|n| n.to_string()).collect();
+            let id = format!("{} {}", cmd.get_name(), arg.get_id());
+            let timeish = ["timeout", "ttl", "duration"].iter().any(|w| arg.get_id().as_str().contains(w));
+            assert!(!names.iter().any(|n| ["SECONDS", "MINUTES", "MS"].contains(&n.as_str())), "{id} asks for a bare unit: {names:?}");
+            if names.iter().any(|n| n == "DURATION") {
+                durations += 1;
+                // The argument alone in a command of its own, as clap reads it.
+                let alone = clap::Command::new("t").arg(arg.clone().required(false));
+                for text in ["1h30m", "2d"] {
+                    let line: Vec<String> = match arg.get_long() {
+                        Some(long) => vec!["t".into(), format!("--{long}"), text.into()],
+                        None => vec!["t".into(), text.into()],
+                    };
+                    let parsed = alone.clone().try_get_matches_from(line);
+                    assert!(parsed.is_ok(), "{id} does not read {text}: {:?}", parsed.err());
+                }
+            } else {
+                assert!(!timeish, "{id} takes a time but not as a DURATION: {names:?}");
+            }
+        }
+        assert!(durations >= 8, "only {durations} DURATION arguments found: the walk no longer sees the commands");
+    }
+}

@@ -39,9 +39,9 @@ pub struct Args {
     /// Reach the API server here instead of the control plane's public address.
     #[arg(long, value_name = "URL")]
     pub api_server: Option<String>,
-    /// Seconds each check may take (Windows images are large to pull).
-    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
-    pub check_timeout: u64,
+    /// How long each check may take (Windows images are large to pull), e.g. 15m; a bare number is seconds.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::model::duration::flag_seconds)]
+    pub check_timeout: Duration,
     /// How often to look while waiting (tests shorten it).
     #[arg(long, value_name = "MS", default_value_t = 5000, hide = true)]
     pub poll_ms: u64,
@@ -57,16 +57,16 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let poll = Duration::from_millis(args.poll_ms);
     // A namespace from a run just before may still be terminating: new
     // objects in it would be refused.
-    namespace_gone(&api, poll, Duration::from_secs(args.check_timeout)).await?;
+    namespace_gone(&api, poll, args.check_timeout).await?;
     let mut created: Vec<KubeObject> = Vec::new();
-    let run = run_steps(&api, &steps, &mut created, Duration::from_secs(args.check_timeout), poll).await;
+    let run = run_steps(&api, &steps, &mut created, args.check_timeout, poll).await;
     // Clean up whatever happened, newest first, the namespace last.
     for o in created.iter().rev() {
         if let Err(e) = api.delete(&o.path()).await {
             eprintln!("warning: could not delete {}: {e}", o.describe());
         }
     }
-    if let Err(e) = namespace_gone(&api, poll, Duration::from_secs(args.check_timeout)).await {
+    if let Err(e) = namespace_gone(&api, poll, args.check_timeout).await {
         eprintln!("warning: {e}");
     }
     progress(&format!("cleaned up {} object(s) in namespace {}", created.len(), verify::NAMESPACE));
