@@ -11,6 +11,12 @@
 
 use std::time::{Duration, Instant};
 
+/// An error that may go away by itself (throttling, a dropped connection,
+/// a server's own failure), unlike a refusal that will not.
+pub trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
 /// How the waits between tries grow: from `first`, doubling, at most `max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
@@ -110,6 +116,23 @@ impl Retry {
         Some(delay)
     }
 
+    /// One look of a poll, which may fail: `Ok(Some(v))` to go on with;
+    /// after a transient failure, `Ok(None)` once the next wait is over
+    /// (look again); the error when it is permanent or the policy is
+    /// spent. So a throttle or a dropped answer never ends a long wait.
+    pub async fn tolerate<T, E: Transient>(&mut self, look: Result<T, E>) -> Result<Option<T>, E> {
+        match look {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                if e.is_transient() && self.wait().await {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// Sleeps before the next try; false when the policy is spent.
     pub async fn wait(&mut self) -> bool {
         match self.next_delay() {
@@ -158,6 +181,26 @@ mod tests {
             assert_eq!(b.delay(n, 0.0), Duration::from_secs(1));
             assert!(b.delay(n, 0.999) < Duration::from_secs(4));
         }
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Fails(bool);
+    impl Transient for Fails {
+        fn is_transient(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_poll_looks_again_after_transient_failures_only() {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+            let mut r = Retry::new(Backoff::steady(Duration::from_millis(1))).deadline(Duration::from_secs(5));
+            assert_eq!(r.tolerate::<u8, Fails>(Ok(7)).await, Ok(Some(7)));
+            assert_eq!(r.tolerate::<u8, _>(Err(Fails(true))).await, Ok(None), "a throttle: look again");
+            assert_eq!(r.tolerate::<u8, _>(Err(Fails(false))).await, Err(Fails(false)), "a refusal ends it");
+            let mut spent = Retry::new(Backoff::steady(Duration::from_millis(1))).deadline(Duration::ZERO);
+            assert_eq!(spent.tolerate::<u8, _>(Err(Fails(true))).await, Err(Fails(true)), "past the deadline");
+        });
     }
 
     #[test]

@@ -28,6 +28,14 @@ pub struct KubeError {
     pub message: String,
 }
 
+impl crate::retry::Transient for KubeError {
+    /// No answer (a dropped connection, an API server restarting), or the
+    /// server's own "later": 429 and 5xx, once kube's client has retried.
+    fn is_transient(&self) -> bool {
+        matches!(self.status, None | Some(429 | 500 | 502 | 503 | 504))
+    }
+}
+
 pub type KubeResult<T> = Result<T, KubeError>;
 
 /// The field manager hybrid's applies own their fields as (also passed by
@@ -92,7 +100,8 @@ fn typed_from<T: BuiltIn>(v: Value, method: &'static str, path: &str) -> KubeRes
     serde_json::from_value(v).map_err(|e| KubeError {
         method,
         path: path.to_string(),
-        status: None,
+        // The server answered, with something else: not worth asking again.
+        status: Some(200),
         message: format!("the answer is not a {}: {e}", T::kind(&())),
     })
 }

@@ -97,6 +97,12 @@ impl CloudError {
     }
 }
 
+impl crate::retry::Transient for CloudError {
+    fn is_transient(&self) -> bool {
+        CloudError::is_transient(self)
+    }
+}
+
 pub type CloudResult<T> = Result<T, CloudError>;
 
 /// Everything one RunInstances call needs.

@@ -451,7 +451,8 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
     // running before this apply.
     let mut described: std::collections::BTreeSet<String> = expected.iter().filter(|e| e.running).map(|e| e.instance_id.clone()).collect();
     loop {
-        let nodes: BTreeMap<String, Node> = api.list_of::<Node>(None, None, None).await?.into_iter().map(|n| (n.name_any(), n)).collect();
+        let Some(listed) = poll.tolerate(api.list_of::<Node>(None, None, None).await).await? else { continue };
+        let nodes: BTreeMap<String, Node> = listed.into_iter().map(|n| (n.name_any(), n)).collect();
         let mut pending = Vec::new();
         for e in expected {
             let state = nodes.get(&e.node_name).map(node_ready);
@@ -488,7 +489,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
         if last_instance_look.elapsed() >= waits.poll * 6 || poll.past_deadline() {
             last_instance_look = Instant::now();
             let ids: Vec<String> = pending.iter().map(|(e, _)| e.instance_id.clone()).collect();
-            let states = cloud.instance_states(&ids).await?;
+            let Some(states) = poll.tolerate(cloud.instance_states(&ids).await).await? else { continue };
             described.extend(states.keys().cloned());
             let gone: Vec<(String, String, String)> = pending
                 .iter()
@@ -539,19 +540,30 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
 /// replicas, and these are not.
 pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
     let path = format!("/api/v1/nodes/{node}");
-    if api.get_of::<Node>(None, node).await?.is_none() {
+    let mut poll = waits.poll_for(waits.drain);
+    let exists = loop {
+        if let Some(found) = poll.tolerate(api.get_of::<Node>(None, node).await).await? {
+            break found.is_some();
+        }
+    };
+    if !exists {
         return Ok(());
     }
     let cordon = serde_json::json!({ "metadata": { "annotations": { CORDONED_ANNOTATION: "true" } }, "spec": { "unschedulable": true } });
     api.merge_patch(&path, &cordon).await?;
     progress.line(&format!("node {node}: cordoned{}", if gone { " (its instance is gone)" } else { "" }));
-    let mut poll = waits.poll_for(waits.drain);
     let mut said_dead = false;
     loop {
-        let answering = !gone && api.get_of::<Node>(None, node).await?.is_some_and(|n| node_answers(&n));
-        let pods: Vec<Pod> = api
-            .list_of::<Pod>(None, None, Some(&format!("spec.nodeName={node}")))
-            .await?
+        let answering = if gone {
+            false
+        } else {
+            let Some(current) = poll.tolerate(api.get_of::<Node>(None, node).await).await? else { continue };
+            current.is_some_and(|n| node_answers(&n))
+        };
+        let Some(on_node) = poll.tolerate(api.list_of::<Pod>(None, None, Some(&format!("spec.nodeName={node}"))).await).await? else {
+            continue;
+        };
+        let pods: Vec<Pod> = on_node
             .into_iter()
             .filter(|p| {
                 let owned_by_ds = p.owner_references().iter().any(|r| r.kind == "DaemonSet");

@@ -80,7 +80,9 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
 /// through Terminating while their contents go).
 async fn namespace_gone<K: KubeApi>(api: &K, poll: Duration, timeout: Duration) -> Result<()> {
     let mut retry = Retry::new(Backoff::steady(poll)).deadline(timeout);
-    while let Some(ns) = api.get_of::<Namespace>(None, verify::NAMESPACE).await? {
+    loop {
+        let Some(found) = retry.tolerate(api.get_of::<Namespace>(None, verify::NAMESPACE).await).await? else { continue };
+        let Some(ns) = found else { return Ok(()) };
         if ns.status.and_then(|s| s.phase).as_deref() != Some("Terminating") {
             return Ok(());
         }
@@ -91,7 +93,6 @@ async fn namespace_gone<K: KubeApi>(api: &K, poll: Duration, timeout: Duration) 
             return Err(Error::Failed(format!("namespace {} is still terminating after {}s", verify::NAMESPACE, timeout.as_secs())));
         }
     }
-    Ok(())
 }
 
 /// Runs the steps; returns (check, passed, seconds) per check.
@@ -118,7 +119,8 @@ async fn run_steps<K: KubeApi>(
                 api.create(&check.job.collection, &check.job.body).await?;
                 created.push(check.job.clone());
                 let (passed, timed_out) = loop {
-                    let job = api.get(&check.job.path()).await?.unwrap_or_default();
+                    let Some(job) = retry.tolerate(api.get(&check.job.path()).await).await? else { continue };
+                    let job = job.unwrap_or_default();
                     if let Some(outcome) = job_outcome(&job) {
                         break (outcome, false);
                     }

@@ -233,7 +233,9 @@ async fn launch_builder<C: Cloud>(cloud: &C, t: &BakeTarget, network: &(String, 
 async fn wait_stopped<C: Cloud>(cloud: &C, id: &str, what: &str, opts: &Options, progress: &impl Progress) -> Result<(), String> {
     let mut poll = Retry::new(Backoff::steady(opts.poll)).deadline(opts.builder_timeout);
     loop {
-        let states = cloud.instance_states(&[id.to_string()]).await.map_err(|e| e.to_string())?;
+        let Some(states) = poll.tolerate(cloud.instance_states(&[id.to_string()]).await).await.map_err(|e| e.to_string())? else {
+            continue;
+        };
         match states.get(id).map(String::as_str) {
             Some("stopped") => {
                 progress.line(&format!("image {what}: builder {id} finished its script ({}s)", poll.elapsed().as_secs()));
@@ -281,7 +283,7 @@ async fn wait_available<C: Cloud>(cloud: &C, key: &str, what: &str, opts: &Optio
     let mut poll = Retry::new(Backoff::steady(opts.poll)).deadline(opts.image_timeout);
     let mut seen = false;
     loop {
-        let images = cloud.baked_images().await.map_err(|e| e.to_string())?;
+        let Some(images) = poll.tolerate(cloud.baked_images().await).await.map_err(|e| e.to_string())? else { continue };
         match images.iter().find(|i| i.key == key).map(|i| i.state.as_str()) {
             Some("available") => {
                 progress.line(&format!("image {what}: available ({}s)", poll.elapsed().as_secs()));

@@ -588,7 +588,7 @@ fn launch_request(
 async fn wait_terminated<C: Cloud>(cloud: &C, ids: &[String], timeout: Duration, progress: &impl Progress) -> Result<(), ExecError> {
     let mut poll = Retry::new(Backoff::steady(Duration::from_secs(2))).deadline(timeout);
     loop {
-        let left = cloud.not_terminated(ids).await?;
+        let Some(left) = poll.tolerate(cloud.not_terminated(ids).await).await? else { continue };
         if left.is_empty() {
             progress.line(&format!("{} instance(s) terminated", ids.len()));
             return Ok(());
@@ -678,10 +678,13 @@ where
     let mut retry = Retry::new(DEPENDENCY_BACKOFF).deadline(DEPENDENCY_DEADLINE);
     loop {
         match call().await {
-            Err(e) if e.code == "DependencyViolation" => {
+            // Throttling or an AWS failure outlasting the SDK's own retries
+            // is waited out the same way, under the same deadline.
+            Err(e) if e.code == "DependencyViolation" || e.is_transient() => {
                 if retry.report_due(Duration::from_secs(30)) {
                     let waited = retry.elapsed().as_secs();
-                    progress.line(&format!("{what}: still in use (network interfaces detaching), waiting; {waited}s so far"));
+                    let why = if e.code == "DependencyViolation" { "still in use (network interfaces detaching)" } else { &e.code };
+                    progress.line(&format!("{what}: {why}, waiting; {waited}s so far"));
                 }
                 if !retry.wait().await {
                     return Err(e.into());

@@ -658,6 +658,33 @@ fn objects_converge_through_api_faults() {
     });
 }
 
+/// A drain is a long wait: an API server failing for a moment in the
+/// middle (500s, which kube's client does not retry itself) is looked past
+/// under the drain's deadline, not taken for the end of the drain.
+#[test]
+fn a_drain_rides_out_an_api_server_failing_for_a_moment() {
+    let emu = KubeEmulator::start(false);
+    rt().block_on(async {
+        let api = emu.client().await;
+        api.create("/api/v1/nodes", &json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": "n1" } })).await.unwrap();
+        for n in ["web-0", "web-1"] {
+            api.create("/api/v1/namespaces/default/pods", &pod(n, json!({ "app": "web" }))).await.unwrap();
+        }
+        let http = reqwest_like_post(&emu.url);
+        http(&json!({ "kind": "5xx", "code": 500, "count": 3, "methods": ["GET"], "path": "/api/v1/pods" }));
+        http(&json!({ "kind": "5xx", "code": 502, "count": 2, "methods": ["GET"], "path": "/api/v1/nodes/n1" }));
+        let waits = hybrid::cluster::converge::Waits {
+            drain: std::time::Duration::from_secs(60),
+            poll: std::time::Duration::from_millis(50),
+            ..Default::default()
+        };
+        hybrid::cluster::converge::drain_node(&api, "n1", false, waits, &quiet).await.unwrap();
+        assert!(api.get("/api/v1/nodes/n1").await.unwrap().is_none(), "drained and deleted");
+        let faults = api.get("/_test/faults").await.unwrap().unwrap();
+        assert!(faults["faults"].as_array().unwrap().iter().all(|f| f["count"] == 0), "every injected failure was met: {faults}");
+    });
+}
+
 /// POSTs a fault plan to the emulator's /_test/faults (plain HTTP).
 fn reqwest_like_post(url: &str) -> impl Fn(&serde_json::Value) {
     let addr = url.trim_start_matches("http://").to_string();
