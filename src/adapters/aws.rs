@@ -446,6 +446,31 @@ fn rules_of(group_id: &str, perms: &[ec2t::IpPermission]) -> Vec<SgRule> {
     out
 }
 
+/// IAM is eventually consistent: a role or instance profile made a moment
+/// ago can answer NoSuchEntity to the next call on it (Terraform's AWS
+/// provider retries AddRoleToInstanceProfile for this,
+/// hashicorp/terraform-provider-aws#6079). Such a call is tried again under
+/// the one retry policy for up to `IAM_PROPAGATION`.
+async fn while_iam_propagates<F, Fut>(call: F) -> CloudResult<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = CloudResult<()>>,
+{
+    let mut retry = Retry::new(CREATE_BACKOFF).deadline(IAM_PROPAGATION);
+    loop {
+        match call().await {
+            Err(e) if e.code == "NoSuchEntity" => {
+                if !retry.wait().await {
+                    return Err(e);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+const IAM_PROPAGATION: Duration = Duration::from_secs(60);
+
 /// How create calls wait out transient refusals: IAM's propagation of a
 /// new instance profile to EC2 takes tens of seconds, throttling can last
 /// longer; three minutes covers both without hanging on an outage.
@@ -1048,7 +1073,7 @@ impl Cloud for AwsCloud {
         };
         tokio::try_join!(role, instance_profile)?;
         // Always put: a hand-widened policy goes back to exactly this one.
-        let policy = async {
+        let policy = while_iam_propagates(|| async {
             self.count("PutRolePolicy");
             self.iam
                 .put_role_policy()
@@ -1059,8 +1084,8 @@ impl Cloud for AwsCloud {
                 .await
                 .map(drop)
                 .map_err(|e| err("PutRolePolicy", e))
-        };
-        let add_role = async {
+        });
+        let add_role = while_iam_propagates(|| async {
             self.count("AddRoleToInstanceProfile");
             // A profile holds one role: "limit exceeded" means it already has ours.
             match self.iam.add_role_to_instance_profile().instance_profile_name(name).role_name(name).send().await {
@@ -1068,7 +1093,7 @@ impl Cloud for AwsCloud {
                 Err(e) if matches!(e.code(), Some("LimitExceeded" | "EntityAlreadyExists")) => Ok(()),
                 Err(e) => Err(err("AddRoleToInstanceProfile", e)),
             }
-        };
+        });
         tokio::try_join!(policy, add_role)?;
         Ok(())
     }

@@ -29,7 +29,8 @@ fn path(file: &Path) -> &str {
 
 /// IAM is eventually consistent: for tens of seconds after it is made, a
 /// new instance profile is refused by RunInstances ("Invalid IAM Instance
-/// Profile name"). apply waits it out and converges in the same run. Played
+/// Profile name"), and a new role can be unknown to the next IAM call
+/// (NoSuchEntity). apply waits both out and converges in the same run. Played
 /// here for 20 s, longer than the fixed eight tries (about 16 s) hybrid
 /// made before its create calls moved to the one retry policy.
 #[test]
@@ -39,9 +40,16 @@ fn a_new_instance_profile_ec2_does_not_see_yet_is_waited_for() {
     let c = Cluster::new("profile-lag");
     let file = c.write(2, 0, "m6i.xlarge");
     proxy.add(json!({ "op": "RunInstances", "seconds": 20, "fault": "profile-not-ready" }));
+    // One step earlier, IAM itself: the role just made is not found yet.
+    for op in ["PutRolePolicy", "AddRoleToInstanceProfile"] {
+        proxy.add(json!({ "op": op, "nth": 1, "times": 2, "fault": "iam-not-visible" }));
+    }
     let out = run(&proxy.url, &["apply", path(&file), "--yes", "--ec2-only"]);
     assert_ok(&out, "apply while the profile propagates");
     assert!(proxy.fired("RunInstances", "profile-not-ready") >= 3, "the fault did not fire: {:?}", proxy.log());
+    for op in ["PutRolePolicy", "AddRoleToInstanceProfile"] {
+        assert_eq!(proxy.fired(op, "iam-not-visible"), 2, "{op}: {:?}", proxy.log());
+    }
     assert_converged(&moto, "profile-lag", &file, &["control-plane", "game-0", "game-1"], "after the profile became visible");
 }
 

@@ -46,6 +46,7 @@ parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile
 name", while IAM propagates a new profile); dependency (DependencyViolation,
 while network interfaces of terminated instances detach); unsupported
 (Unsupported: the instance type is not offered in the subnet's zone);
+iam-not-visible (IAM NoSuchEntity for a role made a moment ago);
 spot-capacity (InsufficientInstanceCapacity "There is no Spot capacity
 available that matches your request."); shutting-down (moto does it, and
 every instance the answer calls terminated is still shutting-down); empty
@@ -101,6 +102,17 @@ EC2_ERRORS = {
     "unsupported": ec2_error("Unsupported", "Your requested instance type is not supported in your requested Availability Zone. "
                              "Please retry your request by not specifying an Availability Zone or choosing another one."),
     "spot-capacity": ec2_error("InsufficientInstanceCapacity", "There is no Spot capacity available that matches your request."),
+}
+# IAM (the awsQuery protocol) words its errors in an ErrorResponse.
+def iam_error(status, code, message):
+    return status, (f'<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
+                    f'<Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>').encode()
+
+
+IAM_ERRORS = {
+    # IAM is eventually consistent: a role made a moment ago can be unknown
+    # to the next call (hashicorp/terraform-provider-aws#6079).
+    "iam-not-visible": iam_error(404, "NoSuchEntity", "The role with name hybrid-node cannot be found."),
 }
 # The item sets of the Describe answers hybrid reads, for the `empty` fault.
 ITEM_SETS = re.compile(rb"<(reservationSet|vpcSet|subnetSet|internetGatewaySet|securityGroupInfo|routeTableSet|imagesSet)>.*?</\1>", re.S)
@@ -232,6 +244,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(500, EC2_NO_CAPACITY, "text/xml")
         if fault in EC2_ERRORS:
             return self.reply(400, EC2_ERRORS[fault], "text/xml")
+        if fault in IAM_ERRORS:
+            return self.reply(*IAM_ERRORS[fault], "text/xml")
         if fault == "denied":
             if is_json:
                 payload = ('{"__type":"AccessDeniedException","message":"User: arn:aws:iam::123456789012:user/tester '
