@@ -262,7 +262,7 @@ pub enum ConvergeError {
     #[error("{count} node(s) not Ready after {seconds}s:\n{report}")]
     NodesNotReady { count: usize, seconds: u64, report: String },
     #[error(
-        "{}\nthe cluster is being destroyed, or AWS ended the instances (a spot interruption, a failed host); run apply again to replace them",
+        "{}\nthe cluster is being destroyed, or the instances were ended or stopped (a spot interruption, a failed host, a person); run apply again: it starts stopped instances and replaces ended ones",
         .0.iter().map(|(node, id, state)| format!("node {node}: its instance {id} is {state}")).collect::<Vec<_>>().join("\n")
     )]
     InstancesGone(Vec<(String, String, String)>),
@@ -496,7 +496,8 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
                 .filter(|(e, _)| described.contains(&e.instance_id))
                 .filter_map(|(e, _)| {
                     let state = states.get(&e.instance_id).map(String::as_str).unwrap_or("gone");
-                    matches!(state, "shutting-down" | "terminated" | "gone")
+                    // A stopped instance runs no kubelet either: apply starts it.
+                    matches!(state, "shutting-down" | "terminated" | "gone" | "stopping" | "stopped")
                         .then(|| (e.node_name.clone(), e.instance_id.clone(), state.to_string()))
                 })
                 .collect();

@@ -329,11 +329,23 @@ fn apply_brings_the_whole_cluster_to_ready_and_a_second_apply_writes_nothing() {
 /// cluster side never says "Apply complete!".
 #[test]
 fn a_node_whose_instance_is_gone_is_named_at_once_and_a_failed_apply_is_not_complete() {
+    instance_ended_while_apply_waits("gone", &["terminated", "shutting-down"]);
+}
+
+/// A stopped instance (a person, a spot interruption that stops) never
+/// registers either: named at once too, not at the timeout.
+#[test]
+fn a_node_whose_instance_was_stopped_is_named_at_once() {
+    instance_ended_while_apply_waits("stopped", &["stopped", "stopping"]);
+}
+
+/// win-0 never registers; its instance is ended (terminated, or stopped)
+/// while apply waits for it; apply names it in one of `states` at once.
+fn instance_ended_while_apply_waits(name: &'static str, states: &[&str]) {
     let moto = Moto::start();
     let emu = KubeEmulator::start(false);
-    let file = write_cluster("gone", 1);
-    // win-0 never registers; its instance is ended while apply waits for it.
-    let _kubelets = Kubelets::start(moto.url.clone(), emu.url.clone(), "gone", &["win-0"]);
+    let file = write_cluster(name, 1);
+    let _kubelets = Kubelets::start(moto.url.clone(), emu.url.clone(), name, &["win-0"]);
     let child = hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--node-timeout", "10m"]).spawn().unwrap();
     let start = std::time::Instant::now();
     let win = loop {
@@ -357,14 +369,18 @@ fn a_node_whose_instance_is_gone_is_named_at_once_and_a_failed_apply_is_not_comp
         let log = rt().block_on(async { emu.client().await.get("/_test/log").await.unwrap().unwrap() });
         log.as_array().unwrap().iter().any(|e| e[0] == "GET" && e[1] == "/api/v1/nodes")
     });
-    rt().block_on(async { crate::moto::aws_clients(&moto.url).await.0.terminate_instances().instance_ids(&win).send().await.unwrap() });
+    rt().block_on(async {
+        let ec2 = crate::moto::aws_clients(&moto.url).await.0;
+        if states.contains(&"stopped") {
+            ec2.stop_instances().instance_ids(&win).send().await.unwrap();
+        } else {
+            ec2.terminate_instances().instance_ids(&win).send().await.unwrap();
+        }
+    });
     let out = finish(child);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains(&format!("its instance {win} is terminated")) || stderr.contains(&format!("its instance {win} is shutting-down")),
-        "{stderr}"
-    );
+    assert!(states.iter().any(|state| stderr.contains(&format!("its instance {win} is {state}"))), "{stderr}");
     assert!(start.elapsed() < Duration::from_secs(120), "named at once, not at the 10-minute timeout: {:?}", start.elapsed());
     assert!(!stdout.contains("Apply complete!") && !stderr.contains("Apply complete!"), "a failed run is not complete:\n{stdout}");
 }
