@@ -161,7 +161,7 @@ fn private_images(pool: Option<&Pool>) -> Vec<PrivateImage> {
         .iter()
         .filter_map(|image| {
             let region = versions::private_ecr_region(image)?;
-            Some(PrivateImage { image: image.clone(), endpoint: versions::ecr_api_endpoint(&region), region })
+            Some(PrivateImage { image: image.clone(), endpoint: versions::ecr_api_endpoint(image)?, region })
         })
         .collect()
 }

@@ -222,7 +222,7 @@ pub fn private_ecr_region(image: &str) -> Option<String> {
     let labels: Vec<&str> = host.split('.').collect();
     let account = labels.first().is_some_and(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
     match labels.get(1..) {
-        Some([kind, region, ..]) if account && *kind == "dkr-ecr" => Some(region.to_string()),
+        Some([kind, region, ..]) if account && (*kind == "dkr-ecr" || *kind == "dkr-ecr-fips") => Some(region.to_string()),
         Some([kind, service, region, ..]) if account && *kind == "dkr" && (*service == "ecr" || *service == "ecr-fips") => {
             Some(region.to_string())
         }
@@ -230,10 +230,17 @@ pub fn private_ecr_region(image: &str) -> Option<String> {
     }
 }
 
-/// ECR's API endpoint in `region`, where a login token is asked for.
-pub fn ecr_api_endpoint(region: &str) -> String {
+/// ECR's API endpoint for a private image, where its login token is asked
+/// for: in the registry's region, and FIPS for a FIPS registry (an account
+/// held to FIPS endpoints must not log in through another; the endpoints
+/// are listed in the AWS General Reference, "Amazon ECR endpoints and
+/// quotas", and the signing name stays `ecr`). `None` for other images.
+pub fn ecr_api_endpoint(image: &str) -> Option<String> {
+    let region = private_ecr_region(image)?;
+    let host = image.split('/').next().unwrap_or_default();
+    let fips = host.contains(".dkr.ecr-fips.") || host.contains(".dkr-ecr-fips.");
     let domain = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
-    format!("https://api.ecr.{region}.{domain}")
+    Some(if fips { format!("https://ecr-fips.{region}.{domain}") } else { format!("https://api.ecr.{region}.{domain}") })
 }
 
 /// Calico's manifests live in the repository at the release tag.
@@ -606,7 +613,12 @@ mod tests {
         assert_eq!(private_ecr_region("111122223333.dkr.ecr-fips.us-east-1.amazonaws.com/g:1"), Some("us-east-1".into()));
         assert_eq!(private_ecr_region("public.ecr.aws/eks/pause:3.9"), None);
         assert_eq!(private_ecr_region("mcr.microsoft.com/windows/servercore:ltsc2022"), None);
-        assert_eq!(ecr_api_endpoint("cn-north-1"), "https://api.ecr.cn-north-1.amazonaws.com.cn");
+        let endpoint = |image: &str| ecr_api_endpoint(image).unwrap_or_default();
+        assert_eq!(endpoint("111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn/g:1"), "https://api.ecr.cn-north-1.amazonaws.com.cn");
+        assert_eq!(endpoint("111122223333.dkr.ecr.eu-west-1.amazonaws.com/g:1"), "https://api.ecr.eu-west-1.amazonaws.com");
+        assert_eq!(endpoint("111122223333.dkr.ecr-fips.us-east-1.amazonaws.com/g:1"), "https://ecr-fips.us-east-1.amazonaws.com");
+        assert_eq!(endpoint("111122223333.dkr-ecr-fips.us-east-1.on.aws/g:1"), "https://ecr-fips.us-east-1.amazonaws.com");
+        assert_eq!(ecr_api_endpoint("public.ecr.aws/eks/pause:3.9"), None);
     }
 
     #[test]
