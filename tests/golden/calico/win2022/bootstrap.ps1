@@ -221,7 +221,11 @@ function Get-EcrPassword($EcrRegion, $EcrEndpoint) {
 }
 
 # Pulls an image into containerd's k8s.io namespace; one of a private ECR
-# registry with a fresh login (the password is on no line the log keeps).
+# registry with a fresh login. The password is on no line the log keeps,
+# but it is on ctr's command line (ctr reads it from nowhere else): only
+# administrators and SYSTEM see that, and process-creation auditing (event
+# 4688 with command lines, Sysmon, an EDR agent) records it. It is a
+# 12-hour token for pulls from the account's registries only.
 function Pull-Image($Name) {
   $Login = $EcrLogins[$Name]
   $Auth = @()
