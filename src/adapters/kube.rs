@@ -293,6 +293,9 @@ impl KubeApi for KubeClient {
 
     async fn evict(&self, namespace: &str, pod: &str) -> KubeResult<bool> {
         let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction");
+        // A typed policy/v1 Eviction rather than kube's `Request::evict`,
+        // whose body (kube-core 5.0) carries a `delete_options` key that a
+        // strictly decoding server refuses as unknown.
         let eviction = k8s_openapi::api::policy::v1::Eviction {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                 name: Some(pod.to_string()),
