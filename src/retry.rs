@@ -29,8 +29,9 @@ impl Backoff {
         Self { first, max }
     }
 
-    /// For polling: every wait between a quarter of `interval` and all of
-    /// it, so many runs polling one server do not line up.
+    /// For polling: every wait between half of `interval` and all of it
+    /// ("equal jitter"), so runs polling one server do not line up and
+    /// the rate stays near the interval's.
     pub const fn steady(interval: Duration) -> Self {
         Self { first: interval, max: interval }
     }
@@ -38,8 +39,12 @@ impl Backoff {
     /// The wait before retry `n` (1 for the first retry) for a uniform
     /// `jitter` in [0, 1): anywhere from nothing up to the capped doubling.
     pub fn delay(&self, n: u32, jitter: f64) -> Duration {
+        let jitter = jitter.clamp(0.0, 1.0);
+        if self.first == self.max {
+            return self.first / 2 + (self.first / 2).mul_f64(jitter);
+        }
         let cap = self.first.saturating_mul(1u32 << n.saturating_sub(1).min(20)).min(self.max);
-        cap.mul_f64(jitter.clamp(0.0, 1.0)).max(self.first.min(cap) / 4)
+        cap.mul_f64(jitter).max(self.first.min(cap) / 4)
     }
 }
 
@@ -175,10 +180,10 @@ mod tests {
     }
 
     #[test]
-    fn steady_polls_stay_between_a_quarter_and_the_interval() {
+    fn steady_polls_stay_between_half_and_the_interval() {
         let b = Backoff::steady(Duration::from_secs(4));
         for n in [1, 2, 10] {
-            assert_eq!(b.delay(n, 0.0), Duration::from_secs(1));
+            assert_eq!(b.delay(n, 0.0), Duration::from_secs(2));
             assert!(b.delay(n, 0.999) < Duration::from_secs(4));
         }
     }

@@ -25,15 +25,64 @@ pub struct KubeError {
     pub path: String,
     /// The HTTP status when the server answered.
     pub status: Option<u16>,
+    /// No answer came at all: the connection was refused, reset or timed
+    /// out (an API server restarting, a network moment). Not set for a
+    /// failure that another try repeats: a certificate the cluster CA did
+    /// not sign, a body that is not JSON, a request that cannot be built.
+    pub no_answer: bool,
     pub message: String,
 }
 
 impl crate::retry::Transient for KubeError {
-    /// No answer (a dropped connection, an API server restarting), or the
-    /// server's own "later": 429 and 5xx, once kube's client has retried.
+    /// No answer, or the server's own "later": 429 and 5xx, once kube's
+    /// client has retried.
     fn is_transient(&self) -> bool {
-        matches!(self.status, None | Some(429 | 500 | 502 | 503 | 504))
+        self.no_answer || matches!(self.status, Some(429 | 500 | 502 | 503 | 504))
     }
+}
+
+impl KubeError {
+    /// A failure of hybrid's side: no request went out, or its answer could not be read.
+    fn local(method: &'static str, path: &str, message: String) -> Self {
+        Self { method, path: path.to_string(), status: None, no_answer: false, message }
+    }
+
+    fn status(method: &'static str, path: &str, status: u16, message: &str) -> Self {
+        Self { method, path: path.to_string(), status: Some(status), no_answer: false, message: message.to_string() }
+    }
+}
+
+/// Whether a failure without an HTTP answer is one that can pass: the
+/// connection was refused, reset or timed out, or closed mid-answer. A TLS
+/// failure comes as invalid data (tokio-rustls) and does not pass; nor does
+/// anything kube reports that is not about the connection (a body that is
+/// not JSON, an exec plugin's failure).
+fn no_answer(e: &kube::Error) -> bool {
+    use std::io::ErrorKind::*;
+    if !matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_)) {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | TimedOut
+                    | UnexpectedEof
+                    | AddrNotAvailable
+                    | HostUnreachable
+                    | NetworkUnreachable
+            );
+        }
+        source = s.source();
+    }
+    // hyper's own word for a connection that closed mid-answer.
+    true
 }
 
 pub type KubeResult<T> = Result<T, KubeError>;
@@ -58,7 +107,8 @@ pub trait KubeApi {
     async fn apply(&self, path: &str, body: &Value, force: bool, dry_run: bool) -> KubeResult<Value>;
     /// Deletes; 404 counts as done.
     async fn delete(&self, path: &str) -> KubeResult<()>;
-    /// `POST <pod>/eviction`; `Ok(false)` when a PodDisruptionBudget refuses it for now (429).
+    /// `POST <pod>/eviction`; `Ok(false)` when a PodDisruptionBudget refuses
+    /// it for now (429) or the API server is too busy (503, 504).
     async fn evict(&self, namespace: &str, pod: &str) -> KubeResult<bool>;
     /// Names of the API groups the server serves (`/apis`).
     async fn api_groups(&self) -> KubeResult<Vec<String>>;
@@ -97,13 +147,8 @@ impl<T: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned> BuiltIn 
 
 /// An answer as its type; one that does not fit is the server's error.
 fn typed_from<T: BuiltIn>(v: Value, method: &'static str, path: &str) -> KubeResult<T> {
-    serde_json::from_value(v).map_err(|e| KubeError {
-        method,
-        path: path.to_string(),
-        // The server answered, with something else: not worth asking again.
-        status: Some(200),
-        message: format!("the answer is not a {}: {e}", T::kind(&())),
-    })
+    // The server answered, with something else: not worth asking again.
+    serde_json::from_value(v).map_err(|e| KubeError::local(method, path, format!("the answer is not a {}: {e}", T::kind(&()))))
 }
 
 /// Whether `host` is exempt from the proxy by a `NO_PROXY` list, as curl
@@ -147,6 +192,10 @@ impl KubeClient {
         if config.proxy_url.is_some() && config.cluster_url.host().is_some_and(|h| bypasses_proxy(&no_proxy, h)) {
             config.proxy_url = None;
         }
+        // Every wait has a deadline, and a hung request must not outlast it
+        // (kube sets none; hybrid makes no watches, and no call it makes
+        // takes a minute).
+        config.read_timeout = Some(std::time::Duration::from_secs(60));
         let client = kube::Client::try_from(config.clone()).map_err(|e| e.to_string())?;
         let mut once = config;
         once.default_retry = false;
@@ -194,10 +243,8 @@ impl KubeClient {
         match client.request::<Value>(req).await {
             Ok(v) => Ok(Some(v)),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-            Err(kube::Error::Api(status)) => {
-                Err(KubeError { method, path: path.into(), status: Some(status.code), message: status.message.clone() })
-            }
-            Err(e) => Err(KubeError { method, path: path.into(), status: None, message: e.to_string() }),
+            Err(kube::Error::Api(status)) => Err(KubeError::status(method, path, status.code, &status.message)),
+            Err(e) => Err(KubeError { no_answer: no_answer(&e), ..KubeError::local(method, path, e.to_string()) }),
         }
     }
 }
@@ -212,7 +259,7 @@ fn build(method: &'static str, path: &str, body: Option<(&str, &Value)>) -> Kube
         }
         None => Vec::new(),
     };
-    req.body(bytes).map_err(|e| KubeError { method, path: path.into(), status: None, message: e.to_string() })
+    req.body(bytes).map_err(|e| KubeError::local(method, path, e.to_string()))
 }
 
 /// How many items one page of a list asks for: big enough that a cluster
@@ -226,25 +273,38 @@ impl KubeApi for KubeClient {
     }
 
     /// Every page: the query (selectors, limit, continue) is kube's own
-    /// `Request::list`, and a server may end a page early at any size.
+    /// `Request::list`, and a server may end a page early at any size. A
+    /// continue token that expired (410 Gone, after an etcd compaction)
+    /// starts the list again from its first page, once, as client-go's
+    /// pager does (`FullListIfExpired`).
     async fn list(&self, path: &str, label_selector: Option<&str>, field_selector: Option<&str>) -> KubeResult<Vec<Value>> {
-        let mut params = kube::api::ListParams {
+        let first = kube::api::ListParams {
             label_selector: label_selector.map(str::to_string),
             field_selector: field_selector.map(str::to_string),
             limit: Some(PAGE),
             ..Default::default()
         };
-        let mut items = Vec::new();
+        let (mut params, mut items, mut restarted) = (first.clone(), Vec::new(), false);
         loop {
-            let req = kube::core::Request::new(path).list(&params).map_err(|e| KubeError {
-                method: "GET",
-                path: path.into(),
-                status: None,
-                message: e.to_string(),
-            })?;
-            let Some(mut page) = self.dispatch(&self.client, "GET", "GET", path, req).await? else { break };
+            let req = kube::core::Request::new(path).list(&params).map_err(|e| KubeError::local("GET", path, e.to_string()))?;
+            let page = match self.dispatch(&self.client, "GET", "GET", path, req).await {
+                Err(e) if e.status == Some(410) && params.continue_token.is_some() && !restarted => {
+                    (params, items, restarted) = (first.clone(), Vec::new(), true);
+                    continue;
+                }
+                other => other?,
+            };
+            let Some(mut page) = page else {
+                if params.continue_token.is_some() {
+                    return Err(KubeError::status("GET", path, 404, "the collection went away between pages"));
+                }
+                break;
+            };
             items.extend(page["items"].as_array_mut().map(std::mem::take).unwrap_or_default());
             match page["metadata"]["continue"].as_str().filter(|c| !c.is_empty()) {
+                Some(token) if params.continue_token.as_deref() == Some(token) => {
+                    return Err(KubeError::local("GET", path, "the server handed back the same continue token twice".into()));
+                }
                 Some(token) => params.continue_token = Some(token.to_string()),
                 None => break,
             }
@@ -254,17 +314,12 @@ impl KubeApi for KubeClient {
 
     async fn create(&self, collection: &str, body: &Value) -> KubeResult<Value> {
         let out = self.send("POST", collection, Some(("application/json", body))).await?;
-        out.ok_or_else(|| KubeError {
-            method: "POST",
-            path: collection.into(),
-            status: Some(404),
-            message: "the collection does not exist".into(),
-        })
+        out.ok_or_else(|| KubeError::status("POST", collection, 404, "the collection does not exist"))
     }
 
     async fn merge_patch(&self, path: &str, patch: &Value) -> KubeResult<Value> {
         let out = self.send("PATCH", path, Some(("application/merge-patch+json", patch))).await?;
-        out.ok_or_else(|| KubeError { method: "PATCH", path: path.into(), status: Some(404), message: "the object does not exist".into() })
+        out.ok_or_else(|| KubeError::status("PATCH", path, 404, "the object does not exist"))
     }
 
     async fn apply(&self, path: &str, body: &Value, force: bool, dry_run: bool) -> KubeResult<Value> {
@@ -279,12 +334,7 @@ impl KubeApi for KubeClient {
         let method = if dry_run { "DRYRUN" } else { "APPLY" };
         let req = build("PATCH", &url, Some(("application/apply-patch+yaml", body)))?;
         let out = self.dispatch(&self.client, method, "PATCH", &url, req).await?;
-        out.ok_or_else(|| KubeError {
-            method: "PATCH",
-            path: path.into(),
-            status: Some(404),
-            message: "the collection does not exist".into(),
-        })
+        out.ok_or_else(|| KubeError::status("PATCH", path, 404, "the collection does not exist"))
     }
 
     async fn delete(&self, path: &str) -> KubeResult<()> {
@@ -307,7 +357,10 @@ impl KubeApi for KubeClient {
         let body = serde_json::to_value(&eviction).expect("an Eviction serializes");
         match self.dispatch(&self.no_retry, "POST", "POST", &path, build("POST", &path, Some(("application/json", &body)))?).await {
             Ok(_) => Ok(true),
-            Err(e) if e.status == Some(429) => Ok(false),
+            // 429: a PodDisruptionBudget says "not yet"; 503 and 504: the
+            // API server is busy. Either way the drain tries again at its
+            // next turn (a 500 can be lasting, e.g. two budgets match).
+            Err(e) if matches!(e.status, Some(429 | 503 | 504)) => Ok(false),
             Err(e) => Err(e),
         }
     }

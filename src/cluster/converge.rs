@@ -262,7 +262,7 @@ pub enum ConvergeError {
     #[error("{count} node(s) not Ready after {seconds}s:\n{report}")]
     NodesNotReady { count: usize, seconds: u64, report: String },
     #[error(
-        "{}\nthe cluster is being destroyed, or the instances were ended or stopped (a spot interruption, a failed host, a person); run apply again: it starts stopped instances and replaces ended ones",
+        "{}\nthe cluster is being destroyed, or the instances were ended or stopped (a spot interruption, a failed host, a person); run apply again (once a stopping instance is stopped): it starts stopped instances and replaces ended ones",
         .0.iter().map(|(node, id, state)| format!("node {node}: its instance {id} is {state}")).collect::<Vec<_>>().join("\n")
     )]
     InstancesGone(Vec<(String, String, String)>),
@@ -413,7 +413,7 @@ pub async fn converge_cluster_objects<K: KubeApi>(
 /// described `hybrid: …`), as (Secret path, token id): none outlives the
 /// joins it was made for.
 async fn hybrid_tokens<K: KubeApi>(api: &K) -> KubeResult<Vec<(String, String)>> {
-    let secrets = api.list_of::<Secret>(Some("kube-system"), None, None).await?;
+    let secrets = api.list_of::<Secret>(Some("kube-system"), None, Some("type=bootstrap.kubernetes.io/token")).await?;
     Ok(secrets
         .iter()
         .filter(|s| s.type_.as_deref() == Some("bootstrap.kubernetes.io/token"))
@@ -423,6 +423,24 @@ async fn hybrid_tokens<K: KubeApi>(api: &K) -> KubeResult<Vec<(String, String)>>
             (format!("/api/v1/namespaces/kube-system/secrets/{name}"), name.trim_start_matches("bootstrap-token-").to_string())
         })
         .collect())
+}
+
+/// Removes every bootstrap token hybrid made, once every node has joined.
+/// The nodes are Ready by then, so a failure here is said, not fatal: the
+/// token expires by itself (`TOKEN_TTL`), and the next apply removes it.
+async fn remove_tokens<K: KubeApi>(api: &K, progress: &impl Progress) {
+    let removed = async {
+        for (path, id) in hybrid_tokens(api).await? {
+            api.delete(&path).await?;
+            progress.line(&format!("bootstrap token {id} removed: every node has joined"));
+        }
+        KubeResult::Ok(())
+    };
+    if let Err(e) = removed.await {
+        progress.line(&format!(
+            "warning: could not remove hybrid's bootstrap tokens ({e}); they expire by themselves, and the next apply removes them"
+        ));
+    }
 }
 
 /// Waits for every expected node to register and become Ready, showing
@@ -470,17 +488,21 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
             }
         }
         let all_registered = expected.iter().all(|e| nodes.contains_key(&e.node_name));
-        if !all_registered && api.get(&token_path).await?.is_none() {
-            let expires = crate::adapters::clock::rfc3339_from_now(TOKEN_TTL);
-            api.create("/api/v1/namespaces/kube-system/secrets", &bootstrap_token_secret(token.id(), token.secret(), &expires).body)
-                .await?;
-            progress.line(&format!("bootstrap token {} valid until {expires} for joining nodes", token.id()));
+        if !all_registered {
+            let Some(stored) = poll.tolerate(api.get(&token_path).await).await? else { continue };
+            if stored.is_none() {
+                let expires = crate::adapters::clock::rfc3339_from_now(TOKEN_TTL);
+                let secret = bootstrap_token_secret(token.id(), token.secret(), &expires);
+                match api.create("/api/v1/namespaces/kube-system/secrets", &secret.body).await {
+                    // Made by the try whose answer was lost: it is there.
+                    Err(e) if e.status == Some(409) => {}
+                    other => drop(other?),
+                }
+                progress.line(&format!("bootstrap token {} valid until {expires} for joining nodes", token.id()));
+            }
         }
         if pending.is_empty() {
-            for (path, id) in hybrid_tokens(api).await? {
-                api.delete(&path).await?;
-                progress.line(&format!("bootstrap token {id} removed: every node has joined"));
-            }
+            remove_tokens(api, progress).await;
             return Ok(());
         }
         // A node whose instance is gone never registers: say so now, not
@@ -607,7 +629,7 @@ pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Wait
                 detail: if blocked.is_empty() {
                     "pods are still terminating".into()
                 } else {
-                    format!("a PodDisruptionBudget blocks evicting {}", blocked.join(", "))
+                    format!("evicting {} is refused for now (a PodDisruptionBudget, or a busy API server)", blocked.join(", "))
                 },
             });
         }

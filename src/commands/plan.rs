@@ -75,7 +75,7 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
     let templates = load_templates(opts.templates.as_deref())?;
     let (plan, kube) = if opts.offline {
         eprintln!("{}", pins::gate(&spec, true, false).await?);
-        (prepare_offline(&spec, &templates)?, KubeView::NotAsked)
+        (prepare_offline(&spec, &templates)?, KubeView::NotAsked("--offline"))
     } else {
         let cloud = cloud(&spec, &opts.aws).await?;
         let prepared = prepare(&cloud, &spec, &templates).await;
@@ -86,7 +86,7 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
         }
         let kube = match &prepared {
             Ok(p) if !opts.cluster.ec2_only => kube_view(&cloud, &spec, &p.inventory, &opts.aws, &opts.cluster).await,
-            _ => KubeView::NotAsked,
+            _ => KubeView::NotAsked("--ec2-only"),
         };
         if ui.api_stats {
             print_api_stats(&cloud);
@@ -114,7 +114,7 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
             v["kubernetes_summary"] = serde_json::json!(show::kube_summary(&kube_changes));
             let (state, why) = match &kube {
                 KubeView::Changes(_) => ("compared", None),
-                KubeView::NotAsked => ("not-asked", None),
+                KubeView::NotAsked(why) => ("not-asked", Some(*why)),
                 KubeView::Skipped(why) => ("skipped", Some(why.as_str())),
                 KubeView::Unreachable(why) => ("unreachable", Some(why.as_str())),
             };
@@ -141,8 +141,8 @@ pub async fn run(ui: &Ui, opts: &Args) -> Result<i32> {
 
 /// What the plan knows of the Kubernetes side.
 enum KubeView {
-    /// The cluster has no secrets yet: nothing to look at.
-    NotAsked,
+    /// Nothing to look at (no cluster yet), or told not to look: why.
+    NotAsked(&'static str),
     /// Deliberately not looked at (AWS is an emulator, no --api-server).
     Skipped(String),
     /// Should have answered, did not: the cluster side is unknown.
@@ -153,11 +153,17 @@ enum KubeView {
 /// Cluster-level differences when the API answers within a few seconds;
 /// a plan never waits for a cluster that is still booting.
 async fn kube_view<C: Cloud>(cloud: &C, spec: &ClusterSpec, inventory: &Inventory, aws: &AwsArgs, args: &ClusterArgs) -> KubeView {
+    // No secrets yet: no cluster to look at. Secrets that cannot be read
+    // mean the cluster side is unknown, not that there is none.
     let stored = match cloud.get_parameter(&secrets_parameter_name(&spec.name)).await {
         Ok(Some(s)) => s,
-        _ => return KubeView::NotAsked,
+        Ok(None) => return KubeView::NotAsked("no cluster yet (it has no stored secrets)"),
+        Err(e) => return KubeView::Unreachable(format!("the cluster's secrets could not be read ({e})")),
     };
-    let Ok(secrets) = ClusterSecrets::from_stored(&stored) else { return KubeView::NotAsked };
+    let secrets = match ClusterSecrets::from_stored(&stored) {
+        Ok(s) => s,
+        Err(e) => return KubeView::Unreachable(format!("the cluster's stored secrets do not parse ({e})")),
+    };
     let api = match kube_client(spec, inventory, &secrets, aws, args.api_server.as_deref()).await {
         Ok(api) => api,
         Err(e @ Error::EmulatedAws) => return KubeView::Skipped(e.to_string()),
@@ -173,6 +179,9 @@ async fn kube_view<C: Cloud>(cloud: &C, spec: &ClusterSpec, inventory: &Inventor
     };
     match tokio::time::timeout(std::time::Duration::from_secs(10), look).await {
         Ok(Ok(changes)) => KubeView::Changes(changes),
+        Ok(Err(e)) if e.status.is_none() && !e.no_answer => {
+            KubeView::Unreachable(format!("the API server's answer could not be read ({e})"))
+        }
         Ok(Err(e)) => KubeView::Unreachable(format!("the API server did not answer ({e})")),
         Err(_) => KubeView::Unreachable("the API server did not answer within 10s".into()),
     }

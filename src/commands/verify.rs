@@ -55,6 +55,10 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
     let secrets = stored_secrets(&cloud, &spec.name).await?;
     let api = kube_client(&spec, &inventory, &secrets, &args.aws, args.api_server.as_deref()).await?;
     let poll = Duration::from_millis(args.poll_ms);
+    // One look that is not waited past: a cluster out of reach (a wrong
+    // --api-server, a certificate, a destroyed control plane) fails now,
+    // not after every check's timeout.
+    api.get("/version").await?;
     // A namespace from a run just before may still be terminating: new
     // objects in it would be refused.
     namespace_gone(&api, poll, args.check_timeout).await?;
@@ -80,14 +84,16 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
 /// through Terminating while their contents go).
 async fn namespace_gone<K: KubeApi>(api: &K, poll: Duration, timeout: Duration) -> Result<()> {
     let mut retry = Retry::new(Backoff::steady(poll)).deadline(timeout);
+    let mut said = false;
     loop {
         let Some(found) = retry.tolerate(api.get_of::<Namespace>(None, verify::NAMESPACE).await).await? else { continue };
         let Some(ns) = found else { return Ok(()) };
         if ns.status.and_then(|s| s.phase).as_deref() != Some("Terminating") {
             return Ok(());
         }
-        if retry.retries() == 0 {
+        if !said {
             progress(&format!("waiting for namespace {} to finish terminating", verify::NAMESPACE));
+            said = true;
         }
         if !retry.wait().await {
             return Err(Error::Failed(format!("namespace {} is still terminating after {}s", verify::NAMESPACE, timeout.as_secs())));

@@ -493,7 +493,10 @@ fn a_disruption_budget_that_blocks_the_drain_stops_before_terminating() {
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("could not drain node") && stderr.contains("PodDisruptionBudget blocks evicting default/db-0"), "{stderr}");
+    assert!(
+        stderr.contains("could not drain node") && stderr.contains("evicting default/db-0 is refused for now (a PodDisruptionBudget"),
+        "{stderr}"
+    );
     assert!(stderr.contains("nothing was terminated"), "{stderr}");
     // Read from EC2, not from hybrid's words: both workers still run.
     let running: Vec<String> = crate::ec2::instance_slots(&moto.url, "upsilon").into_iter().map(|(slot, _)| slot).collect();
@@ -909,6 +912,15 @@ fn verify_reports_each_check_and_cleans_up() {
     let file = write_cluster("chi", 1);
     let out = finish(hybrid(&moto, &emu, &["apply", file.to_str().unwrap(), "--yes", "--ec2-only"]).spawn().unwrap());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A cluster out of reach fails at once, not after the checks' timeout.
+    let start = std::time::Instant::now();
+    let closed = finish(
+        hybrid_aws(&moto, &["verify", file.to_str().unwrap(), "--api-server", "http://127.0.0.1:9", "--check-timeout", "10m"])
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(closed.status.code(), Some(1), "{}", text(&closed.stderr));
+    assert!(start.elapsed() < Duration::from_secs(60), "verify waited {:?} for a cluster out of reach", start.elapsed());
     let child =
         hybrid_aws(&moto, &["verify", file.to_str().unwrap(), "--api-server", &emu.url, "--poll-ms", "100", "--check-timeout", "30"])
             .spawn()

@@ -295,6 +295,14 @@ fn lists_follow_continue_tokens_past_short_pages() {
         assert!(first["metadata"]["continue"].is_string(), "{first}");
         let refused = api.get("/api/v1/nodes?limit=10&continue=not-a-token").await.unwrap_err();
         assert_eq!(refused.status, Some(400), "{refused}");
+        // A continue token that expired (410 Gone) on a later page: the list
+        // starts again from its first page, as client-go's pager does.
+        let http = reqwest_like_post(&emu.url);
+        http(&json!({ "kind": "expired", "count": 1, "methods": ["GET"], "path": "/api/v1/nodes", "query": "continue=" }));
+        let again = api.list("/api/v1/nodes", None, None).await.unwrap();
+        assert_eq!(again.len(), 5, "every node, after starting again");
+        let faults = api.get("/_test/faults").await.unwrap().unwrap();
+        assert!(faults["faults"].as_array().unwrap().iter().all(|f| f["count"] == 0), "the token did expire: {faults}");
     });
 }
 
@@ -528,7 +536,9 @@ fn the_api_is_reached_over_tls_with_the_minted_admin_certificate() {
         assert!(e.status.is_none() || e.status == Some(401), "{e}");
         // A server whose certificate another CA signed is refused by hybrid.
         let api = tls_client(&emu.url, Some("10.20.0.10"), &stranger, &ca).await.unwrap();
-        assert!(api.get("/version").await.is_err(), "hybrid trusted a server the cluster CA did not sign");
+        let untrusted = api.get("/version").await.expect_err("hybrid trusted a server the cluster CA did not sign");
+        // Not worth another look: waits give up on it at once.
+        assert!(!hybrid::retry::Transient::is_transient(&untrusted), "{untrusted:?}");
         // Without tls-server-name the certificate (for 10.20.0.10) does not match 127.0.0.1.
         let api = tls_client(&emu.url, None, &ca, &ca).await.unwrap();
         assert!(api.get("/version").await.is_err(), "the name check is what makes 127.0.0.1 work");
@@ -682,6 +692,39 @@ fn a_drain_rides_out_an_api_server_failing_for_a_moment() {
         assert!(api.get("/api/v1/nodes/n1").await.unwrap().is_none(), "drained and deleted");
         let faults = api.get("/_test/faults").await.unwrap().unwrap();
         assert!(faults["faults"].as_array().unwrap().iter().all(|f| f["count"] == 0), "every injected failure was met: {faults}");
+    });
+}
+
+/// What a wait may look past and what it may not: a refused connection
+/// (an API server restarting) is worth another look; an answer that is
+/// not JSON is not.
+#[test]
+fn no_answer_is_transient_and_an_unreadable_answer_is_not() {
+    use hybrid::retry::Transient;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nothing = KubeEmulator { child: None, url: format!("http://127.0.0.1:{closed}"), tls_server_name: None };
+    // An HTTP server that answers every request with a page that is not JSON.
+    let html = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let html_url = format!("http://{}", html.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in html.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = "<html>a login page</html>";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let page = KubeEmulator { child: None, url: html_url, tls_server_name: None };
+    rt().block_on(async {
+        let refused = nothing.client().await.get("/version").await.unwrap_err();
+        assert!(refused.no_answer && refused.is_transient(), "{refused:?}");
+        let unreadable = page.client().await.get("/version").await.unwrap_err();
+        assert!(!unreadable.no_answer && !unreadable.is_transient(), "{unreadable:?}");
     });
 }
 

@@ -59,8 +59,9 @@ What it enforces, like a real API server:
   --rbac only the groups kubeadm:cluster-admins or system:masters
   authorized (403 otherwise);
 - faults on request (POST /_test/faults): 429 with Retry-After, 5xx,
-  dropped responses (the write happens, the answer is lost) and slow
-  answers, for the next N matching requests.
+  dropped responses (the write happens, the answer is lost), slow
+  answers and expired continue tokens (410 Gone, reason Expired), for the
+  next N requests matching by method, path and query text.
 
 Opt-in, each by its flag:
 
@@ -1383,6 +1384,11 @@ class Emulator:
         fault = self.take_fault(request)
         if fault and fault["kind"] == "slow":
             await asyncio.sleep(fault.get("seconds", 2))
+        if fault and fault["kind"] == "expired":
+            # What the apiserver answers a continue token older than the
+            # last etcd compaction (storage/etcd3: 410 Gone, reason Expired).
+            return status_error(410, "Expired", "The provided continue parameter is too old to display a consistent list result. "
+                                "You can start a new list without the continue parameter.")
         if fault and fault["kind"] in ("429", "5xx"):
             code = 429 if fault["kind"] == "429" else fault.get("code", 503)
             resp = status_error(code, "TooManyRequests" if code == 429 else "ServiceUnavailable", "injected fault")
@@ -1427,7 +1433,8 @@ class Emulator:
 
     def take_fault(self, request):
         for f in self.faults:
-            if f["count"] > 0 and request.method in f.get("methods", [request.method]) and f.get("path", "") in request.path:
+            if (f["count"] > 0 and request.method in f.get("methods", [request.method]) and f.get("path", "") in request.path
+                    and f.get("query", "") in request.query_string):
                 f["count"] -= 1
                 return f
         return None
