@@ -97,32 +97,10 @@ impl<'a> Renderer<'a> {
     }
 
     pub fn control_plane(&self, secrets: &ClusterSecrets) -> Result<NodeBootstrap, BootstrapError> {
-        let (spec, templates) = (self.spec, self.templates);
+        let spec = self.spec;
         let ctx = context::linux(spec, None, secrets, &self.versions(NodeKind::ControlPlane))?;
-        let kubeadm = templates.render("linux/kubeadm-init.yaml", &ctx)?;
-        let cni = templates.render(&format!("linux/cni-{}.yaml", spec.cni.plugin.name()), &ctx)?;
-        let containerd = templates.render("linux/containerd.toml", &ctx)?;
-        let script = templates.render("linux/bootstrap.sh", &ctx)?;
-        let fetch = templates.render("linux/fetch-secrets.py", &ctx)?;
-        let user_data = templates.render(
-            "linux/cloud-config.yaml",
-            &context::CloudConfig {
-                base: &ctx,
-                kubeadm_config: &kubeadm,
-                containerd_config: &containerd,
-                cni_manifest: Some(&cni),
-                bootstrap_script: &script,
-                fetch_secrets: &fetch,
-            },
-        )?;
-        let parts = vec![
-            ("kubeadm.yaml".into(), kubeadm),
-            (format!("cni-{}.yaml", spec.cni.plugin.name()), cni),
-            ("containerd.toml".into(), containerd),
-            ("bootstrap.sh".into(), script),
-            ("fetch-secrets.py".into(), fetch),
-        ];
-        linux_result(CONTROL_PLANE, NodeOs::Linux(spec.control_plane.os), user_data, parts)
+        let cni = format!("cni-{}.yaml", spec.cni.plugin.name());
+        linux_bootstrap(self.templates, &ctx, "linux/kubeadm-init.yaml", Some(&cni), CONTROL_PLANE, NodeOs::Linux(spec.control_plane.os))
     }
 
     /// What every node of `pool` boots with.
@@ -211,28 +189,7 @@ fn render_pool_as(
         NodeOs::Linux(_) => {
             let mut ctx = context::linux(spec, Some(pool), secrets, versions)?;
             ctx.mode = mode;
-            let kubeadm = templates.render("linux/kubeadm-join.yaml", &ctx)?;
-            let containerd = templates.render("linux/containerd.toml", &ctx)?;
-            let script = templates.render("linux/bootstrap.sh", &ctx)?;
-            let fetch = templates.render("linux/fetch-secrets.py", &ctx)?;
-            let user_data = templates.render(
-                "linux/cloud-config.yaml",
-                &context::CloudConfig {
-                    base: &ctx,
-                    kubeadm_config: &kubeadm,
-                    containerd_config: &containerd,
-                    cni_manifest: None,
-                    bootstrap_script: &script,
-                    fetch_secrets: &fetch,
-                },
-            )?;
-            let parts = vec![
-                ("kubeadm.yaml".into(), kubeadm),
-                ("containerd.toml".into(), containerd),
-                ("bootstrap.sh".into(), script),
-                ("fetch-secrets.py".into(), fetch),
-            ];
-            linux_result(&pool.name, pool.os, user_data, parts)
+            linux_bootstrap(templates, &ctx, "linux/kubeadm-join.yaml", None, &pool.name, pool.os)
         }
         NodeOs::Windows(_) => {
             let mut ctx = context::windows(spec, pool, secrets, versions)?;
@@ -279,6 +236,40 @@ fn render_pool_as(
             })
         }
     }
+}
+
+/// A Linux node's cloud-config: its kubeadm config (`kubeadm`: init or
+/// join), containerd's config, the script, the secrets fetcher and, on the
+/// control plane, the CNI manifest (`cni`: its file name under `linux/`),
+/// each rendered on its own and then embedded.
+fn linux_bootstrap(
+    templates: &Templates,
+    ctx: &context::Linux,
+    kubeadm: &str,
+    cni: Option<&str>,
+    group: &str,
+    os: NodeOs,
+) -> Result<NodeBootstrap, BootstrapError> {
+    let kubeadm = templates.render(kubeadm, ctx)?;
+    let cni = cni.map(|name| templates.render(&format!("linux/{name}"), ctx).map(|text| (name.to_string(), text))).transpose()?;
+    let containerd = templates.render("linux/containerd.toml", ctx)?;
+    let script = templates.render("linux/bootstrap.sh", ctx)?;
+    let fetch = templates.render("linux/fetch-secrets.py", ctx)?;
+    let user_data = templates.render(
+        "linux/cloud-config.yaml",
+        &context::CloudConfig {
+            base: ctx,
+            kubeadm_config: &kubeadm,
+            containerd_config: &containerd,
+            cni_manifest: cni.as_ref().map(|(_, text)| text.as_str()),
+            bootstrap_script: &script,
+            fetch_secrets: &fetch,
+        },
+    )?;
+    let mut parts = vec![("kubeadm.yaml".to_string(), kubeadm)];
+    parts.extend(cni);
+    parts.extend([("containerd.toml".into(), containerd), ("bootstrap.sh".into(), script), ("fetch-secrets.py".into(), fetch)]);
+    linux_result(group, os, user_data, parts)
 }
 
 /// cloud-init accepts gzip user data as is, so a config over the limit is
