@@ -227,7 +227,12 @@ impl KubeClient {
         tracing::debug!(target: "hybrid::kube", "{method} {url}");
         let answer = self.call(client, method, path, req).await;
         if let Err(e) = &answer {
-            tracing::debug!(target: "hybrid::kube", "{method} {url} failed: {}", e.status.map_or("no answer".to_string(), |s| s.to_string()));
+            let why = match e.status {
+                Some(status) => status.to_string(),
+                None if e.no_answer => "no answer".to_string(),
+                None => "no usable answer".to_string(),
+            };
+            tracing::debug!(target: "hybrid::kube", "{method} {url} failed: {why}");
         }
         answer
     }

@@ -230,8 +230,6 @@ pub fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeC
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::retry::{Backoff, Retry};
-
 use crate::adapters::Cloud;
 use crate::adapters::kube::KubeError;
 use crate::bootstrap::pki::BootstrapToken;
@@ -240,6 +238,7 @@ use crate::infra::desired::CONTROL_PLANE;
 use crate::infra::execute::NewNode;
 use crate::infra::inventory::Inventory;
 use crate::model::{ClusterSpec, CniPlugin};
+use crate::retry::{Backoff, Retry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvergeError {
@@ -496,7 +495,9 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
                 match api.create("/api/v1/namespaces/kube-system/secrets", &secret.body).await {
                     // Made by the try whose answer was lost: it is there.
                     Err(e) if e.status == Some(409) => {}
-                    other => drop(other?),
+                    other => {
+                        other?;
+                    }
                 }
                 progress.line(&format!("bootstrap token {} valid until {expires} for joining nodes", token.id()));
             }

@@ -812,7 +812,12 @@ fn a_builder_pulling_private_images_gets_an_ecr_only_role() {
             }
             by_os
         });
-        if (seen.0.is_some() && seen.1.is_some()) || std::time::Instant::now() > deadline {
+        // moto stores a launched instance before it associates its profile
+        // (moto/ec2/responses/instances.py, run_instances: the association
+        // follows run_instances, while this look runs in another thread):
+        // a Windows builder seen without one is looked at again.
+        let win_settled = seen.0.as_ref().is_some_and(|arn| arn.is_some());
+        if (win_settled && seen.1.is_some()) || std::time::Instant::now() > deadline {
             break seen;
         }
         std::thread::sleep(Duration::from_millis(200));
