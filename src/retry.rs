@@ -65,6 +65,12 @@ impl Retry {
         Self { backoff, deadline: None, attempts: None, start: Instant::now(), retries: 0, reported: None }
     }
 
+    /// A poll: looks every `interval` (jittered, `Backoff::steady`) until
+    /// `deadline` has passed since the first.
+    pub fn polling(interval: Duration, deadline: Duration) -> Self {
+        Self::new(Backoff::steady(interval)).deadline(deadline)
+    }
+
     /// Give up once this much time has passed since the first try.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);

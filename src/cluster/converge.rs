@@ -278,13 +278,6 @@ pub struct Waits {
     pub poll: Duration,
 }
 
-impl Waits {
-    /// Polling every `poll` (jittered) until `deadline`, under the one retry policy.
-    pub fn poll_for(&self, deadline: Duration) -> Retry {
-        Retry::new(Backoff::steady(self.poll)).deadline(deadline)
-    }
-}
-
 /// How often a long wait says it is still waiting.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -341,7 +334,7 @@ pub async fn wait_for_api<K: KubeApi, C: Cloud>(
     waits: Waits,
     progress: &impl Progress,
 ) -> Result<(), ConvergeError> {
-    let mut poll = waits.poll_for(waits.api);
+    let mut poll = Retry::polling(waits.poll, waits.api);
     loop {
         let last = match api.get("/version").await {
             Ok(Some(_)) => return Ok(()),
@@ -374,7 +367,7 @@ pub async fn converge_cluster_objects<K: KubeApi>(
     waits: Waits,
     progress: &impl Progress,
 ) -> Result<(), ConvergeError> {
-    let mut poll = waits.poll_for(waits.api);
+    let mut poll = Retry::polling(waits.poll, waits.api);
     loop {
         let groups = api.api_groups().await?;
         let calico = CalicoApi::detect(&groups);
@@ -454,7 +447,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
     waits: Waits,
     progress: &impl Progress,
 ) -> Result<(), ConvergeError> {
-    let mut poll = waits.poll_for(waits.nodes);
+    let mut poll = Retry::polling(waits.poll, waits.nodes);
     let token_path = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{}", token.id());
     let mut seen: BTreeMap<String, NodeStage> = BTreeMap::new();
     for e in expected {
@@ -564,7 +557,7 @@ pub async fn wait_for_nodes<K: KubeApi, C: Cloud>(
 /// replicas, and these are not.
 pub async fn drain_node<K: KubeApi>(api: &K, node: &str, gone: bool, waits: Waits, progress: &impl Progress) -> Result<(), ConvergeError> {
     let path = format!("/api/v1/nodes/{node}");
-    let mut poll = waits.poll_for(waits.drain);
+    let mut poll = Retry::polling(waits.poll, waits.drain);
     let exists = loop {
         if let Some(found) = poll.tolerate(api.get_of::<Node>(None, node).await).await? {
             break found.is_some();

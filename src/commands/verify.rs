@@ -16,7 +16,7 @@ use crate::cluster::converge::converge_objects;
 use crate::cluster::objects::KubeObject;
 use crate::day2::verify::{self, Step, job_outcome};
 use crate::error::{Error, Result};
-use crate::retry::{Backoff, Retry};
+use crate::retry::Retry;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -83,7 +83,7 @@ pub async fn run(ui: &Ui, args: &Args) -> Result<()> {
 /// Waits until the verify namespace no longer exists (namespaces pass
 /// through Terminating while their contents go).
 async fn namespace_gone<K: KubeApi>(api: &K, poll: Duration, timeout: Duration) -> Result<()> {
-    let mut retry = Retry::new(Backoff::steady(poll)).deadline(timeout);
+    let mut retry = Retry::polling(poll, timeout);
     let mut said = false;
     loop {
         let Some(found) = retry.tolerate(api.get_of::<Namespace>(None, verify::NAMESPACE).await).await? else { continue };
@@ -118,7 +118,7 @@ async fn run_steps<K: KubeApi>(
             }
             Step::Skip { name, why } => println!("SKIP  {name:<28} {why}"),
             Step::Check(check) => {
-                let mut retry = Retry::new(Backoff::steady(poll)).deadline(timeout);
+                let mut retry = Retry::polling(poll, timeout);
                 if api.get(&check.job.path()).await?.is_some() {
                     api.delete(&check.job.path()).await?;
                 }

@@ -21,7 +21,7 @@ use crate::infra::images::{
     BakeTarget, BakedImage, TAG_BAKE_BUILDER, TAG_BAKE_KEY, TAG_BAKE_LINE, TAG_BAKED_FROM, builder_disk_gb, image_name,
 };
 use crate::progress::{Event, Progress};
-use crate::retry::{Backoff, Retry};
+use crate::retry::Retry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BakeError {
@@ -231,7 +231,7 @@ async fn launch_builder<C: Cloud>(cloud: &C, t: &BakeTarget, network: &(String, 
 
 /// The bake script shuts the builder down when it is done.
 async fn wait_stopped<C: Cloud>(cloud: &C, id: &str, what: &str, opts: &Options, progress: &impl Progress) -> Result<(), String> {
-    let mut poll = Retry::new(Backoff::steady(opts.poll)).deadline(opts.builder_timeout);
+    let mut poll = Retry::polling(opts.poll, opts.builder_timeout);
     loop {
         let Some(states) = poll.tolerate(cloud.instance_states(&[id.to_string()]).await).await.map_err(|e| e.to_string())? else {
             continue;
@@ -280,7 +280,7 @@ async fn check_sealed<C: Cloud>(cloud: &C, id: &str) -> Result<(), String> {
 const IMAGE_SHOWS_UP_WITHIN: Duration = Duration::from_secs(120);
 
 async fn wait_available<C: Cloud>(cloud: &C, key: &str, what: &str, opts: &Options, progress: &impl Progress) -> Result<(), String> {
-    let mut poll = Retry::new(Backoff::steady(opts.poll)).deadline(opts.image_timeout);
+    let mut poll = Retry::polling(opts.poll, opts.image_timeout);
     let mut seen = false;
     loop {
         let Some(images) = poll.tolerate(cloud.baked_images().await).await.map_err(|e| e.to_string())? else { continue };

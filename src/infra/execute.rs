@@ -586,7 +586,7 @@ fn launch_request(
 }
 
 async fn wait_terminated<C: Cloud>(cloud: &C, ids: &[String], timeout: Duration, progress: &impl Progress) -> Result<(), ExecError> {
-    let mut poll = Retry::new(Backoff::steady(Duration::from_secs(2))).deadline(timeout);
+    let mut poll = Retry::polling(Duration::from_secs(2), timeout);
     loop {
         let Some(left) = poll.tolerate(cloud.not_terminated(ids).await).await? else { continue };
         if left.is_empty() {
